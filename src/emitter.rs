@@ -1,0 +1,611 @@
+//! The engine-facing API: [`ProgressEmitter`], its implementation
+//! [`Emitter`], and [`RunHandle`] for allocation-free emits.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::context;
+use crate::event::{
+    DeliveryResult, EventKind, EventType, ExecutionMetrics, Phase, PhaseTimings, ProgressEvent,
+    RunOutcome, RunResult, TaskSpec,
+};
+use crate::pipeline::Shared;
+use crate::pipeline::envelope::{Body, CompactTimings, Envelope, InlineName, Key, Msg};
+use crate::pipeline::producer;
+
+/// The progress-event interface an engine calls, one method per event type
+/// (the original TypeScript interface in snake_case), plus [`subscribe`].
+///
+/// It is a trait so an engine can be tested with a fake; [`Emitter`] is
+/// the real implementation.
+///
+/// [`subscribe`]: ProgressEmitter::subscribe
+pub trait ProgressEmitter {
+    /// A run began.
+    fn emit_run_started(&self, work_order_id: &str, run_id: &str, task_spec: &TaskSpec);
+    /// A run ended; `result` is the engine's own, mapped to `succeeded | failed | canceled`.
+    fn emit_run_completed(
+        &self,
+        work_order_id: &str,
+        run_id: &str,
+        result: RunResult,
+        metrics: &ExecutionMetrics,
+    );
+    /// A run was canceled.
+    fn emit_run_canceled(&self, work_order_id: &str, run_id: &str, reason: &str);
+    /// A run failed with an error.
+    fn emit_run_failed(&self, work_order_id: &str, run_id: &str, error: &str);
+    /// An iteration began; `max_iterations` is the run's real limit.
+    fn emit_iteration_started(
+        &self,
+        work_order_id: &str,
+        run_id: &str,
+        iteration: u32,
+        max_iterations: u32,
+        feedback: Option<&str>,
+    );
+    /// An iteration ended.
+    fn emit_iteration_completed(
+        &self,
+        work_order_id: &str,
+        run_id: &str,
+        iteration: u32,
+        success: bool,
+        timings: &PhaseTimings,
+    );
+    /// A phase began.
+    fn emit_phase_started(&self, work_order_id: &str, run_id: &str, iteration: u32, phase: Phase);
+    /// A phase ended.
+    fn emit_phase_completed(
+        &self,
+        work_order_id: &str,
+        run_id: &str,
+        iteration: u32,
+        phase: Phase,
+        success: bool,
+        duration: Duration,
+    );
+    /// A gate was checked.
+    fn emit_gate_checked(
+        &self,
+        work_order_id: &str,
+        run_id: &str,
+        iteration: u32,
+        gate: &str,
+        passed: bool,
+    );
+    /// Delivery began.
+    fn emit_delivery_started(&self, work_order_id: &str, run_id: &str);
+    /// Delivery ended.
+    fn emit_delivery_completed(&self, work_order_id: &str, run_id: &str, result: &DeliveryResult);
+    /// Calls `listener` with every event, on the pipeline's drain thread,
+    /// until the returned [`Subscription`] drops.
+    fn subscribe(&self, listener: Box<dyn Fn(&ProgressEvent) + Send + Sync>) -> Subscription;
+}
+
+/// Unsubscribes a listener when dropped.
+///
+/// Dropping it from inside the listener itself is fine. Dropped on another
+/// thread while the drain thread is about to call the listener, the
+/// listener may see that one event more.
+#[must_use = "the listener is removed as soon as the subscription drops"]
+pub struct Subscription {
+    unsubscribe: Option<Box<dyn FnOnce() + Send>>,
+}
+
+impl Subscription {
+    /// A subscription that runs `unsubscribe` when dropped: for fakes of
+    /// [`ProgressEmitter`].
+    pub fn new(unsubscribe: impl FnOnce() + Send + 'static) -> Self {
+        Subscription {
+            unsubscribe: Some(Box::new(unsubscribe)),
+        }
+    }
+
+    /// Keeps the listener for the pipeline's lifetime.
+    pub fn detach(mut self) {
+        self.unsubscribe = None;
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        if let Some(unsubscribe) = self.unsubscribe.take() {
+            unsubscribe();
+        }
+    }
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription")
+            .field("active", &self.unsubscribe.is_some())
+            .finish()
+    }
+}
+
+/// The engine's handle on a pipeline: cheap to clone, `Send + Sync`.
+///
+/// Every emit stamps the event, pushes it onto the ring and returns; it
+/// does no I/O, no JSON and takes no lock. What happens when the ring is
+/// full is the pipeline's [`Overflow`](crate::Overflow) policy.
+#[derive(Clone, Debug)]
+pub struct Emitter {
+    shared: Arc<Shared>,
+}
+
+impl Emitter {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        Emitter { shared }
+    }
+
+    /// A handle on one run: its ids are interned once, so its frequent
+    /// emits allocate nothing and compare no strings.
+    ///
+    /// ```
+    /// # use agentgate_obs::{Observability, Phase};
+    /// # use std::time::Duration;
+    /// let obs = Observability::builder().no_log().start().unwrap();
+    /// let run = obs.emitter().run("wo-1", "run-1");
+    /// run.phase_completed(1, Phase::Build, true, Duration::from_millis(1234));
+    /// obs.flush();
+    /// assert_eq!(obs.runs()[0].phase_timings.build, Some(1234));
+    /// ```
+    pub fn run(&self, work_order_id: &str, run_id: &str) -> RunHandle {
+        let key = producer::register_run(&self.shared, work_order_id, run_id);
+        RunHandle {
+            inner: Arc::new(HandleInner {
+                emitter: self.clone(),
+                key,
+            }),
+        }
+    }
+
+    /// Calls `listener` with every event, on the drain thread, until the
+    /// subscription drops. A listener that panics is caught, counted
+    /// (`listener_panics_total`) and logged; the others go on.
+    ///
+    /// Listeners run on the drain thread: a slow one slows the pipeline,
+    /// not the engine. A listener may emit; its events are processed right
+    /// after the current one and are never dropped.
+    pub fn subscribe<F>(&self, listener: F) -> Subscription
+    where
+        F: Fn(&ProgressEvent) + Send + Sync + 'static,
+    {
+        let id = self.shared.listeners.add(Box::new(listener));
+        let shared = Arc::downgrade(&self.shared);
+        Subscription::new(move || {
+            if let Some(shared) = shared.upgrade() {
+                shared.listeners.remove(id);
+            }
+        })
+    }
+
+    /// Emits a complete event, with its own timestamp, correlation id and
+    /// metadata. It allocates; prefer the typed methods on hot paths.
+    pub fn emit(&self, event: ProgressEvent) {
+        let ty = event.event_type();
+        self.count_emitted(ty);
+        let envelope = Envelope {
+            ticks: self.shared.clock.raw(),
+            msg: Msg::Owned(Box::new(event)),
+        };
+        self.shared.send_event(envelope, ty);
+    }
+
+    fn count_emitted(&self, ty: EventType) {
+        let counted = producer::with_cache(&self.shared, |cache| {
+            cache.counters.emitted.add_single_writer(ty)
+        });
+        if counted.is_none() {
+            // Thread-local state is gone (emit from a TLS destructor).
+            self.shared.counters.emitted_fallback.add(ty);
+        }
+    }
+
+    /// Emits `body` about the run `(work_order_id, run_id)`.
+    #[inline]
+    fn emit_str(&self, work_order_id: &str, run_id: &str, body: Body) {
+        let ty = body.event_type();
+        let ticks = self.shared.clock.raw();
+        let shared = &self.shared;
+        let keys = producer::with_cache(shared, |cache| {
+            let run = cache.run_key(shared, work_order_id, run_id);
+            let correlation =
+                context::with_current_correlation(|c| cache.correlation_key(shared, c));
+            cache.counters.emitted.add_single_writer(ty);
+            (run, correlation)
+        });
+        match keys {
+            Some((run, correlation)) => self.shared.send_event(
+                Envelope {
+                    ticks,
+                    msg: Msg::Event {
+                        run,
+                        correlation,
+                        body,
+                    },
+                },
+                ty,
+            ),
+            None => self.emit_uncached(work_order_id, run_id, body),
+        }
+    }
+
+    /// Emits `body` about a run registered as `run`.
+    #[inline]
+    fn emit_keyed(&self, run: Key, body: Body) {
+        let ty = body.event_type();
+        let ticks = self.shared.clock.raw();
+        let shared = &self.shared;
+        let correlation = producer::with_cache(shared, |cache| {
+            cache.counters.emitted.add_single_writer(ty);
+            context::with_current_correlation(|c| cache.correlation_key(shared, c))
+        });
+        let correlation = correlation.unwrap_or_else(|| {
+            self.shared.counters.emitted_fallback.add(ty);
+            crate::pipeline::envelope::NO_CORRELATION
+        });
+        self.shared.send_event(
+            Envelope {
+                ticks,
+                msg: Msg::Event {
+                    run,
+                    correlation,
+                    body,
+                },
+            },
+            ty,
+        );
+    }
+
+    #[cold]
+    fn emit_uncached(&self, work_order_id: &str, run_id: &str, body: Body) {
+        let ty = body.event_type();
+        self.shared.counters.emitted_fallback.add(ty);
+        let key = producer::register_run(&self.shared, work_order_id, run_id);
+        self.shared.send_event(
+            Envelope {
+                ticks: self.shared.clock.raw(),
+                msg: Msg::Event {
+                    run: key,
+                    correlation: crate::pipeline::envelope::NO_CORRELATION,
+                    body,
+                },
+            },
+            ty,
+        );
+        self.shared.send_reliable(Msg::UnregisterRun(key));
+    }
+}
+
+/// Builds the envelope bodies; shared by the `&str` API and [`RunHandle`].
+mod bodies {
+    use super::*;
+
+    pub(super) fn run_started(spec: &TaskSpec) -> Body {
+        // Re-cut: a caller may have built the struct by hand.
+        let task_spec = TaskSpec::new(&spec.goal, spec.strategy, spec.max_iterations);
+        Body::Boxed(Box::new(EventKind::RunStarted { task_spec }))
+    }
+
+    pub(super) fn run_completed(result: RunResult, metrics: &ExecutionMetrics) -> Body {
+        Body::Boxed(Box::new(EventKind::RunCompleted {
+            result: RunOutcome::from(result),
+            engine_result: result,
+            iterations: metrics.iteration_count,
+            duration_ms: metrics.total_duration_ms,
+            metrics: Box::new(metrics.clone()),
+        }))
+    }
+
+    pub(super) fn run_canceled(reason: &str) -> Body {
+        Body::Boxed(Box::new(EventKind::RunCanceled {
+            reason: reason.to_owned(),
+        }))
+    }
+
+    pub(super) fn run_failed(error: &str) -> Body {
+        Body::Boxed(Box::new(EventKind::RunFailed {
+            error: error.to_owned(),
+        }))
+    }
+
+    pub(super) fn iteration_started(
+        iteration: u32,
+        max_iterations: u32,
+        feedback: Option<&str>,
+    ) -> Body {
+        match feedback {
+            None => Body::IterationStarted {
+                iteration,
+                max_iterations,
+            },
+            Some(feedback) => Body::Boxed(Box::new(EventKind::IterationStarted {
+                iteration,
+                max_iterations,
+                feedback: Some(feedback.to_owned()),
+            })),
+        }
+    }
+
+    pub(super) fn iteration_completed(
+        iteration: u32,
+        success: bool,
+        timings: &PhaseTimings,
+    ) -> Body {
+        match CompactTimings::new(timings) {
+            Some(timings) => Body::IterationCompleted {
+                iteration,
+                success,
+                timings,
+            },
+            None => Body::Boxed(Box::new(EventKind::IterationCompleted {
+                iteration,
+                success,
+                phase_timings: *timings,
+                gate_results: Vec::new(),
+            })),
+        }
+    }
+
+    pub(super) fn phase_completed(
+        iteration: u32,
+        phase: Phase,
+        success: bool,
+        duration: Duration,
+    ) -> Body {
+        Body::PhaseCompleted {
+            iteration,
+            phase,
+            success,
+            nanos: u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX),
+        }
+    }
+
+    pub(super) fn gate_checked(
+        iteration: u32,
+        gate: &str,
+        passed: bool,
+        duration: Option<Duration>,
+    ) -> Body {
+        let duration_ms = duration.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let compact_ms = match duration_ms {
+            None => Some(None),
+            Some(ms) => u32::try_from(ms).ok().map(Some),
+        };
+        match (InlineName::new(gate), compact_ms) {
+            (Some(gate), Some(duration_ms)) => Body::GateChecked {
+                iteration,
+                gate,
+                passed,
+                duration_ms,
+            },
+            _ => Body::Boxed(Box::new(EventKind::GateChecked {
+                iteration,
+                gate: gate.to_owned(),
+                passed,
+                duration_ms,
+            })),
+        }
+    }
+
+    pub(super) fn delivery_completed(result: &DeliveryResult) -> Body {
+        Body::Boxed(Box::new(EventKind::DeliveryCompleted {
+            success: result.success,
+            pr_url: result.pr_url.clone(),
+            ci_status: result.ci_status.clone(),
+        }))
+    }
+}
+
+impl ProgressEmitter for Emitter {
+    fn emit_run_started(&self, work_order_id: &str, run_id: &str, task_spec: &TaskSpec) {
+        self.emit_str(work_order_id, run_id, bodies::run_started(task_spec));
+    }
+    fn emit_run_completed(
+        &self,
+        work_order_id: &str,
+        run_id: &str,
+        result: RunResult,
+        metrics: &ExecutionMetrics,
+    ) {
+        self.emit_str(
+            work_order_id,
+            run_id,
+            bodies::run_completed(result, metrics),
+        );
+    }
+    fn emit_run_canceled(&self, work_order_id: &str, run_id: &str, reason: &str) {
+        self.emit_str(work_order_id, run_id, bodies::run_canceled(reason));
+    }
+    fn emit_run_failed(&self, work_order_id: &str, run_id: &str, error: &str) {
+        self.emit_str(work_order_id, run_id, bodies::run_failed(error));
+    }
+    fn emit_iteration_started(
+        &self,
+        work_order_id: &str,
+        run_id: &str,
+        iteration: u32,
+        max_iterations: u32,
+        feedback: Option<&str>,
+    ) {
+        self.emit_str(
+            work_order_id,
+            run_id,
+            bodies::iteration_started(iteration, max_iterations, feedback),
+        );
+    }
+    fn emit_iteration_completed(
+        &self,
+        work_order_id: &str,
+        run_id: &str,
+        iteration: u32,
+        success: bool,
+        timings: &PhaseTimings,
+    ) {
+        self.emit_str(
+            work_order_id,
+            run_id,
+            bodies::iteration_completed(iteration, success, timings),
+        );
+    }
+    fn emit_phase_started(&self, work_order_id: &str, run_id: &str, iteration: u32, phase: Phase) {
+        self.emit_str(
+            work_order_id,
+            run_id,
+            Body::PhaseStarted { iteration, phase },
+        );
+    }
+    fn emit_phase_completed(
+        &self,
+        work_order_id: &str,
+        run_id: &str,
+        iteration: u32,
+        phase: Phase,
+        success: bool,
+        duration: Duration,
+    ) {
+        self.emit_str(
+            work_order_id,
+            run_id,
+            bodies::phase_completed(iteration, phase, success, duration),
+        );
+    }
+    fn emit_gate_checked(
+        &self,
+        work_order_id: &str,
+        run_id: &str,
+        iteration: u32,
+        gate: &str,
+        passed: bool,
+    ) {
+        self.emit_str(
+            work_order_id,
+            run_id,
+            bodies::gate_checked(iteration, gate, passed, None),
+        );
+    }
+    fn emit_delivery_started(&self, work_order_id: &str, run_id: &str) {
+        self.emit_str(work_order_id, run_id, Body::DeliveryStarted);
+    }
+    fn emit_delivery_completed(&self, work_order_id: &str, run_id: &str, result: &DeliveryResult) {
+        self.emit_str(work_order_id, run_id, bodies::delivery_completed(result));
+    }
+    fn subscribe(&self, listener: Box<dyn Fn(&ProgressEvent) + Send + Sync>) -> Subscription {
+        Emitter::subscribe(self, listener)
+    }
+}
+
+struct HandleInner {
+    emitter: Emitter,
+    key: Key,
+}
+
+impl Drop for HandleInner {
+    fn drop(&mut self) {
+        self.emitter
+            .shared
+            .send_reliable(Msg::UnregisterRun(self.key));
+    }
+}
+
+/// One run's emitter: ids interned once, so the frequent emits
+/// (phases, gates with short names, iterations without feedback) allocate
+/// nothing. Cheap to clone; the run's key is released when the last clone
+/// drops.
+///
+/// ```
+/// # use agentgate_obs::{Observability, Phase, PhaseTimings, RunResult, ExecutionMetrics, Strategy, TaskSpec};
+/// # use std::time::Duration;
+/// let obs = Observability::builder().no_log().start().unwrap();
+/// let run = obs.emitter().run("wo-1", "run-1");
+/// run.started(&TaskSpec::new("fix the flaky test", Strategy::Ralph, 3));
+/// run.iteration_started(1, 3, None);
+/// run.phase_started(1, Phase::Build);
+/// run.phase_completed(1, Phase::Build, true, Duration::from_millis(40));
+/// run.gate_checked(1, "tests", true);
+/// run.iteration_completed(1, true, &PhaseTimings { build: Some(40), ..Default::default() });
+/// run.completed(RunResult::Passed, &ExecutionMetrics::default());
+/// obs.flush();
+/// assert_eq!(obs.active_runs(), 0);
+/// ```
+#[derive(Clone)]
+pub struct RunHandle {
+    inner: Arc<HandleInner>,
+}
+
+impl std::fmt::Debug for RunHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunHandle")
+            .field("key", &self.inner.key)
+            .finish()
+    }
+}
+
+impl RunHandle {
+    #[inline]
+    fn emit(&self, body: Body) {
+        self.inner.emitter.emit_keyed(self.inner.key, body);
+    }
+
+    /// `run_started`.
+    pub fn started(&self, task_spec: &TaskSpec) {
+        self.emit(bodies::run_started(task_spec));
+    }
+    /// `run_completed`.
+    pub fn completed(&self, result: RunResult, metrics: &ExecutionMetrics) {
+        self.emit(bodies::run_completed(result, metrics));
+    }
+    /// `run_canceled`.
+    pub fn canceled(&self, reason: &str) {
+        self.emit(bodies::run_canceled(reason));
+    }
+    /// `run_failed`.
+    pub fn failed(&self, error: &str) {
+        self.emit(bodies::run_failed(error));
+    }
+    /// `iteration_started`.
+    pub fn iteration_started(&self, iteration: u32, max_iterations: u32, feedback: Option<&str>) {
+        self.emit(bodies::iteration_started(
+            iteration,
+            max_iterations,
+            feedback,
+        ));
+    }
+    /// `iteration_completed`.
+    pub fn iteration_completed(&self, iteration: u32, success: bool, timings: &PhaseTimings) {
+        self.emit(bodies::iteration_completed(iteration, success, timings));
+    }
+    /// `phase_started`.
+    #[inline]
+    pub fn phase_started(&self, iteration: u32, phase: Phase) {
+        self.emit(Body::PhaseStarted { iteration, phase });
+    }
+    /// `phase_completed`.
+    #[inline]
+    pub fn phase_completed(&self, iteration: u32, phase: Phase, success: bool, duration: Duration) {
+        self.emit(bodies::phase_completed(iteration, phase, success, duration));
+    }
+    /// `gate_checked`. Names up to 15 bytes travel inline, longer ones allocate.
+    pub fn gate_checked(&self, iteration: u32, gate: &str, passed: bool) {
+        self.emit(bodies::gate_checked(iteration, gate, passed, None));
+    }
+    /// `gate_checked` with how long the check took (shown in `gateResults`).
+    pub fn gate_checked_timed(&self, iteration: u32, gate: &str, passed: bool, duration: Duration) {
+        self.emit(bodies::gate_checked(
+            iteration,
+            gate,
+            passed,
+            Some(duration),
+        ));
+    }
+    /// `delivery_started`.
+    pub fn delivery_started(&self) {
+        self.emit(Body::DeliveryStarted);
+    }
+    /// `delivery_completed`.
+    pub fn delivery_completed(&self, result: &DeliveryResult) {
+        self.emit(bodies::delivery_completed(result));
+    }
+}

@@ -1,0 +1,287 @@
+//! [`Observability`], the running pipeline, and its [`Builder`].
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use crate::emitter::Emitter;
+use crate::pipeline::drain::Drain;
+use crate::pipeline::envelope::Msg;
+use crate::pipeline::stats::PipelineStats;
+use crate::pipeline::{Overflow, Shared};
+use crate::tracker::{RunSnapshot, RunTracker};
+
+/// Why the pipeline could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A builder setting is out of range.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// A thread could not be spawned.
+    #[error("could not spawn the {name} thread: {source}")]
+    Spawn {
+        /// Which thread.
+        name: &'static str,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// Configures and starts an [`Observability`] pipeline.
+#[derive(Debug, Clone)]
+pub struct Builder {
+    namespace: String,
+    queue_capacity: usize,
+    overflow: Overflow,
+    finished_runs: usize,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            namespace: "agentgate".to_owned(),
+            queue_capacity: 65_536,
+            overflow: Overflow::DropNewest,
+            finished_runs: 1_000,
+        }
+    }
+}
+
+impl Builder {
+    /// The metric name prefix (default `agentgate`): letters, digits, `_`
+    /// and `:`, not starting with a digit.
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = namespace.into();
+        self
+    }
+
+    /// The ring's capacity in events (default 65,536).
+    pub fn queue_capacity(mut self, capacity: usize) -> Self {
+        self.queue_capacity = capacity;
+        self
+    }
+
+    /// What an emit does when the ring is full (default [`Overflow::DropNewest`]).
+    pub fn overflow(mut self, overflow: Overflow) -> Self {
+        self.overflow = overflow;
+        self
+    }
+
+    /// How many finished runs the tracker keeps (default 1,000); older ones
+    /// are forgotten, oldest first.
+    pub fn finished_runs(mut self, finished_runs: usize) -> Self {
+        self.finished_runs = finished_runs;
+        self
+    }
+
+    fn validate(&self) -> Result<(), Error> {
+        if self.queue_capacity == 0 {
+            return Err(Error::Config("queue_capacity must be at least 1".into()));
+        }
+        let valid_namespace = !self.namespace.is_empty()
+            && !self.namespace.starts_with(|c: char| c.is_ascii_digit())
+            && self
+                .namespace
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':');
+        if !valid_namespace {
+            return Err(Error::Config(format!(
+                "namespace {:?} is not a valid metric name prefix",
+                self.namespace
+            )));
+        }
+        Ok(())
+    }
+
+    /// Starts the drain thread.
+    pub fn start(self) -> Result<Observability, Error> {
+        self.validate()?;
+        let (shared, rx) = Shared::new(self.queue_capacity, self.overflow);
+        let drain = Drain::new(shared.clone(), rx, self.finished_runs);
+        let thread = std::thread::Builder::new()
+            .name("agentgate-obs-drain".into())
+            .spawn(move || drain.run())
+            .map_err(|source| Error::Spawn {
+                name: "drain",
+                source,
+            })?;
+        Ok(Observability {
+            emitter: Emitter::new(shared.clone()),
+            shared,
+            drain: Mutex::new(DrainState::Running(thread)),
+            started: Instant::now(),
+            namespace: self.namespace,
+        })
+    }
+}
+
+enum DrainState {
+    Running(JoinHandle<RunTracker>),
+    Stopped(RunTracker),
+    /// The drain thread panicked; nothing is tracked any more.
+    Lost,
+}
+
+/// A running pipeline: the drain thread and everything attached to it.
+///
+/// Dropping it shuts the pipeline down (see [`Observability::shutdown`]).
+///
+/// ```
+/// use agentgate_obs::{Observability, Phase, ProgressEmitter};
+/// use std::time::Duration;
+///
+/// let obs = Observability::builder().queue_capacity(1024).start()?;
+/// let emitter = obs.emitter();
+/// let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+/// let counter = seen.clone();
+/// let _sub = emitter.subscribe(move |_event| {
+///     counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+/// });
+/// emitter.emit_phase_completed("wo-1", "run-1", 1, Phase::Build, true, Duration::from_millis(1234));
+/// obs.flush();
+/// assert_eq!(seen.load(std::sync::atomic::Ordering::Relaxed), 1);
+/// obs.shutdown();
+/// # Ok::<(), agentgate_obs::Error>(())
+/// ```
+pub struct Observability {
+    shared: Arc<Shared>,
+    emitter: Emitter,
+    drain: Mutex<DrainState>,
+    started: Instant,
+    namespace: String,
+}
+
+impl std::fmt::Debug for Observability {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Observability")
+            .field("pipeline", &self.shared)
+            .field("namespace", &self.namespace)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How long a query waits for the drain thread before giving up.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Observability {
+    /// A builder with the defaults.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// A new handle for emitting events.
+    pub fn emitter(&self) -> Emitter {
+        self.emitter.clone()
+    }
+
+    /// The metric name prefix.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// How long the pipeline has been running.
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Runs `work` on the drain thread in queue order and returns its
+    /// result; `None` when the pipeline is shut down. Waits without a limit
+    /// when `timeout` is `None`.
+    pub(crate) fn on_drain<R: Send + 'static>(
+        &self,
+        timeout: Option<Duration>,
+        work: impl FnOnce(&mut Drain) -> R + Send + 'static,
+    ) -> Option<R> {
+        if crate::pipeline::producer::is_drain_thread(self.shared.id) {
+            // The drain thread cannot wait for itself.
+            return None;
+        }
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let control = Msg::Control(Box::new(move |drain: &mut Drain| {
+            // The asker may have given up waiting; nothing to do then.
+            let _ = tx.send(work(drain));
+        }));
+        if !self.shared.send_reliable(control) {
+            return None;
+        }
+        match timeout {
+            Some(limit) => rx.recv_timeout(limit).ok(),
+            None => rx.recv().ok(),
+        }
+    }
+
+    /// Returns once every event emitted before the call (on this thread, or
+    /// on threads that synchronized with it) has been processed: applied to
+    /// the tracker, the metrics and every sink, and passed to every listener.
+    ///
+    /// Returns at once after shutdown, and when called from a listener.
+    pub fn flush(&self) {
+        self.on_drain(None, |_| ());
+    }
+
+    /// The pipeline's accounting. Exact after [`flush`](Self::flush):
+    /// `emitted == processed + dropped` for every event type.
+    pub fn stats(&self) -> PipelineStats {
+        if !matches!(*self.drain.lock(), DrainState::Running(_)) {
+            // Nothing drains the ring any more: what is left was dropped.
+            self.shared.collect_leftovers();
+        }
+        let counters = &self.shared.counters;
+        // Emitted first: anything processed or dropped after this read was
+        // emitted before it, so `processed + dropped <= emitted + in flight`.
+        let emitted = counters.emitted();
+        PipelineStats {
+            emitted,
+            processed: counters.processed.load(),
+            dropped: counters.dropped.load(),
+            queue_depth: self.shared.queue_depth(),
+            queue_capacity: self.shared.capacity,
+            listener_panics: counters
+                .listener_panics
+                .load(std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+
+    /// Every tracked run, oldest first, as of the events processed so far.
+    pub fn runs(&self) -> Vec<RunSnapshot> {
+        if let DrainState::Stopped(tracker) = &*self.drain.lock() {
+            return tracker.snapshot();
+        }
+        self.on_drain(Some(QUERY_TIMEOUT), |drain| drain.tracker.snapshot())
+            .unwrap_or_default()
+    }
+
+    /// Runs started and not yet terminal, as of the events processed so far.
+    pub fn active_runs(&self) -> u64 {
+        self.shared.counters.active_runs()
+    }
+
+    /// Stops the pipeline: later emits are counted as dropped, every event
+    /// already accepted is processed, then the drain thread is joined.
+    /// Idempotent; also runs on drop.
+    pub fn shutdown(&self) {
+        let mut state = self.drain.lock();
+        let DrainState::Running(_) = &*state else {
+            return;
+        };
+        self.shared.close();
+        let DrainState::Running(thread) = std::mem::replace(&mut *state, DrainState::Lost) else {
+            return;
+        };
+        self.shared.send_stop(|| !thread.is_finished());
+        if let Ok(tracker) = thread.join() {
+            *state = DrainState::Stopped(tracker);
+        }
+        drop(state);
+        self.shared.collect_leftovers();
+    }
+}
+
+impl Drop for Observability {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

@@ -1,0 +1,308 @@
+//! The drain thread: the only reader of the ring. It owns the run tracker
+//! and the sinks, so none of them needs a lock.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use crossbeam_channel::Receiver;
+
+use super::Shared;
+use super::clock::WallClock;
+use super::envelope::{Body, Envelope, Key, Msg, NO_CORRELATION, RunIds};
+use super::producer;
+use crate::event::{EventKind, ProgressEvent};
+use crate::tracker::{Applied, RunTracker, SlotHint};
+
+/// What the drain thread knows about an event beyond the event itself.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct EventInfo {
+    /// The drain thread's processing number, from 1.
+    pub(crate) seq: u64,
+    /// Raw clock ticks when the event was emitted.
+    pub(crate) ticks: u64,
+    /// The exact duration of a `phase_completed`, in nanoseconds (the
+    /// event itself carries milliseconds).
+    pub(crate) nanos: Option<u64>,
+    /// What the event did to its run.
+    pub(crate) applied: Applied,
+}
+
+/// A component fed by the drain thread, in processing order.
+pub(crate) trait Sink: Send {
+    /// Called once per processed event, before the listeners.
+    fn event(&mut self, event: &ProgressEvent, info: &EventInfo);
+}
+
+/// Hashes the pipeline's own sequential keys: they are already well spread.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        // Fibonacci hashing spreads sequential keys over the table's high bits.
+        self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type KeyMap<V> = HashMap<Key, V, BuildHasherDefault<KeyHasher>>;
+
+struct RunEntry {
+    ids: RunIds,
+    hint: SlotHint,
+}
+
+/// The drain thread's state.
+pub(crate) struct Drain {
+    pub(crate) shared: Arc<Shared>,
+    rx: Receiver<Envelope>,
+    runs: KeyMap<RunEntry>,
+    correlations: KeyMap<Arc<str>>,
+    pub(crate) tracker: RunTracker,
+    pub(crate) sinks: Vec<Box<dyn Sink>>,
+    wall: WallClock,
+    /// Processing number of the last event.
+    pub(crate) seq: u64,
+    stopping: bool,
+}
+
+impl Drain {
+    pub(crate) fn new(shared: Arc<Shared>, rx: Receiver<Envelope>, max_finished: usize) -> Self {
+        Drain {
+            wall: WallClock::new(shared.clock.clone()),
+            shared,
+            rx,
+            runs: KeyMap::default(),
+            correlations: KeyMap::default(),
+            tracker: RunTracker::new(max_finished),
+            sinks: Vec::new(),
+            seq: 0,
+            stopping: false,
+        }
+    }
+
+    /// Asks the loop to end once the ring is empty.
+    pub(crate) fn stop(&mut self) {
+        self.stopping = true;
+    }
+
+    /// The thread's body: runs until a stop control message and an empty ring.
+    pub(crate) fn run(mut self) -> RunTracker {
+        producer::mark_drain_thread(self.shared.id);
+        while let Ok(envelope) = self.rx.recv() {
+            self.handle(envelope);
+            if self.stopping {
+                // The emitters see the pipeline closed; take what raced in.
+                while let Ok(envelope) = self.rx.try_recv() {
+                    self.handle(envelope);
+                }
+                break;
+            }
+        }
+        self.tracker
+    }
+
+    fn handle(&mut self, envelope: Envelope) {
+        self.handle_one(envelope);
+        while let Some(deferred) = producer::take_deferred() {
+            self.handle_one(deferred);
+        }
+    }
+
+    fn handle_one(&mut self, envelope: Envelope) {
+        let Envelope { ticks, msg } = envelope;
+        match msg {
+            Msg::Event {
+                run,
+                correlation,
+                body,
+            } => self.process_keyed(ticks, run, correlation, body),
+            Msg::Owned(event) => self.process(*event, ticks, None, SlotTarget::Lookup),
+            Msg::RegisterRun { key, ids } => {
+                self.runs.insert(
+                    key,
+                    RunEntry {
+                        ids: *ids,
+                        hint: SlotHint::default(),
+                    },
+                );
+            }
+            Msg::UnregisterRun(key) => {
+                self.runs.remove(&key);
+            }
+            Msg::RegisterCorrelation { key, id } => {
+                self.correlations.insert(key, id);
+            }
+            Msg::UnregisterCorrelation(key) => {
+                self.correlations.remove(&key);
+            }
+            Msg::Control(work) => work(self),
+        }
+    }
+
+    fn process_keyed(&mut self, ticks: u64, run: Key, correlation: Key, body: Body) {
+        let Some(entry) = self.runs.get(&run) else {
+            // Unreachable by construction: registration precedes use in
+            // queue order and unregistration follows it. Counted, not lost.
+            debug_assert!(false, "event for unregistered run key {run}");
+            self.shared.counters.dropped.add(body.event_type());
+            return;
+        };
+        let correlation_id = match correlation {
+            NO_CORRELATION => entry.ids.run_id.clone(),
+            key => self
+                .correlations
+                .get(&key)
+                .cloned()
+                .unwrap_or_else(|| entry.ids.run_id.clone()),
+        };
+        let (kind, nanos) = expand(body);
+        let event = ProgressEvent {
+            timestamp: self.wall.timestamp(ticks),
+            work_order_id: entry.ids.work_order_id.clone(),
+            run_id: entry.ids.run_id.clone(),
+            correlation_id,
+            metadata: None,
+            kind,
+        };
+        self.process(event, ticks, nanos, SlotTarget::Key(run));
+    }
+
+    fn process(
+        &mut self,
+        mut event: ProgressEvent,
+        ticks: u64,
+        nanos: Option<u64>,
+        target: SlotTarget,
+    ) {
+        let ty = event.event_type();
+        let mut scratch = SlotHint::default();
+        let hint = match target {
+            SlotTarget::Key(key) => self.runs.get_mut(&key).map(|e| &mut e.hint),
+            SlotTarget::Lookup => None,
+        }
+        .unwrap_or(&mut scratch);
+        let applied = self.tracker.apply(&mut event, hint);
+        if applied.new_run || applied.finished.is_some() {
+            self.shared.counters.set_active_runs(self.tracker.active());
+        }
+        self.seq += 1;
+        let info = EventInfo {
+            seq: self.seq,
+            ticks,
+            nanos,
+            applied,
+        };
+        for sink in &mut self.sinks {
+            sink.event(&event, &info);
+        }
+        self.call_listeners(&event);
+        self.shared.counters.processed.add_single_writer(ty);
+    }
+
+    fn call_listeners(&self, event: &ProgressEvent) {
+        let listeners = self.shared.listeners.load();
+        for listener in listeners.iter() {
+            if !listener.is_active() {
+                continue;
+            }
+            if let Err(panic) = catch_unwind(AssertUnwindSafe(|| (listener.f)(event))) {
+                // Relaxed: a count for reporting.
+                self.shared
+                    .counters
+                    .listener_panics
+                    .fetch_add(1, Ordering::Relaxed);
+                crate::diagnostics::listener_panicked(event, panic_message(&panic));
+            }
+        }
+    }
+}
+
+enum SlotTarget {
+    Key(Key),
+    Lookup,
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> &str {
+    if let Some(s) = panic.downcast_ref::<&'static str>() {
+        s
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s
+    } else {
+        "non-string panic payload"
+    }
+}
+
+/// Turns an envelope body into a public payload, with the exact phase
+/// duration on the side.
+fn expand(body: Body) -> (EventKind, Option<u64>) {
+    match body {
+        Body::IterationStarted {
+            iteration,
+            max_iterations,
+        } => (
+            EventKind::IterationStarted {
+                iteration,
+                max_iterations,
+                feedback: None,
+            },
+            None,
+        ),
+        Body::IterationCompleted {
+            iteration,
+            success,
+            timings,
+        } => (
+            EventKind::IterationCompleted {
+                iteration,
+                success,
+                phase_timings: timings.into(),
+                gate_results: Vec::new(),
+            },
+            None,
+        ),
+        Body::PhaseStarted { iteration, phase } => {
+            (EventKind::PhaseStarted { iteration, phase }, None)
+        }
+        Body::PhaseCompleted {
+            iteration,
+            phase,
+            success,
+            nanos,
+        } => (
+            EventKind::PhaseCompleted {
+                iteration,
+                phase,
+                success,
+                duration_ms: nanos / 1_000_000,
+            },
+            Some(nanos),
+        ),
+        Body::GateChecked {
+            iteration,
+            gate,
+            passed,
+            duration_ms,
+        } => (
+            EventKind::GateChecked {
+                iteration,
+                gate: gate.as_str().to_owned(),
+                passed,
+                duration_ms: duration_ms.map(u64::from),
+            },
+            None,
+        ),
+        Body::DeliveryStarted => (EventKind::DeliveryStarted, None),
+        Body::Boxed(kind) => (*kind, None),
+    }
+}

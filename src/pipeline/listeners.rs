@@ -1,0 +1,73 @@
+//! The listener set: read lock-free by the drain thread on every event,
+//! changed rarely under a lock.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use arc_swap::ArcSwap;
+use parking_lot::Mutex;
+
+use crate::event::ProgressEvent;
+
+/// A listener function.
+pub(crate) type ListenerFn = dyn Fn(&ProgressEvent) + Send + Sync;
+
+pub(crate) struct Listener {
+    id: u64,
+    active: AtomicBool,
+    pub(crate) f: Box<ListenerFn>,
+}
+
+impl Listener {
+    /// False once unsubscribed, so a removal is honoured even by a drain
+    /// thread still holding the previous set.
+    pub(crate) fn is_active(&self) -> bool {
+        // Acquire: pairs with the Release in `remove`.
+        self.active.load(Ordering::Acquire)
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct Listeners {
+    set: ArcSwap<Vec<Arc<Listener>>>,
+    /// Serializes writers; readers never take it.
+    write: Mutex<()>,
+    next_id: AtomicU64,
+}
+
+impl Listeners {
+    pub(crate) fn add(&self, f: Box<ListenerFn>) -> u64 {
+        // Relaxed: only uniqueness matters.
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let listener = Arc::new(Listener {
+            id,
+            active: AtomicBool::new(true),
+            f,
+        });
+        let _write = self.write.lock();
+        let mut next = Vec::clone(&self.set.load());
+        next.push(listener);
+        self.set.store(Arc::new(next));
+        id
+    }
+
+    pub(crate) fn remove(&self, id: u64) {
+        let _write = self.write.lock();
+        let current = self.set.load();
+        if let Some(listener) = current.iter().find(|l| l.id == id) {
+            // Release: see `Listener::is_active`.
+            listener.active.store(false, Ordering::Release);
+        }
+        let next: Vec<_> = current.iter().filter(|l| l.id != id).cloned().collect();
+        self.set.store(Arc::new(next));
+    }
+
+    /// The current set, for one event's delivery.
+    pub(crate) fn load(&self) -> arc_swap::Guard<Arc<Vec<Arc<Listener>>>> {
+        self.set.load()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.set.load().len()
+    }
+}

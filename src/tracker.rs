@@ -1,0 +1,498 @@
+//! The state of every run, kept by the drain thread.
+//!
+//! Rules, so that `active_runs` is exact and returns to zero:
+//! - A run becomes terminal exactly once, by whichever of `run_completed`,
+//!   `run_canceled` or `run_failed` comes first; later terminal events for
+//!   it are counted as duplicates and change nothing.
+//! - An event for a run the tracker has not seen creates it (an engine that
+//!   skips `run_started` is still tracked); a terminal event creates it
+//!   directly in its final state, so it is never counted active.
+//! - Finished runs are kept up to a bound (oldest evicted first). An evicted
+//!   run's ids are remembered in a bounded list of tombstones, so a late
+//!   event for it is ignored rather than resurrecting it as active.
+//! - Events other than delivery events that arrive after a run finished
+//!   change nothing; `run_started` for a running run only refreshes its spec.
+//! - Iteration numbers are taken as given (0 included). Gate results per
+//!   iteration are capped at [`MAX_GATES_PER_ITERATION`]; a gate checked
+//!   twice in one iteration keeps its latest result.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::{
+    EventKind, GateSummary, Phase, PhaseTimings, ProgressEvent, RunOutcome, RunResult, TaskSpec,
+    Timestamp,
+};
+
+/// The most gate results one iteration keeps.
+pub const MAX_GATES_PER_ITERATION: usize = 64;
+
+/// Where a run stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Not finished yet.
+    Running,
+    /// Completed with `passed`.
+    Succeeded,
+    /// Completed with a failure, or `run_failed`.
+    Failed,
+    /// Canceled.
+    Canceled,
+}
+
+impl From<RunOutcome> for RunStatus {
+    fn from(outcome: RunOutcome) -> Self {
+        match outcome {
+            RunOutcome::Succeeded => RunStatus::Succeeded,
+            RunOutcome::Failed => RunStatus::Failed,
+            RunOutcome::Canceled => RunStatus::Canceled,
+        }
+    }
+}
+
+/// Where a phase or a delivery stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    /// Started, not finished.
+    Running,
+    /// Finished successfully.
+    Succeeded,
+    /// Finished unsuccessfully.
+    Failed,
+}
+
+impl StepStatus {
+    fn finished(success: bool) -> Self {
+        if success {
+            StepStatus::Succeeded
+        } else {
+            StepStatus::Failed
+        }
+    }
+}
+
+/// The delivery of a run's result.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryState {
+    /// Where it stands.
+    pub status: StepStatus,
+    /// The pull request, when one was opened.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub pr_url: Option<String>,
+    /// CI status, when known.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub ci_status: Option<String>,
+}
+
+/// One tracked run, as `/api/runs` and the WebSocket `hello` show it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunSnapshot {
+    /// Work order id.
+    pub work_order_id: Arc<str>,
+    /// Run id.
+    pub run_id: Arc<str>,
+    /// Where the run stands.
+    pub status: RunStatus,
+    /// The engine's result, once `run_completed` arrived.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub engine_result: Option<RunResult>,
+    /// The task, once `run_started` arrived.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub task_spec: Option<TaskSpec>,
+    /// The current (or last) iteration; 0 before the first.
+    pub iteration: u32,
+    /// The iteration limit; 0 when unknown.
+    pub max_iterations: u32,
+    /// The current (or last) phase.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub phase: Option<Phase>,
+    /// Where that phase stands.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub phase_status: Option<StepStatus>,
+    /// Milliseconds per phase over the whole run.
+    pub phase_timings: PhaseTimings,
+    /// Milliseconds per phase in the current iteration.
+    pub iteration_timings: PhaseTimings,
+    /// Gates checked in the current iteration.
+    pub gates: Vec<GateSummary>,
+    /// The delivery, once it started.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub delivery: Option<DeliveryState>,
+    /// The first event's time.
+    pub started_at: Timestamp,
+    /// The latest event's time.
+    pub updated_at: Timestamp,
+    /// When the run became terminal.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub finished_at: Option<Timestamp>,
+    /// The run's duration, once terminal.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub duration_ms: Option<u64>,
+    /// The cancel reason or failure error.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reason: Option<String>,
+    /// Events applied to this run.
+    pub events: u64,
+}
+
+impl RunSnapshot {
+    fn new(event: &ProgressEvent) -> Self {
+        RunSnapshot {
+            work_order_id: event.work_order_id.clone(),
+            run_id: event.run_id.clone(),
+            status: RunStatus::Running,
+            engine_result: None,
+            task_spec: None,
+            iteration: 0,
+            max_iterations: 0,
+            phase: None,
+            phase_status: None,
+            phase_timings: PhaseTimings::default(),
+            iteration_timings: PhaseTimings::default(),
+            gates: Vec::new(),
+            delivery: None,
+            started_at: event.timestamp,
+            updated_at: event.timestamp,
+            finished_at: None,
+            duration_ms: None,
+            reason: None,
+            events: 0,
+        }
+    }
+
+    /// Whether the run has finished.
+    pub fn is_terminal(&self) -> bool {
+        self.status != RunStatus::Running
+    }
+}
+
+/// What applying one event did, for the metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Applied {
+    /// The event made the tracker start tracking a run.
+    pub(crate) new_run: bool,
+    /// The event made the run terminal, with this outcome and duration.
+    pub(crate) finished: Option<(RunOutcome, u64)>,
+    /// The event was a terminal event for an already terminal run.
+    pub(crate) duplicate_terminal: bool,
+}
+
+/// A cached position in the tracker, so the drain thread need not hash a
+/// run's ids on every event.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SlotHint {
+    slot: u32,
+    generation: u32,
+}
+
+impl Default for SlotHint {
+    fn default() -> Self {
+        SlotHint {
+            slot: u32::MAX,
+            generation: 0,
+        }
+    }
+}
+
+type RunId = (Arc<str>, Arc<str>);
+
+struct Slot {
+    generation: u32,
+    run: Option<RunSnapshot>,
+}
+
+/// The state of every run, bounded in memory.
+pub(crate) struct RunTracker {
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    by_id: HashMap<RunId, u32>,
+    /// Terminal runs, oldest first, as (slot, generation).
+    finished: VecDeque<(u32, u32)>,
+    tombstones: HashSet<RunId>,
+    tombstone_order: VecDeque<RunId>,
+    active: u64,
+    max_finished: usize,
+    max_tombstones: usize,
+}
+
+impl RunTracker {
+    pub(crate) fn new(max_finished: usize) -> Self {
+        RunTracker {
+            slots: Vec::new(),
+            free: Vec::new(),
+            by_id: HashMap::new(),
+            finished: VecDeque::new(),
+            tombstones: HashSet::new(),
+            tombstone_order: VecDeque::new(),
+            active: 0,
+            max_finished,
+            max_tombstones: max_finished.saturating_mul(4).max(1024),
+        }
+    }
+
+    /// Runs not yet terminal.
+    pub(crate) fn active(&self) -> u64 {
+        self.active
+    }
+
+    /// How many runs are tracked, active and finished.
+    pub(crate) fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    /// Every tracked run, oldest first.
+    pub(crate) fn snapshot(&self) -> Vec<RunSnapshot> {
+        let mut runs: Vec<RunSnapshot> = self.slots.iter().filter_map(|s| s.run.clone()).collect();
+        runs.sort_by(|a, b| (a.started_at, &a.run_id).cmp(&(b.started_at, &b.run_id)));
+        runs
+    }
+
+    fn slot_of(&self, event: &ProgressEvent, hint: &mut SlotHint) -> Option<u32> {
+        if let Some(slot) = self.slots.get(hint.slot as usize)
+            && slot.generation == hint.generation
+            && slot.run.is_some()
+        {
+            return Some(hint.slot);
+        }
+        let id = (event.work_order_id.clone(), event.run_id.clone());
+        let found = self.by_id.get(&id).copied()?;
+        *hint = SlotHint {
+            slot: found,
+            generation: self.slots[found as usize].generation,
+        };
+        Some(found)
+    }
+
+    fn insert(&mut self, run: RunSnapshot, hint: &mut SlotHint) -> u32 {
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot as usize].run = Some(run);
+                slot
+            }
+            None => {
+                self.slots.push(Slot {
+                    generation: 0,
+                    run: Some(run),
+                });
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let s = &self.slots[slot as usize];
+        let run = s
+            .run
+            .as_ref()
+            .map(|r| (r.work_order_id.clone(), r.run_id.clone()));
+        if let Some(id) = run {
+            self.by_id.insert(id, slot);
+        }
+        *hint = SlotHint {
+            slot,
+            generation: s.generation,
+        };
+        slot
+    }
+
+    /// Applies `event` to its run. Fills an empty `gate_results` of an
+    /// `iteration_completed` from the iteration's `gate_checked` events.
+    pub(crate) fn apply(&mut self, event: &mut ProgressEvent, hint: &mut SlotHint) -> Applied {
+        let mut applied = Applied::default();
+        let slot = match self.slot_of(event, hint) {
+            Some(slot) => slot,
+            None => {
+                let id = (event.work_order_id.clone(), event.run_id.clone());
+                if self.tombstones.contains(&id) {
+                    return applied;
+                }
+                applied.new_run = true;
+                // Counted active now; a terminal event below takes it back.
+                self.active += 1;
+                self.insert(RunSnapshot::new(event), hint)
+            }
+        };
+        let Some(run) = self.slots[slot as usize].run.as_mut() else {
+            return applied;
+        };
+        run.events += 1;
+        run.updated_at = run.updated_at.max(event.timestamp);
+        let was_terminal = run.is_terminal();
+        let ts = event.timestamp;
+
+        let finished = match &mut event.kind {
+            EventKind::RunStarted { task_spec } => {
+                if !was_terminal {
+                    run.max_iterations = task_spec.max_iterations;
+                    run.task_spec = Some(task_spec.clone());
+                }
+                None
+            }
+            EventKind::RunCompleted {
+                result,
+                engine_result,
+                duration_ms,
+                ..
+            } => {
+                if !was_terminal {
+                    run.engine_result = Some(*engine_result);
+                    run.duration_ms = Some(*duration_ms);
+                }
+                Some(*result)
+            }
+            EventKind::RunCanceled { reason } => {
+                if !was_terminal {
+                    run.reason = Some(reason.clone());
+                }
+                Some(RunOutcome::Canceled)
+            }
+            EventKind::RunFailed { error } => {
+                if !was_terminal {
+                    run.reason = Some(error.clone());
+                }
+                Some(RunOutcome::Failed)
+            }
+            _ if was_terminal => {
+                apply_delivery(run, &event.kind);
+                None
+            }
+            EventKind::IterationStarted {
+                iteration,
+                max_iterations,
+                ..
+            } => {
+                run.iteration = *iteration;
+                if *max_iterations > 0 {
+                    run.max_iterations = *max_iterations;
+                }
+                run.phase = None;
+                run.phase_status = None;
+                run.gates.clear();
+                run.iteration_timings = PhaseTimings::default();
+                None
+            }
+            EventKind::IterationCompleted {
+                iteration,
+                gate_results,
+                ..
+            } => {
+                run.iteration = *iteration;
+                if gate_results.is_empty() {
+                    gate_results.clone_from(&run.gates);
+                }
+                None
+            }
+            EventKind::PhaseStarted { iteration, phase } => {
+                run.iteration = *iteration;
+                run.phase = Some(*phase);
+                run.phase_status = Some(StepStatus::Running);
+                None
+            }
+            EventKind::PhaseCompleted {
+                iteration,
+                phase,
+                success,
+                duration_ms,
+            } => {
+                run.iteration = *iteration;
+                run.phase = Some(*phase);
+                run.phase_status = Some(StepStatus::finished(*success));
+                run.phase_timings.add(*phase, *duration_ms);
+                run.iteration_timings.set(*phase, Some(*duration_ms));
+                None
+            }
+            EventKind::GateChecked {
+                gate,
+                passed,
+                duration_ms,
+                ..
+            } => {
+                let summary = GateSummary {
+                    name: gate.clone(),
+                    passed: *passed,
+                    duration_ms: *duration_ms,
+                };
+                if let Some(existing) = run.gates.iter_mut().find(|g| g.name == *gate) {
+                    *existing = summary;
+                } else if run.gates.len() < MAX_GATES_PER_ITERATION {
+                    run.gates.push(summary);
+                }
+                None
+            }
+            EventKind::DeliveryStarted | EventKind::DeliveryCompleted { .. } => {
+                apply_delivery(run, &event.kind);
+                None
+            }
+        };
+
+        if let Some(outcome) = finished {
+            if was_terminal {
+                applied.duplicate_terminal = true;
+            } else {
+                run.status = outcome.into();
+                run.finished_at = Some(ts);
+                let duration = *run.duration_ms.get_or_insert_with(|| {
+                    ts.as_millis().saturating_sub(run.started_at.as_millis())
+                });
+                applied.finished = Some((outcome, duration));
+                self.active -= 1;
+                let generation = self.slots[slot as usize].generation;
+                self.finished.push_back((slot, generation));
+                self.evict_finished();
+            }
+        }
+        applied
+    }
+
+    fn evict_finished(&mut self) {
+        while self.finished.len() > self.max_finished {
+            let Some((slot, generation)) = self.finished.pop_front() else {
+                return;
+            };
+            let s = &mut self.slots[slot as usize];
+            if s.generation != generation {
+                continue;
+            }
+            if let Some(run) = s.run.take() {
+                s.generation = s.generation.wrapping_add(1);
+                self.free.push(slot);
+                let id = (run.work_order_id, run.run_id);
+                self.by_id.remove(&id);
+                self.tombstones.insert(id.clone());
+                self.tombstone_order.push_back(id);
+                while self.tombstone_order.len() > self.max_tombstones {
+                    if let Some(old) = self.tombstone_order.pop_front() {
+                        self.tombstones.remove(&old);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn apply_delivery(run: &mut RunSnapshot, kind: &EventKind) {
+    match kind {
+        EventKind::DeliveryStarted => {
+            run.delivery = Some(DeliveryState {
+                status: StepStatus::Running,
+                pr_url: None,
+                ci_status: None,
+            });
+        }
+        EventKind::DeliveryCompleted {
+            success,
+            pr_url,
+            ci_status,
+        } => {
+            run.delivery = Some(DeliveryState {
+                status: StepStatus::finished(*success),
+                pr_url: pr_url.clone(),
+                ci_status: ci_status.clone(),
+            });
+        }
+        _ => {}
+    }
+}
