@@ -8,7 +8,6 @@ use parking_lot::Mutex;
 
 use crate::emitter::Emitter;
 use crate::pipeline::drain::Drain;
-use crate::pipeline::envelope::Msg;
 use crate::pipeline::stats::PipelineStats;
 use crate::pipeline::{Overflow, Shared};
 use crate::tracker::{RunSnapshot, RunTracker};
@@ -187,39 +186,13 @@ impl Observability {
         self.started.elapsed()
     }
 
-    /// Runs `work` on the drain thread in queue order and returns its
-    /// result; `None` when the pipeline is shut down. Waits without a limit
-    /// when `timeout` is `None`.
-    pub(crate) fn on_drain<R: Send + 'static>(
-        &self,
-        timeout: Option<Duration>,
-        work: impl FnOnce(&mut Drain) -> R + Send + 'static,
-    ) -> Option<R> {
-        if crate::pipeline::producer::is_drain_thread(self.shared.id) {
-            // The drain thread cannot wait for itself.
-            return None;
-        }
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        let control = Msg::Control(Box::new(move |drain: &mut Drain| {
-            // The asker may have given up waiting; nothing to do then.
-            let _ = tx.send(work(drain));
-        }));
-        if !self.shared.send_reliable(control) {
-            return None;
-        }
-        match timeout {
-            Some(limit) => rx.recv_timeout(limit).ok(),
-            None => rx.recv().ok(),
-        }
-    }
-
     /// Returns once every event emitted before the call (on this thread, or
     /// on threads that synchronized with it) has been processed: applied to
     /// the tracker, the metrics and every sink, and passed to every listener.
     ///
     /// Returns at once after shutdown, and when called from a listener.
     pub fn flush(&self) {
-        self.on_drain(None, |_| ());
+        self.shared.on_drain(None, |_| ());
     }
 
     /// The pipeline's accounting. Exact after [`flush`](Self::flush):
@@ -250,7 +223,8 @@ impl Observability {
         if let DrainState::Stopped(tracker) = &*self.drain.lock() {
             return tracker.snapshot();
         }
-        self.on_drain(Some(QUERY_TIMEOUT), |drain| drain.tracker.snapshot())
+        self.shared
+            .on_drain(Some(QUERY_TIMEOUT), |drain| drain.tracker.snapshot())
             .unwrap_or_default()
     }
 

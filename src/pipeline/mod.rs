@@ -196,6 +196,32 @@ impl Shared {
         }
     }
 
+    /// Runs `work` on the drain thread in queue order and returns its
+    /// result; `None` when the pipeline is shut down, when called from the
+    /// drain thread itself (it cannot wait for itself) or after `timeout`.
+    /// Waits without a limit when `timeout` is `None`.
+    pub(crate) fn on_drain<R: Send + 'static>(
+        &self,
+        timeout: Option<Duration>,
+        work: impl FnOnce(&mut drain::Drain) -> R + Send + 'static,
+    ) -> Option<R> {
+        if producer::is_drain_thread(self.id) {
+            return None;
+        }
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let control = Msg::Control(Box::new(move |drain: &mut drain::Drain| {
+            // The asker may have given up waiting; nothing to do then.
+            let _ = tx.send(work(drain));
+        }));
+        if !self.send_reliable(control) {
+            return None;
+        }
+        match timeout {
+            Some(limit) => rx.recv_timeout(limit).ok(),
+            None => rx.recv().ok(),
+        }
+    }
+
     /// Counts as dropped the events left in the ring after the drain thread
     /// stopped (emitted concurrently with shutdown).
     pub(crate) fn collect_leftovers(&self) {

@@ -1,0 +1,35 @@
+//! Command-line parsing and dispatch.
+
+mod demo;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Live observability for agent execution engines.
+#[derive(Debug, Parser)]
+#[command(name = "agentgate-obs", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a simulated engine through the real pipeline.
+    Demo(demo::DemoArgs),
+}
+
+pub(crate) fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Demo(args) => demo::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("agentgate-obs: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
