@@ -145,7 +145,7 @@ impl Emitter {
     /// ```
     /// # use agentgate_obs::{Observability, Phase};
     /// # use std::time::Duration;
-    /// let obs = Observability::builder().no_log().start().unwrap();
+    /// let obs = Observability::builder().start().unwrap();
     /// let run = obs.emitter().run("wo-1", "run-1");
     /// run.phase_completed(1, Phase::Build, true, Duration::from_millis(1234));
     /// obs.flush();
@@ -518,7 +518,7 @@ impl Drop for HandleInner {
 /// ```
 /// # use agentgate_obs::{Observability, Phase, PhaseTimings, RunResult, ExecutionMetrics, Strategy, TaskSpec};
 /// # use std::time::Duration;
-/// let obs = Observability::builder().no_log().start().unwrap();
+/// let obs = Observability::builder().start().unwrap();
 /// let run = obs.emitter().run("wo-1", "run-1");
 /// run.started(&TaskSpec::new("fix the flaky test", Strategy::Ralph, 3));
 /// run.iteration_started(1, 3, None);

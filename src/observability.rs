@@ -119,7 +119,7 @@ impl Builder {
 
 enum DrainState {
     Running(JoinHandle<RunTracker>),
-    Stopped(RunTracker),
+    Stopped(Box<RunTracker>),
     /// The drain thread panicked; nothing is tracked any more.
     Lost,
 }
@@ -247,7 +247,7 @@ impl Observability {
         };
         self.shared.send_stop(|| !thread.is_finished());
         if let Ok(tracker) = thread.join() {
-            *state = DrainState::Stopped(tracker);
+            *state = DrainState::Stopped(Box::new(tracker));
         }
         drop(state);
         self.shared.collect_leftovers();

@@ -241,11 +241,6 @@ impl RunTracker {
         self.active
     }
 
-    /// How many runs are tracked, active and finished.
-    pub(crate) fn len(&self) -> usize {
-        self.by_id.len()
-    }
-
     /// Every tracked run, oldest first.
     pub(crate) fn snapshot(&self) -> Vec<RunSnapshot> {
         let mut runs: Vec<RunSnapshot> = self.slots.iter().filter_map(|s| s.run.clone()).collect();

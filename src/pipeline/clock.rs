@@ -58,11 +58,6 @@ impl WallClock {
     pub(crate) fn timestamp(&mut self, ticks: u64) -> Timestamp {
         Timestamp::from_millis(self.wall_nanos(ticks) / 1_000_000)
     }
-
-    /// Nanoseconds from `ticks` to now: how long an event waited.
-    pub(crate) fn age_nanos(&self, ticks: u64) -> u64 {
-        self.clock.delta_as_nanos(ticks, self.clock.raw())
-    }
 }
 
 #[cfg(test)]

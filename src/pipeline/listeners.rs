@@ -66,8 +66,4 @@ impl Listeners {
     pub(crate) fn load(&self) -> arc_swap::Guard<Arc<Vec<Arc<Listener>>>> {
         self.set.load()
     }
-
-    pub(crate) fn len(&self) -> usize {
-        self.set.load().len()
-    }
 }
