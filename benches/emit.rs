@@ -1,1 +1,282 @@
-fn main() {}
+//! The engine's side of an emit, and the drain thread's throughput, side
+//! by side with the `prometheus` crate and with the original's synchronous
+//! design (owned strings, a JSON log line and listeners under a mutex, all
+//! on the caller's thread).
+//!
+//! Run: `cargo bench --bench emit`.
+//!
+//! Emits are timed in batches smaller than the ring, with a flush (not
+//! timed) between batches, so every timed emit takes the real accepting
+//! path while the drain thread works concurrently on the other core.
+
+use std::hint::black_box;
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use agentgate_obs::{Observability, Overflow, Phase, ProgressEmitter, Subscription};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use parking_lot::Mutex;
+
+const BATCH: u64 = 4_096;
+
+fn pipeline() -> (Observability, Subscription) {
+    let obs = Observability::builder()
+        .queue_capacity(65_536)
+        .overflow(Overflow::DropNewest)
+        .start()
+        .expect("pipeline starts");
+    let seen = Arc::new(AtomicU64::new(0));
+    let sub = obs.emitter().subscribe(move |_| {
+        seen.fetch_add(1, Ordering::Relaxed);
+    });
+    (obs, sub)
+}
+
+/// Times `iters` calls of `emit`, in batches separated by an untimed flush.
+fn batched(obs: &Observability, iters: u64, mut emit: impl FnMut(u64)) -> Duration {
+    let mut total = Duration::ZERO;
+    let mut done = 0;
+    while done < iters {
+        let n = BATCH.min(iters - done);
+        let start = Instant::now();
+        for i in 0..n {
+            emit(done + i);
+        }
+        total += start.elapsed();
+        done += n;
+        obs.flush();
+    }
+    total
+}
+
+/// The original TypeScript design, in Rust: the event built with owned
+/// strings, a JSON log line written, listeners called under a mutex, all
+/// on the caller's thread.
+struct SynchronousEmitter {
+    listeners: Mutex<Vec<Box<dyn Fn(&serde_json::Value) + Send>>>,
+    log: Mutex<std::io::Sink>,
+}
+
+impl SynchronousEmitter {
+    fn emit_phase_completed(
+        &self,
+        wo: &str,
+        run: &str,
+        iteration: u32,
+        phase: Phase,
+        success: bool,
+        ms: u64,
+    ) {
+        let timestamp = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+        let event = serde_json::json!({
+            "type": "phase_completed",
+            "timestamp": timestamp,
+            "workOrderId": wo.to_owned(),
+            "runId": run.to_owned(),
+            "correlationId": run.to_owned(),
+            "iteration": iteration,
+            "phase": phase.as_str(),
+            "success": success,
+            "durationMs": ms,
+        });
+        let line = serde_json::to_vec(&serde_json::json!({
+            "level": "info",
+            "module": "progress-emitter",
+            "message": "Progress: phase_completed",
+            "timestamp": event["timestamp"],
+            "eventType": "phase_completed",
+            "workOrderId": wo,
+            "runId": run,
+        }))
+        .unwrap_or_default();
+        let _ = self.log.lock().write_all(&line);
+        for listener in self.listeners.lock().iter() {
+            listener(&event);
+        }
+    }
+}
+
+fn one_producer(c: &mut Criterion) {
+    let mut group = c.benchmark_group("emit_phase_completed/one_producer");
+    group.throughput(Throughput::Elements(1));
+    let d = Duration::from_millis(1234);
+
+    let (obs, _sub) = pipeline();
+    let run = obs.emitter().run("wo-1", "run-1");
+    group.bench_function("agentgate RunHandle", |b| {
+        b.iter_custom(|iters| {
+            batched(&obs, iters, |i| {
+                run.phase_completed(black_box(i as u32), Phase::Build, true, d)
+            })
+        })
+    });
+    let emitter = obs.emitter();
+    group.bench_function("agentgate &str API", |b| {
+        b.iter_custom(|iters| {
+            batched(&obs, iters, |i| {
+                emitter.emit_phase_completed(
+                    black_box("wo-1"),
+                    black_box("run-1"),
+                    i as u32,
+                    Phase::Build,
+                    true,
+                    d,
+                )
+            })
+        })
+    });
+
+    let registry = prometheus::Registry::new();
+    let histogram = prometheus::HistogramVec::new(
+        prometheus::HistogramOpts::new("phase_duration_seconds", "Phase durations"),
+        &["phase"],
+    )
+    .expect("valid histogram");
+    registry
+        .register(Box::new(histogram.clone()))
+        .expect("registers");
+    group.bench_function("prometheus HistogramVec observe", |b| {
+        b.iter(|| {
+            histogram
+                .with_label_values(&[black_box(Phase::Build.as_str())])
+                .observe(black_box(1.234))
+        })
+    });
+
+    let sync = SynchronousEmitter {
+        listeners: Mutex::new(vec![Box::new(|e: &serde_json::Value| {
+            black_box(e);
+        })]),
+        log: Mutex::new(std::io::sink()),
+    };
+    group.bench_function("synchronous design (original)", |b| {
+        b.iter(|| {
+            sync.emit_phase_completed(
+                black_box("wo-1"),
+                black_box("run-1"),
+                2,
+                Phase::Build,
+                true,
+                1234,
+            )
+        })
+    });
+    group.finish();
+}
+
+fn two_producers(c: &mut Criterion) {
+    let mut group = c.benchmark_group("emit_phase_completed/two_producers");
+    group.throughput(Throughput::Elements(1));
+    let d = Duration::from_millis(1234);
+    let (obs, _sub) = pipeline();
+    let emitter = obs.emitter();
+    for handle in [true, false] {
+        let name = if handle {
+            "agentgate RunHandle"
+        } else {
+            "agentgate &str API"
+        };
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                // Each producer emits `iters` events; the figure is the
+                // mean of the two producers' per-emit time.
+                let mut total = Duration::ZERO;
+                let mut done = 0;
+                while done < iters {
+                    let n = BATCH.min(iters - done);
+                    let times: Vec<Duration> = std::thread::scope(|s| {
+                        let workers: Vec<_> = (0..2)
+                            .map(|p| {
+                                let emitter = &emitter;
+                                s.spawn(move || {
+                                    let run_id = format!("run-{p}");
+                                    let run = emitter.run("wo-1", &run_id);
+                                    let start = Instant::now();
+                                    for i in 0..n {
+                                        if handle {
+                                            run.phase_completed(i as u32, Phase::Build, true, d);
+                                        } else {
+                                            emitter.emit_phase_completed(
+                                                "wo-1",
+                                                &run_id,
+                                                i as u32,
+                                                Phase::Build,
+                                                true,
+                                                d,
+                                            );
+                                        }
+                                    }
+                                    start.elapsed()
+                                })
+                            })
+                            .collect();
+                        workers
+                            .into_iter()
+                            .map(|w| w.join().unwrap_or_default())
+                            .collect()
+                    });
+                    total += times.iter().sum::<Duration>() / 2;
+                    done += n;
+                    obs.flush();
+                }
+                total
+            })
+        });
+    }
+    group.finish();
+}
+
+fn drain_throughput(c: &mut Criterion) {
+    let mut group = c.benchmark_group("drain");
+    const EVENTS: u64 = 100_000;
+    group.throughput(Throughput::Elements(EVENTS));
+    group.sample_size(20);
+    let obs = Observability::builder()
+        .queue_capacity(EVENTS as usize + 16)
+        .overflow(Overflow::Block)
+        .start()
+        .expect("pipeline starts");
+    // The one listener counts events; while `paused` is set it holds the
+    // drain thread so the ring can be filled without the producer
+    // competing for the CPU or waking the drain thread.
+    let paused = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(AtomicU64::new(0));
+    let (hold, counter) = (paused.clone(), seen.clone());
+    let _sub = obs.emitter().subscribe(move |_| {
+        counter.fetch_add(1, Ordering::Relaxed);
+        while hold.load(Ordering::Acquire) {
+            std::hint::spin_loop();
+        }
+    });
+    let run = obs.emitter().run("wo-1", "run-1");
+    group.bench_function("events processed (tracker, counters, one listener)", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                paused.store(true, Ordering::Release);
+                run.phase_started(0, Phase::Build); // the drain thread now waits in the listener
+                for i in 0..EVENTS {
+                    run.phase_completed(i as u32, Phase::Build, true, Duration::from_millis(5));
+                }
+                let start = Instant::now();
+                paused.store(false, Ordering::Release);
+                obs.flush();
+                total += start.elapsed();
+            }
+            total
+        })
+    });
+    group.finish();
+    assert_eq!(obs.stats().dropped.total(), 0);
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4));
+    targets = one_producer, two_producers, drain_throughput
+}
+criterion_main!(benches);

@@ -12,6 +12,7 @@ use crossbeam_channel::Receiver;
 use super::Shared;
 use super::clock::WallClock;
 use super::envelope::{Body, Envelope, Key, Msg, NO_CORRELATION, RunIds};
+use super::listeners::{Listener, Listeners};
 use super::producer;
 use crate::event::{EventKind, ProgressEvent};
 use crate::tracker::{Applied, RunTracker, SlotHint};
@@ -58,9 +59,30 @@ impl Hasher for KeyHasher {
 
 type KeyMap<V> = HashMap<Key, V, BuildHasherDefault<KeyHasher>>;
 
+/// A registered run: its event, reused for every event of the run so
+/// that processing one clones and drops no `Arc`s.
 struct RunEntry {
-    ids: RunIds,
+    event: ProgressEvent,
+    /// The correlation key `event.correlation_id` stands for.
+    correlation: Key,
     hint: SlotHint,
+}
+
+impl RunEntry {
+    fn new(ids: RunIds) -> Self {
+        RunEntry {
+            event: ProgressEvent {
+                timestamp: Default::default(),
+                correlation_id: ids.run_id.clone(),
+                work_order_id: ids.work_order_id,
+                run_id: ids.run_id,
+                metadata: None,
+                kind: EventKind::DeliveryStarted,
+            },
+            correlation: NO_CORRELATION,
+            hint: SlotHint::default(),
+        }
+    }
 }
 
 /// The drain thread's state.
@@ -74,6 +96,7 @@ pub(crate) struct Drain {
     wall: WallClock,
     /// Processing number of the last event.
     pub(crate) seq: u64,
+    listeners: ListenerCache,
     stopping: bool,
 }
 
@@ -88,6 +111,10 @@ impl Drain {
             tracker: RunTracker::new(max_finished),
             sinks: Vec::new(),
             seq: 0,
+            listeners: ListenerCache {
+                version: u64::MAX,
+                set: Arc::default(),
+            },
             stopping: false,
         }
     }
@@ -128,15 +155,9 @@ impl Drain {
                 correlation,
                 body,
             } => self.process_keyed(ticks, run, correlation, body),
-            Msg::Owned(event) => self.process(*event, ticks, None, SlotTarget::Lookup),
+            Msg::Owned(event) => self.process_owned(*event, ticks),
             Msg::RegisterRun { key, ids } => {
-                self.runs.insert(
-                    key,
-                    RunEntry {
-                        ids: *ids,
-                        hint: SlotHint::default(),
-                    },
-                );
+                self.runs.insert(key, RunEntry::new(*ids));
             }
             Msg::UnregisterRun(key) => {
                 self.runs.remove(&key);
@@ -152,68 +173,108 @@ impl Drain {
     }
 
     fn process_keyed(&mut self, ticks: u64, run: Key, correlation: Key, body: Body) {
-        let Some(entry) = self.runs.get(&run) else {
+        // Destructured so the run's reusable event and the rest of the
+        // drain state can be borrowed at once.
+        let Drain {
+            shared,
+            runs,
+            correlations,
+            tracker,
+            sinks,
+            wall,
+            seq,
+            listeners,
+            ..
+        } = self;
+        let Some(entry) = runs.get_mut(&run) else {
             // Unreachable by construction: registration precedes use in
             // queue order and unregistration follows it. Counted, not lost.
             debug_assert!(false, "event for unregistered run key {run}");
-            self.shared.counters.dropped.add(body.event_type());
+            shared.counters.dropped.add(body.event_type());
             return;
         };
-        let correlation_id = match correlation {
-            NO_CORRELATION => entry.ids.run_id.clone(),
-            key => self
-                .correlations
-                .get(&key)
-                .cloned()
-                .unwrap_or_else(|| entry.ids.run_id.clone()),
-        };
+        if entry.correlation != correlation {
+            // Keys are never reused, so the id only changes with the key.
+            let run_id = &entry.event.run_id;
+            entry.event.correlation_id = match correlation {
+                NO_CORRELATION => run_id.clone(),
+                key => correlations
+                    .get(&key)
+                    .cloned()
+                    .unwrap_or_else(|| run_id.clone()),
+            };
+            entry.correlation = correlation;
+        }
         let (kind, nanos) = expand(body);
-        let event = ProgressEvent {
-            timestamp: self.wall.timestamp(ticks),
-            work_order_id: entry.ids.work_order_id.clone(),
-            run_id: entry.ids.run_id.clone(),
-            correlation_id,
-            metadata: None,
-            kind,
+        entry.event.kind = kind;
+        entry.event.timestamp = wall.timestamp(ticks);
+        let info = Delivery {
+            shared,
+            tracker,
+            sinks,
+            seq,
+            listeners,
         };
-        self.process(event, ticks, nanos, SlotTarget::Key(run));
+        info.deliver(&mut entry.event, &mut entry.hint, ticks, nanos);
     }
 
-    fn process(
-        &mut self,
-        mut event: ProgressEvent,
+    fn process_owned(&mut self, mut event: ProgressEvent, ticks: u64) {
+        let mut hint = SlotHint::default();
+        let Drain {
+            shared,
+            tracker,
+            sinks,
+            seq,
+            listeners,
+            ..
+        } = self;
+        Delivery {
+            shared,
+            tracker,
+            sinks,
+            seq,
+            listeners,
+        }
+        .deliver(&mut event, &mut hint, ticks, None);
+    }
+}
+
+/// The parts of the drain state that processing an event touches.
+struct Delivery<'a> {
+    shared: &'a Arc<Shared>,
+    tracker: &'a mut RunTracker,
+    sinks: &'a mut Vec<Box<dyn Sink>>,
+    seq: &'a mut u64,
+    listeners: &'a mut ListenerCache,
+}
+
+impl Delivery<'_> {
+    /// Applies the event to the tracker, then hands it to the sinks and
+    /// the listeners, and counts it processed.
+    fn deliver(
+        self,
+        event: &mut ProgressEvent,
+        hint: &mut SlotHint,
         ticks: u64,
         nanos: Option<u64>,
-        target: SlotTarget,
     ) {
         let ty = event.event_type();
-        let mut scratch = SlotHint::default();
-        let hint = match target {
-            SlotTarget::Key(key) => self.runs.get_mut(&key).map(|e| &mut e.hint),
-            SlotTarget::Lookup => None,
-        }
-        .unwrap_or(&mut scratch);
-        let applied = self.tracker.apply(&mut event, hint);
+        let applied = self.tracker.apply(event, hint);
         if applied.new_run || applied.finished.is_some() {
             self.shared.counters.set_active_runs(self.tracker.active());
         }
-        self.seq += 1;
+        *self.seq += 1;
         let info = EventInfo {
-            seq: self.seq,
+            seq: *self.seq,
             ticks,
             nanos,
             applied,
         };
-        for sink in &mut self.sinks {
-            sink.event(&event, &info);
+        for sink in self.sinks.iter_mut() {
+            sink.event(event, &info);
         }
-        self.call_listeners(&event);
-        self.shared.counters.processed.add_single_writer(ty);
-    }
-
-    fn call_listeners(&self, event: &ProgressEvent) {
-        let listeners = self.shared.listeners.load();
-        for listener in listeners.iter() {
+        let event = &*event;
+        for listener in self.listeners.current(&self.shared.listeners).iter() {
             if !listener.is_active() {
                 continue;
             }
@@ -226,12 +287,26 @@ impl Drain {
                 crate::diagnostics::listener_panicked(event, panic_message(&panic));
             }
         }
+        self.shared.counters.processed.add_single_writer(ty);
     }
 }
 
-enum SlotTarget {
-    Key(Key),
-    Lookup,
+/// The drain thread's copy of the listener set, refreshed only when the
+/// set's version changes: cheaper than loading the `ArcSwap` per event.
+struct ListenerCache {
+    version: u64,
+    set: Arc<Vec<Arc<Listener>>>,
+}
+
+impl ListenerCache {
+    fn current(&mut self, listeners: &Listeners) -> &[Arc<Listener>] {
+        let version = listeners.version();
+        if version != self.version {
+            self.set = listeners.load_full();
+            self.version = version;
+        }
+        &self.set
+    }
 }
 
 fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> &str {

@@ -33,6 +33,8 @@ pub(crate) struct Listeners {
     /// Serializes writers; readers never take it.
     write: Mutex<()>,
     next_id: AtomicU64,
+    /// Bumped after every change, so the drain thread can keep a copy.
+    version: AtomicU64,
 }
 
 impl Listeners {
@@ -48,6 +50,8 @@ impl Listeners {
         let mut next = Vec::clone(&self.set.load());
         next.push(listener);
         self.set.store(Arc::new(next));
+        // Release: publishes the store above to a drain thread that sees the new version.
+        self.version.fetch_add(1, Ordering::Release);
         id
     }
 
@@ -60,10 +64,18 @@ impl Listeners {
         }
         let next: Vec<_> = current.iter().filter(|l| l.id != id).cloned().collect();
         self.set.store(Arc::new(next));
+        // Release: see `add`.
+        self.version.fetch_add(1, Ordering::Release);
     }
 
-    /// The current set, for one event's delivery.
-    pub(crate) fn load(&self) -> arc_swap::Guard<Arc<Vec<Arc<Listener>>>> {
-        self.set.load()
+    /// The current set.
+    pub(crate) fn load_full(&self) -> Arc<Vec<Arc<Listener>>> {
+        self.set.load_full()
+    }
+
+    /// Changes so far; a new value means `load_full` has something new.
+    pub(crate) fn version(&self) -> u64 {
+        // Acquire: pairs with the Release bumps, so the set loaded next is at least this new.
+        self.version.load(Ordering::Acquire)
     }
 }
