@@ -54,8 +54,10 @@ fn batched(obs: &Observability, iters: u64, mut emit: impl FnMut(u64)) -> Durati
 /// The original TypeScript design, in Rust: the event built with owned
 /// strings, a JSON log line written, listeners called under a mutex, all
 /// on the caller's thread.
+type JsonListener = Box<dyn Fn(&serde_json::Value) + Send>;
+
 struct SynchronousEmitter {
-    listeners: Mutex<Vec<Box<dyn Fn(&serde_json::Value) + Send>>>,
+    listeners: Mutex<Vec<JsonListener>>,
     log: Mutex<std::io::Sink>,
 }
 
