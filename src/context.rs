@@ -172,6 +172,13 @@ impl Drop for ContextGuard {
     }
 }
 
+/// The current context, shared rather than copied: a log record holds it
+/// until the writer thread formats it.
+#[inline]
+pub(crate) fn current_shared() -> Option<Arc<LogContext>> {
+    CURRENT.with_borrow(|c| c.clone())
+}
+
 /// Calls `f` with the current correlation id, without cloning anything:
 /// the emitter's hot path reads it on every event.
 pub(crate) fn with_current_correlation<R>(f: impl FnOnce(Option<&Arc<str>>) -> R) -> R {

@@ -31,6 +31,7 @@ use serde::Serialize;
 
 use crate::context::{LogContext, with_context};
 use crate::emitter::{Emitter, RunHandle};
+use crate::log::Logger;
 use crate::event::{
     DeliveryResult, ExecutionMetrics, Phase, PhaseTimings, RunOutcome, RunResult, Strategy,
     TaskSpec,
@@ -151,6 +152,8 @@ const GATES: &[(&str, f64)] = &[
 
 /// One work order's run.
 struct Simulation<'a> {
+    /// The engine's own log lines, through the global writer.
+    log: Logger,
     rng: fastrand::Rng,
     index: usize,
     time_scale: f64,
@@ -189,6 +192,7 @@ impl<'a> Simulation<'a> {
             .seed
             .wrapping_add((index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
         Simulation {
+            log: Logger::new("agentgate_obs::demo::engine"),
             rng: fastrand::Rng::with_seed(seed),
             index,
             time_scale: config.time_scale.max(0.0),
@@ -231,6 +235,14 @@ impl<'a> Simulation<'a> {
         let max_iterations = self.rng.u32(2..=5);
         let goal = GOALS[self.rng.usize(..GOALS.len())];
         run.started(&TaskSpec::new(goal, strategy, max_iterations));
+        self.log.info(
+            "Run picked up",
+            [
+                ("strategy", strategy.as_str().into()),
+                ("maxIterations", max_iterations.into()),
+                ("goal", goal.into()),
+            ],
+        );
 
         let roll = self.rng.f64();
         let fate = match roll {
@@ -251,11 +263,13 @@ impl<'a> Simulation<'a> {
                 Fate::CanceledIn(i) if i == iteration => {
                     self.phase(run, &mut clock, iteration, Phase::Build, 9_000.0, true);
                     run.canceled("canceled by user from the dashboard");
+                    self.log.warn("Run canceled", [("reason", "user".into())]);
                     return RunOutcome::Canceled;
                 }
                 Fate::ErrorIn(i) if i == iteration => {
                     self.phase(run, &mut clock, iteration, Phase::Build, 6_000.0, false);
                     run.failed("agent process exited with code 137 (out of memory)");
+                    self.log.error("Agent process died", [("exitCode", 137u32.into())]);
                     return RunOutcome::Failed;
                 }
                 _ => {}
@@ -268,9 +282,9 @@ impl<'a> Simulation<'a> {
                 if iteration == max_iterations {
                     return self.finish(run, RunResult::FailedBuild, iteration, &clock);
                 }
-                feedback = Some(
-                    "build failed: cannot find symbol `RetryPolicy` in module `client`".into(),
-                );
+                let text = "build failed: cannot find symbol `RetryPolicy` in module `client`";
+                self.log.warn("Build failed", [("feedback", text.into())]);
+                feedback = Some(text.into());
                 continue;
             }
             self.phase(run, &mut clock, iteration, Phase::Snapshot, 1_200.0, true);
@@ -286,6 +300,10 @@ impl<'a> Simulation<'a> {
                 verify += d;
                 let passed = self.rng.f64() < (pass_rate * learning).min(0.99);
                 run.gate_checked_timed(iteration, gate, passed, d);
+                self.log.debug(
+                    "Gate checked",
+                    [("gate", (*gate).into()), ("passed", passed.into())],
+                );
                 if !passed && failed_gate.is_none() {
                     failed_gate = Some(*gate);
                 }
@@ -336,6 +354,15 @@ impl<'a> Simulation<'a> {
         self.pass(d);
         let success = self.rng.f64() > 0.1;
         let repo = REPOS[self.rng.usize(..REPOS.len())];
+        // The engine's credentials reach the log only as [REDACTED].
+        ::log::info!("pushing branch to {repo} with token ghp_{}", "x".repeat(36));
+        self.log.info(
+            "Opening pull request",
+            [
+                ("repo", repo.into()),
+                ("authorization", "Bearer not-a-real-secret".into()),
+            ],
+        );
         let result = if success {
             DeliveryResult {
                 success,
@@ -379,6 +406,19 @@ impl<'a> Simulation<'a> {
             })),
         };
         run.completed(result, &metrics);
-        RunOutcome::from(result)
+        let outcome = RunOutcome::from(result);
+        let level = match outcome {
+            RunOutcome::Succeeded => crate::log::Level::Info,
+            _ => crate::log::Level::Warn,
+        };
+        self.log.log(
+            level,
+            "Run finished",
+            [
+                ("result", result.as_str().into()),
+                ("iterations", iterations.into()),
+            ],
+        );
+        outcome
     }
 }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use crate::emitter::Emitter;
+use crate::log::{LogConfig, LogFilter, LogStats, LogWriter, Logger, ProgressLog};
 use crate::pipeline::drain::Drain;
 use crate::pipeline::stats::PipelineStats;
 use crate::pipeline::{Overflow, Shared};
@@ -27,6 +28,14 @@ pub enum Error {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The log file could not be opened for appending.
+    #[error("could not open the log file {path:?}: {source}")]
+    LogFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
 }
 
 /// Configures and starts an [`Observability`] pipeline.
@@ -36,6 +45,7 @@ pub struct Builder {
     queue_capacity: usize,
     overflow: Overflow,
     finished_runs: usize,
+    log: LogConfig,
 }
 
 impl Default for Builder {
@@ -45,6 +55,7 @@ impl Default for Builder {
             queue_capacity: 65_536,
             overflow: Overflow::DropNewest,
             finished_runs: 1_000,
+            log: LogConfig::default(),
         }
     }
 }
@@ -76,6 +87,41 @@ impl Builder {
         self
     }
 
+    /// Writes the JSON log lines to `writer` instead of stderr (the
+    /// default), from the log writer thread.
+    pub fn log_to(mut self, writer: impl std::io::Write + Send + 'static) -> Self {
+        self.log.to_writer(writer);
+        self
+    }
+
+    /// Appends the JSON log lines to the file at `path` (created if
+    /// missing); [`start`](Self::start) fails if it cannot be opened.
+    pub fn log_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.log.to_file(path.into());
+        self
+    }
+
+    /// No log writer: nothing is logged, no thread is started.
+    pub fn no_log(mut self) -> Self {
+        self.log.off();
+        self
+    }
+
+    /// The log level filter (default `info`): a [`Level`](crate::Level) or
+    /// a parsed [`LogFilter`](crate::LogFilter) with per-module directives.
+    /// The `AGENTGATE_LOG` environment variable, when set, overrides it.
+    pub fn log_level(mut self, filter: impl Into<LogFilter>) -> Self {
+        self.log.filter(filter.into());
+        self
+    }
+
+    /// How many log records may wait for the writer (default 16,384);
+    /// beyond that, trace/debug/info records are dropped and counted.
+    pub fn log_capacity(mut self, capacity: usize) -> Self {
+        self.log.capacity(capacity);
+        self
+    }
+
     fn validate(&self) -> Result<(), Error> {
         if self.queue_capacity == 0 {
             return Err(Error::Config("queue_capacity must be at least 1".into()));
@@ -98,14 +144,24 @@ impl Builder {
     /// Starts the drain thread.
     pub fn start(self) -> Result<Observability, Error> {
         self.validate()?;
+        let log = self.log.start()?;
         let (shared, rx) = Shared::new(self.queue_capacity, self.overflow);
-        let drain = Drain::new(shared.clone(), rx, self.finished_runs);
+        let mut drain = Drain::new(shared.clone(), rx, self.finished_runs);
+        if let Some(log) = &log {
+            drain.log = Some(log.dispatch().clone());
+            drain.sinks.push(Box::new(ProgressLog::new(log.dispatch().clone())));
+        }
         let thread = std::thread::Builder::new()
             .name("agentgate-obs-drain".into())
             .spawn(move || drain.run())
-            .map_err(|source| Error::Spawn {
-                name: "drain",
-                source,
+            .map_err(|source| {
+                if let Some(log) = &log {
+                    log.shutdown();
+                }
+                Error::Spawn {
+                    name: "drain",
+                    source,
+                }
             })?;
         Ok(Observability {
             emitter: Emitter::new(shared.clone()),
@@ -113,6 +169,7 @@ impl Builder {
             drain: Mutex::new(DrainState::Running(thread)),
             started: Instant::now(),
             namespace: self.namespace,
+            log,
         })
     }
 }
@@ -151,6 +208,7 @@ pub struct Observability {
     drain: Mutex<DrainState>,
     started: Instant,
     namespace: String,
+    log: Option<LogWriter>,
 }
 
 impl std::fmt::Debug for Observability {
@@ -158,6 +216,7 @@ impl std::fmt::Debug for Observability {
         f.debug_struct("Observability")
             .field("pipeline", &self.shared)
             .field("namespace", &self.namespace)
+            .field("log", &self.log)
             .finish_non_exhaustive()
     }
 }
@@ -233,6 +292,31 @@ impl Observability {
         self.shared.counters.active_runs()
     }
 
+    /// A logger for `module` bound to this pipeline's log writer (records
+    /// are not written when logging is off). [`Logger::new`] writes to the
+    /// most recently started pipeline instead.
+    pub fn logger(&self, module: impl Into<std::borrow::Cow<'static, str>>) -> Logger {
+        match &self.log {
+            Some(log) => Logger::bound(module, log.dispatch().clone()),
+            None => Logger::disabled(module),
+        }
+    }
+
+    /// The log writer's accounting (all zero when logging is off). Exact
+    /// after [`flush_logs`](Self::flush_logs) or shutdown.
+    pub fn log_stats(&self) -> LogStats {
+        self.log.as_ref().map(LogWriter::stats).unwrap_or_default()
+    }
+
+    /// Like [`flush`](Self::flush), then returns once every log record
+    /// sent before the call (the progress lines included) is written.
+    pub fn flush_logs(&self) {
+        self.flush();
+        if let Some(log) = &self.log {
+            log.flush();
+        }
+    }
+
     /// Stops the pipeline: later emits are counted as dropped, every event
     /// already accepted is processed, then the drain thread is joined.
     /// Idempotent; also runs on drop.
@@ -251,6 +335,10 @@ impl Observability {
         }
         drop(state);
         self.shared.collect_leftovers();
+        // After the drain thread: its last progress lines are accepted.
+        if let Some(log) = &self.log {
+            log.shutdown();
+        }
     }
 }
 

@@ -31,6 +31,9 @@ pub(crate) struct DemoArgs {
     /// With --exit-when-done: the summary as one JSON object on the last line.
     #[arg(long)]
     json: bool,
+    /// Append the JSON log lines to FILE instead of writing them to stderr.
+    #[arg(long, value_name = "FILE")]
+    log_file: Option<std::path::PathBuf>,
 }
 
 /// Phase durations seen by the demo, for the summary.
@@ -67,7 +70,13 @@ pub(crate) fn run(args: DemoArgs) -> Result<ExitCode, Box<dyn std::error::Error>
     if !(args.time_scale.is_finite() && args.time_scale >= 0.0) {
         return Err("--time-scale must be a finite number >= 0".into());
     }
-    let obs = Observability::builder().start()?;
+    let mut builder = Observability::builder();
+    if let Some(path) = &args.log_file {
+        builder = builder.log_file(path);
+    }
+    let obs = builder.start()?;
+    // The demo owns the process: `log` records come out as JSON lines too.
+    agentgate_obs::install_log_bridge()?;
     let emitter = obs.emitter();
     let durations = Arc::new(Mutex::new(PhaseDurations::new()));
     let sink = durations.clone();

@@ -93,6 +93,8 @@ pub(crate) struct Drain {
     correlations: KeyMap<Arc<str>>,
     pub(crate) tracker: RunTracker,
     pub(crate) sinks: Vec<Box<dyn Sink>>,
+    /// Where the pipeline reports its own errors (listener panics).
+    pub(crate) log: Option<Arc<crate::log::Dispatch>>,
     wall: WallClock,
     /// Processing number of the last event.
     pub(crate) seq: u64,
@@ -110,6 +112,7 @@ impl Drain {
             correlations: KeyMap::default(),
             tracker: RunTracker::new(max_finished),
             sinks: Vec::new(),
+            log: None,
             seq: 0,
             listeners: ListenerCache {
                 version: u64::MAX,
@@ -284,7 +287,11 @@ impl Delivery<'_> {
                     .counters
                     .listener_panics
                     .fetch_add(1, Ordering::Relaxed);
-                crate::diagnostics::listener_panicked(event, panic_message(&panic));
+                crate::diagnostics::listener_panicked(
+                    self.log.as_deref(),
+                    event,
+                    panic_message(&panic),
+                );
             }
         }
         self.shared.counters.processed.add_single_writer(ty);
