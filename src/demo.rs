@@ -31,11 +31,11 @@ use serde::Serialize;
 
 use crate::context::{LogContext, with_context};
 use crate::emitter::{Emitter, RunHandle};
-use crate::log::Logger;
 use crate::event::{
     DeliveryResult, ExecutionMetrics, Phase, PhaseTimings, RunOutcome, RunResult, Strategy,
     TaskSpec,
 };
+use crate::log::Logger;
 
 /// How much traffic to make.
 #[derive(Clone, Debug, PartialEq)]
@@ -269,7 +269,8 @@ impl<'a> Simulation<'a> {
                 Fate::ErrorIn(i) if i == iteration => {
                     self.phase(run, &mut clock, iteration, Phase::Build, 6_000.0, false);
                     run.failed("agent process exited with code 137 (out of memory)");
-                    self.log.error("Agent process died", [("exitCode", 137u32.into())]);
+                    self.log
+                        .error("Agent process died", [("exitCode", 137u32.into())]);
                     return RunOutcome::Failed;
                 }
                 _ => {}

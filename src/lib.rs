@@ -41,12 +41,12 @@ pub use event::{
     Phase, PhaseTimings, ProgressEvent, RunOutcome, RunResult, Strategy, TaskSpec, Timestamp,
     TypeStyle, UnknownVariant, WireEvent,
 };
+#[cfg(feature = "tracing")]
+pub use log::TracingLayer;
 pub use log::{
     Field, FieldValue, InvalidLogFilter, Level, LogBridgeError, LogFilter, LogStats, Logger,
     REDACTED, install_log_bridge, unrouted_records,
 };
-#[cfg(feature = "tracing")]
-pub use log::TracingLayer;
 pub use observability::{Builder, Error, Observability};
 pub use pipeline::Overflow;
 pub use pipeline::stats::{EventCounts, PipelineStats};

@@ -149,7 +149,9 @@ impl Builder {
         let mut drain = Drain::new(shared.clone(), rx, self.finished_runs);
         if let Some(log) = &log {
             drain.log = Some(log.dispatch().clone());
-            drain.sinks.push(Box::new(ProgressLog::new(log.dispatch().clone())));
+            drain
+                .sinks
+                .push(Box::new(ProgressLog::new(log.dispatch().clone())));
         }
         let thread = std::thread::Builder::new()
             .name("agentgate-obs-drain".into())

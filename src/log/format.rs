@@ -241,7 +241,10 @@ mod tests {
 
     #[test]
     fn control_characters_and_quotes_stay_valid_json() {
-        let v = line(vec![("k", "\u{0}\u{1b}[31m\"\\\n\u{2028}".into())], "a\r\nb\t\"");
+        let v = line(
+            vec![("k", "\u{0}\u{1b}[31m\"\\\n\u{2028}".into())],
+            "a\r\nb\t\"",
+        );
         assert_eq!(v["message"], "a\r\nb\t\"");
         assert_eq!(v["k"], "\u{0}\u{1b}[31m\"\\\n\u{2028}");
     }

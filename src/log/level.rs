@@ -196,8 +196,9 @@ impl FromStr for LogFilter {
         for directive in s.split(',').map(str::trim).filter(|d| !d.is_empty()) {
             match directive.split_once('=') {
                 None => {
-                    filter.default = parse_verbosity(directive)
-                        .ok_or_else(|| bad("unknown level (trace, debug, info, warn, error, off)"))?;
+                    filter.default = parse_verbosity(directive).ok_or_else(|| {
+                        bad("unknown level (trace, debug, info, warn, error, off)")
+                    })?;
                 }
                 Some((module, level)) => {
                     let module = module.trim();

@@ -135,33 +135,53 @@ impl Logger {
 
     /// [`log`](Self::log) at trace level.
     #[inline]
-    pub fn trace<I: IntoIterator<Item = Field>>(&self, message: impl Into<Cow<'static, str>>, fields: I) {
+    pub fn trace<I: IntoIterator<Item = Field>>(
+        &self,
+        message: impl Into<Cow<'static, str>>,
+        fields: I,
+    ) {
         self.log(Level::Trace, message, fields);
     }
 
     /// [`log`](Self::log) at debug level.
     #[inline]
-    pub fn debug<I: IntoIterator<Item = Field>>(&self, message: impl Into<Cow<'static, str>>, fields: I) {
+    pub fn debug<I: IntoIterator<Item = Field>>(
+        &self,
+        message: impl Into<Cow<'static, str>>,
+        fields: I,
+    ) {
         self.log(Level::Debug, message, fields);
     }
 
     /// [`log`](Self::log) at info level.
     #[inline]
-    pub fn info<I: IntoIterator<Item = Field>>(&self, message: impl Into<Cow<'static, str>>, fields: I) {
+    pub fn info<I: IntoIterator<Item = Field>>(
+        &self,
+        message: impl Into<Cow<'static, str>>,
+        fields: I,
+    ) {
         self.log(Level::Info, message, fields);
     }
 
     /// [`log`](Self::log) at warn level: waits for space rather than being
     /// dropped when the writer is behind.
     #[inline]
-    pub fn warn<I: IntoIterator<Item = Field>>(&self, message: impl Into<Cow<'static, str>>, fields: I) {
+    pub fn warn<I: IntoIterator<Item = Field>>(
+        &self,
+        message: impl Into<Cow<'static, str>>,
+        fields: I,
+    ) {
         self.log(Level::Warn, message, fields);
     }
 
     /// [`log`](Self::log) at error level: waits for space rather than being
     /// dropped when the writer is behind.
     #[inline]
-    pub fn error<I: IntoIterator<Item = Field>>(&self, message: impl Into<Cow<'static, str>>, fields: I) {
+    pub fn error<I: IntoIterator<Item = Field>>(
+        &self,
+        message: impl Into<Cow<'static, str>>,
+        fields: I,
+    ) {
         self.log(Level::Error, message, fields);
     }
 }

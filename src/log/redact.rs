@@ -40,7 +40,10 @@ pub(crate) fn is_secret_key(key: &str) -> bool {
     }
     let mut normalized = [0u8; 128];
     let mut len = 0;
-    for b in key.bytes().filter(|b| !matches!(b, b'_' | b'-' | b'.' | b' ')) {
+    for b in key
+        .bytes()
+        .filter(|b| !matches!(b, b'_' | b'-' | b'.' | b' '))
+    {
         normalized[len] = b.to_ascii_lowercase();
         len += 1;
     }
@@ -71,7 +74,10 @@ fn is_base64url(b: u8) -> bool {
 fn token_at(s: &[u8]) -> Option<usize> {
     const GITHUB: [&[u8]; 5] = [b"ghp_", b"gho_", b"ghu_", b"ghs_", b"ghr_"];
     if GITHUB.iter().any(|p| s.starts_with(p)) {
-        let body = s[4..].iter().take_while(|&&b| b.is_ascii_alphanumeric()).count();
+        let body = s[4..]
+            .iter()
+            .take_while(|&&b| b.is_ascii_alphanumeric())
+            .count();
         return (body >= 36).then_some(4 + body);
     }
     if let Some(rest) = s.strip_prefix(b"github_pat_") {
@@ -143,9 +149,7 @@ fn redact_json_at(value: &mut serde_json::Value, depth: usize) {
                 *s = clean;
             }
         }
-        Value::Array(items) => items
-            .iter_mut()
-            .for_each(|v| redact_json_at(v, depth + 1)),
+        Value::Array(items) => items.iter_mut().for_each(|v| redact_json_at(v, depth + 1)),
         Value::Object(map) => {
             for (key, v) in map.iter_mut() {
                 if is_secret_key(key) {
@@ -179,7 +183,15 @@ mod tests {
         ] {
             assert!(is_secret_key(key), "{key}");
         }
-        for key in ["auth", "inputTokens", "tokenCount", "author", "runId", "sha", "commit"] {
+        for key in [
+            "auth",
+            "inputTokens",
+            "tokenCount",
+            "author",
+            "runId",
+            "sha",
+            "commit",
+        ] {
             assert!(!is_secret_key(key), "{key}");
         }
     }
