@@ -25,6 +25,7 @@ fn pipeline() -> (Observability, Subscription) {
     let obs = Observability::builder()
         .queue_capacity(65_536)
         .overflow(Overflow::DropNewest)
+        .no_log()
         .start()
         .expect("pipeline starts");
     let seen = Arc::new(AtomicU64::new(0));
@@ -238,6 +239,7 @@ fn drain_throughput(c: &mut Criterion) {
     let obs = Observability::builder()
         .queue_capacity(EVENTS as usize + 16)
         .overflow(Overflow::Block)
+        .no_log()
         .start()
         .expect("pipeline starts");
     // The one listener counts events; while `paused` is set it holds the

@@ -90,14 +90,14 @@ impl Builder {
     /// Writes the JSON log lines to `writer` instead of stderr (the
     /// default), from the log writer thread.
     pub fn log_to(mut self, writer: impl std::io::Write + Send + 'static) -> Self {
-        self.log.to_writer(writer);
+        self.log.set_writer(writer);
         self
     }
 
     /// Appends the JSON log lines to the file at `path` (created if
     /// missing); [`start`](Self::start) fails if it cannot be opened.
     pub fn log_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
-        self.log.to_file(path.into());
+        self.log.set_file(path.into());
         self
     }
 

@@ -86,14 +86,14 @@ impl Default for LogConfig {
 }
 
 impl LogConfig {
-    pub(crate) fn to_writer(&mut self, w: impl std::io::Write + Send + 'static) {
+    pub(crate) fn set_writer(&mut self, w: impl std::io::Write + Send + 'static) {
         let boxed: Box<dyn std::io::Write + Send> = Box::new(w);
         self.output = Some(Output::Writer(std::sync::Arc::new(
             parking_lot::Mutex::new(boxed),
         )));
     }
 
-    pub(crate) fn to_file(&mut self, path: PathBuf) {
+    pub(crate) fn set_file(&mut self, path: PathBuf) {
         self.output = Some(Output::File(path));
     }
 

@@ -187,6 +187,7 @@ impl Drain {
             wall,
             seq,
             listeners,
+            log,
             ..
         } = self;
         let Some(entry) = runs.get_mut(&run) else {
@@ -217,6 +218,7 @@ impl Drain {
             sinks,
             seq,
             listeners,
+            log: log.as_deref(),
         };
         info.deliver(&mut entry.event, &mut entry.hint, ticks, nanos);
     }
@@ -229,6 +231,7 @@ impl Drain {
             sinks,
             seq,
             listeners,
+            log,
             ..
         } = self;
         Delivery {
@@ -237,6 +240,7 @@ impl Drain {
             sinks,
             seq,
             listeners,
+            log: log.as_deref(),
         }
         .deliver(&mut event, &mut hint, ticks, None);
     }
@@ -249,6 +253,7 @@ struct Delivery<'a> {
     sinks: &'a mut Vec<Box<dyn Sink>>,
     seq: &'a mut u64,
     listeners: &'a mut ListenerCache,
+    log: Option<&'a crate::log::Dispatch>,
 }
 
 impl Delivery<'_> {
@@ -287,11 +292,7 @@ impl Delivery<'_> {
                     .counters
                     .listener_panics
                     .fetch_add(1, Ordering::Relaxed);
-                crate::diagnostics::listener_panicked(
-                    self.log.as_deref(),
-                    event,
-                    panic_message(&panic),
-                );
+                crate::diagnostics::listener_panicked(self.log, event, panic_message(&panic));
             }
         }
         self.shared.counters.processed.add_single_writer(ty);
