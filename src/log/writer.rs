@@ -306,6 +306,11 @@ struct Writer {
     dispatch: Arc<Dispatch>,
     batch: Vec<u8>,
     records: u64,
+    /// Records of the current batch, dropped together after it is
+    /// written: their context `Arc`s are shared with the logging threads,
+    /// and releasing them in a burst moves each refcount's cache line
+    /// between cores once per batch instead of once per record.
+    retired: Vec<Record>,
     acks: Vec<Sender<()>>,
     reported: bool,
 }
@@ -317,6 +322,7 @@ impl Writer {
             dispatch,
             batch: Vec::with_capacity(BATCH_BYTES + 4096),
             records: 0,
+            retired: Vec::with_capacity(1024),
             acks: Vec::new(),
             reported: false,
         }
@@ -355,6 +361,7 @@ impl Writer {
             Msg::Record(record) => {
                 write_line(&mut self.batch, &record);
                 self.records += 1;
+                self.retired.push(record);
                 false
             }
             Msg::Flush(ack) => {
@@ -370,6 +377,7 @@ impl Writer {
             return;
         }
         let records = std::mem::take(&mut self.records);
+        self.retired.clear();
         let result = catch_unwind(AssertUnwindSafe(|| self.sink.write_batch(&self.batch)));
         self.batch.clear();
         let counters = &self.dispatch.counters;
