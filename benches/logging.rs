@@ -122,11 +122,50 @@ fn timed_in_batches(iters: u64, settle: impl Fn(), line: impl Fn(u64)) -> Durati
     total
 }
 
+/// What logging every event as a `Progress: <type>` line costs the
+/// pipeline: emit 100,000 events and flush, with logging off and with the
+/// progress lines going to `io::sink()`. (When the log writer falls
+/// behind, progress lines are dropped and counted, never waited for.)
+fn pipeline_with_and_without_progress_lines(c: &mut Criterion) {
+    const EVENTS: u64 = 100_000;
+    let mut group = c.benchmark_group("pipeline_100k_events");
+    group.throughput(criterion::Throughput::Elements(EVENTS));
+    group.sample_size(20);
+    for (name, logging) in [("no_log", false), ("progress_lines_to_sink", true)] {
+        let builder = Observability::builder()
+            .queue_capacity(EVENTS as usize + 16)
+            .overflow(agentgate_obs::Overflow::Block);
+        let builder = if logging {
+            builder.log_to(std::io::sink())
+        } else {
+            builder.no_log()
+        };
+        let obs = builder.start().expect("pipeline starts");
+        let run = obs.emitter().run("wo-1", "run-1");
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                for i in 0..EVENTS {
+                    run.phase_started(black_box(i as u32), Phase::Build);
+                }
+                obs.flush();
+            })
+        });
+        drop(run);
+        obs.shutdown();
+        eprintln!("{name}: {:?}", obs.log_stats());
+    }
+    group.finish();
+}
+
 fn info_line_with_context_and_three_fields(c: &mut Criterion) {
     let name = "info_line_with_context_and_three_fields";
     ours(c, name);
     tracing_pair(c, name);
 }
 
-criterion_group!(benches, info_line_with_context_and_three_fields);
+criterion_group!(
+    benches,
+    info_line_with_context_and_three_fields,
+    pipeline_with_and_without_progress_lines
+);
 criterion_main!(benches);

@@ -37,7 +37,7 @@ impl Sink for ProgressLog {
         if !self.enabled {
             return;
         }
-        self.dispatch.send_nowait(Record {
+        self.dispatch.send_nowait_with(|| Record {
             level: Level::Info,
             module: Cow::Borrowed(PROGRESS_MODULE),
             timestamp: event.timestamp,

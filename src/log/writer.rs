@@ -157,6 +157,16 @@ impl Dispatch {
         self.send_inner(record, false);
     }
 
+    /// Like [`send_nowait`](Self::send_nowait), but builds the record only
+    /// when the channel has room: a writer that is behind costs the
+    /// drain thread a counter increment per line, not a copy of the event.
+    pub(crate) fn send_nowait_with(&self, make: impl FnOnce() -> Record) {
+        if self.tx.is_full() {
+            return Counters::add(&self.counters.dropped, 1);
+        }
+        self.send_inner(make(), false);
+    }
+
     #[inline]
     fn send_inner(&self, record: Record, wait: bool) {
         if self.is_closed() {
