@@ -411,3 +411,32 @@ fn with_no_log_nothing_is_counted_and_loggers_are_silent() {
     obs.shutdown();
     assert_eq!(obs.log_stats(), agentgate_obs::LogStats::default());
 }
+
+#[test]
+fn a_hostile_number_of_repeated_fields_and_deep_nesting_still_make_one_valid_line() {
+    let buffer = LogBuffer::new();
+    let obs = start(&buffer);
+    let keys = ["a", "b", "c"];
+    let fields: Vec<_> = (0..30_000u64)
+        .map(|i| (keys[(i % 3) as usize], agentgate_obs::FieldValue::from(i)))
+        .collect();
+    let mut deep = json!({"password": "deep secret"});
+    for _ in 0..200 {
+        deep = json!([deep]);
+    }
+    obs.logger("m").info("many", fields);
+    obs.logger("m").info("deep", [("nested", deep.into())]);
+    obs.shutdown();
+    let lines = buffer.log_lines();
+    assert_eq!(
+        (
+            lines[0]["a"].clone(),
+            lines[0]["b"].clone(),
+            lines[0]["c"].clone()
+        ),
+        (json!(0), json!(1), json!(2))
+    );
+    assert_eq!(lines[0].as_object().unwrap().len(), 4 + 3);
+    assert!(!buffer.text().contains("deep secret"));
+    assert!(buffer.text().contains("[TOO DEEP]"));
+}

@@ -15,7 +15,7 @@ use serde_json::Value;
 use super::record::{Body, FieldValue, Record};
 use super::redact::{REDACTED, is_secret_key, redact_json, redact_str};
 use crate::context::LogContext;
-use crate::event::ProgressEvent;
+use crate::event::{ProgressEvent, Timestamp};
 
 /// Keys an extra field can never take.
 const CORE_KEYS: [&str; 9] = [
@@ -52,13 +52,15 @@ impl<'a> From<&'a LogContext> for Ctx<'a> {
     }
 }
 
-/// Appends `record` as one JSON line (with its `\n`) to `out`.
-pub(crate) fn write_line(out: &mut Vec<u8>, record: &Record) {
+/// Appends `record` as one JSON line (with its `\n`) to `out`. Nested
+/// values are redacted in place: the record is the writer's own by now.
+pub(crate) fn write_line(out: &mut Vec<u8>, record: &mut Record) {
     out.extend_from_slice(b"{\"level\":\"");
     out.extend_from_slice(record.level.as_str().as_bytes());
     out.extend_from_slice(b"\",\"module\":");
     write_str(out, &record.module);
-    match &record.body {
+    let timestamp = record.timestamp;
+    match &mut record.body {
         Body::Message {
             message,
             context,
@@ -66,27 +68,55 @@ pub(crate) fn write_line(out: &mut Vec<u8>, record: &Record) {
         } => {
             out.extend_from_slice(b",\"message\":");
             write_str(out, message);
-            write_timestamp(out, record);
+            write_timestamp(out, timestamp);
             let ctx = context.as_deref().map(Ctx::from).unwrap_or_default();
             write_context(out, &ctx);
-            let mut written: Vec<&str> = Vec::with_capacity(fields.len());
-            for (key, value) in fields {
-                if written.contains(key) {
-                    continue;
+            let mut seen = SeenKeys::new(fields.len());
+            for (key, value) in fields.iter_mut() {
+                if seen.insert(key) {
+                    write_key(out, key);
+                    write_value(out, key, value);
                 }
-                written.push(key);
-                write_key(out, key);
-                write_value(out, key, value);
             }
         }
-        Body::Progress(event) => write_progress(out, record, event),
+        Body::Progress(event) => write_progress(out, timestamp, event),
     }
     out.extend_from_slice(b"}\n");
 }
 
-fn write_timestamp(out: &mut Vec<u8>, record: &Record) {
+fn write_timestamp(out: &mut Vec<u8>, timestamp: Timestamp) {
     // Writing into a Vec cannot fail.
-    let _ = write!(out, ",\"timestamp\":\"{}\"", record.timestamp);
+    let _ = write!(out, ",\"timestamp\":\"{timestamp}\"");
+}
+
+/// The extra keys written so far: a repeated key keeps its first value.
+/// A short list is scanned; a hostile number of fields gets a set, so the
+/// writer's work stays linear.
+enum SeenKeys {
+    Few(Vec<&'static str>),
+    Many(std::collections::HashSet<&'static str>),
+}
+
+impl SeenKeys {
+    fn new(fields: usize) -> Self {
+        if fields <= 16 {
+            SeenKeys::Few(Vec::with_capacity(fields))
+        } else {
+            SeenKeys::Many(std::collections::HashSet::with_capacity(fields))
+        }
+    }
+
+    /// True when `key` was not seen before.
+    fn insert(&mut self, key: &'static str) -> bool {
+        match self {
+            SeenKeys::Few(keys) if keys.contains(&key) => false,
+            SeenKeys::Few(keys) => {
+                keys.push(key);
+                true
+            }
+            SeenKeys::Many(keys) => keys.insert(key),
+        }
+    }
 }
 
 fn write_context(out: &mut Vec<u8>, ctx: &Ctx<'_>) {
@@ -120,7 +150,7 @@ fn write_key(out: &mut Vec<u8>, key: &str) {
     out.push(b':');
 }
 
-fn write_value(out: &mut Vec<u8>, key: &str, value: &FieldValue) {
+fn write_value(out: &mut Vec<u8>, key: &str, value: &mut FieldValue) {
     if is_secret_key(key) {
         write_raw_str(out, REDACTED);
         return;
@@ -140,9 +170,8 @@ fn write_value(out: &mut Vec<u8>, key: &str, value: &FieldValue) {
         }
         FieldValue::Bool(b) => write!(out, "{b}"),
         FieldValue::Json(v) => {
-            let mut v = v.clone();
-            redact_json(&mut v);
-            write_json(out, &v);
+            redact_json(v);
+            write_json(out, v);
             Ok(())
         }
     };
@@ -151,11 +180,11 @@ fn write_value(out: &mut Vec<u8>, key: &str, value: &FieldValue) {
 /// A progress event as `Progress: <type>`: ids, iteration and phase as
 /// context, then `eventType`, the payload, and `metadata` (nested, so it
 /// cannot overwrite anything).
-fn write_progress(out: &mut Vec<u8>, record: &Record, event: &ProgressEvent) {
+fn write_progress(out: &mut Vec<u8>, timestamp: Timestamp, event: &ProgressEvent) {
     let ty = event.event_type().as_str();
     out.extend_from_slice(b",\"message\":");
     write_raw_str(out, &format!("Progress: {ty}"));
-    write_timestamp(out, record);
+    write_timestamp(out, timestamp);
     let Ok(Value::Object(mut payload)) = serde_json::to_value(event) else {
         // An event always serializes to an object; if not, the line
         // still carries the ids.
@@ -219,11 +248,10 @@ mod tests {
     use std::borrow::Cow;
 
     use super::*;
-    use crate::event::Timestamp;
     use crate::log::Level;
 
     fn line(fields: Vec<(&'static str, FieldValue)>, message: &'static str) -> Value {
-        let record = Record {
+        let mut record = Record {
             level: Level::Info,
             module: Cow::Borrowed("executor"),
             timestamp: Timestamp::from_millis(0),
@@ -234,7 +262,7 @@ mod tests {
             },
         };
         let mut out = Vec::new();
-        write_line(&mut out, &record);
+        write_line(&mut out, &mut record);
         assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 1);
         serde_json::from_slice(&out).unwrap()
     }

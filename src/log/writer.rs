@@ -368,8 +368,8 @@ impl Writer {
     /// Takes one message; true for Stop.
     fn take(&mut self, msg: Msg) -> bool {
         match msg {
-            Msg::Record(record) => {
-                write_line(&mut self.batch, &record);
+            Msg::Record(mut record) => {
+                write_line(&mut self.batch, &mut record);
                 self.records += 1;
                 self.retired.push(record);
                 false
@@ -407,7 +407,7 @@ impl Writer {
 /// Tells stderr, once per writer, that the sink fails: the only way left
 /// to reach a human. Later failures are only counted.
 fn report_sink_failure(failure: &str) {
-    let record = Record {
+    let mut record = Record {
         level: Level::Error,
         module: "agentgate_obs::log".into(),
         timestamp: Timestamp::now(),
@@ -418,7 +418,7 @@ fn report_sink_failure(failure: &str) {
         },
     };
     let mut line = Vec::new();
-    write_line(&mut line, &record);
+    write_line(&mut line, &mut record);
     // Nothing more can be done if stderr fails too.
     let _ = std::io::stderr().write_all(&line);
 }
