@@ -28,6 +28,11 @@ use crate::event::Timestamp;
 /// runs empty.
 const BATCH_BYTES: usize = 64 * 1024;
 
+/// The writer's shortest and longest nap when the channel is empty: the
+/// longest bounds how late an idle writer notices a record, a flush or a stop.
+const MIN_NAP: Duration = Duration::from_micros(100);
+const MAX_NAP: Duration = Duration::from_millis(10);
+
 /// How long a waiting sender sleeps before looking whether the writer shut down.
 const WAIT_RECHECK: Duration = Duration::from_millis(20);
 
@@ -338,29 +343,33 @@ impl Writer {
         }
     }
 
+    /// Polls rather than blocks: a receiver blocked in `recv` makes every
+    /// send pay for waking it (a futex call, several times the rest of a
+    /// log call), so when the channel is empty the writer naps, a little
+    /// longer each time up to [`MAX_NAP`], and never registers as waiting.
     fn run(mut self, rx: Receiver<Msg>) {
+        let mut nap = MIN_NAP;
         let mut stopping = false;
-        while !stopping {
-            let Ok(first) = rx.recv() else { break };
-            stopping = self.take(first);
-            // Batch whatever else is already queued.
-            while !stopping {
-                let Ok(msg) = rx.try_recv() else { break };
-                stopping = self.take(msg);
+        loop {
+            let mut got_any = false;
+            // After Stop, what raced in behind it is written too; senders
+            // see `closed` by then, so this ends.
+            while let Ok(msg) = rx.try_recv() {
+                got_any = true;
+                stopping |= self.take(msg);
                 if self.batch.len() >= BATCH_BYTES {
                     self.write_batch();
                 }
             }
-            if stopping {
-                // Closed before Stop was sent: only races are left; write them too.
-                while let Ok(msg) = rx.try_recv() {
-                    self.take(msg);
-                }
-            }
             self.write_batch();
-            for ack in self.acks.drain(..) {
-                // The asker may have stopped waiting.
-                let _ = ack.send(());
+            if stopping {
+                break;
+            }
+            if got_any {
+                nap = MIN_NAP;
+            } else {
+                std::thread::sleep(nap);
+                nap = (nap * 2).min(MAX_NAP);
             }
         }
     }
@@ -382,7 +391,17 @@ impl Writer {
         }
     }
 
+    /// Writes the batch, then answers the flushes taken so far: everything
+    /// before them is written (or lost and counted) by then.
     fn write_batch(&mut self) {
+        self.write_batch_only();
+        for ack in self.acks.drain(..) {
+            // The asker may have stopped waiting.
+            let _ = ack.send(());
+        }
+    }
+
+    fn write_batch_only(&mut self) {
         if self.batch.is_empty() {
             return;
         }
