@@ -117,11 +117,7 @@ impl<'a> Writer<'a> {
 
     /// Ends a bucket line with its count and, in OpenMetrics, an exemplar:
     /// `# {labels} value timestamp`. `labels` are already escaped.
-    pub(crate) fn value_with_exemplar(
-        &mut self,
-        value: u64,
-        exemplar: Option<ExemplarRef<'_>>,
-    ) {
+    pub(crate) fn value_with_exemplar(&mut self, value: u64, exemplar: Option<ExemplarRef<'_>>) {
         self.close_labels();
         write_u64(value, self.out);
         if let (Format::OpenMetrics, Some((labels, observed, millis))) = (self.format, exemplar) {
