@@ -30,7 +30,8 @@ impl Default for Limits {
             max_head: 16 * 1024,
             max_headers: 64,
             max_body: 64 * 1024,
-            request_timeout: Duration::from_secs(10),
+            // A slow client holds a worker at most this long.
+            request_timeout: Duration::from_secs(5),
             write_timeout: Duration::from_secs(10),
         }
     }
