@@ -143,9 +143,7 @@ pub fn parse_exposition(text: &str) -> Result<Vec<ParsedSample>, String> {
             continue;
         }
         let err = |m: &str| format!("line {}: {m}: {line:?}", no + 1);
-        let name_end = line
-            .find(|c: char| c == '{' || c == ' ')
-            .ok_or_else(|| err("no value"))?;
+        let name_end = line.find(['{', ' ']).ok_or_else(|| err("no value"))?;
         let name = &line[..name_end];
         if name.is_empty()
             || !name
@@ -190,7 +188,7 @@ pub fn parse_exposition(text: &str) -> Result<Vec<ParsedSample>, String> {
                     }
                 }
                 labels.push((key.to_owned(), value));
-                match chars.next().map(|(i, c)| (i, c)) {
+                match chars.next() {
                     Some((_, ',')) => continue,
                     Some((i, '}')) => {
                         rest = &r[i + 1..];
