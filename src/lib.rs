@@ -29,8 +29,11 @@ pub mod demo;
 mod diagnostics;
 mod emitter;
 mod event;
+pub mod exposition;
+pub mod metrics;
 mod observability;
 mod pipeline;
+mod server;
 mod tracker;
 
 pub use context::{ContextGuard, LogContext, spawn_with_context, with_context};

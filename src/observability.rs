@@ -1,5 +1,6 @@
 //! [`Observability`], the running pipeline, and its [`Builder`].
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -7,9 +8,11 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use crate::emitter::Emitter;
+use crate::metrics::{Metrics, MetricsConfig};
 use crate::pipeline::drain::Drain;
 use crate::pipeline::stats::PipelineStats;
 use crate::pipeline::{Overflow, Shared};
+use crate::server::{self, Server};
 use crate::tracker::{RunSnapshot, RunTracker};
 
 /// Why the pipeline could not start.
@@ -27,6 +30,14 @@ pub enum Error {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The HTTP server could not bind its address.
+    #[error("could not serve on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
 }
 
 /// Configures and starts an [`Observability`] pipeline.
@@ -36,6 +47,9 @@ pub struct Builder {
     queue_capacity: usize,
     overflow: Overflow,
     finished_runs: usize,
+    metrics: MetricsConfig,
+    serve: Option<String>,
+    token: Option<String>,
 }
 
 impl Default for Builder {
@@ -45,6 +59,9 @@ impl Default for Builder {
             queue_capacity: 65_536,
             overflow: Overflow::DropNewest,
             finished_runs: 1_000,
+            metrics: MetricsConfig::default(),
+            serve: None,
+            token: None,
         }
     }
 }
@@ -76,30 +93,70 @@ impl Builder {
         self
     }
 
+    /// Bucket boundaries and label limits of the metrics.
+    pub fn metrics(mut self, config: MetricsConfig) -> Self {
+        self.metrics = config;
+        self
+    }
+
+    /// Serves `/metrics`, `/health`, `/api/runs` and `/api/summary` over
+    /// HTTP on `addr` (e.g. `127.0.0.1:3000`; port 0 picks a free port,
+    /// see [`Observability::local_addr`]). Bind to loopback unless the
+    /// network in between is trusted, and set a [`token`](Self::token).
+    pub fn serve(mut self, addr: impl Into<String>) -> Self {
+        self.serve = Some(addr.into());
+        self
+    }
+
+    /// Requires `Authorization: Bearer TOKEN` (or `?token=TOKEN`) on every
+    /// HTTP route but `/health`.
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
     fn validate(&self) -> Result<(), Error> {
         if self.queue_capacity == 0 {
             return Err(Error::Config("queue_capacity must be at least 1".into()));
         }
-        let valid_namespace = !self.namespace.is_empty()
-            && !self.namespace.starts_with(|c: char| c.is_ascii_digit())
-            && self
-                .namespace
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':');
-        if !valid_namespace {
-            return Err(Error::Config(format!(
-                "namespace {:?} is not a valid metric name prefix",
-                self.namespace
-            )));
+        validate_namespace(&self.namespace)?;
+        if self.token.as_deref().is_some_and(str::is_empty) {
+            return Err(Error::Config("the token must not be empty".into()));
         }
-        Ok(())
+        self.metrics.validate()
     }
 
     /// Starts the drain thread.
     pub fn start(self) -> Result<Observability, Error> {
         self.validate()?;
         let (shared, rx) = Shared::new(self.queue_capacity, self.overflow);
-        let drain = Drain::new(shared.clone(), rx, self.finished_runs);
+        let mut drain = Drain::new(shared.clone(), rx, self.finished_runs);
+        let metrics = Metrics::for_pipeline(&self.namespace, &self.metrics, shared.clone());
+        drain
+            .sinks
+            .push(Box::new(crate::metrics::sink::MetricsSink::new(
+                metrics.clone(),
+                shared.clock.clone(),
+            )));
+        let started = Instant::now();
+        let server = match &self.serve {
+            None => None,
+            Some(addr) => {
+                let state = server::routes::AppState {
+                    shared: shared.clone(),
+                    metrics: metrics.clone(),
+                    started,
+                };
+                let router = server::routes::router(&state, self.token.clone());
+                let limits = server::http::Limits::default();
+                let server = Server::start(addr.as_str(), router, limits, server::DEFAULT_WORKERS)
+                    .map_err(|source| Error::Bind {
+                        addr: addr.clone(),
+                        source,
+                    })?;
+                Some(server)
+            }
+        };
         let thread = std::thread::Builder::new()
             .name("agentgate-obs-drain".into())
             .spawn(move || drain.run())
@@ -111,8 +168,11 @@ impl Builder {
             emitter: Emitter::new(shared.clone()),
             shared,
             drain: Mutex::new(DrainState::Running(thread)),
-            started: Instant::now(),
+            started,
             namespace: self.namespace,
+            metrics,
+            local_addr: server.as_ref().map(Server::local_addr),
+            server: Mutex::new(server),
         })
     }
 }
@@ -151,6 +211,9 @@ pub struct Observability {
     drain: Mutex<DrainState>,
     started: Instant,
     namespace: String,
+    metrics: Metrics,
+    local_addr: Option<SocketAddr>,
+    server: Mutex<Option<Server>>,
 }
 
 impl std::fmt::Debug for Observability {
@@ -179,6 +242,17 @@ impl Observability {
     /// The metric name prefix.
     pub fn namespace(&self) -> &str {
         &self.namespace
+    }
+
+    /// The metrics the drain thread feeds.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The HTTP server's bound address, when [`Builder::serve`] was used
+    /// (with the real port when port 0 was asked for).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.local_addr
     }
 
     /// How long the pipeline has been running.
@@ -237,6 +311,10 @@ impl Observability {
     /// already accepted is processed, then the drain thread is joined.
     /// Idempotent; also runs on drop.
     pub fn shutdown(&self) {
+        // The server first: a scrape during shutdown gets an answer or a refused connection.
+        if let Some(mut server) = self.server.lock().take() {
+            server.stop();
+        }
         let mut state = self.drain.lock();
         let DrainState::Running(_) = &*state else {
             return;
@@ -257,5 +335,22 @@ impl Observability {
 impl Drop for Observability {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+/// Checks a metric name prefix: letters, digits, `_` and `:`, not starting
+/// with a digit.
+pub(crate) fn validate_namespace(namespace: &str) -> Result<(), Error> {
+    let valid = !namespace.is_empty()
+        && !namespace.starts_with(|c: char| c.is_ascii_digit())
+        && namespace
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':');
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::Config(format!(
+            "namespace {namespace:?} is not a valid metric name prefix"
+        )))
     }
 }
