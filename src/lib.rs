@@ -35,6 +35,7 @@ mod observability;
 mod pipeline;
 mod server;
 mod tracker;
+mod ws;
 
 pub use context::{ContextGuard, LogContext, spawn_with_context, with_context};
 pub use emitter::{Emitter, ProgressEmitter, RunHandle, Subscription};

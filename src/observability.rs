@@ -12,8 +12,10 @@ use crate::metrics::{Metrics, MetricsConfig};
 use crate::pipeline::drain::Drain;
 use crate::pipeline::stats::PipelineStats;
 use crate::pipeline::{Overflow, Shared};
+use crate::server::router::Handler;
 use crate::server::{self, Server};
 use crate::tracker::{RunSnapshot, RunTracker};
+use crate::ws::{self, WsConfig, hub::Hub};
 
 /// Why the pipeline could not start.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +52,7 @@ pub struct Builder {
     metrics: MetricsConfig,
     serve: Option<String>,
     token: Option<String>,
+    websocket: WsConfig,
 }
 
 impl Default for Builder {
@@ -62,6 +65,7 @@ impl Default for Builder {
             metrics: MetricsConfig::default(),
             serve: None,
             token: None,
+            websocket: WsConfig::default(),
         }
     }
 }
@@ -115,6 +119,35 @@ impl Builder {
         self
     }
 
+    /// WebSocket clients served at once (default 256); the next upgrade
+    /// gets `503`.
+    pub fn websocket_max_clients(mut self, clients: usize) -> Self {
+        self.websocket.max_clients = clients;
+        self
+    }
+
+    /// Events kept for WebSocket clients that fall behind or reconnect
+    /// with `?since=SEQ` (default 10,000).
+    pub fn websocket_replay(mut self, events: usize) -> Self {
+        self.websocket.replay = events;
+        self
+    }
+
+    /// How long a WebSocket client may refuse data before it is closed
+    /// (default 10 s).
+    pub fn websocket_stall_timeout(mut self, timeout: Duration) -> Self {
+        self.websocket.limits.stall = timeout;
+        self
+    }
+
+    /// How often the server pings WebSocket clients, and after how much
+    /// silence a client is taken for dead (defaults 15 s and 45 s).
+    pub fn websocket_keepalive(mut self, ping_every: Duration, dead_after: Duration) -> Self {
+        self.websocket.limits.ping_every = ping_every;
+        self.websocket.limits.dead_after = dead_after;
+        self
+    }
+
     fn validate(&self) -> Result<(), Error> {
         if self.queue_capacity == 0 {
             return Err(Error::Config("queue_capacity must be at least 1".into()));
@@ -139,15 +172,24 @@ impl Builder {
                 shared.clock.clone(),
             )));
         let started = Instant::now();
-        let server = match &self.serve {
-            None => None,
-            Some(addr) => {
+        let hub = self.serve.as_ref().map(|_| {
+            let hub = Hub::new(self.websocket.replay, metrics.clone());
+            drain.sinks.push(Box::new(hub.sink()));
+            hub
+        });
+        let server = match (&self.serve, &hub) {
+            (Some(addr), Some(hub)) => {
                 let state = server::routes::AppState {
                     shared: shared.clone(),
                     metrics: metrics.clone(),
                     started,
                 };
-                let router = server::routes::router(&state, self.token.clone());
+                let websocket = ws::upgrade_handler(shared.clone(), hub.clone(), self.websocket);
+                let router = server::routes::router(&state, self.token.clone()).route(
+                    "/ws",
+                    false,
+                    Handler::Upgrade(websocket),
+                );
                 let limits = server::http::Limits::default();
                 let server = Server::start(addr.as_str(), router, limits, server::DEFAULT_WORKERS)
                     .map_err(|source| Error::Bind {
@@ -156,6 +198,7 @@ impl Builder {
                     })?;
                 Some(server)
             }
+            _ => None,
         };
         let thread = std::thread::Builder::new()
             .name("agentgate-obs-drain".into())
@@ -173,6 +216,7 @@ impl Builder {
             metrics,
             local_addr: server.as_ref().map(Server::local_addr),
             server: Mutex::new(server),
+            hub,
         })
     }
 }
@@ -214,6 +258,7 @@ pub struct Observability {
     metrics: Metrics,
     local_addr: Option<SocketAddr>,
     server: Mutex<Option<Server>>,
+    hub: Option<Arc<Hub>>,
 }
 
 impl std::fmt::Debug for Observability {
@@ -224,6 +269,9 @@ impl std::fmt::Debug for Observability {
             .finish_non_exhaustive()
     }
 }
+
+/// How long shutdown waits for WebSocket clients to say goodbye.
+const WS_GOODBYE: Duration = Duration::from_secs(2);
 
 /// How long a query waits for the drain thread before giving up.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -329,6 +377,10 @@ impl Observability {
         }
         drop(state);
         self.shared.collect_leftovers();
+        // Last: every accepted event has reached the hub; clients get it, then 1001.
+        if let Some(hub) = &self.hub {
+            hub.close_and_wait(WS_GOODBYE);
+        }
     }
 }
 

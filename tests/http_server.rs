@@ -87,8 +87,8 @@ fn unknown_and_traversal_paths_get_a_404() {
         "/nope",
         "/metrics/",
         "/api",
-        "/ws",
-        "/",
+        "/ws/x",
+        "/index.html",
     ] {
         assert_eq!(http_get(addr, path, &[]).status, 404, "{path}");
     }
