@@ -12,7 +12,10 @@ use std::time::Duration;
 
 use agentgate_obs::exposition::Format;
 use agentgate_obs::metrics::{Metrics, MetricsConfig};
-use agentgate_obs::{Observability, Overflow, Phase};
+use agentgate_obs::{Observability, Overflow};
+
+mod support;
+
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 
 const SIZES: [usize; 3] = [100, 1_000, 10_000];
@@ -170,11 +173,13 @@ fn drain(c: &mut Criterion) {
     group.throughput(criterion::Throughput::Elements(EVENTS));
     for scraped in [false, true] {
         let obs = Observability::builder()
+            .queue_capacity(EVENTS as usize + 16)
             .overflow(Overflow::Block)
             .serve("127.0.0.1:0")
             .start()
             .expect("start");
         let addr = obs.local_addr().expect("addr");
+        let gate = support::DrainGate::attach(&obs);
         let stop = Arc::new(AtomicBool::new(false));
         let scraper = scraped.then(|| scrape_loop(addr, stop.clone()));
         let run = obs.emitter().run("wo-bench", "run-bench");
@@ -184,11 +189,10 @@ fn drain(c: &mut Criterion) {
             "without-scrapes"
         };
         group.bench_function(name, |b| {
-            b.iter(|| {
-                for i in 0..EVENTS {
-                    run.phase_completed(1, Phase::Build, true, Duration::from_micros(i));
-                }
-                obs.flush();
+            b.iter_custom(|iters| {
+                (0..iters)
+                    .map(|_| gate.time_drain(&obs, &run, EVENTS))
+                    .sum()
             })
         });
         stop.store(true, Ordering::Relaxed);

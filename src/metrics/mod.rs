@@ -254,8 +254,8 @@ impl Metrics {
         self.inner.phase_duration[phase.index()].observe(nanos, trace);
     }
 
-    pub(crate) fn observe_queue_latency(&self, nanos: u64, trace: Option<Trace<'_>>) {
-        self.inner.queue_latency.observe(nanos, trace);
+    pub(crate) fn observe_queue_latencies(&self, nanos: &[u64], trace: Option<Trace<'_>>) {
+        self.inner.queue_latency.observe_many(nanos, trace);
     }
 
     /// Renders every family in `format`.
