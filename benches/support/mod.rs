@@ -49,3 +49,25 @@ impl DrainGate {
         start.elapsed()
     }
 }
+
+/// CPU time the pipeline's drain thread has used so far, from
+/// `/proc/self/task/*/stat` (10 ms resolution): lets a benchmark whose
+/// clients share the machine's cores report the drain thread's own
+/// throughput apart from the time it waited for a core.
+pub fn drain_thread_cpu() -> Option<Duration> {
+    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim() != "agentgate-obs-d" {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
+        // Fields after the parenthesised name; utime and stime are the 12th and 13th.
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let fields: Vec<&str> = rest.split(' ').collect();
+        let ticks: u64 =
+            fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        // USER_HZ is 100 on Linux.
+        return Some(Duration::from_millis(ticks * 10));
+    }
+    None
+}
