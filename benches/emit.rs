@@ -12,12 +12,14 @@
 use std::hint::black_box;
 use std::io::Write;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use agentgate_obs::{Observability, Overflow, Phase, ProgressEmitter, Subscription};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use parking_lot::Mutex;
+
+mod support;
 
 const BATCH: u64 = 4_096;
 
@@ -242,34 +244,13 @@ fn drain_throughput(c: &mut Criterion) {
         .no_log()
         .start()
         .expect("pipeline starts");
-    // The one listener counts events; while `paused` is set it holds the
-    // drain thread so the ring can be filled without the producer
-    // competing for the CPU or waking the drain thread.
-    let paused = Arc::new(AtomicBool::new(false));
-    let seen = Arc::new(AtomicU64::new(0));
-    let (hold, counter) = (paused.clone(), seen.clone());
-    let _sub = obs.emitter().subscribe(move |_| {
-        counter.fetch_add(1, Ordering::Relaxed);
-        while hold.load(Ordering::Acquire) {
-            std::hint::spin_loop();
-        }
-    });
+    let gate = support::DrainGate::attach(&obs);
     let run = obs.emitter().run("wo-1", "run-1");
-    group.bench_function("events processed (tracker, counters, one listener)", |b| {
+    group.bench_function("events processed (tracker, metrics, one listener)", |b| {
         b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                paused.store(true, Ordering::Release);
-                run.phase_started(0, Phase::Build); // the drain thread now waits in the listener
-                for i in 0..EVENTS {
-                    run.phase_completed(i as u32, Phase::Build, true, Duration::from_millis(5));
-                }
-                let start = Instant::now();
-                paused.store(false, Ordering::Release);
-                obs.flush();
-                total += start.elapsed();
-            }
-            total
+            (0..iters)
+                .map(|_| gate.time_drain(&obs, &run, EVENTS))
+                .sum()
         })
     });
     group.finish();

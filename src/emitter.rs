@@ -10,7 +10,9 @@ use crate::event::{
     RunOutcome, RunResult, TaskSpec,
 };
 use crate::pipeline::Shared;
-use crate::pipeline::envelope::{Body, CompactTimings, Envelope, InlineName, Key, Msg};
+use crate::pipeline::envelope::{
+    Body, CompactTimings, Envelope, InlineName, Key, Msg, NO_CORRELATION,
+};
 use crate::pipeline::producer;
 
 /// The progress-event interface an engine calls, one method per event type
@@ -217,19 +219,19 @@ impl Emitter {
             (run, correlation)
         });
         match keys {
-            Some((run, correlation)) => self.shared.send_event(
-                Envelope {
-                    ticks,
-                    msg: Msg::Event {
-                        run,
-                        correlation,
-                        body,
-                    },
-                },
-                ty,
-            ),
+            Some((run, correlation)) => self.send(ticks, run, correlation, body, ty),
             None => self.emit_uncached(work_order_id, run_id, body),
         }
+    }
+
+    #[inline]
+    fn send(&self, ticks: u64, run: Key, correlation: Key, body: Body, ty: EventType) {
+        let msg = Msg::Event {
+            run,
+            correlation,
+            body,
+        };
+        self.shared.send_event(Envelope { ticks, msg }, ty);
     }
 
     /// Emits `body` about a run registered as `run`.
@@ -244,19 +246,9 @@ impl Emitter {
         });
         let correlation = correlation.unwrap_or_else(|| {
             self.shared.counters.emitted_fallback.add(ty);
-            crate::pipeline::envelope::NO_CORRELATION
+            NO_CORRELATION
         });
-        self.shared.send_event(
-            Envelope {
-                ticks,
-                msg: Msg::Event {
-                    run,
-                    correlation,
-                    body,
-                },
-            },
-            ty,
-        );
+        self.send(ticks, run, correlation, body, ty);
     }
 
     #[cold]
@@ -264,17 +256,7 @@ impl Emitter {
         let ty = body.event_type();
         self.shared.counters.emitted_fallback.add(ty);
         let key = producer::register_run(&self.shared, work_order_id, run_id);
-        self.shared.send_event(
-            Envelope {
-                ticks: self.shared.clock.raw(),
-                msg: Msg::Event {
-                    run: key,
-                    correlation: crate::pipeline::envelope::NO_CORRELATION,
-                    body,
-                },
-            },
-            ty,
-        );
+        self.send(self.shared.clock.raw(), key, NO_CORRELATION, body, ty);
         self.shared.send_reliable(Msg::UnregisterRun(key));
     }
 }

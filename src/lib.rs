@@ -29,10 +29,14 @@ pub mod demo;
 mod diagnostics;
 mod emitter;
 mod event;
+pub mod exposition;
 mod log;
+pub mod metrics;
 mod observability;
 mod pipeline;
+mod server;
 mod tracker;
+mod ws;
 
 pub use context::{ContextGuard, LogContext, spawn_with_context, with_context};
 pub use emitter::{Emitter, ProgressEmitter, RunHandle, Subscription};

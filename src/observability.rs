@@ -1,5 +1,6 @@
 //! [`Observability`], the running pipeline, and its [`Builder`].
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -8,10 +9,14 @@ use parking_lot::Mutex;
 
 use crate::emitter::Emitter;
 use crate::log::{LogConfig, LogFilter, LogStats, LogWriter, Logger, ProgressLog};
+use crate::metrics::{Metrics, MetricsConfig};
 use crate::pipeline::drain::Drain;
 use crate::pipeline::stats::PipelineStats;
 use crate::pipeline::{Overflow, Shared};
+use crate::server::router::Handler;
+use crate::server::{self, Server};
 use crate::tracker::{RunSnapshot, RunTracker};
+use crate::ws::{self, WsConfig, hub::Hub};
 
 /// Why the pipeline could not start.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +41,14 @@ pub enum Error {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The HTTP server could not bind its address.
+    #[error("could not serve on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
 }
 
 /// Configures and starts an [`Observability`] pipeline.
@@ -46,6 +59,10 @@ pub struct Builder {
     overflow: Overflow,
     finished_runs: usize,
     log: LogConfig,
+    metrics: MetricsConfig,
+    serve: Option<String>,
+    token: Option<String>,
+    websocket: WsConfig,
 }
 
 impl Default for Builder {
@@ -56,6 +73,10 @@ impl Default for Builder {
             overflow: Overflow::DropNewest,
             finished_runs: 1_000,
             log: LogConfig::default(),
+            metrics: MetricsConfig::default(),
+            serve: None,
+            token: None,
+            websocket: WsConfig::default(),
         }
     }
 }
@@ -122,23 +143,66 @@ impl Builder {
         self
     }
 
+    /// Bucket boundaries and label limits of the metrics.
+    pub fn metrics(mut self, config: MetricsConfig) -> Self {
+        self.metrics = config;
+        self
+    }
+
+    /// Serves `/metrics`, `/health`, `/api/runs` and `/api/summary` over
+    /// HTTP on `addr` (e.g. `127.0.0.1:3000`; port 0 picks a free port,
+    /// see [`Observability::local_addr`]). Bind to loopback unless the
+    /// network in between is trusted, and set a [`token`](Self::token).
+    pub fn serve(mut self, addr: impl Into<String>) -> Self {
+        self.serve = Some(addr.into());
+        self
+    }
+
+    /// Requires `Authorization: Bearer TOKEN` (or `?token=TOKEN`) on every
+    /// HTTP route but `/health`.
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// WebSocket clients served at once (default 256); the next upgrade
+    /// gets `503`.
+    pub fn websocket_max_clients(mut self, clients: usize) -> Self {
+        self.websocket.max_clients = clients;
+        self
+    }
+
+    /// Events kept for WebSocket clients that fall behind or reconnect
+    /// with `?since=SEQ` (default 10,000).
+    pub fn websocket_replay(mut self, events: usize) -> Self {
+        self.websocket.replay = events;
+        self
+    }
+
+    /// How long a WebSocket client may refuse data before it is closed
+    /// (default 10 s).
+    pub fn websocket_stall_timeout(mut self, timeout: Duration) -> Self {
+        self.websocket.limits.stall = timeout;
+        self
+    }
+
+    /// How often the server pings WebSocket clients, and after how much
+    /// silence a client is taken for dead (defaults 15 s and 45 s).
+    pub fn websocket_keepalive(mut self, ping_every: Duration, dead_after: Duration) -> Self {
+        self.websocket.limits.ping_every = ping_every;
+        self.websocket.limits.dead_after = dead_after;
+        self
+    }
+
     fn validate(&self) -> Result<(), Error> {
         if self.queue_capacity == 0 {
             return Err(Error::Config("queue_capacity must be at least 1".into()));
         }
-        let valid_namespace = !self.namespace.is_empty()
-            && !self.namespace.starts_with(|c: char| c.is_ascii_digit())
-            && self
-                .namespace
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':');
-        if !valid_namespace {
-            return Err(Error::Config(format!(
-                "namespace {:?} is not a valid metric name prefix",
-                self.namespace
-            )));
+        validate_namespace(&self.namespace)?;
+        if self.token.as_deref().is_some_and(str::is_empty) {
+            return Err(Error::Config("the token must not be empty".into()));
         }
-        Ok(())
+        self.metrics.validate()
     }
 
     /// Starts the drain thread.
@@ -153,6 +217,47 @@ impl Builder {
                 .sinks
                 .push(Box::new(ProgressLog::new(log.dispatch().clone())));
         }
+        let metrics = Metrics::for_pipeline(&self.namespace, &self.metrics, shared.clone());
+        drain
+            .sinks
+            .push(Box::new(crate::metrics::sink::MetricsSink::new(
+                metrics.clone(),
+                shared.clock.clone(),
+            )));
+        let started = Instant::now();
+        let hub = self.serve.as_ref().map(|_| {
+            let hub = Hub::new(self.websocket.replay, metrics.clone());
+            drain.sinks.push(Box::new(hub.sink()));
+            hub
+        });
+        let server = match (&self.serve, &hub) {
+            (Some(addr), Some(hub)) => {
+                let state = server::routes::AppState {
+                    shared: shared.clone(),
+                    metrics: metrics.clone(),
+                    started,
+                };
+                let websocket = ws::upgrade_handler(shared.clone(), hub.clone(), self.websocket);
+                let router = server::routes::router(&state, self.token.clone()).route(
+                    "/ws",
+                    false,
+                    Handler::Upgrade(websocket),
+                );
+                let limits = server::http::Limits::default();
+                let server = Server::start(addr.as_str(), router, limits, server::DEFAULT_WORKERS)
+                    .map_err(|source| {
+                        if let Some(log) = &log {
+                            log.shutdown();
+                        }
+                        Error::Bind {
+                            addr: addr.clone(),
+                            source,
+                        }
+                    })?;
+                Some(server)
+            }
+            _ => None,
+        };
         let thread = std::thread::Builder::new()
             .name("agentgate-obs-drain".into())
             .spawn(move || drain.run())
@@ -169,9 +274,13 @@ impl Builder {
             emitter: Emitter::new(shared.clone()),
             shared,
             drain: Mutex::new(DrainState::Running(thread)),
-            started: Instant::now(),
+            started,
             namespace: self.namespace,
             log,
+            metrics,
+            local_addr: server.as_ref().map(Server::local_addr),
+            server: Mutex::new(server),
+            hub,
         })
     }
 }
@@ -211,6 +320,10 @@ pub struct Observability {
     started: Instant,
     namespace: String,
     log: Option<LogWriter>,
+    metrics: Metrics,
+    local_addr: Option<SocketAddr>,
+    server: Mutex<Option<Server>>,
+    hub: Option<Arc<Hub>>,
 }
 
 impl std::fmt::Debug for Observability {
@@ -222,6 +335,9 @@ impl std::fmt::Debug for Observability {
             .finish_non_exhaustive()
     }
 }
+
+/// How long shutdown waits for WebSocket clients to say goodbye.
+const WS_GOODBYE: Duration = Duration::from_secs(2);
 
 /// How long a query waits for the drain thread before giving up.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -240,6 +356,17 @@ impl Observability {
     /// The metric name prefix.
     pub fn namespace(&self) -> &str {
         &self.namespace
+    }
+
+    /// The metrics the drain thread feeds.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The HTTP server's bound address, when [`Builder::serve`] was used
+    /// (with the real port when port 0 was asked for).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.local_addr
     }
 
     /// How long the pipeline has been running.
@@ -323,6 +450,10 @@ impl Observability {
     /// already accepted is processed, then the drain thread is joined.
     /// Idempotent; also runs on drop.
     pub fn shutdown(&self) {
+        // The server first: a scrape during shutdown gets an answer or a refused connection.
+        if let Some(mut server) = self.server.lock().take() {
+            server.stop();
+        }
         let mut state = self.drain.lock();
         let DrainState::Running(_) = &*state else {
             return;
@@ -337,6 +468,10 @@ impl Observability {
         }
         drop(state);
         self.shared.collect_leftovers();
+        // Last: every accepted event has reached the hub; clients get it, then 1001.
+        if let Some(hub) = &self.hub {
+            hub.close_and_wait(WS_GOODBYE);
+        }
         // After the drain thread: its last progress lines are accepted.
         if let Some(log) = &self.log {
             log.shutdown();
@@ -347,5 +482,22 @@ impl Observability {
 impl Drop for Observability {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+/// Checks a metric name prefix: letters, digits, `_` and `:`, not starting
+/// with a digit.
+pub(crate) fn validate_namespace(namespace: &str) -> Result<(), Error> {
+    let valid = !namespace.is_empty()
+        && !namespace.starts_with(|c: char| c.is_ascii_digit())
+        && namespace
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':');
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::Config(format!(
+            "namespace {namespace:?} is not a valid metric name prefix"
+        )))
     }
 }

@@ -17,6 +17,8 @@ fn demo(args: &[&str], env: &[(&str, &str)]) -> Output {
         "--time-scale",
         "0",
         "--exit-when-done",
+        "--listen",
+        "127.0.0.1:0",
         "--json",
     ])
     .args(args)

@@ -5,10 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use agentgate_obs::demo::{DemoConfig, run_engine};
-use agentgate_obs::{EventKind, Observability, Phase, PipelineStats, ProgressEvent};
+use agentgate_obs::{Observability, Phase, PipelineStats};
 use clap::Args;
-use hdrhistogram::Histogram;
-use parking_lot::Mutex;
 use serde_json::json;
 
 #[derive(Debug, Args)]
@@ -31,56 +29,37 @@ pub(crate) struct DemoArgs {
     /// With --exit-when-done: the summary as one JSON object on the last line.
     #[arg(long)]
     json: bool,
+    /// Address of the HTTP server (port 0: a free port).
+    #[arg(long, default_value = "127.0.0.1:3000")]
+    listen: String,
+    /// Require this bearer token on every route but /health.
+    #[arg(long)]
+    token: Option<String>,
     /// Append the JSON log lines to FILE instead of writing them to stderr.
     #[arg(long, value_name = "FILE")]
     log_file: Option<std::path::PathBuf>,
-}
-
-/// Phase durations seen by the demo, for the summary.
-struct PhaseDurations([Histogram<u64>; 4]);
-
-impl PhaseDurations {
-    fn new() -> Self {
-        // 1 µs to 24 h at 3 significant digits: valid bounds, cannot fail.
-        PhaseDurations(std::array::from_fn(|_| {
-            Histogram::new_with_bounds(1, 86_400_000_000, 3).expect("valid histogram bounds")
-        }))
-    }
-
-    fn record(&mut self, event: &ProgressEvent) {
-        if let EventKind::PhaseCompleted {
-            phase, duration_ms, ..
-        } = event.kind
-        {
-            self.0[phase.index()].saturating_record(duration_ms.saturating_mul(1000).max(1));
-        }
-    }
-
-    fn quantile_ms(&self, phase: Phase, q: f64) -> f64 {
-        let h = &self.0[phase.index()];
-        if h.is_empty() {
-            0.0
-        } else {
-            h.value_at_quantile(q) as f64 / 1000.0
-        }
-    }
 }
 
 pub(crate) fn run(args: DemoArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     if !(args.time_scale.is_finite() && args.time_scale >= 0.0) {
         return Err("--time-scale must be a finite number >= 0".into());
     }
-    let mut builder = Observability::builder();
+    let mut builder = Observability::builder().serve(args.listen.as_str());
+    if let Some(token) = &args.token {
+        builder = builder.token(token.as_str());
+    }
     if let Some(path) = &args.log_file {
         builder = builder.log_file(path);
     }
     let obs = builder.start()?;
     // The demo owns the process: `log` records come out as JSON lines too.
     agentgate_obs::install_log_bridge()?;
+    if let Some(addr) = obs.local_addr() {
+        println!("dashboard: http://{addr}/");
+        println!("metrics: http://{addr}/metrics");
+        println!("websocket: ws://{addr}/ws");
+    }
     let emitter = obs.emitter();
-    let durations = Arc::new(Mutex::new(PhaseDurations::new()));
-    let sink = durations.clone();
-    let _summary = emitter.subscribe(move |event| sink.lock().record(event));
 
     let stop = Arc::new(AtomicBool::new(false));
     let on_signal = stop.clone();
@@ -103,14 +82,14 @@ pub(crate) fn run(args: DemoArgs) -> Result<ExitCode, Box<dyn std::error::Error>
     }
     obs.shutdown();
     let stats = obs.stats();
-    let durations = durations.lock();
+    let summary = obs.metrics().summary();
     let phases: serde_json::Map<String, serde_json::Value> = Phase::ALL
         .iter()
         .map(|&p| {
-            (
-                p.as_str().to_owned(),
-                json!({"p50Ms": durations.quantile_ms(p, 0.5), "p99Ms": durations.quantile_ms(p, 0.99)}),
-            )
+            (p.as_str().to_owned(), {
+                let (p50, p99) = summary.phase(p).map_or((0.0, 0.0), |h| (h.p50, h.p99));
+                json!({"p50Ms": p50 * 1000.0, "p99Ms": p99 * 1000.0})
+            })
         })
         .collect();
     let summary = json!({

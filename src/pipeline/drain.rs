@@ -36,6 +36,10 @@ pub(crate) struct EventInfo {
 pub(crate) trait Sink: Send {
     /// Called once per processed event, before the listeners.
     fn event(&mut self, event: &ProgressEvent, info: &EventInfo);
+
+    /// Called when the ring runs empty and before every control message:
+    /// a sink that batches publishes what it holds.
+    fn flush(&mut self) {}
 }
 
 /// Hashes the pipeline's own sequential keys: they are already well spread.
@@ -127,16 +131,35 @@ impl Drain {
         self.stopping = true;
     }
 
+    /// Lets batching sinks publish what they hold.
+    pub(crate) fn flush_sinks(&mut self) {
+        for sink in &mut self.sinks {
+            sink.flush();
+        }
+    }
+
+    /// The next envelope; flushes the sinks before waiting for one.
+    fn next(&mut self) -> Option<Envelope> {
+        match self.rx.try_recv() {
+            Ok(envelope) => Some(envelope),
+            Err(_) => {
+                self.flush_sinks();
+                self.rx.recv().ok()
+            }
+        }
+    }
+
     /// The thread's body: runs until a stop control message and an empty ring.
     pub(crate) fn run(mut self) -> RunTracker {
         producer::mark_drain_thread(self.shared.id);
-        while let Ok(envelope) = self.rx.recv() {
+        while let Some(envelope) = self.next() {
             self.handle(envelope);
             if self.stopping {
                 // The emitters see the pipeline closed; take what raced in.
                 while let Ok(envelope) = self.rx.try_recv() {
                     self.handle(envelope);
                 }
+                self.flush_sinks();
                 break;
             }
         }
@@ -171,7 +194,10 @@ impl Drain {
             Msg::UnregisterCorrelation(key) => {
                 self.correlations.remove(&key);
             }
-            Msg::Control(work) => work(self),
+            Msg::Control(work) => {
+                self.flush_sinks();
+                work(self);
+            }
         }
     }
 

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod ws;
+
 use std::io::{self, Write};
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -53,6 +55,198 @@ pub fn within<R: Send + 'static>(
         Ok(r) => r,
         Err(_) => panic!("{what} did not finish within {limit:?} (deadlock?)"),
     }
+}
+
+// ---- HTTP and exposition helpers (metrics issue) ----
+
+/// A raw HTTP response as the metrics tests read it.
+#[derive(Debug)]
+pub struct HttpReply {
+    pub status: u16,
+    /// Header names lowercased.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl HttpReply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Sends `raw` bytes to `addr` and reads the whole reply (the server
+/// closes every connection after one response).
+pub fn http_raw(addr: std::net::SocketAddr, raw: &[u8]) -> std::io::Result<HttpReply> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(20)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(20)))?;
+    // The server may answer before reading everything; a failed write is
+    // fine as long as the reply arrives.
+    let _ = stream.write_all(raw);
+    let mut bytes = Vec::new();
+    let _ = stream.read_to_end(&mut bytes);
+    parse_http_reply(&bytes)
+}
+
+/// `GET path` with extra header lines (`"Name: value"`).
+pub fn http_get(addr: std::net::SocketAddr, path: &str, headers: &[&str]) -> HttpReply {
+    let mut raw = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n");
+    for h in headers {
+        raw.push_str(h);
+        raw.push_str("\r\n");
+    }
+    raw.push_str("\r\n");
+    match http_raw(addr, raw.as_bytes()) {
+        Ok(reply) => reply,
+        Err(e) => panic!("GET {path}: {e}"),
+    }
+}
+
+fn parse_http_reply(bytes: &[u8]) -> std::io::Result<HttpReply> {
+    let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_owned());
+    let text = String::from_utf8_lossy(bytes);
+    let (head, body) = text.split_once("\r\n\r\n").ok_or_else(|| bad("no head"))?;
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().ok_or_else(|| bad("no status line"))?;
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad("bad status line"))?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    Ok(HttpReply {
+        status,
+        headers,
+        body: body.to_owned(),
+    })
+}
+
+/// A sample of a text exposition: name, labels in order, value.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParsedSample {
+    pub name: String,
+    pub labels: Vec<(String, String)>,
+    pub value: f64,
+}
+
+/// A strict parser of Prometheus text 0.0.4 sample lines: label values may
+/// only use the escapes `\\`, `\"` and `\n`; anything else is an error.
+/// Comment lines are skipped; OpenMetrics exemplars (`# {...}`) are cut.
+pub fn parse_exposition(text: &str) -> Result<Vec<ParsedSample>, String> {
+    let mut samples = Vec::new();
+    for (no, line) in text.lines().enumerate() {
+        if line.starts_with('#') || line.is_empty() {
+            continue;
+        }
+        let err = |m: &str| format!("line {}: {m}: {line:?}", no + 1);
+        let name_end = line.find(['{', ' ']).ok_or_else(|| err("no value"))?;
+        let name = &line[..name_end];
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+        {
+            return Err(err("bad metric name"));
+        }
+        let mut rest = &line[name_end..];
+        let mut labels = Vec::new();
+        if let Some(r) = rest.strip_prefix('{') {
+            let mut chars = r.char_indices().peekable();
+            loop {
+                let start = chars
+                    .peek()
+                    .map(|(i, _)| *i)
+                    .ok_or_else(|| err("open labels"))?;
+                let eq = r[start..].find('=').ok_or_else(|| err("no ="))? + start;
+                let key = &r[start..eq];
+                if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                    return Err(err("bad label name"));
+                }
+                while chars.peek().is_some_and(|(i, _)| *i <= eq) {
+                    chars.next();
+                }
+                if chars.next().map(|(_, c)| c) != Some('"') {
+                    return Err(err("label value not quoted"));
+                }
+                let mut value = String::new();
+                loop {
+                    match chars.next().map(|(_, c)| c) {
+                        Some('\\') => match chars.next().map(|(_, c)| c) {
+                            Some('\\') => value.push('\\'),
+                            Some('"') => value.push('"'),
+                            Some('n') => value.push('\n'),
+                            _ => return Err(err("invalid escape")),
+                        },
+                        Some('"') => break,
+                        Some('\n') => return Err(err("raw newline")),
+                        Some(c) => value.push(c),
+                        None => return Err(err("unterminated label value")),
+                    }
+                }
+                labels.push((key.to_owned(), value));
+                match chars.next() {
+                    Some((_, ',')) => continue,
+                    Some((i, '}')) => {
+                        rest = &r[i + 1..];
+                        break;
+                    }
+                    _ => return Err(err("expected , or }")),
+                }
+            }
+        }
+        let value_text = rest
+            .strip_prefix(' ')
+            .ok_or_else(|| err("no space before value"))?;
+        let value_text = value_text.split(" # ").next().unwrap_or(value_text);
+        let value = match value_text.trim() {
+            "+Inf" => f64::INFINITY,
+            "-Inf" => f64::NEG_INFINITY,
+            v => v.parse().map_err(|_| err("bad value"))?,
+        };
+        samples.push(ParsedSample {
+            name: name.to_owned(),
+            labels,
+            value,
+        });
+    }
+    Ok(samples)
+}
+
+/// The value of the sample with exactly these labels.
+pub fn sample_value(samples: &[ParsedSample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    samples
+        .iter()
+        .find(|s| {
+            s.name == name
+                && s.labels.len() == labels.len()
+                && s.labels
+                    .iter()
+                    .zip(labels)
+                    .all(|((k, v), (k2, v2))| k == k2 && v == v2)
+        })
+        .map(|s| s.value)
+}
+
+/// The path of an executable on PATH, or `None` after printing a SKIPPED
+/// notice naming the Debian package that provides it.
+pub fn external_tool(name: &str, test: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    let found = std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file());
+    if found.is_none() {
+        println!(
+            "SKIPPED: {test}: `{name}` not found on PATH (install the Debian package prometheus)"
+        );
+    }
+    found
 }
 
 // ---- JSON log helpers (issue 5) ----

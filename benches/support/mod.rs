@@ -1,0 +1,73 @@
+//! Helpers shared by the benchmarks.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use agentgate_obs::{Observability, Phase, RunHandle, Subscription};
+
+/// Holds the drain thread in a listener on demand, so a benchmark can fill
+/// the ring first and then time the drain thread alone, without the
+/// producer competing for a core or waking it per event.
+pub struct DrainGate {
+    held: Arc<AtomicBool>,
+    _listener: Subscription,
+}
+
+impl DrainGate {
+    /// Subscribes the gate; it is also "one listener" for the pipeline.
+    pub fn attach(obs: &Observability) -> DrainGate {
+        let held = Arc::new(AtomicBool::new(false));
+        let hold = held.clone();
+        let listener = obs.emitter().subscribe(move |_| {
+            // Acquire: pairs with the Release that lets the drain thread go.
+            while hold.load(Ordering::Acquire) {
+                std::hint::spin_loop();
+            }
+        });
+        DrainGate {
+            held,
+            _listener: listener,
+        }
+    }
+
+    /// Queues `events` phase events while the drain thread is held, then
+    /// returns how long it takes to process them all. The ring must hold
+    /// `events + 1`.
+    pub fn time_drain(&self, obs: &Observability, run: &RunHandle, events: u64) -> Duration {
+        // Release: the drain thread sees the hold before the next event.
+        self.held.store(true, Ordering::Release);
+        run.phase_started(0, Phase::Build); // the drain thread now waits in the gate
+        for i in 0..events {
+            run.phase_completed(i as u32, Phase::Build, true, Duration::from_millis(5));
+        }
+        let start = Instant::now();
+        // Release: see above.
+        self.held.store(false, Ordering::Release);
+        obs.flush();
+        start.elapsed()
+    }
+}
+
+/// CPU time the pipeline's drain thread has used so far, from
+/// `/proc/self/task/*/stat` (10 ms resolution): lets a benchmark whose
+/// clients share the machine's cores report the drain thread's own
+/// throughput apart from the time it waited for a core.
+pub fn drain_thread_cpu() -> Option<Duration> {
+    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim() != "agentgate-obs-d" {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
+        // Fields after the parenthesised name; utime and stime are the 12th and 13th.
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let fields: Vec<&str> = rest.split(' ').collect();
+        let ticks: u64 =
+            fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        // USER_HZ is 100 on Linux.
+        return Some(Duration::from_millis(ticks * 10));
+    }
+    None
+}

@@ -1,0 +1,333 @@
+//! A duration histogram with two faces: Prometheus buckets counted as
+//! observations arrive (so a scrape is a copy, never a conversion), and an
+//! hdrhistogram for the quantiles buckets cannot give.
+//!
+//! Writers (normally only the drain thread) take a short lock per
+//! observation. Readers take the same lock only to copy a few dozen words
+//! (render) or to swap the hdrhistogram out (summary, O(1)); the expensive
+//! work (merging, quantiles) happens after the lock is released, so a
+//! reader never stalls a writer for more than a few microseconds.
+
+use std::sync::Arc;
+
+use hdrhistogram::Histogram;
+use parking_lot::Mutex;
+
+use crate::exposition::canonical_float;
+
+/// The hdrhistogram's range: 1 µs to 24 h, in microseconds.
+pub(crate) const HDR_LOW_MICROS: u64 = 1;
+/// See [`HDR_LOW_MICROS`].
+pub(crate) const HDR_HIGH_MICROS: u64 = 86_400_000_000;
+const HDR_SIGFIG: u8 = 3;
+
+fn new_hdr() -> Histogram<u64> {
+    // Constant, valid bounds: this cannot fail.
+    match Histogram::new_with_bounds(HDR_LOW_MICROS, HDR_HIGH_MICROS, HDR_SIGFIG) {
+        Ok(h) => h,
+        Err(e) => unreachable!("constant hdrhistogram bounds rejected: {e}"),
+    }
+}
+
+/// The most recent observation that fell into a bucket, for OpenMetrics.
+#[derive(Clone, Debug)]
+pub(crate) struct Exemplar {
+    pub(crate) run_id: Arc<str>,
+    pub(crate) correlation_id: Arc<str>,
+    pub(crate) seconds: f64,
+    /// Wall-clock time of the observation, ms since the epoch.
+    pub(crate) millis: u64,
+}
+
+/// Identifies an observation for its bucket's exemplar.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Trace<'a> {
+    pub(crate) run_id: &'a Arc<str>,
+    pub(crate) correlation_id: &'a Arc<str>,
+    pub(crate) millis: u64,
+}
+
+struct State {
+    /// Per-bucket (not cumulative) counts; the last is `+Inf`.
+    buckets: Box<[u64]>,
+    exemplars: Box<[Option<Exemplar>]>,
+    count: u64,
+    sum_nanos: u128,
+    /// Observations outside the hdrhistogram's range, recorded at its edge.
+    clamped: u64,
+    hdr: Histogram<u64>,
+}
+
+/// What a reader copies out for one exposition.
+#[derive(Debug)]
+pub(crate) struct Read {
+    /// Cumulative counts, one per bound plus `+Inf`.
+    pub(crate) cumulative: Vec<u64>,
+    pub(crate) exemplars: Vec<Option<Exemplar>>,
+    pub(crate) count: u64,
+    pub(crate) sum_seconds: f64,
+}
+
+/// Quantiles from the hdrhistogram, in seconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct Quantiles {
+    pub(crate) count: u64,
+    pub(crate) sum_seconds: f64,
+    pub(crate) p50: f64,
+    pub(crate) p90: f64,
+    pub(crate) p99: f64,
+    pub(crate) max: f64,
+}
+
+/// Makes `t` the bucket's exemplar, unless the current one is from the
+/// same millisecond: the exemplar is the latest observation to a
+/// millisecond, and a bucket hit millions of times a second costs two
+/// refcount increments at most once per millisecond instead of per event.
+/// Returns the replaced exemplar, to be dropped outside the lock.
+fn refresh_exemplar(slot: &mut Option<Exemplar>, t: Trace<'_>, nanos: u64) -> Option<Exemplar> {
+    let seconds = nanos as f64 / 1e9;
+    if let Some(current) = slot.as_mut()
+        && current.millis == t.millis
+    {
+        // Same millisecond: keep the strings if they are the same run's.
+        if Arc::ptr_eq(&current.run_id, t.run_id)
+            && Arc::ptr_eq(&current.correlation_id, t.correlation_id)
+        {
+            current.seconds = seconds;
+        }
+        return None;
+    }
+    slot.replace(Exemplar {
+        run_id: t.run_id.clone(),
+        correlation_id: t.correlation_id.clone(),
+        seconds,
+        millis: t.millis,
+    })
+}
+
+/// The reader side's accumulated hdrhistogram, built on first use.
+struct Accumulated {
+    total: Histogram<u64>,
+    spare: Histogram<u64>,
+}
+
+pub(crate) struct TimeHistogram {
+    /// Upper bounds (`le`, inclusive) in nanoseconds, increasing.
+    bounds_nanos: Box<[u64]>,
+    /// Canonical `le` strings, the last being `+Inf`.
+    le: Box<[String]>,
+    state: Mutex<State>,
+    reader: Mutex<Option<Accumulated>>,
+}
+
+impl std::fmt::Debug for TimeHistogram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TimeHistogram")
+            .field("le", &self.le)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TimeHistogram {
+    /// `bounds` in seconds, validated by the caller (finite, positive,
+    /// strictly increasing).
+    pub(crate) fn new(bounds: &[f64]) -> Self {
+        let bounds_nanos: Box<[u64]> = bounds
+            .iter()
+            .map(|&s| (s * 1e9).round().min(u64::MAX as f64) as u64)
+            .collect();
+        let le: Box<[String]> = bounds
+            .iter()
+            .copied()
+            .chain(std::iter::once(f64::INFINITY))
+            .map(canonical_float)
+            .collect();
+        let n = le.len();
+        TimeHistogram {
+            bounds_nanos,
+            le,
+            state: Mutex::new(State {
+                buckets: vec![0; n].into_boxed_slice(),
+                exemplars: vec![None; n].into_boxed_slice(),
+                count: 0,
+                sum_nanos: 0,
+                clamped: 0,
+                hdr: new_hdr(),
+            }),
+            reader: Mutex::new(None),
+        }
+    }
+
+    /// The canonical `le` strings, `+Inf` last.
+    pub(crate) fn le(&self) -> &[String] {
+        &self.le
+    }
+
+    /// Records one observation of `nanos` nanoseconds.
+    pub(crate) fn observe(&self, nanos: u64, trace: Option<Trace<'_>>) {
+        let bucket = self.bounds_nanos.partition_point(|&b| b < nanos);
+        let micros = nanos / 1_000;
+        let clamped = !(HDR_LOW_MICROS..=HDR_HIGH_MICROS).contains(&micros);
+        let micros = micros.clamp(HDR_LOW_MICROS, HDR_HIGH_MICROS);
+        let old = {
+            let mut state = self.state.lock();
+            state.buckets[bucket] += 1;
+            state.count += 1;
+            state.sum_nanos += u128::from(nanos);
+            state.clamped += u64::from(clamped);
+            // In range by the clamp above, so recording cannot fail.
+            let _ = state.hdr.record(micros);
+            match trace {
+                Some(t) => refresh_exemplar(&mut state.exemplars[bucket], t, nanos),
+                None => None,
+            }
+        };
+        // A replaced exemplar's strings are released outside the lock.
+        drop(old);
+    }
+
+    /// Records several observations under one lock; `trace` becomes the
+    /// exemplar of the first one's bucket.
+    pub(crate) fn observe_many(&self, nanos: &[u64], trace: Option<Trace<'_>>) {
+        let Some(&first) = nanos.first() else {
+            return;
+        };
+        let old = {
+            let mut state = self.state.lock();
+            for &n in nanos {
+                let bucket = self.bounds_nanos.partition_point(|&b| b < n);
+                let micros = n / 1_000;
+                state.buckets[bucket] += 1;
+                state.count += 1;
+                state.sum_nanos += u128::from(n);
+                state.clamped += u64::from(!(HDR_LOW_MICROS..=HDR_HIGH_MICROS).contains(&micros));
+                // Clamped into range, so recording cannot fail.
+                let _ = state
+                    .hdr
+                    .record(micros.clamp(HDR_LOW_MICROS, HDR_HIGH_MICROS));
+            }
+            let bucket = self.bounds_nanos.partition_point(|&b| b < first);
+            match trace {
+                Some(t) => refresh_exemplar(&mut state.exemplars[bucket], t, first),
+                None => None,
+            }
+        };
+        drop(old);
+    }
+
+    /// A consistent copy of the buckets, count and sum.
+    pub(crate) fn read(&self) -> Read {
+        let (mut cumulative, exemplars, count, sum_nanos) = {
+            let state = self.state.lock();
+            (
+                state.buckets.to_vec(),
+                state.exemplars.to_vec(),
+                state.count,
+                state.sum_nanos,
+            )
+        };
+        let mut running = 0;
+        for c in &mut cumulative {
+            running += *c;
+            *c = running;
+        }
+        Read {
+            cumulative,
+            exemplars,
+            count,
+            sum_seconds: nanos_to_seconds(sum_nanos),
+        }
+    }
+
+    /// Observations recorded at the hdrhistogram's edge because they were
+    /// below 1 µs or above 24 h.
+    pub(crate) fn clamped(&self) -> u64 {
+        self.state.lock().clamped
+    }
+
+    /// Quantiles over every observation so far.
+    pub(crate) fn quantiles(&self) -> Quantiles {
+        let mut reader = self.reader.lock();
+        let acc = reader.get_or_insert_with(|| Accumulated {
+            total: new_hdr(),
+            spare: new_hdr(),
+        });
+        let (count, sum_nanos) = {
+            let mut state = self.state.lock();
+            // O(1): only the histograms' buffers change hands.
+            std::mem::swap(&mut state.hdr, &mut acc.spare);
+            (state.count, state.sum_nanos)
+        };
+        // Same bounds on both sides, so adding cannot fail.
+        let _ = acc.total.add(&acc.spare);
+        acc.spare.reset();
+        let h = &acc.total;
+        let seconds = |micros: u64| micros as f64 / 1e6;
+        if h.is_empty() {
+            return Quantiles {
+                count,
+                sum_seconds: nanos_to_seconds(sum_nanos),
+                ..Quantiles::default()
+            };
+        }
+        Quantiles {
+            count,
+            sum_seconds: nanos_to_seconds(sum_nanos),
+            p50: seconds(h.value_at_quantile(0.5)),
+            p90: seconds(h.value_at_quantile(0.9)),
+            p99: seconds(h.value_at_quantile(0.99)),
+            max: seconds(h.max()),
+        }
+    }
+}
+
+fn nanos_to_seconds(nanos: u128) -> f64 {
+    // Whole seconds and the remainder separately, so sums up to ~2^53 s stay exact to the nanosecond as far as f64 allows.
+    (nanos / 1_000_000_000) as f64 + (nanos % 1_000_000_000) as f64 / 1e9
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_observation_on_a_bound_falls_into_that_bucket() {
+        let h = TimeHistogram::new(&[0.01, 0.1, 1.0]);
+        h.observe(10_000_000, None);
+        h.observe(10_000_001, None);
+        h.observe(5_000_000_000, None);
+        let read = h.read();
+        assert_eq!(read.cumulative, vec![1, 2, 2, 3]);
+        assert_eq!(read.count, 3);
+        assert!((read.sum_seconds - 5.020000001).abs() < 1e-12);
+        assert_eq!(h.le(), ["0.01", "0.1", "1.0", "+Inf"]);
+    }
+
+    #[test]
+    fn values_outside_the_hdr_range_are_clamped_and_counted() {
+        let h = TimeHistogram::new(&[1.0]);
+        h.observe(10, None); // 10 ns
+        h.observe(100 * 3600 * 1_000_000_000, None); // 100 h
+        h.observe(1_000_000, None);
+        assert_eq!(h.clamped(), 2);
+        let q = h.quantiles();
+        assert_eq!(q.count, 3);
+        assert!(q.max <= 86_400.0 * 1.001);
+    }
+
+    #[test]
+    fn quantiles_include_observations_made_after_an_earlier_summary() {
+        let h = TimeHistogram::new(&[1.0]);
+        for ms in 1..=100 {
+            h.observe(ms * 1_000_000, None);
+        }
+        let first = h.quantiles();
+        assert!((first.p50 - 0.05).abs() < 0.001, "{first:?}");
+        for _ in 0..1000 {
+            h.observe(2_000_000_000, None);
+        }
+        let second = h.quantiles();
+        assert_eq!(second.count, 1100);
+        assert!((second.p50 - 2.0).abs() < 0.01, "{second:?}");
+    }
+}

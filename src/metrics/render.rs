@@ -1,0 +1,289 @@
+//! Writes a [`Metrics`] in either text format: families sorted by name,
+//! series sorted by label values.
+
+use std::sync::atomic::Ordering;
+
+use super::histogram::{Exemplar, TimeHistogram};
+use super::{Metrics, OUTCOMES};
+use crate::event::{EventType, Phase};
+use crate::exposition::Format;
+use crate::exposition::escape_label_value;
+use crate::exposition::writer::{Kind, Writer};
+use crate::pipeline::stats::EventCounts;
+
+/// OpenMetrics caps an exemplar's label names and values at 128 characters.
+const EXEMPLAR_LABEL_CHARS: usize = 128;
+const RUN_ID: &str = "run_id";
+const CORRELATION_ID: &str = "correlation_id";
+
+const BOOLS: [&str; 2] = ["false", "true"];
+
+/// Event types sorted by name, for `events_total{type}`.
+fn event_types_sorted() -> [EventType; EventType::COUNT] {
+    let mut types = EventType::ALL;
+    types.sort_by_key(|t| t.as_str());
+    types
+}
+
+pub(super) fn render(metrics: &Metrics, format: Format, out: &mut String) {
+    let m = &*metrics.inner;
+    let n = &m.names;
+    let mut w = Writer::new(out, format);
+    let pipeline = m.pipeline.as_deref();
+    let relaxed = |a: &std::sync::atomic::AtomicU64| {
+        // Relaxed: counters read for reporting; each is monotonic on its own.
+        a.load(Ordering::Relaxed)
+    };
+
+    let active = pipeline.map_or_else(|| relaxed(&m.active_runs), |p| p.counters.active_runs());
+    w.family(
+        &n.active_runs,
+        Kind::Gauge,
+        "Runs started and not yet finished.",
+    );
+    w.sample(&n.active_runs, "").value_u64(active);
+
+    w.family(
+        &n.deliveries,
+        Kind::Counter,
+        "Deliveries completed, by success.",
+    );
+    for (i, success) in BOOLS.iter().enumerate() {
+        w.sample(&n.deliveries, "")
+            .label("success", success)
+            .value_u64(relaxed(&m.deliveries[i]));
+    }
+
+    w.family(
+        &n.queue_depth,
+        Kind::Gauge,
+        "Events waiting in the pipeline's ring.",
+    );
+    w.sample(&n.queue_depth, "")
+        .value_u64(pipeline.map_or(0, |p| p.queue_depth() as u64));
+
+    histogram(
+        &mut w,
+        &n.queue_latency,
+        "Time from emit to processing on the drain thread, in seconds.",
+        &[("", &m.queue_latency)],
+    );
+
+    let (processed, dropped) = pipeline.map_or_else(
+        || (EventCounts::default(), EventCounts::default()),
+        |p| (p.counters.processed.load(), p.counters.dropped.load()),
+    );
+    let types = event_types_sorted();
+    w.family(
+        &n.events_dropped,
+        Kind::Counter,
+        "Events dropped by the overflow policy or at shutdown, by type.",
+    );
+    for ty in types {
+        w.sample(&n.events_dropped, "")
+            .label("type", ty.as_str())
+            .value_u64(dropped[ty]);
+    }
+    w.family(
+        &n.events,
+        Kind::Counter,
+        "Events processed by the pipeline, by type.",
+    );
+    for ty in types {
+        w.sample(&n.events, "")
+            .label("type", ty.as_str())
+            .value_u64(processed[ty]);
+    }
+
+    w.family(&n.gate_checks, Kind::Counter, "Gate checks, by gate and result; gate names past the label limit are counted under gate=\"other\".");
+    for gate in m.gates.sorted().iter() {
+        for (i, passed) in BOOLS.iter().enumerate() {
+            w.sample(&n.gate_checks, "")
+                .label_escaped("gate", &gate.escaped)
+                .label("passed", passed)
+                .value_u64(relaxed(&gate.checks[i]));
+        }
+    }
+
+    histogram(
+        &mut w,
+        &n.iteration_duration,
+        "Duration of completed iterations (sum of their phases), in seconds.",
+        &[("", &m.iteration_duration)],
+    );
+    w.family(&n.iterations, Kind::Counter, "Iterations completed.");
+    w.sample(&n.iterations, "")
+        .value_u64(relaxed(&m.iterations));
+
+    w.family(
+        &n.listener_panics,
+        Kind::Counter,
+        "Listener calls that panicked.",
+    );
+    w.sample(&n.listener_panics, "")
+        .value_u64(pipeline.map_or(0, |p| relaxed(&p.counters.listener_panics)));
+
+    w.family(
+        &n.render_bytes,
+        Kind::Gauge,
+        "Size of the previous metrics exposition, in bytes.",
+    );
+    w.sample(&n.render_bytes, "")
+        .value_u64(relaxed(&m.last_render_bytes));
+    w.family(
+        &n.render_seconds,
+        Kind::Gauge,
+        "Time taken to render the previous metrics exposition, in seconds.",
+    );
+    w.sample(&n.render_seconds, "")
+        .value_f64(relaxed(&m.last_render_nanos) as f64 / 1e9);
+
+    w.family(&n.clamped, Kind::Counter, "Observations outside the quantile histograms' range (1 us to 24 h), recorded at its edge, by histogram.");
+    let mut clamped: Vec<(&str, Option<&str>, &TimeHistogram)> = vec![
+        (&n.queue_latency, None, &m.queue_latency),
+        (&n.iteration_duration, None, &m.iteration_duration),
+        (&n.run_duration, None, &m.run_duration),
+    ];
+    for phase in phases_sorted() {
+        clamped.push((
+            &n.phase_duration,
+            Some(phase.as_str()),
+            &m.phase_duration[phase.index()],
+        ));
+    }
+    clamped.sort_by_key(|(name, phase, _)| (*name, *phase));
+    for (name, phase, h) in clamped {
+        let s = w.sample(&n.clamped, "").label("histogram", name);
+        match phase {
+            Some(phase) => s.label("phase", phase).value_u64(h.clamped()),
+            None => s.value_u64(h.clamped()),
+        }
+    }
+
+    let phase_series: Vec<(&str, &TimeHistogram)> = phases_sorted()
+        .into_iter()
+        .map(|p| (p.as_str(), &m.phase_duration[p.index()]))
+        .collect();
+    histogram_labeled(
+        &mut w,
+        &n.phase_duration,
+        "Duration of phase executions, in seconds, by phase.",
+        "phase",
+        &phase_series,
+    );
+
+    w.family(
+        &n.phase_executions,
+        Kind::Counter,
+        "Phase executions, by phase and success.",
+    );
+    for phase in phases_sorted() {
+        for (i, success) in BOOLS.iter().enumerate() {
+            w.sample(&n.phase_executions, "")
+                .label("phase", phase.as_str())
+                .label("success", success)
+                .value_u64(relaxed(&m.phase_executions[phase.index()][i]));
+        }
+    }
+
+    histogram(
+        &mut w,
+        &n.run_duration,
+        "Duration of finished runs, in seconds.",
+        &[("", &m.run_duration)],
+    );
+    w.family(
+        &n.runs_completed,
+        Kind::Counter,
+        "Runs finished, by result (succeeded, failed, canceled).",
+    );
+    for (i, outcome) in OUTCOMES.iter().enumerate() {
+        w.sample(&n.runs_completed, "")
+            .label("result", outcome.as_str())
+            .value_u64(relaxed(&m.runs_completed[i]));
+    }
+    w.family(&n.runs_started, Kind::Counter, "Runs started.");
+    w.sample(&n.runs_started, "")
+        .value_u64(relaxed(&m.runs_started));
+
+    w.family(&n.ws_clients, Kind::Gauge, "Connected WebSocket clients.");
+    w.sample(&n.ws_clients, "")
+        .value_u64(relaxed(&m.ws_clients));
+    w.finish();
+}
+
+pub(super) fn phases_sorted() -> Vec<Phase> {
+    let mut phases = Phase::ALL.to_vec();
+    phases.sort_by_key(|p| p.as_str());
+    phases
+}
+
+fn histogram(w: &mut Writer<'_>, name: &str, help: &str, series: &[(&str, &TimeHistogram)]) {
+    histogram_labeled(w, name, help, "", series);
+}
+
+/// A histogram family; `label` is the series' label name ("" for none).
+fn histogram_labeled(
+    w: &mut Writer<'_>,
+    name: &str,
+    help: &str,
+    label: &str,
+    series: &[(&str, &TimeHistogram)],
+) {
+    w.family(name, Kind::Histogram, help);
+    let openmetrics = w.format() == Format::OpenMetrics;
+    for (value, h) in series {
+        let read = h.read();
+        for ((le, count), exemplar) in h.le().iter().zip(&read.cumulative).zip(&read.exemplars) {
+            let s = w.sample(name, "_bucket");
+            if !label.is_empty() {
+                s.label(label, value);
+            }
+            s.label_escaped("le", le);
+            match exemplar.as_ref().filter(|_| openmetrics) {
+                Some(e) => {
+                    let (run, correlation) = exemplar_labels(e);
+                    let labels = [
+                        (CORRELATION_ID, correlation.as_str()),
+                        (RUN_ID, run.as_str()),
+                    ];
+                    s.value_with_exemplar(*count, Some((&labels, e.seconds, e.millis)));
+                }
+                None => s.value_with_exemplar(*count, None),
+            }
+        }
+        let s = w.sample(name, "_sum");
+        if !label.is_empty() {
+            s.label(label, value);
+        }
+        s.value_f64(read.sum_seconds);
+        let s = w.sample(name, "_count");
+        if !label.is_empty() {
+            s.label(label, value);
+        }
+        s.value_u64(read.count);
+    }
+}
+
+/// The exemplar's ids, escaped, each cut to fit OpenMetrics' 128-character
+/// limit on an exemplar's labels.
+fn exemplar_labels(e: &Exemplar) -> (String, String) {
+    let budget = EXEMPLAR_LABEL_CHARS - RUN_ID.len() - CORRELATION_ID.len();
+    let run_chars = e.run_id.chars().count();
+    let corr_chars = e.correlation_id.chars().count();
+    let (run_max, corr_max) = if run_chars + corr_chars <= budget {
+        (run_chars, corr_chars)
+    } else {
+        // Share the budget; a short id leaves its unused part to the other.
+        let half = budget / 2;
+        let run_max = run_chars.min(budget - corr_chars.min(half));
+        (run_max, budget - run_max)
+    };
+    let cut = |s: &str, max: usize| {
+        let end = s.char_indices().nth(max).map_or(s.len(), |(i, _)| i);
+        let mut out = String::new();
+        escape_label_value(&s[..end], &mut out);
+        out
+    };
+    (cut(&e.run_id, run_max), cut(&e.correlation_id, corr_max))
+}

@@ -1,0 +1,312 @@
+//! One WebSocket client: a thread that owns the socket, in non-blocking
+//! mode, and alternates between sending what the hub has published,
+//! reading the client's messages and keeping the connection alive.
+//!
+//! The thread sleeps on its doorbell (rung by every publish) or for at most
+//! [`POLL`], so events go out as soon as they are published and client
+//! messages are answered within a poll interval. A client whose socket
+//! stops taking data is not read from the hub any further (it will be told
+//! `lagged` if it recovers) and is closed once it has been stuck for
+//! [`ClientLimits::stall`].
+
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use tungstenite::error::CapacityError;
+use tungstenite::protocol::CloseFrame;
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::{Error, Message, WebSocket};
+
+use super::hub::Membership;
+use super::protocol::{self, ClientMessage, Filter};
+
+/// How long the thread sleeps when nothing happens.
+const POLL: Duration = Duration::from_millis(20);
+/// Messages sent per pass before looking at the socket again.
+const PASS: usize = 2048;
+/// The shortest time between two delivery passes. Publishes come in
+/// batches as small as one event; waking every client for each would cost
+/// more CPU than the drain thread itself. Waiting this long lets a pass
+/// carry everything published meanwhile, at the price of that much latency.
+const COALESCE: Duration = Duration::from_millis(1);
+
+/// Time limits of a connection.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ClientLimits {
+    /// How often the server pings.
+    pub(crate) ping_every: Duration,
+    /// Silence after which the peer is taken for dead.
+    pub(crate) dead_after: Duration,
+    /// How long a client may refuse data before it is closed.
+    pub(crate) stall: Duration,
+}
+
+impl Default for ClientLimits {
+    fn default() -> Self {
+        ClientLimits {
+            ping_every: Duration::from_secs(15),
+            dead_after: Duration::from_secs(45),
+            stall: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Where a client starts reading.
+pub(crate) struct Start {
+    /// The `hello` to send first.
+    pub(crate) hello: String,
+    /// The first seq it wants.
+    pub(crate) cursor: u64,
+}
+
+/// Why the loop ended.
+enum End {
+    /// The peer closed, reset or went silent.
+    Gone,
+    /// We close with this code.
+    Close(CloseCode, &'static str),
+}
+
+struct Client {
+    ws: WebSocket<TcpStream>,
+    membership: Membership,
+    filter: Filter,
+    cursor: u64,
+    /// Events skipped (ring overrun) not yet reported to the client.
+    missed: u64,
+    /// Since when the socket refused to take more data.
+    stuck_since: Option<Instant>,
+    last_heard: Instant,
+    last_ping: Instant,
+    limits: ClientLimits,
+}
+
+/// Serves one upgraded connection until it ends. Runs on its own thread.
+pub(crate) fn serve(
+    ws: WebSocket<TcpStream>,
+    membership: Membership,
+    start: Start,
+    limits: ClientLimits,
+) {
+    if ws.get_ref().set_nonblocking(true).is_err() {
+        return;
+    }
+    let now = Instant::now();
+    let mut client = Client {
+        ws,
+        membership,
+        filter: Filter::default(),
+        cursor: start.cursor,
+        missed: 0,
+        stuck_since: None,
+        last_heard: now,
+        last_ping: now,
+        limits,
+    };
+    let end = match client.queue(start.hello) {
+        Ok(()) => client.run(),
+        Err(end) => end,
+    };
+    if let End::Close(code, reason) = end {
+        client.say_goodbye(code, reason);
+    }
+}
+
+impl Client {
+    fn run(&mut self) -> End {
+        loop {
+            if self.membership.hub().is_closing() {
+                // Best effort: what was published before shutdown goes out first.
+                let _ = self.deliver_published();
+                return End::Close(CloseCode::Away, "server shutting down");
+            }
+            if let Err(end) = self.flush() {
+                return end;
+            }
+            let mut behind = false;
+            if self.stuck_since.is_none() {
+                match self.deliver_published() {
+                    Ok(more) => behind = more,
+                    Err(end) => return end,
+                }
+            }
+            if let Err(end) = self.read_client() {
+                return end;
+            }
+            if let Err(end) = self.keep_alive() {
+                return end;
+            }
+            if !behind {
+                let _ = self.membership.doorbell.recv_timeout(POLL);
+                std::thread::sleep(COALESCE);
+            }
+        }
+    }
+
+    /// Sends what the hub has published after our cursor, at most
+    /// [`PASS`] messages; returns whether more is waiting.
+    fn deliver_published(&mut self) -> Result<bool, End> {
+        let hub = self.membership.hub();
+        let read = hub.read_from(self.cursor);
+        if read.missed > 0 {
+            self.missed += read.missed;
+            self.cursor += read.missed;
+            // Relaxed: a count for reporting.
+            hub.lagged_messages
+                .fetch_add(read.missed, std::sync::atomic::Ordering::Relaxed);
+        }
+        let mut sent = 0;
+        for batch in read.batches {
+            for entry in batch.iter() {
+                if entry.seq < self.cursor {
+                    continue;
+                }
+                self.cursor = entry.seq + 1;
+                if !self.filter.matches(&entry.event) {
+                    continue;
+                }
+                if self.missed > 0 {
+                    let notice = protocol::lagged(entry.seq.saturating_sub(1), self.missed);
+                    self.missed = 0;
+                    self.queue(notice)?;
+                }
+                self.write(Message::Text(entry.message().clone()))?;
+                sent += 1;
+                if sent >= PASS {
+                    // Look at the socket (and the client) before more.
+                    return self.flush().map(|()| true);
+                }
+            }
+        }
+        self.flush().map(|()| false)
+    }
+
+    fn queue(&mut self, text: String) -> Result<(), End> {
+        self.write(Message::Text(text.into()))
+    }
+
+    fn write(&mut self, message: Message) -> Result<(), End> {
+        match self.ws.write(message) {
+            Ok(()) => Ok(()),
+            Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(()),
+            Err(Error::WriteBufferFull(_)) => Err(self.stalled_out()),
+            Err(_) => Err(End::Gone),
+        }
+    }
+
+    /// Pushes buffered frames to the socket; notes when it refuses.
+    fn flush(&mut self) -> Result<(), End> {
+        match self.ws.flush() {
+            Ok(()) => {
+                self.stuck_since = None;
+                Ok(())
+            }
+            Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                let since = *self.stuck_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > self.limits.stall {
+                    Err(self.stalled_out())
+                } else {
+                    Ok(())
+                }
+            }
+            Err(_) => Err(End::Gone),
+        }
+    }
+
+    fn stalled_out(&self) -> End {
+        // Relaxed: a count for reporting.
+        self.membership
+            .hub()
+            .slow_clients_closed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        End::Gone
+    }
+
+    /// Answers every message the client has sent so far.
+    fn read_client(&mut self) -> Result<(), End> {
+        loop {
+            match self.ws.read() {
+                Ok(message) => {
+                    self.last_heard = Instant::now();
+                    self.answer(message)?;
+                }
+                Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+                Err(Error::Capacity(CapacityError::MessageTooLong { .. })) => {
+                    return Err(End::Close(CloseCode::Size, "message too big"));
+                }
+                Err(Error::Capacity(_)) => {
+                    return Err(End::Close(CloseCode::Size, "frame too big"));
+                }
+                Err(Error::Utf8(_)) => {
+                    return Err(End::Close(CloseCode::Invalid, "text is not UTF-8"));
+                }
+                Err(Error::Protocol(_)) => {
+                    return Err(End::Close(CloseCode::Protocol, "protocol error"));
+                }
+                Err(_) => return Err(End::Gone),
+            }
+        }
+    }
+
+    fn answer(&mut self, message: Message) -> Result<(), End> {
+        let seq = self.cursor.saturating_sub(1);
+        let reply = match message {
+            Message::Text(text) => match ClientMessage::parse(text.as_str()) {
+                Ok(ClientMessage::Ping) => protocol::pong(seq),
+                Ok(ClientMessage::Subscribe(target)) => match self.filter.add(target.clone()) {
+                    Ok(()) => {
+                        protocol::subscription("subscribed", seq, &self.filter, Some(&target))
+                    }
+                    Err(invalid) => protocol::error(seq, "INVALID_MESSAGE", &invalid.0),
+                },
+                Ok(ClientMessage::Unsubscribe(target)) => {
+                    self.filter.remove(target.as_ref());
+                    protocol::subscription("unsubscribed", seq, &self.filter, target.as_ref())
+                }
+                Err(invalid) => protocol::error(seq, "INVALID_MESSAGE", &invalid.0),
+            },
+            Message::Binary(_) => protocol::error(
+                seq,
+                "INVALID_MESSAGE",
+                "binary frames are not supported; send JSON text",
+            ),
+            // Pings are answered by tungstenite; pongs and closes need no reply.
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => return Ok(()),
+            Message::Close(_) => return Err(End::Gone),
+        };
+        self.queue(reply)
+    }
+
+    fn keep_alive(&mut self) -> Result<(), End> {
+        if self.last_heard.elapsed() > self.limits.dead_after {
+            return Err(End::Gone);
+        }
+        if self.last_ping.elapsed() >= self.limits.ping_every {
+            self.last_ping = Instant::now();
+            self.write(Message::Ping(Default::default()))?;
+        }
+        Ok(())
+    }
+
+    /// Sends a close frame and gives the peer a moment to acknowledge.
+    fn say_goodbye(&mut self, code: CloseCode, reason: &'static str) {
+        let frame = CloseFrame {
+            code,
+            reason: reason.into(),
+        };
+        if self.ws.close(Some(frame)).is_err() {
+            return;
+        }
+        let deadline = Instant::now() + Duration::from_millis(200);
+        while Instant::now() < deadline {
+            match self.ws.read() {
+                Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    let _ = self.ws.flush();
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Ok(_) => {}
+                Err(_) => return,
+            }
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! `ws://HOST:PORT/ws`: the live event stream (protocol in DESIGN.md).
+//!
+//! The HTTP server hands an upgrade request and its socket to
+//! [`upgrade_handler`], which checks the handshake, joins the client to the
+//! [`hub`], registers it with the drain thread in queue order (so its
+//! `hello` snapshot and the events after it have no gap and no duplicate),
+//! answers `101` and gives the socket to a thread of its own ([`client`]).
+
+pub(crate) mod client;
+pub(crate) mod hub;
+pub(crate) mod protocol;
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tungstenite::WebSocket;
+use tungstenite::protocol::{Role, WebSocketConfig};
+
+use crate::pipeline::Shared;
+use crate::server::http::{Request, Response};
+use crate::server::router::UpgradeFn;
+use client::{ClientLimits, Start};
+use hub::Hub;
+use protocol::{Hello, PROTOCOL_VERSION};
+
+/// How long an upgrade waits for the drain thread's snapshot.
+const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// WebSocket settings.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct WsConfig {
+    /// Connected clients at most; the next upgrade gets 503.
+    pub(crate) max_clients: usize,
+    /// Largest message or frame a client may send, in bytes.
+    pub(crate) max_message: usize,
+    /// Events kept in the replay ring.
+    pub(crate) replay: usize,
+    pub(crate) limits: ClientLimits,
+}
+
+impl Default for WsConfig {
+    fn default() -> Self {
+        WsConfig {
+            max_clients: 256,
+            max_message: 64 * 1024,
+            replay: 10_000,
+            limits: ClientLimits::default(),
+        }
+    }
+}
+
+/// The `/ws` route's handler.
+pub(crate) fn upgrade_handler(
+    shared: Arc<Shared>,
+    hub: Arc<Hub>,
+    config: WsConfig,
+) -> Box<UpgradeFn> {
+    Box::new(move |request, stream, leftover| {
+        if let Err(refusal) = accept(&shared, &hub, &config, &request, stream, leftover) {
+            refusal.send();
+        }
+    })
+}
+
+/// An upgrade refused with an HTTP response.
+struct Refusal {
+    stream: TcpStream,
+    response: Response,
+}
+
+impl Refusal {
+    fn send(mut self) {
+        let _ = self.response.write_to(&mut self.stream, false);
+        crate::server::http::close_gracefully(self.stream);
+    }
+}
+
+fn refuse(stream: TcpStream, status: u16, message: &str) -> Result<(), Refusal> {
+    Err(Refusal {
+        stream,
+        response: Response::error(status, message),
+    })
+}
+
+fn accept(
+    shared: &Arc<Shared>,
+    hub: &Arc<Hub>,
+    config: &WsConfig,
+    request: &Request,
+    mut stream: TcpStream,
+    leftover: Vec<u8>,
+) -> Result<(), Refusal> {
+    let key = match handshake_key(request) {
+        Ok(key) => key,
+        Err(response) => return Err(Refusal { stream, response }),
+    };
+    if !same_origin(request) {
+        return refuse(stream, 403, "cross-origin WebSocket upgrades are refused");
+    }
+    let since = match request.query_param("since") {
+        None => None,
+        Some(s) => match s.parse::<u64>() {
+            Ok(seq) => Some(seq),
+            Err(_) => return refuse(stream, 400, "since must be a sequence number"),
+        },
+    };
+    let Some(membership) = hub.join(config.max_clients) else {
+        return refuse(stream, 503, "too many WebSocket clients");
+    };
+    let start_hub = hub.clone();
+    let Some(start) = shared.on_drain(Some(SNAPSHOT_TIMEOUT), move |drain| {
+        drain.flush_sinks();
+        starting_point(&start_hub, drain, since)
+    }) else {
+        return refuse(stream, 503, "the pipeline did not answer in time");
+    };
+
+    let accept_key = tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let head = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept_key}\r\n\r\n"
+    );
+    if stream.write_all(head.as_bytes()).is_err() {
+        return Ok(());
+    }
+    let ws_config = WebSocketConfig::default()
+        .max_message_size(Some(config.max_message))
+        .max_frame_size(Some(config.max_message))
+        .max_write_buffer_size(8 << 20);
+    let ws = WebSocket::from_partially_read(stream, leftover, Role::Server, Some(ws_config));
+    let limits = config.limits;
+    // A failed spawn drops the socket and the membership: the client sees
+    // the connection close and may retry.
+    let _ = std::thread::Builder::new()
+        .name("agentgate-obs-ws".into())
+        .stack_size(256 * 1024)
+        .spawn(move || client::serve(ws, membership, start, limits));
+    Ok(())
+}
+
+/// Where a new client starts, decided on the drain thread.
+fn starting_point(hub: &Hub, drain: &crate::pipeline::drain::Drain, since: Option<u64>) -> Start {
+    let seq = drain.seq;
+    if let Some(since) = since
+        && since <= seq
+        && hub.holds_after(since)
+    {
+        let hello = Hello {
+            ty: "hello",
+            protocol: PROTOCOL_VERSION,
+            seq: since,
+            reset: false,
+            resumed: true,
+            runs: None,
+        };
+        return Start {
+            hello: serde_json::to_string(&hello).unwrap_or_default(),
+            cursor: since + 1,
+        };
+    }
+    let runs = drain.tracker.snapshot();
+    let hello = Hello {
+        ty: "hello",
+        protocol: PROTOCOL_VERSION,
+        seq,
+        reset: since.is_some(),
+        resumed: false,
+        runs: Some(&runs),
+    };
+    Start {
+        hello: serde_json::to_string(&hello).unwrap_or_default(),
+        cursor: seq + 1,
+    }
+}
+
+/// The client's `Sec-WebSocket-Key`, or the response refusing the upgrade.
+fn handshake_key(request: &Request) -> Result<String, Response> {
+    let has_token = |header: &str, token: &str| {
+        request
+            .header(header)
+            .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+    };
+    if !has_token("upgrade", "websocket") || !has_token("connection", "upgrade") {
+        return Err(Response::error(
+            400,
+            "expected a WebSocket upgrade (Upgrade: websocket, Connection: Upgrade)",
+        ));
+    }
+    if request.header("sec-websocket-version").map(str::trim) != Some("13") {
+        return Err(
+            Response::error(426, "only WebSocket version 13 is supported")
+                .with_header("Sec-WebSocket-Version", "13"),
+        );
+    }
+    let key = request
+        .header("sec-websocket-key")
+        .map(str::trim)
+        .unwrap_or("");
+    // 16 random bytes in base64: 22 characters and "==".
+    let valid = key.len() == 24
+        && key.ends_with("==")
+        && key[..22]
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/');
+    if !valid {
+        return Err(Response::error(
+            400,
+            "missing or malformed Sec-WebSocket-Key",
+        ));
+    }
+    Ok(key.to_owned())
+}
+
+/// Browsers send `Origin`; it must name the host the page was served from.
+/// Clients that send no `Origin` (not browsers) are not cross-origin.
+fn same_origin(request: &Request) -> bool {
+    let Some(origin) = request.header("origin") else {
+        return true;
+    };
+    let Some(host) = request.header("host") else {
+        return false;
+    };
+    let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+    origin_host
+        .trim_end_matches('/')
+        .eq_ignore_ascii_case(host.trim())
+}

@@ -1,0 +1,201 @@
+//! The WebSocket protocol's own messages (DESIGN.md): what a client may
+//! send, and the server's answers beside the events themselves.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::{ProgressEvent, Timestamp};
+use crate::tracker::RunSnapshot;
+
+/// The protocol version in `hello`.
+pub(crate) const PROTOCOL_VERSION: u32 = 1;
+
+/// A message from a client, as parsed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum ClientMessage {
+    Subscribe(Target),
+    /// `None`: drop every subscription.
+    Unsubscribe(Option<Target>),
+    Ping,
+}
+
+/// What a subscription selects.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub(crate) enum Target {
+    #[serde(rename = "workOrderId")]
+    WorkOrder(String),
+    #[serde(rename = "runId")]
+    Run(String),
+}
+
+/// Why a client message was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Invalid(pub(crate) String);
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Raw {
+    #[serde(rename = "type")]
+    ty: String,
+    work_order_id: Option<String>,
+    run_id: Option<String>,
+}
+
+/// The most characters of an id a subscription may name.
+const MAX_ID_LEN: usize = 1024;
+
+impl ClientMessage {
+    /// Parses one text frame.
+    pub(crate) fn parse(text: &str) -> Result<ClientMessage, Invalid> {
+        let raw: Raw = serde_json::from_str(text)
+            .map_err(|e| Invalid(format!("not a JSON object with a string `type`: {e}")))?;
+        let target = match (raw.work_order_id, raw.run_id) {
+            (Some(_), Some(_)) => {
+                return Err(Invalid("name either workOrderId or runId, not both".into()));
+            }
+            (Some(id), None) => Some(Target::WorkOrder(id)),
+            (None, Some(id)) => Some(Target::Run(id)),
+            (None, None) => None,
+        };
+        if let Some(Target::WorkOrder(id) | Target::Run(id)) = &target
+            && id.len() > MAX_ID_LEN
+        {
+            return Err(Invalid(format!("ids are at most {MAX_ID_LEN} bytes")));
+        }
+        match (raw.ty.as_str(), target) {
+            ("subscribe", Some(target)) => Ok(ClientMessage::Subscribe(target)),
+            ("subscribe", None) => Err(Invalid("subscribe needs workOrderId or runId".into())),
+            ("unsubscribe", target) => Ok(ClientMessage::Unsubscribe(target)),
+            ("ping", _) => Ok(ClientMessage::Ping),
+            (other, _) => Err(Invalid(format!(
+                "unknown message type `{}`; expected subscribe, unsubscribe or ping",
+                other.chars().take(64).collect::<String>()
+            ))),
+        }
+    }
+}
+
+/// A client's subscriptions: none means everything.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Filter {
+    targets: BTreeSet<Target>,
+}
+
+/// The most subscriptions one client may hold.
+pub(crate) const MAX_SUBSCRIPTIONS: usize = 256;
+
+impl Filter {
+    pub(crate) fn add(&mut self, target: Target) -> Result<(), Invalid> {
+        if self.targets.len() >= MAX_SUBSCRIPTIONS && !self.targets.contains(&target) {
+            return Err(Invalid(format!(
+                "at most {MAX_SUBSCRIPTIONS} subscriptions"
+            )));
+        }
+        self.targets.insert(target);
+        Ok(())
+    }
+
+    pub(crate) fn remove(&mut self, target: Option<&Target>) {
+        match target {
+            Some(t) => {
+                self.targets.remove(t);
+            }
+            None => self.targets.clear(),
+        }
+    }
+
+    pub(crate) fn matches(&self, event: &ProgressEvent) -> bool {
+        self.targets.is_empty()
+            || self.targets.iter().any(|t| match t {
+                Target::WorkOrder(id) => **id == *event.work_order_id,
+                Target::Run(id) => **id == *event.run_id,
+            })
+    }
+
+    pub(crate) fn targets(&self) -> impl Iterator<Item = &Target> {
+        self.targets.iter()
+    }
+}
+
+/// `{"type":"hello", …}`: the first message on every connection.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Hello<'a> {
+    #[serde(rename = "type")]
+    pub(crate) ty: &'static str,
+    pub(crate) protocol: u32,
+    /// The processing number the snapshot reflects; events follow from `seq + 1`.
+    pub(crate) seq: u64,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) reset: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) resumed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) runs: Option<&'a [RunSnapshot]>,
+}
+
+/// The server's answers and notices, beside `hello` and the events.
+pub(crate) fn lagged(seq: u64, missed: u64) -> String {
+    serde_json::json!({"type": "lagged", "seq": seq, "missed": missed}).to_string()
+}
+
+pub(crate) fn pong(seq: u64) -> String {
+    serde_json::json!({"type": "pong", "seq": seq, "timestamp": Timestamp::now()}).to_string()
+}
+
+pub(crate) fn subscription(
+    kind: &str,
+    seq: u64,
+    filter: &Filter,
+    target: Option<&Target>,
+) -> String {
+    let all: Vec<_> = filter.targets().collect();
+    serde_json::json!({"type": kind, "seq": seq, "target": target, "subscriptions": all})
+        .to_string()
+}
+
+pub(crate) fn error(seq: u64, code: &str, message: &str) -> String {
+    serde_json::json!({"type": "error", "seq": seq, "code": code, "message": message}).to_string()
+}
+
+/// One event's WebSocket message, serialized at most once however many
+/// clients send it.
+pub(crate) fn event_message(seq: u64, event: &ProgressEvent) -> tungstenite::Utf8Bytes {
+    // Serializing a value built from strings and numbers cannot fail.
+    serde_json::to_string(&event.wire(seq))
+        .unwrap_or_default()
+        .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_messages_parse_by_the_protocol() {
+        assert_eq!(
+            ClientMessage::parse(r#"{"type":"subscribe","runId":"r"}"#),
+            Ok(ClientMessage::Subscribe(Target::Run("r".into())))
+        );
+        assert_eq!(
+            ClientMessage::parse(r#"{"type":"unsubscribe"}"#),
+            Ok(ClientMessage::Unsubscribe(None))
+        );
+        assert_eq!(
+            ClientMessage::parse(r#"{"type":"ping"}"#),
+            Ok(ClientMessage::Ping)
+        );
+        for bad in [
+            "",
+            "nope",
+            "[]",
+            r#"{"type":1}"#,
+            r#"{"type":"subscribe"}"#,
+            r#"{"type":"subscribe","runId":"r","workOrderId":"w"}"#,
+            r#"{"type":"explode"}"#,
+        ] {
+            assert!(ClientMessage::parse(bad).is_err(), "{bad}");
+        }
+    }
+}
