@@ -30,6 +30,8 @@ mod diagnostics;
 mod emitter;
 mod event;
 pub mod exposition;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod metrics;
 mod observability;
 mod pipeline;

@@ -12,13 +12,12 @@
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use tungstenite::error::CapacityError;
 use tungstenite::protocol::CloseFrame;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::{Error, Message, WebSocket};
 
 use super::hub::Membership;
-use super::protocol::{self, ClientMessage, Filter};
+use super::protocol::{self, Filter, Reply};
 
 /// How long the thread sleeps when nothing happens.
 const POLL: Duration = Duration::from_millis(20);
@@ -220,50 +219,23 @@ impl Client {
                     self.answer(message)?;
                 }
                 Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
-                Err(Error::Capacity(CapacityError::MessageTooLong { .. })) => {
-                    return Err(End::Close(CloseCode::Size, "message too big"));
+                Err(e) => {
+                    return Err(match protocol::close_for(&e) {
+                        Some((code, reason)) => End::Close(code, reason),
+                        None => End::Gone,
+                    });
                 }
-                Err(Error::Capacity(_)) => {
-                    return Err(End::Close(CloseCode::Size, "frame too big"));
-                }
-                Err(Error::Utf8(_)) => {
-                    return Err(End::Close(CloseCode::Invalid, "text is not UTF-8"));
-                }
-                Err(Error::Protocol(_)) => {
-                    return Err(End::Close(CloseCode::Protocol, "protocol error"));
-                }
-                Err(_) => return Err(End::Gone),
             }
         }
     }
 
     fn answer(&mut self, message: Message) -> Result<(), End> {
         let seq = self.cursor.saturating_sub(1);
-        let reply = match message {
-            Message::Text(text) => match ClientMessage::parse(text.as_str()) {
-                Ok(ClientMessage::Ping) => protocol::pong(seq),
-                Ok(ClientMessage::Subscribe(target)) => match self.filter.add(target.clone()) {
-                    Ok(()) => {
-                        protocol::subscription("subscribed", seq, &self.filter, Some(&target))
-                    }
-                    Err(invalid) => protocol::error(seq, "INVALID_MESSAGE", &invalid.0),
-                },
-                Ok(ClientMessage::Unsubscribe(target)) => {
-                    self.filter.remove(target.as_ref());
-                    protocol::subscription("unsubscribed", seq, &self.filter, target.as_ref())
-                }
-                Err(invalid) => protocol::error(seq, "INVALID_MESSAGE", &invalid.0),
-            },
-            Message::Binary(_) => protocol::error(
-                seq,
-                "INVALID_MESSAGE",
-                "binary frames are not supported; send JSON text",
-            ),
-            // Pings are answered by tungstenite; pongs and closes need no reply.
-            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => return Ok(()),
-            Message::Close(_) => return Err(End::Gone),
-        };
-        self.queue(reply)
+        match protocol::reply(&mut self.filter, seq, &message) {
+            Reply::Send(text) => self.queue(text),
+            Reply::Ignore => Ok(()),
+            Reply::Close => Err(End::Gone),
+        }
     }
 
     fn keep_alive(&mut self) -> Result<(), End> {
