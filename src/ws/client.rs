@@ -23,6 +23,9 @@ use super::protocol::{self, Filter, Reply};
 const POLL: Duration = Duration::from_millis(20);
 /// Messages sent per pass before looking at the socket again.
 const PASS: usize = 512;
+/// How long a closing connection spends sending what is left; shorter than
+/// the time shutdown waits for clients to leave.
+const GOODBYE: Duration = Duration::from_millis(1_500);
 
 /// Time limits of a connection.
 #[derive(Clone, Copy, Debug)]
@@ -110,9 +113,12 @@ impl Client {
     fn run(&mut self) -> End {
         loop {
             if self.membership.hub().is_closing() {
-                // Best effort: what was published before shutdown goes out first.
-                let _ = self.deliver_published();
-                return End::Close(CloseCode::Away, "server shutting down");
+                // What was published before shutdown goes out first, as far
+                // as the client takes it within the goodbye time.
+                return match self.deliver_remaining() {
+                    Ok(()) => End::Close(CloseCode::Away, "server shutting down"),
+                    Err(end) => end,
+                };
             }
             if let Err(end) = self.flush() {
                 return end;
@@ -167,6 +173,26 @@ impl Client {
             }
         }
         self.flush()
+    }
+
+    /// Sends everything published so far, pass after pass (one pass sends
+    /// at most [`PASS`] messages), until the client has it all, stops
+    /// taking data, or [`GOODBYE`] runs out.
+    fn deliver_remaining(&mut self) -> Result<(), End> {
+        let deadline = Instant::now() + GOODBYE;
+        loop {
+            self.deliver_published()?;
+            let caught_up = self.cursor > self.membership.hub().published();
+            if caught_up && self.stuck_since.is_none() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Ok(());
+            }
+            if self.stuck_since.is_some() {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
     }
 
     fn queue(&mut self, text: String) -> Result<(), End> {
