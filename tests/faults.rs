@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use agentgate_obs::fuzzing::strict;
-use agentgate_obs::{Observability, Overflow, Phase, ProgressEmitter};
+use agentgate_obs::{Observability, Overflow, Phase};
 use common::ws::{Client, client_frame, raw_upgrade, wait_until};
 use common::{Recorder, within};
 use tungstenite::Message;
