@@ -64,3 +64,13 @@ fn every_http_seed_is_routed_as_the_design_says() {
         harness.request(&bytes);
     }
 }
+
+#[test]
+fn a_long_number_in_agent_metrics_decodes_to_the_same_value_after_a_round_trip() {
+    // Found by the fuzzer: serde_json's default float parser is not
+    // correctly rounded for long literals, so the shortest form it printed
+    // for the decoded number read back as a neighbouring float, and
+    // decode(encode(decode(text))) != decode(text).
+    let text = r#"{"type":"run_completed","timestamp":"2026-05-23T23:40:25.123Z","workOrderId":"w","runId":"r","result":"failed","engineResult":"failed_timeout","iterations":3,"durationMs":9,"metrics":{"totalDurationMs":9,"iterationCount":2,"phaseBreakdown":{},"agentMetrics":{"tokens":12888888888888887888888888888888888888888888888888888888888888888888888}}}"#;
+    fuzzing::event_json_round_trip(text);
+}
