@@ -30,6 +30,8 @@ mod diagnostics;
 mod emitter;
 mod event;
 pub mod exposition;
+#[doc(hidden)]
+pub mod fuzzing;
 mod log;
 pub mod metrics;
 mod observability;

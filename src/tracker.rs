@@ -491,3 +491,45 @@ fn apply_delivery(run: &mut RunSnapshot, kind: &EventKind) {
         _ => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{ExecutionMetrics, Strategy};
+
+    fn event(run: &str, kind: EventKind) -> ProgressEvent {
+        ProgressEvent::new("wo", run, kind)
+    }
+
+    #[test]
+    fn a_run_is_terminal_once_and_active_runs_returns_to_zero_past_the_finished_bound() {
+        let mut tracker = RunTracker::new(2);
+        let runs = if cfg!(miri) { 4 } else { 50 };
+        for i in 0..runs {
+            let run = format!("run-{i}");
+            let mut hint = SlotHint::default();
+            let spec = TaskSpec::new("g", Strategy::Fixed, 1);
+            tracker.apply(
+                &mut event(&run, EventKind::RunStarted { task_spec: spec }),
+                &mut hint,
+            );
+            assert_eq!(tracker.active(), 1);
+            let completed = EventKind::RunCompleted {
+                result: RunOutcome::Succeeded,
+                engine_result: RunResult::Passed,
+                iterations: 1,
+                duration_ms: 5,
+                metrics: Box::new(ExecutionMetrics::default()),
+            };
+            let first = tracker.apply(&mut event(&run, completed), &mut hint);
+            assert!(first.finished.is_some());
+            let late = EventKind::RunFailed {
+                error: "late".into(),
+            };
+            let second = tracker.apply(&mut event(&run, late), &mut hint);
+            assert!(second.finished.is_none(), "terminal exactly once");
+            assert_eq!(tracker.active(), 0);
+        }
+        assert!(tracker.snapshot().len() <= 2, "finished runs are bounded");
+    }
+}

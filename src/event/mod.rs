@@ -350,3 +350,39 @@ impl<'de> Deserialize<'de> for ProgressEvent {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_event_type_survives_the_json_round_trip_in_both_spellings() {
+        let kinds = [
+            EventKind::RunStarted {
+                task_spec: TaskSpec::new("g\u{e9}\"", Strategy::Ralph, 3),
+            },
+            EventKind::RunCanceled { reason: "r".into() },
+            EventKind::IterationStarted {
+                iteration: 1,
+                max_iterations: 3,
+                feedback: Some("f".into()),
+            },
+            EventKind::PhaseCompleted {
+                iteration: 1,
+                phase: Phase::Verify,
+                success: false,
+                duration_ms: 12,
+            },
+            EventKind::DeliveryStarted,
+        ];
+        for kind in kinds {
+            let event = ProgressEvent::new("wo", "run", kind);
+            let json = serde_json::to_string(&event).unwrap_or_default();
+            let back: Result<ProgressEvent, _> = serde_json::from_str(&json);
+            assert_eq!(back.ok().as_ref(), Some(&event), "{json}");
+            let wire = serde_json::to_string(&event.wire(3)).unwrap_or_default();
+            let back: Result<ProgressEvent, _> = serde_json::from_str(&wire);
+            assert_eq!(back.ok().as_ref(), Some(&event), "{wire}");
+        }
+    }
+}

@@ -86,7 +86,7 @@ impl Shared {
             rx: rx.clone(),
             overflow,
             closed: AtomicBool::new(false),
-            clock: quanta::Clock::new(),
+            clock: clock::new_clock(),
             counters: Counters::default(),
             listeners: Listeners::default(),
             next_key: AtomicU64::new(1),
@@ -230,5 +230,134 @@ impl Shared {
                 self.counters.dropped.add(ty);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The ring, the producer caches and the drain thread together, at sizes
+    //! small enough for `cargo +nightly miri test` (scripts/miri) to check
+    //! every interleaving it explores for data races and undefined behaviour.
+
+    use std::thread::JoinHandle;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::emitter::{Emitter, ProgressEmitter};
+    use crate::event::Phase;
+    use crate::tracker::RunTracker;
+
+    /// Events per producer: Miri runs some thousand times slower.
+    const PER_PRODUCER: u32 = if cfg!(miri) { 12 } else { 2_000 };
+
+    fn start(capacity: usize, overflow: Overflow) -> (Arc<Shared>, JoinHandle<RunTracker>) {
+        let (shared, rx) = Shared::new(capacity, overflow);
+        let drain = drain::Drain::new(shared.clone(), rx, 8);
+        let thread = std::thread::spawn(move || drain.run());
+        (shared, thread)
+    }
+
+    fn stop(shared: &Shared, thread: JoinHandle<RunTracker>) -> RunTracker {
+        shared.close();
+        shared.send_stop(|| !thread.is_finished());
+        let tracker = thread.join();
+        assert!(tracker.is_ok(), "the drain thread panicked");
+        shared.collect_leftovers();
+        tracker.unwrap_or_else(|_| RunTracker::new(0))
+    }
+
+    fn emitted(shared: &Shared) -> u64 {
+        shared.counters.emitted().total()
+    }
+
+    /// Two threads emit through a tiny ring; returns when both are done.
+    fn produce(shared: &Arc<Shared>) {
+        let producers: Vec<_> = (0..2)
+            .map(|p| {
+                let emitter = Emitter::new(shared.clone());
+                std::thread::spawn(move || {
+                    let run = emitter.run("wo", &format!("run-{p}"));
+                    for i in 0..PER_PRODUCER {
+                        run.phase_completed(i, Phase::Build, true, Duration::from_millis(1));
+                        emitter.emit_phase_started("wo", &format!("str-{p}"), i, Phase::Verify);
+                    }
+                })
+            })
+            .collect();
+        for p in producers {
+            assert!(p.join().is_ok(), "a producer panicked");
+        }
+    }
+
+    #[test]
+    fn two_producers_through_a_tiny_blocking_ring_lose_nothing_and_flush_sees_everything() {
+        let (shared, thread) = start(2, Overflow::Block);
+        let seen = Arc::new(AtomicU64::new(0));
+        let counter = seen.clone();
+        let _id = shared.listeners.add(Box::new(move |_| {
+            // Relaxed: read after flush, which orders it.
+            counter.fetch_add(1, Ordering::Relaxed);
+        }));
+        produce(&shared);
+        assert_eq!(shared.on_drain(None, |_| ()), Some(()), "flush");
+        let expected = 4 * u64::from(PER_PRODUCER);
+        assert_eq!(emitted(&shared), expected);
+        assert_eq!(shared.counters.processed.load().total(), expected);
+        // Relaxed: the flush above happened after every listener call.
+        assert_eq!(seen.load(Ordering::Relaxed), expected);
+        stop(&shared, thread);
+    }
+
+    #[test]
+    fn dropping_newest_under_pressure_keeps_emitted_equal_to_processed_plus_dropped() {
+        let (shared, thread) = start(2, Overflow::DropNewest);
+        produce(&shared);
+        shared.on_drain(None, |_| ());
+        let counters = &shared.counters;
+        assert_eq!(
+            emitted(&shared),
+            counters.processed.load().total() + counters.dropped.load().total()
+        );
+        stop(&shared, thread);
+    }
+
+    #[test]
+    fn shutdown_racing_producers_counts_every_event_once() {
+        let (shared, thread) = start(2, Overflow::Block);
+        let racing = {
+            let shared = shared.clone();
+            std::thread::spawn(move || produce(&shared))
+        };
+        stop(&shared, thread);
+        assert!(racing.join().is_ok(), "producers finish after shutdown");
+        shared.collect_leftovers();
+        let counters = &shared.counters;
+        assert_eq!(
+            emitted(&shared),
+            counters.processed.load().total() + counters.dropped.load().total()
+        );
+    }
+
+    #[test]
+    fn a_panicking_listener_is_counted_and_the_next_one_still_runs() {
+        let (shared, thread) = start(4, Overflow::Block);
+        let _bad = shared.listeners.add(Box::new(|_| panic!("listener bug")));
+        let seen = Arc::new(AtomicU64::new(0));
+        let counter = seen.clone();
+        let _good = shared.listeners.add(Box::new(move |_| {
+            // Relaxed: read after flush.
+            counter.fetch_add(1, Ordering::Relaxed);
+        }));
+        let emitter = Emitter::new(shared.clone());
+        let run = emitter.run("wo", "run");
+        for i in 0..3 {
+            run.phase_started(i, Phase::Build);
+        }
+        shared.on_drain(None, |_| ());
+        // Relaxed: ordered by the flush.
+        assert_eq!(seen.load(Ordering::Relaxed), 3);
+        assert_eq!(shared.counters.listener_panics.load(Ordering::Relaxed), 3);
+        drop(run);
+        stop(&shared, thread);
     }
 }

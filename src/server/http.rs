@@ -1,5 +1,5 @@
-//! HTTP/1.1 on a blocking socket: reading one request head within size and
-//! time limits, writing one response, closing.
+//! HTTP/1.1 pieces: parsing one request within size limits, writing one
+//! response, closing gracefully.
 //!
 //! Every connection carries one request (`Connection: close`), so an idle
 //! client never holds a worker; Prometheus and browsers reconnect cheaply
@@ -174,146 +174,99 @@ pub(crate) fn reason(status: u16) -> &'static str {
     }
 }
 
-/// Why a request could not be read.
+/// A request refused before routing: answer with this status and message,
+/// then close.
+pub(crate) type Rejection = (u16, &'static str);
+
+/// What the bytes received so far on a connection amount to.
 #[derive(Debug)]
-pub(crate) enum ReadError {
-    /// Answer with this status and message, then close.
-    Reject(u16, &'static str),
-    /// The client went away or sent nothing: close without answering.
-    Gone,
+pub(crate) enum Parsed {
+    /// Not a whole request head yet.
+    Partial,
+    /// A whole head of `head_len` bytes, announcing a body of `body_len`
+    /// bytes (which may not all have arrived).
+    Complete {
+        request: Request,
+        head_len: usize,
+        body_len: usize,
+    },
 }
 
-/// Reads one request head within `limits`; returns it with any bytes read
-/// past the head (the start of a body, or of an upgraded protocol).
-pub(crate) fn read_request(
-    stream: &mut TcpStream,
+/// Parses the start of a connection's input within `limits`. Pure, so the
+/// reader can call it again as bytes trickle in, and the fuzz targets can
+/// call it on anything.
+pub(crate) fn parse_request(
+    buf: &[u8],
     peer: SocketAddr,
     limits: &Limits,
-) -> Result<(Request, Vec<u8>), ReadError> {
-    let deadline = Instant::now() + limits.request_timeout;
-    let mut buf: Vec<u8> = Vec::with_capacity(2048);
-    let mut chunk = [0u8; 4096];
-    loop {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        if remaining.is_zero() {
-            return Err(ReadError::Reject(
-                408,
-                "the request took too long to arrive",
-            ));
+) -> Result<Parsed, Rejection> {
+    let mut headers = vec![httparse::EMPTY_HEADER; limits.max_headers];
+    let mut parsed = httparse::Request::new(&mut headers);
+    let head_len = match parsed.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if buf.len() > limits.max_head => {
+            return Err((431, "the request head is too large"));
         }
-        // A zero timeout would mean "block forever"; `remaining` is non-zero here.
-        stream
-            .set_read_timeout(Some(remaining))
-            .map_err(|_| ReadError::Gone)?;
-        let n = match stream.read(&mut chunk) {
-            Ok(0) if buf.is_empty() => return Err(ReadError::Gone),
-            Ok(0) => return Err(ReadError::Reject(400, "the request ended early")),
-            Ok(n) => n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                return Err(ReadError::Reject(
-                    408,
-                    "the request took too long to arrive",
-                ));
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => return Err(ReadError::Gone),
-        };
-        buf.extend_from_slice(&chunk[..n]);
-        let mut headers = vec![httparse::EMPTY_HEADER; limits.max_headers];
-        let mut parsed = httparse::Request::new(&mut headers);
-        match parsed.parse(&buf) {
-            Ok(httparse::Status::Complete(len)) => {
-                let request = Request {
-                    method: parsed.method.unwrap_or("").to_owned(),
-                    path: String::new(),
-                    query: None,
-                    headers: parsed
-                        .headers
-                        .iter()
-                        .map(|h| {
-                            (
-                                h.name.to_ascii_lowercase(),
-                                String::from_utf8_lossy(h.value).into_owned(),
-                            )
-                        })
-                        .collect(),
-                    peer,
-                };
-                let target = parsed.path.unwrap_or("/");
-                let (path, query) = match target.split_once('?') {
-                    Some((p, q)) => (p.to_owned(), Some(q.to_owned())),
-                    None => (target.to_owned(), None),
-                };
-                let leftover = buf.split_off(len);
-                return Ok((
-                    Request {
-                        path,
-                        query,
-                        ..request
-                    },
-                    leftover,
-                ));
-            }
-            Ok(httparse::Status::Partial) if buf.len() > limits.max_head => {
-                return Err(ReadError::Reject(431, "the request head is too large"));
-            }
-            Ok(httparse::Status::Partial) => {}
-            Err(httparse::Error::TooManyHeaders) => {
-                return Err(ReadError::Reject(431, "too many request headers"));
-            }
-            Err(_) => return Err(ReadError::Reject(400, "malformed request")),
-        }
+        Ok(httparse::Status::Partial) => return Ok(Parsed::Partial),
+        Err(httparse::Error::TooManyHeaders) => return Err((431, "too many request headers")),
+        Err(_) => return Err((400, "malformed request")),
+    };
+    if head_len > limits.max_head {
+        return Err((431, "the request head is too large"));
     }
+    let target = parsed.path.unwrap_or("/");
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p.to_owned(), Some(q.to_owned())),
+        None => (target.to_owned(), None),
+    };
+    let request = Request {
+        method: parsed.method.unwrap_or("").to_owned(),
+        path,
+        query,
+        headers: parsed
+            .headers
+            .iter()
+            .map(|h| {
+                (
+                    h.name.to_ascii_lowercase(),
+                    String::from_utf8_lossy(h.value).into_owned(),
+                )
+            })
+            .collect(),
+        peer,
+    };
+    let body_len = body_length(&request, limits)?;
+    Ok(Parsed::Complete {
+        request,
+        head_len,
+        body_len,
+    })
 }
 
-/// Checks the request's body against the limits and reads it away, so the
-/// client can read our answer (closing with unread input resets the
-/// connection and may destroy the response in flight).
-pub(crate) fn discard_body(
-    stream: &mut TcpStream,
-    request: &Request,
-    already: usize,
-    limits: &Limits,
-) -> Result<(), ReadError> {
+/// The announced body length, checked against the limits. No route takes a
+/// body; it is read away so the client can read our answer (closing with
+/// unread input resets the connection and may destroy the response).
+fn body_length(request: &Request, limits: &Limits) -> Result<usize, Rejection> {
     if request.header("transfer-encoding").is_some() {
-        return Err(ReadError::Reject(
-            411,
-            "chunked request bodies are not accepted",
-        ));
+        return Err((411, "chunked request bodies are not accepted"));
     }
     let length = match request.header("content-length") {
         None => 0,
         Some(v) => v
             .trim()
             .parse::<usize>()
-            .map_err(|_| ReadError::Reject(400, "invalid Content-Length"))?,
+            .map_err(|_| (400, "invalid Content-Length"))?,
     };
     if length > limits.max_body {
-        return Err(ReadError::Reject(413, "the request body is too large"));
+        return Err((413, "the request body is too large"));
     }
-    let mut left = length.saturating_sub(already);
-    let mut sink = [0u8; 4096];
-    while left > 0 {
-        let want = left.min(sink.len());
-        match stream.read(&mut sink[..want]) {
-            Ok(0) => return Err(ReadError::Gone),
-            Ok(n) => left -= n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => return Err(ReadError::Reject(408, "the request body took too long")),
-        }
-    }
-    Ok(())
+    Ok(length)
 }
 
 /// Most bytes read away after an early answer before closing anyway.
-const LINGER_BYTES: usize = 16 * 1024 * 1024;
+pub(crate) const LINGER_BYTES: usize = 16 * 1024 * 1024;
 /// Longest time spent reading them.
-const LINGER_TIME: Duration = Duration::from_millis(500);
+pub(crate) const LINGER_TIME: Duration = Duration::from_millis(500);
 
 /// Ends the connection after a response: no more writes, then read away
 /// what the client is still sending (bounded), then close.

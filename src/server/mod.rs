@@ -1,4 +1,6 @@
-//! The HTTP server: one accept thread and a fixed pool of blocking workers.
+//! The HTTP server: one accept thread, one reader thread that gathers
+//! requests without blocking ([`reader`]), and a fixed pool of workers that
+//! only ever see complete requests.
 //!
 //! Why not tiny_http: tiny_http 0.12 spawns a thread for every connection
 //! that finds no idle worker (a burst of clients means a burst of threads),
@@ -6,42 +8,48 @@
 //! timeouts, stops accepting for good after one `accept` error (such as
 //! running out of file descriptors), and hides the socket of an upgraded
 //! connection behind `Box<dyn ReadWrite>`, so a WebSocket layer could not
-//! set its timeouts. Here connections wait in a bounded queue for one of a
-//! fixed number of workers (a full queue is answered 503 at once), every
-//! read and write has a deadline, the request head is parsed by `httparse`
+//! set its timeouts. Here a slow client holds no worker (the reader owns
+//! a connection until its request has arrived, within a deadline), complete
+//! requests wait in a bounded queue for one of a fixed number of workers (a
+//! full queue is answered 503 at once), every read and write has a deadline, the request head is parsed by `httparse`
 //! within size limits, and upgrade handlers get the `TcpStream` itself.
 
 pub(crate) mod http;
+mod reader;
 pub(crate) mod router;
 pub(crate) mod routes;
 
-use std::io::{self, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::io::Write;
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, TrySendError};
+use crossbeam_channel::{Receiver, Sender, TrySendError};
 
-use http::{Limits, ReadError, Response};
+use http::{Limits, Response};
+use reader::{Intake, Job};
 use router::{Dispatch, Router};
 
 /// Worker threads serving requests.
 pub(crate) const DEFAULT_WORKERS: usize = 4;
-/// Accepted connections waiting for a worker before new ones get a 503.
+/// Complete requests waiting for a worker before new ones get a 503.
 const BACKLOG: usize = 64;
+/// Accepted and answered connections waiting for the reader thread.
+const INTAKE: usize = 256;
 /// How long the accept thread pauses after an error such as EMFILE.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(20);
-
-type Conn = (TcpStream, SocketAddr);
 
 /// A running server. Stops on [`Server::stop`] or drop.
 pub(crate) struct Server {
     local_addr: SocketAddr,
     stopping: Arc<AtomicBool>,
-    threads: Vec<JoinHandle<()>>,
+    intake: Sender<Intake>,
+    accept: Option<JoinHandle<()>>,
+    reader: Option<JoinHandle<()>>,
+    workers: Vec<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Server {
@@ -53,60 +61,59 @@ impl std::fmt::Debug for Server {
 }
 
 impl Server {
-    /// Binds `addr` and starts the accept thread and `workers` workers.
+    /// Binds `addr` and starts the accept thread, the reader thread and
+    /// `workers` workers.
     pub(crate) fn start(
         addr: impl ToSocketAddrs,
         router: Router,
         limits: Limits,
         workers: usize,
-    ) -> io::Result<Server> {
+    ) -> std::io::Result<Server> {
         let listener = TcpListener::bind(addr)?;
         let local_addr = listener.local_addr()?;
         let stopping = Arc::new(AtomicBool::new(false));
         let router = Arc::new(router);
-        let (tx, rx) = crossbeam_channel::bounded::<Conn>(BACKLOG);
-        let mut threads = Vec::with_capacity(workers + 1);
-        for i in 0..workers.max(1) {
-            let rx = rx.clone();
-            let router = router.clone();
-            let spawned = std::thread::Builder::new()
-                .name(format!("agentgate-obs-http-{i}"))
-                .spawn(move || worker(&rx, &router, &limits));
-            match spawned {
-                Ok(thread) => threads.push(thread),
-                Err(e) => {
-                    drop(tx);
-                    join_all(threads);
-                    return Err(e);
-                }
-            }
-        }
-        let stop = stopping.clone();
-        let spawned = std::thread::Builder::new()
-            .name("agentgate-obs-accept".into())
-            .spawn(move || {
-                accept_loop(&listener, &stop, |conn| match tx.try_send(conn) {
-                    Ok(()) => true,
-                    Err(TrySendError::Full((stream, _))) => {
-                        busy(stream);
-                        true
-                    }
-                    Err(TrySendError::Disconnected(_)) => false,
-                })
-            });
-        match spawned {
-            Ok(thread) => threads.push(thread),
-            Err(e) => {
-                // The workers end when their channel closes (the sender is gone).
-                join_all(threads);
-                return Err(e);
-            }
-        }
-        Ok(Server {
+        let (intake_tx, intake_rx) = crossbeam_channel::bounded::<Intake>(INTAKE);
+        let (job_tx, job_rx) = crossbeam_channel::bounded::<Job>(BACKLOG);
+        let mut server = Server {
             local_addr,
-            stopping,
-            threads,
-        })
+            stopping: stopping.clone(),
+            intake: intake_tx.clone(),
+            accept: None,
+            reader: None,
+            workers: Vec::with_capacity(workers),
+        };
+        for i in 0..workers.max(1) {
+            let (jobs, router, linger) = (job_rx.clone(), router.clone(), intake_tx.clone());
+            let thread = std::thread::Builder::new()
+                .name(format!("agentgate-obs-http-{i}"))
+                .spawn(move || worker(&jobs, &router, &limits, &linger))?;
+            server.workers.push(thread);
+        }
+        drop(job_rx);
+        // On an error below, dropping `server` stops what was started.
+        server.reader = Some(
+            std::thread::Builder::new()
+                .name("agentgate-obs-http-read".into())
+                .spawn(move || reader::run(&intake_rx, &job_tx, &limits))?,
+        );
+        server.accept = Some(
+            std::thread::Builder::new()
+                .name("agentgate-obs-accept".into())
+                .spawn(move || {
+                    accept_loop(&listener, &stopping, |(stream, peer)| {
+                        match intake_tx.try_send(Intake::New(stream, peer)) {
+                            Ok(()) => true,
+                            Err(TrySendError::Full(Intake::New(stream, _))) => {
+                                busy(stream);
+                                true
+                            }
+                            Err(_) => false,
+                        }
+                    })
+                })?,
+        );
+        Ok(server)
     }
 
     /// The bound address (with the real port when 0 was asked for).
@@ -114,26 +121,36 @@ impl Server {
         self.local_addr
     }
 
-    /// Stops accepting, lets the workers finish the requests they have,
-    /// and joins every thread. Idempotent.
+    /// Stops accepting, drops the requests still arriving, lets the
+    /// workers finish the requests they have, and joins every thread.
+    /// Idempotent.
     pub(crate) fn stop(&mut self) {
-        if self.threads.is_empty() {
-            return;
+        if let Some(accept) = self.accept.take() {
+            // Release: the accept thread that sees the flag stops; nothing else to publish.
+            self.stopping.store(true, Ordering::Release);
+            // Wake the accept thread out of `accept` with a connection of our own.
+            let wake = match self.local_addr {
+                SocketAddr::V4(a) if a.ip().is_unspecified() => {
+                    SocketAddr::from(([127, 0, 0, 1], a.port()))
+                }
+                SocketAddr::V6(a) if a.ip().is_unspecified() => {
+                    SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, a.port()))
+                }
+                addr => addr,
+            };
+            let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(1));
+            let _ = accept.join();
         }
-        // Release: the accept thread that sees the flag stops; nothing else to publish.
-        self.stopping.store(true, Ordering::Release);
-        // Wake the accept thread out of `accept` with a connection of our own.
-        let wake = match self.local_addr {
-            SocketAddr::V4(a) if a.ip().is_unspecified() => {
-                SocketAddr::from(([127, 0, 0, 1], a.port()))
-            }
-            SocketAddr::V6(a) if a.ip().is_unspecified() => {
-                SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, a.port()))
-            }
-            addr => addr,
-        };
-        let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(1));
-        join_all(std::mem::take(&mut self.threads));
+        if let Some(reader) = self.reader.take() {
+            // The reader empties its intake every pass, so this send waits briefly at most.
+            let _ = self.intake.send(Intake::Stop);
+            // The reader's exit drops the job sender: the workers finish what
+            // is queued, then their loops end.
+            let _ = reader.join();
+        }
+        for worker in self.workers.drain(..) {
+            let _ = worker.join();
+        }
     }
 }
 
@@ -143,16 +160,10 @@ impl Drop for Server {
     }
 }
 
-fn join_all(threads: Vec<JoinHandle<()>>) {
-    for thread in threads {
-        let _ = thread.join();
-    }
-}
-
 fn accept_loop(
     listener: &TcpListener,
     stopping: &AtomicBool,
-    mut hand_off: impl FnMut(Conn) -> bool,
+    mut hand_off: impl FnMut((TcpStream, SocketAddr)) -> bool,
 ) {
     loop {
         let accepted = listener.accept();
@@ -172,7 +183,7 @@ fn accept_loop(
     }
 }
 
-/// Answers 503 when every worker is busy and the backlog is full.
+/// Answers 503 when the reader's intake is full.
 fn busy(mut stream: TcpStream) {
     let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
     let _ = Response::error(503, "the server is busy; retry shortly")
@@ -180,35 +191,23 @@ fn busy(mut stream: TcpStream) {
         .write_to(&mut stream, false);
 }
 
-fn worker(rx: &Receiver<Conn>, router: &Router, limits: &Limits) {
-    for (stream, peer) in rx.iter() {
+fn worker(jobs: &Receiver<Job>, router: &Router, limits: &Limits, linger: &Sender<Intake>) {
+    for job in jobs.iter() {
         // A panicking handler costs its connection, never the worker.
-        let _ = catch_unwind(AssertUnwindSafe(|| serve(stream, peer, router, limits)));
+        let _ = catch_unwind(AssertUnwindSafe(|| serve(job, router, limits, linger)));
     }
 }
 
-fn serve(mut stream: TcpStream, peer: SocketAddr, router: &Router, limits: &Limits) {
-    let _ = stream.set_nodelay(true);
+fn serve(job: Job, router: &Router, limits: &Limits, linger: &Sender<Intake>) {
+    let Job {
+        mut stream,
+        request,
+        leftover,
+    } = job;
     if stream
         .set_write_timeout(Some(limits.write_timeout))
         .is_err()
     {
-        return;
-    }
-    let (request, leftover) = match http::read_request(&mut stream, peer, limits) {
-        Ok(read) => read,
-        Err(ReadError::Gone) => return,
-        Err(ReadError::Reject(status, message)) => {
-            let _ = Response::error(status, message).write_to(&mut stream, false);
-            http::close_gracefully(stream);
-            return;
-        }
-    };
-    if let Err(rejected) = http::discard_body(&mut stream, &request, leftover.len(), limits) {
-        if let ReadError::Reject(status, message) = rejected {
-            let _ = Response::error(status, message).write_to(&mut stream, false);
-            http::close_gracefully(stream);
-        }
         return;
     }
     let response = match router.dispatch(&request) {
@@ -221,5 +220,8 @@ fn serve(mut stream: TcpStream, peer: SocketAddr, router: &Router, limits: &Limi
     };
     let _ = response.write_to(&mut stream, request.method == "HEAD");
     let _ = stream.flush();
-    http::close_gracefully(stream);
+    let _ = stream.shutdown(Shutdown::Write);
+    // The reader reads away what the client still sends, then closes; if
+    // its intake is full or gone, closing at once is the fallback.
+    let _ = linger.try_send(Intake::Linger(stream));
 }

@@ -12,13 +12,12 @@
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use tungstenite::error::CapacityError;
 use tungstenite::protocol::CloseFrame;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::{Error, Message, WebSocket};
 
 use super::hub::Membership;
-use super::protocol::{self, ClientMessage, Filter};
+use super::protocol::{self, Filter, Reply};
 
 /// How long the thread sleeps when nothing happens.
 const POLL: Duration = Duration::from_millis(20);
@@ -29,6 +28,9 @@ const PASS: usize = 2048;
 /// more CPU than the drain thread itself. Waiting this long lets a pass
 /// carry everything published meanwhile, at the price of that much latency.
 const COALESCE: Duration = Duration::from_millis(1);
+/// How long a closing connection spends sending what is left; shorter than
+/// the time shutdown waits for clients to leave.
+const GOODBYE: Duration = Duration::from_millis(1_500);
 
 /// Time limits of a connection.
 #[derive(Clone, Copy, Debug)]
@@ -116,9 +118,12 @@ impl Client {
     fn run(&mut self) -> End {
         loop {
             if self.membership.hub().is_closing() {
-                // Best effort: what was published before shutdown goes out first.
-                let _ = self.deliver_published();
-                return End::Close(CloseCode::Away, "server shutting down");
+                // What was published before shutdown goes out first, as far
+                // as the client takes it within the goodbye time.
+                return match self.deliver_remaining() {
+                    Ok(()) => End::Close(CloseCode::Away, "server shutting down"),
+                    Err(end) => end,
+                };
             }
             if let Err(end) = self.flush() {
                 return end;
@@ -181,6 +186,26 @@ impl Client {
         self.flush().map(|()| false)
     }
 
+    /// Sends everything published so far, pass after pass (one pass sends
+    /// at most [`PASS`] messages), until the client has it all, stops
+    /// taking data, or [`GOODBYE`] runs out.
+    fn deliver_remaining(&mut self) -> Result<(), End> {
+        let deadline = Instant::now() + GOODBYE;
+        loop {
+            self.deliver_published()?;
+            let caught_up = self.cursor > self.membership.hub().published();
+            if caught_up && self.stuck_since.is_none() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Ok(());
+            }
+            if self.stuck_since.is_some() {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+
     fn queue(&mut self, text: String) -> Result<(), End> {
         self.write(Message::Text(text.into()))
     }
@@ -231,50 +256,23 @@ impl Client {
                     self.answer(message)?;
                 }
                 Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
-                Err(Error::Capacity(CapacityError::MessageTooLong { .. })) => {
-                    return Err(End::Close(CloseCode::Size, "message too big"));
+                Err(e) => {
+                    return Err(match protocol::close_for(&e) {
+                        Some((code, reason)) => End::Close(code, reason),
+                        None => End::Gone,
+                    });
                 }
-                Err(Error::Capacity(_)) => {
-                    return Err(End::Close(CloseCode::Size, "frame too big"));
-                }
-                Err(Error::Utf8(_)) => {
-                    return Err(End::Close(CloseCode::Invalid, "text is not UTF-8"));
-                }
-                Err(Error::Protocol(_)) => {
-                    return Err(End::Close(CloseCode::Protocol, "protocol error"));
-                }
-                Err(_) => return Err(End::Gone),
             }
         }
     }
 
     fn answer(&mut self, message: Message) -> Result<(), End> {
         let seq = self.cursor.saturating_sub(1);
-        let reply = match message {
-            Message::Text(text) => match ClientMessage::parse(text.as_str()) {
-                Ok(ClientMessage::Ping) => protocol::pong(seq),
-                Ok(ClientMessage::Subscribe(target)) => match self.filter.add(target.clone()) {
-                    Ok(()) => {
-                        protocol::subscription("subscribed", seq, &self.filter, Some(&target))
-                    }
-                    Err(invalid) => protocol::error(seq, "INVALID_MESSAGE", &invalid.0),
-                },
-                Ok(ClientMessage::Unsubscribe(target)) => {
-                    self.filter.remove(target.as_ref());
-                    protocol::subscription("unsubscribed", seq, &self.filter, target.as_ref())
-                }
-                Err(invalid) => protocol::error(seq, "INVALID_MESSAGE", &invalid.0),
-            },
-            Message::Binary(_) => protocol::error(
-                seq,
-                "INVALID_MESSAGE",
-                "binary frames are not supported; send JSON text",
-            ),
-            // Pings are answered by tungstenite; pongs and closes need no reply.
-            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => return Ok(()),
-            Message::Close(_) => return Err(End::Gone),
-        };
-        self.queue(reply)
+        match protocol::reply(&mut self.filter, seq, &message) {
+            Reply::Send(text) => self.queue(text),
+            Reply::Ignore => Ok(()),
+            Reply::Close => Err(End::Gone),
+        }
     }
 
     fn keep_alive(&mut self) -> Result<(), End> {

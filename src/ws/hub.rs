@@ -182,6 +182,12 @@ impl Hub {
         self.ring_doorbells();
     }
 
+    /// The highest published seq.
+    pub(crate) fn published(&self) -> u64 {
+        // Acquire: pairs with `publish`, so the batches up to it are in the ring.
+        self.published.load(Ordering::Acquire)
+    }
+
     /// Whether events after `seq` are all still held (for `since`).
     pub(crate) fn holds_after(&self, seq: u64) -> bool {
         let ring = self.ring.lock();

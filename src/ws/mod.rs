@@ -92,19 +92,9 @@ fn accept(
     mut stream: TcpStream,
     leftover: Vec<u8>,
 ) -> Result<(), Refusal> {
-    let key = match handshake_key(request) {
-        Ok(key) => key,
+    let (key, since) = match check_upgrade(request) {
+        Ok(checked) => checked,
         Err(response) => return Err(Refusal { stream, response }),
-    };
-    if !same_origin(request) {
-        return refuse(stream, 403, "cross-origin WebSocket upgrades are refused");
-    }
-    let since = match request.query_param("since") {
-        None => None,
-        Some(s) => match s.parse::<u64>() {
-            Ok(seq) => Some(seq),
-            Err(_) => return refuse(stream, 400, "since must be a sequence number"),
-        },
     };
     let Some(membership) = hub.join(config.max_clients) else {
         return refuse(stream, 503, "too many WebSocket clients");
@@ -124,11 +114,8 @@ fn accept(
     if stream.write_all(head.as_bytes()).is_err() {
         return Ok(());
     }
-    let ws_config = WebSocketConfig::default()
-        .max_message_size(Some(config.max_message))
-        .max_frame_size(Some(config.max_message))
-        .max_write_buffer_size(8 << 20);
-    let ws = WebSocket::from_partially_read(stream, leftover, Role::Server, Some(ws_config));
+    let ws =
+        WebSocket::from_partially_read(stream, leftover, Role::Server, Some(socket_config(config)));
     let limits = config.limits;
     // A failed spawn drops the socket and the membership: the client sees
     // the connection close and may retry.
@@ -137,6 +124,34 @@ fn accept(
         .stack_size(256 * 1024)
         .spawn(move || client::serve(ws, membership, start, limits));
     Ok(())
+}
+
+/// The socket settings of every client connection.
+pub(crate) fn socket_config(config: &WsConfig) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .max_message_size(Some(config.max_message))
+        .max_frame_size(Some(config.max_message))
+        .max_write_buffer_size(8 << 20)
+}
+
+/// Checks an upgrade request: the handshake, the origin and `since`.
+/// Returns the client's key and `since`, or the response refusing it.
+pub(crate) fn check_upgrade(request: &Request) -> Result<(String, Option<u64>), Response> {
+    let key = handshake_key(request)?;
+    if !same_origin(request) {
+        return Err(Response::error(
+            403,
+            "cross-origin WebSocket upgrades are refused",
+        ));
+    }
+    let since = match request.query_param("since") {
+        None => None,
+        Some(s) => match s.parse::<u64>() {
+            Ok(seq) => Some(seq),
+            Err(_) => return Err(Response::error(400, "since must be a sequence number")),
+        },
+    };
+    Ok((key, since))
 }
 
 /// Where a new client starts, decided on the drain thread.

@@ -4,6 +4,8 @@
 use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
+use tungstenite::Message;
+use tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::event::{ProgressEvent, Timestamp};
 use crate::tracker::RunSnapshot;
@@ -157,6 +159,61 @@ pub(crate) fn subscription(
 
 pub(crate) fn error(seq: u64, code: &str, message: &str) -> String {
     serde_json::json!({"type": "error", "seq": seq, "code": code, "message": message}).to_string()
+}
+
+/// What the server does with one message from a client.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Reply {
+    /// Answer with this text message.
+    Send(String),
+    /// Nothing to answer (pings and pongs are tungstenite's business).
+    Ignore,
+    /// The client closed.
+    Close,
+}
+
+/// Answers one message from a client, updating its subscriptions. Every
+/// text message gets exactly one answer, an `error` for anything invalid;
+/// the connection stays. `seq` is the last event the client was sent.
+pub(crate) fn reply(filter: &mut Filter, seq: u64, message: &Message) -> Reply {
+    let text = match message {
+        Message::Text(text) => match ClientMessage::parse(text.as_str()) {
+            Ok(ClientMessage::Ping) => pong(seq),
+            Ok(ClientMessage::Subscribe(target)) => match filter.add(target.clone()) {
+                Ok(()) => subscription("subscribed", seq, filter, Some(&target)),
+                Err(invalid) => error(seq, "INVALID_MESSAGE", &invalid.0),
+            },
+            Ok(ClientMessage::Unsubscribe(target)) => {
+                filter.remove(target.as_ref());
+                subscription("unsubscribed", seq, filter, target.as_ref())
+            }
+            Err(invalid) => error(seq, "INVALID_MESSAGE", &invalid.0),
+        },
+        Message::Binary(_) => error(
+            seq,
+            "INVALID_MESSAGE",
+            "binary frames are not supported; send JSON text",
+        ),
+        Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => return Reply::Ignore,
+        Message::Close(_) => return Reply::Close,
+    };
+    Reply::Send(text)
+}
+
+/// The close code and reason for an error reading a client's frames;
+/// `None` when the connection is simply gone (reset, closed, I/O error).
+pub(crate) fn close_for(error: &tungstenite::Error) -> Option<(CloseCode, &'static str)> {
+    use tungstenite::Error;
+    use tungstenite::error::CapacityError;
+    match error {
+        Error::Capacity(CapacityError::MessageTooLong { .. }) => {
+            Some((CloseCode::Size, "message too big"))
+        }
+        Error::Capacity(_) => Some((CloseCode::Size, "frame too big")),
+        Error::Utf8(_) => Some((CloseCode::Invalid, "text is not UTF-8")),
+        Error::Protocol(_) => Some((CloseCode::Protocol, "protocol error")),
+        _ => None,
+    }
 }
 
 /// One event's WebSocket message, serialized at most once however many

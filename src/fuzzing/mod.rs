@@ -1,0 +1,213 @@
+//! Entry points for the fuzz targets in `fuzz/`. **Not part of the stable
+//! API**: hidden from the docs, changed without notice, and only here
+//! because a fuzz target, being another crate, can call nothing private.
+//!
+//! Each function takes arbitrary input, runs it through the same code the
+//! server and pipeline run, and panics when a promise is broken: a crash,
+//! a round trip that changes a value, an answer DESIGN.md does not allow.
+
+mod http;
+pub mod strict;
+
+use std::collections::BTreeMap;
+use std::io::{self, Read, Write};
+use std::sync::Arc;
+
+use tungstenite::protocol::Role;
+use tungstenite::{Message, WebSocket};
+
+use crate::event::ProgressEvent;
+use crate::exposition::{Format, escape_label_value};
+use crate::metrics::{Metrics, MetricsCollector, MetricsConfig};
+use crate::ws::WsConfig;
+use crate::ws::protocol::{self, Filter, MAX_SUBSCRIPTIONS, Reply};
+
+pub use http::{HttpHarness, TOKEN as HTTP_TOKEN};
+
+/// The types of message the server may answer a client message with.
+const ANSWER_TYPES: [&str; 4] = ["pong", "subscribed", "unsubscribed", "error"];
+
+/// One text message from a WebSocket client, handled as the client thread
+/// handles it: exactly one answer, of an allowed type, valid JSON, and the
+/// connection stays.
+pub fn ws_client_text(text: &str) {
+    let mut filter = Filter::default();
+    let reply = protocol::reply(&mut filter, 7, &Message::Text(text.into()));
+    let Reply::Send(answer) = reply else {
+        panic!("a text message must be answered, got {reply:?}");
+    };
+    check_answer(&answer);
+}
+
+/// Raw bytes from a WebSocket client after the handshake, read by
+/// tungstenite with the server's limits and answered message by message.
+/// Whatever the bytes, reading ends (in an answer, a close code or a
+/// refusal) and every answer is well formed.
+pub fn ws_client_bytes(bytes: &[u8]) {
+    let socket = Duplex {
+        input: bytes,
+        output: Vec::new(),
+    };
+    let config = crate::ws::socket_config(&WsConfig::default());
+    let mut ws = WebSocket::from_raw_socket(socket, Role::Server, Some(config));
+    let mut filter = Filter::default();
+    // Each message consumes at least two bytes of input, so this bounds the loop.
+    for _ in 0..=bytes.len() {
+        match ws.read() {
+            Ok(message) => match protocol::reply(&mut filter, 0, &message) {
+                Reply::Send(answer) => {
+                    check_answer(&answer);
+                    // The output side is a Vec: a write error is tungstenite's state, not ours.
+                    let _ = ws.write(Message::Text(answer.into()));
+                }
+                Reply::Ignore => {}
+                Reply::Close => return,
+            },
+            Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(e) => {
+                // Decides the close code; must not panic whatever the error.
+                let _ = protocol::close_for(&e);
+                return;
+            }
+        }
+        assert!(filter.targets().count() <= MAX_SUBSCRIPTIONS);
+    }
+    panic!("reading {} bytes did not end", bytes.len());
+}
+
+fn check_answer(answer: &str) {
+    let value: serde_json::Value = match serde_json::from_str(answer) {
+        Ok(value) => value,
+        Err(e) => panic!("the answer is not JSON ({e}): {answer}"),
+    };
+    let ty = value["type"].as_str().unwrap_or_default();
+    assert!(ANSWER_TYPES.contains(&ty), "answer type {ty:?}: {answer}");
+    if ty == "error" {
+        assert_eq!(value["code"], "INVALID_MESSAGE", "{answer}");
+    }
+}
+
+/// A non-blocking socket stand-in: reads come from `input`, then
+/// `WouldBlock`; writes go to `output`.
+struct Duplex<'a> {
+    input: &'a [u8],
+    output: Vec<u8>,
+}
+
+impl Read for Duplex<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.input.is_empty() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        self.input.read(buf)
+    }
+}
+
+impl Write for Duplex<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.output.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// JSON text decoded as an event, encoded, decoded again: the second
+/// decode equals the first, the encoding is stable, and the WebSocket form
+/// (colon `type`, `seq`) decodes to the same event.
+pub fn event_json_round_trip(text: &str) {
+    let Ok(event) = serde_json::from_str::<ProgressEvent>(text) else {
+        return;
+    };
+    let encoded = match serde_json::to_string(&event) {
+        Ok(encoded) => encoded,
+        Err(e) => panic!("a decoded event does not encode: {e}: {event:?}"),
+    };
+    let again: ProgressEvent = match serde_json::from_str(&encoded) {
+        Ok(again) => again,
+        Err(e) => panic!("our own encoding does not decode: {e}: {encoded}"),
+    };
+    assert_eq!(again, event, "decode(encode(e)) != e for {encoded}");
+    let twice = serde_json::to_string(&again).unwrap_or_default();
+    assert_eq!(twice, encoded, "the encoding is not stable");
+    let wire = serde_json::to_string(&event.wire(42)).unwrap_or_default();
+    let from_wire: ProgressEvent = match serde_json::from_str(&wire) {
+        Ok(e) => e,
+        Err(e) => panic!("the WebSocket form does not decode: {e}: {wire}"),
+    };
+    assert_eq!(from_wire, event, "the WebSocket form differs: {wire}");
+}
+
+/// The gate label limit the exposition target runs with: small, so the
+/// fuzzer reaches the `other` series.
+pub const EXPOSITION_GATE_LIMIT: usize = 8;
+
+/// Gate checks with arbitrary names and exemplars with arbitrary run ids,
+/// rendered in both formats and parsed back by [`strict::parse`]: every
+/// gate's count comes back under exactly its own name (or `other` past the
+/// limit), and every label value escapes and unescapes to itself.
+pub fn exposition_round_trip(values: &[String]) {
+    for value in values {
+        let mut escaped = String::new();
+        escape_label_value(value, &mut escaped);
+        let line = format!("m{{l=\"{escaped}\"}} 1\n");
+        let parsed = match strict::parse(&line, false) {
+            Ok(parsed) => parsed,
+            Err(e) => panic!("an escaped label value does not parse: {e}"),
+        };
+        assert_eq!(parsed[0].labels[0].1, *value, "escaping round trip");
+    }
+
+    let config = MetricsConfig::default().gate_label_limit(EXPOSITION_GATE_LIMIT);
+    let metrics = match Metrics::new("fuzz", config) {
+        Ok(metrics) => metrics,
+        Err(e) => panic!("a valid configuration was refused: {e}"),
+    };
+    let mut expected: BTreeMap<(String, bool), u64> = BTreeMap::new();
+    let mut named: Vec<&str> = Vec::new();
+    for (i, gate) in values.iter().enumerate() {
+        let passed = i % 3 != 0;
+        metrics.record_gate_check(gate, passed);
+        // The cap's rule, restated: the first `limit` distinct names other
+        // than `other` get their own series.
+        let counts_as_named = gate != "other"
+            && (named.contains(&gate.as_str()) || named.len() < EXPOSITION_GATE_LIMIT);
+        if counts_as_named && !named.contains(&gate.as_str()) {
+            named.push(gate);
+        }
+        let label = if counts_as_named {
+            gate.as_str()
+        } else {
+            "other"
+        };
+        *expected.entry((label.to_owned(), passed)).or_default() += 1;
+        let run: Arc<str> = Arc::from(gate.as_str());
+        let trace = crate::metrics::histogram::Trace {
+            run_id: &run,
+            correlation_id: &run,
+            millis: i as u64,
+        };
+        metrics.observe_run((i as u64 + 1) * 1_000_000, Some(trace));
+    }
+    metrics.increment_runs_started();
+    for (format, openmetrics) in [(Format::Prometheus, false), (Format::OpenMetrics, true)] {
+        let text = metrics.render_as(format);
+        let samples = match strict::parse(&text, openmetrics) {
+            Ok(samples) => samples,
+            Err(e) => panic!("{format:?} exposition rejected: {e}\n{text}"),
+        };
+        let counter = "fuzz_gate_checks_total";
+        let mut seen: BTreeMap<(String, bool), u64> = BTreeMap::new();
+        for s in samples.iter().filter(|s| s.name == counter) {
+            let label = |k: &str| s.labels.iter().find(|(n, _)| n == k).map(|(_, v)| v);
+            let (Some(gate), Some(passed)) = (label("gate"), label("passed")) else {
+                panic!("a gate sample without its labels: {s:?}");
+            };
+            if s.value > 0.0 {
+                seen.insert((gate.clone(), passed == "true"), s.value as u64);
+            }
+        }
+        assert_eq!(seen, expected, "{format:?} gate counts");
+    }
+}
