@@ -14,6 +14,9 @@
   const MAX_RUNS = 5000; // runs the page remembers; oldest finished go first
   const MAX_TIMELINE = 300; // events kept per run for its timeline
   const MAX_GATE_CHIPS = 8;
+  // At most this often under a burst of events: a render relayouts the
+  // rows that changed, and the time between renders goes to the messages.
+  const RENDER_EVERY_MS = 150;
   const SUMMARY_EVERY_MS = 3000;
   const HEALTH_EVERY_MS = 2000;
   const RATE_WINDOW_S = 5;
@@ -34,8 +37,9 @@
   let orderDirty = true;
   const dirty = new Set();
   let frame = 0;
+  let lastRender = 0;
   const rows = new Map(); // key -> row elements
-  const rowKeys = new WeakMap(); // tr -> key (ids may hold any character)
+  const rowKeys = new WeakMap(); // row element -> key (ids may hold any character)
   const secondBuckets = new Array(RATE_WINDOW_S + 1).fill(0);
   let bucketSecond = 0;
   let dropped = { pipeline: 0, page: 0 };
@@ -184,10 +188,11 @@
     const workOrderId = str(e.workOrderId);
     const runId = str(e.runId);
     const key = keyOf(workOrderId, runId);
-    const at = time(e.timestamp);
+    // Parsed only where needed: most events do not need their time.
+    const at = () => time(e.timestamp);
     let run = runs.get(key);
     if (!run) {
-      run = newRun(workOrderId, runId, at);
+      run = newRun(workOrderId, runId, at());
       runs.set(key, run);
       orderDirty = true;
       forget();
@@ -209,13 +214,13 @@
           run.engineResult = str(e.engineResult);
           run.durationMs = num(e.durationMs);
         }
-        finish(run, oneOf(e.result, STATUSES.slice(1), 'failed'), at, '');
+        finish(run, oneOf(e.result, STATUSES.slice(1), 'failed'), at(), '');
         return;
       case 'run:canceled':
-        finish(run, 'canceled', at, str(e.reason));
+        finish(run, 'canceled', at(), str(e.reason));
         return;
       case 'run:failed':
-        finish(run, 'failed', at, str(e.error));
+        finish(run, 'failed', at(), str(e.error));
         return;
       case 'delivery:started':
       case 'delivery:completed':
@@ -352,8 +357,9 @@
     schedule();
   }
 
+  // Counted into the current second; the 1 s ticker rolls the buckets,
+  // so an event costs no clock read.
   function countEvent() {
-    rollBuckets();
     secondBuckets[0] += 1;
   }
 
@@ -427,19 +433,19 @@
     }
   }
 
+  // Renders once for any number of events, and never more often than
+  // RENDER_EVERY_MS. A timer, not requestAnimationFrame: hidden tabs get no
+  // animation frames and would pile up work.
   function schedule() {
     if (frame) return;
-    // requestAnimationFrame batches bursts into one paint; the timer covers
-    // hidden tabs, where animation frames do not come.
-    frame = requestAnimationFrame(render);
-    setTimeout(() => {
-      if (frame) render();
-    }, 500);
+    const wait = Math.max(0, lastRender + RENDER_EVERY_MS - performance.now());
+    frame = setTimeout(render, wait);
   }
 
   function render() {
-    if (frame) cancelAnimationFrame(frame);
+    clearTimeout(frame);
     frame = 0;
+    lastRender = performance.now();
     renderCounts();
     if (orderDirty) {
       orderDirty = false;
@@ -537,7 +543,7 @@
     const keep = new Set(shown.map((r) => r.key));
     for (const [key, row] of rows) {
       if (!keep.has(key)) {
-        row.tr.remove();
+        row.node.remove();
         rows.delete(key);
       }
     }
@@ -550,8 +556,8 @@
         rows.set(run.key, row);
       }
       updateRow(row, run);
-      if (row.tr === cursor) cursor = cursor.nextSibling;
-      else body.insertBefore(row.tr, cursor);
+      if (row.node === cursor) cursor = cursor.nextSibling;
+      else body.insertBefore(row.node, cursor);
     }
     $('shown').textContent = list.length > shown.length
       ? 'showing ' + shown.length + ' of ' + list.length + ' runs'
@@ -560,102 +566,134 @@
   }
 
   function makeRow(run) {
-    const tr = el('tr');
-    rowKeys.set(tr, run.key);
-    tr.setAttribute('data-run-id', run.runId);
-    tr.setAttribute('data-work-order-id', run.workOrderId);
-    const cells = {};
-    const td = (name) => {
-      const cell = el('td', name);
-      tr.append(cell);
-      return cell;
+    const node = el('div', 'row');
+    node.setAttribute('role', 'row');
+    rowKeys.set(node, run.key);
+    node.setAttribute('data-run-id', run.runId);
+    node.setAttribute('data-work-order-id', run.workOrderId);
+    const cell = (name) => {
+      const c = el('div', 'cell ' + name);
+      c.setAttribute('role', 'cell');
+      node.append(c);
+      return c;
     };
-    const wo = td('wo');
-    cells.wo = wo.appendChild(el('div', 'mono', run.workOrderId));
+    const cells = {};
+    const wo = cell('wo');
+    wo.append(el('div', 'mono', run.workOrderId));
     cells.goal = wo.appendChild(el('div', 'goal'));
-    cells.run = td('run').appendChild(el('span', 'mono', run.runId));
-    cells.status = td('status').appendChild(el('span', 'badge'));
-    const iter = td('iter');
+    cell('run').append(el('span', 'mono', run.runId));
+    cells.status = cell('status').appendChild(el('span', 'badge'));
+    const iter = cell('iter');
     cells.iterText = iter.appendChild(el('div', 'iter-text'));
-    const track = iter.appendChild(el('div', 'track'));
-    cells.iterBar = track.appendChild(el('div', 'fill'));
-    cells.phase = td('phase');
-    const stack = td('timing').appendChild(el('div', 'stack'));
+    cells.iterBar = iter.appendChild(el('div', 'track')).appendChild(el('div', 'fill'));
+    cells.phase = cell('phase');
+    cells.stack = cell('timing').appendChild(el('div', 'stack'));
     cells.segments = {};
-    for (const p of PHASES) cells.segments[p] = stack.appendChild(el('span', 'seg ' + p));
-    cells.stack = stack;
-    cells.gates = td('gates');
-    cells.delivery = td('delivery');
-    cells.elapsed = td('num elapsed');
-    return { tr, cells, sig: '' };
+    for (const p of PHASES) cells.segments[p] = cells.stack.appendChild(el('span', 'seg ' + p));
+    cells.gates = cell('gates');
+    cells.delivery = cell('delivery');
+    cells.elapsed = cell('num elapsed');
+    return { node, cells, memo: {} };
+  }
+
+  // Runs `paint` only when `value` differs from what the row shows: an
+  // event usually changes one cell, and untouched cells cost no layout.
+  function changed(row, part, value) {
+    if (row.memo[part] === value) return false;
+    row.memo[part] = value;
+    return true;
   }
 
   function updateRow(row, run) {
     const c = row.cells;
-    row.tr.dataset.status = run.status;
-    row.tr.classList.toggle('selected', run.key === selected);
-    c.goal.textContent = run.goal;
-    c.goal.title = run.goal;
-    c.status.textContent = run.status;
-    c.status.className = 'badge ' + run.status;
-    c.status.title = run.reason || run.engineResult || '';
+    if (changed(row, 'status', run.status + '|' + run.reason + '|' + run.engineResult)) {
+      row.node.dataset.status = run.status;
+      c.status.textContent = run.status;
+      c.status.className = 'badge ' + run.status;
+      c.status.title = run.reason || run.engineResult || '';
+    }
+    row.node.classList.toggle('selected', run.key === selected);
+    if (changed(row, 'goal', run.goal)) {
+      c.goal.textContent = run.goal;
+      c.goal.title = run.goal;
+    }
     const max = run.maxIterations;
-    c.iterText.textContent = max ? run.iteration + ' / ' + max : String(run.iteration || '—');
-    c.iterBar.style.width = (max ? Math.min(100, (100 * run.iteration) / max) : 0) + '%';
-    c.iterBar.className = 'fill ' + run.status;
+    if (changed(row, 'iter', run.iteration + '/' + max + '|' + run.status)) {
+      c.iterText.textContent = max ? run.iteration + ' / ' + max : String(run.iteration || '—');
+      c.iterBar.style.width = (max ? Math.min(100, (100 * run.iteration) / max) : 0) + '%';
+      c.iterBar.className = 'fill ' + run.status;
+    }
+    const delivering = run.status === 'running' && run.delivery && run.delivery.status === 'running';
+    if (changed(row, 'phase', [run.status, run.phase, run.phaseStatus, delivering, run.reason].join('|'))) {
+      renderPhase(c.phase, run, delivering);
+    }
+    const timings = PHASES.map((p) => run.phaseTimings[p]);
+    if (changed(row, 'timing', timings.join('|'))) {
+      const total = timings.reduce((a, b) => a + b, 0);
+      PHASES.forEach((p, i) => {
+        c.segments[p].style.width = (total ? (100 * timings[i]) / total : 0) + '%';
+      });
+      c.stack.title = total
+        ? PHASES.filter((p) => run.phaseTimings[p]).map((p) => p + ' ' + fmtMs(run.phaseTimings[p])).join(' · ')
+        : 'no phase finished yet';
+    }
+    if (changed(row, 'gates', run.gates.map((g) => (g.passed ? '+' : '-') + g.name).join('\u0000'))) {
+      renderGates(c.gates, run.gates);
+    }
+    const d = run.delivery;
+    if (changed(row, 'delivery', d ? [d.status, d.prUrl, d.ciStatus].join('\u0000') : '')) {
+      renderDelivery(c.delivery, d);
+    }
+    updateElapsed(row, run);
+  }
 
-    c.phase.replaceChildren();
-    if (run.status === 'running' && run.delivery && run.delivery.status === 'running') {
-      c.phase.append(el('span', 'dot running'), el('span', '', 'delivering'));
+  function renderPhase(cell, run, delivering) {
+    cell.replaceChildren();
+    cell.title = '';
+    if (delivering) {
+      cell.append(el('span', 'dot running'), el('span', '', 'delivering'));
     } else if (run.status !== 'running') {
       // A finished run's phase is history: say how it ended instead.
       const how = run.reason || run.engineResult.replace(/_/g, ' ');
-      c.phase.append(el('span', 'reason', how || '—'));
-      c.phase.title = how;
+      cell.append(el('span', 'reason', how || '—'));
+      cell.title = how;
     } else if (run.phase) {
-      c.phase.append(el('span', 'dot ' + run.phaseStatus), el('span', '', run.phase));
+      cell.append(el('span', 'dot ' + run.phaseStatus), el('span', '', run.phase));
     } else {
-      c.phase.append(el('span', 'muted', '—'));
+      cell.append(el('span', 'muted', '—'));
     }
+  }
 
-    const total = PHASES.reduce((s, p) => s + run.phaseTimings[p], 0);
-    for (const p of PHASES) {
-      c.segments[p].style.width = (total ? (100 * run.phaseTimings[p]) / total : 0) + '%';
-    }
-    c.stack.title = total
-      ? PHASES.filter((p) => run.phaseTimings[p]).map((p) => p + ' ' + fmtMs(run.phaseTimings[p])).join(' · ')
-      : 'no phase finished yet';
-
-    c.gates.replaceChildren();
-    for (const g of run.gates.slice(0, MAX_GATE_CHIPS)) {
+  function renderGates(cell, gates) {
+    cell.replaceChildren();
+    for (const g of gates.slice(0, MAX_GATE_CHIPS)) {
       const chip = el('span', 'chip ' + (g.passed ? 'pass' : 'fail'), g.name);
       chip.title = g.name + (g.passed ? ' passed' : ' failed');
-      c.gates.append(chip);
+      cell.append(chip);
     }
-    if (run.gates.length > MAX_GATE_CHIPS) {
-      c.gates.append(el('span', 'chip more', '+' + (run.gates.length - MAX_GATE_CHIPS)));
+    if (gates.length > MAX_GATE_CHIPS) {
+      cell.append(el('span', 'chip more', '+' + (gates.length - MAX_GATE_CHIPS)));
     }
+  }
 
-    c.delivery.replaceChildren();
-    const d = run.delivery;
-    if (d) {
-      if (d.status === 'running') c.delivery.append(el('span', 'muted', 'opening PR…'));
-      else if (d.status === 'failed') c.delivery.append(el('span', 'chip fail', 'failed'));
-      const href = d.prUrl && safeHref(d.prUrl);
-      if (href) {
-        const m = /\/pull\/(\d+)\/?$/.exec(href);
-        const a = el('a', 'pr', m ? 'PR #' + m[1] : 'PR');
-        a.href = href;
-        a.title = d.prUrl;
-        a.target = '_blank';
-        a.rel = 'noopener noreferrer';
-        c.delivery.append(a);
-      } else if (d.prUrl) {
-        c.delivery.append(el('span', 'muted', d.prUrl));
-      }
-      if (d.ciStatus) c.delivery.append(el('span', 'ci ' + ciClass(d.ciStatus), 'CI ' + d.ciStatus));
+  function renderDelivery(cell, d) {
+    cell.replaceChildren();
+    if (!d) return;
+    if (d.status === 'running') cell.append(el('span', 'muted', 'opening PR…'));
+    else if (d.status === 'failed') cell.append(el('span', 'chip fail', 'failed'));
+    const href = d.prUrl && safeHref(d.prUrl);
+    if (href) {
+      const m = /\/pull\/(\d+)\/?$/.exec(href);
+      const a = el('a', 'pr', m ? 'PR #' + m[1] : 'PR');
+      a.href = href;
+      a.title = d.prUrl;
+      a.target = '_blank';
+      a.rel = 'noopener noreferrer';
+      cell.append(a);
+    } else if (d.prUrl) {
+      cell.append(el('span', 'muted', d.prUrl));
     }
-    updateElapsed(row, run);
+    if (d.ciStatus) cell.append(el('span', 'ci ' + ciClass(d.ciStatus), 'CI ' + d.ciStatus));
   }
 
   function ciClass(status) {
@@ -666,7 +704,8 @@
 
   function updateElapsed(row, run) {
     const end = run.status === 'running' ? Date.now() : run.finishedAt;
-    row.cells.elapsed.textContent = fmtMs(Math.max(0, end - run.startedAt));
+    const text = fmtMs(Math.max(0, end - run.startedAt));
+    if (changed(row, 'elapsed', text)) row.cells.elapsed.textContent = text;
   }
 
   // ---- the timeline of one run -----------------------------------------
@@ -755,7 +794,7 @@
     selected = key === selected ? null : key;
     for (const k of [previous, selected]) {
       const row = k && rows.get(k);
-      if (row) row.tr.classList.toggle('selected', k === selected);
+      if (row) row.node.classList.toggle('selected', k === selected);
     }
     renderDetail();
   }
@@ -764,8 +803,8 @@
 
   $('rows').addEventListener('click', (ev) => {
     if (ev.target.closest('a')) return;
-    const tr = ev.target.closest('tr');
-    if (tr && rowKeys.has(tr)) select(rowKeys.get(tr));
+    const row = ev.target.closest('.row');
+    if (row && rowKeys.has(row)) select(rowKeys.get(row));
   });
   $('detail-close').addEventListener('click', () => select(selected));
   document.addEventListener('keydown', (ev) => {
