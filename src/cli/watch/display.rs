@@ -6,6 +6,7 @@
 //! connection notices go to stderr.
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -82,7 +83,7 @@ impl Display {
                 // Printed above the bars; a closed stdout has nobody to tell.
                 let _ = multi.println(line);
             }
-            Display::Plain => println!("{line}"),
+            Display::Plain => say(&line),
         }
     }
 
@@ -103,8 +104,8 @@ impl Display {
     /// A connection notice, on stderr.
     pub(crate) fn note(&self, text: &str) {
         match self {
-            Display::Bars { multi, .. } => multi.suspend(|| eprintln!("{text}")),
-            Display::Plain => eprintln!("{text}"),
+            Display::Bars { multi, .. } => multi.suspend(|| tell(text)),
+            Display::Plain => tell(text),
         }
     }
 
@@ -127,6 +128,17 @@ impl Display {
             let _ = multi.clear();
         }
     }
+}
+
+/// A line on stdout. A reader that went away (`watch | head`) is not an
+/// error worth a panic: the line is dropped.
+pub(crate) fn say(line: &str) {
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
+}
+
+/// A line on stderr, dropped likewise when nobody reads it.
+pub(crate) fn tell(line: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
 /// `succeeded  wo-0001  run-0001-abc  2/5 iterations  1m 45s  https://…/pull/100 (CI pending)`

@@ -120,18 +120,18 @@ pub(crate) fn run(args: WatchArgs) -> Result<ExitCode, Box<dyn std::error::Error
             }
             Err(e) if e.fatal => {
                 display.clear();
-                eprintln!("agentgate-obs watch: {base}: {}", e.message);
+                display::tell(&format!("agentgate-obs watch: {base}: {}", e.message));
                 return Ok(ExitCode::from(EXIT_UNREACHABLE));
             }
             Err(e) => {
                 if retry_for.is_some_and(|limit| down_since.elapsed() >= limit) {
                     display.clear();
-                    eprintln!(
+                    display::tell(&format!(
                         "agentgate-obs watch: {base}: gave up after {}: {}",
                         humantime::format_duration(retry_for.unwrap_or_default()),
                         e.message
-                    );
-                    println!("{}", display::summary(&fleet, started.elapsed()));
+                    ));
+                    display::say(&display::summary(&fleet, started.elapsed()));
                     return Ok(ExitCode::from(EXIT_UNREACHABLE));
                 }
                 let wait = backoff;
@@ -143,7 +143,7 @@ pub(crate) fn run(args: WatchArgs) -> Result<ExitCode, Box<dyn std::error::Error
     };
 
     display.clear();
-    println!("{}", display::summary(&fleet, started.elapsed()));
+    display::say(&display::summary(&fleet, started.elapsed()));
     let all_succeeded = fleet.count(Status::Failed) + fleet.count(Status::Canceled) == 0;
     Ok(match ended {
         Followed::Idle if all_succeeded => ExitCode::SUCCESS,
