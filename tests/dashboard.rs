@@ -147,6 +147,7 @@ fn the_dashboard_shows_every_run_of_the_demo_with_the_final_state_that_api_runs_
         "newest first, ending with the run's end: {types:?}"
     );
     browser.screenshot(&screenshot_path("dashboard-timeline.png"));
+    browser.assert_no_page_errors();
 }
 
 const HOSTILE_RUN: &str = r#"<img src=x onerror="window.__pwned=1;document.title='pwned'">"#;
@@ -263,6 +264,7 @@ fn run_ids_goals_gate_names_and_pr_urls_are_shown_as_text_never_as_markup() {
     assert_eq!(page["pwned"], Value::Null, "no injected code ran");
     assert_eq!(page["title"], "agentgate · live runs");
     assert_eq!(browser.eval(MARKUP_JS), serde_json::json!(0));
+    browser.assert_no_page_errors();
     obs.shutdown();
 }
 
@@ -380,7 +382,17 @@ fn the_page_and_its_assets_are_served_with_their_types_no_store_and_a_strict_csp
         (
             "/dashboard/app.js",
             "text/javascript; charset=utf-8",
-            "'use strict'",
+            "from './model.js'",
+        ),
+        (
+            "/dashboard/model.js",
+            "text/javascript; charset=utf-8",
+            "export function applyEvent",
+        ),
+        (
+            "/dashboard/view.js",
+            "text/javascript; charset=utf-8",
+            "export function updateRow",
         ),
         ("/dashboard/style.css", "text/css; charset=utf-8", ":root"),
     ] {
@@ -419,7 +431,10 @@ fn with_a_token_the_page_needs_it_but_its_code_and_style_do_not() {
         http_get(addr, "/", &["Authorization: Bearer t0k"]).status,
         200
     );
-    assert_eq!(http_get(addr, "/dashboard/app.js", &[]).status, 200);
+    for module in ["app", "model", "view"] {
+        let path = format!("/dashboard/{module}.js");
+        assert_eq!(http_get(addr, &path, &[]).status, 200, "{path}");
+    }
     assert_eq!(http_get(addr, "/dashboard/style.css", &[]).status, 200);
     assert_eq!(http_get(addr, "/api/runs", &[]).status, 401);
     obs.shutdown();
@@ -519,5 +534,6 @@ fn the_dashboard_stays_smooth_with_a_thousand_runs_and_a_burst_of_events() {
         browser.eval("document.querySelectorAll('#rows .row').length"),
         serde_json::json!(200)
     );
+    browser.assert_no_page_errors();
     obs.shutdown();
 }

@@ -1,24 +1,29 @@
-//! `GET /`: the live dashboard, one page whose HTML, script and style
-//! sheet are compiled into the binary (no CDN, no request but to its own
-//! server).
+//! `GET /`: the live dashboard, one page whose HTML, script modules and
+//! style sheet are compiled into the binary (no CDN, no request but to its
+//! own server).
 //!
 //! The page needs the token like every data route, and reads it from its
 //! own URL (`/?token=T`) to open `/ws?token=T` and call `/api/summary`. Its
-//! script and style sheet are static code without data, served without the
-//! token: a browser fetching them cannot add it. The Content-Security-Policy
-//! lets the page run only those two files and talk only to its own origin,
-//! so even a bug that put an event field into markup could not run a script.
+//! script modules and style sheet are static code without data, served
+//! without the token: a browser fetching them cannot add it. The
+//! Content-Security-Policy lets the page run only those files and talk only
+//! to its own origin, so even a bug that put an event field into markup
+//! could not run a script.
 
 use crate::server::http::Response;
 use crate::server::router::{Handler, Router};
 
 const INDEX_HTML: &str = include_str!("index.html");
-const APP_JS: &str = include_str!("app.js");
 const STYLE_CSS: &str = include_str!("style.css");
-
-/// Where the page finds its script and style sheet.
-pub(crate) const SCRIPT_PATH: &str = "/dashboard/app.js";
-pub(crate) const STYLE_PATH: &str = "/dashboard/style.css";
+/// Where the page finds its style sheet.
+const STYLE_PATH: &str = "/dashboard/style.css";
+/// The script's modules: the app (stream, polling, scheduling), the model
+/// of the runs, the DOM building.
+const SCRIPTS: [(&str, &str); 3] = [
+    ("/dashboard/app.js", include_str!("app.js")),
+    ("/dashboard/model.js", include_str!("model.js")),
+    ("/dashboard/view.js", include_str!("view.js")),
+];
 
 /// Scripts and styles from this origin only (no inline code, no `eval`);
 /// connections to this origin only (`'self'` covers `ws:`/`wss:` to the
@@ -27,21 +32,19 @@ pub(crate) const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src
      style-src 'self'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; \
      form-action 'none'; frame-ancestors 'none'";
 
-/// Adds `/` (behind the token, when one is set) and the page's two assets
+/// Adds `/` (behind the token, when one is set) and the page's assets
 /// (public) to `router`.
 pub(crate) fn mount(router: Router) -> Router {
-    router
+    let router = router
         .route("/", false, asset(INDEX_HTML, "text/html; charset=utf-8"))
-        .route(
-            SCRIPT_PATH,
-            true,
-            asset(APP_JS, "text/javascript; charset=utf-8"),
-        )
         .route(
             STYLE_PATH,
             true,
             asset(STYLE_CSS, "text/css; charset=utf-8"),
-        )
+        );
+    SCRIPTS.iter().fold(router, |router, (path, code)| {
+        router.route(path, true, asset(code, "text/javascript; charset=utf-8"))
+    })
 }
 
 fn asset(body: &'static str, content_type: &'static str) -> Handler {
@@ -61,7 +64,8 @@ mod tests {
 
     #[test]
     fn the_page_loads_exactly_the_assets_that_are_mounted() {
-        assert!(INDEX_HTML.contains(&format!(r#"<script src="{SCRIPT_PATH}" defer></script>"#)));
+        let entry = SCRIPTS[0].0;
+        assert!(INDEX_HTML.contains(&format!(r#"<script type="module" src="{entry}"></script>"#)));
         assert!(INDEX_HTML.contains(&format!(r#"<link rel="stylesheet" href="{STYLE_PATH}">"#)));
         assert_eq!(INDEX_HTML.matches("<script").count(), 1, "no inline script");
         assert!(!INDEX_HTML.contains("<style"), "no inline style");
@@ -69,15 +73,24 @@ mod tests {
             !INDEX_HTML.contains("style=\""),
             "no inline style attribute"
         );
+        // Every module imported is mounted.
+        for (path, code) in SCRIPTS {
+            for import in code.lines().filter_map(|l| l.split(" from './").nth(1)) {
+                let file = import.trim_end_matches("';");
+                assert!(
+                    SCRIPTS
+                        .iter()
+                        .any(|(p, _)| *p == format!("/dashboard/{file}")),
+                    "{path} imports {file}, which is not mounted"
+                );
+            }
+        }
     }
 
     #[test]
     fn the_page_fetches_nothing_from_another_origin() {
-        for (name, text) in [
-            ("index.html", INDEX_HTML),
-            ("app.js", APP_JS),
-            ("style.css", STYLE_CSS),
-        ] {
+        let files = [("index.html", INDEX_HTML), ("style.css", STYLE_CSS)];
+        for (name, text) in files.into_iter().chain(SCRIPTS) {
             for needle in ["http://", "https://", "//cdn", "@import", "url("] {
                 assert!(!text.contains(needle), "{name} contains {needle}");
             }
@@ -85,7 +98,7 @@ mod tests {
     }
 
     #[test]
-    fn the_script_never_turns_text_into_markup_or_code() {
+    fn the_scripts_never_turn_text_into_markup_or_code() {
         for sink in [
             "innerHTML",
             "outerHTML",
@@ -96,7 +109,9 @@ mod tests {
             "setAttribute('style'",
             "setAttribute('on",
         ] {
-            assert!(!APP_JS.contains(sink), "app.js uses {sink}");
+            for (path, code) in SCRIPTS {
+                assert!(!code.contains(sink), "{path} uses {sink}");
+            }
         }
     }
 }

@@ -119,6 +119,15 @@ impl Browser {
             .to_owned();
         browser.page("Page.enable", json!({}));
         browser.page("Runtime.enable", json!({}));
+        // Runs before any script of every page (and outside its CSP):
+        // records uncaught errors, failed loads and rejected promises.
+        browser.page(
+            "Page.addScriptToEvaluateOnNewDocument",
+            json!({"source": "window.__pageErrors = []; \
+                addEventListener('error', e => __pageErrors.push(String(e.message || \
+                  (e.target && (e.target.src || e.target.href)) || e.type)), true); \
+                addEventListener('unhandledrejection', e => __pageErrors.push(String(e.reason)));"}),
+        );
         browser
     }
 
@@ -209,6 +218,13 @@ impl Browser {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Fails the test if the page threw, failed to load a resource, or
+    /// left a promise rejection unhandled.
+    pub fn assert_no_page_errors(&mut self) {
+        let errors = self.eval("window.__pageErrors || ['the error recorder is missing']");
+        assert_eq!(errors, json!([]), "errors in the page");
     }
 
     /// Saves a PNG of the page's viewport to `path`.
