@@ -77,7 +77,8 @@ fn the_dashboard_shows_every_run_of_the_demo_with_the_final_state_that_api_runs_
     // A picture while runs are moving, for the README; the test does not
     // depend on catching that moment.
     let moving = "(() => { const s = Array.from(document.querySelectorAll('#rows .badge'), b => b.textContent); \
-         return s.filter(x => x === 'running').length >= 3 && s.filter(x => x !== 'running').length >= 6; })()";
+         return s.filter(x => x === 'running').length >= 3 && s.filter(x => x !== 'running').length >= 8 && \
+         s.some(x => x === 'failed') && s.some(x => x === 'canceled'); })()";
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while std::time::Instant::now() < deadline {
         if browser.eval(moving) == Value::Bool(true) {
