@@ -520,17 +520,29 @@ fn the_dashboard_stays_smooth_with_a_thousand_runs_and_a_burst_of_events() {
     println!(
         "1,000 runs, 17,000 events emitted in {emitted:?}, page caught up after {caught_up:?}: \
          {} frames, p95 frame gap {p95:.1} ms, max {max:.1} ms; script {:.2} s, layout {:.2} s \
-         ({} layouts), style {:.2} s",
+         ({} layouts), style {:.2} s ({} recalculations)",
         gaps.len(),
         metric("ScriptDuration"),
         metric("LayoutDuration"),
         metric("LayoutCount"),
         metric("RecalcStyleDuration"),
+        metric("RecalcStyleCount"),
     );
-    // Generous bounds for a shared two-core machine; a page that rebuilt
-    // its whole table per event would stall for seconds.
-    assert!(p95 < 400.0, "p95 frame gap {p95:.1} ms");
-    assert!(max < 2000.0, "longest frame gap {max:.1} ms");
+    // Times depend on how loaded the machine is (two shared cores); the
+    // work does not. Renders are batched: 17,000 events cost a few dozen
+    // layouts (about 20 when measured), where a page rendering per event
+    // would need thousands. The frame gaps are bounded only against a hang.
+    assert!(
+        metric("LayoutCount") < 300.0,
+        "{} layouts",
+        metric("LayoutCount")
+    );
+    assert!(
+        metric("RecalcStyleCount") < 300.0,
+        "{} style recalculations",
+        metric("RecalcStyleCount")
+    );
+    assert!(max < 5000.0, "longest frame gap {max:.1} ms");
     assert_eq!(
         browser.eval("document.querySelectorAll('#rows .row').length"),
         serde_json::json!(200)
