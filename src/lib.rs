@@ -25,6 +25,7 @@
 #![warn(unreachable_pub, missing_debug_implementations)]
 
 mod context;
+mod dashboard;
 pub mod demo;
 mod diagnostics;
 mod emitter;

@@ -243,6 +243,7 @@ impl Builder {
                     false,
                     Handler::Upgrade(websocket),
                 );
+                let router = crate::dashboard::mount(router);
                 let limits = server::http::Limits::default();
                 let server = Server::start(addr.as_str(), router, limits, server::DEFAULT_WORKERS)
                     .map_err(|source| {

@@ -55,7 +55,12 @@ pub(crate) fn run(args: DemoArgs) -> Result<ExitCode, Box<dyn std::error::Error>
     // The demo owns the process: `log` records come out as JSON lines too.
     agentgate_obs::install_log_bridge()?;
     if let Some(addr) = obs.local_addr() {
-        println!("dashboard: http://{addr}/");
+        // The page reads the token from its URL (and takes it out of the
+        // address bar); printed so that the link opens as is.
+        match &args.token {
+            Some(token) => println!("dashboard: http://{addr}/?token={}", url_encode(token)),
+            None => println!("dashboard: http://{addr}/"),
+        }
         println!("metrics: http://{addr}/metrics");
         println!("websocket: ws://{addr}/ws");
     }
@@ -138,4 +143,18 @@ fn print_human(summary: &serde_json::Value) {
             p["p99Ms"]
         );
     }
+}
+
+/// Percent-encodes everything but unreserved characters (RFC 3986).
+fn url_encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }

@@ -1,6 +1,7 @@
 //! Command-line parsing and dispatch.
 
 mod demo;
+mod watch;
 
 use std::process::ExitCode;
 
@@ -18,12 +19,15 @@ struct Cli {
 enum Command {
     /// Run a simulated engine through the real pipeline.
     Demo(demo::DemoArgs),
+    /// Follow a server's runs in the terminal: a progress bar per active run, a line per finished one.
+    Watch(watch::WatchArgs),
 }
 
 pub(crate) fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => demo::run(args),
+        Command::Watch(args) => watch::run(args),
     };
     match result {
         Ok(code) => code,

@@ -77,6 +77,9 @@ pub(crate) struct Hub {
     /// Messages not sent to slow clients, and clients closed for it.
     pub(crate) lagged_messages: AtomicU64,
     pub(crate) slow_clients_closed: AtomicU64,
+    /// Names this server's sequence numbers: a client resuming with the
+    /// `since` of another instance (the server restarted) gets a snapshot.
+    pub(crate) instance: String,
     metrics: Metrics,
 }
 
@@ -101,6 +104,7 @@ impl Hub {
             closing: AtomicBool::new(false),
             lagged_messages: AtomicU64::new(0),
             slow_clients_closed: AtomicU64::new(0),
+            instance: format!("{:016x}", fastrand::u64(..)),
             metrics,
         })
     }

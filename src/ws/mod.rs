@@ -96,13 +96,17 @@ fn accept(
         Ok(checked) => checked,
         Err(response) => return Err(Refusal { stream, response }),
     };
+    // A `since` from another instance counts nothing here: reset.
+    let other_instance = request
+        .query_param("instance")
+        .is_some_and(|i| i != hub.instance);
     let Some(membership) = hub.join(config.max_clients) else {
         return refuse(stream, 503, "too many WebSocket clients");
     };
     let start_hub = hub.clone();
     let Some(start) = shared.on_drain(Some(SNAPSHOT_TIMEOUT), move |drain| {
         drain.flush_sinks();
-        starting_point(&start_hub, drain, since)
+        starting_point(&start_hub, drain, since, other_instance)
     }) else {
         return refuse(stream, 503, "the pipeline did not answer in time");
     };
@@ -155,15 +159,22 @@ pub(crate) fn check_upgrade(request: &Request) -> Result<(String, Option<u64>), 
 }
 
 /// Where a new client starts, decided on the drain thread.
-fn starting_point(hub: &Hub, drain: &crate::pipeline::drain::Drain, since: Option<u64>) -> Start {
+fn starting_point(
+    hub: &Hub,
+    drain: &crate::pipeline::drain::Drain,
+    since: Option<u64>,
+    other_instance: bool,
+) -> Start {
     let seq = drain.seq;
     if let Some(since) = since
+        && !other_instance
         && since <= seq
         && hub.holds_after(since)
     {
         let hello = Hello {
             ty: "hello",
             protocol: PROTOCOL_VERSION,
+            instance: &hub.instance,
             seq: since,
             reset: false,
             resumed: true,
@@ -178,6 +189,7 @@ fn starting_point(hub: &Hub, drain: &crate::pipeline::drain::Drain, since: Optio
     let hello = Hello {
         ty: "hello",
         protocol: PROTOCOL_VERSION,
+        instance: &hub.instance,
         seq,
         reset: since.is_some(),
         resumed: false,

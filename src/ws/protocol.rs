@@ -127,6 +127,8 @@ pub(crate) struct Hello<'a> {
     #[serde(rename = "type")]
     pub(crate) ty: &'static str,
     pub(crate) protocol: u32,
+    /// This server's instance: send it back with `since` when resuming.
+    pub(crate) instance: &'a str,
     /// The processing number the snapshot reflects; events follow from `seq + 1`.
     pub(crate) seq: u64,
     #[serde(skip_serializing_if = "std::ops::Not::not")]

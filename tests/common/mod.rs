@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod browser;
+pub mod demo;
 pub mod ws;
 
 use std::io::{self, Write};

@@ -1,0 +1,453 @@
+//! `agentgate-obs watch [URL]`: follows the WebSocket stream in a terminal.
+//!
+//! Connects with tungstenite, loads the `hello` snapshot, applies every
+//! event, and on a lost connection reconnects with backoff, resuming with
+//! `since` (and the server's `instance`, so a restarted server answers with
+//! a fresh snapshot instead of a wrong replay). A gap in `seq` or a
+//! `lagged` notice makes it resynchronise the same way: the result lines
+//! and the exit status are only worth something if no event went missing.
+
+mod display;
+mod fleet;
+
+use std::io::IsTerminal;
+use std::net::{TcpStream, ToSocketAddrs};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use serde_json::Value;
+use tungstenite::client::IntoClientRequest;
+use tungstenite::{HandshakeError, Message, WebSocket};
+
+use display::Display;
+use fleet::{Change, Fleet, Status};
+
+/// How often the loop wakes to redraw and check for idleness.
+const TICK: Duration = Duration::from_millis(200);
+/// Limit on connecting and on the handshake.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const BACKOFF_FIRST: Duration = Duration::from_millis(250);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Exit status when the stream could not be followed at all.
+const EXIT_UNREACHABLE: u8 = 2;
+
+#[derive(Debug, Args)]
+pub(crate) struct WatchArgs {
+    /// The stream (ws://HOST:PORT/ws), or the dashboard's address (http://HOST:PORT/).
+    #[arg(default_value = "ws://127.0.0.1:3000/ws")]
+    url: String,
+    /// Bearer token of the server.
+    #[arg(long)]
+    token: Option<String>,
+    /// Exit once no run is active and the stream has been quiet for --idle:
+    /// status 0 if every run succeeded, 1 if any failed or was canceled.
+    #[arg(long)]
+    until_idle: bool,
+    /// How long the stream must be quiet for --until-idle.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    idle: Duration,
+    /// Give up (status 2) after being unable to connect for this long
+    /// [default: forever; 30s with --until-idle].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    retry_for: Option<Duration>,
+}
+
+/// Where to resume the stream from.
+#[derive(Debug, Default)]
+struct Cursor {
+    seq: Option<u64>,
+    instance: String,
+}
+
+/// Why following one connection ended.
+enum Followed {
+    /// --until-idle: nothing active, nothing heard for a while.
+    Idle,
+    /// Ctrl-C.
+    Interrupted,
+    /// A gap in the stream: reconnect at once from the cursor.
+    Resync(String),
+    /// The connection broke: reconnect with backoff.
+    Lost(String),
+}
+
+/// A refused or failed connection attempt.
+struct ConnectError {
+    message: String,
+    /// Retrying cannot help (wrong token, wrong path).
+    fatal: bool,
+}
+
+pub(crate) fn run(args: WatchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let base = stream_url(&args.url)?;
+    let retry_for = args
+        .retry_for
+        .or(args.until_idle.then_some(Duration::from_secs(30)));
+    let stop = Arc::new(AtomicBool::new(false));
+    let on_signal = stop.clone();
+    ctrlc::set_handler(move || on_signal.store(true, Ordering::Relaxed))?;
+
+    let mut display = Display::new(std::io::stdout().is_terminal());
+    let mut fleet = Fleet::default();
+    let mut cursor = Cursor::default();
+    let started = Instant::now();
+    let mut down_since = Instant::now();
+    let mut backoff = BACKOFF_FIRST;
+    let ended = loop {
+        // Relaxed: a request to stop soon, not a synchronization point.
+        if stop.load(Ordering::Relaxed) {
+            break Followed::Interrupted;
+        }
+        let url = with_query(&base, args.token.as_deref(), &cursor);
+        let wait = match connect(&url) {
+            Ok(ws) => {
+                backoff = BACKOFF_FIRST;
+                match follow(ws, &mut fleet, &mut display, &mut cursor, &args, &stop) {
+                    Followed::Resync(why) => {
+                        display.note(&format!("resynchronising: {why}"));
+                        Duration::ZERO
+                    }
+                    Followed::Lost(why) => {
+                        display.note(&format!("disconnected: {why}; reconnecting"));
+                        down_since = Instant::now();
+                        BACKOFF_FIRST
+                    }
+                    end => break end,
+                }
+            }
+            Err(e) if e.fatal => {
+                display.clear();
+                display::tell(&format!("agentgate-obs watch: {base}: {}", e.message));
+                return Ok(ExitCode::from(EXIT_UNREACHABLE));
+            }
+            Err(e) => {
+                if retry_for.is_some_and(|limit| down_since.elapsed() >= limit) {
+                    display.clear();
+                    display::tell(&format!(
+                        "agentgate-obs watch: {base}: gave up after {}: {}",
+                        humantime::format_duration(retry_for.unwrap_or_default()),
+                        e.message
+                    ));
+                    display::say(&display::summary(&fleet, started.elapsed()));
+                    return Ok(ExitCode::from(EXIT_UNREACHABLE));
+                }
+                let wait = backoff;
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+                wait
+            }
+        };
+        sleep_unless_stopped(wait, &stop, &display);
+    };
+
+    display.clear();
+    display::say(&display::summary(&fleet, started.elapsed()));
+    let all_succeeded = fleet.count(Status::Failed) + fleet.count(Status::Canceled) == 0;
+    Ok(match ended {
+        Followed::Idle if all_succeeded => ExitCode::SUCCESS,
+        Followed::Idle => ExitCode::FAILURE,
+        _ => ExitCode::SUCCESS,
+    })
+}
+
+fn sleep_unless_stopped(wait: Duration, stop: &AtomicBool, display: &Display) {
+    let until = Instant::now() + wait;
+    // Relaxed: as in `run`.
+    while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+        display.tick();
+        std::thread::sleep(TICK.min(until.saturating_duration_since(Instant::now())));
+    }
+}
+
+/// Reads one connection until it ends, the fleet is idle, or Ctrl-C.
+fn follow(
+    mut ws: WebSocket<TcpStream>,
+    fleet: &mut Fleet,
+    display: &mut Display,
+    cursor: &mut Cursor,
+    args: &WatchArgs,
+    stop: &AtomicBool,
+) -> Followed {
+    let mut heard = Instant::now();
+    let mut greeted = false;
+    let end = loop {
+        // Relaxed: as in `run`.
+        if stop.load(Ordering::Relaxed) {
+            break Followed::Interrupted;
+        }
+        if args.until_idle && greeted && fleet.active() == 0 && heard.elapsed() >= args.idle {
+            break Followed::Idle;
+        }
+        match ws.read() {
+            Ok(Message::Text(text)) => {
+                heard = Instant::now();
+                let Ok(message) = serde_json::from_str::<Value>(text.as_str()) else {
+                    continue;
+                };
+                match handle(&message, fleet, display, cursor) {
+                    Ok(true) if !greeted => {
+                        greeted = true;
+                        display.note(&format!(
+                            "watching {}: {} runs, {} active",
+                            args.url,
+                            fleet.total(),
+                            fleet.active()
+                        ));
+                    }
+                    Ok(_) => {}
+                    Err(end) => break end,
+                }
+            }
+            Ok(Message::Close(frame)) => {
+                let why = frame.map_or_else(
+                    || "the server closed the stream".to_owned(),
+                    |f| format!("the server closed the stream ({})", f.reason),
+                );
+                break Followed::Lost(why);
+            }
+            // Pings are answered by tungstenite itself.
+            Ok(_) => {}
+            Err(tungstenite::Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => break Followed::Lost(e.to_string()),
+        }
+        display.tick();
+    };
+    let _ = ws.close(None);
+    let _ = ws.flush();
+    end
+}
+
+/// Applies one message; `Ok(true)` for a `hello`.
+fn handle(
+    message: &Value,
+    fleet: &mut Fleet,
+    display: &mut Display,
+    cursor: &mut Cursor,
+) -> Result<bool, Followed> {
+    let kind = message.get("type").and_then(Value::as_str).unwrap_or("");
+    let seq = message.get("seq").and_then(Value::as_u64);
+    match kind {
+        "hello" => {
+            if message.get("resumed").and_then(Value::as_bool) != Some(true) {
+                let empty = Vec::new();
+                let runs = message
+                    .get("runs")
+                    .and_then(Value::as_array)
+                    .unwrap_or(&empty);
+                let changes = fleet.load(runs);
+                display.forget_missing(fleet);
+                for change in changes {
+                    show(&change, fleet, display);
+                }
+            }
+            cursor.instance = message
+                .get("instance")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned();
+            cursor.seq = seq;
+            Ok(true)
+        }
+        "lagged" => Err(Followed::Resync(format!(
+            "this client fell {} events behind",
+            message.get("missed").and_then(Value::as_u64).unwrap_or(0)
+        ))),
+        event if event.contains(':') => {
+            let Some(seq) = seq else {
+                return Ok(false);
+            };
+            match cursor.seq {
+                Some(last) if seq <= last => return Ok(false),
+                Some(last) if seq > last + 1 => {
+                    return Err(Followed::Resync(format!(
+                        "events {} to {} are missing",
+                        last + 1,
+                        seq - 1
+                    )));
+                }
+                _ => {}
+            }
+            cursor.seq = Some(seq);
+            if let Some(change) = fleet.apply(message) {
+                show(&change, fleet, display);
+            }
+            Ok(false)
+        }
+        _ => Ok(false),
+    }
+}
+
+fn show(change: &Change, fleet: &Fleet, display: &mut Display) {
+    match change {
+        Change::Active(key) => {
+            if let Some(run) = fleet.get(key) {
+                display.active(run);
+            }
+        }
+        Change::Finished(key) => {
+            if let Some(run) = fleet.get(key) {
+                display.finished(run);
+            }
+        }
+    }
+}
+
+/// `ws://HOST:PORT/PATH` from what the user typed: a stream URL, the
+/// dashboard's `http://HOST:PORT/`, or a bare `HOST:PORT`.
+fn stream_url(given: &str) -> Result<String, String> {
+    let (scheme, rest) = given.split_once("://").unwrap_or(("ws", given));
+    match scheme.to_ascii_lowercase().as_str() {
+        "ws" | "http" => {}
+        "wss" | "https" => {
+            return Err(format!(
+                "{given}: TLS is not supported; watch the plain ws:// address (through a tunnel if remote)"
+            ));
+        }
+        other => return Err(format!("{given}: unsupported scheme {other}://")),
+    }
+    let (authority, path) = match rest.find(['/', '?']) {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    if authority.is_empty() || authority.contains('@') {
+        return Err(format!("{given}: expected HOST:PORT"));
+    }
+    let (path, query) = path.split_at(path.find('?').unwrap_or(path.len()));
+    let path = if matches!(path, "" | "/") {
+        "/ws"
+    } else {
+        path
+    };
+    Ok(format!("ws://{authority}{path}{query}"))
+}
+
+/// Adds the token and the resume point to `base`'s query.
+fn with_query(base: &str, token: Option<&str>, cursor: &Cursor) -> String {
+    let mut url = base.to_owned();
+    let mut add = |key: &str, value: &str| {
+        url.push(if url.contains('?') { '&' } else { '?' });
+        url.push_str(key);
+        url.push('=');
+        url.push_str(&percent_encode(value));
+    };
+    if let Some(token) = token {
+        add("token", token);
+    }
+    if let Some(seq) = cursor.seq {
+        add("since", &seq.to_string());
+        add("instance", &cursor.instance);
+    }
+    url
+}
+
+fn percent_encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Opens the stream, with a deadline on connecting and on the handshake.
+fn connect(url: &str) -> Result<WebSocket<TcpStream>, ConnectError> {
+    let retry = |message: String| ConnectError {
+        message,
+        fatal: false,
+    };
+    let request = url.into_client_request().map_err(|e| ConnectError {
+        message: format!("not a WebSocket URL: {e}"),
+        fatal: true,
+    })?;
+    let uri = request.uri();
+    let host = uri
+        .host()
+        .unwrap_or_default()
+        .trim_matches(['[', ']'])
+        .to_owned();
+    let port = uri.port_u16().unwrap_or(80);
+    let addrs = (host.as_str(), port)
+        .to_socket_addrs()
+        .map_err(|e| retry(format!("cannot resolve {host}: {e}")))?;
+    let mut last = None;
+    let stream = addrs
+        .into_iter()
+        .find_map(
+            |addr| match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
+                Ok(stream) => Some(stream),
+                Err(e) => {
+                    last = Some(e);
+                    None
+                }
+            },
+        )
+        .ok_or_else(|| retry(last.map_or("no address".into(), |e| e.to_string())))?;
+    let setup = stream
+        .set_read_timeout(Some(CONNECT_TIMEOUT))
+        .and_then(|()| stream.set_write_timeout(Some(CONNECT_TIMEOUT)))
+        .and_then(|()| stream.set_nodelay(true));
+    setup.map_err(|e| retry(e.to_string()))?;
+    let (ws, _) = tungstenite::client(request, stream).map_err(|e| match e {
+        HandshakeError::Interrupted(_) => retry("the handshake timed out".into()),
+        HandshakeError::Failure(tungstenite::Error::Http(response)) => {
+            let status = response.status();
+            ConnectError {
+                message: format!("the server refused the stream: HTTP {status}"),
+                // 401, 403, 404: another try gets the same answer; 503 may not.
+                fatal: status.is_client_error(),
+            }
+        }
+        HandshakeError::Failure(e) => retry(e.to_string()),
+    })?;
+    // From now on reads wake every tick, to redraw and to check for idleness.
+    ws.get_ref()
+        .set_read_timeout(Some(TICK))
+        .map_err(|e| retry(e.to_string()))?;
+    Ok(ws)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dashboard_address_and_a_bare_host_lead_to_the_stream() {
+        for (given, expected) in [
+            ("ws://127.0.0.1:3000/ws", "ws://127.0.0.1:3000/ws"),
+            ("http://127.0.0.1:3000/", "ws://127.0.0.1:3000/ws"),
+            ("http://127.0.0.1:3000", "ws://127.0.0.1:3000/ws"),
+            ("127.0.0.1:3000", "ws://127.0.0.1:3000/ws"),
+            ("http://h:1/?token=x", "ws://h:1/ws?token=x"),
+        ] {
+            assert_eq!(stream_url(given).as_deref(), Ok(expected), "{given}");
+        }
+        for bad in ["wss://h/ws", "ftp://h/", "ws:///ws", "ws://user@h/ws"] {
+            assert!(stream_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_resume_point_and_token_go_in_the_query_encoded() {
+        let cursor = Cursor {
+            seq: Some(41),
+            instance: "abc".into(),
+        };
+        assert_eq!(
+            with_query("ws://h:1/ws", Some("a b&c"), &cursor),
+            "ws://h:1/ws?token=a%20b%26c&since=41&instance=abc"
+        );
+        assert_eq!(
+            with_query("ws://h:1/ws", None, &Cursor::default()),
+            "ws://h:1/ws"
+        );
+    }
+}

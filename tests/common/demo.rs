@@ -1,0 +1,82 @@
+//! `agentgate-obs demo` as a child process, for the tests that need the
+//! binary itself.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// A running demo; killed when dropped.
+pub struct Demo {
+    child: Child,
+    /// The address its server bound.
+    pub addr: SocketAddr,
+    /// The dashboard URL it printed.
+    pub dashboard: String,
+    /// The WebSocket URL it printed.
+    pub websocket: String,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Demo {
+    /// Starts the demo with `args` (plus `--listen 127.0.0.1:0`) and waits
+    /// for the URLs it prints.
+    pub fn start(args: &[&str]) -> Demo {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_agentgate-obs"))
+            .arg("demo")
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the demo starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut demo = Demo {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            dashboard: String::new(),
+            websocket: String::new(),
+            lines,
+        };
+        while demo.websocket.is_empty() {
+            let line = demo.next_line(Duration::from_secs(20));
+            if let Some(url) = line.strip_prefix("dashboard: ") {
+                demo.dashboard = url.to_owned();
+                let host = url
+                    .trim_start_matches("http://")
+                    .split('/')
+                    .next()
+                    .unwrap_or_default();
+                demo.addr = host.parse().expect("the dashboard URL names host:port");
+            } else if let Some(url) = line.strip_prefix("websocket: ") {
+                demo.websocket = url.to_owned();
+            }
+        }
+        demo
+    }
+
+    /// The next line the demo printed, within `limit`.
+    pub fn next_line(&mut self, limit: Duration) -> String {
+        match self.lines.recv_timeout(limit) {
+            Ok(line) => line,
+            Err(_) => panic!("the demo printed nothing more within {limit:?}"),
+        }
+    }
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

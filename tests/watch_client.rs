@@ -1,0 +1,302 @@
+//! `agentgate-obs watch`: the terminal client, run as a process with its
+//! output piped (plain lines, no bars), against the demo and against
+//! pipelines the tests drive.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::io::Read;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use agentgate_obs::{
+    ExecutionMetrics, Observability, ProgressEmitter, RunResult, Strategy, TaskSpec,
+};
+use common::demo::Demo;
+use common::http_get;
+use serde_json::Value;
+
+/// What a finished `watch` left behind.
+struct Watched {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Watched {
+    /// `(status, work order, run)` of every result line.
+    fn results(&self) -> BTreeSet<(String, String, String)> {
+        self.stdout
+            .lines()
+            .filter_map(|line| {
+                let mut words = line.split_whitespace();
+                let status = words.next()?;
+                ["succeeded", "failed", "canceled"]
+                    .contains(&status)
+                    .then(|| {
+                        let wo = words.next()?.to_owned();
+                        let run = words.next()?.to_owned();
+                        Some((status.to_owned(), wo, run))
+                    })
+                    .flatten()
+            })
+            .collect()
+    }
+}
+
+/// Starts `watch` with `args`; the child is killed if it outlives `limit`.
+fn spawn_watch(args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_agentgate-obs"))
+        .arg("watch")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("watch starts")
+}
+
+fn finish(mut child: Child, limit: Duration) -> Watched {
+    let mut out = child.stdout.take().expect("piped stdout");
+    let mut err = child.stderr.take().expect("piped stderr");
+    let stdout = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let stderr = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waitable child") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "watch did not exit within {limit:?}; stderr: {}",
+                stderr.join().unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Watched {
+        code: status.code(),
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    }
+}
+
+fn watch(args: &[&str], limit: Duration) -> Watched {
+    finish(spawn_watch(args), limit)
+}
+
+#[test]
+fn watch_until_idle_against_the_demo_names_every_run_with_its_result_and_exits_by_the_outcome() {
+    let demo = Demo::start(&[
+        "--work-orders",
+        "30",
+        "--concurrency",
+        "6",
+        "--time-scale",
+        "0.01",
+        "--seed",
+        "11",
+    ]);
+    let watched = watch(&[&demo.dashboard, "--until-idle"], Duration::from_secs(90));
+
+    let runs: Vec<Value> =
+        serde_json::from_str(&http_get(demo.addr, "/api/runs", &[]).body).expect("runs JSON");
+    let expected: BTreeSet<(String, String, String)> = runs
+        .iter()
+        .map(|r| {
+            let s = |k: &str| r[k].as_str().unwrap_or_default().to_owned();
+            (s("status"), s("workOrderId"), s("runId"))
+        })
+        .collect();
+    assert_eq!(expected.len(), 30);
+    assert!(
+        expected.iter().all(|r| r.0 != "running"),
+        "watch went idle only once every run was done"
+    );
+    assert_eq!(watched.results(), expected, "stdout:\n{}", watched.stdout);
+    // One line per run: none reported twice.
+    let result_lines = watched
+        .stdout
+        .lines()
+        .filter(|l| {
+            l.starts_with("succeeded") || l.starts_with("failed") || l.starts_with("canceled")
+        })
+        .count();
+    assert_eq!(result_lines, 30);
+
+    let count = |s: &str| expected.iter().filter(|r| r.0 == s).count();
+    let summary = watched.stdout.lines().last().unwrap_or_default();
+    assert!(
+        summary.starts_with(&format!(
+            "30 runs: {} succeeded, {} failed, {} canceled, 0 still running",
+            count("succeeded"),
+            count("failed"),
+            count("canceled")
+        )),
+        "{summary}"
+    );
+    let all_succeeded = count("failed") + count("canceled") == 0;
+    assert!(
+        !all_succeeded,
+        "seed 11 has failures, so the status is tested"
+    );
+    assert_eq!(watched.code, Some(1), "stderr: {}", watched.stderr);
+    assert!(
+        !watched.stdout.contains('\x1b'),
+        "no terminal codes in a pipe"
+    );
+}
+
+#[test]
+fn watch_until_idle_exits_zero_when_every_run_succeeded() {
+    let obs = Observability::builder()
+        .serve("127.0.0.1:0")
+        .start()
+        .expect("pipeline starts");
+    let addr = obs.local_addr().expect("serving");
+    let e = obs.emitter();
+    for run in ["run-a", "run-b"] {
+        e.emit_run_started("wo-1", run, &TaskSpec::new("g", Strategy::Fixed, 2));
+        e.emit_run_completed("wo-1", run, RunResult::Passed, &ExecutionMetrics::default());
+    }
+    obs.flush();
+    let watched = watch(
+        &[
+            &format!("ws://{addr}/ws"),
+            "--until-idle",
+            "--idle",
+            "300ms",
+        ],
+        Duration::from_secs(20),
+    );
+    assert_eq!(watched.code, Some(0), "stderr: {}", watched.stderr);
+    assert_eq!(
+        watched.results(),
+        BTreeSet::from([
+            ("succeeded".into(), "wo-1".into(), "run-a".into()),
+            ("succeeded".into(), "wo-1".into(), "run-b".into()),
+        ])
+    );
+    obs.shutdown();
+}
+
+#[test]
+fn watch_reconnects_after_the_server_restarts_and_reports_the_new_servers_runs() {
+    let first = Observability::builder()
+        .serve("127.0.0.1:0")
+        .start()
+        .expect("pipeline starts");
+    let addr = first.local_addr().expect("serving");
+    let e = first.emitter();
+    e.emit_run_started("wo-1", "run-done", &TaskSpec::new("g", Strategy::Fixed, 1));
+    e.emit_run_canceled("wo-1", "run-done", "stop");
+    e.emit_run_started(
+        "wo-1",
+        "run-orphan",
+        &TaskSpec::new("g", Strategy::Fixed, 1),
+    );
+    first.flush();
+    let child = spawn_watch(&[
+        &format!("ws://{addr}/ws"),
+        "--until-idle",
+        "--idle",
+        "500ms",
+    ]);
+    // Let watch see the first server (an active run keeps it from idling).
+    common::ws::wait_until(Duration::from_secs(10), "watch connected", || {
+        first.metrics().ws_clients() == 1
+    });
+    first.shutdown();
+    drop(first);
+
+    // The same address, a new server whose seq space starts over.
+    let second = Observability::builder()
+        .serve(addr.to_string())
+        .start()
+        .expect("the address is free again");
+    let e = second.emitter();
+    e.emit_run_started("wo-2", "run-new", &TaskSpec::new("g", Strategy::Fixed, 1));
+    e.emit_run_completed(
+        "wo-2",
+        "run-new",
+        RunResult::Passed,
+        &ExecutionMetrics::default(),
+    );
+    second.flush();
+
+    let watched = finish(child, Duration::from_secs(30));
+    assert!(
+        watched.stderr.contains("disconnected"),
+        "stderr: {}",
+        watched.stderr
+    );
+    assert_eq!(
+        watched.results(),
+        BTreeSet::from([
+            ("canceled".into(), "wo-1".into(), "run-done".into()),
+            ("succeeded".into(), "wo-2".into(), "run-new".into()),
+        ]),
+        "the new server's snapshot replaced the old one: the orphan is gone\n{}",
+        watched.stdout
+    );
+    assert_eq!(watched.code, Some(1), "a canceled run makes the status 1");
+    second.shutdown();
+}
+
+#[test]
+fn watch_with_a_wrong_token_fails_at_once_with_status_2() {
+    let obs = Observability::builder()
+        .serve("127.0.0.1:0")
+        .token("right")
+        .start()
+        .expect("pipeline starts");
+    let addr = obs.local_addr().expect("serving");
+    let url = format!("ws://{addr}/ws");
+    let watched = watch(
+        &[&url, "--token", "wrong", "--until-idle"],
+        Duration::from_secs(10),
+    );
+    assert_eq!(watched.code, Some(2));
+    assert!(watched.stderr.contains("401"), "stderr: {}", watched.stderr);
+
+    let watched = watch(
+        &[&url, "--token", "right", "--until-idle", "--idle", "200ms"],
+        Duration::from_secs(10),
+    );
+    assert_eq!(watched.code, Some(0), "stderr: {}", watched.stderr);
+    obs.shutdown();
+}
+
+#[test]
+fn watch_gives_up_with_status_2_when_nothing_listens() {
+    // Bind and drop: a port that was free a moment ago.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let watched = watch(
+        &[
+            &format!("127.0.0.1:{port}"),
+            "--until-idle",
+            "--retry-for",
+            "1s",
+        ],
+        Duration::from_secs(15),
+    );
+    assert_eq!(watched.code, Some(2));
+    assert!(
+        watched.stderr.contains("gave up"),
+        "stderr: {}",
+        watched.stderr
+    );
+}
