@@ -93,7 +93,7 @@ pub(crate) fn run(args: DemoArgs) -> Result<ExitCode, Box<dyn std::error::Error>
         .map(|&p| {
             (p.as_str().to_owned(), {
                 let (p50, p99) = summary.phase(p).map_or((0.0, 0.0), |h| (h.p50, h.p99));
-                json!({"p50Ms": p50 * 1000.0, "p99Ms": p99 * 1000.0})
+                json!({"p50Ms": millis(p50), "p99Ms": millis(p99)})
             })
         })
         .collect();
@@ -157,4 +157,10 @@ fn url_encode(value: &str) -> String {
             }
         })
         .collect()
+}
+
+/// Seconds as milliseconds rounded to the microsecond, so the summary
+/// shows `16023.551`, not `16023.551000000001`.
+fn millis(seconds: f64) -> f64 {
+    (seconds * 1e6).round() / 1e3
 }
