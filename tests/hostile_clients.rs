@@ -16,22 +16,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use agentgate_obs::Observability;
 use common::ws::Client;
 use common::{http_get, http_raw};
 
 /// The liveness bound the issue asks for.
 const ANSWER_WITHIN: Duration = Duration::from_millis(100);
-
-fn served(token: Option<&str>) -> (Observability, SocketAddr) {
-    let mut builder = common::quiet().serve("127.0.0.1:0");
-    if let Some(token) = token {
-        builder = builder.token(token);
-    }
-    let obs = builder.start().expect("start");
-    let addr = obs.local_addr().expect("serving");
-    (obs, addr)
-}
 
 /// The median time of several `GET /health` round trips, each answered 200.
 fn median_health_latency(addr: SocketAddr) -> Duration {
@@ -107,7 +96,7 @@ fn upgrade(addr: SocketAddr, path: &str, extra: &str, key: bool) -> Vec<u8> {
 
 #[test]
 fn slowloris_clients_trickling_bytes_hold_no_worker_and_are_served_or_timed_out() {
-    let (_obs, addr) = served(None);
+    let (_obs, addr) = common::served(None);
     let complete = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
     // Four times as many trickling clients as the server has workers: half
     // finish their request within the request timeout, half never do.
@@ -158,7 +147,7 @@ fn slowloris_clients_trickling_bytes_hold_no_worker_and_are_served_or_timed_out(
 
 #[test]
 fn a_stream_of_requests_with_ten_thousand_headers_gets_431_while_others_are_served() {
-    let (_obs, addr) = served(None);
+    let (_obs, addr) = common::served(None);
     let mut raw = String::from("GET /metrics HTTP/1.1\r\n");
     for i in 0..10_000 {
         raw.push_str(&format!("X-H{i}: v\r\n"));
@@ -171,7 +160,7 @@ fn a_stream_of_requests_with_ten_thousand_headers_gets_431_while_others_are_serv
 
 #[test]
 fn path_traversal_in_every_spelling_gets_404_while_others_are_served() {
-    let (_obs, addr) = served(None);
+    let (_obs, addr) = common::served(None);
     let paths = [
         "/../metrics",
         "/%2e%2e/metrics",
@@ -211,7 +200,7 @@ fn path_traversal_in_every_spelling_gets_404_while_others_are_served() {
 
 #[test]
 fn upgrades_without_a_key_get_400_while_others_are_served() {
-    let (_obs, addr) = served(None);
+    let (_obs, addr) = common::served(None);
     let flood = Flood::start(addr, upgrade(addr, "/ws", "", false), 400);
     assert_answers_others_promptly(addr);
     flood.finish();
@@ -219,7 +208,7 @@ fn upgrades_without_a_key_get_400_while_others_are_served() {
 
 #[test]
 fn cross_origin_upgrades_get_403_while_others_are_served() {
-    let (_obs, addr) = served(None);
+    let (_obs, addr) = common::served(None);
     let request = upgrade(addr, "/ws", "Origin: http://evil.example\r\n", true);
     let flood = Flood::start(addr, request, 403);
     assert_answers_others_promptly(addr);
@@ -228,7 +217,7 @@ fn cross_origin_upgrades_get_403_while_others_are_served() {
 
 #[test]
 fn missing_and_wrong_tokens_get_401_while_health_and_the_right_token_are_served() {
-    let (_obs, addr) = served(Some("s3cret"));
+    let (_obs, addr) = common::served(Some("s3cret"));
     let floods = [
         Flood::start(addr, b"GET /metrics HTTP/1.1\r\n\r\n".to_vec(), 401),
         Flood::start(
@@ -272,7 +261,7 @@ fn upgrades_past_the_client_cap_get_503_while_the_connected_clients_keep_streami
 
 #[test]
 fn many_half_open_connections_do_not_stop_the_server_from_answering() {
-    let (_obs, addr) = served(None);
+    let (_obs, addr) = common::served(None);
     // Connections that send nothing at all, far more than the workers.
     let idle: Vec<TcpStream> = (0..200)
         .map(|_| TcpStream::connect(addr).expect("connect"))

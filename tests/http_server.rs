@@ -5,18 +5,7 @@ mod common;
 
 use std::net::SocketAddr;
 
-use agentgate_obs::Observability;
 use common::{http_get, http_raw};
-
-fn served(token: Option<&str>) -> (Observability, SocketAddr) {
-    let mut builder = common::quiet().serve("127.0.0.1:0");
-    if let Some(token) = token {
-        builder = builder.token(token);
-    }
-    let obs = builder.start().expect("start");
-    let addr = obs.local_addr().expect("serving");
-    (obs, addr)
-}
 
 fn still_serving(addr: SocketAddr) {
     assert_eq!(http_get(addr, "/health", &[]).status, 200);
@@ -24,7 +13,7 @@ fn still_serving(addr: SocketAddr) {
 
 #[test]
 fn the_server_binds_loopback_and_reports_the_real_port() {
-    let (_obs, addr) = served(None);
+    let (_obs, addr) = common::served(None);
     assert!(addr.ip().is_loopback());
     assert_ne!(addr.port(), 0);
     let health: serde_json::Value =
@@ -35,7 +24,7 @@ fn the_server_binds_loopback_and_reports_the_real_port() {
 
 #[test]
 fn garbage_bytes_get_a_400_and_the_server_keeps_serving() {
-    let (_obs, addr) = served(None);
+    let (_obs, addr) = common::served(None);
     let reply = http_raw(addr, b"\x00\xff\x13garbage\r\n\r\n").expect("reply");
     assert_eq!(reply.status, 400);
     still_serving(addr);
@@ -43,7 +32,7 @@ fn garbage_bytes_get_a_400_and_the_server_keeps_serving() {
 
 #[test]
 fn a_request_with_ten_thousand_headers_gets_a_431() {
-    let (_obs, addr) = served(None);
+    let (_obs, addr) = common::served(None);
     let mut raw = String::from("GET /metrics HTTP/1.1\r\n");
     for i in 0..10_000 {
         raw.push_str(&format!("X-H{i}: v\r\n"));
@@ -56,7 +45,7 @@ fn a_request_with_ten_thousand_headers_gets_a_431() {
 
 #[test]
 fn a_ten_megabyte_body_gets_a_413() {
-    let (_obs, addr) = served(None);
+    let (_obs, addr) = common::served(None);
     let body = vec![b'x'; 10 * 1024 * 1024];
     let mut raw = format!(
         "POST /metrics HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
@@ -71,7 +60,7 @@ fn a_ten_megabyte_body_gets_a_413() {
 
 #[test]
 fn post_to_metrics_gets_a_405_with_allow() {
-    let (_obs, addr) = served(None);
+    let (_obs, addr) = common::served(None);
     let reply =
         http_raw(addr, b"POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n").expect("reply");
     assert_eq!(reply.status, 405);
@@ -81,7 +70,7 @@ fn post_to_metrics_gets_a_405_with_allow() {
 
 #[test]
 fn unknown_and_traversal_paths_get_a_404() {
-    let (_obs, addr) = served(None);
+    let (_obs, addr) = common::served(None);
     for path in [
         "/metrics/../../etc/passwd",
         "/nope",
@@ -97,7 +86,7 @@ fn unknown_and_traversal_paths_get_a_404() {
 
 #[test]
 fn a_wrong_or_missing_token_gets_a_401_and_health_stays_open() {
-    let (_obs, addr) = served(Some("s3cret"));
+    let (_obs, addr) = common::served(Some("s3cret"));
     assert_eq!(http_get(addr, "/metrics", &[]).status, 401);
     assert_eq!(
         http_get(addr, "/metrics", &["Authorization: Bearer wrong"]).status,
@@ -114,7 +103,7 @@ fn a_wrong_or_missing_token_gets_a_401_and_health_stays_open() {
 
 #[test]
 fn clients_that_never_finish_their_request_hold_a_worker_only_until_the_request_timeout() {
-    let (_obs, addr) = served(None);
+    let (_obs, addr) = common::served(None);
     // Twice as many half-sent requests as there are workers.
     let idle: Vec<_> = (0..8)
         .map(|_| {
@@ -140,7 +129,7 @@ fn clients_that_never_finish_their_request_hold_a_worker_only_until_the_request_
 
 #[test]
 fn head_gets_headers_without_a_body() {
-    let (_obs, addr) = served(None);
+    let (_obs, addr) = common::served(None);
     let reply = http_raw(addr, b"HEAD /metrics HTTP/1.1\r\n\r\n").expect("reply");
     assert_eq!(reply.status, 200);
     assert!(reply.body.is_empty());
@@ -149,7 +138,7 @@ fn head_gets_headers_without_a_body() {
 
 #[test]
 fn runs_are_listed_as_json() {
-    let (obs, addr) = served(None);
+    let (obs, addr) = common::served(None);
     use agentgate_obs::ProgressEmitter;
     obs.emitter()
         .emit_iteration_started("wo-1", "run-1", 1, 3, None);
@@ -161,7 +150,7 @@ fn runs_are_listed_as_json() {
 
 #[test]
 fn after_shutdown_a_scrape_is_refused_not_hung() {
-    let (obs, addr) = served(None);
+    let (obs, addr) = common::served(None);
     obs.shutdown();
     assert!(http_raw(addr, b"GET /metrics HTTP/1.1\r\n\r\n").is_err());
 }

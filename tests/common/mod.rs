@@ -373,3 +373,14 @@ impl Write for FailingLogSink {
         Ok(())
     }
 }
+
+/// A quiet pipeline serving HTTP on a free loopback port, with `token` if given.
+pub fn served(token: Option<&str>) -> (Observability, std::net::SocketAddr) {
+    let mut builder = quiet().serve("127.0.0.1:0");
+    if let Some(token) = token {
+        builder = builder.token(token);
+    }
+    let obs = builder.start().expect("start");
+    let addr = obs.local_addr().expect("serving");
+    (obs, addr)
+}
