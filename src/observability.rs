@@ -217,7 +217,12 @@ impl Builder {
                 .sinks
                 .push(Box::new(ProgressLog::new(log.dispatch().clone())));
         }
-        let metrics = Metrics::for_pipeline(&self.namespace, &self.metrics, shared.clone());
+        let metrics = Metrics::for_pipeline(
+            &self.namespace,
+            &self.metrics,
+            shared.clone(),
+            log.as_ref().map(|l| l.dispatch().clone()),
+        );
         drain
             .sinks
             .push(Box::new(crate::metrics::sink::MetricsSink::new(

@@ -186,3 +186,32 @@ fn records_logged_after_shutdown_are_counted_as_dropped() {
     assert_eq!(obs.log_stats().dropped, 2);
     assert!(sink.buffer.text().is_empty());
 }
+
+#[test]
+fn dropped_log_records_are_exported_as_a_metric() {
+    let sink = GatedLogSink::closed();
+    let obs = Observability::builder()
+        .log_to(sink.clone())
+        .log_capacity(16)
+        .start()
+        .unwrap();
+    let _open_on_exit = OpenOnDrop(sink.clone());
+    let log = obs.logger("flood");
+    for i in 0..10_000u64 {
+        log.info("flood", [("i", i.into())]);
+    }
+    let dropped = obs.log_stats().dropped;
+    assert!(dropped > 0);
+    let text = obs
+        .metrics()
+        .render_as(agentgate_obs::exposition::Format::Prometheus);
+    let samples = common::parse_exposition(&text).unwrap();
+    assert_eq!(
+        common::sample_value(&samples, "agentgate_log_records_dropped_total", &[]),
+        Some(dropped as f64)
+    );
+    assert_eq!(
+        common::sample_value(&samples, "agentgate_log_sink_errors_total", &[]),
+        Some(0.0)
+    );
+}

@@ -49,7 +49,8 @@ impl HttpHarness {
     /// the real one's checks without a socket to take over.
     pub fn new() -> Self {
         let (shared, rx) = Shared::new(64, Overflow::DropNewest);
-        let metrics = Metrics::for_pipeline("agentgate", &MetricsConfig::default(), shared.clone());
+        let metrics =
+            Metrics::for_pipeline("agentgate", &MetricsConfig::default(), shared.clone(), None);
         let drain = Drain::new(shared.clone(), rx, 16);
         // Detached on purpose: it serves `/api/runs` for the process's lifetime.
         let spawned = std::thread::Builder::new()

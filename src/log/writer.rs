@@ -202,7 +202,7 @@ impl Dispatch {
         }
     }
 
-    fn stats(&self) -> LogStats {
+    pub(crate) fn stats(&self) -> LogStats {
         let c = &self.counters;
         // Relaxed: see `Counters::add`.
         LogStats {

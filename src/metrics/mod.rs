@@ -81,6 +81,8 @@ struct Names {
     iteration_duration: String,
     iterations: String,
     listener_panics: String,
+    log_dropped: String,
+    log_sink_errors: String,
     render_bytes: String,
     render_seconds: String,
     clamped: String,
@@ -106,6 +108,8 @@ impl Names {
             iteration_duration: n("iteration_duration_seconds"),
             iterations: n("iterations_total"),
             listener_panics: n("listener_panics_total"),
+            log_dropped: n("log_records_dropped_total"),
+            log_sink_errors: n("log_sink_errors_total"),
             render_bytes: n("metrics_render_bytes"),
             render_seconds: n("metrics_render_seconds"),
             clamped: n("observations_clamped_total"),
@@ -141,6 +145,8 @@ struct Inner {
     last_render_nanos: AtomicU64,
     last_render_bytes: AtomicU64,
     pipeline: Option<Arc<Shared>>,
+    /// The pipeline's log writer, for the log families.
+    log: Option<Arc<crate::log::Dispatch>>,
 }
 
 /// The default [`MetricsCollector`]: cheap to clone (a shared handle).
@@ -174,7 +180,7 @@ impl Metrics {
     pub fn new(namespace: &str, config: MetricsConfig) -> Result<Metrics, Error> {
         crate::observability::validate_namespace(namespace)?;
         config.validate()?;
-        Ok(Self::build(namespace, &config, None))
+        Ok(Self::build(namespace, &config, None, None))
     }
 
     /// A collector attached to a pipeline (config already validated).
@@ -182,11 +188,17 @@ impl Metrics {
         namespace: &str,
         config: &MetricsConfig,
         shared: Arc<Shared>,
+        log: Option<Arc<crate::log::Dispatch>>,
     ) -> Metrics {
-        Self::build(namespace, config, Some(shared))
+        Self::build(namespace, config, Some(shared), log)
     }
 
-    fn build(namespace: &str, config: &MetricsConfig, pipeline: Option<Arc<Shared>>) -> Metrics {
+    fn build(
+        namespace: &str,
+        config: &MetricsConfig,
+        pipeline: Option<Arc<Shared>>,
+        log: Option<Arc<crate::log::Dispatch>>,
+    ) -> Metrics {
         let durations = || TimeHistogram::new(&config.duration_buckets);
         Metrics {
             inner: Arc::new(Inner {
@@ -206,6 +218,7 @@ impl Metrics {
                 last_render_nanos: AtomicU64::new(0),
                 last_render_bytes: AtomicU64::new(0),
                 pipeline,
+                log,
             }),
         }
     }

@@ -123,6 +123,24 @@ pub(super) fn render(metrics: &Metrics, format: Format, out: &mut String) {
     w.sample(&n.listener_panics, "")
         .value_u64(pipeline.map_or(0, |p| relaxed(&p.counters.listener_panics)));
 
+    let log = m
+        .log
+        .as_deref()
+        .map(crate::log::Dispatch::stats)
+        .unwrap_or_default();
+    w.family(
+        &n.log_dropped,
+        Kind::Counter,
+        "Log records dropped because the log writer was behind (debug and info only) or stopped.",
+    );
+    w.sample(&n.log_dropped, "").value_u64(log.dropped);
+    w.family(
+        &n.log_sink_errors,
+        Kind::Counter,
+        "Failed writes of the log sink.",
+    );
+    w.sample(&n.log_sink_errors, "").value_u64(log.sink_errors);
+
     w.family(
         &n.render_bytes,
         Kind::Gauge,
