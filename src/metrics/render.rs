@@ -251,7 +251,7 @@ fn histogram_labeled(
     w.family(name, Kind::Histogram, help);
     let openmetrics = w.format() == Format::OpenMetrics;
     for (value, h) in series {
-        let read = h.read();
+        let read = h.read(openmetrics);
         for ((le, count), exemplar) in h.le().iter().zip(&read.cumulative).zip(&read.exemplars) {
             let s = w.sample(name, "_bucket");
             if !label.is_empty() {
