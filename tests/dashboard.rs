@@ -304,19 +304,7 @@ fn the_dashboard_shows_that_it_is_disconnected_and_reconnects_by_itself() {
 
     // A new server on the same address, with other runs: the page finds
     // it by itself and shows the new server's state.
-    let second = Observability::builder()
-        .serve(addr.to_string())
-        .start()
-        .expect("the address is free again");
-    let e = second.emitter();
-    e.emit_run_started("wo-2", "run-after", &TaskSpec::new("g", Strategy::Fixed, 1));
-    e.emit_run_completed(
-        "wo-2",
-        "run-after",
-        RunResult::Passed,
-        &ExecutionMetrics::default(),
-    );
-    second.flush();
+    let second = common::server_with_one_finished_run(addr, "wo-2", "run-after");
     let rows = browser.wait_for(
         Duration::from_secs(30),
         "the page reconnected and shows the new server's runs",

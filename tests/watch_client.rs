@@ -220,19 +220,7 @@ fn watch_reconnects_after_the_server_restarts_and_reports_the_new_servers_runs()
     drop(first);
 
     // The same address, a new server whose seq space starts over.
-    let second = Observability::builder()
-        .serve(addr.to_string())
-        .start()
-        .expect("the address is free again");
-    let e = second.emitter();
-    e.emit_run_started("wo-2", "run-new", &TaskSpec::new("g", Strategy::Fixed, 1));
-    e.emit_run_completed(
-        "wo-2",
-        "run-new",
-        RunResult::Passed,
-        &ExecutionMetrics::default(),
-    );
-    second.flush();
+    let second = common::server_with_one_finished_run(addr, "wo-2", "run-new");
 
     let watched = finish(child, Duration::from_secs(30));
     assert!(

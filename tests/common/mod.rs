@@ -384,3 +384,27 @@ pub fn served(token: Option<&str>) -> (Observability, std::net::SocketAddr) {
     let addr = obs.local_addr().expect("serving");
     (obs, addr)
 }
+
+/// A new server on `addr` (the address of one just stopped) holding one
+/// succeeded run: what a client sees after the server restarted.
+pub fn server_with_one_finished_run(
+    addr: std::net::SocketAddr,
+    work_order: &str,
+    run: &str,
+) -> Observability {
+    use agentgate_obs::{ExecutionMetrics, ProgressEmitter, RunResult, Strategy, TaskSpec};
+    let server = quiet()
+        .serve(addr.to_string())
+        .start()
+        .expect("the address is free again");
+    let emitter = server.emitter();
+    emitter.emit_run_started(work_order, run, &TaskSpec::new("g", Strategy::Fixed, 1));
+    emitter.emit_run_completed(
+        work_order,
+        run,
+        RunResult::Passed,
+        &ExecutionMetrics::default(),
+    );
+    server.flush();
+    server
+}
