@@ -121,6 +121,18 @@ fn all_eleven_event_types_arrive_in_order_with_their_fields() {
     assert_eq!(events[10]["error"], "oom");
 }
 
+/// A server whose emitters wait rather than drop, so every client can
+/// account for every event.
+fn blocking_server() -> (Observability, std::net::SocketAddr) {
+    let obs = common::quiet()
+        .overflow(Overflow::Block)
+        .serve("127.0.0.1:0")
+        .start()
+        .unwrap();
+    let addr = obs.local_addr().unwrap();
+    (obs, addr)
+}
+
 fn seqs<'a>(events: impl IntoIterator<Item = &'a Value>) -> Vec<u64> {
     events
         .into_iter()
@@ -159,12 +171,7 @@ fn keep_emitting(obs: &Observability, stop: Arc<AtomicBool>) -> std::thread::Joi
 
 #[test]
 fn a_client_joining_mid_run_gets_a_snapshot_and_then_exactly_the_later_events() {
-    let obs = common::quiet()
-        .overflow(Overflow::Block)
-        .serve("127.0.0.1:0")
-        .start()
-        .unwrap();
-    let addr = obs.local_addr().unwrap();
+    let (obs, addr) = blocking_server();
     let mut early = Client::connect(addr, "/ws");
     early.next_json();
     let stop = Arc::new(AtomicBool::new(false));
@@ -213,12 +220,7 @@ fn a_client_joining_mid_run_gets_a_snapshot_and_then_exactly_the_later_events() 
 
 #[test]
 fn a_client_that_reconnects_with_since_ends_with_what_an_uninterrupted_client_saw() {
-    let obs = common::quiet()
-        .overflow(Overflow::Block)
-        .serve("127.0.0.1:0")
-        .start()
-        .unwrap();
-    let addr = obs.local_addr().unwrap();
+    let (obs, addr) = blocking_server();
     let mut steady = Client::connect(addr, "/ws");
     steady.next_json();
     let mut flaky = Client::connect(addr, "/ws");
