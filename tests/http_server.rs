@@ -154,3 +154,33 @@ fn after_shutdown_a_scrape_is_refused_not_hung() {
     obs.shutdown();
     assert!(http_raw(addr, b"GET /metrics HTTP/1.1\r\n\r\n").is_err());
 }
+
+#[test]
+fn a_client_that_pipelines_more_requests_still_gets_its_whole_first_answer() {
+    // Answered connections close at once unless the client sent more than
+    // its request; here it did, so the server reads the rest away
+    // (lingers) before closing instead of resetting the connection.
+    let (_obs, addr) = common::served(None);
+    let mut raw = b"GET /metrics HTTP/1.1\r\n\r\n".to_vec();
+    for _ in 0..2_000 {
+        raw.extend_from_slice(b"GET /health HTTP/1.1\r\n\r\n");
+    }
+    let reply = http_raw(addr, &raw).expect("reply");
+    assert_eq!(reply.status, 200);
+    let length: usize = reply
+        .header("content-length")
+        .and_then(|l| l.parse().ok())
+        .expect("content-length");
+    assert_eq!(reply.body.len(), length);
+    still_serving(addr);
+}
+
+#[test]
+fn a_thousand_scrapes_in_a_row_are_all_answered_in_full() {
+    let (_obs, addr) = common::served(None);
+    for _ in 0..1_000 {
+        let reply = http_raw(addr, b"GET /metrics HTTP/1.1\r\n\r\n").expect("reply");
+        assert_eq!(reply.status, 200);
+        assert!(reply.body.ends_with("\n"), "{}", reply.body);
+    }
+}

@@ -221,7 +221,25 @@ fn serve(job: Job, router: &Router, limits: &Limits, linger: &Sender<Intake>) {
     let _ = response.write_to(&mut stream, request.method == "HEAD");
     let _ = stream.flush();
     let _ = stream.shutdown(Shutdown::Write);
-    // The reader reads away what the client still sends, then closes; if
-    // its intake is full or gone, closing at once is the fallback.
+    if leftover.is_empty() && !more_is_buffered(&stream) {
+        // Nothing unread, so closing sends FIN, not a reset that could
+        // destroy the answer: close now. Lingering every connection cost
+        // a tight scrape loop a reader wake-up per scrape.
+        return;
+    }
+    // The client sent more than its request (pipelining, an unread body):
+    // the reader reads it away, then closes; if its intake is full or
+    // gone, closing at once is the fallback.
     let _ = linger.try_send(Intake::Linger(stream));
+}
+
+/// Whether the client has sent bytes we have not read (like nginx, we only
+/// linger on close when more input is there).
+fn more_is_buffered(stream: &TcpStream) -> bool {
+    if stream.set_nonblocking(true).is_err() {
+        return true;
+    }
+    let mut byte = [0u8; 1];
+    // Ok(0) is the client's FIN: nothing more is coming.
+    matches!(stream.peek(&mut byte), Ok(n) if n > 0)
 }
