@@ -2,13 +2,16 @@
 //! mode, and alternates between sending what the hub has published,
 //! reading the client's messages and keeping the connection alive.
 //!
-//! The thread sleeps on its doorbell (rung by every publish) or for at most
-//! [`POLL`], so events go out as soon as they are published and client
-//! messages are answered within a poll interval. A client whose socket
+//! An idle thread sleeps on its doorbell (rung by every publish) or for at
+//! most [`POLL`], so the first event after a quiet spell goes out as soon
+//! as it is published; while events flow it makes one pass every
+//! [`COALESCE`], each pass carrying everything published since the last.
+//! Client messages are answered within a poll interval. A client whose socket
 //! stops taking data is not read from the hub any further (it will be told
 //! `lagged` if it recovers) and is closed once it has been stuck for
 //! [`ClientLimits::stall`].
 
+use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
@@ -16,18 +19,24 @@ use tungstenite::protocol::CloseFrame;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::{Error, Message, WebSocket};
 
-use super::hub::Membership;
+use super::frame;
+
+use super::hub::{Batch, Membership};
 use super::protocol::{self, Filter, Reply};
 
 /// How long the thread sleeps when nothing happens.
 const POLL: Duration = Duration::from_millis(20);
+/// How often a client's messages are read while events flow (when idle,
+/// every wake-up reads them).
+const READ_EVERY: Duration = Duration::from_millis(5);
 /// Messages sent per pass before looking at the socket again.
 const PASS: usize = 2048;
-/// The shortest time between two delivery passes. Publishes come in
-/// batches as small as one event; waking every client for each would cost
-/// more CPU than the drain thread itself. Waiting this long lets a pass
-/// carry everything published meanwhile, at the price of that much latency.
-const COALESCE: Duration = Duration::from_millis(1);
+/// The time between two delivery passes while events flow. Publishes come
+/// in batches as small as one event; waking every client for each would
+/// cost more CPU than the drain thread itself. Waiting this long lets a pass
+/// carry everything published meanwhile, at the price of that much latency
+/// (an event after a quiet spell goes out at once).
+const COALESCE: Duration = Duration::from_millis(2);
 /// How long a closing connection spends sending what is left; shorter than
 /// the time shutdown waits for clients to leave.
 const GOODBYE: Duration = Duration::from_millis(1_500);
@@ -74,6 +83,12 @@ struct Client {
     membership: Membership,
     filter: Filter,
     cursor: u64,
+    /// The batches of the current pass (kept to reuse the allocation).
+    batches: Vec<Batch>,
+    /// Frames for the socket, written from `out_sent` on.
+    out: Vec<u8>,
+    out_sent: usize,
+    last_read: Instant,
     /// Events skipped (ring overrun) not yet reported to the client.
     missed: u64,
     /// Since when the socket refused to take more data.
@@ -99,16 +114,18 @@ pub(crate) fn serve(
         membership,
         filter: Filter::default(),
         cursor: start.cursor,
+        batches: Vec::new(),
+        out: Vec::new(),
+        out_sent: 0,
+        last_read: now,
         missed: 0,
         stuck_since: None,
         last_heard: now,
         last_ping: now,
         limits,
     };
-    let end = match client.queue(start.hello) {
-        Ok(()) => client.run(),
-        Err(end) => end,
-    };
+    client.queue(&start.hello);
+    let end = client.run();
     if let End::Close(code, reason) = end {
         client.say_goodbye(code, reason);
     }
@@ -129,21 +146,37 @@ impl Client {
                 return end;
             }
             let mut behind = false;
+            let cursor = self.cursor;
             if self.stuck_since.is_none() {
                 match self.deliver_published() {
                     Ok(more) => behind = more,
                     Err(end) => return end,
                 }
             }
-            if let Err(end) = self.read_client() {
+            let flowing = self.cursor > cursor;
+            // While events flow, passes come every COALESCE: reading the
+            // client on each would cost a system call per pass for messages
+            // that come seldom.
+            if (!flowing || self.last_read.elapsed() >= READ_EVERY)
+                && let Err(end) = self.read_client()
+            {
                 return end;
             }
             if let Err(end) = self.keep_alive() {
                 return end;
             }
-            if !behind {
-                let _ = self.membership.doorbell.recv_timeout(POLL);
+            if behind {
+                continue;
+            }
+            if flowing {
+                // Events are flowing: the next pass, one COALESCE from now,
+                // carries everything published meanwhile. One timer wake-up
+                // per pass; the doorbell rung meanwhile is answered by it.
                 std::thread::sleep(COALESCE);
+                let _ = self.membership.doorbell.try_recv();
+            } else {
+                // Idle: the first event after a quiet spell goes out at once.
+                let _ = self.membership.doorbell.recv_timeout(POLL);
             }
         }
     }
@@ -151,17 +184,26 @@ impl Client {
     /// Sends what the hub has published after our cursor, at most
     /// [`PASS`] messages; returns whether more is waiting.
     fn deliver_published(&mut self) -> Result<bool, End> {
+        let mut batches = std::mem::take(&mut self.batches);
+        let result = self.send_batches(&mut batches);
+        // Released now, not at the next pass: the ring may have dropped them.
+        batches.clear();
+        self.batches = batches;
+        result
+    }
+
+    fn send_batches(&mut self, batches: &mut Vec<Batch>) -> Result<bool, End> {
         let hub = self.membership.hub();
-        let read = hub.read_from(self.cursor);
-        if read.missed > 0 {
-            self.missed += read.missed;
-            self.cursor += read.missed;
+        let missed = hub.read_from(self.cursor, batches);
+        if missed > 0 {
+            self.missed += missed;
+            self.cursor += missed;
             // Relaxed: a count for reporting.
             hub.lagged_messages
-                .fetch_add(read.missed, std::sync::atomic::Ordering::Relaxed);
+                .fetch_add(missed, std::sync::atomic::Ordering::Relaxed);
         }
         let mut sent = 0;
-        for batch in read.batches {
+        for batch in batches.iter() {
             for entry in batch.iter() {
                 if entry.seq < self.cursor {
                     continue;
@@ -173,9 +215,9 @@ impl Client {
                 if self.missed > 0 {
                     let notice = protocol::lagged(entry.seq.saturating_sub(1), self.missed);
                     self.missed = 0;
-                    self.queue(notice)?;
+                    self.queue(&notice);
                 }
-                self.write(Message::Text(entry.message().clone()))?;
+                self.out.extend_from_slice(entry.frame());
                 sent += 1;
                 if sent >= PASS {
                     // Look at the socket (and the client) before more.
@@ -206,27 +248,30 @@ impl Client {
         }
     }
 
-    fn queue(&mut self, text: String) -> Result<(), End> {
-        self.write(Message::Text(text.into()))
+    /// Queues a text message of our own (hello, lagged, replies).
+    fn queue(&mut self, text: &str) {
+        frame::push_text(&mut self.out, text);
     }
 
-    fn write(&mut self, message: Message) -> Result<(), End> {
-        match self.ws.write(message) {
-            Ok(()) => Ok(()),
-            Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(()),
-            Err(Error::WriteBufferFull(_)) => Err(self.stalled_out()),
-            Err(_) => Err(End::Gone),
-        }
-    }
-
-    /// Pushes buffered frames to the socket; notes when it refuses.
+    /// Pushes queued frames to the socket; notes when it refuses.
+    ///
+    /// Two writers share the socket: tungstenite, for the pongs and close
+    /// frames it sends on its own, and `out`, our frames. Neither may start
+    /// while the other has a frame half written, so tungstenite's buffer
+    /// goes first (it only ever fills while `out` is empty: see
+    /// `read_client`) and `out` only when that is empty.
     fn flush(&mut self) -> Result<(), End> {
-        match self.ws.flush() {
+        let written = match self.ws.flush() {
+            Ok(()) => self.write_out(),
+            Err(Error::Io(e)) => Err(e),
+            Err(_) => return Err(End::Gone),
+        };
+        match written {
             Ok(()) => {
                 self.stuck_since = None;
                 Ok(())
             }
-            Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 let since = *self.stuck_since.get_or_insert_with(Instant::now);
                 if since.elapsed() > self.limits.stall {
                     Err(self.stalled_out())
@@ -238,6 +283,21 @@ impl Client {
         }
     }
 
+    /// Writes `out` until it is empty or the socket refuses more.
+    fn write_out(&mut self) -> std::io::Result<()> {
+        while self.out_sent < self.out.len() {
+            match self.ws.get_mut().write(&self.out[self.out_sent..]) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.out_sent += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.out.clear();
+        self.out_sent = 0;
+        Ok(())
+    }
+
     fn stalled_out(&self) -> End {
         // Relaxed: a count for reporting.
         self.membership
@@ -247,8 +307,14 @@ impl Client {
         End::Gone
     }
 
-    /// Answers every message the client has sent so far.
+    /// Answers every message the client has sent so far. Skipped while
+    /// our frames wait for the socket: reading may make tungstenite send a
+    /// pong, which must not land inside one of them.
     fn read_client(&mut self) -> Result<(), End> {
+        if !self.out.is_empty() {
+            return Ok(());
+        }
+        self.last_read = Instant::now();
         loop {
             match self.ws.read() {
                 Ok(message) => {
@@ -269,7 +335,10 @@ impl Client {
     fn answer(&mut self, message: Message) -> Result<(), End> {
         let seq = self.cursor.saturating_sub(1);
         match protocol::reply(&mut self.filter, seq, &message) {
-            Reply::Send(text) => self.queue(text),
+            Reply::Send(text) => {
+                self.queue(&text);
+                Ok(())
+            }
             Reply::Ignore => Ok(()),
             Reply::Close => Err(End::Gone),
         }
@@ -281,13 +350,18 @@ impl Client {
         }
         if self.last_ping.elapsed() >= self.limits.ping_every {
             self.last_ping = Instant::now();
-            self.write(Message::Ping(Default::default()))?;
+            frame::push_ping(&mut self.out);
         }
         Ok(())
     }
 
     /// Sends a close frame and gives the peer a moment to acknowledge.
     fn say_goodbye(&mut self, code: CloseCode, reason: &'static str) {
+        // A close frame cannot go out after half a frame of ours: if the
+        // client would not take the rest, dropping the connection is the end.
+        if self.flush().is_err() || !self.out.is_empty() {
+            return;
+        }
         let frame = CloseFrame {
             code,
             reason: reason.into(),

@@ -4,9 +4,11 @@
 //! The drain thread's cost per event does not grow with the number of
 //! clients: it clones the event into a pending batch, and publishes the
 //! batch (one short lock, one doorbell per client) when the batch is full or
-//! the ring of envelopes runs empty. Each client's thread copies the batch
-//! handles it has not read yet and serializes an event the first time any
-//! client needs it (once, shared by all). A client that falls further behind
+//! the ring of envelopes runs empty; when a full batch finds a client
+//! reading the ring, it stays pending rather than wait for that client's
+//! thread. Each client's thread copies the batch handles it has not read
+//! yet and encodes an event's frame the first time any client needs it
+//! (once, shared by all). A client that falls further behind
 //! than the ring holds is told how many events it missed (`lagged`) and
 //! goes on from the oldest one still held. The ring is also the replay
 //! buffer for `/ws?since=SEQ`.
@@ -17,9 +19,8 @@ use std::sync::{Arc, OnceLock};
 
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
-use tungstenite::Utf8Bytes;
 
-use super::protocol;
+use super::{frame, protocol};
 use crate::event::ProgressEvent;
 use crate::metrics::Metrics;
 use crate::pipeline::drain::{EventInfo, Sink};
@@ -31,18 +32,19 @@ const BATCH: usize = 256;
 pub(crate) struct Entry {
     pub(crate) seq: u64,
     pub(crate) event: ProgressEvent,
-    json: OnceLock<Utf8Bytes>,
+    frame: OnceLock<Box<[u8]>>,
 }
 
 impl Entry {
-    /// The event's WebSocket message, serialized on first use.
-    pub(crate) fn message(&self) -> &Utf8Bytes {
-        self.json
-            .get_or_init(|| protocol::event_message(self.seq, &self.event))
+    /// The event's whole WebSocket frame, encoded on first use.
+    pub(crate) fn frame(&self) -> &[u8] {
+        self.frame
+            .get_or_init(|| frame::text(&protocol::event_message(self.seq, &self.event)))
     }
 }
 
-type Batch = Arc<Vec<Entry>>;
+/// A published run of consecutive events, shared by every reader.
+pub(crate) type Batch = Arc<Vec<Entry>>;
 
 #[derive(Default)]
 struct Ring {
@@ -55,13 +57,6 @@ impl Ring {
     fn first_seq(&self) -> Option<u64> {
         self.batches.front().and_then(|b| b.first()).map(|e| e.seq)
     }
-}
-
-/// What a client gets from one read of the ring.
-pub(crate) struct Read {
-    /// Events skipped because the ring no longer held them.
-    pub(crate) missed: u64,
-    pub(crate) batches: Vec<Batch>,
 }
 
 /// Shared between the drain thread's sink, the clients and the server.
@@ -163,13 +158,25 @@ impl Hub {
         }
     }
 
-    /// Appends a batch (drain thread only).
-    fn publish(&self, batch: Vec<Entry>) {
-        let Some(last) = batch.last().map(|e| e.seq) else {
+    /// Appends the pending batch (drain thread only). With `wait` false
+    /// it gives up when a client holds the ring's lock, leaving the batch
+    /// pending for the next try: the drain thread never waits for a client
+    /// thread that was preempted while reading the ring.
+    fn publish(&self, pending: &mut Vec<Entry>, wait: bool) {
+        let Some(last) = pending.last().map(|e| e.seq) else {
             return;
         };
         {
-            let mut ring = self.ring.lock();
+            let mut ring = match self.ring.try_lock() {
+                Some(ring) => ring,
+                None if wait => self.ring.lock(),
+                None => return,
+            };
+            // An exact-size copy: `pending` keeps its capacity for the next
+            // batch, and a batch of one event (the norm at low rates) holds
+            // one slot, not the BATCH slots `pending` was made with.
+            let mut batch = Vec::with_capacity(pending.len());
+            batch.append(pending);
             ring.held += batch.len();
             ring.batches.push_back(Arc::new(batch));
             // The newest batch always stays, even when it alone is over
@@ -200,18 +207,21 @@ impl Hub {
         seq >= published || ring.first_seq().is_some_and(|first| first <= seq + 1)
     }
 
-    /// The batches with events after `cursor` (the next seq the client wants).
-    pub(crate) fn read_from(&self, cursor: u64) -> Read {
+    /// Puts the batches with events after `cursor` (the next seq the client
+    /// wants) into `batches` (emptied first; reused, so that the lock is
+    /// never held across an allocation once it has grown). Returns how
+    /// many events were skipped because the ring no longer held them.
+    pub(crate) fn read_from(&self, cursor: u64, batches: &mut Vec<Batch>) -> u64 {
+        batches.clear();
         let ring = self.ring.lock();
         let first = ring.first_seq().unwrap_or(cursor);
-        let missed = first.saturating_sub(cursor);
-        let batches = ring
+        // Batches are in seq order: skip the old ones by binary search, not
+        // by a scan (at low rates the ring holds one batch per event).
+        let start = ring
             .batches
-            .iter()
-            .filter(|b| b.last().is_some_and(|e| e.seq >= cursor))
-            .cloned()
-            .collect();
-        Read { missed, batches }
+            .partition_point(|b| b.last().is_none_or(|e| e.seq < cursor));
+        batches.extend(ring.batches.range(start..).cloned());
+        first.saturating_sub(cursor)
     }
 
     /// The drain-thread side of the hub.
@@ -257,17 +267,75 @@ impl Sink for HubSink {
         self.pending.push(Entry {
             seq: info.seq,
             event: event.clone(),
-            json: OnceLock::new(),
+            frame: OnceLock::new(),
         });
         if self.pending.len() >= BATCH {
-            self.flush();
+            self.hub.publish(&mut self.pending, false);
         }
     }
 
     fn flush(&mut self) {
-        if !self.pending.is_empty() {
-            let batch = std::mem::replace(&mut self.pending, Vec::with_capacity(BATCH));
-            self.hub.publish(batch);
+        self.hub.publish(&mut self.pending, true);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::EventKind;
+    use crate::metrics::MetricsConfig;
+
+    fn hub(capacity: usize) -> Arc<Hub> {
+        let metrics = Metrics::new("t", MetricsConfig::default()).expect("metrics");
+        Hub::new(capacity, metrics)
+    }
+
+    fn entry(seq: u64) -> Entry {
+        let kind = EventKind::RunFailed { error: "e".into() };
+        Entry {
+            seq,
+            event: ProgressEvent::new("wo", "run", kind),
+            frame: OnceLock::new(),
         }
+    }
+
+    fn publish_one_by_one(hub: &Hub, seqs: std::ops::RangeInclusive<u64>) {
+        let mut pending = Vec::with_capacity(BATCH);
+        for seq in seqs {
+            pending.push(entry(seq));
+            hub.publish(&mut pending, true);
+        }
+    }
+
+    #[test]
+    fn a_batch_of_one_event_holds_one_slot_not_a_whole_batch() {
+        // Regression: each publish kept `pending`'s 256-slot allocation, so a
+        // replay ring filled one event at a time held 256 times its size.
+        let hub = hub(100);
+        publish_one_by_one(&hub, 1..=10);
+        let ring = hub.ring.lock();
+        assert_eq!(ring.batches.len(), 10);
+        assert!(ring.batches.iter().all(|b| b.capacity() == 1));
+    }
+
+    #[test]
+    fn a_read_gets_the_batches_from_the_cursor_on_and_counts_what_was_evicted() {
+        let hub = hub(100);
+        publish_one_by_one(&hub, 1..=150);
+        let mut batches = Vec::new();
+        assert_eq!(hub.read_from(140, &mut batches), 0);
+        let seqs: Vec<u64> = batches
+            .iter()
+            .flat_map(|b| b.iter().map(|e| e.seq))
+            .collect();
+        assert_eq!(seqs, (140..=150).collect::<Vec<_>>());
+        // Seqs 1..=50 were evicted to keep 100 events.
+        assert_eq!(hub.read_from(20, &mut batches), 31);
+        assert_eq!(
+            batches.first().and_then(|b| b.first()).map(|e| e.seq),
+            Some(51)
+        );
+        assert_eq!(hub.read_from(151, &mut batches), 0);
+        assert!(batches.is_empty());
     }
 }

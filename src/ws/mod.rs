@@ -7,6 +7,7 @@
 //! answers `101` and gives the socket to a thread of its own ([`client`]).
 
 pub(crate) mod client;
+mod frame;
 pub(crate) mod hub;
 pub(crate) mod protocol;
 

@@ -220,11 +220,9 @@ pub(crate) fn close_for(error: &tungstenite::Error) -> Option<(CloseCode, &'stat
 
 /// One event's WebSocket message, serialized at most once however many
 /// clients send it.
-pub(crate) fn event_message(seq: u64, event: &ProgressEvent) -> tungstenite::Utf8Bytes {
+pub(crate) fn event_message(seq: u64, event: &ProgressEvent) -> String {
     // Serializing a value built from strings and numbers cannot fail.
-    serde_json::to_string(&event.wire(seq))
-        .unwrap_or_default()
-        .into()
+    serde_json::to_string(&event.wire(seq)).unwrap_or_default()
 }
 
 #[cfg(test)]
