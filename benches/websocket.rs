@@ -6,7 +6,8 @@
 //! Run: `cargo bench --bench websocket`. Clients and server share this
 //! machine's two cores, so the figures include the clients' own cost.
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
@@ -26,77 +27,149 @@ fn seq_of(text: &str) -> Option<u64> {
     text[start..start + digits].parse().ok()
 }
 
-/// A reading client on its own thread. It publishes the last seq it saw
-/// and how many event messages it received, and calls `on_event` with each
-/// event's seq.
-struct Reader {
-    last_seq: Arc<AtomicU64>,
+/// Loopback clients standing in for dashboards on other machines: a few
+/// threads read them all with `poll(2)`, so the clients cost this two-core
+/// machine little next to the server they measure (a thread per client
+/// would put a hundred more threads on the cores the server uses).
+struct Clients {
+    /// The last seq each client saw.
+    last_seq: Arc<Vec<AtomicU64>>,
+    /// Event messages received by all clients.
     received: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<Vec<u64>>>,
+    threads: Vec<JoinHandle<Vec<u64>>>,
 }
 
-impl Reader {
-    fn connect(addr: SocketAddr, on_event: impl Fn(u64) -> Option<u64> + Send + 'static) -> Reader {
-        let (mut ws, _): (WebSocket<_>, _) =
-            tungstenite::connect(format!("ws://{addr}/ws")).expect("WebSocket handshake");
-        if let tungstenite::stream::MaybeTlsStream::Plain(s) = ws.get_ref() {
-            let _ = s.set_read_timeout(Some(Duration::from_millis(100)));
-        }
-        let last_seq = Arc::new(AtomicU64::new(0));
+/// Called with each event's seq; a returned value is kept as a sample.
+type OnEvent = Arc<dyn Fn(u64) -> Option<u64> + Send + Sync>;
+
+/// Threads reading the clients: one per core.
+const READER_THREADS: usize = 2;
+
+impl Clients {
+    fn connect(addr: SocketAddr, count: usize, on_event: OnEvent) -> Clients {
+        let last_seq: Arc<Vec<AtomicU64>> =
+            Arc::new((0..count).map(|_| AtomicU64::new(0)).collect());
         let received = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
-        let (seen, count, quit) = (last_seq.clone(), received.clone(), stop.clone());
-        let thread = std::thread::spawn(move || {
-            let mut samples = Vec::new();
-            // Relaxed: a stop flag polled in a loop.
-            while !quit.load(Ordering::Relaxed) {
-                match ws.read() {
-                    Ok(Message::Text(text)) => {
-                        let text = text.as_str();
-                        if let Some(seq) = seq_of(text) {
-                            if text
-                                .as_bytes()
-                                .get(8..20)
-                                .is_some_and(|t| t.contains(&b':'))
-                            {
-                                count.fetch_add(1, Ordering::Relaxed);
-                                if let Some(sample) = on_event(seq) {
-                                    samples.push(sample);
-                                }
-                            }
-                            // Release: the bench thread reads it to know we caught up.
-                            seen.store(seq, Ordering::Release);
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(tungstenite::Error::Io(e))
-                        if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                    Err(_) => break,
-                }
-            }
-            samples
-        });
-        Reader {
+        let mut groups: Vec<Vec<(usize, WebSocket<TcpStream>)>> =
+            (0..READER_THREADS).map(|_| Vec::new()).collect();
+        for i in 0..count {
+            let stream = TcpStream::connect(addr).expect("connect");
+            let (ws, _) = tungstenite::client(format!("ws://{addr}/ws"), stream)
+                .expect("WebSocket handshake");
+            ws.get_ref().set_nonblocking(true).expect("non-blocking");
+            groups[i % READER_THREADS].push((i, ws));
+        }
+        let threads = groups
+            .into_iter()
+            .map(|group| {
+                let (seen, count, quit, on_event) = (
+                    last_seq.clone(),
+                    received.clone(),
+                    stop.clone(),
+                    on_event.clone(),
+                );
+                std::thread::Builder::new()
+                    .name("bench-reader".into())
+                    .spawn(move || read_all(group, &seen, &count, &quit, &*on_event))
+                    .expect("spawn a reader")
+            })
+            .collect();
+        Clients {
             last_seq,
             received,
             stop,
-            thread: Some(thread),
+            threads,
         }
     }
 
     fn caught_up(&self, seq: u64) -> bool {
         // Acquire: pairs with the reader's Release.
-        self.last_seq.load(Ordering::Acquire) >= seq
+        self.last_seq
+            .iter()
+            .all(|s| s.load(Ordering::Acquire) >= seq)
     }
 
-    fn finish(mut self) -> Vec<u64> {
-        self.stop.store(true, Ordering::Relaxed);
-        self.thread
-            .take()
-            .and_then(|t| t.join().ok())
-            .unwrap_or_default()
+    fn received(&self) -> u64 {
+        // Relaxed: read after the readers caught up.
+        self.received.load(Ordering::Relaxed)
     }
+
+    fn finish(self) -> Vec<u64> {
+        // Relaxed: a stop flag.
+        self.stop.store(true, Ordering::Relaxed);
+        self.threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap_or_default())
+            .collect()
+    }
+}
+
+/// One reader thread: waits in `poll(2)` for any of its clients' sockets,
+/// then reads every complete message each ready one holds.
+fn read_all(
+    mut group: Vec<(usize, WebSocket<TcpStream>)>,
+    last_seq: &[AtomicU64],
+    received: &AtomicU64,
+    stop: &AtomicBool,
+    on_event: &(dyn Fn(u64) -> Option<u64> + Send + Sync),
+) -> Vec<u64> {
+    let mut samples = Vec::new();
+    let mut fds: Vec<libc::pollfd> = group
+        .iter()
+        .map(|(_, ws)| libc::pollfd {
+            fd: ws.get_ref().as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    // Relaxed: a stop flag polled in a loop.
+    while !stop.load(Ordering::Relaxed) {
+        // SAFETY: `fds` is a valid, exclusively borrowed array of `fds.len()` pollfds.
+        let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 100) };
+        if ready <= 0 {
+            continue;
+        }
+        for (pfd, (index, ws)) in fds.iter_mut().zip(group.iter_mut()) {
+            if std::mem::take(&mut pfd.revents) == 0 {
+                continue;
+            }
+            loop {
+                match ws.read() {
+                    Ok(Message::Text(text)) => {
+                        let text = text.as_str();
+                        let Some(seq) = seq_of(text) else { continue };
+                        // Events (not hello or lagged) have `"seq":` right after a short type.
+                        if text
+                            .as_bytes()
+                            .get(8..20)
+                            .is_some_and(|t| t.contains(&b':'))
+                        {
+                            received.fetch_add(1, Ordering::Relaxed);
+                            if let Some(sample) = on_event(seq) {
+                                samples.push(sample);
+                            }
+                        }
+                        // Release: the bench thread reads it to know we caught up.
+                        last_seq[*index].store(seq, Ordering::Release);
+                    }
+                    Ok(_) => {}
+                    Err(tungstenite::Error::Io(e))
+                        if e.kind() == std::io::ErrorKind::WouldBlock =>
+                    {
+                        break;
+                    }
+                    Err(_) => {
+                        // Gone: poll ignores negative descriptors.
+                        pfd.fd = -1;
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    samples
 }
 
 fn server(replay: usize) -> Observability {
@@ -110,9 +183,9 @@ fn server(replay: usize) -> Observability {
         .expect("server starts")
 }
 
-fn wait_for(readers: &[Reader], seq: u64) {
+fn wait_for(clients: &Clients, seq: u64) {
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !readers.iter().all(|r| r.caught_up(seq)) && Instant::now() < deadline {
+    while !clients.caught_up(seq) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_micros(200));
     }
 }
@@ -124,9 +197,7 @@ fn delivered(c: &mut Criterion) {
     for clients in [1usize, 10, 100] {
         let obs = server(200_000);
         let addr = obs.local_addr().expect("bound");
-        let readers: Vec<Reader> = (0..clients)
-            .map(|_| Reader::connect(addr, |_| None))
-            .collect();
+        let readers = Clients::connect(addr, clients, Arc::new(|_| None));
         let run = obs.emitter().run("wo", "run");
         group.throughput(Throughput::Elements(EVENTS * clients as u64));
         group.bench_function(format!("{clients} clients"), |b| {
@@ -145,13 +216,8 @@ fn delivered(c: &mut Criterion) {
                 total
             })
         });
-        let received: u64 = readers
-            .iter()
-            .map(|r| r.received.load(Ordering::Relaxed))
-            .sum();
-        for r in readers {
-            r.finish();
-        }
+        let received = readers.received();
+        readers.finish();
         println!(
             "websocket/delivered/{clients} clients: {received} event messages received in all"
         );
@@ -171,25 +237,27 @@ fn latency(_: &mut Criterion) {
     obs.flush();
     // Event i gets seq first_seq + i: one warm-up event comes first.
     let first_seq = obs.stats().processed.total() + 2;
-    let readers: Vec<Reader> = (0..CLIENTS)
-        .map(|_| {
-            let sent = sent.clone();
-            Reader::connect(addr, move |seq| {
-                let i = seq.checked_sub(first_seq)?;
-                // Acquire: pairs with the producer's Release of the send time.
-                let at = sent.get(i as usize)?.load(Ordering::Acquire);
-                (at > 0).then(|| (base.elapsed().as_nanos() as u64).saturating_sub(at))
-            })
+    let on_event: OnEvent = {
+        let sent = sent.clone();
+        Arc::new(move |seq| {
+            let i = seq.checked_sub(first_seq)?;
+            // Acquire: pairs with the producer's Release of the send time.
+            let at = sent.get(i as usize)?.load(Ordering::Acquire);
+            (at > 0).then(|| (base.elapsed().as_nanos() as u64).saturating_sub(at))
         })
-        .collect();
+    };
+    let readers = Clients::connect(addr, CLIENTS, on_event);
     let run = obs.emitter().run("wo", "run");
     run.phase_started(0, Phase::Build); // the warm-up event
     let period = Duration::from_nanos(1_000_000_000 / RATE);
     let start = Instant::now();
     for i in 0..EVENTS {
+        // An engine does other work between events: sleep, not spin, so
+        // the producer does not take a core from the server.
         let due = start + period * i as u32;
-        while Instant::now() < due {
-            std::hint::spin_loop();
+        let now = Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
         }
         // Release: the client that reads this event's seq sees the time.
         sent[i as usize].store(base.elapsed().as_nanos() as u64, Ordering::Release);
@@ -198,7 +266,7 @@ fn latency(_: &mut Criterion) {
     obs.flush();
     let last = obs.stats().processed.total();
     wait_for(&readers, last);
-    let mut samples: Vec<u64> = readers.into_iter().flat_map(Reader::finish).collect();
+    let mut samples = readers.finish();
     samples.sort_unstable();
     let pick = |q: f64| {
         samples
@@ -223,7 +291,7 @@ fn drain_with_clients(c: &mut Criterion) {
     let obs = server(10_000);
     let addr = obs.local_addr().expect("bound");
     let gate = support::DrainGate::attach(&obs);
-    let readers: Vec<Reader> = (0..100).map(|_| Reader::connect(addr, |_| None)).collect();
+    let readers = Clients::connect(addr, 100, Arc::new(|_| None));
     let run = obs.emitter().run("wo", "run");
     group.bench_function("events processed with 100 clients attached", |b| {
         b.iter_custom(|iters| {
@@ -249,9 +317,7 @@ fn drain_with_clients(c: &mut Criterion) {
             );
         }
     }
-    for r in readers {
-        r.finish();
-    }
+    readers.finish();
     group.finish();
 }
 
