@@ -4,7 +4,8 @@
 //! clients attached.
 //!
 //! Run: `cargo bench --bench websocket`. Clients and server share this
-//! machine's two cores, so the figures include the clients' own cost.
+//! machine's two cores, so the figures include the clients' own cost; the
+//! clients are read by two `poll(2)` threads to keep that cost small.
 
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
