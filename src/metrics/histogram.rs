@@ -9,6 +9,7 @@
 //! reader never stalls a writer for more than a few microseconds.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use hdrhistogram::Histogram;
 use parking_lot::Mutex;
@@ -53,8 +54,6 @@ struct State {
     exemplars: Box<[Option<Exemplar>]>,
     count: u64,
     sum_nanos: u128,
-    /// Observations outside the hdrhistogram's range, recorded at its edge.
-    clamped: u64,
     hdr: Histogram<u64>,
 }
 
@@ -117,6 +116,10 @@ pub(crate) struct TimeHistogram {
     /// Canonical `le` strings, the last being `+Inf`.
     le: Box<[String]>,
     state: Mutex<State>,
+    /// Observations outside the hdrhistogram's range, recorded at its edge.
+    /// Outside the lock: rare to write, and a scrape reads it without
+    /// touching the lock the drain thread takes per observation.
+    clamped: AtomicU64,
     reader: Mutex<Option<Accumulated>>,
 }
 
@@ -151,9 +154,9 @@ impl TimeHistogram {
                 exemplars: vec![None; n].into_boxed_slice(),
                 count: 0,
                 sum_nanos: 0,
-                clamped: 0,
                 hdr: new_hdr(),
             }),
+            clamped: AtomicU64::new(0),
             reader: Mutex::new(None),
         }
     }
@@ -169,12 +172,15 @@ impl TimeHistogram {
         let micros = nanos / 1_000;
         let clamped = !(HDR_LOW_MICROS..=HDR_HIGH_MICROS).contains(&micros);
         let micros = micros.clamp(HDR_LOW_MICROS, HDR_HIGH_MICROS);
+        if clamped {
+            // Relaxed: a count for reporting (also below).
+            self.clamped.fetch_add(1, Ordering::Relaxed);
+        }
         let old = {
             let mut state = self.state.lock();
             state.buckets[bucket] += 1;
             state.count += 1;
             state.sum_nanos += u128::from(nanos);
-            state.clamped += u64::from(clamped);
             // In range by the clamp above, so recording cannot fail.
             let _ = state.hdr.record(micros);
             match trace {
@@ -192,6 +198,7 @@ impl TimeHistogram {
         let Some(&first) = nanos.first() else {
             return;
         };
+        let mut clamped = 0;
         let old = {
             let mut state = self.state.lock();
             for &n in nanos {
@@ -200,7 +207,7 @@ impl TimeHistogram {
                 state.buckets[bucket] += 1;
                 state.count += 1;
                 state.sum_nanos += u128::from(n);
-                state.clamped += u64::from(!(HDR_LOW_MICROS..=HDR_HIGH_MICROS).contains(&micros));
+                clamped += u64::from(!(HDR_LOW_MICROS..=HDR_HIGH_MICROS).contains(&micros));
                 // Clamped into range, so recording cannot fail.
                 let _ = state
                     .hdr
@@ -213,25 +220,31 @@ impl TimeHistogram {
             }
         };
         drop(old);
+        if clamped > 0 {
+            self.clamped.fetch_add(clamped, Ordering::Relaxed);
+        }
     }
 
     /// A consistent copy; exemplars only when asked for (OpenMetrics):
     /// copying them touches the reference counts of ids the drain thread is
     /// using, which costs it cache misses on every scrape.
+    ///
+    /// The lock is held only for the copy: allocating inside it made the
+    /// drain thread, which takes it per observation, wait and sleep
+    /// under a tight scrape loop.
     pub(crate) fn read(&self, with_exemplars: bool) -> Read {
-        let (mut cumulative, exemplars, count, sum_nanos) = {
+        let n = self.le.len();
+        let mut cumulative = Vec::with_capacity(n);
+        let mut exemplars = Vec::with_capacity(n);
+        let (count, sum_nanos) = {
             let state = self.state.lock();
-            (
-                state.buckets.to_vec(),
-                if with_exemplars {
-                    state.exemplars.to_vec()
-                } else {
-                    vec![None; state.exemplars.len()]
-                },
-                state.count,
-                state.sum_nanos,
-            )
+            cumulative.extend_from_slice(&state.buckets);
+            if with_exemplars {
+                exemplars.extend_from_slice(&state.exemplars);
+            }
+            (state.count, state.sum_nanos)
         };
+        exemplars.resize(n, None);
         let mut running = 0;
         for c in &mut cumulative {
             running += *c;
@@ -248,7 +261,8 @@ impl TimeHistogram {
     /// Observations recorded at the hdrhistogram's edge because they were
     /// below 1 µs or above 24 h.
     pub(crate) fn clamped(&self) -> u64 {
-        self.state.lock().clamped
+        // Relaxed: a count for reporting.
+        self.clamped.load(Ordering::Relaxed)
     }
 
     /// Quantiles over every observation so far.
