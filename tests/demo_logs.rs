@@ -123,3 +123,32 @@ fn an_invalid_agentgate_log_is_reported_and_the_default_level_kept() {
     );
     assert!(lines.iter().all(|l| l["level"] != "debug"));
 }
+
+#[test]
+fn a_demo_whose_stdout_is_closed_early_finishes_without_a_panic() {
+    // Regression: `agentgate-obs demo | head` panicked in `println!` once
+    // `head` had exited ("failed printing to stdout: Broken pipe").
+    let mut child = Command::new(env!("CARGO_BIN_EXE_agentgate-obs"))
+        .args([
+            "demo",
+            "--work-orders",
+            "12",
+            "--time-scale",
+            "0",
+            "--exit-when-done",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .env_remove("AGENTGATE_LOG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the demo starts");
+    // The reading end closes before the demo prints anything.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("the demo ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+}

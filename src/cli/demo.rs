@@ -58,11 +58,11 @@ pub(crate) fn run(args: DemoArgs) -> Result<ExitCode, Box<dyn std::error::Error>
         // The page reads the token from its URL (and takes it out of the
         // address bar); printed so that the link opens as is.
         match &args.token {
-            Some(token) => println!("dashboard: http://{addr}/?token={}", url_encode(token)),
-            None => println!("dashboard: http://{addr}/"),
+            Some(token) => say!("dashboard: http://{addr}/?token={}", url_encode(token)),
+            None => say!("dashboard: http://{addr}/"),
         }
-        println!("metrics: http://{addr}/metrics");
-        println!("websocket: ws://{addr}/ws");
+        say!("metrics: http://{addr}/metrics");
+        say!("websocket: ws://{addr}/ws");
     }
     let emitter = obs.emitter();
 
@@ -80,7 +80,7 @@ pub(crate) fn run(args: DemoArgs) -> Result<ExitCode, Box<dyn std::error::Error>
     obs.flush();
 
     if !args.exit_when_done {
-        println!("all {} runs done; Ctrl-C to stop", tally.total());
+        say!("all {} runs done; Ctrl-C to stop", tally.total());
         while !stop.load(Ordering::Relaxed) {
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
@@ -108,7 +108,7 @@ pub(crate) fn run(args: DemoArgs) -> Result<ExitCode, Box<dyn std::error::Error>
         "phases": phases,
     });
     if args.json {
-        println!("{summary}");
+        say!("{summary}");
     } else {
         print_human(&summary);
     }
@@ -125,18 +125,23 @@ fn events_json(stats: &PipelineStats) -> serde_json::Value {
 
 fn print_human(summary: &serde_json::Value) {
     let runs = &summary["runs"];
-    println!(
+    say!(
         "runs: {} total, {} succeeded, {} failed, {} canceled",
-        runs["total"], runs["succeeded"], runs["failed"], runs["canceled"]
+        runs["total"],
+        runs["succeeded"],
+        runs["failed"],
+        runs["canceled"]
     );
     let events = &summary["events"];
-    println!(
+    say!(
         "events: {} emitted, {} processed, {} dropped",
-        events["emitted"], events["processed"], events["dropped"]
+        events["emitted"],
+        events["processed"],
+        events["dropped"]
     );
     for phase in Phase::ALL {
         let p = &summary["phases"][phase.as_str()];
-        println!(
+        say!(
             "{:<9} p50 {:>9} ms   p99 {:>9} ms",
             phase.as_str(),
             p["p50Ms"],

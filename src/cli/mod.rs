@@ -1,5 +1,15 @@
 //! Command-line parsing and dispatch.
 
+/// `println!` that ignores a closed stdout: `agentgate-obs demo | head`
+/// must not kill the server the user is watching (`println!` panics on a
+/// broken pipe, because Rust programs ignore SIGPIPE).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 mod demo;
 mod watch;
 
