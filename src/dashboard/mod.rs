@@ -47,6 +47,14 @@ pub(crate) fn mount(router: Router) -> Router {
     })
 }
 
+/// Every path [`mount`] adds, and whether it is public (served without
+/// the token).
+pub(crate) fn paths() -> impl Iterator<Item = (&'static str, bool)> {
+    [("/", false), (STYLE_PATH, true)]
+        .into_iter()
+        .chain(SCRIPTS.iter().map(|(path, _)| (*path, true)))
+}
+
 fn asset(body: &'static str, content_type: &'static str) -> Handler {
     Handler::Respond(Box::new(move |_| {
         // `Cache-Control: no-store` comes with every response: a page from an

@@ -24,7 +24,7 @@ const ROUTES: [(&str, bool); 5] = [
     ("/ws", false),
 ];
 
-/// A router with the real routes over a running drain thread (for
+/// A router with the real routes (the dashboard's too) over a running drain thread (for
 /// `/api/runs`). Build it once per fuzzing process: the drain thread lives
 /// as long as the process.
 pub struct HttpHarness {
@@ -62,7 +62,7 @@ impl HttpHarness {
             metrics,
             started: Instant::now(),
         };
-        let router = routes::router(&state, Some(TOKEN.to_owned())).route(
+        let router = crate::dashboard::mount(routes::router(&state, Some(TOKEN.to_owned()))).route(
             "/ws",
             false,
             Handler::Upgrade(Box::new(|_, _, _| {})),
@@ -94,7 +94,10 @@ impl HttpHarness {
         };
         assert!(head_len <= bytes.len() && head_len <= self.limits.max_head);
         assert!(body_len <= self.limits.max_body);
-        let route = ROUTES.iter().find(|(path, _)| *path == request.path);
+        let route = ROUTES
+            .into_iter()
+            .chain(crate::dashboard::paths())
+            .find(|(path, _)| *path == request.path);
         match self.router.dispatch(&request) {
             Dispatch::Upgrade(_) => {
                 assert_eq!(request.path, "/ws", "only /ws upgrades");
