@@ -426,3 +426,64 @@ fn a_client_that_falls_behind_the_replay_buffer_is_told_exactly_how_many_events_
     assert!(lagged_notices > 0, "the client fell behind");
     assert_eq!(received + missed_total, total);
 }
+
+#[test]
+fn a_client_that_reads_slower_than_events_arrive_is_still_answered_and_kept() {
+    // Regression: the server read a client's messages only when all of its
+    // frames had gone out, so a client that was always a little behind was
+    // never read: its ping went unanswered and, hearing nothing, the server
+    // took it for dead.
+    let obs = common::quiet()
+        .overflow(Overflow::DropNewest)
+        .websocket_keepalive(Duration::from_millis(200), Duration::from_millis(800))
+        .websocket_stall_timeout(Duration::from_secs(5))
+        .serve("127.0.0.1:0")
+        .start()
+        .unwrap();
+    let addr = obs.local_addr().unwrap();
+    let mut client = Client::connect(addr, "/ws");
+    client.next_json();
+    let stop = Arc::new(AtomicBool::new(false));
+    let producer = {
+        let (emitter, stop) = (obs.emitter(), stop.clone());
+        let big = "x".repeat(2_000);
+        std::thread::spawn(move || {
+            // Relaxed: a stop flag.
+            while !stop.load(Ordering::Relaxed) {
+                for _ in 0..200 {
+                    emitter.emit_run_canceled("wo", "run", &big);
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        })
+    };
+    // Let the backlog build up before asking.
+    std::thread::sleep(Duration::from_millis(300));
+    client.send_json(r#"{"type":"ping"}"#);
+    let started = std::time::Instant::now();
+    let mut read = 0u64;
+    let answered = loop {
+        let message = client.next_json();
+        read += 1;
+        if message["type"] == "pong" {
+            break true;
+        }
+        if started.elapsed() > Duration::from_secs(20) {
+            break false;
+        }
+        if read % 20 == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    };
+    // Still slow, for longer than the dead-peer timeout.
+    let until = std::time::Instant::now() + Duration::from_millis(1_500);
+    while std::time::Instant::now() < until {
+        client.next_json();
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    let still_connected = obs.metrics().ws_clients() == 1;
+    stop.store(true, Ordering::Relaxed);
+    producer.join().unwrap();
+    assert!(answered, "no pong after {read} messages");
+    assert!(still_connected, "the slow client was closed");
+}

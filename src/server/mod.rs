@@ -224,7 +224,9 @@ fn serve(job: Job, router: &Router, limits: &Limits, linger: &Sender<Intake>) {
     if leftover.is_empty() && !more_is_buffered(&stream) {
         // Nothing unread, so closing sends FIN, not a reset that could
         // destroy the answer: close now. Lingering every connection cost
-        // a tight scrape loop a reader wake-up per scrape.
+        // a tight scrape loop a reader wake-up per scrape. The one case
+        // this gives up: a client that pipelines a request in a later
+        // write despite our `Connection: close` may see a reset.
         return;
     }
     // The client sent more than its request (pipelining, an unread body):

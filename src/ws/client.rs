@@ -89,6 +89,8 @@ struct Client {
     out: Vec<u8>,
     out_sent: usize,
     last_read: Instant,
+    /// Whether the last pass sent events (passes then come every COALESCE).
+    flowing: bool,
     /// Events skipped (ring overrun) not yet reported to the client.
     missed: u64,
     /// Since when the socket refused to take more data.
@@ -118,6 +120,7 @@ pub(crate) fn serve(
         out: Vec::new(),
         out_sent: 0,
         last_read: now,
+        flowing: false,
         missed: 0,
         stuck_since: None,
         last_heard: now,
@@ -145,6 +148,16 @@ impl Client {
             if let Err(end) = self.flush() {
                 return end;
             }
+            // Read right after the flush, while `out` is (normally) empty:
+            // a client that is always a little behind must still be heard,
+            // or it would be taken for dead. While events flow, passes come
+            // every COALESCE, and reading on each would cost a system call
+            // per pass for messages that come seldom.
+            if (!self.flowing || self.last_read.elapsed() >= READ_EVERY)
+                && let Err(end) = self.read_client()
+            {
+                return end;
+            }
             let mut behind = false;
             let cursor = self.cursor;
             if self.stuck_since.is_none() {
@@ -153,25 +166,19 @@ impl Client {
                     Err(end) => return end,
                 }
             }
-            let flowing = self.cursor > cursor;
-            // While events flow, passes come every COALESCE: reading the
-            // client on each would cost a system call per pass for messages
-            // that come seldom.
-            if (!flowing || self.last_read.elapsed() >= READ_EVERY)
-                && let Err(end) = self.read_client()
-            {
-                return end;
-            }
+            self.flowing = self.cursor > cursor;
             if let Err(end) = self.keep_alive() {
                 return end;
             }
             if behind {
                 continue;
             }
-            if flowing {
+            if self.flowing || self.stuck_since.is_some() {
                 // Events are flowing: the next pass, one COALESCE from now,
                 // carries everything published meanwhile. One timer wake-up
                 // per pass; the doorbell rung meanwhile is answered by it.
+                // A stuck socket is retried at the same pace, not at every
+                // publish.
                 std::thread::sleep(COALESCE);
                 let _ = self.membership.doorbell.try_recv();
             } else {
@@ -234,7 +241,12 @@ impl Client {
     fn deliver_remaining(&mut self) -> Result<(), End> {
         let deadline = Instant::now() + GOODBYE;
         loop {
-            self.deliver_published()?;
+            // While stuck, `out` is not refilled: it would grow to the ring.
+            if self.stuck_since.is_none() {
+                self.deliver_published()?;
+            } else {
+                self.flush()?;
+            }
             let caught_up = self.cursor > self.membership.hub().published();
             if caught_up && self.stuck_since.is_none() {
                 return Ok(());
@@ -288,7 +300,12 @@ impl Client {
         while self.out_sent < self.out.len() {
             match self.ws.get_mut().write(&self.out[self.out_sent..]) {
                 Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.out_sent += n,
+                Ok(n) => {
+                    self.out_sent += n;
+                    // A peer that takes data is alive, even while our
+                    // backlog keeps us from reading its pongs.
+                    self.last_heard = Instant::now();
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
