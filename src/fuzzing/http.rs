@@ -24,9 +24,9 @@ const ROUTES: [(&str, bool); 5] = [
     ("/ws", false),
 ];
 
-/// A router with the real routes (the dashboard's too) over a running drain thread (for
-/// `/api/runs`). Build it once per fuzzing process: the drain thread lives
-/// as long as the process.
+/// A router with the real routes (the dashboard's too) over a running
+/// drain thread (for `/api/runs`). Build it once per fuzzing process: the
+/// drain thread lives as long as the process.
 pub struct HttpHarness {
     router: Router,
     limits: Limits,

@@ -20,7 +20,6 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::{Error, Message, WebSocket};
 
 use super::frame;
-
 use super::hub::{Batch, Membership};
 use super::protocol::{self, Filter, Reply};
 
