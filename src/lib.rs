@@ -21,6 +21,7 @@
 //! [`RunHandle`] push `Copy` envelopes onto a bounded lock-free ring; one
 //! drain thread turns them into [`ProgressEvent`]s, keeps the state of every
 //! run and calls the listeners. See `docs/ARCHITECTURE.md`.
+#![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![warn(unreachable_pub, missing_debug_implementations)]
 

@@ -1,4 +1,5 @@
 //! `agentgate-obs`: the demo engine and the terminal client.
+#![forbid(unsafe_code)]
 
 mod cli;
 
