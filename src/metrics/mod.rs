@@ -73,6 +73,7 @@ pub trait MetricsCollector: Send + Sync {
 struct Names {
     active_runs: String,
     deliveries: String,
+    queue_capacity: String,
     queue_depth: String,
     queue_latency: String,
     events_dropped: String,
@@ -100,6 +101,7 @@ impl Names {
         Names {
             active_runs: n("active_runs"),
             deliveries: n("deliveries_total"),
+            queue_capacity: n("event_queue_capacity"),
             queue_depth: n("event_queue_depth"),
             queue_latency: n("event_queue_latency_seconds"),
             events_dropped: n("events_dropped_total"),

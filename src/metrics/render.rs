@@ -54,6 +54,16 @@ pub(super) fn render(metrics: &Metrics, format: Format, out: &mut String) {
             .value_u64(relaxed(&m.deliveries[i]));
     }
 
+    // Beside the depth, so `depth / capacity` is a query, not a constant
+    // copied into alert rules.
+    w.family(
+        &n.queue_capacity,
+        Kind::Gauge,
+        "Size of the pipeline's event ring, in events.",
+    );
+    w.sample(&n.queue_capacity, "")
+        .value_u64(pipeline.map_or(0, |p| p.capacity as u64));
+
     w.family(
         &n.queue_depth,
         Kind::Gauge,
