@@ -7,9 +7,13 @@
 //! feedback, cancellations, engine errors, timeouts and deliveries that
 //! sometimes fail. Every work order draws from its own generator seeded by
 //! `seed` and its index, so a seed gives the same runs whatever the thread
-//! scheduling. Durations are realistic (seconds to minutes) times
-//! `time_scale`; events report the simulated durations, so a seed also
-//! gives the same timings at any scale.
+//! scheduling. Durations are drawn realistic (seconds to minutes), then
+//! multiplied by `time_scale`: the engine sleeps for the scaled duration and
+//! events report exactly that, so every duration on the dashboard agrees
+//! with its clock (a run's `durationMs` never exceeds the time between its
+//! `run_started` and `run_completed`). With `time_scale` 0 nothing sleeps
+//! and events report the unscaled durations, so the figures still look
+//! like an engine's.
 //!
 //! ```
 //! use agentgate_obs::Observability;
@@ -46,7 +50,8 @@ pub struct DemoConfig {
     pub concurrency: usize,
     /// Seed of the whole simulation.
     pub seed: u64,
-    /// Factor applied to simulated durations before sleeping (0: no sleep).
+    /// Factor applied to simulated durations; the engine sleeps for the
+    /// result and reports it (0: no sleep, unscaled durations reported).
     pub time_scale: f64,
 }
 
@@ -207,12 +212,18 @@ impl<'a> Simulation<'a> {
         Duration::from_secs_f64(median_ms * spread * tail / 1000.0)
     }
 
-    /// Spends `d` of simulated time.
-    fn pass(&self, d: Duration) {
-        // Relaxed: see `run_engine`.
-        if self.time_scale > 0.0 && !self.stop.load(Ordering::Relaxed) {
-            std::thread::sleep(d.mul_f64(self.time_scale));
+    /// Spends `d` of simulated time; returns the duration to report: what
+    /// was slept (`d` scaled), or `d` itself when the demo does not sleep.
+    fn pass(&self, d: Duration) -> Duration {
+        if self.time_scale == 0.0 {
+            return d;
         }
+        let scaled = d.mul_f64(self.time_scale);
+        // Relaxed: see `run_engine`.
+        if !self.stop.load(Ordering::Relaxed) {
+            std::thread::sleep(scaled);
+        }
+        scaled
     }
 
     fn run(&mut self, emitter: &Emitter) -> RunOutcome {
@@ -297,7 +308,7 @@ impl<'a> Simulation<'a> {
             let mut failed_gate = None;
             for (gate, pass_rate) in GATES {
                 let d = self.duration(4_000.0);
-                self.pass(d);
+                let d = self.pass(d);
                 verify += d;
                 let passed = self.rng.f64() < (pass_rate * learning).min(0.99);
                 run.gate_checked_timed(iteration, gate, passed, d);
@@ -344,7 +355,7 @@ impl<'a> Simulation<'a> {
     ) {
         run.phase_started(iteration, phase);
         let d = self.duration(median_ms);
-        self.pass(d);
+        let d = self.pass(d);
         run.phase_completed(iteration, phase, success, d);
         clock.record(phase, d);
     }
@@ -352,7 +363,8 @@ impl<'a> Simulation<'a> {
     fn deliver(&mut self, run: &RunHandle) {
         run.delivery_started();
         let d = self.duration(3_000.0);
-        self.pass(d);
+        // Delivery time is part of the run's wall time, not of a phase.
+        let _ = self.pass(d);
         let success = self.rng.f64() > 0.1;
         let repo = REPOS[self.rng.usize(..REPOS.len())];
         // The engine's credentials reach the log only as [REDACTED].
