@@ -29,6 +29,11 @@ pub(crate) struct DemoArgs {
     /// With --exit-when-done: the summary as one JSON object on the last line.
     #[arg(long)]
     json: bool,
+    /// With --exit-when-done: after the summary, keep serving for this long
+    /// (e.g. `30s`, so Prometheus can scrape the final counts), or until
+    /// Ctrl-C.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, requires = "exit_when_done")]
+    linger: Option<std::time::Duration>,
     /// Address of the HTTP server (port 0: a free port).
     #[arg(long, default_value = "127.0.0.1:3000")]
     listen: String,
@@ -85,7 +90,7 @@ pub(crate) fn run(args: DemoArgs) -> Result<ExitCode, Box<dyn std::error::Error>
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
     }
-    obs.shutdown();
+    // Every run is done and flushed: the figures below are final.
     let stats = obs.stats();
     let summary = obs.metrics().summary();
     let phases: serde_json::Map<String, serde_json::Value> = Phase::ALL
@@ -112,6 +117,13 @@ pub(crate) fn run(args: DemoArgs) -> Result<ExitCode, Box<dyn std::error::Error>
     } else {
         print_human(&summary);
     }
+    if let Some(linger) = args.linger {
+        let until = std::time::Instant::now() + linger;
+        while !stop.load(Ordering::Relaxed) && std::time::Instant::now() < until {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+    obs.shutdown();
     Ok(ExitCode::SUCCESS)
 }
 

@@ -3,6 +3,7 @@
 
 pub mod browser;
 pub mod demo;
+pub mod prometheus;
 pub mod ws;
 
 use std::io::{self, Write};
