@@ -459,6 +459,16 @@ fn the_dashboard_stays_smooth_with_a_thousand_runs_and_a_burst_of_events() {
          document.getElementById('shown').textContent === 'showing 200 of 1000 runs'",
     );
 
+    // The plots are drawn before any event arrives, empty.
+    assert_eq!(
+        browser.eval(
+            "[document.querySelectorAll('#plot-events polyline').length, \
+              document.getElementById('plot-events').dataset.total, \
+              document.getElementById('plot-runs').dataset.total]"
+        ),
+        serde_json::json!([1, "0", "0"])
+    );
+
     // Every gap between two animation frames while the events pour in.
     browser.eval(
         "window.__gaps = []; (() => { let last = performance.now(); \
@@ -487,6 +497,19 @@ fn the_dashboard_stays_smooth_with_a_thousand_runs_and_a_burst_of_events() {
          document.getElementById('stat-active').textContent === '0'",
     );
     let caught_up = started.elapsed();
+    // The plots followed: the 16,000 events after the page connected (the
+    // first 2,000 came in its snapshot) in the per-second sparkline, the 1,000 runs in the per-minute bars, and the
+    // 5,000 build phases in the build card's distribution.
+    browser.wait_for(
+        Duration::from_secs(15),
+        "the plots show the burst",
+        "Number(document.getElementById('plot-events').dataset.total) === 16000 && \
+         Number(document.getElementById('plot-events').dataset.peak) > 0 && \
+         Number(document.getElementById('plot-runs').dataset.total) === 1000 && \
+         document.querySelectorAll('#plot-runs rect').length === 16 && \
+         Number(document.querySelector('.phase-card[data-phase=build] .dist').dataset.total) === 5000 && \
+         document.querySelectorAll('.phase-card[data-phase=build] .dist rect').length > 0",
+    );
     let metrics = browser.page("Performance.getMetrics", serde_json::json!({}));
     let metric = |name: &str| {
         metrics["metrics"]

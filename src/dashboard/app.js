@@ -6,6 +6,7 @@
 
 import { STATUSES, applyEvent, fromSnapshot, num, oneOf, str, time } from './model.js';
 import { describe, el, fmtClock, fmtMs, makeRow, tone, updateElapsed, updateRow } from './view.js';
+import { HISTORY_SECONDS, History, bucketCounts, drawBars, drawSparkline, makeSvg } from './plots.js';
 
 const MAX_ROWS = 200; // rows in the DOM at once: keeps 1,000+ runs smooth
 const MAX_RUNS = 5000; // runs the page remembers; oldest finished go first
@@ -38,6 +39,14 @@ const rowKeys = new WeakMap(); // row element -> key (ids may hold any character
 const secondBuckets = new Array(RATE_WINDOW_S + 1).fill(0);
 let bucketSecond = 0;
 let dropped = { pipeline: 0, page: 0 };
+// The plots' data: events per second (15 min plus the second filling) and
+// runs finished per minute (15 min plus the minute filling).
+const eventsHistory = new History(HISTORY_SECONDS + 1, 1000);
+const runsHistory = new History(16, 60000);
+const eventsPlot = makeSvg(900, 46, 'events per second over the last 15 minutes');
+const runsPlot = makeSvg(160, 46, 'runs finished per minute over the last 15 minutes');
+$('plot-events').append(eventsPlot);
+$('plot-runs').append(runsPlot);
 
 // ---- input -----------------------------------------------------------
 
@@ -178,6 +187,7 @@ function onMessage(text) {
   lastSeq = seq;
   countEvent();
   const applied = applyEvent(runs, m);
+  if (applied.finished) runsHistory.add(1);
   dirty.add(applied.run.key);
   if (applied.created) forget();
   if (applied.reordered) orderDirty = true;
@@ -188,6 +198,7 @@ function onMessage(text) {
 // so an event costs no clock read.
 function countEvent() {
   secondBuckets[0] += 1;
+  eventsHistory.add(1);
 }
 
 function rollBuckets() {
@@ -272,6 +283,27 @@ function renderRate() {
   $('stat-rate').textContent = rate >= 100 ? Math.round(rate) : rate.toFixed(1);
 }
 
+// Once a second: the stream only bumps counters, so a burst of events
+// costs the plots nothing until then.
+function renderPlots() {
+  const now = Date.now();
+  eventsHistory.roll(now);
+  runsHistory.roll(now);
+  const perSecond = eventsHistory.complete();
+  const eventsPeak = drawSparkline(eventsPlot, perSecond);
+  setPlotFigures('plot-events', 'peak-events', eventsPeak, perSecond, '/s');
+  const perMinute = runsHistory.counts;
+  const runsPeak = drawBars(runsPlot, perMinute, 'bar');
+  setPlotFigures('plot-runs', 'peak-runs', runsPeak, perMinute, '/min');
+}
+
+function setPlotFigures(plotId, peakId, peak, values, unit) {
+  const plot = $(plotId);
+  plot.dataset.peak = String(peak);
+  plot.dataset.total = String(values.reduce((a, b) => a + b, 0));
+  $(peakId).textContent = 'peak ' + (peak >= 100 ? Math.round(peak) : peak) + unit;
+}
+
 function renderDropped() {
   $('stat-dropped').textContent = dropped.pipeline + dropped.page;
   $('stat-dropped').parentElement.title =
@@ -304,7 +336,26 @@ function renderSummary(summary) {
     card.querySelector('.p50').textContent = count ? fmtMs(num(h.p50) * 1000) : '—';
     card.querySelector('.p99').textContent = count ? fmtMs(num(h.p99) * 1000) : '—';
     card.querySelector('.count').textContent = count + (count === 1 ? ' sample' : ' samples');
+    renderDistribution(card, h);
   }
+}
+
+// A phase's durations as bars, one per Prometheus bucket up to the last
+// one used (finer buckets on the left: 10 ms, 25 ms, … 1 h).
+function renderDistribution(card, h) {
+  const dist = card.querySelector('.dist');
+  if (!dist) return;
+  const counts = h ? bucketCounts(h.buckets) : [];
+  let svg = dist.querySelector('svg');
+  if (!svg) {
+    svg = makeSvg(120, 26, card.dataset.phase + ' durations by bucket');
+    dist.append(svg);
+  }
+  drawBars(svg, counts.map((b) => b.count), 'bucket');
+  dist.dataset.total = String(counts.reduce((a, b) => a + b.count, 0));
+  dist.title = counts.length
+    ? counts.map((b) => '≤ ' + (b.le === '+Inf' ? '∞' : fmtMs(Number(b.le) * 1000)) + ': ' + b.count).join('\n')
+    : '';
 }
 
 function visibleRuns() {
@@ -432,6 +483,7 @@ $('search').addEventListener('input', (ev) => {
 
 setInterval(() => {
   renderRate();
+  renderPlots();
   updateConn();
   for (const [key, row] of rows) {
     const run = runs.get(key);
@@ -440,5 +492,6 @@ setInterval(() => {
 }, 1000);
 
 connect();
+renderPlots();
 pollSummary();
 pollHealth();

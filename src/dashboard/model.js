@@ -113,7 +113,8 @@ export function applyEvent(runs, e) {
   if (run.timeline.length > MAX_TIMELINE) run.timeline.shift();
   const terminal = run.status !== 'running';
   applyTo(run, e, terminal, at);
-  return { run, created, reordered: created || terminal !== (run.status !== 'running') };
+  const finished = !terminal && run.status !== 'running';
+  return { run, created, finished, reordered: created || finished };
 }
 
 function applyTo(run, e, terminal, at) {

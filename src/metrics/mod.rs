@@ -38,7 +38,7 @@ use std::time::Duration;
 pub use config::{
     DEFAULT_DURATION_BUCKETS, DEFAULT_GATE_LABEL_LIMIT, DEFAULT_LATENCY_BUCKETS, MetricsConfig,
 };
-pub use summary::{HistogramSummary, Summary};
+pub use summary::{Bucket, HistogramSummary, Summary};
 
 use crate::event::{Phase, RunOutcome};
 use crate::exposition::Format;

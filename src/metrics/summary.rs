@@ -28,6 +28,20 @@ pub struct HistogramSummary {
     pub p99: f64,
     /// Largest observation.
     pub max: f64,
+    /// The Prometheus buckets, cumulative as on `/metrics`: each bound
+    /// (`le`, as `/metrics` writes it, ending with `+Inf`) with the number
+    /// of observations at or under it.
+    pub buckets: Vec<Bucket>,
+}
+
+/// One cumulative bucket of a histogram.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Bucket {
+    /// The upper bound, in seconds, as the exposition writes it (`"0.5"`,
+    /// `"+Inf"`).
+    pub le: String,
+    /// Observations at or under `le`.
+    pub count: u64,
 }
 
 /// Every histogram series' statistics, as `/api/summary` returns them.
@@ -67,6 +81,16 @@ pub(super) fn summary(metrics: &Metrics) -> Summary {
         .into_iter()
         .map(|(name, phase, h)| {
             let q = h.quantiles();
+            let read = h.read(false);
+            let buckets = h
+                .le()
+                .iter()
+                .zip(&read.cumulative)
+                .map(|(le, &count)| Bucket {
+                    le: le.clone(),
+                    count,
+                })
+                .collect();
             HistogramSummary {
                 name: name.to_owned(),
                 labels: phase
@@ -79,6 +103,7 @@ pub(super) fn summary(metrics: &Metrics) -> Summary {
                 p90: q.p90,
                 p99: q.p99,
                 max: q.max,
+                buckets,
             }
         })
         .collect();
