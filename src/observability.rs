@@ -288,6 +288,11 @@ impl Builder {
             }
             _ => None,
         };
+        crate::diagnostics::warn_if_public_without_token(
+            server.as_ref().map(Server::local_addr),
+            self.token.is_some(),
+            log.as_ref().map(|l| l.dispatch()),
+        );
         let thread = std::thread::Builder::new()
             .name("agentgate-obs-drain".into())
             .spawn(move || drain.run())

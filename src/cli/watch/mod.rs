@@ -22,6 +22,7 @@ use serde_json::Value;
 use tungstenite::client::IntoClientRequest;
 use tungstenite::{HandshakeError, Message, WebSocket};
 
+use super::token::TokenArgs;
 use display::Display;
 use fleet::{Change, Fleet, Status};
 
@@ -39,9 +40,10 @@ pub(crate) struct WatchArgs {
     /// The stream (ws://HOST:PORT/ws), or the dashboard's address (http://HOST:PORT/).
     #[arg(default_value = "ws://127.0.0.1:3000/ws")]
     url: String,
-    /// Bearer token of the server.
-    #[arg(long)]
-    token: Option<String>,
+    /// The server's bearer token (also --token-file or AGENTGATE_TOKEN),
+    /// sent in an Authorization header.
+    #[command(flatten)]
+    token: TokenArgs,
     /// Exit once no run is active and the stream has been quiet for --idle:
     /// status 0 if every run succeeded, 1 if any failed or was canceled.
     #[arg(long)]
@@ -83,6 +85,19 @@ struct ConnectError {
 
 pub(crate) fn run(args: WatchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let base = stream_url(&args.url)?;
+    // What the messages show: never a token given in the URL itself.
+    let shown = without_token(&base);
+    let (token, note) = args.token.resolve()?;
+    if let Some(note) = note {
+        display::tell(&format!("agentgate-obs watch: note: {note}"));
+    }
+    let auth = match &token {
+        Some(token) => Some(
+            tungstenite::http::HeaderValue::from_str(&format!("Bearer {}", token.value))
+                .map_err(|_| super::Usage("the token must be printable ASCII".into()))?,
+        ),
+        None => None,
+    };
     let retry_for = args
         .retry_for
         .or(args.until_idle.then_some(Duration::from_secs(30)));
@@ -101,11 +116,19 @@ pub(crate) fn run(args: WatchArgs) -> Result<ExitCode, Box<dyn std::error::Error
         if stop.load(Ordering::Relaxed) {
             break Followed::Interrupted;
         }
-        let url = with_query(&base, args.token.as_deref(), &cursor);
-        let wait = match connect(&url) {
+        let url = with_query(&base, &cursor);
+        let wait = match connect(&url, auth.as_ref()) {
             Ok(ws) => {
                 backoff = BACKOFF_FIRST;
-                match follow(ws, &mut fleet, &mut display, &mut cursor, &args, &stop) {
+                match follow(
+                    ws,
+                    &mut fleet,
+                    &mut display,
+                    &mut cursor,
+                    &shown,
+                    &args,
+                    &stop,
+                ) {
                     Followed::Resync(why) => {
                         display.note(&format!("resynchronising: {why}"));
                         Duration::ZERO
@@ -120,14 +143,14 @@ pub(crate) fn run(args: WatchArgs) -> Result<ExitCode, Box<dyn std::error::Error
             }
             Err(e) if e.fatal => {
                 display.clear();
-                display::tell(&format!("agentgate-obs watch: {base}: {}", e.message));
+                display::tell(&format!("agentgate-obs watch: {shown}: {}", e.message));
                 return Ok(ExitCode::from(EXIT_UNREACHABLE));
             }
             Err(e) => {
                 if retry_for.is_some_and(|limit| down_since.elapsed() >= limit) {
                     display.clear();
                     display::tell(&format!(
-                        "agentgate-obs watch: {base}: gave up after {}: {}",
+                        "agentgate-obs watch: {shown}: gave up after {}: {}",
                         humantime::format_duration(retry_for.unwrap_or_default()),
                         e.message
                     ));
@@ -167,6 +190,7 @@ fn follow(
     fleet: &mut Fleet,
     display: &mut Display,
     cursor: &mut Cursor,
+    shown: &str,
     args: &WatchArgs,
     stop: &AtomicBool,
 ) -> Followed {
@@ -191,7 +215,7 @@ fn follow(
                         greeted = true;
                         display.note(&format!(
                             "watching {}: {} runs, {} active",
-                            args.url,
+                            shown,
                             fleet.total(),
                             fleet.active()
                         ));
@@ -327,8 +351,24 @@ fn stream_url(given: &str) -> Result<String, String> {
     Ok(format!("ws://{authority}{path}{query}"))
 }
 
-/// Adds the token and the resume point to `base`'s query.
-fn with_query(base: &str, token: Option<&str>, cursor: &Cursor) -> String {
+/// `url` with the value of a `token` query parameter hidden, for messages.
+fn without_token(url: &str) -> String {
+    let Some((path, query)) = url.split_once('?') else {
+        return url.to_owned();
+    };
+    let query: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _)) if key.eq_ignore_ascii_case("token") => format!("{key}=…"),
+            _ => pair.to_owned(),
+        })
+        .collect();
+    format!("{path}?{}", query.join("&"))
+}
+
+/// Adds the resume point to `base`'s query. The token goes in a header,
+/// never in the URL (which proxies and servers log).
+fn with_query(base: &str, cursor: &Cursor) -> String {
     let mut url = base.to_owned();
     let mut add = |key: &str, value: &str| {
         url.push(if url.contains('?') { '&' } else { '?' });
@@ -336,9 +376,6 @@ fn with_query(base: &str, token: Option<&str>, cursor: &Cursor) -> String {
         url.push('=');
         url.push_str(&percent_encode(value));
     };
-    if let Some(token) = token {
-        add("token", token);
-    }
     if let Some(seq) = cursor.seq {
         add("since", &seq.to_string());
         add("instance", &cursor.instance);
@@ -359,15 +396,23 @@ fn percent_encode(value: &str) -> String {
 }
 
 /// Opens the stream, with a deadline on connecting and on the handshake.
-fn connect(url: &str) -> Result<WebSocket<TcpStream>, ConnectError> {
+fn connect(
+    url: &str,
+    auth: Option<&tungstenite::http::HeaderValue>,
+) -> Result<WebSocket<TcpStream>, ConnectError> {
     let retry = |message: String| ConnectError {
         message,
         fatal: false,
     };
-    let request = url.into_client_request().map_err(|e| ConnectError {
+    let mut request = url.into_client_request().map_err(|e| ConnectError {
         message: format!("not a WebSocket URL: {e}"),
         fatal: true,
     })?;
+    if let Some(auth) = auth {
+        request
+            .headers_mut()
+            .insert(tungstenite::http::header::AUTHORIZATION, auth.clone());
+    }
     let uri = request.uri();
     let host = uri
         .host()
@@ -436,18 +481,24 @@ mod tests {
     }
 
     #[test]
-    fn the_resume_point_and_token_go_in_the_query_encoded() {
+    fn the_resume_point_goes_in_the_query_encoded_and_the_token_never_does() {
         let cursor = Cursor {
             seq: Some(41),
-            instance: "abc".into(),
+            instance: "a b&c".into(),
         };
         assert_eq!(
-            with_query("ws://h:1/ws", Some("a b&c"), &cursor),
-            "ws://h:1/ws?token=a%20b%26c&since=41&instance=abc"
+            with_query("ws://h:1/ws", &cursor),
+            "ws://h:1/ws?since=41&instance=a%20b%26c"
         );
+        assert_eq!(with_query("ws://h:1/ws", &Cursor::default()), "ws://h:1/ws");
+    }
+
+    #[test]
+    fn a_token_given_in_the_url_is_hidden_in_messages() {
         assert_eq!(
-            with_query("ws://h:1/ws", None, &Cursor::default()),
-            "ws://h:1/ws"
+            without_token("ws://h:1/ws?a=1&token=s3cret&b=2"),
+            "ws://h:1/ws?a=1&token=…&b=2"
         );
+        assert_eq!(without_token("ws://h:1/ws"), "ws://h:1/ws");
     }
 }
