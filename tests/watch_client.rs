@@ -415,6 +415,18 @@ fn watch_takes_the_token_from_agentgate_token_or_a_token_file_and_never_prints_i
         from_file.stderr
     );
 
+    // The dashboard's link works as the address too (the token moves to a header).
+    let from_url = watch(
+        &[
+            &format!("http://{addr}/?token=s3cret-tok"),
+            quick[0],
+            quick[1],
+            quick[2],
+        ],
+        Duration::from_secs(20),
+    );
+    assert_eq!(from_url.code, Some(0), "stderr: {}", from_url.stderr);
+
     // A wrong token, in the URL and in a file: refused, and neither printed.
     std::fs::write(&file, "s3cret-wrong\n").expect("token file");
     let in_url = watch(
@@ -429,7 +441,7 @@ fn watch_takes_the_token_from_agentgate_token_or_a_token_file_and_never_prints_i
         assert_eq!(refused.code, Some(2), "stderr: {}", refused.stderr);
         assert!(refused.stderr.contains("401"), "stderr: {}", refused.stderr);
     }
-    for run in [&from_env, &from_file, &in_url, &in_file] {
+    for run in [&from_env, &from_file, &from_url, &in_url, &in_file] {
         let all = format!("{}{}", run.stdout, run.stderr);
         assert!(!all.contains("s3cret"), "a token was printed: {all}");
     }

@@ -22,7 +22,7 @@ use serde_json::Value;
 use tungstenite::client::IntoClientRequest;
 use tungstenite::{HandshakeError, Message, WebSocket};
 
-use super::token::TokenArgs;
+use super::token::{Source, TOKEN_ENV, Token, TokenArgs};
 use display::Display;
 use fleet::{Change, Fleet, Status};
 
@@ -84,17 +84,38 @@ struct ConnectError {
 }
 
 pub(crate) fn run(args: WatchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    let base = stream_url(&args.url)?;
-    // What the messages show: never a token given in the URL itself.
-    let shown = without_token(&base);
-    let (token, note) = args.token.resolve()?;
+    // A token in the URL (the dashboard's `?token=` link) moves to the
+    // header too: the URL is what messages show and what servers log.
+    let (base, url_token) = take_token(&stream_url(&args.url)?);
+    let (mut token, mut note) = args.token.resolve()?;
+    if let Some(from_url) = url_token {
+        match &token {
+            Some(t) if t.source != Source::Env => {
+                note = Some("the token in the URL is ignored: a token option was given".into());
+            }
+            _ => {
+                if token.is_some() {
+                    note = Some(format!("{TOKEN_ENV} is ignored: the URL holds a token"));
+                }
+                token = Some(Token {
+                    value: from_url,
+                    source: Source::Flag,
+                });
+            }
+        }
+    }
     if let Some(note) = note {
         display::tell(&format!("agentgate-obs watch: note: {note}"));
     }
+    let shown = base.clone();
     let auth = match &token {
         Some(token) => Some(
             tungstenite::http::HeaderValue::from_str(&format!("Bearer {}", token.value))
-                .map_err(|_| super::Usage("the token must be printable ASCII".into()))?,
+                .ok()
+                .filter(|_| !token.value.is_empty())
+                .ok_or_else(|| {
+                    super::Usage("the token must be non-empty printable ASCII".into())
+                })?,
         ),
         None => None,
     };
@@ -351,19 +372,54 @@ fn stream_url(given: &str) -> Result<String, String> {
     Ok(format!("ws://{authority}{path}{query}"))
 }
 
-/// `url` with the value of a `token` query parameter hidden, for messages.
-fn without_token(url: &str) -> String {
+/// `url` without its `token` query parameters, and the (decoded) value of
+/// the first.
+fn take_token(url: &str) -> (String, Option<String>) {
     let Some((path, query)) = url.split_once('?') else {
-        return url.to_owned();
+        return (url.to_owned(), None);
     };
-    let query: Vec<String> = query
+    let mut token = None;
+    let kept: Vec<&str> = query
         .split('&')
-        .map(|pair| match pair.split_once('=') {
-            Some((key, _)) if key.eq_ignore_ascii_case("token") => format!("{key}=…"),
-            _ => pair.to_owned(),
+        .filter(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            if key != "token" {
+                return true;
+            }
+            token.get_or_insert_with(|| percent_decode(value));
+            false
         })
         .collect();
-    format!("{path}?{}", query.join("&"))
+    if kept.is_empty() {
+        (path.to_owned(), token)
+    } else {
+        (format!("{path}?{}", kept.join("&")), token)
+    }
+}
+
+/// `%XX` escapes and `+` decoded; invalid escapes kept as they are.
+fn percent_decode(value: &str) -> String {
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = match bytes.get(i..i + 3) {
+            Some([b'%', hi, lo]) => hex(*hi).zip(hex(*lo)).map(|(h, l)| h << 4 | l),
+            _ => None,
+        };
+        match (escaped, bytes[i]) {
+            (Some(b), _) => {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+            (None, b'+') => out.push(b' '),
+            (None, b) => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Adds the resume point to `base`'s query. The token goes in a header,
@@ -494,11 +550,16 @@ mod tests {
     }
 
     #[test]
-    fn a_token_given_in_the_url_is_hidden_in_messages() {
+    fn a_token_given_in_the_url_is_taken_out_of_it_and_decoded() {
         assert_eq!(
-            without_token("ws://h:1/ws?a=1&token=s3cret&b=2"),
-            "ws://h:1/ws?a=1&token=…&b=2"
+            take_token("ws://h:1/ws?a=1&token=s3%2Fcret&b=2&token=x"),
+            ("ws://h:1/ws?a=1&b=2".to_owned(), Some("s3/cret".to_owned()))
         );
-        assert_eq!(without_token("ws://h:1/ws"), "ws://h:1/ws");
+        assert_eq!(
+            take_token("ws://h:1/ws?token=t"),
+            ("ws://h:1/ws".to_owned(), Some("t".to_owned()))
+        );
+        assert_eq!(take_token("ws://h:1/ws"), ("ws://h:1/ws".to_owned(), None));
+        assert_eq!(percent_decode("a%zz%4"), "a%zz%4");
     }
 }
