@@ -51,6 +51,12 @@ pub enum Error {
     },
 }
 
+/// Runs the tracker keeps by default ([`Builder::max_runs`]): ten times the
+/// default of finished runs, so a fleet of thousands of concurrent runs fits,
+/// while the state stays a few megabytes and a full `/api/runs` or `hello`
+/// a few megabytes of JSON.
+pub(crate) const DEFAULT_MAX_RUNS: usize = 10_000;
+
 /// Configures and starts an [`Observability`] pipeline.
 #[derive(Debug, Clone)]
 pub struct Builder {
@@ -58,6 +64,7 @@ pub struct Builder {
     queue_capacity: usize,
     overflow: Overflow,
     finished_runs: usize,
+    max_runs: usize,
     log: LogConfig,
     metrics: MetricsConfig,
     serve: Option<String>,
@@ -72,6 +79,7 @@ impl Default for Builder {
             queue_capacity: 65_536,
             overflow: Overflow::DropNewest,
             finished_runs: 1_000,
+            max_runs: DEFAULT_MAX_RUNS,
             log: LogConfig::default(),
             metrics: MetricsConfig::default(),
             serve: None,
@@ -102,9 +110,22 @@ impl Builder {
     }
 
     /// How many finished runs the tracker keeps (default 1,000); older ones
-    /// are forgotten, oldest first.
+    /// are forgotten, oldest first. At most [`max_runs`](Self::max_runs).
     pub fn finished_runs(mut self, finished_runs: usize) -> Self {
         self.finished_runs = finished_runs;
+        self
+    }
+
+    /// How many runs the tracker keeps, active and finished together
+    /// (default 10,000; at least 1). A new run that finds it full evicts
+    /// the active run updated least recently (an engine that lost a run
+    /// without a terminal event would otherwise grow the state forever),
+    /// or the oldest finished run when none is active. An evicted active
+    /// run is no longer active (`active_runs` goes down), is counted in
+    /// `runs_evicted_total`, and its later events are ignored. The bound
+    /// also caps `/api/runs` and the WebSocket `hello` snapshot.
+    pub fn max_runs(mut self, max_runs: usize) -> Self {
+        self.max_runs = max_runs;
         self
     }
 
@@ -198,6 +219,9 @@ impl Builder {
         if self.queue_capacity == 0 {
             return Err(Error::Config("queue_capacity must be at least 1".into()));
         }
+        if self.max_runs == 0 {
+            return Err(Error::Config("max_runs must be at least 1".into()));
+        }
         validate_namespace(&self.namespace)?;
         if self.token.as_deref().is_some_and(str::is_empty) {
             return Err(Error::Config("the token must not be empty".into()));
@@ -210,7 +234,7 @@ impl Builder {
         self.validate()?;
         let log = self.log.start()?;
         let (shared, rx) = Shared::new(self.queue_capacity, self.overflow);
-        let mut drain = Drain::new(shared.clone(), rx, self.finished_runs);
+        let mut drain = Drain::new(shared.clone(), rx, self.finished_runs, self.max_runs);
         if let Some(log) = &log {
             drain.log = Some(log.dispatch().clone());
             drain
@@ -264,6 +288,11 @@ impl Builder {
             }
             _ => None,
         };
+        crate::diagnostics::warn_if_public_without_token(
+            server.as_ref().map(Server::local_addr),
+            self.token.is_some(),
+            log.as_ref().map(|l| l.dispatch()),
+        );
         let thread = std::thread::Builder::new()
             .name("agentgate-obs-drain".into())
             .spawn(move || drain.run())
@@ -417,9 +446,13 @@ impl Observability {
         if let DrainState::Stopped(tracker) = &*self.drain.lock() {
             return tracker.snapshot();
         }
-        self.shared
-            .on_drain(Some(QUERY_TIMEOUT), |drain| drain.tracker.snapshot())
-            .unwrap_or_default()
+        // Only `Arc`s are cloned on the drain thread; sorted and copied here.
+        let mut runs = self
+            .shared
+            .on_drain(Some(QUERY_TIMEOUT), |drain| drain.tracker.shared_snapshot())
+            .unwrap_or_default();
+        crate::tracker::sort_runs(&mut runs);
+        runs.iter().map(|r| RunSnapshot::clone(r)).collect()
     }
 
     /// Runs started and not yet terminal, as of the events processed so far.

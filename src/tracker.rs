@@ -7,11 +7,21 @@
 //! - An event for a run the tracker has not seen creates it (an engine that
 //!   skips `run_started` is still tracked); a terminal event creates it
 //!   directly in its final state, so it is never counted active.
-//! - Finished runs are kept up to a bound (oldest evicted first). An evicted
-//!   run's ids are remembered in a bounded list of tombstones, so a late
-//!   event for it is ignored rather than resurrecting it as active.
+//! - Finished runs are kept up to a bound (oldest evicted first). Runs of
+//!   any kind are kept up to a second bound, `max_runs`: a new run that
+//!   finds the tracker full evicts the active run updated least recently
+//!   (one the engine may have lost without a terminal event), or the oldest
+//!   finished run when none is active. An evicted active run is no longer
+//!   active (`active_runs` goes down) and is counted in
+//!   `runs_evicted_total`. An evicted run's ids are remembered in a bounded
+//!   list of tombstones, so a late event for it, a terminal one included,
+//!   is ignored rather than resurrecting it or counting it twice.
 //! - Events other than delivery events that arrive after a run finished
 //!   change nothing; `run_started` for a running run only refreshes its spec.
+//! - Each run is kept behind an `Arc`, changed in place while nobody else
+//!   holds it (copy-on-write otherwise): a snapshot only clones `Arc`s, so
+//!   it holds the drain thread for microseconds, and sorting and
+//!   serializing happen on the thread that asked.
 //! - Iteration numbers are taken as given (0 included). Gate results per
 //!   iteration are capped at [`MAX_GATES_PER_ITERATION`]; a gate checked
 //!   twice in one iteration keeps its latest result.
@@ -181,6 +191,8 @@ pub(crate) struct Applied {
     pub(crate) finished: Option<(RunOutcome, u64)>,
     /// The event was a terminal event for an already terminal run.
     pub(crate) duplicate_terminal: bool,
+    /// Making room for the event's run evicted an active run.
+    pub(crate) evicted_active: bool,
 }
 
 /// A cached position in the tracker, so the drain thread need not hash a
@@ -202,9 +214,16 @@ impl Default for SlotHint {
 
 type RunId = (Arc<str>, Arc<str>);
 
+/// No slot: the end of the list of active runs.
+const NIL: u32 = u32::MAX;
+
 struct Slot {
     generation: u32,
-    run: Option<RunSnapshot>,
+    run: Option<Arc<RunSnapshot>>,
+    /// Neighbours in the list of active runs (least recently updated
+    /// first); `NIL` at the ends and for finished runs.
+    prev: u32,
+    next: u32,
 }
 
 /// The state of every run, bounded in memory.
@@ -214,25 +233,53 @@ pub(crate) struct RunTracker {
     by_id: HashMap<RunId, u32>,
     /// Terminal runs, oldest first, as (slot, generation).
     finished: VecDeque<(u32, u32)>,
+    /// Active runs, least recently updated first: an intrusive list
+    /// through the slots, so touching a run costs a few stores.
+    lru_head: u32,
+    lru_tail: u32,
     tombstones: HashSet<RunId>,
     tombstone_order: VecDeque<RunId>,
     active: u64,
     max_finished: usize,
+    max_runs: usize,
     max_tombstones: usize,
 }
 
+/// Every tracked run, shared with the drain thread: cheap to take, sorted
+/// and serialized by whoever asked for it.
+pub(crate) type SharedRuns = Vec<Arc<RunSnapshot>>;
+
+/// Sorts runs oldest first (by start, then ids): the order of
+/// `/api/runs` and `hello`.
+pub(crate) fn sort_runs(runs: &mut [Arc<RunSnapshot>]) {
+    runs.sort_unstable_by(|a, b| {
+        (a.started_at, &a.run_id, &a.work_order_id).cmp(&(
+            b.started_at,
+            &b.run_id,
+            &b.work_order_id,
+        ))
+    });
+}
+
 impl RunTracker {
-    pub(crate) fn new(max_finished: usize) -> Self {
+    /// A tracker keeping at most `max_runs` runs (at least 1), of which at
+    /// most `max_finished` finished ones.
+    pub(crate) fn new(max_finished: usize, max_runs: usize) -> Self {
+        let max_runs = max_runs.max(1);
+        let max_finished = max_finished.min(max_runs);
         RunTracker {
             slots: Vec::new(),
             free: Vec::new(),
             by_id: HashMap::new(),
             finished: VecDeque::new(),
+            lru_head: NIL,
+            lru_tail: NIL,
             tombstones: HashSet::new(),
             tombstone_order: VecDeque::new(),
             active: 0,
             max_finished,
-            max_tombstones: max_finished.saturating_mul(4).max(1024),
+            max_runs,
+            max_tombstones: max_finished.saturating_mul(4).max(max_runs).max(1024),
         }
     }
 
@@ -241,11 +288,107 @@ impl RunTracker {
         self.active
     }
 
+    /// The most runs tracked at once.
+    pub(crate) fn max_runs(&self) -> usize {
+        self.max_runs
+    }
+
+    /// Every tracked run, in no particular order: clones only `Arc`s, so
+    /// the drain thread is held for microseconds (see [`sort_runs`]).
+    pub(crate) fn shared_snapshot(&self) -> SharedRuns {
+        let mut runs = Vec::with_capacity(self.by_id.len());
+        runs.extend(self.slots.iter().filter_map(|s| s.run.clone()));
+        runs
+    }
+
     /// Every tracked run, oldest first.
     pub(crate) fn snapshot(&self) -> Vec<RunSnapshot> {
-        let mut runs: Vec<RunSnapshot> = self.slots.iter().filter_map(|s| s.run.clone()).collect();
-        runs.sort_by(|a, b| (a.started_at, &a.run_id).cmp(&(b.started_at, &b.run_id)));
-        runs
+        let mut runs = self.shared_snapshot();
+        sort_runs(&mut runs);
+        runs.iter().map(|r| RunSnapshot::clone(r)).collect()
+    }
+
+    fn lru_unlink(&mut self, slot: u32) {
+        let (prev, next) = {
+            let s = &self.slots[slot as usize];
+            (s.prev, s.next)
+        };
+        match prev {
+            NIL if self.lru_head == slot => self.lru_head = next,
+            NIL => return, // not in the list
+            p => self.slots[p as usize].next = next,
+        }
+        match next {
+            NIL => self.lru_tail = prev,
+            n => self.slots[n as usize].prev = prev,
+        }
+        let s = &mut self.slots[slot as usize];
+        s.prev = NIL;
+        s.next = NIL;
+    }
+
+    fn lru_push_back(&mut self, slot: u32) {
+        let tail = self.lru_tail;
+        {
+            let s = &mut self.slots[slot as usize];
+            s.prev = tail;
+            s.next = NIL;
+        }
+        match tail {
+            NIL => self.lru_head = slot,
+            t => self.slots[t as usize].next = slot,
+        }
+        self.lru_tail = slot;
+    }
+
+    /// Marks an active run as the most recently updated.
+    fn lru_touch(&mut self, slot: u32) {
+        if self.lru_tail != slot {
+            self.lru_unlink(slot);
+            self.lru_push_back(slot);
+        }
+    }
+
+    /// Makes room for one more run when the tracker is full: evicts the
+    /// active run updated least recently, or the oldest finished run when
+    /// none is active. Returns whether an active run was evicted.
+    fn make_room(&mut self) -> bool {
+        if self.by_id.len() < self.max_runs {
+            return false;
+        }
+        if self.lru_head != NIL {
+            let slot = self.lru_head;
+            self.lru_unlink(slot);
+            self.active -= 1;
+            self.forget(slot);
+            return true;
+        }
+        while let Some((slot, generation)) = self.finished.pop_front() {
+            if self.slots[slot as usize].generation == generation {
+                self.forget(slot);
+                break;
+            }
+        }
+        false
+    }
+
+    /// Empties a slot, remembering the run's ids as a tombstone.
+    fn forget(&mut self, slot: u32) {
+        let s = &mut self.slots[slot as usize];
+        let Some(run) = s.run.take() else {
+            return;
+        };
+        s.generation = s.generation.wrapping_add(1);
+        self.free.push(slot);
+        let id = (run.work_order_id.clone(), run.run_id.clone());
+        self.by_id.remove(&id);
+        self.tombstones.insert(id.clone());
+        self.tombstone_order.push_back(id);
+        while self.tombstone_order.len() > self.max_tombstones {
+            if let Some(old) = self.tombstone_order.pop_front() {
+                self.tombstones.remove(&old);
+            }
+        }
     }
 
     fn slot_of(&self, event: &ProgressEvent, hint: &mut SlotHint) -> Option<u32> {
@@ -265,6 +408,7 @@ impl RunTracker {
     }
 
     fn insert(&mut self, run: RunSnapshot, hint: &mut SlotHint) -> u32 {
+        let run = Arc::new(run);
         let slot = match self.free.pop() {
             Some(slot) => {
                 self.slots[slot as usize].run = Some(run);
@@ -274,10 +418,14 @@ impl RunTracker {
                 self.slots.push(Slot {
                     generation: 0,
                     run: Some(run),
+                    prev: NIL,
+                    next: NIL,
                 });
                 (self.slots.len() - 1) as u32
             }
         };
+        // Every run starts active; a terminal event takes it out of the list.
+        self.lru_push_back(slot);
         let s = &self.slots[slot as usize];
         let run = s
             .run
@@ -305,14 +453,24 @@ impl RunTracker {
                     return applied;
                 }
                 applied.new_run = true;
+                applied.evicted_active = self.make_room();
                 // Counted active now; a terminal event below takes it back.
                 self.active += 1;
                 self.insert(RunSnapshot::new(event), hint)
             }
         };
+        if self.slots[slot as usize]
+            .run
+            .as_ref()
+            .is_some_and(|r| !r.is_terminal())
+        {
+            self.lru_touch(slot);
+        }
         let Some(run) = self.slots[slot as usize].run.as_mut() else {
             return applied;
         };
+        // In place unless a snapshot still holds this version of the run.
+        let run = Arc::make_mut(run);
         run.events += 1;
         run.updated_at = run.updated_at.max(event.timestamp);
         let was_terminal = run.is_terminal();
@@ -434,6 +592,7 @@ impl RunTracker {
                 });
                 applied.finished = Some((outcome, duration));
                 self.active -= 1;
+                self.lru_unlink(slot);
                 let generation = self.slots[slot as usize].generation;
                 self.finished.push_back((slot, generation));
                 self.evict_finished();
@@ -447,22 +606,8 @@ impl RunTracker {
             let Some((slot, generation)) = self.finished.pop_front() else {
                 return;
             };
-            let s = &mut self.slots[slot as usize];
-            if s.generation != generation {
-                continue;
-            }
-            if let Some(run) = s.run.take() {
-                s.generation = s.generation.wrapping_add(1);
-                self.free.push(slot);
-                let id = (run.work_order_id, run.run_id);
-                self.by_id.remove(&id);
-                self.tombstones.insert(id.clone());
-                self.tombstone_order.push_back(id);
-                while self.tombstone_order.len() > self.max_tombstones {
-                    if let Some(old) = self.tombstone_order.pop_front() {
-                        self.tombstones.remove(&old);
-                    }
-                }
+            if self.slots[slot as usize].generation == generation {
+                self.forget(slot);
             }
         }
     }
@@ -503,7 +648,7 @@ mod tests {
 
     #[test]
     fn a_run_is_terminal_once_and_active_runs_returns_to_zero_past_the_finished_bound() {
-        let mut tracker = RunTracker::new(2);
+        let mut tracker = RunTracker::new(2, 10);
         let runs = if cfg!(miri) { 4 } else { 50 };
         for i in 0..runs {
             let run = format!("run-{i}");
@@ -531,5 +676,121 @@ mod tests {
             assert_eq!(tracker.active(), 0);
         }
         assert!(tracker.snapshot().len() <= 2, "finished runs are bounded");
+    }
+
+    fn started(run: &str) -> ProgressEvent {
+        let spec = TaskSpec::new("g", Strategy::Fixed, 3);
+        event(run, EventKind::RunStarted { task_spec: spec })
+    }
+
+    fn ids(tracker: &RunTracker) -> Vec<String> {
+        let mut ids: Vec<String> = tracker
+            .shared_snapshot()
+            .iter()
+            .map(|r| r.run_id.to_string())
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    #[test]
+    fn at_the_bound_the_least_recently_updated_active_run_is_evicted_and_stays_gone() {
+        let mut tracker = RunTracker::new(1, 3);
+        for run in ["a", "b", "c"] {
+            let applied = tracker.apply(&mut started(run), &mut SlotHint::default());
+            assert!(!applied.evicted_active);
+        }
+        // `a` is updated again: `b` is now the idlest.
+        let phase = EventKind::PhaseStarted {
+            iteration: 1,
+            phase: Phase::Build,
+        };
+        tracker.apply(&mut event("a", phase), &mut SlotHint::default());
+        let applied = tracker.apply(&mut started("d"), &mut SlotHint::default());
+        assert!(applied.new_run && applied.evicted_active);
+        assert_eq!(ids(&tracker), ["a", "c", "d"]);
+        assert_eq!(tracker.active(), 3);
+
+        // A late terminal event for `b` neither finishes nor resurrects it.
+        let late = tracker.apply(
+            &mut event("b", EventKind::RunCanceled { reason: "x".into() }),
+            &mut SlotHint::default(),
+        );
+        assert_eq!(late, Applied::default());
+        assert_eq!(tracker.active(), 3);
+
+        // Finished runs do not count as idle active runs; with one finished
+        // and two active, the next new run evicts the idler active one (`c`).
+        tracker.apply(
+            &mut event("a", EventKind::RunCanceled { reason: "x".into() }),
+            &mut SlotHint::default(),
+        );
+        assert_eq!(tracker.active(), 2);
+        let applied = tracker.apply(&mut started("e"), &mut SlotHint::default());
+        assert!(applied.evicted_active);
+        assert_eq!(ids(&tracker), ["a", "d", "e"]);
+        assert_eq!(tracker.active(), 2);
+    }
+
+    #[test]
+    fn with_no_active_run_the_oldest_finished_run_makes_room() {
+        let mut tracker = RunTracker::new(10, 2);
+        for run in ["a", "b", "c"] {
+            let done = EventKind::RunFailed { error: "e".into() };
+            let applied = tracker.apply(&mut event(run, done), &mut SlotHint::default());
+            assert!(!applied.evicted_active);
+        }
+        assert_eq!(ids(&tracker), ["b", "c"]);
+        assert_eq!(tracker.active(), 0);
+    }
+
+    #[test]
+    fn a_snapshot_shares_the_runs_and_later_events_do_not_change_it() {
+        let mut tracker = RunTracker::new(1, 4);
+        let mut hint = SlotHint::default();
+        tracker.apply(&mut started("a"), &mut hint);
+        let before = tracker.shared_snapshot();
+        let phase = EventKind::PhaseStarted {
+            iteration: 2,
+            phase: Phase::Verify,
+        };
+        tracker.apply(&mut event("a", phase), &mut hint);
+        assert_eq!(before[0].iteration, 0, "copy on write");
+        assert_eq!(tracker.shared_snapshot()[0].iteration, 2);
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore)]
+    fn a_snapshot_at_the_default_bound_only_clones_arcs() {
+        const RUNS: usize = crate::observability::DEFAULT_MAX_RUNS;
+        let mut tracker = RunTracker::new(RUNS, RUNS);
+        for i in 0..RUNS {
+            let mut hint = SlotHint::default();
+            let run = format!("run-{i:05}");
+            tracker.apply(&mut started(&run), &mut hint);
+            let gate = EventKind::GateChecked {
+                iteration: 1,
+                gate: "lint".into(),
+                passed: true,
+                duration_ms: Some(3),
+            };
+            tracker.apply(&mut event(&run, gate), &mut hint);
+        }
+        let t = std::time::Instant::now();
+        let shared = tracker.shared_snapshot();
+        let on_drain = t.elapsed();
+        assert_eq!(shared.len(), RUNS);
+        assert!(
+            shared.iter().all(|r| Arc::strong_count(r) == 2),
+            "shared, not copied"
+        );
+        let t = std::time::Instant::now();
+        let deep = tracker.snapshot();
+        let deep_time = t.elapsed();
+        assert_eq!(deep.len(), RUNS);
+        println!(
+            "{RUNS} runs: shared snapshot (what the drain thread does) {on_drain:?}; \
+             sorted deep copy (what it did before) {deep_time:?}"
+        );
     }
 }

@@ -44,11 +44,19 @@ impl Watched {
     }
 }
 
-/// Starts `watch` with `args`; the child is killed if it outlives `limit`.
+/// Starts `watch` with `args` (and no `AGENTGATE_TOKEN` from the caller's
+/// environment); `finish` kills it if it outlives its limit.
 fn spawn_watch(args: &[&str]) -> Child {
+    spawn_watch_with_env(args, &[])
+}
+
+/// [`spawn_watch`] with extra environment variables.
+fn spawn_watch_with_env(args: &[&str], env: &[(&str, &str)]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_agentgate-obs"))
         .arg("watch")
         .args(args)
+        .env_remove("AGENTGATE_TOKEN")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -286,5 +294,192 @@ fn watch_gives_up_with_status_2_when_nothing_listens() {
         watched.stderr.contains("gave up"),
         "stderr: {}",
         watched.stderr
+    );
+}
+
+/// Every character a terminal would act on rather than show, but the
+/// line feeds that end lines.
+fn terminal_controls(text: &str) -> Vec<char> {
+    text.chars()
+        .filter(|&c| {
+            (c.is_control() && c != '\n')
+                || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+        })
+        .collect()
+}
+
+#[test]
+fn watch_shows_hostile_ids_and_texts_from_the_stream_without_a_single_control_character() {
+    use tungstenite::protocol::CloseFrame;
+    use tungstenite::protocol::frame::coding::CloseCode;
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let addr = listener.local_addr().expect("bound");
+    let forged = "run-1\x1b]0;pwned\x07\x1b[2J\r\nsucceeded  wo-1  forged";
+    let hello = serde_json::json!({
+        "type": "hello", "protocol": 1, "instance": "fake", "seq": 0,
+        "runs": [
+            {"workOrderId": "wo-1\x1b[2J", "runId": forged, "status": "failed",
+             "engineResult": "failed_build\x1b[31m\u{9b}1m",
+             "delivery": {"status": "failed", "prUrl": "https://x/\u{202E}exe.txt",
+                          "ciStatus": "ok\x07\x7f"}},
+            {"workOrderId": "wo-2", "runId": "run-2\u{2066}", "status": "canceled",
+             "reason": "stop\x1b[1A\x1b[2Kgone"},
+        ]
+    });
+    let event = serde_json::json!({
+        "type": "run:failed", "seq": 1, "workOrderId": "wo-3", "runId": "run-3\x1bc",
+        "timestamp": "2026-01-01T00:00:00.000Z", "error": "boom\r\x1b[Kfine",
+    });
+    let server = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().expect("watch connects");
+        let mut ws = tungstenite::accept(stream).expect("handshake");
+        ws.send(tungstenite::Message::Text(hello.to_string().into()))
+            .expect("hello sent");
+        ws.send(tungstenite::Message::Text(event.to_string().into()))
+            .expect("event sent");
+        let _ = ws.close(Some(CloseFrame {
+            code: CloseCode::Normal,
+            reason: "bye\x1b]0;title\x07".into(),
+        }));
+        while ws.read().is_ok() {}
+        // The listener goes with this thread: reconnecting is refused.
+    });
+
+    let watched = watch(
+        &[
+            &format!("ws://{addr}/ws"),
+            "--until-idle",
+            "--retry-for",
+            "1s",
+        ],
+        Duration::from_secs(30),
+    );
+    let _ = server.join();
+    assert_eq!(
+        watched.code,
+        Some(2),
+        "gave up reconnecting: {}",
+        watched.stderr
+    );
+    for (name, text) in [("stdout", &watched.stdout), ("stderr", &watched.stderr)] {
+        assert_eq!(
+            terminal_controls(text),
+            Vec::<char>::new(),
+            "{name}: {text:?}"
+        );
+    }
+    // Shown, readable, and on the lines they belong to.
+    assert!(watched.stdout.contains("pwned"), "{}", watched.stdout);
+    assert!(watched.stdout.contains("gone") && watched.stdout.contains("fine"));
+    assert!(watched.stderr.contains("bye"), "{}", watched.stderr);
+    assert!(
+        !watched.stdout.lines().any(|l| l.starts_with("succeeded")),
+        "no forged result line: {}",
+        watched.stdout
+    );
+    assert_eq!(watched.results().len(), 3, "{}", watched.stdout);
+}
+
+#[test]
+fn watch_takes_the_token_from_agentgate_token_or_a_token_file_and_never_prints_it() {
+    let (obs, addr) = common::served(Some("s3cret-tok"));
+    let url = format!("ws://{addr}/ws");
+    let quick = ["--until-idle", "--idle", "200ms"];
+
+    let from_env = finish(
+        spawn_watch_with_env(
+            &[&url, quick[0], quick[1], quick[2]],
+            &[("AGENTGATE_TOKEN", "s3cret-tok")],
+        ),
+        Duration::from_secs(20),
+    );
+    assert_eq!(from_env.code, Some(0), "stderr: {}", from_env.stderr);
+
+    let dir = std::env::temp_dir();
+    let file = dir.join(format!("agentgate-watch-token-{}", std::process::id()));
+    std::fs::write(&file, "s3cret-tok\n").expect("token file");
+    let path = file.to_str().expect("UTF-8 path");
+    // The file wins over the environment, and says so without the values.
+    let from_file = finish(
+        spawn_watch_with_env(
+            &[&url, "--token-file", path, quick[0], quick[1], quick[2]],
+            &[("AGENTGATE_TOKEN", "s3cret-other")],
+        ),
+        Duration::from_secs(20),
+    );
+    assert_eq!(from_file.code, Some(0), "stderr: {}", from_file.stderr);
+    assert!(
+        from_file.stderr.contains("AGENTGATE_TOKEN is ignored"),
+        "{}",
+        from_file.stderr
+    );
+
+    // The dashboard's link works as the address too (the token moves to a header).
+    let from_url = watch(
+        &[
+            &format!("http://{addr}/?token=s3cret-tok"),
+            quick[0],
+            quick[1],
+            quick[2],
+        ],
+        Duration::from_secs(20),
+    );
+    assert_eq!(from_url.code, Some(0), "stderr: {}", from_url.stderr);
+
+    // A wrong token, in the URL and in a file: refused, and neither printed.
+    std::fs::write(&file, "s3cret-wrong\n").expect("token file");
+    let in_url = watch(
+        &[&format!("{url}?token=s3cret-wrong"), "--until-idle"],
+        Duration::from_secs(20),
+    );
+    let in_file = watch(
+        &[&url, "--token-file", path, "--until-idle"],
+        Duration::from_secs(20),
+    );
+    for refused in [&in_url, &in_file] {
+        assert_eq!(refused.code, Some(2), "stderr: {}", refused.stderr);
+        assert!(refused.stderr.contains("401"), "stderr: {}", refused.stderr);
+    }
+    for run in [&from_env, &from_file, &from_url, &in_url, &in_file] {
+        let all = format!("{}{}", run.stdout, run.stderr);
+        assert!(!all.contains("s3cret"), "a token was printed: {all}");
+    }
+    let _ = std::fs::remove_file(&file);
+    obs.shutdown();
+}
+
+#[test]
+fn watch_explains_a_token_file_it_cannot_use_and_exits_2() {
+    let missing = std::env::temp_dir().join("agentgate-watch-no-such-token-file");
+    let empty = std::env::temp_dir().join(format!("agentgate-watch-empty-{}", std::process::id()));
+    std::fs::write(&empty, "\n").expect("empty file");
+    for (file, says) in [
+        (&missing, "cannot read the token file"),
+        (&empty, "is empty"),
+    ] {
+        let watched = watch(
+            &[
+                "127.0.0.1:9",
+                "--token-file",
+                file.to_str().expect("UTF-8"),
+                "--until-idle",
+            ],
+            Duration::from_secs(10),
+        );
+        assert_eq!(watched.code, Some(2), "{}", watched.stderr);
+        assert!(watched.stderr.contains(says), "{}", watched.stderr);
+    }
+    let _ = std::fs::remove_file(&empty);
+
+    let both = watch(
+        &["127.0.0.1:9", "--token", "a", "--token-file", "b"],
+        Duration::from_secs(10),
+    );
+    assert_eq!(both.code, Some(2));
+    assert!(
+        both.stderr.contains("cannot be used with"),
+        "{}",
+        both.stderr
     );
 }

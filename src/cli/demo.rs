@@ -9,6 +9,9 @@ use agentgate_obs::{Observability, Phase, PipelineStats};
 use clap::Args;
 use serde_json::json;
 
+use super::Usage;
+use super::token::TokenArgs;
+
 #[derive(Debug, Args)]
 pub(crate) struct DemoArgs {
     /// Work orders to run (one run each).
@@ -37,9 +40,14 @@ pub(crate) struct DemoArgs {
     /// Address of the HTTP server (port 0: a free port).
     #[arg(long, default_value = "127.0.0.1:3000")]
     listen: String,
-    /// Require this bearer token on every route but /health.
+    /// Require a bearer token on every route but /health (also
+    /// --token-file or AGENTGATE_TOKEN).
+    #[command(flatten)]
+    token: TokenArgs,
+    /// Allow --listen on an address other than loopback without a token
+    /// (anyone who can reach it then reads every run and the metrics).
     #[arg(long)]
-    token: Option<String>,
+    allow_public: bool,
     /// Append the JSON log lines to FILE instead of writing them to stderr.
     #[arg(long, value_name = "FILE")]
     log_file: Option<std::path::PathBuf>,
@@ -49,9 +57,29 @@ pub(crate) fn run(args: DemoArgs) -> Result<ExitCode, Box<dyn std::error::Error>
     if !(args.time_scale.is_finite() && args.time_scale >= 0.0) {
         return Err("--time-scale must be a finite number >= 0".into());
     }
+    let (token, note) = args.token.resolve()?;
+    if let Some(note) = note {
+        eprintln!("agentgate-obs: note: {note}");
+    }
+    if token.is_none() && !is_loopback(&args.listen) {
+        if !args.allow_public {
+            return Err(Usage(format!(
+                "refusing to serve {} without a token: anyone who can reach it could read \
+                 every run and the metrics. Give a token (--token-file, AGENTGATE_TOKEN or \
+                 --token), listen on 127.0.0.1, or pass --allow-public",
+                args.listen
+            ))
+            .into());
+        }
+        eprintln!(
+            "agentgate-obs: WARNING: serving {} without a token (--allow-public): \
+             anyone who can reach it can read every run and the metrics",
+            args.listen
+        );
+    }
     let mut builder = Observability::builder().serve(args.listen.as_str());
-    if let Some(token) = &args.token {
-        builder = builder.token(token.as_str());
+    if let Some(token) = &token {
+        builder = builder.token(token.value.as_str());
     }
     if let Some(path) = &args.log_file {
         builder = builder.log_file(path);
@@ -60,11 +88,14 @@ pub(crate) fn run(args: DemoArgs) -> Result<ExitCode, Box<dyn std::error::Error>
     // The demo owns the process: `log` records come out as JSON lines too.
     agentgate_obs::install_log_bridge()?;
     if let Some(addr) = obs.local_addr() {
-        // The page reads the token from its URL (and takes it out of the
-        // address bar); printed so that the link opens as is.
-        match &args.token {
-            Some(token) => say!("dashboard: http://{addr}/?token={}", url_encode(token)),
-            None => say!("dashboard: http://{addr}/"),
+        // The token is never printed: stdout ends up in terminals'
+        // scrollback, CI logs and screen shares.
+        say!("dashboard: http://{addr}/");
+        if token.is_some() {
+            say!(
+                "  the dashboard needs the token: open http://{addr}/?token=YOUR_TOKEN \
+                 (the page takes it out of the address bar and keeps it for the tab)"
+            );
         }
         say!("metrics: http://{addr}/metrics");
         say!("websocket: ws://{addr}/ws");
@@ -162,18 +193,17 @@ fn print_human(summary: &serde_json::Value) {
     }
 }
 
-/// Percent-encodes everything but unreserved characters (RFC 3986).
-fn url_encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
+/// Whether `listen` names only loopback addresses. An address that does
+/// not resolve counts as loopback here: starting the server reports it.
+fn is_loopback(listen: &str) -> bool {
+    use std::net::ToSocketAddrs;
+    match listen.to_socket_addrs() {
+        Ok(addrs) => addrs.into_iter().all(|a| match a.ip() {
+            std::net::IpAddr::V6(v6) => v6.to_canonical().is_loopback(),
+            ip => ip.is_loopback(),
+        }),
+        Err(_) => true,
+    }
 }
 
 /// Seconds as milliseconds rounded to the microsecond, so the summary

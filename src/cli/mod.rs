@@ -11,6 +11,7 @@ macro_rules! say {
 }
 
 mod demo;
+mod token;
 mod watch;
 
 use std::process::ExitCode;
@@ -43,7 +44,24 @@ pub(crate) fn main() -> ExitCode {
         Ok(code) => code,
         Err(error) => {
             eprintln!("agentgate-obs: {error}");
-            ExitCode::FAILURE
+            if error.downcast_ref::<Usage>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
+
+/// A command line that cannot be acted on (exit status 2, as clap's own
+/// usage errors).
+#[derive(Debug)]
+pub(crate) struct Usage(pub(crate) String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}

@@ -91,6 +91,7 @@ struct Names {
     phase_executions: String,
     run_duration: String,
     runs_completed: String,
+    runs_evicted: String,
     runs_started: String,
     ws_clients: String,
 }
@@ -119,6 +120,7 @@ impl Names {
             phase_executions: n("phase_executions_total"),
             run_duration: n("run_duration_seconds"),
             runs_completed: n("runs_completed_total"),
+            runs_evicted: n("runs_evicted_total"),
             runs_started: n("runs_started_total"),
             ws_clients: n("ws_clients"),
         }

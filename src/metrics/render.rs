@@ -230,6 +230,13 @@ pub(super) fn render(metrics: &Metrics, format: Format, out: &mut String) {
             .label("result", outcome.as_str())
             .value_u64(relaxed(&m.runs_completed[i]));
     }
+    w.family(
+        &n.runs_evicted,
+        Kind::Counter,
+        "Active runs forgotten without a result because the run tracker was full (Builder::max_runs): the least recently updated go first. They leave active_runs, so active_runs = runs_started_total - sum(runs_completed_total) - runs_evicted_total; later events for them are ignored.",
+    );
+    w.sample(&n.runs_evicted, "")
+        .value_u64(pipeline.map_or(0, |p| relaxed(&p.counters.runs_evicted)));
     w.family(&n.runs_started, Kind::Counter, "Runs started.");
     w.sample(&n.runs_started, "")
         .value_u64(relaxed(&m.runs_started));

@@ -107,14 +107,19 @@ pub(crate) struct Drain {
 }
 
 impl Drain {
-    pub(crate) fn new(shared: Arc<Shared>, rx: Receiver<Envelope>, max_finished: usize) -> Self {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        rx: Receiver<Envelope>,
+        max_finished: usize,
+        max_runs: usize,
+    ) -> Self {
         Drain {
             wall: WallClock::new(shared.clock.clone()),
             shared,
             rx,
             runs: KeyMap::default(),
             correlations: KeyMap::default(),
-            tracker: RunTracker::new(max_finished),
+            tracker: RunTracker::new(max_finished, max_runs),
             sinks: Vec::new(),
             log: None,
             seq: 0,
@@ -295,6 +300,13 @@ impl Delivery<'_> {
         let ty = event.event_type();
         let applied = self.tracker.apply(event, hint);
         if applied.new_run || applied.finished.is_some() {
+            if applied.evicted_active {
+                // Relaxed: a count for reporting, ordered for readers by flush().
+                self.shared
+                    .counters
+                    .runs_evicted
+                    .fetch_add(1, Ordering::Relaxed);
+            }
             self.shared.counters.set_active_runs(self.tracker.active());
         }
         *self.seq += 1;

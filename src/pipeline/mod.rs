@@ -252,7 +252,7 @@ mod tests {
 
     fn start(capacity: usize, overflow: Overflow) -> (Arc<Shared>, JoinHandle<RunTracker>) {
         let (shared, rx) = Shared::new(capacity, overflow);
-        let drain = drain::Drain::new(shared.clone(), rx, 8);
+        let drain = drain::Drain::new(shared.clone(), rx, 8, 64);
         let thread = std::thread::spawn(move || drain.run());
         (shared, thread)
     }
@@ -263,7 +263,7 @@ mod tests {
         let tracker = thread.join();
         assert!(tracker.is_ok(), "the drain thread panicked");
         shared.collect_leftovers();
-        tracker.unwrap_or_else(|_| RunTracker::new(0))
+        tracker.unwrap_or_else(|_| RunTracker::new(0, 1))
     }
 
     fn emitted(shared: &Shared) -> u64 {

@@ -102,6 +102,8 @@ pub(crate) struct Counters {
     /// Emits from threads whose thread-local state is gone (destructors).
     pub(crate) emitted_fallback: PerType,
     pub(crate) listener_panics: AtomicU64,
+    /// Active runs the tracker evicted to stay within its bound.
+    pub(crate) runs_evicted: AtomicU64,
     /// Published by the drain thread after every event.
     active_runs: AtomicU64,
     producers: Mutex<Producers>,

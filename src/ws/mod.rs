@@ -22,6 +22,7 @@ use tungstenite::protocol::{Role, WebSocketConfig};
 use crate::pipeline::Shared;
 use crate::server::http::{Request, Response};
 use crate::server::router::UpgradeFn;
+use crate::tracker::{SharedRuns, sort_runs};
 use client::{ClientLimits, Start};
 use hub::Hub;
 use protocol::{Hello, PROTOCOL_VERSION};
@@ -105,12 +106,14 @@ fn accept(
         return refuse(stream, 503, "too many WebSocket clients");
     };
     let start_hub = hub.clone();
-    let Some(start) = shared.on_drain(Some(SNAPSHOT_TIMEOUT), move |drain| {
+    let Some(begin) = shared.on_drain(Some(SNAPSHOT_TIMEOUT), move |drain| {
         drain.flush_sinks();
         starting_point(&start_hub, drain, since, other_instance)
     }) else {
         return refuse(stream, 503, "the pipeline did not answer in time");
     };
+    // Sorted and serialized here, not on the drain thread.
+    let start = begin.into_start(hub);
 
     let accept_key = tungstenite::handshake::derive_accept_key(key.as_bytes());
     let head = format!(
@@ -159,46 +162,65 @@ pub(crate) fn check_upgrade(request: &Request) -> Result<(String, Option<u64>), 
     Ok((key, since))
 }
 
-/// Where a new client starts, decided on the drain thread.
+/// Where a new client starts, decided on the drain thread; the `hello`
+/// is written later, off it ([`Begin::into_start`]).
+enum Begin {
+    /// Resuming: every event after `since` is still in the ring.
+    Resume { since: u64 },
+    /// A fresh snapshot: the runs as of event `seq`.
+    Snapshot {
+        seq: u64,
+        reset: bool,
+        runs: SharedRuns,
+    },
+}
+
+impl Begin {
+    fn into_start(self, hub: &Hub) -> Start {
+        let (seq, reset, resumed, mut runs) = match self {
+            Begin::Resume { since } => (since, false, true, None),
+            Begin::Snapshot { seq, reset, runs } => (seq, reset, false, Some(runs)),
+        };
+        if let Some(runs) = &mut runs {
+            sort_runs(runs);
+        }
+        let hello = Hello {
+            ty: "hello",
+            protocol: PROTOCOL_VERSION,
+            instance: &hub.instance,
+            seq,
+            reset,
+            resumed,
+            runs: runs.as_deref(),
+        };
+        Start {
+            hello: serde_json::to_string(&hello).unwrap_or_default(),
+            cursor: seq + 1,
+        }
+    }
+}
+
+/// Where a new client starts, decided on the drain thread: it only clones
+/// the runs' `Arc`s, so a `hello` at the tracker's bound holds the drain
+/// thread for microseconds, not for the time it takes to serialize.
 fn starting_point(
     hub: &Hub,
     drain: &crate::pipeline::drain::Drain,
     since: Option<u64>,
     other_instance: bool,
-) -> Start {
+) -> Begin {
     let seq = drain.seq;
     if let Some(since) = since
         && !other_instance
         && since <= seq
         && hub.holds_after(since)
     {
-        let hello = Hello {
-            ty: "hello",
-            protocol: PROTOCOL_VERSION,
-            instance: &hub.instance,
-            seq: since,
-            reset: false,
-            resumed: true,
-            runs: None,
-        };
-        return Start {
-            hello: serde_json::to_string(&hello).unwrap_or_default(),
-            cursor: since + 1,
-        };
+        return Begin::Resume { since };
     }
-    let runs = drain.tracker.snapshot();
-    let hello = Hello {
-        ty: "hello",
-        protocol: PROTOCOL_VERSION,
-        instance: &hub.instance,
+    Begin::Snapshot {
         seq,
         reset: since.is_some(),
-        resumed: false,
-        runs: Some(&runs),
-    };
-    Start {
-        hello: serde_json::to_string(&hello).unwrap_or_default(),
-        cursor: seq + 1,
+        runs: drain.tracker.shared_snapshot(),
     }
 }
 

@@ -136,7 +136,7 @@ pub(crate) struct Hello<'a> {
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub(crate) resumed: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) runs: Option<&'a [RunSnapshot]>,
+    pub(crate) runs: Option<&'a [std::sync::Arc<RunSnapshot>]>,
 }
 
 /// The server's answers and notices, beside `hello` and the events.

@@ -23,10 +23,18 @@ impl Demo {
     /// Starts the demo with `args` (plus `--listen 127.0.0.1:0`) and waits
     /// for the URLs it prints.
     pub fn start(args: &[&str]) -> Demo {
+        Demo::start_with_env(args, &[])
+    }
+
+    /// [`Demo::start`] with extra environment variables (and no
+    /// `AGENTGATE_TOKEN` from the caller's).
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Demo {
         let mut child = Command::new(env!("CARGO_BIN_EXE_agentgate-obs"))
             .arg("demo")
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
+            .env_remove("AGENTGATE_TOKEN")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

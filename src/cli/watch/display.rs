@@ -4,7 +4,14 @@
 //!
 //! Either way stdout gets one line per finished run and the summary;
 //! connection notices go to stderr.
+//!
+//! Everything shown comes from the server, which relays what the engine
+//! (or anyone who can emit) put in ids and texts: every string crosses
+//! [`sanitize`] on its way to the terminal (`say`, `tell`, the bars'
+//! prefix and message, the lines printed above the bars), so none can move
+//! the cursor, clear the screen, set the window title or forge a line.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::Write;
 use std::time::Duration;
@@ -58,7 +65,10 @@ impl Display {
         };
         let bar = bars.entry(run.key()).or_insert_with(|| {
             let bar = multi.add(ProgressBar::new(0).with_style(style.clone()));
-            bar.set_prefix(clip(&format!("{} {}", run.work_order_id, run.run_id), 28));
+            bar.set_prefix(clip(
+                &sanitize(&format!("{} {}", run.work_order_id, run.run_id)),
+                28,
+            ));
             bar
         });
         bar.set_length(run.max_iterations.max(run.iteration));
@@ -68,7 +78,7 @@ impl Display {
         } else {
             run.phase.clone().unwrap_or_else(|| "starting".into())
         };
-        bar.set_message(doing);
+        bar.set_message(sanitize(&doing).into_owned());
     }
 
     /// Prints a finished run's line, taking its bar away.
@@ -81,7 +91,7 @@ impl Display {
                     multi.remove(&bar);
                 }
                 // Printed above the bars; a closed stdout has nobody to tell.
-                let _ = multi.println(line);
+                let _ = multi.println(sanitize(&line));
             }
             Display::Plain => say(&line),
         }
@@ -133,12 +143,45 @@ impl Display {
 /// A line on stdout. A reader that went away (`watch | head`) is not an
 /// error worth a panic: the line is dropped.
 pub(crate) fn say(line: &str) {
-    let _ = writeln!(std::io::stdout().lock(), "{line}");
+    let _ = writeln!(std::io::stdout().lock(), "{}", sanitize(line));
 }
 
 /// A line on stderr, dropped likewise when nobody reads it.
 pub(crate) fn tell(line: &str) {
-    let _ = writeln!(std::io::stderr().lock(), "{line}");
+    let _ = writeln!(std::io::stderr().lock(), "{}", sanitize(line));
+}
+
+/// Text made safe for a terminal: line breaks and tabs become spaces;
+/// every other control character (C0 with ESC, DEL, C1 U+0080–U+009F) and
+/// the invisible direction controls that can reorder what is shown
+/// (U+061C, U+200E, U+200F, U+202A–U+202E, U+2066–U+2069) and line or
+/// paragraph separators (U+2028, U+2029) become U+FFFD, so tampering shows.
+pub(crate) fn sanitize(text: &str) -> Cow<'_, str> {
+    fn unsafe_char(c: char) -> bool {
+        c.is_control()
+            || matches!(
+                c,
+                '\u{061C}'
+                    | '\u{200E}'
+                    | '\u{200F}'
+                    | '\u{2028}'
+                    | '\u{2029}'
+                    | '\u{202A}'..='\u{202E}'
+                    | '\u{2066}'..='\u{2069}'
+            )
+    }
+    if !text.chars().any(unsafe_char) {
+        return Cow::Borrowed(text);
+    }
+    Cow::Owned(
+        text.chars()
+            .map(|c| match c {
+                '\n' | '\r' | '\t' | '\u{2028}' | '\u{2029}' => ' ',
+                c if unsafe_char(c) => '\u{FFFD}',
+                c => c,
+            })
+            .collect(),
+    )
 }
 
 /// `succeeded  wo-0001  run-0001-abc  2/5 iterations  1m 45s  https://…/pull/100 (CI pending)`
@@ -166,35 +209,27 @@ pub(crate) fn finished_line(run: &RunView, symbols: bool) -> String {
         line.push_str(&format!("  {}", short_duration(d)));
     }
     match (&run.reason, &run.engine_result) {
-        (Some(reason), _) => line.push_str(&format!("  {}", one_line(reason))),
+        (Some(reason), _) => line.push_str(&format!("  {reason}")),
         (None, Some(result)) if run.status != Status::Succeeded => {
             line.push_str(&format!("  {result}"));
         }
         _ => {}
     }
     if let Some(pr) = &run.pr_url {
-        line.push_str(&format!("  {}", one_line(pr)));
+        line.push_str(&format!("  {pr}"));
     } else if run.delivery_failed {
         line.push_str("  delivery failed");
     }
     if let Some(ci) = &run.ci_status {
-        line.push_str(&format!(" (CI {})", one_line(ci)));
+        line.push_str(&format!(" (CI {ci})"));
     }
     line
 }
 
-/// Server text may hold newlines or terminal escapes: neither may move
-/// the cursor or forge a line.
-fn one_line(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
-}
-
+/// `text` (already sanitized) cut to `width` characters.
 fn clip(text: &str, width: usize) -> String {
-    let text = one_line(text);
     if text.chars().count() <= width {
-        return text;
+        return text.to_owned();
     }
     let mut clipped: String = text.chars().take(width.saturating_sub(1)).collect();
     clipped.push('…');
@@ -232,9 +267,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn server_text_cannot_break_a_line_or_move_the_cursor() {
-        assert_eq!(one_line("a\nb\x1b[2Jc"), "a b [2Jc");
+    fn server_text_cannot_break_a_line_move_the_cursor_or_reorder_itself() {
+        assert_eq!(sanitize("a\nb\x1b[2Jc"), "a b\u{FFFD}[2Jc");
+        assert_eq!(
+            sanitize("run\x1b]0;title\x07\r\nsucceeded"),
+            "run\u{FFFD}]0;title\u{FFFD}  succeeded"
+        );
+        assert_eq!(
+            sanitize("\u{9b}31m\u{7f}\u{0}"),
+            "\u{FFFD}31m\u{FFFD}\u{FFFD}"
+        );
+        assert_eq!(
+            sanitize("a\u{202E}b\u{2066}c\u{2069}d\u{200F}e\u{2028}f"),
+            "a\u{FFFD}b\u{FFFD}c\u{FFFD}d\u{FFFD}e f"
+        );
+        assert!(matches!(sanitize("plain ✔ ünïcode"), Cow::Borrowed(_)));
         assert_eq!(clip("abcdef", 4), "abc…");
+    }
+
+    #[test]
+    fn a_finished_line_from_hostile_fields_is_one_clean_line_once_shown() {
+        let mut run =
+            super::super::fleet::RunView::for_test("wo\x1b[2J", "r\r\nsucceeded  wo  forged");
+        run.status = Status::Failed;
+        run.engine_result = Some("failed\x1b]0;pwned\x07".into());
+        run.pr_url = Some("https://x/\u{202E}lp.exe".into());
+        let line = finished_line(&run, true);
+        let shown = sanitize(&line);
+        assert!(!shown.chars().any(|c| c.is_control()), "{shown:?}");
+        assert!(!shown.contains('\u{202E}'));
+        assert!(shown.contains("pwned"), "the text stays readable: {shown}");
     }
 
     #[test]

@@ -84,6 +84,11 @@ impl RunView {
         }
     }
 
+    #[cfg(test)]
+    pub(crate) fn for_test(work_order_id: &str, run_id: &str) -> Self {
+        RunView::new(work_order_id.to_owned(), run_id.to_owned())
+    }
+
     pub(crate) fn key(&self) -> Key {
         (self.work_order_id.clone(), self.run_id.clone())
     }

@@ -22,6 +22,7 @@ use serde_json::Value;
 use tungstenite::client::IntoClientRequest;
 use tungstenite::{HandshakeError, Message, WebSocket};
 
+use super::token::{Source, TOKEN_ENV, Token, TokenArgs};
 use display::Display;
 use fleet::{Change, Fleet, Status};
 
@@ -39,9 +40,10 @@ pub(crate) struct WatchArgs {
     /// The stream (ws://HOST:PORT/ws), or the dashboard's address (http://HOST:PORT/).
     #[arg(default_value = "ws://127.0.0.1:3000/ws")]
     url: String,
-    /// Bearer token of the server.
-    #[arg(long)]
-    token: Option<String>,
+    /// The server's bearer token (also --token-file or AGENTGATE_TOKEN),
+    /// sent in an Authorization header.
+    #[command(flatten)]
+    token: TokenArgs,
     /// Exit once no run is active and the stream has been quiet for --idle:
     /// status 0 if every run succeeded, 1 if any failed or was canceled.
     #[arg(long)]
@@ -82,7 +84,41 @@ struct ConnectError {
 }
 
 pub(crate) fn run(args: WatchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    let base = stream_url(&args.url)?;
+    // A token in the URL (the dashboard's `?token=` link) moves to the
+    // header too: the URL is what messages show and what servers log.
+    let (base, url_token) = take_token(&stream_url(&args.url)?);
+    let (mut token, mut note) = args.token.resolve()?;
+    if let Some(from_url) = url_token {
+        match &token {
+            Some(t) if t.source != Source::Env => {
+                note = Some("the token in the URL is ignored: a token option was given".into());
+            }
+            _ => {
+                if token.is_some() {
+                    note = Some(format!("{TOKEN_ENV} is ignored: the URL holds a token"));
+                }
+                token = Some(Token {
+                    value: from_url,
+                    source: Source::Flag,
+                });
+            }
+        }
+    }
+    if let Some(note) = note {
+        display::tell(&format!("agentgate-obs watch: note: {note}"));
+    }
+    let shown = base.clone();
+    let auth = match &token {
+        Some(token) => Some(
+            tungstenite::http::HeaderValue::from_str(&format!("Bearer {}", token.value))
+                .ok()
+                .filter(|_| !token.value.is_empty())
+                .ok_or_else(|| {
+                    super::Usage("the token must be non-empty printable ASCII".into())
+                })?,
+        ),
+        None => None,
+    };
     let retry_for = args
         .retry_for
         .or(args.until_idle.then_some(Duration::from_secs(30)));
@@ -101,11 +137,19 @@ pub(crate) fn run(args: WatchArgs) -> Result<ExitCode, Box<dyn std::error::Error
         if stop.load(Ordering::Relaxed) {
             break Followed::Interrupted;
         }
-        let url = with_query(&base, args.token.as_deref(), &cursor);
-        let wait = match connect(&url) {
+        let url = with_query(&base, &cursor);
+        let wait = match connect(&url, auth.as_ref()) {
             Ok(ws) => {
                 backoff = BACKOFF_FIRST;
-                match follow(ws, &mut fleet, &mut display, &mut cursor, &args, &stop) {
+                match follow(
+                    ws,
+                    &mut fleet,
+                    &mut display,
+                    &mut cursor,
+                    &shown,
+                    &args,
+                    &stop,
+                ) {
                     Followed::Resync(why) => {
                         display.note(&format!("resynchronising: {why}"));
                         Duration::ZERO
@@ -120,14 +164,14 @@ pub(crate) fn run(args: WatchArgs) -> Result<ExitCode, Box<dyn std::error::Error
             }
             Err(e) if e.fatal => {
                 display.clear();
-                display::tell(&format!("agentgate-obs watch: {base}: {}", e.message));
+                display::tell(&format!("agentgate-obs watch: {shown}: {}", e.message));
                 return Ok(ExitCode::from(EXIT_UNREACHABLE));
             }
             Err(e) => {
                 if retry_for.is_some_and(|limit| down_since.elapsed() >= limit) {
                     display.clear();
                     display::tell(&format!(
-                        "agentgate-obs watch: {base}: gave up after {}: {}",
+                        "agentgate-obs watch: {shown}: gave up after {}: {}",
                         humantime::format_duration(retry_for.unwrap_or_default()),
                         e.message
                     ));
@@ -167,6 +211,7 @@ fn follow(
     fleet: &mut Fleet,
     display: &mut Display,
     cursor: &mut Cursor,
+    shown: &str,
     args: &WatchArgs,
     stop: &AtomicBool,
 ) -> Followed {
@@ -191,7 +236,7 @@ fn follow(
                         greeted = true;
                         display.note(&format!(
                             "watching {}: {} runs, {} active",
-                            args.url,
+                            shown,
                             fleet.total(),
                             fleet.active()
                         ));
@@ -327,8 +372,59 @@ fn stream_url(given: &str) -> Result<String, String> {
     Ok(format!("ws://{authority}{path}{query}"))
 }
 
-/// Adds the token and the resume point to `base`'s query.
-fn with_query(base: &str, token: Option<&str>, cursor: &Cursor) -> String {
+/// `url` without its `token` query parameters, and the (decoded) value of
+/// the first.
+fn take_token(url: &str) -> (String, Option<String>) {
+    let Some((path, query)) = url.split_once('?') else {
+        return (url.to_owned(), None);
+    };
+    let mut token = None;
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            if key != "token" {
+                return true;
+            }
+            token.get_or_insert_with(|| percent_decode(value));
+            false
+        })
+        .collect();
+    if kept.is_empty() {
+        (path.to_owned(), token)
+    } else {
+        (format!("{path}?{}", kept.join("&")), token)
+    }
+}
+
+/// `%XX` escapes and `+` decoded; invalid escapes kept as they are.
+fn percent_decode(value: &str) -> String {
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = match bytes.get(i..i + 3) {
+            Some([b'%', hi, lo]) => hex(*hi).zip(hex(*lo)).map(|(h, l)| h << 4 | l),
+            _ => None,
+        };
+        match (escaped, bytes[i]) {
+            (Some(b), _) => {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+            (None, b'+') => out.push(b' '),
+            (None, b) => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Adds the resume point to `base`'s query. The token goes in a header,
+/// never in the URL (which proxies and servers log).
+fn with_query(base: &str, cursor: &Cursor) -> String {
     let mut url = base.to_owned();
     let mut add = |key: &str, value: &str| {
         url.push(if url.contains('?') { '&' } else { '?' });
@@ -336,9 +432,6 @@ fn with_query(base: &str, token: Option<&str>, cursor: &Cursor) -> String {
         url.push('=');
         url.push_str(&percent_encode(value));
     };
-    if let Some(token) = token {
-        add("token", token);
-    }
     if let Some(seq) = cursor.seq {
         add("since", &seq.to_string());
         add("instance", &cursor.instance);
@@ -359,15 +452,23 @@ fn percent_encode(value: &str) -> String {
 }
 
 /// Opens the stream, with a deadline on connecting and on the handshake.
-fn connect(url: &str) -> Result<WebSocket<TcpStream>, ConnectError> {
+fn connect(
+    url: &str,
+    auth: Option<&tungstenite::http::HeaderValue>,
+) -> Result<WebSocket<TcpStream>, ConnectError> {
     let retry = |message: String| ConnectError {
         message,
         fatal: false,
     };
-    let request = url.into_client_request().map_err(|e| ConnectError {
+    let mut request = url.into_client_request().map_err(|e| ConnectError {
         message: format!("not a WebSocket URL: {e}"),
         fatal: true,
     })?;
+    if let Some(auth) = auth {
+        request
+            .headers_mut()
+            .insert(tungstenite::http::header::AUTHORIZATION, auth.clone());
+    }
     let uri = request.uri();
     let host = uri
         .host()
@@ -436,18 +537,29 @@ mod tests {
     }
 
     #[test]
-    fn the_resume_point_and_token_go_in_the_query_encoded() {
+    fn the_resume_point_goes_in_the_query_encoded_and_the_token_never_does() {
         let cursor = Cursor {
             seq: Some(41),
-            instance: "abc".into(),
+            instance: "a b&c".into(),
         };
         assert_eq!(
-            with_query("ws://h:1/ws", Some("a b&c"), &cursor),
-            "ws://h:1/ws?token=a%20b%26c&since=41&instance=abc"
+            with_query("ws://h:1/ws", &cursor),
+            "ws://h:1/ws?since=41&instance=a%20b%26c"
+        );
+        assert_eq!(with_query("ws://h:1/ws", &Cursor::default()), "ws://h:1/ws");
+    }
+
+    #[test]
+    fn a_token_given_in_the_url_is_taken_out_of_it_and_decoded() {
+        assert_eq!(
+            take_token("ws://h:1/ws?a=1&token=s3%2Fcret&b=2&token=x"),
+            ("ws://h:1/ws?a=1&b=2".to_owned(), Some("s3/cret".to_owned()))
         );
         assert_eq!(
-            with_query("ws://h:1/ws", None, &Cursor::default()),
-            "ws://h:1/ws"
+            take_token("ws://h:1/ws?token=t"),
+            ("ws://h:1/ws".to_owned(), Some("t".to_owned()))
         );
+        assert_eq!(take_token("ws://h:1/ws"), ("ws://h:1/ws".to_owned(), None));
+        assert_eq!(percent_decode("a%zz%4"), "a%zz%4");
     }
 }
