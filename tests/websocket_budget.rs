@@ -16,18 +16,18 @@ use common::ws::{Client, client_frame, clients_closed, raw_upgrade, wait_until};
 use tungstenite::Message;
 use tungstenite::protocol::frame::coding::CloseCode;
 
-/// Emits 2 KB events as fast as the pipeline takes them until stopped, so
-/// that a client that does not read soon has a full socket.
+/// Emits events of `size` bytes as fast as the pipeline takes them until
+/// stopped, so that a client that does not read soon has a full socket.
 struct Producer {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Producer {
-    fn start(obs: &Observability) -> Producer {
+    fn start(obs: &Observability, size: usize) -> Producer {
         let stop = Arc::new(AtomicBool::new(false));
         let (emitter, flag) = (obs.emitter(), stop.clone());
-        let big = "x".repeat(2_000);
+        let big = "x".repeat(size);
         let thread = std::thread::spawn(move || {
             // Relaxed: a stop flag.
             while !flag.load(Ordering::Relaxed) {
@@ -139,31 +139,49 @@ fn a_silent_socket_is_closed_within_the_keepalive_deadline_and_frees_its_slot() 
     drop(silent);
 }
 
+/// The next text message; failing, says why the server closed the client.
+fn next_or_why(client: &mut Client, obs: &Observability) -> serde_json::Value {
+    loop {
+        match client.next_raw() {
+            Ok(Message::Text(text)) => return serde_json::from_str(text.as_str()).unwrap(),
+            Ok(Message::Ping(_) | Message::Pong(_)) => {}
+            other => {
+                let reasons = ["budget", "pong_timeout", "rate", "stalled"]
+                    .map(|r| (r, clients_closed(obs, r)));
+                panic!("{other:?}; closed by the server: {reasons:?}");
+            }
+        }
+    }
+}
+
 #[test]
 fn a_client_that_stops_reading_for_longer_than_the_pong_deadline_but_answers_pings_is_kept() {
     // While its socket is full, the server cannot get a ping to the client
     // nor expect its pong: that is the stall timeout's business, not the
-    // pong deadline's.
+    // pong deadline's. (Until the kernel's buffers are full, which may take
+    // tens of megabytes on loopback, a client that does not read is silent:
+    // big events fill them well within the deadline.)
     let obs = common::quiet()
         .overflow(Overflow::DropNewest)
-        .websocket_keepalive(Duration::from_millis(200), Duration::from_secs(1))
-        .websocket_stall_timeout(Duration::from_secs(30))
+        .websocket_replay(1_000)
+        .websocket_keepalive(Duration::from_millis(200), Duration::from_secs(3))
+        .websocket_stall_timeout(Duration::from_secs(60))
         .serve("127.0.0.1:0")
         .start()
         .unwrap();
     let mut client = Client::connect(obs.local_addr().unwrap(), "/ws");
     client.next_json();
-    let producer = Producer::start(&obs);
-    std::thread::sleep(Duration::from_secs(3));
+    let producer = Producer::start(&obs, 20_000);
+    std::thread::sleep(Duration::from_secs(7));
     // Reads (answering pings as it goes) for a while, still behind.
     let until = Instant::now() + Duration::from_millis(1_500);
     let mut read = 0u64;
     while Instant::now() < until {
-        client.next_json();
+        next_or_why(&mut client, &obs);
         read += 1;
     }
     client.send_json(r#"{"type":"ping"}"#);
-    let answered = (0..1_000_000).any(|_| client.next_json()["type"] == "pong");
+    let answered = (0..1_000_000).any(|_| next_or_why(&mut client, &obs)["type"] == "pong");
     let still_connected = obs.metrics().ws_clients() == 1;
     drop(producer);
     assert!(answered, "no pong");
@@ -227,9 +245,9 @@ fn a_client_that_never_reads_its_replies_is_closed_when_they_pass_its_budget() {
     // Subscriptions add up: the producer's events keep coming.
     let frame = client_frame(0x1, br#"{"type":"subscribe","workOrderId":"wo"}"#, true);
     stream.write_all(&frame).unwrap();
-    let producer = Producer::start(&obs);
-    // A burst, then a pace the rate limit allows (32 a second sustained):
-    // each reply is over a kilobyte and none is read.
+    let producer = Producer::start(&obs, 2_000);
+    // Half a burst, then a pace the rate limit allows (a burst of 64, 32 a
+    // second sustained): each reply is over a kilobyte and none is read.
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut sent = 0;
     while clients_closed(&obs, "budget") == 0 && Instant::now() < deadline {
@@ -243,7 +261,7 @@ fn a_client_that_never_reads_its_replies_is_closed_when_they_pass_its_budget() {
             break;
         }
         sent += 1;
-        if sent > 64 {
+        if sent >= 32 {
             std::thread::sleep(Duration::from_millis(50));
         }
     }

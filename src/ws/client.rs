@@ -37,6 +37,9 @@
 //!   stall timeout's to judge. So a silent socket is closed
 //!   `ping_every + dead_after` after it was last heard from (60 s with the
 //!   defaults), or after the stall timeout if events fill its socket first.
+//!   Until the socket refuses data the kernel takes what we write (on
+//!   loopback, tens of megabytes): a live client must read what is ahead
+//!   of a ping within `dead_after` of the ping, or of the last refusal.
 //!
 //! The socket is read even while our frames wait for it: tungstenite's
 //! pongs then wait in its own buffer behind a closed [`Gate`], since they
