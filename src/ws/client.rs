@@ -290,12 +290,14 @@ impl Client {
             if let Err(end) = self.flush() {
                 return end;
             }
-            // While events flow, passes come every COALESCE, and reading on
-            // each would cost a system call per pass for messages that come
-            // seldom. Reading does not wait for our frames to go out: a
-            // client that is always a little behind must still be heard.
+            // While events flow or the socket is stuck, passes come every
+            // COALESCE, and reading on each would cost a system call per
+            // pass for messages that come seldom. Reading does not wait for
+            // our frames to go out: a client that is always a little behind
+            // must still be heard.
             let mut behind = false;
-            if !self.flowing || self.last_read.elapsed() >= READ_EVERY {
+            let busy = self.flowing || self.stuck_since.is_some();
+            if !busy || self.last_read.elapsed() >= READ_EVERY {
                 match self.read_client() {
                     Ok(more) => behind = more,
                     Err(end) => return end,
