@@ -276,3 +276,29 @@ fn a_client_that_never_reads_its_replies_is_closed_when_they_pass_its_budget() {
     let mut client = Client::connect(addr, "/ws");
     assert_eq!(client.next_json()["type"], "hello");
 }
+
+#[test]
+fn a_client_sending_endless_empty_fragments_is_closed_for_its_rate() {
+    // Fragments that never complete a message are no message to count:
+    // the bytes read are.
+    let obs = common::quiet().serve("127.0.0.1:0").start().unwrap();
+    let addr = obs.local_addr().unwrap();
+    let mut stream = raw_upgrade(addr, "/ws");
+    stream
+        .set_write_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(&client_frame(0x1, b"", false)).unwrap();
+    let fragments: Vec<u8> = (0..10_000)
+        .flat_map(|_| client_frame(0x0, b"", false))
+        .collect();
+    let mut sent = 0;
+    while sent < 200 << 20 && stream.write_all(&fragments).is_ok() {
+        sent += fragments.len();
+    }
+    eprintln!("closed after {} KB of empty fragments", sent >> 10);
+    wait_until(Duration::from_secs(10), "the client closed", || {
+        obs.metrics().ws_clients() == 0
+    });
+    assert_eq!(clients_closed(&obs, "rate"), 1);
+    assert!(sent < 200 << 20, "the server took 200 MB of fragments");
+}

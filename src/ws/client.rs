@@ -22,11 +22,12 @@
 //!   that makes us queue more is closed with 1008 (reason `budget`).
 //!   tungstenite holds at most [`super::TUNGSTENITE_WRITE_BUFFER`] bytes of
 //!   its own (pongs, the close frame).
-//! - Reading yields after [`READ_BATCH`] messages to writing and to the
-//!   checks, and every message (pings and pongs too) takes a token from a
-//!   bucket of [`RATE_BURST`] refilled at [`RATE_PER_SECOND`]; the message
-//!   that finds it empty is answered once with `RATE_LIMITED` and the
-//!   client is closed with 1008 (reason `rate`).
+//! - Reading yields after [`READ_BATCH`] messages or [`READ_BYTES`] bytes
+//!   to writing and to the checks. Every message (pings and pongs too)
+//!   takes a token from a bucket of [`RATE_BURST`] refilled at
+//!   [`RATE_PER_SECOND`], and every [`RATE_BYTES_PER_TOKEN`] bytes read
+//!   beyond one such share per message one more; a client that finds it empty is answered once with
+//!   `RATE_LIMITED` and closed with 1008 (reason `rate`).
 //! - The server pings every [`ClientLimits::ping_every`]. Only a frame from
 //!   the client (a pong, or any message) answers; writing to its socket
 //!   does not. A client that has not answered the oldest outstanding ping
@@ -76,12 +77,19 @@ pub(crate) const EVENT_ROOM: usize = 256 * 1024;
 pub(crate) const REPLY_BUDGET: usize = 64 * 1024;
 /// Messages read per pass before writing and checking the budget again.
 pub(crate) const READ_BATCH: usize = 32;
+/// Bytes read per pass at most (two messages of the largest size allowed
+/// by default, or thousands of small ones).
+pub(crate) const READ_BYTES: usize = 128 * 1024;
 /// Messages a client may send at once. The dashboard and `watch` send
 /// none but pongs; a script subscribing to a page of runs fits.
 pub(crate) const RATE_BURST: f64 = 64.0;
 /// Messages a client may send per second, sustained: far above any use of
 /// the protocol, far below what a flood sends.
 pub(crate) const RATE_PER_SECOND: f64 = 32.0;
+/// Bytes read that cost one token. A message's token covers this much of
+/// it; bytes past that (or in frames that complete no message) cost more:
+/// at most 512 KiB a second sustained, whatever the frames.
+pub(crate) const RATE_BYTES_PER_TOKEN: f64 = 16.0 * 1024.0;
 /// The output buffer's allocation is given back past this size (after a
 /// large `hello`, say) once it has gone out.
 const OUT_KEEP: usize = 2 * EVENT_ROOM;
@@ -130,9 +138,15 @@ pub(crate) struct Start {
 /// our frames is half sent. Two writers share the socket: tungstenite, for
 /// the pongs and close frames it sends on its own (also from inside
 /// `read`), and our output buffer.
+///
+/// It also bounds what one pass reads: tungstenite reads on, inside one
+/// `read`, through frames that complete no message (fragments, control
+/// frames), so a message count alone would not make reading yield.
 pub(crate) struct Gate {
     stream: TcpStream,
     open: bool,
+    /// Bytes that may still be read before reads report `WouldBlock`.
+    allowance: usize,
 }
 
 impl Gate {
@@ -140,13 +154,21 @@ impl Gate {
         Gate {
             stream,
             open: false,
+            allowance: usize::MAX,
         }
     }
 }
 
 impl Read for Gate {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.stream.read(buf)
+        if self.allowance == 0 {
+            // tungstenite keeps a partial frame and goes on at the next read.
+            return Err(std::io::ErrorKind::WouldBlock.into());
+        }
+        let len = buf.len().min(self.allowance);
+        let read = self.stream.read(&mut buf[..len])?;
+        self.allowance -= read;
+        Ok(read)
     }
 }
 
@@ -180,13 +202,13 @@ impl TokenBucket {
         }
     }
 
-    /// Takes a token for one message; `false` when there is none.
-    fn take(&mut self, now: Instant) -> bool {
+    /// Takes `cost` tokens; `false` when there are not that many.
+    fn spend(&mut self, now: Instant, cost: f64) -> bool {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
         self.last = now;
         self.tokens = (self.tokens + elapsed * RATE_PER_SECOND).min(RATE_BURST);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
+        if self.tokens >= cost {
+            self.tokens -= cost;
             true
         } else {
             false
@@ -516,19 +538,38 @@ impl Client {
     /// answers our pings.
     fn read_client(&mut self) -> Result<bool, End> {
         self.last_read = Instant::now();
+        self.ws.get_mut().allowance = READ_BYTES;
+        let mut messages = 0;
+        let more = self.read_messages(&mut messages)?;
+        // Bytes cost tokens too, past what a message's token covers: frames
+        // that complete no message (empty fragments, say) would cost
+        // nothing otherwise.
+        let read = (READ_BYTES - self.ws.get_ref().allowance) as f64;
+        let extra = (read - messages as f64 * RATE_BYTES_PER_TOKEN).max(0.0);
+        if !self
+            .rate
+            .spend(Instant::now(), extra / RATE_BYTES_PER_TOKEN)
+        {
+            return Err(self.rate_limited());
+        }
+        Ok(more)
+    }
+
+    /// Reads and answers messages, counting them in `messages`.
+    fn read_messages(&mut self, messages: &mut usize) -> Result<bool, End> {
         for _ in 0..READ_BATCH {
             match self.ws.read() {
                 Ok(Message::Close(_)) => return Err(End::PeerClosed),
                 Ok(message) => {
-                    let now = Instant::now();
+                    *messages += 1;
                     self.unanswered_since = None;
-                    if !self.rate.take(now) {
+                    if !self.rate.spend(Instant::now(), 1.0) {
                         return Err(self.rate_limited());
                     }
                     self.answer(message)?;
                 }
                 Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    return Ok(false);
+                    return Ok(self.ws.get_ref().allowance == 0);
                 }
                 Err(e) => {
                     return Err(match protocol::close_for(&e) {
@@ -592,7 +633,10 @@ impl Client {
             return;
         }
         // Nothing of ours will be written any more: tungstenite may write.
-        self.ws.get_mut().open = true;
+        // What the client sends meanwhile is read up to one pass's worth.
+        let gate = self.ws.get_mut();
+        gate.open = true;
+        gate.allowance = READ_BYTES;
         let frame = CloseFrame {
             code,
             reason: reason.into(),
@@ -622,15 +666,17 @@ mod tests {
     fn the_bucket_allows_a_burst_then_the_sustained_rate() {
         let start = Instant::now();
         let mut bucket = TokenBucket::full(start);
-        let burst = (0..1_000).take_while(|_| bucket.take(start)).count();
+        let burst = (0..1_000).take_while(|_| bucket.spend(start, 1.0)).count();
         assert_eq!(burst, RATE_BURST as usize);
         // One second later: one second's worth, not a new burst.
         let later = start + Duration::from_secs(1);
-        let refilled = (0..1_000).take_while(|_| bucket.take(later)).count();
+        let refilled = (0..1_000).take_while(|_| bucket.spend(later, 1.0)).count();
         assert_eq!(refilled, RATE_PER_SECOND as usize);
         // A long pause refills the bucket to the burst, no more.
         let much_later = later + Duration::from_secs(3_600);
-        let capped = (0..1_000).take_while(|_| bucket.take(much_later)).count();
+        let capped = (0..1_000)
+            .take_while(|_| bucket.spend(much_later, 1.0))
+            .count();
         assert_eq!(capped, RATE_BURST as usize);
     }
 }
