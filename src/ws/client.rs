@@ -20,14 +20,18 @@
 //! - Our own messages (replies, pings) count against a budget of
 //!   [`REPLY_BUDGET`] bytes until the buffer has gone out in full; a client
 //!   that makes us queue more is closed with 1008 (reason `budget`).
+//!   `hello` and `lagged` are not counted: the tracker and the events
+//!   bound them. So a client's buffer holds at most `hello`, or
+//!   [`EVENT_ROOM`] plus one event, plus [`REPLY_BUDGET`].
 //!   tungstenite holds at most [`super::TUNGSTENITE_WRITE_BUFFER`] bytes of
 //!   its own (pongs, the close frame).
 //! - Reading yields after [`READ_BATCH`] messages or [`READ_BYTES`] bytes
 //!   to writing and to the checks. Every message (pings and pongs too)
 //!   takes a token from a bucket of [`RATE_BURST`] refilled at
-//!   [`RATE_PER_SECOND`], and every [`RATE_BYTES_PER_TOKEN`] bytes read
-//!   beyond one such share per message one more; a client that finds it empty is answered once with
-//!   `RATE_LIMITED` and closed with 1008 (reason `rate`).
+//!   [`RATE_PER_SECOND`]; a message's token covers
+//!   [`RATE_BYTES_PER_TOKEN`] bytes, and every such share read beyond that
+//!   takes one more. A client that finds the bucket empty is answered once
+//!   with `RATE_LIMITED` and closed with 1008 (reason `rate`).
 //! - The server pings every [`ClientLimits::ping_every`]. Only a frame from
 //!   the client (a pong, or any message) answers; writing to its socket
 //!   does not. A client that has not answered the oldest outstanding ping
@@ -61,8 +65,8 @@ use crate::metrics::WsCloseReason;
 
 /// How long the thread sleeps when nothing happens.
 const POLL: Duration = Duration::from_millis(20);
-/// How often a client's messages are read while events flow (when idle,
-/// every wake-up reads them).
+/// How often a client's messages are read while events flow or its socket
+/// is stuck (when idle, every wake-up reads them).
 const READ_EVERY: Duration = Duration::from_millis(5);
 /// Messages sent per pass before looking at the socket again.
 const PASS: usize = 2048;
@@ -585,7 +589,8 @@ impl Client {
     fn rate_limited(&mut self) -> End {
         let seq = self.cursor.saturating_sub(1);
         let message = format!(
-            "more than {RATE_BURST} messages at once or {RATE_PER_SECOND} a second; closing"
+            "more than {RATE_BURST} messages at once or {RATE_PER_SECOND} a second \
+             (a message's share is {RATE_BYTES_PER_TOKEN} bytes); closing"
         );
         self.queue(&protocol::error(seq, "RATE_LIMITED", &message));
         self.membership.hub().client_closed(WsCloseReason::Rate);
