@@ -207,8 +207,11 @@ impl Builder {
         self
     }
 
-    /// How often the server pings WebSocket clients, and after how much
-    /// silence a client is taken for dead (defaults 15 s and 45 s).
+    /// How often the server pings WebSocket clients, and how long a client
+    /// has to answer a ping (a pong or any other frame of its own; the
+    /// server writing to it does not count) before it is closed (defaults
+    /// 15 s and 45 s). Time during which the client's socket refuses data
+    /// does not count against it: that is the stall timeout's to judge.
     pub fn websocket_keepalive(mut self, ping_every: Duration, dead_after: Duration) -> Self {
         self.websocket.limits.ping_every = ping_every;
         self.websocket.limits.dead_after = dead_after;

@@ -68,6 +68,39 @@ pub trait MetricsCollector: Send + Sync {
     fn render(&self) -> String;
 }
 
+/// Why the server closed a WebSocket client: the `reason` label of
+/// `ws_clients_closed_total`, a fixed set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WsCloseReason {
+    /// What the server queued for it passed its byte budget.
+    Budget = 0,
+    /// It answered no ping within the deadline.
+    PongTimeout = 1,
+    /// It sent messages faster than the rate limit.
+    Rate = 2,
+    /// Its socket refused data for the stall timeout.
+    Stalled = 3,
+}
+
+impl WsCloseReason {
+    /// Every reason, in label order (sorted), matching the discriminants.
+    pub(crate) const ALL: [WsCloseReason; 4] = [
+        WsCloseReason::Budget,
+        WsCloseReason::PongTimeout,
+        WsCloseReason::Rate,
+        WsCloseReason::Stalled,
+    ];
+
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            WsCloseReason::Budget => "budget",
+            WsCloseReason::PongTimeout => "pong_timeout",
+            WsCloseReason::Rate => "rate",
+            WsCloseReason::Stalled => "stalled",
+        }
+    }
+}
+
 /// Full metric names, built once from the namespace.
 #[derive(Debug)]
 struct Names {
@@ -94,6 +127,7 @@ struct Names {
     runs_evicted: String,
     runs_started: String,
     ws_clients: String,
+    ws_clients_closed: String,
 }
 
 impl Names {
@@ -123,6 +157,7 @@ impl Names {
             runs_evicted: n("runs_evicted_total"),
             runs_started: n("runs_started_total"),
             ws_clients: n("ws_clients"),
+            ws_clients_closed: n("ws_clients_closed_total"),
         }
     }
 }
@@ -142,6 +177,8 @@ struct Inner {
     /// Used when no pipeline is attached (a standalone collector).
     active_runs: AtomicU64,
     ws_clients: AtomicU64,
+    /// Indexed by `WsCloseReason as usize`.
+    ws_clients_closed: [AtomicU64; WsCloseReason::ALL.len()],
     run_duration: TimeHistogram,
     iteration_duration: TimeHistogram,
     phase_duration: [TimeHistogram; 4],
@@ -215,6 +252,7 @@ impl Metrics {
                 gates: GateLabels::new(config.gate_label_limit),
                 active_runs: AtomicU64::new(0),
                 ws_clients: AtomicU64::new(0),
+                ws_clients_closed: Default::default(),
                 run_duration: durations(),
                 iteration_duration: durations(),
                 phase_duration: std::array::from_fn(|_| durations()),
@@ -257,6 +295,12 @@ impl Metrics {
     pub fn ws_clients(&self) -> u64 {
         // Relaxed: a gauge.
         self.inner.ws_clients.load(Ordering::Relaxed)
+    }
+
+    /// Counts a WebSocket client the server closed, by reason.
+    pub(crate) fn record_ws_client_closed(&self, reason: WsCloseReason) {
+        // Relaxed: a count for reporting.
+        self.inner.ws_clients_closed[reason as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn observe_run(&self, nanos: u64, trace: Option<Trace<'_>>) {

@@ -4,7 +4,7 @@
 use std::sync::atomic::Ordering;
 
 use super::histogram::{Exemplar, TimeHistogram};
-use super::{Metrics, OUTCOMES};
+use super::{Metrics, OUTCOMES, WsCloseReason};
 use crate::event::{EventType, Phase};
 use crate::exposition::Format;
 use crate::exposition::escape_label_value;
@@ -244,6 +244,16 @@ pub(super) fn render(metrics: &Metrics, format: Format, out: &mut String) {
     w.family(&n.ws_clients, Kind::Gauge, "Connected WebSocket clients.");
     w.sample(&n.ws_clients, "")
         .value_u64(relaxed(&m.ws_clients));
+    w.family(
+        &n.ws_clients_closed,
+        Kind::Counter,
+        "WebSocket clients the server closed, by reason (budget, pong_timeout, rate, stalled).",
+    );
+    for reason in WsCloseReason::ALL {
+        w.sample(&n.ws_clients_closed, "")
+            .label("reason", reason.as_str())
+            .value_u64(relaxed(&m.ws_clients_closed[reason as usize]));
+    }
     w.finish();
 }
 

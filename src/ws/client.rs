@@ -6,12 +6,51 @@
 //! most [`POLL`], so the first event after a quiet spell goes out as soon
 //! as it is published; while events flow it makes one pass every
 //! [`COALESCE`], each pass carrying everything published since the last.
-//! Client messages are answered within a poll interval. A client whose socket
-//! stops taking data is not read from the hub any further (it will be told
-//! `lagged` if it recovers) and is closed once it has been stuck for
-//! [`ClientLimits::stall`].
+//! Client messages are answered within a poll interval.
+//!
+//! The server lives in the engine's process, so what one client can make
+//! it hold is bounded (DESIGN.md, "Safe to embed"):
+//!
+//! - Events go into the client's output buffer only while it holds less
+//!   than [`EVENT_ROOM`] bytes, and not at all while the socket refuses
+//!   data. A client whose socket stops taking data is not read from the
+//!   hub any further (it will be told `lagged` if it recovers) and is
+//!   closed once it has been stuck for [`ClientLimits::stall`] (reason
+//!   `stalled`).
+//! - Our own messages (replies, pings) count against a budget of
+//!   [`REPLY_BUDGET`] bytes until the buffer has gone out in full; a client
+//!   that makes us queue more is closed with 1008 (reason `budget`).
+//!   `hello` and `lagged` are not counted: the tracker and the events
+//!   bound them. So a client's buffer holds at most `hello`, or
+//!   [`EVENT_ROOM`] plus one event, plus [`REPLY_BUDGET`].
+//!   tungstenite holds at most [`super::TUNGSTENITE_WRITE_BUFFER`] bytes of
+//!   its own (pongs, the close frame).
+//! - Reading yields after [`READ_BATCH`] messages or [`READ_BYTES`] bytes
+//!   to writing and to the checks. Every message (pings and pongs too)
+//!   takes a token from a bucket of [`RATE_BURST`] refilled at
+//!   [`RATE_PER_SECOND`]; a message's token covers
+//!   [`RATE_BYTES_PER_TOKEN`] bytes, and every such share read beyond that
+//!   takes one more. A client that finds the bucket empty is answered once
+//!   with `RATE_LIMITED` and closed with 1008 (reason `rate`).
+//! - The server pings every [`ClientLimits::ping_every`]. Only a frame from
+//!   the client (a pong, or any message) answers; writing to its socket
+//!   does not. A client that has not answered the oldest outstanding ping
+//!   within [`ClientLimits::dead_after`] is closed with 1008 (reason
+//!   `pong_timeout`). The clock stops while the socket refuses data and
+//!   runs from the last refusal: our ping may still be waiting behind the
+//!   events the client has not read, and a client that is behind is the
+//!   stall timeout's to judge. So a silent socket is closed
+//!   `ping_every + dead_after` after it was last heard from (60 s with the
+//!   defaults), or after the stall timeout if events fill its socket first.
+//!   Until the socket refuses data the kernel takes what we write (on
+//!   loopback, tens of megabytes): a live client must read what is ahead
+//!   of a ping within `dead_after` of the ping, or of the last refusal.
+//!
+//! The socket is read even while our frames wait for it: tungstenite's
+//! pongs then wait in its own buffer behind a closed [`Gate`], since they
+//! must not land inside one of our frames.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
@@ -22,14 +61,42 @@ use tungstenite::{Error, Message, WebSocket};
 use super::frame;
 use super::hub::{Batch, Membership};
 use super::protocol::{self, Filter, Reply};
+use crate::metrics::WsCloseReason;
 
 /// How long the thread sleeps when nothing happens.
 const POLL: Duration = Duration::from_millis(20);
-/// How often a client's messages are read while events flow (when idle,
-/// every wake-up reads them).
+/// How often a client's messages are read while events flow or its socket
+/// is stuck (when idle, every wake-up reads them).
 const READ_EVERY: Duration = Duration::from_millis(5);
 /// Messages sent per pass before looking at the socket again.
 const PASS: usize = 2048;
+/// Bytes in the output buffer past which a pass puts no more events in
+/// it: bounds what a client's buffer holds beside its replies (one event
+/// may overshoot it).
+pub(crate) const EVENT_ROOM: usize = 256 * 1024;
+/// Bytes of our own messages (replies, pings) a client may have waiting
+/// in its output buffer. A reply is at most about 1.1 KiB (an `error`, or
+/// a `subscribed` naming a 1 KiB id), so this is some 60 replies the
+/// client has not taken: far more than a client that reads ever has.
+pub(crate) const REPLY_BUDGET: usize = 64 * 1024;
+/// Messages read per pass before writing and checking the budget again.
+pub(crate) const READ_BATCH: usize = 32;
+/// Bytes read per pass at most (two messages of the largest size allowed
+/// by default, or thousands of small ones).
+pub(crate) const READ_BYTES: usize = 128 * 1024;
+/// Messages a client may send at once. The dashboard and `watch` send
+/// none but pongs; a script subscribing to a page of runs fits.
+pub(crate) const RATE_BURST: f64 = 64.0;
+/// Messages a client may send per second, sustained: far above any use of
+/// the protocol, far below what a flood sends.
+pub(crate) const RATE_PER_SECOND: f64 = 32.0;
+/// Bytes read that cost one token. A message's token covers this much of
+/// it; bytes past that (or in frames that complete no message) cost more:
+/// at most 512 KiB a second sustained, whatever the frames.
+pub(crate) const RATE_BYTES_PER_TOKEN: f64 = 16.0 * 1024.0;
+/// The output buffer's allocation is given back past this size (after a
+/// large `hello`, say) once it has gone out.
+const OUT_KEEP: usize = 2 * EVENT_ROOM;
 /// The time between two delivery passes while events flow. Publishes come
 /// in batches as small as one event; waking every client for each would
 /// cost more CPU than the drain thread itself. Waiting this long lets a pass
@@ -45,7 +112,8 @@ const GOODBYE: Duration = Duration::from_millis(1_500);
 pub(crate) struct ClientLimits {
     /// How often the server pings.
     pub(crate) ping_every: Duration,
-    /// Silence after which the peer is taken for dead.
+    /// How long the client has to answer a ping (with a pong or any other
+    /// frame), not counting time its socket refused data.
     pub(crate) dead_after: Duration,
     /// How long a client may refuse data before it is closed.
     pub(crate) stall: Duration,
@@ -69,16 +137,101 @@ pub(crate) struct Start {
     pub(crate) cursor: u64,
 }
 
+/// The socket as tungstenite sees it: reads pass through; writes only
+/// while the client thread opens the gate, which it does only when none of
+/// our frames is half sent. Two writers share the socket: tungstenite, for
+/// the pongs and close frames it sends on its own (also from inside
+/// `read`), and our output buffer.
+///
+/// It also bounds what one pass reads: tungstenite reads on, inside one
+/// `read`, through frames that complete no message (fragments, control
+/// frames), so a message count alone would not make reading yield.
+pub(crate) struct Gate {
+    stream: TcpStream,
+    open: bool,
+    /// Bytes that may still be read before reads report `WouldBlock`.
+    allowance: usize,
+}
+
+impl Gate {
+    pub(crate) fn new(stream: TcpStream) -> Gate {
+        Gate {
+            stream,
+            open: false,
+            allowance: usize::MAX,
+        }
+    }
+}
+
+impl Read for Gate {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.allowance == 0 {
+            // tungstenite keeps a partial frame and goes on at the next read.
+            return Err(std::io::ErrorKind::WouldBlock.into());
+        }
+        let len = buf.len().min(self.allowance);
+        let read = self.stream.read(&mut buf[..len])?;
+        self.allowance -= read;
+        Ok(read)
+    }
+}
+
+impl Write for Gate {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.open {
+            self.stream.write(buf)
+        } else {
+            // tungstenite keeps the frame and tries again at its next flush.
+            Err(std::io::ErrorKind::WouldBlock.into())
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.stream.flush()
+    }
+}
+
+/// The message rate limit: a token bucket.
+#[derive(Debug)]
+struct TokenBucket {
+    tokens: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    fn full(now: Instant) -> TokenBucket {
+        TokenBucket {
+            tokens: RATE_BURST,
+            last: now,
+        }
+    }
+
+    /// Takes `cost` tokens; `false` when there are not that many.
+    fn spend(&mut self, now: Instant, cost: f64) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * RATE_PER_SECOND).min(RATE_BURST);
+        if self.tokens >= cost {
+            self.tokens -= cost;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 /// Why the loop ended.
 enum End {
-    /// The peer closed, reset or went silent.
+    /// The peer reset or went away.
     Gone,
+    /// The peer sent a close frame (tungstenite answers it).
+    PeerClosed,
     /// We close with this code.
     Close(CloseCode, &'static str),
 }
 
 struct Client {
-    ws: WebSocket<TcpStream>,
+    ws: WebSocket<Gate>,
     membership: Membership,
     filter: Filter,
     cursor: u64,
@@ -87,6 +240,9 @@ struct Client {
     /// Frames for the socket, written from `out_sent` on.
     out: Vec<u8>,
     out_sent: usize,
+    /// Bytes of our own messages put in `out` since it was last empty.
+    own_queued: usize,
+    rate: TokenBucket,
     last_read: Instant,
     /// Whether the last pass sent events (passes then come every COALESCE).
     flowing: bool,
@@ -94,19 +250,22 @@ struct Client {
     missed: u64,
     /// Since when the socket refused to take more data.
     stuck_since: Option<Instant>,
-    last_heard: Instant,
+    /// When the socket last refused data.
+    last_refused: Option<Instant>,
+    /// When the oldest ping not answered yet was queued.
+    unanswered_since: Option<Instant>,
     last_ping: Instant,
     limits: ClientLimits,
 }
 
 /// Serves one upgraded connection until it ends. Runs on its own thread.
 pub(crate) fn serve(
-    ws: WebSocket<TcpStream>,
+    ws: WebSocket<Gate>,
     membership: Membership,
     start: Start,
     limits: ClientLimits,
 ) {
-    if ws.get_ref().set_nonblocking(true).is_err() {
+    if ws.get_ref().stream.set_nonblocking(true).is_err() {
         return;
     }
     let now = Instant::now();
@@ -118,18 +277,28 @@ pub(crate) fn serve(
         batches: Vec::new(),
         out: Vec::new(),
         out_sent: 0,
+        own_queued: 0,
+        rate: TokenBucket::full(now),
         last_read: now,
         flowing: false,
         missed: 0,
         stuck_since: None,
-        last_heard: now,
+        last_refused: None,
+        unanswered_since: None,
         last_ping: now,
         limits,
     };
     client.queue(&start.hello);
-    let end = client.run();
-    if let End::Close(code, reason) = end {
-        client.say_goodbye(code, reason);
+    match client.run() {
+        End::Close(code, reason) => client.say_goodbye(code, reason),
+        End::PeerClosed => {
+            // tungstenite's answer to the close frame, if it can go out
+            // whole; never after half a frame of ours.
+            if client.out_sent == 0 {
+                let _ = client.flush_tungstenite();
+            }
+        }
+        End::Gone => {}
     }
 }
 
@@ -147,21 +316,23 @@ impl Client {
             if let Err(end) = self.flush() {
                 return end;
             }
-            // Read right after the flush, while `out` is (normally) empty:
-            // a client that is always a little behind must still be heard,
-            // or it would be taken for dead. While events flow, passes come
-            // every COALESCE, and reading on each would cost a system call
-            // per pass for messages that come seldom.
-            if (!self.flowing || self.last_read.elapsed() >= READ_EVERY)
-                && let Err(end) = self.read_client()
-            {
-                return end;
-            }
+            // While events flow or the socket is stuck, passes come every
+            // COALESCE, and reading on each would cost a system call per
+            // pass for messages that come seldom. Reading does not wait for
+            // our frames to go out: a client that is always a little behind
+            // must still be heard.
             let mut behind = false;
+            let busy = self.flowing || self.stuck_since.is_some();
+            if !busy || self.last_read.elapsed() >= READ_EVERY {
+                match self.read_client() {
+                    Ok(more) => behind = more,
+                    Err(end) => return end,
+                }
+            }
             let cursor = self.cursor;
             if self.stuck_since.is_none() {
                 match self.deliver_published() {
-                    Ok(more) => behind = more,
+                    Ok(more) => behind |= more,
                     Err(end) => return end,
                 }
             }
@@ -188,7 +359,8 @@ impl Client {
     }
 
     /// Sends what the hub has published after our cursor, at most
-    /// [`PASS`] messages; returns whether more is waiting.
+    /// [`PASS`] messages and until the output buffer holds [`EVENT_ROOM`]
+    /// bytes; returns whether more is waiting.
     fn deliver_published(&mut self) -> Result<bool, End> {
         let mut batches = std::mem::take(&mut self.batches);
         let result = self.send_batches(&mut batches);
@@ -214,6 +386,10 @@ impl Client {
                 if entry.seq < self.cursor {
                     continue;
                 }
+                if self.pending() >= EVENT_ROOM {
+                    // Look at the socket (and the client) before more.
+                    return self.flush().map(|()| true);
+                }
                 self.cursor = entry.seq + 1;
                 if !self.filter.matches(&entry.event) {
                     continue;
@@ -226,7 +402,6 @@ impl Client {
                 self.out.extend_from_slice(entry.frame());
                 sent += 1;
                 if sent >= PASS {
-                    // Look at the socket (and the client) before more.
                     return self.flush().map(|()| true);
                 }
             }
@@ -259,32 +434,49 @@ impl Client {
         }
     }
 
-    /// Queues a text message of our own (hello, lagged, replies).
+    /// Bytes in `out` not written yet.
+    fn pending(&self) -> usize {
+        self.out.len() - self.out_sent
+    }
+
+    /// Queues a text message that the budget does not count: `hello` and
+    /// `lagged` (bounded by the events), the one `RATE_LIMITED`.
     fn queue(&mut self, text: &str) {
         frame::push_text(&mut self.out, text);
     }
 
+    /// Queues a message of our own that the client made us send (a reply,
+    /// a ping), within [`REPLY_BUDGET`].
+    fn queue_own(&mut self, text: Option<&str>) -> Result<(), End> {
+        let before = self.out.len();
+        match text {
+            Some(text) => frame::push_text(&mut self.out, text),
+            None => frame::push_ping(&mut self.out),
+        }
+        self.own_queued += self.out.len() - before;
+        if self.own_queued > REPLY_BUDGET {
+            self.out.truncate(before);
+            self.membership.hub().client_closed(WsCloseReason::Budget);
+            return Err(End::Close(
+                CloseCode::Policy,
+                "replies not read: over the budget",
+            ));
+        }
+        Ok(())
+    }
+
     /// Pushes queued frames to the socket; notes when it refuses.
-    ///
-    /// Two writers share the socket: tungstenite, for the pongs and close
-    /// frames it sends on its own, and `out`, our frames. Neither may start
-    /// while the other has a frame half written, so tungstenite's buffer
-    /// goes first (it only ever fills while `out` is empty: see
-    /// `read_client`) and `out` only when that is empty.
     fn flush(&mut self) -> Result<(), End> {
-        let written = match self.ws.flush() {
-            Ok(()) => self.write_out(),
-            Err(Error::Io(e)) => Err(e),
-            Err(_) => return Err(End::Gone),
-        };
-        match written {
+        match self.write_pending() {
             Ok(()) => {
                 self.stuck_since = None;
                 Ok(())
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                let since = *self.stuck_since.get_or_insert_with(Instant::now);
-                if since.elapsed() > self.limits.stall {
+                let now = Instant::now();
+                self.last_refused = Some(now);
+                let since = *self.stuck_since.get_or_insert(now);
+                if now.duration_since(since) > self.limits.stall {
                     Err(self.stalled_out())
                 } else {
                     Ok(())
@@ -294,50 +486,95 @@ impl Client {
         }
     }
 
-    /// Writes `out` until it is empty or the socket refuses more.
+    /// Writes tungstenite's frames and ours, never one inside the other:
+    /// tungstenite's only go out at a boundary of ours (before `out` is
+    /// started, or once it is all written), and `out` only starts when
+    /// tungstenite's buffer is empty. Between two calls tungstenite writes
+    /// nothing (its gate is closed), so a frame of ours left half sent is
+    /// continued first.
+    fn write_pending(&mut self) -> std::io::Result<()> {
+        if self.out_sent == 0 {
+            self.flush_tungstenite()?;
+        }
+        self.write_out()?;
+        self.flush_tungstenite()
+    }
+
+    /// Lets tungstenite write what it holds (pongs, a close frame).
+    fn flush_tungstenite(&mut self) -> std::io::Result<()> {
+        self.ws.get_mut().open = true;
+        let result = self.ws.flush();
+        self.ws.get_mut().open = false;
+        match result {
+            Ok(()) => Ok(()),
+            Err(Error::Io(e)) => Err(e),
+            Err(_) => Err(std::io::ErrorKind::ConnectionAborted.into()),
+        }
+    }
+
+    /// Writes `out` until it is empty or the socket refuses more. Taking
+    /// data says nothing about the client being alive: only its frames do.
     fn write_out(&mut self) -> std::io::Result<()> {
         while self.out_sent < self.out.len() {
-            match self.ws.get_mut().write(&self.out[self.out_sent..]) {
+            match self.ws.get_mut().stream.write(&self.out[self.out_sent..]) {
                 Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    self.out_sent += n;
-                    // A peer that takes data is alive, even while our
-                    // backlog keeps us from reading its pongs.
-                    self.last_heard = Instant::now();
-                }
+                Ok(n) => self.out_sent += n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
         self.out.clear();
         self.out_sent = 0;
+        self.own_queued = 0;
+        if self.out.capacity() > OUT_KEEP {
+            self.out.shrink_to(EVENT_ROOM);
+        }
         Ok(())
     }
 
     fn stalled_out(&self) -> End {
-        // Relaxed: a count for reporting.
-        self.membership
-            .hub()
-            .slow_clients_closed
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.membership.hub().client_closed(WsCloseReason::Stalled);
         End::Gone
     }
 
-    /// Answers every message the client has sent so far. Skipped while
-    /// our frames wait for the socket: reading may make tungstenite send a
-    /// pong, which must not land inside one of them.
-    fn read_client(&mut self) -> Result<(), End> {
-        if !self.out.is_empty() {
-            return Ok(());
-        }
+    /// Answers the messages the client has sent, at most [`READ_BATCH`];
+    /// returns whether more may be waiting. Any frame from the client
+    /// answers our pings.
+    fn read_client(&mut self) -> Result<bool, End> {
         self.last_read = Instant::now();
-        loop {
+        self.ws.get_mut().allowance = READ_BYTES;
+        let mut messages = 0;
+        let more = self.read_messages(&mut messages)?;
+        // Bytes cost tokens too, past what a message's token covers: frames
+        // that complete no message (empty fragments, say) would cost
+        // nothing otherwise.
+        let read = (READ_BYTES - self.ws.get_ref().allowance) as f64;
+        let extra = (read - messages as f64 * RATE_BYTES_PER_TOKEN).max(0.0);
+        if !self
+            .rate
+            .spend(Instant::now(), extra / RATE_BYTES_PER_TOKEN)
+        {
+            return Err(self.rate_limited());
+        }
+        Ok(more)
+    }
+
+    /// Reads and answers messages, counting them in `messages`.
+    fn read_messages(&mut self, messages: &mut usize) -> Result<bool, End> {
+        for _ in 0..READ_BATCH {
             match self.ws.read() {
+                Ok(Message::Close(_)) => return Err(End::PeerClosed),
                 Ok(message) => {
-                    self.last_heard = Instant::now();
+                    *messages += 1;
+                    self.unanswered_since = None;
+                    if !self.rate.spend(Instant::now(), 1.0) {
+                        return Err(self.rate_limited());
+                    }
                     self.answer(message)?;
                 }
-                Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+                Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    return Ok(self.ws.get_ref().allowance == 0);
+                }
                 Err(e) => {
                     return Err(match protocol::close_for(&e) {
                         Some((code, reason)) => End::Close(code, reason),
@@ -346,27 +583,49 @@ impl Client {
                 }
             }
         }
+        Ok(true)
+    }
+
+    fn rate_limited(&mut self) -> End {
+        let seq = self.cursor.saturating_sub(1);
+        let message = format!(
+            "more than {RATE_BURST} messages at once or {RATE_PER_SECOND} a second \
+             (a message's share is {RATE_BYTES_PER_TOKEN} bytes); closing"
+        );
+        self.queue(&protocol::error(seq, "RATE_LIMITED", &message));
+        self.membership.hub().client_closed(WsCloseReason::Rate);
+        End::Close(CloseCode::Policy, "message rate limit exceeded")
     }
 
     fn answer(&mut self, message: Message) -> Result<(), End> {
         let seq = self.cursor.saturating_sub(1);
         match protocol::reply(&mut self.filter, seq, &message) {
-            Reply::Send(text) => {
-                self.queue(&text);
-                Ok(())
-            }
+            Reply::Send(text) => self.queue_own(Some(&text)),
             Reply::Ignore => Ok(()),
-            Reply::Close => Err(End::Gone),
+            Reply::Close => Err(End::PeerClosed),
         }
     }
 
+    /// Pings on schedule; closes a client that has not answered in time.
     fn keep_alive(&mut self) -> Result<(), End> {
-        if self.last_heard.elapsed() > self.limits.dead_after {
-            return Err(End::Gone);
+        let now = Instant::now();
+        if let Some(since) = self.unanswered_since
+            && self.stuck_since.is_none()
+        {
+            // Not counting the time the socket refused data: the ping may
+            // still be behind what the client has not read.
+            let from = self.last_refused.map_or(since, |r| r.max(since));
+            if now.duration_since(from) > self.limits.dead_after {
+                self.membership
+                    .hub()
+                    .client_closed(WsCloseReason::PongTimeout);
+                return Err(End::Close(CloseCode::Policy, "no answer to ping"));
+            }
         }
-        if self.last_ping.elapsed() >= self.limits.ping_every {
-            self.last_ping = Instant::now();
-            frame::push_ping(&mut self.out);
+        if now.duration_since(self.last_ping) >= self.limits.ping_every {
+            self.last_ping = now;
+            self.unanswered_since.get_or_insert(now);
+            self.queue_own(None)?;
         }
         Ok(())
     }
@@ -375,9 +634,14 @@ impl Client {
     fn say_goodbye(&mut self, code: CloseCode, reason: &'static str) {
         // A close frame cannot go out after half a frame of ours: if the
         // client would not take the rest, dropping the connection is the end.
-        if self.flush().is_err() || !self.out.is_empty() {
+        if self.write_pending().is_err() || !self.out.is_empty() {
             return;
         }
+        // Nothing of ours will be written any more: tungstenite may write.
+        // What the client sends meanwhile is read up to one pass's worth.
+        let gate = self.ws.get_mut();
+        gate.open = true;
+        gate.allowance = READ_BYTES;
         let frame = CloseFrame {
             code,
             reason: reason.into(),
@@ -396,5 +660,28 @@ impl Client {
                 Err(_) => return,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bucket_allows_a_burst_then_the_sustained_rate() {
+        let start = Instant::now();
+        let mut bucket = TokenBucket::full(start);
+        let burst = (0..1_000).take_while(|_| bucket.spend(start, 1.0)).count();
+        assert_eq!(burst, RATE_BURST as usize);
+        // One second later: one second's worth, not a new burst.
+        let later = start + Duration::from_secs(1);
+        let refilled = (0..1_000).take_while(|_| bucket.spend(later, 1.0)).count();
+        assert_eq!(refilled, RATE_PER_SECOND as usize);
+        // A long pause refills the bucket to the burst, no more.
+        let much_later = later + Duration::from_secs(3_600);
+        let capped = (0..1_000)
+            .take_while(|_| bucket.spend(much_later, 1.0))
+            .count();
+        assert_eq!(capped, RATE_BURST as usize);
     }
 }

@@ -22,7 +22,7 @@ use parking_lot::Mutex;
 
 use super::{frame, protocol};
 use crate::event::ProgressEvent;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, WsCloseReason};
 use crate::pipeline::drain::{EventInfo, Sink};
 
 /// Events per published batch at most: bounds the latency under load.
@@ -191,6 +191,16 @@ impl Hub {
         // Release: a client that reads this value finds the batch in the ring.
         self.published.store(last, Ordering::Release);
         self.ring_doorbells();
+    }
+
+    /// Counts a client the server closed, by reason
+    /// (`ws_clients_closed_total{reason}`).
+    pub(crate) fn client_closed(&self, reason: WsCloseReason) {
+        if reason == WsCloseReason::Stalled {
+            // Relaxed: a count for reporting.
+            self.slow_clients_closed.fetch_add(1, Ordering::Relaxed);
+        }
+        self.metrics.record_ws_client_closed(reason);
     }
 
     /// The highest published seq.

@@ -122,8 +122,12 @@ fn accept(
     if stream.write_all(head.as_bytes()).is_err() {
         return Ok(());
     }
-    let ws =
-        WebSocket::from_partially_read(stream, leftover, Role::Server, Some(socket_config(config)));
+    let ws = WebSocket::from_partially_read(
+        client::Gate::new(stream),
+        leftover,
+        Role::Server,
+        Some(socket_config(config)),
+    );
     let limits = config.limits;
     // A failed spawn drops the socket and the membership: the client sees
     // the connection close and may retry.
@@ -134,12 +138,26 @@ fn accept(
     Ok(())
 }
 
+/// How many bytes tungstenite may hold for a client: it only ever writes
+/// its own pongs (125 bytes of payload at most, and a newer one replaces
+/// one not yet queued) and the close frame; past this, it keeps the pong
+/// it owes and queues nothing more.
+pub(crate) const TUNGSTENITE_WRITE_BUFFER: usize = 4 * 1024;
+
+/// The chunk tungstenite reads a client's frames in (its default is
+/// 128 KiB per connection; clients send small messages).
+const READ_BUFFER: usize = 16 * 1024;
+
 /// The socket settings of every client connection.
 pub(crate) fn socket_config(config: &WsConfig) -> WebSocketConfig {
     WebSocketConfig::default()
         .max_message_size(Some(config.max_message))
         .max_frame_size(Some(config.max_message))
-        .max_write_buffer_size(8 << 20)
+        .read_buffer_size(READ_BUFFER)
+        // Writes go straight to the socket (through the client's gate);
+        // what the socket refuses waits in a buffer of bounded size.
+        .write_buffer_size(0)
+        .max_write_buffer_size(TUNGSTENITE_WRITE_BUFFER)
 }
 
 /// Checks an upgrade request: the handshake, the origin and `since`.

@@ -88,6 +88,7 @@ pub(crate) struct Filter {
 pub(crate) const MAX_SUBSCRIPTIONS: usize = 256;
 
 impl Filter {
+    /// Adds a subscription; adding one the client holds already changes nothing.
     pub(crate) fn add(&mut self, target: Target) -> Result<(), Invalid> {
         if self.targets.len() >= MAX_SUBSCRIPTIONS && !self.targets.contains(&target) {
             return Err(Invalid(format!(
@@ -113,6 +114,11 @@ impl Filter {
                 Target::WorkOrder(id) => **id == *event.work_order_id,
                 Target::Run(id) => **id == *event.run_id,
             })
+    }
+
+    /// How many subscriptions the client holds.
+    pub(crate) fn len(&self) -> usize {
+        self.targets.len()
     }
 
     pub(crate) fn targets(&self) -> impl Iterator<Item = &Target> {
@@ -148,15 +154,12 @@ pub(crate) fn pong(seq: u64) -> String {
     serde_json::json!({"type": "pong", "seq": seq, "timestamp": Timestamp::now()}).to_string()
 }
 
-pub(crate) fn subscription(
-    kind: &str,
-    seq: u64,
-    filter: &Filter,
-    target: Option<&Target>,
-) -> String {
-    let all: Vec<_> = filter.targets().collect();
-    serde_json::json!({"type": kind, "seq": seq, "target": target, "subscriptions": all})
-        .to_string()
+/// `subscribed` / `unsubscribed`: the target the message named (none for
+/// "unsubscribe from everything") and how many subscriptions the client now
+/// holds. Never the whole list: a client repeating a subscribe must not get
+/// back more than it sent.
+pub(crate) fn subscription(kind: &str, seq: u64, count: usize, target: Option<&Target>) -> String {
+    serde_json::json!({"type": kind, "seq": seq, "target": target, "count": count}).to_string()
 }
 
 pub(crate) fn error(seq: u64, code: &str, message: &str) -> String {
@@ -182,12 +185,12 @@ pub(crate) fn reply(filter: &mut Filter, seq: u64, message: &Message) -> Reply {
         Message::Text(text) => match ClientMessage::parse(text.as_str()) {
             Ok(ClientMessage::Ping) => pong(seq),
             Ok(ClientMessage::Subscribe(target)) => match filter.add(target.clone()) {
-                Ok(()) => subscription("subscribed", seq, filter, Some(&target)),
+                Ok(()) => subscription("subscribed", seq, filter.len(), Some(&target)),
                 Err(invalid) => error(seq, "INVALID_MESSAGE", &invalid.0),
             },
             Ok(ClientMessage::Unsubscribe(target)) => {
                 filter.remove(target.as_ref());
-                subscription("unsubscribed", seq, filter, target.as_ref())
+                subscription("unsubscribed", seq, filter.len(), target.as_ref())
             }
             Err(invalid) => error(seq, "INVALID_MESSAGE", &invalid.0),
         },
@@ -254,5 +257,28 @@ mod tests {
         ] {
             assert!(ClientMessage::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_duplicate_subscribe_is_answered_as_briefly_as_the_first_and_adds_nothing() {
+        let mut filter = Filter::default();
+        let long = "l".repeat(MAX_ID_LEN);
+        for i in 0..MAX_SUBSCRIPTIONS - 1 {
+            filter
+                .add(Target::Run(format!("{i}{}", &long[..MAX_ID_LEN - 4])))
+                .unwrap();
+        }
+        let subscribe = Message::Text(r#"{"type":"subscribe","runId":"r"}"#.into());
+        let first = reply(&mut filter, 1, &subscribe);
+        let again = reply(&mut filter, 1, &subscribe);
+        assert_eq!(first, again);
+        let Reply::Send(text) = again else {
+            panic!("{again:?}")
+        };
+        assert!(text.len() < 100, "{text}");
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(value["count"], MAX_SUBSCRIPTIONS);
+        assert_eq!(value["target"], serde_json::json!({"runId": "r"}));
+        assert_eq!(filter.len(), MAX_SUBSCRIPTIONS);
     }
 }

@@ -151,3 +151,104 @@ pub fn http_raw_head(addr: SocketAddr, raw: &[u8]) -> std::io::Result<String> {
     }
     Ok(String::from_utf8_lossy(&head).into_owned())
 }
+
+/// The resident set of this process (the server runs in it), in bytes.
+pub fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Samples [`rss_bytes`] every few milliseconds on its own thread and
+/// keeps the largest value, until dropped or [`RssPeak::stop`]ped.
+pub struct RssPeak {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    sampler: Option<std::thread::JoinHandle<u64>>,
+}
+
+impl RssPeak {
+    pub fn start() -> RssPeak {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let sampler = std::thread::spawn(move || {
+            let mut peak = rss_bytes();
+            // Relaxed: a stop flag.
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(rss_bytes());
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            peak.max(rss_bytes())
+        });
+        RssPeak {
+            stop,
+            sampler: Some(sampler),
+        }
+    }
+
+    /// The largest resident set seen, in bytes.
+    pub fn stop(mut self) -> u64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.sampler.take().and_then(|s| s.join().ok()).unwrap_or(0)
+    }
+}
+
+impl Drop for RssPeak {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// One frame from the server, read off a raw socket.
+#[derive(Debug)]
+pub enum ServerFrame {
+    Text(String),
+    /// The close code, if the frame had one.
+    Close(Option<u16>),
+    /// Ping, pong, binary or continuation: opcode only.
+    Other(u8),
+}
+
+/// Reads the next (unmasked) frame the server sent on a raw socket;
+/// `Err` at the end of the connection (EOF, reset or read timeout).
+pub fn read_server_frame(stream: &mut TcpStream) -> std::io::Result<ServerFrame> {
+    let mut head = [0u8; 2];
+    stream.read_exact(&mut head)?;
+    let opcode = head[0] & 0x0f;
+    let len = match head[1] & 0x7f {
+        126 => {
+            let mut l = [0u8; 2];
+            stream.read_exact(&mut l)?;
+            u64::from(u16::from_be_bytes(l))
+        }
+        127 => {
+            let mut l = [0u8; 8];
+            stream.read_exact(&mut l)?;
+            u64::from_be_bytes(l)
+        }
+        n => u64::from(n),
+    };
+    let mut payload = vec![0u8; usize::try_from(len).expect("frame length")];
+    stream.read_exact(&mut payload)?;
+    Ok(match opcode {
+        0x1 => ServerFrame::Text(String::from_utf8_lossy(&payload).into_owned()),
+        0x8 => ServerFrame::Close(
+            (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]])),
+        ),
+        other => ServerFrame::Other(other),
+    })
+}
+
+/// `ws_clients_closed_total{reason}` as the server's metrics render it.
+pub fn clients_closed(obs: &agentgate_obs::Observability, reason: &str) -> u64 {
+    let text = obs.metrics().render_as(Default::default());
+    let samples = super::parse_exposition(&text).expect("a valid exposition");
+    super::sample_value(
+        &samples,
+        "agentgate_ws_clients_closed_total",
+        &[("reason", reason)],
+    )
+    .unwrap_or(0.0) as u64
+}
