@@ -14,6 +14,7 @@
 //! full queue is answered 503 at once), every read and write has a deadline, the request head is parsed by `httparse`
 //! within size limits, and upgrade handlers get the `TcpStream` itself.
 
+pub(crate) mod host;
 pub(crate) mod http;
 mod reader;
 pub(crate) mod router;
@@ -65,12 +66,13 @@ impl Server {
     /// `workers` workers.
     pub(crate) fn start(
         addr: impl ToSocketAddrs,
-        router: Router,
+        mut router: Router,
         limits: Limits,
         workers: usize,
     ) -> std::io::Result<Server> {
         let listener = TcpListener::bind(addr)?;
         let local_addr = listener.local_addr()?;
+        router.bound_to(local_addr.ip());
         let stopping = Arc::new(AtomicBool::new(false));
         let router = Arc::new(router);
         let (intake_tx, intake_rx) = crossbeam_channel::bounded::<Intake>(INTAKE);
