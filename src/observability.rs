@@ -282,16 +282,22 @@ impl Builder {
                     .allowed_hosts(&self.allowed_hosts);
                 let router = crate::dashboard::mount(router);
                 let limits = server::http::Limits::default();
-                let server = Server::start(addr.as_str(), router, limits, server::DEFAULT_WORKERS)
-                    .map_err(|source| {
-                        if let Some(log) = &log {
-                            log.shutdown();
-                        }
-                        Error::Bind {
-                            addr: addr.clone(),
-                            source,
-                        }
-                    })?;
+                let server = Server::start(
+                    addr.as_str(),
+                    router,
+                    limits,
+                    server::DEFAULT_WORKERS,
+                    metrics.http_shed(),
+                )
+                .map_err(|source| {
+                    if let Some(log) = &log {
+                        log.shutdown();
+                    }
+                    Error::Bind {
+                        addr: addr.clone(),
+                        source,
+                    }
+                })?;
                 Some(server)
             }
             _ => None,

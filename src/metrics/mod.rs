@@ -78,6 +78,7 @@ struct Names {
     events_dropped: String,
     events: String,
     gate_checks: String,
+    http_shed: String,
     iteration_duration: String,
     iterations: String,
     listener_panics: String,
@@ -105,6 +106,7 @@ impl Names {
             events_dropped: n("events_dropped_total"),
             events: n("events_total"),
             gate_checks: n("gate_checks_total"),
+            http_shed: n("http_connections_shed_total"),
             iteration_duration: n("iteration_duration_seconds"),
             iterations: n("iterations_total"),
             listener_panics: n("listener_panics_total"),
@@ -138,6 +140,8 @@ struct Inner {
     /// Used when no pipeline is attached (a standalone collector).
     active_runs: AtomicU64,
     ws_clients: AtomicU64,
+    /// Connections the HTTP server shed, by reason (zero without a server).
+    http_shed: Arc<crate::server::shed::ShedCounts>,
     run_duration: TimeHistogram,
     iteration_duration: TimeHistogram,
     phase_duration: [TimeHistogram; 4],
@@ -211,6 +215,7 @@ impl Metrics {
                 gates: GateLabels::new(config.gate_label_limit),
                 active_runs: AtomicU64::new(0),
                 ws_clients: AtomicU64::new(0),
+                http_shed: Arc::default(),
                 run_duration: durations(),
                 iteration_duration: durations(),
                 phase_duration: std::array::from_fn(|_| durations()),
@@ -240,6 +245,11 @@ impl Metrics {
     /// Counts one delivery by outcome.
     pub fn record_delivery(&self, success: bool) {
         self.inner.deliveries[usize::from(success)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The HTTP server's shed counters (`http_connections_shed_total`).
+    pub(crate) fn http_shed(&self) -> Arc<crate::server::shed::ShedCounts> {
+        self.inner.http_shed.clone()
     }
 
     /// Sets the `ws_clients` gauge.
