@@ -155,6 +155,8 @@ impl Builder {
     /// HTTP on `addr` (e.g. `127.0.0.1:3000`; port 0 picks a free port,
     /// see [`Observability::local_addr`]). Bind to loopback unless the
     /// network in between is trusted, and set a [`token`](Self::token).
+    /// Requests are answered only when their `Host` header names this
+    /// address (see [`allowed_hosts`](Self::allowed_hosts)).
     pub fn serve(mut self, addr: impl Into<String>) -> Self {
         self.serve = Some(addr.into());
         self

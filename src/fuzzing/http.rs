@@ -181,14 +181,11 @@ fn plainly_allowed_host(request: &Request) -> bool {
     let [host] = hosts[..] else {
         return false;
     };
-    let name = host.split(':').next().unwrap_or("");
-    hosts.len() == 1
-        && host.matches(':').count() <= 1
-        && host
-            .split(':')
-            .nth(1)
-            .is_none_or(|p| !p.is_empty() && p.len() <= 4 && p.bytes().all(|b| b.is_ascii_digit()))
-        && ["127.0.0.1", "localhost", ALLOWED_NAME].contains(&name)
+    let (name, port) = host.split_once(':').unwrap_or((host, "1"));
+    ["127.0.0.1", "localhost", ALLOWED_NAME].contains(&name)
+        && !port.is_empty()
+        && port.len() <= 4
+        && port.bytes().all(|b| b.is_ascii_digit())
         && request.header("origin").is_none()
 }
 
