@@ -24,6 +24,10 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Threads opening the burst's connections together.
 const BURST_THREADS: usize = 10;
 
+/// Under `cargo test` the tests of this file share one process: one at a
+/// time (nextest runs each alone, see `.config/nextest.toml`).
+static ONE_AT_A_TIME: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
+
 /// Raises the soft limit on open files to at least `needed` (up to the
 /// hard limit): the client and server ends of every connection live in
 /// this one process.
@@ -112,6 +116,7 @@ fn shed(addr: SocketAddr, reason: &str) -> f64 {
 
 #[test]
 fn health_and_metrics_answer_200_while_a_thousand_idle_connections_are_held_open() {
+    let _alone = ONE_AT_A_TIME.lock();
     raise_fd_limit(8192);
     let (_obs, addr) = common::served(None);
     let idle = idle_connections(addr, 1_000);
@@ -151,6 +156,7 @@ fn burst(addr: SocketAddr, request: Option<&'static str>) -> Vec<JoinHandle<Vec<
 
 #[test]
 fn health_and_metrics_answer_200_during_a_burst_of_a_thousand_idle_connections_and_none_is_shed() {
+    let _alone = ONE_AT_A_TIME.lock();
     raise_fd_limit(8192);
     let (_obs, addr) = common::served(None);
     let threads = burst(addr, None);
@@ -176,6 +182,7 @@ fn health_and_metrics_answer_200_during_a_burst_of_a_thousand_idle_connections_a
 
 #[test]
 fn health_and_metrics_answer_200_during_a_burst_of_a_thousand_requests_and_the_burst_is_served() {
+    let _alone = ONE_AT_A_TIME.lock();
     raise_fd_limit(8192);
     let (_obs, addr) = common::served(None);
     let threads = burst(addr, Some("/health"));
@@ -203,6 +210,7 @@ fn health_and_metrics_answer_200_during_a_burst_of_a_thousand_requests_and_the_b
 
 #[test]
 fn past_the_pending_limit_the_oldest_idle_connections_are_evicted_and_counted() {
+    let _alone = ONE_AT_A_TIME.lock();
     raise_fd_limit(8192);
     let (_obs, addr) = common::served(None);
     let mut idle = idle_connections(addr, 1_500);
@@ -235,6 +243,7 @@ fn past_the_pending_limit_the_oldest_idle_connections_are_evicted_and_counted() 
 #[test]
 fn health_and_metrics_answer_at_once_while_every_other_worker_waits_on_a_stalled_pipeline() {
     use agentgate_obs::{Phase, ProgressEmitter};
+    let _alone = ONE_AT_A_TIME.lock();
     let (obs, addr) = common::served(None);
     // A listener that holds the drain thread until released: `/api/runs`
     // then waits for it (up to its 2 s timeout) on a worker.
