@@ -102,16 +102,18 @@ impl Server {
         let stopping = Arc::new(AtomicBool::new(false));
         let router = Arc::new(router);
         let (intake_tx, intake_rx) = crossbeam_channel::bounded::<Intake>(INTAKE);
-        let (job_tx, job_rx) = crossbeam_channel::bounded::<Job>(BACKLOG);
-        let (priority_tx, priority_rx) = crossbeam_channel::bounded::<Job>(BACKLOG);
         let mut server = Server {
             local_addr,
             stopping: stopping.clone(),
             intake: intake_tx.clone(),
             accept: None,
             reader: None,
-            workers: Vec::with_capacity(workers),
+            workers: Vec::with_capacity(workers + 1),
         };
+        // Declared after `server`, so dropped before it when a spawn below
+        // fails: the workers it joins see their queues closed and stop.
+        let (job_tx, job_rx) = crossbeam_channel::bounded::<Job>(BACKLOG);
+        let (priority_tx, priority_rx) = crossbeam_channel::bounded::<Job>(BACKLOG);
         for i in 0..workers.max(1) {
             let (priority, jobs) = (priority_rx.clone(), job_rx.clone());
             let (router, linger) = (router.clone(), intake_tx.clone());

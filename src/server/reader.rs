@@ -216,13 +216,12 @@ fn admit(
         match oldest {
             Some(i) => {
                 shed.count(ShedReason::IdleEvicted);
-                let evicted = pending.swap_remove(i);
-                refuse(
-                    evicted.stream,
-                    503,
-                    "evicted to make room for newer connections",
-                    lingering,
-                );
+                // What it sent was read on the last pass: close at once rather
+                // than linger, so evictions do not fill the lingering list.
+                let mut evicted = pending.swap_remove(i).stream;
+                let _ = Response::error(503, "evicted to make room for newer connections")
+                    .with_header("Retry-After", "1")
+                    .write_to(&mut evicted, false);
             }
             None => {
                 // Every pending connection has a whole request waiting for a worker.
