@@ -158,7 +158,7 @@ fn scrape_loop(addr: std::net::SocketAddr, stop: Arc<AtomicBool>) -> std::thread
         // Relaxed: a stop flag polled in a loop.
         while !stop.load(Ordering::Relaxed) {
             if let Ok(mut s) = std::net::TcpStream::connect(addr) {
-                let _ = s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n");
+                let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n");
                 buf.clear();
                 let _ = s.read_to_end(&mut buf);
                 scrapes += 1;

@@ -69,6 +69,7 @@ pub struct Builder {
     metrics: MetricsConfig,
     serve: Option<String>,
     token: Option<String>,
+    allowed_hosts: Vec<String>,
     websocket: WsConfig,
 }
 
@@ -84,6 +85,7 @@ impl Default for Builder {
             metrics: MetricsConfig::default(),
             serve: None,
             token: None,
+            allowed_hosts: Vec::new(),
             websocket: WsConfig::default(),
         }
     }
@@ -174,15 +176,46 @@ impl Builder {
     /// HTTP on `addr` (e.g. `127.0.0.1:3000`; port 0 picks a free port,
     /// see [`Observability::local_addr`]). Bind to loopback unless the
     /// network in between is trusted, and set a [`token`](Self::token).
+    /// Requests are answered only when their `Host` header names this
+    /// address (see [`allowed_hosts`](Self::allowed_hosts)).
     pub fn serve(mut self, addr: impl Into<String>) -> Self {
         self.serve = Some(addr.into());
         self
     }
 
-    /// Requires `Authorization: Bearer TOKEN` (or `?token=TOKEN`) on every
-    /// HTTP route but `/health`.
+    /// Requires `Authorization: Bearer TOKEN` on every HTTP route but
+    /// `/health` (and the dashboard's static assets). The dashboard page
+    /// `/` and the WebSocket `/ws` also take it as `?token=TOKEN`, since a
+    /// browser cannot add a header there; other routes refuse it in the URL.
     pub fn token(mut self, token: impl Into<String>) -> Self {
         self.token = Some(token.into());
+        self
+    }
+
+    /// Host names (or IP addresses) the server also answers to, besides
+    /// the address it is bound to and, for loopback and `0.0.0.0`/`[::]`
+    /// binds, `localhost` (an unspecified bind also answers to any IP
+    /// address). A request whose `Host` header names anything else gets
+    /// `421 Misdirected Request`: this defeats DNS rebinding, where a web
+    /// page makes its own DNS name point at this server to read it from a
+    /// browser. Add the names the dashboard is opened under (a reverse
+    /// proxy's name, a machine name); no scheme, port or path. Calls add up.
+    ///
+    /// ```
+    /// use agentgate_obs::Observability;
+    ///
+    /// let obs = Observability::builder()
+    ///     .no_log()
+    ///     .serve("127.0.0.1:0")
+    ///     .allowed_hosts(["agent-box.lan", "dashboard.example.com"])
+    ///     .start()?;
+    /// // `Host: agent-box.lan:PORT` and `Host: 127.0.0.1:PORT` are answered;
+    /// // `Host: evil.example` gets 421.
+    /// # drop(obs);
+    /// # Ok::<(), agentgate_obs::Error>(())
+    /// ```
+    pub fn allowed_hosts(mut self, hosts: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.allowed_hosts.extend(hosts.into_iter().map(Into::into));
         self
     }
 
@@ -229,6 +262,9 @@ impl Builder {
         if self.token.as_deref().is_some_and(str::is_empty) {
             return Err(Error::Config("the token must not be empty".into()));
         }
+        for host in &self.allowed_hosts {
+            server::host::normalize_allowed(host).map_err(Error::Config)?;
+        }
         self.metrics.validate()
     }
 
@@ -270,23 +306,27 @@ impl Builder {
                     started,
                 };
                 let websocket = ws::upgrade_handler(shared.clone(), hub.clone(), self.websocket);
-                let router = server::routes::router(&state, self.token.clone()).route(
-                    "/ws",
-                    false,
-                    Handler::Upgrade(websocket),
-                );
+                let router = server::routes::router(&state, self.token.clone())
+                    .route("/ws", false, Handler::Upgrade(websocket))
+                    .allowed_hosts(&self.allowed_hosts);
                 let router = crate::dashboard::mount(router);
                 let limits = server::http::Limits::default();
-                let server = Server::start(addr.as_str(), router, limits, server::DEFAULT_WORKERS)
-                    .map_err(|source| {
-                        if let Some(log) = &log {
-                            log.shutdown();
-                        }
-                        Error::Bind {
-                            addr: addr.clone(),
-                            source,
-                        }
-                    })?;
+                let server = Server::start(
+                    addr.as_str(),
+                    router,
+                    limits,
+                    server::DEFAULT_WORKERS,
+                    metrics.http_shed(),
+                )
+                .map_err(|source| {
+                    if let Some(log) = &log {
+                        log.shutdown();
+                    }
+                    Error::Bind {
+                        addr: addr.clone(),
+                        source,
+                    }
+                })?;
                 Some(server)
             }
             _ => None,

@@ -122,7 +122,10 @@ fn scrape(addr: SocketAddr) -> Result<Option<String>, String> {
         return Ok(None);
     };
     let _ = stream.set_read_timeout(Some(Duration::from_secs(20)));
-    if stream.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").is_err() {
+    if stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .is_err()
+    {
         return Ok(None);
     }
     let mut bytes = Vec::new();

@@ -97,7 +97,7 @@ fn upgrade(addr: SocketAddr, path: &str, extra: &str, key: bool) -> Vec<u8> {
 #[test]
 fn slowloris_clients_trickling_bytes_hold_no_worker_and_are_served_or_timed_out() {
     let (_obs, addr) = common::served(None);
-    let complete = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
+    let complete = b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec();
     // Four times as many trickling clients as the server has workers: half
     // finish their request within the request timeout, half never do.
     let trickle = |finishes: bool| {
@@ -177,7 +177,7 @@ fn path_traversal_in_every_spelling_gets_404_while_others_are_served() {
     let floods: Vec<_> = paths
         .iter()
         .map(|path| {
-            let raw = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").into_bytes();
+            let raw = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").into_bytes();
             (path, raw)
         })
         .collect();
@@ -191,7 +191,7 @@ fn path_traversal_in_every_spelling_gets_404_while_others_are_served() {
     }
     let flood = Flood::start(
         addr,
-        b"GET /api/runs/../../../../etc/passwd HTTP/1.1\r\n\r\n".to_vec(),
+        b"GET /api/runs/../../../../etc/passwd HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec(),
         404,
     );
     assert_answers_others_promptly(addr);
@@ -219,10 +219,15 @@ fn cross_origin_upgrades_get_403_while_others_are_served() {
 fn missing_and_wrong_tokens_get_401_while_health_and_the_right_token_are_served() {
     let (_obs, addr) = common::served(Some("s3cret"));
     let floods = [
-        Flood::start(addr, b"GET /metrics HTTP/1.1\r\n\r\n".to_vec(), 401),
         Flood::start(
             addr,
-            b"GET /api/runs HTTP/1.1\r\nAuthorization: Bearer s3cre\r\n\r\n".to_vec(),
+            b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec(),
+            401,
+        ),
+        Flood::start(
+            addr,
+            b"GET /api/runs HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer s3cre\r\n\r\n"
+                .to_vec(),
             401,
         ),
         Flood::start(addr, upgrade(addr, "/ws?token=wrong", "", true), 401),

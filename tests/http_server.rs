@@ -58,7 +58,7 @@ fn a_ten_megabyte_body_gets_a_413() {
     let (_obs, addr) = common::served(None);
     let body = vec![b'x'; 10 * 1024 * 1024];
     let mut raw = format!(
-        "POST /metrics HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+        "POST /metrics HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n",
         body.len()
     )
     .into_bytes();
@@ -71,8 +71,11 @@ fn a_ten_megabyte_body_gets_a_413() {
 #[test]
 fn post_to_metrics_gets_a_405_with_allow() {
     let (_obs, addr) = common::served(None);
-    let reply =
-        http_raw(addr, b"POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n").expect("reply");
+    let reply = http_raw(
+        addr,
+        b"POST /metrics HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n",
+    )
+    .expect("reply");
     assert_eq!(reply.status, 405);
     assert_eq!(reply.header("allow"), Some("GET, HEAD"));
     still_serving(addr);
@@ -107,7 +110,11 @@ fn a_wrong_or_missing_token_gets_a_401_and_health_stays_open() {
         http_get(addr, "/metrics", &["Authorization: Bearer s3cret"]).status,
         200
     );
-    assert_eq!(http_get(addr, "/api/summary?token=s3cret", &[]).status, 200);
+    // `?token=` is only for `/` and `/ws` (tests/http_guard.rs).
+    assert_eq!(
+        http_get(addr, "/api/summary", &["Authorization: Bearer s3cret"]).status,
+        200
+    );
     assert_eq!(http_get(addr, "/health", &[]).status, 200);
 }
 
@@ -119,7 +126,7 @@ fn clients_that_never_finish_their_request_hold_a_worker_only_until_the_request_
         .map(|_| {
             let mut s = std::net::TcpStream::connect(addr).expect("connect");
             use std::io::Write;
-            let _ = s.write_all(b"GET /metrics HTTP/1.1\r\n");
+            let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n");
             s
         })
         .collect();
@@ -140,7 +147,8 @@ fn clients_that_never_finish_their_request_hold_a_worker_only_until_the_request_
 #[test]
 fn head_gets_headers_without_a_body() {
     let (_obs, addr) = common::served(None);
-    let reply = http_raw(addr, b"HEAD /metrics HTTP/1.1\r\n\r\n").expect("reply");
+    let reply =
+        http_raw(addr, b"HEAD /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("reply");
     assert_eq!(reply.status, 200);
     assert!(reply.body.is_empty());
     assert!(reply.header("content-length").is_some_and(|l| l != "0"));
@@ -162,7 +170,7 @@ fn runs_are_listed_as_json() {
 fn after_shutdown_a_scrape_is_refused_not_hung() {
     let (obs, addr) = common::served(None);
     obs.shutdown();
-    assert!(http_raw(addr, b"GET /metrics HTTP/1.1\r\n\r\n").is_err());
+    assert!(http_raw(addr, b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n").is_err());
 }
 
 #[test]
@@ -171,9 +179,9 @@ fn a_client_that_pipelines_more_requests_still_gets_its_whole_first_answer() {
     // its request; here it did, so the server reads the rest away
     // (lingers) before closing instead of resetting the connection.
     let (_obs, addr) = common::served(None);
-    let mut raw = b"GET /metrics HTTP/1.1\r\n\r\n".to_vec();
+    let mut raw = b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec();
     for _ in 0..2_000 {
-        raw.extend_from_slice(b"GET /health HTTP/1.1\r\n\r\n");
+        raw.extend_from_slice(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n");
     }
     assert_whole_ok(&http_raw(addr, &raw).expect("reply"));
     still_serving(addr);
@@ -183,7 +191,8 @@ fn a_client_that_pipelines_more_requests_still_gets_its_whole_first_answer() {
 fn a_thousand_scrapes_in_a_row_are_all_answered_in_full() {
     let (_obs, addr) = common::served(None);
     for _ in 0..1_000 {
-        let reply = http_raw(addr, b"GET /metrics HTTP/1.1\r\n\r\n").expect("reply");
+        let reply =
+            http_raw(addr, b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("reply");
         assert_whole_ok(&reply);
         assert!(reply.body.ends_with("\n"), "{}", reply.body);
     }

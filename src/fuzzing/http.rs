@@ -9,11 +9,17 @@ use crate::metrics::{Metrics, MetricsConfig};
 use crate::pipeline::drain::Drain;
 use crate::pipeline::{Overflow, Shared};
 use crate::server::http::{self, Limits, Parsed, Request};
-use crate::server::router::{Dispatch, Handler, Router};
+use crate::server::router::{Dispatch, Handler, QUERY_TOKEN_PATHS, Router};
 use crate::server::routes::{self, AppState};
 
 /// The token the harness's router requires.
 pub const TOKEN: &str = "fuzz-token";
+
+/// The address the harness's router takes itself to be bound to: `Host`
+/// values naming it (or `localhost`) pass the allow-list.
+const BOUND: ([u8; 4], u16) = ([127, 0, 0, 1], 3000);
+/// A host name added with `allowed_hosts`.
+const ALLOWED_NAME: &str = "dash.example";
 
 /// Paths the router knows, and whether they are public.
 const ROUTES: [(&str, bool); 5] = [
@@ -62,11 +68,10 @@ impl HttpHarness {
             metrics,
             started: Instant::now(),
         };
-        let router = crate::dashboard::mount(routes::router(&state, Some(TOKEN.to_owned()))).route(
-            "/ws",
-            false,
-            Handler::Upgrade(Box::new(|_, _, _| {})),
-        );
+        let mut router = crate::dashboard::mount(routes::router(&state, Some(TOKEN.to_owned())))
+            .route("/ws", false, Handler::Upgrade(Box::new(|_, _, _| {})))
+            .allowed_hosts(&[ALLOWED_NAME.to_owned()]);
+        router.bound_to(SocketAddr::from(BOUND).ip());
         HttpHarness {
             router,
             limits: Limits::default(),
@@ -98,11 +103,16 @@ impl HttpHarness {
             .into_iter()
             .chain(crate::dashboard::paths())
             .find(|(path, _)| *path == request.path);
+        let plainly_allowed = plainly_allowed_host(&request);
         match self.router.dispatch(&request) {
             Dispatch::Upgrade(_) => {
                 assert_eq!(request.path, "/ws", "only /ws upgrades");
                 assert_eq!(request.method, "GET", "only GET upgrades");
                 assert!(has_credentials(&request), "an upgrade without a token");
+                assert!(
+                    request.header("host").is_some(),
+                    "an upgrade without a Host"
+                );
                 if let Err(refusal) = crate::ws::check_upgrade(&request) {
                     assert!(
                         [400, 403, 426].contains(&refusal.status),
@@ -114,7 +124,19 @@ impl HttpHarness {
             }
             Dispatch::Respond(response) => {
                 let status = response.status;
+                // The Host/Origin check comes first, on every path.
+                let host_refusal = [400, 403, 421].contains(&status);
+                if plainly_allowed {
+                    assert!(
+                        !host_refusal,
+                        "{status} for an allowed Host without Origin: {request:?}"
+                    );
+                }
+                if request.header("host").is_none() {
+                    assert_eq!(status, 400, "no Host");
+                }
                 match route {
+                    _ if host_refusal => {}
                     None => assert_eq!(status, 404, "unknown path {:?}", request.path),
                     Some((_, false)) if !has_credentials(&request) => {
                         assert_eq!(status, 401, "{:?} without a token", request.path)
@@ -138,10 +160,33 @@ impl HttpHarness {
     }
 }
 
-/// Whether the request names a token at all (right or wrong); without one,
-/// every route but `/health` must be refused.
+/// Whether the request names a token at all (right or wrong) where the
+/// route takes one; without one, every route but the public ones must be refused.
 fn has_credentials(request: &Request) -> bool {
-    request.header("authorization").is_some() || request.query_param("token").is_some()
+    request.header("authorization").is_some()
+        || (QUERY_TOKEN_PATHS.contains(&request.path.as_str())
+            && request.query_param("token").is_some())
+}
+
+/// Whether the request has exactly one `Host`, one the router must accept
+/// (the bound address, `localhost` or the allowed name, any port), and no
+/// `Origin`.
+fn plainly_allowed_host(request: &Request) -> bool {
+    let hosts: Vec<&str> = request
+        .headers
+        .iter()
+        .filter(|(n, _)| n == "host")
+        .map(|(_, v)| v.trim())
+        .collect();
+    let [host] = hosts[..] else {
+        return false;
+    };
+    let (name, port) = host.split_once(':').unwrap_or((host, "1"));
+    ["127.0.0.1", "localhost", ALLOWED_NAME].contains(&name)
+        && !port.is_empty()
+        && port.len() <= 4
+        && port.bytes().all(|b| b.is_ascii_digit())
+        && request.header("origin").is_none()
 }
 
 /// A response as written parses back as exactly one well-formed response:

@@ -112,6 +112,7 @@ struct Names {
     events_dropped: String,
     events: String,
     gate_checks: String,
+    http_shed: String,
     iteration_duration: String,
     iterations: String,
     listener_panics: String,
@@ -142,6 +143,7 @@ impl Names {
             events_dropped: n("events_dropped_total"),
             events: n("events_total"),
             gate_checks: n("gate_checks_total"),
+            http_shed: n("http_connections_shed_total"),
             iteration_duration: n("iteration_duration_seconds"),
             iterations: n("iterations_total"),
             listener_panics: n("listener_panics_total"),
@@ -179,6 +181,8 @@ struct Inner {
     ws_clients: AtomicU64,
     /// Indexed by `WsCloseReason as usize`.
     ws_clients_closed: [AtomicU64; WsCloseReason::ALL.len()],
+    /// Connections the HTTP server shed, by reason (zero without a server).
+    http_shed: Arc<crate::server::shed::ShedCounts>,
     run_duration: TimeHistogram,
     iteration_duration: TimeHistogram,
     phase_duration: [TimeHistogram; 4],
@@ -253,6 +257,7 @@ impl Metrics {
                 active_runs: AtomicU64::new(0),
                 ws_clients: AtomicU64::new(0),
                 ws_clients_closed: Default::default(),
+                http_shed: Arc::default(),
                 run_duration: durations(),
                 iteration_duration: durations(),
                 phase_duration: std::array::from_fn(|_| durations()),
@@ -282,6 +287,11 @@ impl Metrics {
     /// Counts one delivery by outcome.
     pub fn record_delivery(&self, success: bool) {
         self.inner.deliveries[usize::from(success)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The HTTP server's shed counters (`http_connections_shed_total`).
+    pub(crate) fn http_shed(&self) -> Arc<crate::server::shed::ShedCounts> {
+        self.inner.http_shed.clone()
     }
 
     /// Sets the `ws_clients` gauge.

@@ -115,6 +115,17 @@ pub(super) fn render(metrics: &Metrics, format: Format, out: &mut String) {
         }
     }
 
+    w.family(
+        &n.http_shed,
+        Kind::Counter,
+        "HTTP connections refused, evicted or timed out by the server's flood limits, by reason.",
+    );
+    for reason in crate::server::shed::ShedReason::ALL {
+        w.sample(&n.http_shed, "")
+            .label("reason", reason.as_str())
+            .value_u64(m.http_shed.get(reason));
+    }
+
     histogram(
         &mut w,
         &n.iteration_duration,

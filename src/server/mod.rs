@@ -10,14 +10,31 @@
 //! connection behind `Box<dyn ReadWrite>`, so a WebSocket layer could not
 //! set its timeouts. Here a slow client holds no worker (the reader owns
 //! a connection until its request has arrived, within a deadline), complete
-//! requests wait in a bounded queue for one of a fixed number of workers (a
-//! full queue is answered 503 at once), every read and write has a deadline, the request head is parsed by `httparse`
-//! within size limits, and upgrade handlers get the `TcpStream` itself.
+//! requests wait in a bounded queue for one of a fixed number of workers,
+//! every read and write has a deadline, the request head is parsed by
+//! `httparse` within size limits, and upgrade handlers get the `TcpStream`
+//! itself.
+//!
+//! Floods: `/health` and `/metrics` must keep answering while idle or slow
+//! connections pile up (every attacker on loopback is 127.0.0.1, so
+//! per-address caps would not help). So: the listen backlog is widened
+//! (std asks for 128); the accept thread waits for the reader rather than
+//! refusing (the kernel's backlog holds connections meanwhile, without a
+//! file descriptor); when the reader's pending list is full, the oldest
+//! connection that has not sent a whole request is evicted to make room
+//! for the new one; a complete request that finds the workers busy waits
+//! in the reader until its deadline instead of being refused; and complete
+//! `GET /health` and `GET /metrics` requests have a queue of their own,
+//! with a worker reserved for it, so slow handlers (an `/api/runs` waiting
+//! for the drain thread, WebSocket upgrades) cannot hold them up. What the
+//! limits cost is counted in `http_connections_shed_total{reason}`.
 
+pub(crate) mod host;
 pub(crate) mod http;
 mod reader;
 pub(crate) mod router;
 pub(crate) mod routes;
+pub(crate) mod shed;
 
 use std::io::Write;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
@@ -27,18 +44,25 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender, select_biased};
 
-use http::{Limits, Response};
-use reader::{Intake, Job};
+use http::Limits;
+use reader::{Intake, Job, Queues};
 use router::{Dispatch, Router};
+use shed::ShedCounts;
 
-/// Worker threads serving requests.
+/// Worker threads serving requests (plus one reserved for `/health` and `/metrics`).
 pub(crate) const DEFAULT_WORKERS: usize = 4;
-/// Complete requests waiting for a worker before new ones get a 503.
+/// Complete requests waiting for a worker, per queue; more wait in the reader.
 const BACKLOG: usize = 64;
-/// Accepted and answered connections waiting for the reader thread.
+/// Accepted and answered connections waiting for the reader thread; when
+/// full, the accept thread waits and the kernel's listen backlog fills.
 const INTAKE: usize = 256;
+/// The listen backlog (std's `TcpListener::bind` asks for 128; Linux caps
+/// the request at `net.core.somaxconn`, 4096 by default since 5.4). A burst
+/// of connections beyond the backlog sees its SYNs dropped and retried a
+/// second later.
+const LISTEN_BACKLOG: i32 = 1024;
 /// How long the accept thread pauses after an error such as EMFILE.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(20);
 
@@ -61,55 +85,72 @@ impl std::fmt::Debug for Server {
 }
 
 impl Server {
-    /// Binds `addr` and starts the accept thread, the reader thread and
-    /// `workers` workers.
+    /// Binds `addr` and starts the accept thread, the reader thread,
+    /// `workers` workers and the worker reserved for `/health` and
+    /// `/metrics`; `shed` counts what the flood limits refuse.
     pub(crate) fn start(
         addr: impl ToSocketAddrs,
-        router: Router,
+        mut router: Router,
         limits: Limits,
         workers: usize,
+        shed: Arc<ShedCounts>,
     ) -> std::io::Result<Server> {
-        let listener = TcpListener::bind(addr)?;
+        let listener = bind(addr)?;
         let local_addr = listener.local_addr()?;
+        router.bound_to(local_addr.ip());
         let stopping = Arc::new(AtomicBool::new(false));
         let router = Arc::new(router);
         let (intake_tx, intake_rx) = crossbeam_channel::bounded::<Intake>(INTAKE);
-        let (job_tx, job_rx) = crossbeam_channel::bounded::<Job>(BACKLOG);
         let mut server = Server {
             local_addr,
             stopping: stopping.clone(),
             intake: intake_tx.clone(),
             accept: None,
             reader: None,
-            workers: Vec::with_capacity(workers),
+            workers: Vec::with_capacity(workers + 1),
         };
+        // Declared after `server`, so dropped before it when a spawn below
+        // fails: the workers it joins see their queues closed and stop.
+        let (job_tx, job_rx) = crossbeam_channel::bounded::<Job>(BACKLOG);
+        let (priority_tx, priority_rx) = crossbeam_channel::bounded::<Job>(BACKLOG);
         for i in 0..workers.max(1) {
-            let (jobs, router, linger) = (job_rx.clone(), router.clone(), intake_tx.clone());
+            let (priority, jobs) = (priority_rx.clone(), job_rx.clone());
+            let (router, linger) = (router.clone(), intake_tx.clone());
             let thread = std::thread::Builder::new()
                 .name(format!("agentgate-obs-http-{i}"))
-                .spawn(move || worker(&jobs, &router, &limits, &linger))?;
+                .spawn(move || worker(&priority, &jobs, &router, &limits, &linger))?;
             server.workers.push(thread);
         }
+        // The reserved worker: only `/health` and `/metrics`.
+        let (router, linger) = (router.clone(), intake_tx.clone());
+        let reserved = std::thread::Builder::new()
+            .name("agentgate-obs-http-probe".into())
+            .spawn(move || {
+                for job in priority_rx.iter() {
+                    serve_isolated(job, &router, &limits, &linger);
+                }
+            })?;
+        server.workers.push(reserved);
         drop(job_rx);
+        let queues = Queues {
+            priority: priority_tx,
+            general: job_tx,
+        };
         // On an error below, dropping `server` stops what was started.
         server.reader = Some(
             std::thread::Builder::new()
                 .name("agentgate-obs-http-read".into())
-                .spawn(move || reader::run(&intake_rx, &job_tx, &limits))?,
+                .spawn(move || reader::run(&intake_rx, &queues, &limits, &shed))?,
         );
         server.accept = Some(
             std::thread::Builder::new()
                 .name("agentgate-obs-accept".into())
                 .spawn(move || {
                     accept_loop(&listener, &stopping, |(stream, peer)| {
-                        match intake_tx.try_send(Intake::New(stream, peer)) {
-                            Ok(()) => true,
-                            Err(TrySendError::Full(Intake::New(stream, _))) => {
-                                busy(stream);
-                                true
-                            }
-                            Err(_) => false,
-                        }
+                        // Waits while the reader's intake is full: the kernel's
+                        // backlog holds new connections meanwhile. Fails only
+                        // once the reader is gone.
+                        intake_tx.send(Intake::New(stream, peer)).is_ok()
                     })
                 })?,
         );
@@ -183,19 +224,64 @@ fn accept_loop(
     }
 }
 
-/// Answers 503 when the reader's intake is full.
-fn busy(mut stream: TcpStream) {
-    let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
-    let _ = Response::error(503, "the server is busy; retry shortly")
-        .with_header("Retry-After", "1")
-        .write_to(&mut stream, false);
+/// Binds the first address of `addr` that works, as `TcpListener::bind`
+/// does, but with a listen backlog of [`LISTEN_BACKLOG`]: std always asks
+/// for 128 and offers no way to choose (socket2 does, without our own
+/// `unsafe`).
+fn bind(addr: impl ToSocketAddrs) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let mut last_error = None;
+    for addr in addr.to_socket_addrs()? {
+        let attempt = (|| {
+            let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+            // As std does on Unix: a restarted engine can bind its port
+            // again while old connections sit in TIME_WAIT.
+            #[cfg(unix)]
+            socket.set_reuse_address(true)?;
+            socket.bind(&addr.into())?;
+            socket.listen(LISTEN_BACKLOG)?;
+            Ok::<_, std::io::Error>(TcpListener::from(socket))
+        })();
+        match attempt {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last_error = Some(e),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "the address resolved to nothing",
+        )
+    }))
 }
 
-fn worker(jobs: &Receiver<Job>, router: &Router, limits: &Limits, linger: &Sender<Intake>) {
-    for job in jobs.iter() {
-        // A panicking handler costs its connection, never the worker.
-        let _ = catch_unwind(AssertUnwindSafe(|| serve(job, router, limits, linger)));
+/// A general worker: `/health` and `/metrics` first, then everything else.
+fn worker(
+    priority: &Receiver<Job>,
+    jobs: &Receiver<Job>,
+    router: &Router,
+    limits: &Limits,
+    linger: &Sender<Intake>,
+) {
+    loop {
+        // Both senders belong to the reader and go together: once one
+        // channel is closed and empty, finish the other and stop.
+        select_biased! {
+            recv(priority) -> job => match job {
+                Ok(job) => serve_isolated(job, router, limits, linger),
+                Err(_) => break jobs.iter().for_each(|j| serve_isolated(j, router, limits, linger)),
+            },
+            recv(jobs) -> job => match job {
+                Ok(job) => serve_isolated(job, router, limits, linger),
+                Err(_) => break priority.iter().for_each(|j| serve_isolated(j, router, limits, linger)),
+            },
+        }
     }
+}
+
+/// A panicking handler costs its connection, never the worker.
+fn serve_isolated(job: Job, router: &Router, limits: &Limits, linger: &Sender<Intake>) {
+    let _ = catch_unwind(AssertUnwindSafe(|| serve(job, router, limits, linger)));
 }
 
 fn serve(job: Job, router: &Router, limits: &Limits, linger: &Sender<Intake>) {

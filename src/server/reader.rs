@@ -9,6 +9,12 @@
 //! pass; the workers only ever see complete requests. No async runtime:
 //! the thread sleeps on its intake channel, and while slow connections are
 //! pending it looks at them again every few milliseconds.
+//!
+//! Under a flood the pending list is bounded and a full list evicts its
+//! oldest connection that has not sent a whole request (so idle
+//! connections cannot lock newcomers out); a complete request that finds
+//! the workers' queue full stays here until its deadline rather than being
+//! refused; `GET`/`HEAD` of `/health` and `/metrics` go to their own queue.
 
 use std::io::{self, Read};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -17,6 +23,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 
 use super::http::{self, Limits, Parsed, Request, Response};
+use super::shed::{ShedCounts, ShedReason};
 
 /// What reaches the reader.
 pub(crate) enum Intake {
@@ -37,8 +44,26 @@ pub(crate) struct Job {
     pub(crate) leftover: Vec<u8>,
 }
 
-/// Connections whose request is still arriving, at most; the next gets 503.
-const MAX_PENDING: usize = 512;
+/// The workers' queues: `/health` and `/metrics` (served first, and by a
+/// reserved worker), and everything else.
+pub(crate) struct Queues {
+    pub(crate) priority: Sender<Job>,
+    pub(crate) general: Sender<Job>,
+}
+
+/// Paths whose complete `GET`/`HEAD` requests take the priority queue:
+/// liveness probes and scrapes must answer during floods.
+const PRIORITY_PATHS: [&str; 2] = ["/health", "/metrics"];
+
+/// Connections whose request is still arriving (or waiting for a worker),
+/// at most. A new connection past it evicts the oldest that has not sent a
+/// whole request; only when every one has does the newcomer get 503. Each
+/// costs a descriptor and one failed non-blocking read per pass (1,024
+/// reads take about a millisecond here).
+const MAX_PENDING: usize = 1024;
+/// New connections taken from the intake per pass, at most, so that a
+/// steady stream of them cannot keep the reader from its pending list.
+const INTAKE_PER_PASS: usize = 256;
 /// Answered connections lingering, at most; the next is closed at once.
 const MAX_LINGERING: usize = 1024;
 /// Shortest and longest pause between passes over slow connections: short
@@ -54,6 +79,15 @@ struct Pending {
     deadline: Instant,
     /// Set once the head is complete: the request and where its body ends.
     head: Option<(Request, usize)>,
+}
+
+impl Pending {
+    /// Whether the whole request (head and body) is in.
+    fn complete(&self) -> bool {
+        self.head
+            .as_ref()
+            .is_some_and(|(_, end)| self.buf.len() >= *end)
+    }
 }
 
 struct Lingering {
@@ -75,7 +109,7 @@ enum Verdict {
 }
 
 /// The thread's body: runs until [`Intake::Stop`] or until every sender is gone.
-pub(crate) fn run(intake: &Receiver<Intake>, jobs: &Sender<Job>, limits: &Limits) {
+pub(crate) fn run(intake: &Receiver<Intake>, jobs: &Queues, limits: &Limits, shed: &ShedCounts) {
     let mut pending: Vec<Pending> = Vec::new();
     let mut lingering: Vec<Lingering> = Vec::new();
     let mut pause = PAUSE_MIN;
@@ -93,32 +127,49 @@ pub(crate) fn run(intake: &Receiver<Intake>, jobs: &Sender<Job>, limits: &Limits
             }
         };
         let mut news = false;
-        for message in first
-            .into_iter()
-            .chain(std::iter::from_fn(|| intake.try_recv().ok()))
-        {
+        let more = std::iter::from_fn(|| intake.try_recv().ok()).take(INTAKE_PER_PASS);
+        for message in first.into_iter().chain(more) {
             news = true;
             match message {
-                Intake::New(stream, peer) => admit(&mut pending, stream, peer, limits),
+                Intake::New(stream, peer) => {
+                    admit(&mut pending, &mut lingering, stream, peer, limits, shed);
+                }
                 Intake::Linger(stream) => linger(&mut lingering, stream),
                 // Dropping what is left closes it.
                 Intake::Stop => return,
             }
         }
         let mut progressed = false;
+        let mut waiting = false;
         let now = Instant::now();
         let mut i = 0;
         while i < pending.len() {
-            match look_at(&mut pending[i], now, limits, &mut progressed) {
-                Verdict::Wait => i += 1,
-                verdict => {
-                    let p = pending.swap_remove(i);
-                    finish(p, verdict, jobs, &mut lingering);
+            let verdict = match look_at(&mut pending[i], now, limits, &mut progressed) {
+                Verdict::Ready if queue_for(&pending[i], jobs).is_full() => {
+                    if now < pending[i].deadline {
+                        // Stay until a worker frees up; look again soon.
+                        waiting = true;
+                        i += 1;
+                        continue;
+                    }
+                    shed.count(ShedReason::WorkersBusy);
+                    Verdict::Refuse(503, "the server is busy; retry shortly")
                 }
-            }
+                Verdict::Refuse(408, message) => {
+                    shed.count(ShedReason::RequestTimeout);
+                    Verdict::Refuse(408, message)
+                }
+                Verdict::Wait => {
+                    i += 1;
+                    continue;
+                }
+                verdict => verdict,
+            };
+            let p = pending.swap_remove(i);
+            finish(p, verdict, jobs, &mut lingering);
         }
         lingering.retain_mut(|l| keep_lingering(l, now, &mut progressed));
-        pause = if news || progressed {
+        pause = if news || progressed || waiting {
             PAUSE_MIN
         } else {
             (pause * 2).min(PAUSE_MAX)
@@ -126,18 +177,59 @@ pub(crate) fn run(intake: &Receiver<Intake>, jobs: &Sender<Job>, limits: &Limits
     }
 }
 
-fn admit(pending: &mut Vec<Pending>, stream: TcpStream, peer: SocketAddr, limits: &Limits) {
+/// The queue a complete request goes to.
+fn queue_for<'q>(p: &Pending, queues: &'q Queues) -> &'q Sender<Job> {
+    let priority = p.head.as_ref().is_some_and(|(request, _)| {
+        matches!(request.method.as_str(), "GET" | "HEAD")
+            && PRIORITY_PATHS.contains(&request.path.as_str())
+    });
+    // A full priority queue overflows into the general one.
+    if priority && !queues.priority.is_full() {
+        &queues.priority
+    } else {
+        &queues.general
+    }
+}
+
+fn admit(
+    pending: &mut Vec<Pending>,
+    lingering: &mut Vec<Lingering>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    limits: &Limits,
+    shed: &ShedCounts,
+) {
     if stream.set_nonblocking(true).is_err() {
         return;
     }
     let _ = stream.set_nodelay(true);
     if pending.len() >= MAX_PENDING {
-        // The answer fits a fresh socket's buffer; if not, closing is the answer.
-        let mut stream = stream;
-        let _ = Response::error(503, "the server is busy; retry shortly")
-            .with_header("Retry-After", "1")
-            .write_to(&mut stream, false);
-        return;
+        // The oldest connection without a whole request (head and body)
+        // makes room: idle and trickling connections cannot lock newcomers
+        // (a health probe) out, they can only push each other out.
+        let oldest = pending
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| !p.complete())
+            .min_by_key(|(_, p)| p.deadline)
+            .map(|(i, _)| i);
+        match oldest {
+            Some(i) => {
+                shed.count(ShedReason::IdleEvicted);
+                // What it sent was read on the last pass: close at once rather
+                // than linger, so evictions do not fill the lingering list.
+                let mut evicted = pending.swap_remove(i).stream;
+                let _ = Response::error(503, "evicted to make room for newer connections")
+                    .with_header("Retry-After", "1")
+                    .write_to(&mut evicted, false);
+            }
+            None => {
+                // Every pending connection has a whole request waiting for a worker.
+                shed.count(ShedReason::PendingFull);
+                refuse(stream, 503, "the server is busy; retry shortly", lingering);
+                return;
+            }
+        }
     }
     pending.push(Pending {
         stream,
@@ -160,7 +252,8 @@ fn linger(lingering: &mut Vec<Lingering>, stream: TcpStream) {
 }
 
 /// Acts on a verdict about a connection just taken off the pending list.
-fn finish(p: Pending, verdict: Verdict, jobs: &Sender<Job>, lingering: &mut Vec<Lingering>) {
+fn finish(p: Pending, verdict: Verdict, jobs: &Queues, lingering: &mut Vec<Lingering>) {
+    let queue = queue_for(&p, jobs);
     let Pending {
         mut stream,
         mut buf,
@@ -177,7 +270,8 @@ fn finish(p: Pending, verdict: Verdict, jobs: &Sender<Job>, lingering: &mut Vec<
                 request,
                 leftover: buf.split_off(end),
             };
-            match jobs.try_send(job) {
+            // Only this thread sends, and the caller saw room in the queue.
+            match queue.try_send(job) {
                 Ok(()) | Err(TrySendError::Disconnected(_)) => return,
                 Err(TrySendError::Full(job)) => {
                     stream = job.stream;
@@ -191,9 +285,18 @@ fn finish(p: Pending, verdict: Verdict, jobs: &Sender<Job>, lingering: &mut Vec<
         (Verdict::Refuse(status, message), _) => (status, message),
         _ => return,
     };
-    // Non-blocking: a short answer fits a socket buffer; a client that does
-    // not even take that gets the close as its answer.
-    let _ = Response::error(status, message).write_to(&mut stream, false);
+    refuse(stream, status, message, lingering);
+}
+
+/// Answers a non-blocking connection with an error and lingers before
+/// closing. A short answer fits a socket buffer; a client that does not
+/// even take that gets the close as its answer.
+fn refuse(mut stream: TcpStream, status: u16, message: &str, lingering: &mut Vec<Lingering>) {
+    let mut response = Response::error(status, message);
+    if status == 503 {
+        response = response.with_header("Retry-After", "1");
+    }
+    let _ = response.write_to(&mut stream, false);
     let _ = stream.shutdown(Shutdown::Write);
     linger(lingering, stream);
 }
@@ -218,7 +321,7 @@ fn look_at(p: &mut Pending, now: Instant, limits: &Limits, progressed: &mut bool
             Err((status, message)) => return Verdict::Refuse(status, message),
         }
     }
-    if p.head.as_ref().is_some_and(|(_, end)| p.buf.len() >= *end) {
+    if p.complete() {
         return Verdict::Ready;
     }
     if ended {

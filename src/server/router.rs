@@ -1,14 +1,25 @@
-//! The route table: exact paths to handlers, with authentication and
-//! method checks in one place.
+//! The route table: exact paths to handlers, with the `Host`/`Origin`
+//! check ([`super::host`]), authentication and method checks in one place,
+//! in that order.
 //!
 //! A handler either answers ([`Handler::Respond`]) or takes the connection
 //! over ([`Handler::Upgrade`], for the WebSocket endpoint): it receives the
 //! parsed request, the socket (on which it may set its own timeouts) and
 //! any bytes the client sent after the request head.
 
-use std::net::TcpStream;
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::net::{IpAddr, TcpStream};
 
+use super::host::HostPolicy;
 use super::http::{Request, Response};
+
+/// The only paths that take the token as `?token=`: the dashboard page (a
+/// browser opens it from a link) and the WebSocket (a browser's
+/// `WebSocket` cannot set a header). Everywhere else a token in the URL
+/// would end up in proxy logs, shell history and `Referer`s for nothing:
+/// only `Authorization: Bearer` counts.
+pub(crate) const QUERY_TOKEN_PATHS: [&str; 2] = ["/", "/ws"];
 
 /// Answers a request.
 pub(crate) type RespondFn = dyn Fn(&Request) -> Response + Send + Sync;
@@ -36,10 +47,11 @@ pub(crate) enum Dispatch<'a> {
     Upgrade(&'a UpgradeFn),
 }
 
-/// Exact-path routes plus an optional bearer token.
+/// Exact-path routes plus an optional bearer token and the `Host` allow-list.
 pub(crate) struct Router {
     routes: Vec<Route>,
-    token: Option<String>,
+    token: Option<Secret>,
+    hosts: HostPolicy,
 }
 
 impl std::fmt::Debug for Router {
@@ -50,6 +62,7 @@ impl std::fmt::Debug for Router {
                 &self.routes.iter().map(|r| &r.path).collect::<Vec<_>>(),
             )
             .field("token", &self.token.as_ref().map(|_| "<set>"))
+            .field("hosts", &self.hosts)
             .finish()
     }
 }
@@ -58,8 +71,21 @@ impl Router {
     pub(crate) fn new(token: Option<String>) -> Self {
         Router {
             routes: Vec::new(),
-            token,
+            token: token.map(|t| Secret::new(t.as_bytes())),
+            hosts: HostPolicy::default(),
         }
+    }
+
+    /// Also answers to these host names (see [`super::host`]).
+    pub(crate) fn allowed_hosts(mut self, names: &[String]) -> Self {
+        self.hosts.allow(names);
+        self
+    }
+
+    /// The address the server is bound to, which decides the `Host`
+    /// values accepted besides the allowed names (127.0.0.1 until set).
+    pub(crate) fn bound_to(&mut self, ip: IpAddr) {
+        self.hosts.set_bound(ip);
     }
 
     /// Adds (or replaces) the handler of `path`. `public` routes skip the token.
@@ -73,16 +99,29 @@ impl Router {
         self
     }
 
-    /// Looks the request up: 404 for an unknown path, 401 without the
-    /// token, 405 for a method other than GET (and HEAD for answers).
+    /// Looks the request up: 400/421/403 for a `Host` or `Origin` that is
+    /// not allowed (on every path, public ones and unknown ones included),
+    /// 404 for an unknown path, 401 without the token, 405 for a method
+    /// other than GET (and HEAD for answers).
     pub(crate) fn dispatch(&self, request: &Request) -> Dispatch<'_> {
+        if let Err(refusal) = self.hosts.check(request) {
+            return Dispatch::Respond(refusal);
+        }
         let Some(route) = self.routes.iter().find(|r| r.path == request.path) else {
             return Dispatch::Respond(Response::error(404, "no such path"));
         };
-        if !route.public && !self.authorized(request) {
+        if !route.public && !self.authorized(route, request) {
+            let query_only = request.query_param("token").is_some()
+                && !QUERY_TOKEN_PATHS.contains(&route.path.as_str());
+            // Never echo what was given: it may be the right token in the wrong place.
+            let message = if query_only {
+                "a valid bearer token is required in an Authorization: Bearer header \
+                 (?token= is accepted only on / and /ws)"
+            } else {
+                "a valid bearer token is required"
+            };
             return Dispatch::Respond(
-                Response::error(401, "a valid bearer token is required")
-                    .with_header("WWW-Authenticate", "Bearer"),
+                Response::error(401, message).with_header("WWW-Authenticate", "Bearer"),
             );
         }
         match (&route.handler, request.method.as_str()) {
@@ -98,7 +137,7 @@ impl Router {
         }
     }
 
-    fn authorized(&self, request: &Request) -> bool {
+    fn authorized(&self, route: &Route, request: &Request) -> bool {
         let Some(token) = &self.token else {
             return true;
         };
@@ -108,16 +147,89 @@ impl Router {
                 .eq_ignore_ascii_case("bearer")
                 .then(|| rest.trim().to_owned())
         });
-        let given = bearer.or_else(|| request.query_param("token"));
-        given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes()))
+        let given = bearer.or_else(|| {
+            QUERY_TOKEN_PATHS
+                .contains(&route.path.as_str())
+                .then(|| request.query_param("token"))
+                .flatten()
+        });
+        given.is_some_and(|g| token.matches(g.as_bytes()))
     }
 }
 
-/// Compares without returning early at the first difference, so response
-/// timing does not tell how much of a guessed token was right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
+/// The token, kept as a keyed digest so a comparison leaks neither its
+/// content nor its length through timing.
+///
+/// Comparing the bytes directly must either stop at a length mismatch
+/// (which tells an attacker the length) or loop over the real token's
+/// length (which takes time proportional to it). Instead both sides go
+/// through SipHash-1-3 (std's `RandomState`, keyed with random 128-bit keys
+/// chosen when the server starts), twice with two keys, and the two 128-bit
+/// digests are compared with one XOR/OR: the time taken depends only on the
+/// length of what the client sent, which the client knows anyway. The
+/// token's own digest is computed once, here. Without the keys an attacker
+/// cannot aim at a digest, so a match means the right token (a chance
+/// collision is 2^-128); the bytes are compared as well for certainty,
+/// which only happens once the digests matched. No crypto dependency needed:
+/// SipHash is a keyed PRF designed for exactly this kind of
+/// attacker-facing input.
+struct Secret {
+    keys: [RandomState; 2],
+    digest: [u64; 2],
+    token: Vec<u8>,
+}
+
+impl Secret {
+    fn new(token: &[u8]) -> Self {
+        let keys = [RandomState::new(), RandomState::new()];
+        let digest = Self::digest(&keys, token);
+        Secret {
+            keys,
+            digest,
+            token: token.to_vec(),
+        }
     }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+
+    fn digest(keys: &[RandomState; 2], bytes: &[u8]) -> [u64; 2] {
+        keys.each_ref().map(|key| {
+            let mut hasher = key.build_hasher();
+            hasher.write(bytes);
+            hasher.finish()
+        })
+    }
+
+    fn matches(&self, given: &[u8]) -> bool {
+        let digest = Self::digest(&self.keys, given);
+        let differ = (digest[0] ^ self.digest[0]) | (digest[1] ^ self.digest[1]);
+        // Reached only when the digests matched: the lengths are then equal
+        // unless SipHash collided, so this reveals nothing new.
+        differ == 0
+            && given.len() == self.token.len()
+            && given
+                .iter()
+                .zip(&self.token)
+                .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+                == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_matches_itself_only() {
+        let secret = Secret::new(b"s3cret");
+        assert!(secret.matches(b"s3cret"));
+        for wrong in [
+            &b""[..],
+            b"s3cre",
+            b"s3cret!",
+            b"S3cret",
+            b"x3cret",
+            b"s3cres",
+        ] {
+            assert!(!secret.matches(wrong), "{wrong:?}");
+        }
+    }
 }

@@ -97,7 +97,21 @@ pub fn http_raw(addr: std::net::SocketAddr, raw: &[u8]) -> std::io::Result<HttpR
 
 /// `GET path` with extra header lines (`"Name: value"`).
 pub fn http_get(addr: std::net::SocketAddr, path: &str, headers: &[&str]) -> HttpReply {
-    let mut raw = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n");
+    http_get_with_host(addr, Some(&addr.to_string()), path, headers)
+}
+
+/// `GET path` sent to `addr` with `Host: host` (none when `None`) and extra
+/// header lines: what a browser sends after DNS rebinding, or a proxy.
+pub fn http_get_with_host(
+    addr: std::net::SocketAddr,
+    host: Option<&str>,
+    path: &str,
+    headers: &[&str],
+) -> HttpReply {
+    let mut raw = format!("GET {path} HTTP/1.1\r\n");
+    if let Some(host) = host {
+        raw.push_str(&format!("Host: {host}\r\n"));
+    }
     for h in headers {
         raw.push_str(h);
         raw.push_str("\r\n");
