@@ -15,6 +15,7 @@ use super::envelope::{Body, Envelope, Key, Msg, NO_CORRELATION, RunIds};
 use super::listeners::{Listener, Listeners};
 use super::producer;
 use crate::event::{EventKind, ProgressEvent};
+use crate::redact::Redactor;
 use crate::tracker::{Applied, RunTracker, SlotHint};
 
 /// What the drain thread knows about an event beyond the event itself.
@@ -103,11 +104,19 @@ pub(crate) struct Drain {
     /// Processing number of the last event.
     pub(crate) seq: u64,
     listeners: ListenerCache,
+    /// Applied to every caller string as it enters: registered ids, boxed
+    /// payloads, whole events from `emit`. Every consumer sees the result.
+    redactor: Arc<Redactor>,
     stopping: bool,
 }
 
 impl Drain {
-    pub(crate) fn new(shared: Arc<Shared>, rx: Receiver<Envelope>, max_finished: usize) -> Self {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        rx: Receiver<Envelope>,
+        max_finished: usize,
+        redactor: Arc<Redactor>,
+    ) -> Self {
         Drain {
             wall: WallClock::new(shared.clock.clone()),
             shared,
@@ -122,6 +131,7 @@ impl Drain {
                 version: u64::MAX,
                 set: Arc::default(),
             },
+            redactor,
             stopping: false,
         }
     }
@@ -181,14 +191,21 @@ impl Drain {
                 correlation,
                 body,
             } => self.process_keyed(ticks, run, correlation, body),
-            Msg::Owned(event) => self.process_owned(*event, ticks),
-            Msg::RegisterRun { key, ids } => {
+            Msg::Owned(mut event) => {
+                self.redactor.redact_event(&mut event);
+                self.process_owned(*event, ticks)
+            }
+            Msg::RegisterRun { key, mut ids } => {
+                // Once per run: the keyed events reuse these ids.
+                self.redactor.redact_arc(&mut ids.work_order_id);
+                self.redactor.redact_arc(&mut ids.run_id);
                 self.runs.insert(key, RunEntry::new(*ids));
             }
             Msg::UnregisterRun(key) => {
                 self.runs.remove(&key);
             }
-            Msg::RegisterCorrelation { key, id } => {
+            Msg::RegisterCorrelation { key, mut id } => {
+                self.redactor.redact_arc(&mut id);
                 self.correlations.insert(key, id);
             }
             Msg::UnregisterCorrelation(key) => {
@@ -214,6 +231,7 @@ impl Drain {
             seq,
             listeners,
             log,
+            redactor,
             ..
         } = self;
         let Some(entry) = runs.get_mut(&run) else {
@@ -235,7 +253,7 @@ impl Drain {
             };
             entry.correlation = correlation;
         }
-        let (kind, nanos) = expand(body);
+        let (kind, nanos) = expand(body, redactor);
         entry.event.kind = kind;
         entry.event.timestamp = wall.timestamp(ticks);
         let info = Delivery {
@@ -354,8 +372,9 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> &str {
 }
 
 /// Turns an envelope body into a public payload, with the exact phase
-/// duration on the side.
-fn expand(body: Body) -> (EventKind, Option<u64>) {
+/// duration on the side. The bodies carrying caller strings (boxed ones,
+/// gate names) are redacted; the `Copy` ones carry none.
+fn expand(body: Body, redactor: &Redactor) -> (EventKind, Option<u64>) {
     match body {
         Body::IterationStarted {
             iteration,
@@ -406,13 +425,16 @@ fn expand(body: Body) -> (EventKind, Option<u64>) {
         } => (
             EventKind::GateChecked {
                 iteration,
-                gate: gate.as_str().to_owned(),
+                gate: redactor.redact_str(gate.as_str()).into_owned(),
                 passed,
                 duration_ms: duration_ms.map(u64::from),
             },
             None,
         ),
         Body::DeliveryStarted => (EventKind::DeliveryStarted, None),
-        Body::Boxed(kind) => (*kind, None),
+        Body::Boxed(mut kind) => {
+            redactor.redact_kind(&mut kind);
+            (*kind, None)
+        }
     }
 }
