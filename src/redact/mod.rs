@@ -307,6 +307,7 @@ impl Redactor {
             }
             match self.match_at(bytes, i) {
                 Some((start, end)) => {
+                    let end = extend_over_pem(bytes, start, end);
                     // Every rule starts and ends a match at an ASCII byte
                     // or the end of `s`: both are char boundaries.
                     debug_assert!(copied <= i && i <= start && start < end);
@@ -581,6 +582,23 @@ fn count(s: &[u8], f: impl Fn(u8) -> bool) -> usize {
     s.iter().take_while(|&&b| f(b)).count()
 }
 
+/// The longest body the rules with a shape check beyond length (`sk-`,
+/// `xox?-`, a JWT's header) look at. A failed shape check is retried at
+/// every later trigger inside the same run of characters (`sk-sk-sk-…`),
+/// so the run must be bounded to keep the scan linear (at most this many
+/// bytes looked at per trigger); real tokens are shorter.
+const MAX_SHAPED_BODY: usize = 256;
+
+/// Like [`count`], but `None` past [`MAX_SHAPED_BODY`].
+fn count_bounded(s: &[u8], f: impl Fn(u8) -> bool) -> Option<usize> {
+    let n = s
+        .iter()
+        .take(MAX_SHAPED_BODY + 1)
+        .take_while(|&&b| f(b))
+        .count();
+    (n <= MAX_SHAPED_BODY).then_some(n)
+}
+
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
 }
@@ -630,7 +648,7 @@ fn gitlab_len(s: &[u8]) -> Option<usize> {
 /// (OpenAI, Anthropic: `sk-proj-…`, `sk-ant-…`).
 fn openai_len(s: &[u8]) -> Option<usize> {
     let rest = s.strip_prefix(b"sk-")?;
-    let body = &rest[..count(rest, is_base64url)];
+    let body = &rest[..count_bounded(rest, is_base64url)?];
     let shaped = body.len() >= 20
         && body.iter().any(u8::is_ascii_digit)
         && body.iter().any(u8::is_ascii_alphabetic);
@@ -645,7 +663,7 @@ fn slack_len(s: &[u8]) -> Option<usize> {
     let rest = rest
         .strip_prefix(b"-")
         .filter(|_| b"bpars".contains(&kind))?;
-    let body = &rest[..count(rest, |b| b.is_ascii_alphanumeric() || b == b'-')];
+    let body = &rest[..count_bounded(rest, |b| b.is_ascii_alphanumeric() || b == b'-')?];
     (body.len() >= 10 && body.iter().any(u8::is_ascii_digit)).then_some(5 + body.len())
 }
 
@@ -680,7 +698,7 @@ fn jwt_len(s: &[u8]) -> Option<usize> {
     if !s.starts_with(b"eyJ") {
         return None;
     }
-    let header = count(s, is_base64url);
+    let header = count_bounded(s, is_base64url)?;
     let rest = s[header..].strip_prefix(b".")?;
     let payload = count(rest, is_base64url);
     let rest = rest[payload..].strip_prefix(b".")?;
@@ -724,6 +742,27 @@ fn pem_len(s: &[u8]) -> Option<usize> {
         Some(close) => Some(after_end + close + 5),
         None => Some(s.len()),
     }
+}
+
+/// A match whose characters run into a PEM header (`token=-----BEGIN …`,
+/// a base64url body followed by `-----BEGIN`) would leave the key's body
+/// readable after it: such a match extends to the end of the block.
+fn extend_over_pem(s: &[u8], start: usize, end: usize) -> usize {
+    let mut from = start;
+    let mut end = end;
+    while let Some(p) = find(&s[from..end], b"-----BEGIN") {
+        let p = from + p;
+        match pem_len(&s[p..]) {
+            // Blocks do not nest: go on after this one, so each byte is
+            // searched once.
+            Some(len) => {
+                end = end.max(p + len);
+                from = p + len;
+            }
+            None => from = p + 1,
+        }
+    }
+    end
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {

@@ -278,3 +278,36 @@ fn embedder_keys_and_patterns_are_applied_with_the_built_in_ones() {
     bad.add_pattern(RedactPattern::prefix(""));
     assert!(bad.build().is_err());
 }
+
+#[test]
+fn a_match_running_into_a_pem_header_takes_the_whole_block() {
+    let pem = "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIBody\n-----END EC PRIVATE KEY-----";
+    assert_eq!(
+        red(&format!("password= {pem} tail")),
+        "password= [REDACTED] tail"
+    );
+    assert_eq!(red(&format!("Bearer {pem}")), "Bearer [REDACTED]");
+    let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig_";
+    assert_eq!(red(&format!("{jwt}{pem}!")), "[REDACTED]!");
+}
+
+#[test]
+fn hostile_repetitions_are_scanned_in_linear_time() {
+    let started = std::time::Instant::now();
+    for unit in [
+        "sk-",
+        "xoxb-",
+        "eyJ_",
+        "a=",
+        "x://",
+        "Bearer ",
+        "-----BEGIN RSA PRIVATE KEY-----",
+        "github_pat_",
+        "ghp_",
+    ] {
+        let s = unit.repeat(60_000 / unit.len());
+        let _ = r().redact_str(&s);
+    }
+    // Quadratic behaviour takes minutes here (unoptimized); bounded, a second.
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+}
