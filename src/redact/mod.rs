@@ -307,7 +307,7 @@ impl Redactor {
             }
             match self.match_at(bytes, i) {
                 Some((start, end)) => {
-                    let end = extend_over_pem(bytes, start, end);
+                    let end = extend_over_next(bytes, start, end);
                     // Every rule starts and ends a match at an ASCII byte
                     // or the end of `s`: both are char boundaries.
                     debug_assert!(copied <= i && i <= start && start < end);
@@ -402,17 +402,21 @@ impl Redactor {
         if vend == v {
             return None;
         }
-        if quote.is_none() {
-            // `Bearer xyz`: keep the scheme, redact what follows it.
+        if quote.is_none() && s.get(vend) == Some(&b' ') {
+            // `Bearer xyz`: keep the scheme, redact what follows it. A
+            // value merely ending like a scheme (`x_token xyz`) goes whole,
+            // with what follows.
             let word = &s[v..vend];
-            if AUTH_SCHEMES.iter().any(|w| word.eq_ignore_ascii_case(w))
-                && s.get(vend) == Some(&b' ')
-            {
+            let scheme = AUTH_SCHEMES.iter().find(|w| ends_with_ignore_case(word, w));
+            if let Some(scheme) = scheme {
                 let cred = vend + 1;
+                let cend = cred + count(&s[cred..], |b| !is_value_end(b));
+                if word.len() > scheme.len() {
+                    return Some((v, cend));
+                }
                 if s[cred..].starts_with(REDACTED.as_bytes()) {
                     return None;
                 }
-                let cend = cred + count(&s[cred..], |b| !is_value_end(b));
                 return (cend > cred).then_some((cred, cend));
             }
         }
@@ -744,9 +748,25 @@ fn pem_len(s: &[u8]) -> Option<usize> {
     }
 }
 
-/// A match whose characters run into a PEM header (`token=-----BEGIN …`,
-/// a base64url body followed by `-----BEGIN`) would leave the key's body
-/// readable after it: such a match extends to the end of the block.
+/// A match whose characters run into the start of another credential
+/// would leave that credential's rest readable after it: a match running
+/// into a PEM header (`token=-----BEGIN …`, a base64url body followed by
+/// `-----BEGIN`) extends to the end of the block, one ending in `bearer `
+/// over the credential that follows.
+fn extend_over_next(s: &[u8], start: usize, end: usize) -> usize {
+    let end = extend_over_pem(s, start, end);
+    if ends_with_ignore_case(&s[start..end], b"bearer") {
+        if let Some((_, cred_end)) = bearer(&s[end - 6..]) {
+            return end - 6 + cred_end;
+        }
+    }
+    end
+}
+
+fn ends_with_ignore_case(s: &[u8], suffix: &[u8]) -> bool {
+    s.len() >= suffix.len() && s[s.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+}
+
 fn extend_over_pem(s: &[u8], start: usize, end: usize) -> usize {
     let mut from = start;
     let mut end = end;

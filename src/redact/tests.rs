@@ -311,3 +311,17 @@ fn hostile_repetitions_are_scanned_in_linear_time() {
     // Quadratic behaviour takes minutes here (unoptimized); bounded, a second.
     assert!(started.elapsed() < std::time::Duration::from_secs(30));
 }
+
+#[test]
+fn a_match_ending_in_bearer_takes_the_credential_after_it() {
+    assert_eq!(
+        red("password=_Bearer 9abcdefgh rest"),
+        "password=[REDACTED] rest"
+    );
+    assert_eq!(
+        red("password=my_token abc rest"),
+        "password=[REDACTED] rest"
+    );
+    let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig_Bearer";
+    assert_eq!(red(&format!("{jwt} 9abcdefgh!")), "[REDACTED]!");
+}
