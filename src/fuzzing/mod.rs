@@ -212,6 +212,11 @@ pub fn exposition_round_trip(values: &[String]) {
     }
 }
 
+/// `text` through the built-in redaction rules, for the benchmarks.
+pub fn redact_text(text: &str) -> std::borrow::Cow<'_, str> {
+    crate::redact::Redactor::builtin().redact_str(text)
+}
+
 /// Arbitrary text with a credential planted in it, redacted by the
 /// built-in rules: no panic, and the planted credential does not survive.
 ///

@@ -141,16 +141,19 @@ impl RedactConfig {
             keys.push(normalized.into_boxed_slice());
         }
         let mut starts = BUILTIN_STARTS;
+        let mut custom_starts = [false; 256];
         for pattern in &self.patterns {
             let Some(&first) = pattern.prefix.as_bytes().first() else {
                 return Err("a redact pattern needs a non-empty prefix".into());
             };
             starts[usize::from(first)] = true;
+            custom_starts[usize::from(first)] = true;
         }
         Ok(Redactor {
             keys,
             patterns: self.patterns.clone(),
             starts,
+            custom_starts,
         })
     }
 }
@@ -164,6 +167,8 @@ pub(crate) struct Redactor {
     patterns: Vec<RedactPattern>,
     /// Bytes a rule can be triggered at.
     starts: [bool; 256],
+    /// First bytes of the embedder's patterns.
+    custom_starts: [bool; 256],
 }
 
 impl Default for Redactor {
@@ -177,6 +182,7 @@ static DEFAULT: Redactor = Redactor {
     keys: Vec::new(),
     patterns: Vec::new(),
     starts: BUILTIN_STARTS,
+    custom_starts: [false; 256],
 };
 
 /// The bytes a built-in rule can be triggered at.
@@ -301,7 +307,8 @@ impl Redactor {
         let mut copied = 0;
         let mut i = 0;
         while i < bytes.len() {
-            if !self.starts[usize::from(bytes[i])] {
+            let b = bytes[i];
+            if !self.starts[usize::from(b)] || !self.may_match_at(bytes, i) {
                 i += 1;
                 continue;
             }
@@ -327,6 +334,23 @@ impl Redactor {
                 Cow::Owned(o)
             }
         }
+    }
+
+    /// A cheap look at `s[i]` and its neighbours before the rules: most
+    /// trigger bytes are letters inside words (`e`, `s`) that no rule can
+    /// start at.
+    #[inline]
+    fn may_match_at(&self, s: &[u8], i: usize) -> bool {
+        let after_letter = i > 0 && s[i - 1].is_ascii_alphabetic();
+        let next = s.get(i + 1).copied().unwrap_or(0);
+        let builtin = match s[i] {
+            b'e' | b's' | b'A' | b'B' | b'b' => !after_letter,
+            b'g' => matches!(next, b'h' | b'i' | b'l'),
+            b'x' => next == b'o',
+            b'-' => next == b'-',
+            _ => true,
+        };
+        builtin || self.custom_starts[usize::from(s[i])]
     }
 
     /// The span to replace for a rule triggered at `s[i]`, which may start
@@ -604,7 +628,12 @@ fn count_bounded(s: &[u8], f: impl Fn(u8) -> bool) -> Option<usize> {
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+    let Some((&first, rest)) = needle.split_first() else {
+        return false;
+    };
+    haystack
+        .windows(needle.len())
+        .any(|w| w[0] == first && &w[1..] == rest)
 }
 
 fn is_word(b: u8) -> bool {
@@ -754,21 +783,32 @@ fn pem_len(s: &[u8]) -> Option<usize> {
 /// `-----BEGIN`) extends to the end of the block, one ending in `bearer `
 /// over the credential that follows.
 fn extend_over_next(s: &[u8], start: usize, end: usize) -> usize {
-    let end = extend_over_pem(s, start, end);
-    if ends_with_ignore_case(&s[start..end], b"bearer") {
-        if let Some((_, cred_end)) = bearer(&s[end - 6..]) {
-            return end - 6 + cred_end;
+    let mut end = end;
+    // Where the search for a PEM header goes on from: a header found in an
+    // extension may start up to its length before the old end.
+    let mut from = start;
+    loop {
+        let mut next = extend_over_pem(s, from, end);
+        if ends_with_ignore_case(&s[start..next], b"bearer") {
+            if let Some((_, cred_end)) = bearer(&s[next - 6..]) {
+                next = next - 6 + cred_end;
+            }
         }
+        if next == end {
+            return end;
+        }
+        from = end.saturating_sub(b"-----BEGIN".len()).max(start);
+        end = next;
     }
-    end
 }
 
 fn ends_with_ignore_case(s: &[u8], suffix: &[u8]) -> bool {
     s.len() >= suffix.len() && s[s.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
 }
 
-fn extend_over_pem(s: &[u8], start: usize, end: usize) -> usize {
-    let mut from = start;
+/// `end` extended over every PEM block whose header starts in `from..end`.
+fn extend_over_pem(s: &[u8], from: usize, end: usize) -> usize {
+    let mut from = from;
     let mut end = end;
     while let Some(p) = find(&s[from..end], b"-----BEGIN") {
         let p = from + p;

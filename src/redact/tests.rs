@@ -325,3 +325,15 @@ fn a_match_ending_in_bearer_takes_the_credential_after_it() {
     let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig_Bearer";
     assert_eq!(red(&format!("{jwt} 9abcdefgh!")), "[REDACTED]!");
 }
+
+#[test]
+fn a_bearer_credential_running_into_a_pem_header_takes_the_block() {
+    // Found by the fuzzer: the second extension (over `Bearer end_-----BEGIN`)
+    // was not itself extended over the block it ran into.
+    let pem =
+        "-----BEGIN OPENSSH PRIVATE KEY-----\noP0bqAGiLoPAHOVc\n-----END OPENSSH PRIVATE KEY-----";
+    assert_eq!(
+        red(&format!("\"Bearer endBearer end_{pem}\n")),
+        "\"Bearer [REDACTED]\n"
+    );
+}
