@@ -1,10 +1,11 @@
 //! One redaction layer for every output: secrets planted in every string an
 //! event can carry (goal, feedback, error, cancel reason, PR URL, CI status,
 //! gate names, agent metrics, metadata at any depth, ids) reach none of
-//! `/ws` (events and the `hello` snapshot), `/api/runs`, the JSON log lines
-//! or a listener. The dashboard renders only what `/api/runs` and `/ws`
-//! give it (`src/dashboard/*.js` fetch nothing else), so it is covered by
-//! those two.
+//! `/ws` (events and the `hello` snapshot), `/api/runs`, `/api/summary`,
+//! `/metrics`, the JSON log lines or a listener. The dashboard renders only
+//! what `/ws`, `/api/summary` and `/health` give it (`src/dashboard/*.js`
+//! fetch nothing else; `model.js` reads the same run shape as `/api/runs`),
+//! so it is covered by those.
 
 mod common;
 
@@ -208,6 +209,12 @@ fn secrets_in_event_strings_reach_no_websocket_event_snapshot_api_log_or_listene
     let runs = http_get(addr, "/api/runs", &[]);
     assert_eq!(runs.status, 200);
     secrets.assert_absent("/api/runs", &runs.body);
+
+    for path in ["/api/summary", "/metrics"] {
+        let reply = http_get(addr, path, &[]);
+        assert_eq!(reply.status, 200, "{path}");
+        secrets.assert_absent(path, &reply.body);
+    }
 
     let listener_text = format!("{:?}", recorder.events());
     assert_eq!(recorder.len(), 12);
