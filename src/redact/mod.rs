@@ -319,7 +319,16 @@ impl Redactor {
                     // or the end of `s`: both are char boundaries.
                     debug_assert!(copied <= i && i <= start && start < end);
                     let o = out.get_or_insert_with(|| String::with_capacity(s.len()));
-                    o.push_str(&s[copied..start]);
+                    if start > i {
+                        // The bytes between the trigger and the span (the
+                        // user of `https://user:pass@`, which may itself be
+                        // a token) are scanned on their own. Such a region
+                        // holds no `/`, so this nests at most once more.
+                        o.push_str(&s[copied..=i]);
+                        o.push_str(&self.redact_str(&s[i + 1..start]));
+                    } else {
+                        o.push_str(&s[copied..start]);
+                    }
                     o.push_str(REDACTED);
                     copied = end;
                     i = end;

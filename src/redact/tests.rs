@@ -337,3 +337,17 @@ fn a_bearer_credential_running_into_a_pem_header_takes_the_block() {
         "\"Bearer [REDACTED]\n"
     );
 }
+
+#[test]
+fn the_user_part_of_a_url_is_scanned_too() {
+    let token = format!("ghp_{}", "a1B2".repeat(9));
+    assert_eq!(
+        red(&format!("https://{token}:x-oauth-basic@github.com/o/r")),
+        "https://[REDACTED]:[REDACTED]@github.com/o/r"
+    );
+    // Found by the fuzzer: a pair inside the user part was skipped.
+    assert_eq!(
+        red("s://a,password=A,:x@h"),
+        "s://a,password=[REDACTED],:[REDACTED]@h"
+    );
+}
