@@ -257,11 +257,31 @@ fn drain_throughput(c: &mut Criterion) {
     assert_eq!(obs.stats().dropped.total(), 0);
 }
 
+/// What redaction adds to the drain thread per boxed event: one scan of
+/// each caller string (clean ones are returned borrowed, no allocation).
+fn redaction(c: &mut Criterion) {
+    let mut group = c.benchmark_group("redact");
+    let goal = "Fix the flaky integration test in the payment service and make the retry loop respect the deadline";
+    let error = "build failed: error[E0308]: mismatched types in src/payment/retry.rs:142:17, expected `Duration`, found `u64`; see https://ci.example.com/jobs/18234?attempt=2 for the full log, commit 3f786850e387550fdab836ed7e6dc881de23001b";
+    let secret = "clone of https://bot:s3cr3t@git.example.com/x failed; token ghp_A1b2C3d4E5A1b2C3d4E5A1b2C3d4E5A1b2C3d4";
+    for (name, text) in [
+        ("goal, 100 chars, clean", goal),
+        ("error, 220 chars, clean", error),
+        ("error with two secrets", secret),
+    ] {
+        group.throughput(Throughput::Bytes(text.len() as u64));
+        group.bench_function(name, |b| {
+            b.iter(|| agentgate_obs::fuzzing::redact_text(std::hint::black_box(text)).len())
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(4));
-    targets = one_producer, two_producers, drain_throughput
+    targets = one_producer, two_producers, drain_throughput, redaction
 }
 criterion_main!(benches);

@@ -81,7 +81,8 @@ pub trait ProgressEmitter {
     /// Delivery ended.
     fn emit_delivery_completed(&self, work_order_id: &str, run_id: &str, result: &DeliveryResult);
     /// Calls `listener` with every event, on the pipeline's drain thread,
-    /// until the returned [`Subscription`] drops.
+    /// until the returned [`Subscription`] drops. Events arrive redacted,
+    /// as every output sees them.
     fn subscribe(&self, listener: Box<dyn Fn(&ProgressEvent) + Send + Sync>) -> Subscription;
 }
 
@@ -170,6 +171,10 @@ impl Emitter {
     /// Listeners run on the drain thread: a slow one slows the pipeline,
     /// not the engine. A listener may emit; its events are processed right
     /// after the current one and are never dropped.
+    ///
+    /// Listeners get the event every other output gets: redacted (secret
+    /// keys in metadata, tokens, URL passwords … become `[REDACTED]`; see
+    /// `docs/REDACTION.md`).
     pub fn subscribe<F>(&self, listener: F) -> Subscription
     where
         F: Fn(&ProgressEvent) + Send + Sync + 'static,

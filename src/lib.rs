@@ -38,6 +38,7 @@ mod log;
 pub mod metrics;
 mod observability;
 mod pipeline;
+mod redact;
 mod server;
 mod tracker;
 mod ws;
@@ -53,9 +54,10 @@ pub use event::{
 pub use log::TracingLayer;
 pub use log::{
     Field, FieldValue, InvalidLogFilter, Level, LogBridgeError, LogFilter, LogStats, Logger,
-    REDACTED, install_log_bridge, unrouted_records,
+    install_log_bridge, unrouted_records,
 };
 pub use observability::{Builder, Error, Observability};
 pub use pipeline::Overflow;
 pub use pipeline::stats::{EventCounts, PipelineStats};
+pub use redact::{REDACTED, RedactPattern, TokenCharset};
 pub use tracker::{DeliveryState, MAX_GATES_PER_ITERATION, RunSnapshot, RunStatus, StepStatus};

@@ -13,6 +13,7 @@ use crate::metrics::{Metrics, MetricsConfig};
 use crate::pipeline::drain::Drain;
 use crate::pipeline::stats::PipelineStats;
 use crate::pipeline::{Overflow, Shared};
+use crate::redact::{RedactConfig, RedactPattern};
 use crate::server::router::Handler;
 use crate::server::{self, Server};
 use crate::tracker::{RunSnapshot, RunTracker};
@@ -71,6 +72,7 @@ pub struct Builder {
     token: Option<String>,
     allowed_hosts: Vec<String>,
     websocket: WsConfig,
+    redaction: RedactConfig,
 }
 
 impl Default for Builder {
@@ -87,6 +89,7 @@ impl Default for Builder {
             token: None,
             allowed_hosts: Vec::new(),
             websocket: WsConfig::default(),
+            redaction: RedactConfig::default(),
         }
     }
 }
@@ -251,6 +254,52 @@ impl Builder {
         self
     }
 
+    /// More field keys whose values are secrets, on top of the built-in
+    /// ones (`password`, `secret`, `apiKey`, `…token`, … see
+    /// `docs/REDACTION.md`). A key matches a field whose key *contains* it,
+    /// ignoring case and `_ - . space`: `"tenant_pin"` also redacts
+    /// `tenantPin` and `X-Tenant-Pin-Hash`. Applies everywhere: progress
+    /// events (metadata and nested data, hence `/ws`, `/api/runs`, the
+    /// dashboard and listeners) and log fields. [`start`](Self::start)
+    /// fails on a key that is empty once normalized.
+    ///
+    /// ```
+    /// let obs = agentgate_obs::Observability::builder()
+    ///     .no_log()
+    ///     .redact_keys(["tenant_pin", "x-internal-sig"])
+    ///     .start()?;
+    /// # Ok::<(), agentgate_obs::Error>(())
+    /// ```
+    pub fn redact_keys<I>(mut self, keys: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        for key in keys {
+            self.redaction.add_key(key.into());
+        }
+        self
+    }
+
+    /// One more credential shape to redact inside every string (goals,
+    /// feedback, errors, URLs, metadata values, log messages and fields):
+    /// a prefix followed by a minimum number of characters of a charset.
+    /// [`start`](Self::start) fails on an empty prefix.
+    ///
+    /// ```
+    /// use agentgate_obs::{RedactPattern, TokenCharset};
+    /// let obs = agentgate_obs::Observability::builder()
+    ///     .no_log()
+    ///     // `acme_live_` + 24 or more letters and digits
+    ///     .redact_pattern(RedactPattern::prefix("acme_live_").min_len(24).charset(TokenCharset::Alphanumeric))
+    ///     .start()?;
+    /// # Ok::<(), agentgate_obs::Error>(())
+    /// ```
+    pub fn redact_pattern(mut self, pattern: RedactPattern) -> Self {
+        self.redaction.add_pattern(pattern);
+        self
+    }
+
     fn validate(&self) -> Result<(), Error> {
         if self.queue_capacity == 0 {
             return Err(Error::Config("queue_capacity must be at least 1".into()));
@@ -271,9 +320,16 @@ impl Builder {
     /// Starts the drain thread.
     pub fn start(self) -> Result<Observability, Error> {
         self.validate()?;
-        let log = self.log.start()?;
+        let redactor = Arc::new(self.redaction.build().map_err(Error::Config)?);
+        let log = self.log.start(redactor.clone())?;
         let (shared, rx) = Shared::new(self.queue_capacity, self.overflow);
-        let mut drain = Drain::new(shared.clone(), rx, self.finished_runs, self.max_runs);
+        let mut drain = Drain::new(
+            shared.clone(),
+            rx,
+            self.finished_runs,
+            self.max_runs,
+            redactor,
+        );
         if let Some(log) = &log {
             drain.log = Some(log.dispatch().clone());
             drain

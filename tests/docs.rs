@@ -128,7 +128,10 @@ fn every_family_the_server_renders_is_documented_in_metrics_md() {
 #[test]
 fn every_family_metrics_md_documents_is_rendered_by_the_server() {
     let obs = common::quiet().start().expect("pipeline starts");
-    let rendered = families(&obs.metrics().render_as(Format::Prometheus), obs.namespace());
+    let rendered = families(
+        &obs.metrics().render_as(Format::Prometheus),
+        obs.namespace(),
+    );
     let doc = std::fs::read_to_string(repo().join("docs/METRICS.md")).expect("docs/METRICS.md");
     let documented: Vec<&str> = doc
         .lines()

@@ -66,6 +66,13 @@ fn every_http_seed_is_routed_as_the_design_says() {
 }
 
 #[test]
+fn every_redaction_seed_loses_its_planted_credential() {
+    for (_name, bytes) in seeds("redact") {
+        fuzzing::redact_planted(&bytes);
+    }
+}
+
+#[test]
 fn a_long_number_in_agent_metrics_decodes_to_the_same_value_after_a_round_trip() {
     // Found by the fuzzer: serde_json's default float parser is not
     // correctly rounded for long literals, so the shortest form it printed

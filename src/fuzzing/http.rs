@@ -57,7 +57,7 @@ impl HttpHarness {
         let (shared, rx) = Shared::new(64, Overflow::DropNewest);
         let metrics =
             Metrics::for_pipeline("agentgate", &MetricsConfig::default(), shared.clone(), None);
-        let drain = Drain::new(shared.clone(), rx, 16, 64);
+        let drain = Drain::new(shared.clone(), rx, 16, 64, Default::default());
         // Detached on purpose: it serves `/api/runs` for the process's lifetime.
         let spawned = std::thread::Builder::new()
             .name("fuzz-drain".into())

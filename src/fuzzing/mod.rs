@@ -211,3 +211,127 @@ pub fn exposition_round_trip(values: &[String]) {
         assert_eq!(seen, expected, "{format:?} gate counts");
     }
 }
+
+/// `text` through the built-in redaction rules, for the benchmarks.
+pub fn redact_text(text: &str) -> std::borrow::Cow<'_, str> {
+    crate::redact::Redactor::builtin().redact_str(text)
+}
+
+/// Arbitrary text with a credential planted in it, redacted by the
+/// built-in rules: no panic, and the planted credential does not survive.
+///
+/// Input layout: `[kind, before, after, pos_hi, pos_lo, len, body…(len), text…]`.
+/// `kind` picks the credential's shape, `body` its characters (mapped into
+/// the shape's alphabet and padded to its minimum length), `before` and
+/// `after` the separators around it (a credential glued to a letter is
+/// another word), `pos` where in `text` it goes. The check: the planted
+/// needle occurs in the output no more often than in the text around it.
+/// Text that parses as JSON is also redacted as nested data (no panic).
+pub fn redact_planted(data: &[u8]) {
+    use crate::redact::Redactor;
+
+    let r = Redactor::builtin();
+    let [kind, before, after, pos_hi, pos_lo, len, rest @ ..] = data else {
+        if let Ok(text) = std::str::from_utf8(data) {
+            let _ = r.redact_str(text);
+        }
+        return;
+    };
+    let len = usize::from(*len).min(rest.len());
+    let (body, text) = rest.split_at(len);
+    let text = String::from_utf8_lossy(text);
+    let mut pos = (usize::from(*pos_hi) << 8 | usize::from(*pos_lo)).min(text.len());
+    while !text.is_char_boundary(pos) {
+        pos -= 1;
+    }
+    let (left, right) = text.split_at(pos);
+    const BEFORE: &[u8] = b" \n\t\"',;_=(";
+    const AFTER: &[u8] = b" \n\t,;)";
+    let before = char::from(BEFORE[usize::from(*before) % BEFORE.len()]);
+    let after = char::from(AFTER[usize::from(*after) % AFTER.len()]);
+    let (secret, needle) = plant(*kind, body);
+    let input = format!("{left}{before}{secret}{after}{right}");
+    let out = r.redact_str(&input);
+    let occurrences = |s: &str| s.matches(needle.as_str()).count();
+    let around = occurrences(left) + occurrences(right);
+    assert!(
+        occurrences(&out) <= around,
+        "planted {needle:?} survived:\ninput:  {input:?}\noutput: {out:?}"
+    );
+
+    if let Ok(mut value) = serde_json::from_str::<serde_json::Value>(&text) {
+        r.redact_json(&mut value);
+    }
+}
+
+/// A credential of shape `kind` built from `body`, and the part of it that
+/// must not survive.
+fn plant(kind: u8, body: &[u8]) -> (String, String) {
+    const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    const B64URL: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-";
+    const UPPER: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    const PASS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$*+";
+    const KEYS: [&str; 6] = [
+        "password",
+        "secret",
+        "token",
+        "api_key",
+        "passwd",
+        "X-Auth-Token",
+    ];
+    let chars = |alphabet: &[u8], min: usize, max: usize| -> String {
+        let mut s: String = body
+            .iter()
+            .take(max)
+            .map(|&b| char::from(alphabet[usize::from(b) % alphabet.len()]))
+            .collect();
+        let mut i = 0;
+        while s.len() < min {
+            s.push(char::from(alphabet[i % alphabet.len()]));
+            i += 7;
+        }
+        s
+    };
+    let whole = |s: String| (s.clone(), s);
+    match kind % 11 {
+        0 => whole(format!("ghp_{}", chars(ALNUM, 36, 80))),
+        1 => whole(format!(
+            "github_pat_{}",
+            chars(B64URL, 22, 80).replace('-', "_")
+        )),
+        2 => whole(format!("glpat-{}", chars(B64URL, 20, 60))),
+        3 => whole(format!("sk-proj-a1{}", chars(B64URL, 18, 150))),
+        4 => whole(format!("xoxb-1{}", chars(ALNUM, 10, 80))),
+        5 => {
+            let id: String = chars(UPPER, 16, 16).chars().take(16).collect();
+            whole(format!("AKIA{id}"))
+        }
+        6 => whole(format!(
+            "eyJ{}.eyJ{}.{}",
+            chars(B64URL, 7, 40),
+            chars(B64URL, 1, 40),
+            chars(B64URL, 0, 60)
+        )),
+        7 => {
+            let key = chars(ALNUM, 16, 120);
+            let block = format!(
+                "-----BEGIN OPENSSH PRIVATE KEY-----\n{key}\n-----END OPENSSH PRIVATE KEY-----"
+            );
+            (block, key)
+        }
+        8 => {
+            let pass = chars(PASS, 1, 40);
+            let url = format!("https://user:{pass}@git.example.com/repo");
+            (url, format!(":{pass}@"))
+        }
+        9 => {
+            let key = KEYS[body.first().map_or(0, |&b| usize::from(b) % KEYS.len())];
+            let pair = format!("{key}={}", chars(ALNUM, 1, 40));
+            whole(pair)
+        }
+        _ => {
+            let credential = format!("9{}", chars(B64URL, 7, 60));
+            (format!("Bearer {credential}"), credential)
+        }
+    }
+}

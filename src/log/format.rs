@@ -3,7 +3,7 @@
 //! Field order is fixed: `level`, `module`, `message`, `timestamp`, the
 //! context fields that are set (`workOrderId`, `runId`, `iteration`,
 //! `phase`, `correlationId`), then the extra fields. Every string goes
-//! through [`redact`](super::redact) and serde_json's escaping, so control
+//! through [`redact`](crate::redact) and serde_json's escaping, so control
 //! characters, quotes and odd Unicode come out as valid JSON. An extra field
 //! may not take a core field's name: it is written as `extra.<name>`
 //! instead, and a repeated extra key keeps its first value.
@@ -13,9 +13,9 @@ use std::io::Write as _;
 use serde_json::Value;
 
 use super::record::{Body, FieldValue, Record};
-use super::redact::{REDACTED, is_secret_key, redact_json, redact_str};
 use crate::context::LogContext;
 use crate::event::{ProgressEvent, Timestamp};
+use crate::redact::{REDACTED, Redactor};
 
 /// Keys an extra field can never take.
 const CORE_KEYS: [&str; 9] = [
@@ -54,11 +54,11 @@ impl<'a> From<&'a LogContext> for Ctx<'a> {
 
 /// Appends `record` as one JSON line (with its `\n`) to `out`. Nested
 /// values are redacted in place: the record is the writer's own by now.
-pub(crate) fn write_line(out: &mut Vec<u8>, record: &mut Record) {
+pub(crate) fn write_line(out: &mut Vec<u8>, record: &mut Record, r: &Redactor) {
     out.extend_from_slice(b"{\"level\":\"");
     out.extend_from_slice(record.level.as_str().as_bytes());
     out.extend_from_slice(b"\",\"module\":");
-    write_str(out, &record.module);
+    write_str(out, &record.module, r);
     let timestamp = record.timestamp;
     match &mut record.body {
         Body::Message {
@@ -67,15 +67,15 @@ pub(crate) fn write_line(out: &mut Vec<u8>, record: &mut Record) {
             fields,
         } => {
             out.extend_from_slice(b",\"message\":");
-            write_str(out, message);
+            write_str(out, message, r);
             write_timestamp(out, timestamp);
             let ctx = context.as_deref().map(Ctx::from).unwrap_or_default();
-            write_context(out, &ctx);
+            write_context(out, &ctx, Some(r));
             let mut seen = SeenKeys::new(fields.len());
             for (key, value) in fields.iter_mut() {
                 if seen.insert(key) {
-                    write_key(out, key);
-                    write_value(out, key, value);
+                    write_key(out, key, Some(r));
+                    write_value(out, key, value, r);
                 }
             }
         }
@@ -119,13 +119,17 @@ impl SeenKeys {
     }
 }
 
-fn write_context(out: &mut Vec<u8>, ctx: &Ctx<'_>) {
+/// `r`: the redactor, `None` for text redacted already (progress events).
+fn write_context(out: &mut Vec<u8>, ctx: &Ctx<'_>, r: Option<&Redactor>) {
     let text = |out: &mut Vec<u8>, key: &str, v: Option<&str>| {
         if let Some(v) = v {
             out.extend_from_slice(b",\"");
             out.extend_from_slice(key.as_bytes());
             out.extend_from_slice(b"\":");
-            write_str(out, v);
+            match r {
+                Some(r) => write_str(out, v, r),
+                None => write_raw_str(out, v),
+            }
         }
     };
     text(out, "workOrderId", ctx.work_order_id);
@@ -140,25 +144,30 @@ fn write_context(out: &mut Vec<u8>, ctx: &Ctx<'_>) {
 }
 
 /// Writes `,"key":`, renaming a core key to `extra.key`.
-fn write_key(out: &mut Vec<u8>, key: &str) {
+/// `r`: the redactor, `None` for keys we wrote ourselves.
+fn write_key(out: &mut Vec<u8>, key: &str, r: Option<&Redactor>) {
     out.push(b',');
-    if CORE_KEYS.contains(&key) {
-        write_str(out, &format!("extra.{key}"));
+    let key: std::borrow::Cow<'_, str> = match r {
+        Some(r) => r.redact_str(key),
+        None => key.into(),
+    };
+    if CORE_KEYS.contains(&&*key) {
+        write_raw_str(out, &format!("extra.{key}"));
     } else {
-        write_str(out, key);
+        write_raw_str(out, &key);
     }
     out.push(b':');
 }
 
-fn write_value(out: &mut Vec<u8>, key: &str, value: &mut FieldValue) {
-    if is_secret_key(key) {
+fn write_value(out: &mut Vec<u8>, key: &str, value: &mut FieldValue, r: &Redactor) {
+    if r.is_secret_key(key) {
         write_raw_str(out, REDACTED);
         return;
     }
     // Writing into a Vec cannot fail.
     let _ = match value {
         FieldValue::Str(s) => {
-            write_str(out, s);
+            write_str(out, s, r);
             Ok(())
         }
         FieldValue::I64(n) => write!(out, "{n}"),
@@ -170,7 +179,7 @@ fn write_value(out: &mut Vec<u8>, key: &str, value: &mut FieldValue) {
         }
         FieldValue::Bool(b) => write!(out, "{b}"),
         FieldValue::Json(v) => {
-            redact_json(v);
+            r.redact_json(v);
             write_json(out, v);
             Ok(())
         }
@@ -179,7 +188,8 @@ fn write_value(out: &mut Vec<u8>, key: &str, value: &mut FieldValue) {
 
 /// A progress event as `Progress: <type>`: ids, iteration and phase as
 /// context, then `eventType`, the payload, and `metadata` (nested, so it
-/// cannot overwrite anything).
+/// cannot overwrite anything). Not redacted again: the drain thread
+/// redacted the event before any sink saw it.
 fn write_progress(out: &mut Vec<u8>, timestamp: Timestamp, event: &ProgressEvent) {
     let ty = event.event_type().as_str();
     out.extend_from_slice(b",\"message\":");
@@ -203,17 +213,12 @@ fn write_progress(out: &mut Vec<u8>, timestamp: Timestamp, event: &ProgressEvent
         phase: phase.as_ref().and_then(Value::as_str),
         correlation_id: Some(&event.correlation_id),
     };
-    write_context(out, &ctx);
+    write_context(out, &ctx, None);
     out.extend_from_slice(b",\"eventType\":");
     write_raw_str(out, ty);
-    for (key, mut value) in payload {
-        write_key(out, &key);
-        if is_secret_key(&key) {
-            write_raw_str(out, REDACTED);
-        } else {
-            redact_json(&mut value);
-            write_json(out, &value);
-        }
+    for (key, value) in payload {
+        write_key(out, &key, None);
+        write_json(out, &value);
     }
 }
 
@@ -224,12 +229,12 @@ fn payload_fallback(out: &mut Vec<u8>, event: &ProgressEvent) {
         correlation_id: Some(&event.correlation_id),
         ..Ctx::default()
     };
-    write_context(out, &ctx);
+    write_context(out, &ctx, None);
 }
 
 /// A redacted, escaped JSON string.
-fn write_str(out: &mut Vec<u8>, s: &str) {
-    write_raw_str(out, &redact_str(s));
+fn write_str(out: &mut Vec<u8>, s: &str, r: &Redactor) {
+    write_raw_str(out, &r.redact_str(s));
 }
 
 /// An escaped JSON string, not redacted (for text we wrote ourselves).
@@ -262,7 +267,7 @@ mod tests {
             },
         };
         let mut out = Vec::new();
-        write_line(&mut out, &mut record);
+        write_line(&mut out, &mut record, Redactor::builtin());
         assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 1);
         serde_json::from_slice(&out).unwrap()
     }

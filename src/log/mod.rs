@@ -27,7 +27,6 @@ mod level;
 mod logger;
 mod progress;
 mod record;
-mod redact;
 #[cfg(feature = "tracing")]
 mod tracing_layer;
 mod writer;
@@ -39,7 +38,6 @@ pub use global::unrouted_records;
 pub use level::{InvalidLogFilter, Level, LogFilter};
 pub use logger::Logger;
 pub use record::{Field, FieldValue};
-pub use redact::REDACTED;
 #[cfg(feature = "tracing")]
 pub use tracing_layer::TracingLayer;
 
@@ -111,7 +109,10 @@ impl LogConfig {
 
     /// Opens the sink, starts the writer and makes it the global one.
     /// `Ok(None)` when logging is off.
-    pub(crate) fn start(&self) -> Result<Option<LogWriter>, crate::Error> {
+    pub(crate) fn start(
+        &self,
+        redactor: std::sync::Arc<crate::redact::Redactor>,
+    ) -> Result<Option<LogWriter>, crate::Error> {
         let Some(output) = &self.output else {
             return Ok(None);
         };
@@ -130,19 +131,20 @@ impl LogConfig {
             Some(Err(e)) => (configured, Some(e)),
             None => (configured, None),
         };
-        let writer = LogWriter::start(output, filter, self.capacity).map_err(|e| match e {
-            StartError::Open(source) => crate::Error::LogFile {
-                path: match output {
-                    Output::File(path) => path.clone(),
-                    _ => PathBuf::new(),
+        let writer =
+            LogWriter::start(output, filter, self.capacity, redactor).map_err(|e| match e {
+                StartError::Open(source) => crate::Error::LogFile {
+                    path: match output {
+                        Output::File(path) => path.clone(),
+                        _ => PathBuf::new(),
+                    },
+                    source,
                 },
-                source,
-            },
-            StartError::Spawn(source) => crate::Error::Spawn {
-                name: "log writer",
-                source,
-            },
-        })?;
+                StartError::Spawn(source) => crate::Error::Spawn {
+                    name: "log writer",
+                    source,
+                },
+            })?;
         global::install(writer.dispatch());
         if let Some(e) = env_error {
             Logger::bound("agentgate_obs::log", writer.dispatch().clone()).warn(

@@ -23,6 +23,7 @@ use super::level::LogFilter;
 use super::record::{Body, Record};
 use super::{Level, LogStats};
 use crate::event::Timestamp;
+use crate::redact::Redactor;
 
 /// A batch is written once it holds this many bytes, or when the channel
 /// runs empty.
@@ -232,6 +233,7 @@ impl LogWriter {
         output: &Output,
         filter: LogFilter,
         capacity: usize,
+        redactor: Arc<Redactor>,
     ) -> Result<LogWriter, StartError> {
         let sink = Sink::open(output).map_err(StartError::Open)?;
         let (tx, rx) = crossbeam_channel::bounded(capacity);
@@ -245,7 +247,7 @@ impl LogWriter {
         let shared = dispatch.clone();
         let thread = std::thread::Builder::new()
             .name("agentgate-obs-log".into())
-            .spawn(move || Writer::new(sink, shared).run(rx))
+            .spawn(move || Writer::new(sink, shared, redactor).run(rx))
             .map_err(StartError::Spawn)?;
         Ok(LogWriter {
             dispatch,
@@ -319,6 +321,8 @@ pub(crate) enum StartError {
 struct Writer {
     sink: Sink,
     dispatch: Arc<Dispatch>,
+    /// The pipeline's redaction rules, for the callers' fields and messages.
+    redactor: Arc<Redactor>,
     batch: Vec<u8>,
     records: u64,
     /// Records of the current batch, dropped together after it is
@@ -331,10 +335,11 @@ struct Writer {
 }
 
 impl Writer {
-    fn new(sink: Sink, dispatch: Arc<Dispatch>) -> Self {
+    fn new(sink: Sink, dispatch: Arc<Dispatch>, redactor: Arc<Redactor>) -> Self {
         Writer {
             sink,
             dispatch,
+            redactor,
             batch: Vec::with_capacity(BATCH_BYTES + 4096),
             records: 0,
             retired: Vec::with_capacity(1024),
@@ -378,7 +383,7 @@ impl Writer {
     fn take(&mut self, msg: Msg) -> bool {
         match msg {
             Msg::Record(mut record) => {
-                write_line(&mut self.batch, &mut record);
+                write_line(&mut self.batch, &mut record, &self.redactor);
                 self.records += 1;
                 self.retired.push(record);
                 false
@@ -437,7 +442,7 @@ fn report_sink_failure(failure: &str) {
         },
     };
     let mut line = Vec::new();
-    write_line(&mut line, &mut record);
+    write_line(&mut line, &mut record, Redactor::builtin());
     // Nothing more can be done if stderr fails too.
     let _ = std::io::stderr().write_all(&line);
 }

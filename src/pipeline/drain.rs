@@ -15,6 +15,7 @@ use super::envelope::{Body, Envelope, Key, Msg, NO_CORRELATION, RunIds};
 use super::listeners::{Listener, Listeners};
 use super::producer;
 use crate::event::{EventKind, ProgressEvent};
+use crate::redact::Redactor;
 use crate::tracker::{Applied, RunTracker, SlotHint};
 
 /// What the drain thread knows about an event beyond the event itself.
@@ -103,6 +104,9 @@ pub(crate) struct Drain {
     /// Processing number of the last event.
     pub(crate) seq: u64,
     listeners: ListenerCache,
+    /// Applied to every caller string as it enters: registered ids, boxed
+    /// payloads, whole events from `emit`. Every consumer sees the result.
+    redactor: Arc<Redactor>,
     stopping: bool,
 }
 
@@ -112,6 +116,7 @@ impl Drain {
         rx: Receiver<Envelope>,
         max_finished: usize,
         max_runs: usize,
+        redactor: Arc<Redactor>,
     ) -> Self {
         Drain {
             wall: WallClock::new(shared.clock.clone()),
@@ -127,6 +132,7 @@ impl Drain {
                 version: u64::MAX,
                 set: Arc::default(),
             },
+            redactor,
             stopping: false,
         }
     }
@@ -186,14 +192,21 @@ impl Drain {
                 correlation,
                 body,
             } => self.process_keyed(ticks, run, correlation, body),
-            Msg::Owned(event) => self.process_owned(*event, ticks),
-            Msg::RegisterRun { key, ids } => {
+            Msg::Owned(mut event) => {
+                self.redactor.redact_event(&mut event);
+                self.process_owned(*event, ticks)
+            }
+            Msg::RegisterRun { key, mut ids } => {
+                // Once per run: the keyed events reuse these ids.
+                self.redactor.redact_arc(&mut ids.work_order_id);
+                self.redactor.redact_arc(&mut ids.run_id);
                 self.runs.insert(key, RunEntry::new(*ids));
             }
             Msg::UnregisterRun(key) => {
                 self.runs.remove(&key);
             }
-            Msg::RegisterCorrelation { key, id } => {
+            Msg::RegisterCorrelation { key, mut id } => {
+                self.redactor.redact_arc(&mut id);
                 self.correlations.insert(key, id);
             }
             Msg::UnregisterCorrelation(key) => {
@@ -219,6 +232,7 @@ impl Drain {
             seq,
             listeners,
             log,
+            redactor,
             ..
         } = self;
         let Some(entry) = runs.get_mut(&run) else {
@@ -240,7 +254,7 @@ impl Drain {
             };
             entry.correlation = correlation;
         }
-        let (kind, nanos) = expand(body);
+        let (kind, nanos) = expand(body, redactor);
         entry.event.kind = kind;
         entry.event.timestamp = wall.timestamp(ticks);
         let info = Delivery {
@@ -366,8 +380,9 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> &str {
 }
 
 /// Turns an envelope body into a public payload, with the exact phase
-/// duration on the side.
-fn expand(body: Body) -> (EventKind, Option<u64>) {
+/// duration on the side. The bodies carrying caller strings (boxed ones,
+/// gate names) are redacted; the `Copy` ones carry none.
+fn expand(body: Body, redactor: &Redactor) -> (EventKind, Option<u64>) {
     match body {
         Body::IterationStarted {
             iteration,
@@ -418,13 +433,16 @@ fn expand(body: Body) -> (EventKind, Option<u64>) {
         } => (
             EventKind::GateChecked {
                 iteration,
-                gate: gate.as_str().to_owned(),
+                gate: redactor.redact_str(gate.as_str()).into_owned(),
                 passed,
                 duration_ms: duration_ms.map(u64::from),
             },
             None,
         ),
         Body::DeliveryStarted => (EventKind::DeliveryStarted, None),
-        Body::Boxed(kind) => (*kind, None),
+        Body::Boxed(mut kind) => {
+            redactor.redact_kind(&mut kind);
+            (*kind, None)
+        }
     }
 }

@@ -252,7 +252,7 @@ mod tests {
 
     fn start(capacity: usize, overflow: Overflow) -> (Arc<Shared>, JoinHandle<RunTracker>) {
         let (shared, rx) = Shared::new(capacity, overflow);
-        let drain = drain::Drain::new(shared.clone(), rx, 8, 64);
+        let drain = drain::Drain::new(shared.clone(), rx, 8, 64, Default::default());
         let thread = std::thread::spawn(move || drain.run());
         (shared, thread)
     }
