@@ -24,14 +24,16 @@ struct Producer {
 }
 
 impl Producer {
-    fn start(obs: &Observability, size: usize) -> Producer {
+    /// Emits `per_ms` lifecycle events a millisecond (never dropped: the
+    /// producer waits for room), each carrying `size` bytes of text.
+    fn start(obs: &Observability, size: usize, per_ms: usize) -> Producer {
         let stop = Arc::new(AtomicBool::new(false));
         let (emitter, flag) = (obs.emitter(), stop.clone());
         let big = "x".repeat(size);
         let thread = std::thread::spawn(move || {
             // Relaxed: a stop flag.
             while !flag.load(Ordering::Relaxed) {
-                for _ in 0..100 {
+                for _ in 0..per_ms {
                     emitter.emit_run_canceled("wo", "run", &big);
                 }
                 std::thread::sleep(Duration::from_millis(1));
@@ -171,7 +173,7 @@ fn a_client_that_stops_reading_for_longer_than_the_pong_deadline_but_answers_pin
         .unwrap();
     let mut client = Client::connect(obs.local_addr().unwrap(), "/ws");
     client.next_json();
-    let producer = Producer::start(&obs, 20_000);
+    let producer = Producer::start(&obs, 20_000, 100);
     std::thread::sleep(Duration::from_secs(7));
     // Reads (answering pings as it goes) for a while, still behind.
     let until = Instant::now() + Duration::from_millis(1_500);
@@ -245,7 +247,10 @@ fn a_client_that_never_reads_its_replies_is_closed_when_they_pass_its_budget() {
     // Subscriptions add up: the producer's events keep coming.
     let frame = client_frame(0x1, br#"{"type":"subscribe","workOrderId":"wo"}"#, true);
     stream.write_all(&frame).unwrap();
-    let producer = Producer::start(&obs, 2_000);
+    // Few enough that the drain thread, which redacts each event's text,
+    // keeps up even in a debug build: a ring full of lifecycle events
+    // would hold the next client's `hello` past its 5 s deadline.
+    let producer = Producer::start(&obs, 2_000, 5);
     // Half a burst, then a pace the rate limit allows (a burst of 64, 32 a
     // second sustained): each reply is over a kilobyte and none is read.
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -124,8 +124,12 @@ impl HttpHarness {
             }
             Dispatch::Respond(response) => {
                 let status = response.status;
+                // `/api/runs` refuses a bad `limit`, `offset` or `status`
+                // with 400 once Host and token have passed.
+                let query_refusal =
+                    status == 400 && request.path == "/api/runs" && request.query.is_some();
                 // The Host/Origin check comes first, on every path.
-                let host_refusal = [400, 403, 421].contains(&status);
+                let host_refusal = [400, 403, 421].contains(&status) && !query_refusal;
                 if plainly_allowed {
                     assert!(
                         !host_refusal,
@@ -136,7 +140,7 @@ impl HttpHarness {
                     assert_eq!(status, 400, "no Host");
                 }
                 match route {
-                    _ if host_refusal => {}
+                    _ if host_refusal || query_refusal => {}
                     None => assert_eq!(status, 404, "unknown path {:?}", request.path),
                     Some((_, false)) if !has_credentials(&request) => {
                         assert_eq!(status, 401, "{:?} without a token", request.path)
