@@ -550,7 +550,13 @@ impl RunHandle {
     /// The time from `start` to `end`, both raw ticks from [`now`](Self::now).
     #[inline]
     pub(crate) fn between(&self, start: u64, end: u64) -> Duration {
-        self.inner.emitter.shared.clock.delta(start, end)
+        Duration::from_nanos(self.nanos_between(start, end))
+    }
+
+    /// [`between`](Self::between) in nanoseconds.
+    #[inline]
+    pub(crate) fn nanos_between(&self, start: u64, end: u64) -> u64 {
+        self.inner.emitter.shared.clock.delta_as_nanos(start, end)
     }
 
     /// Emits `body` stamped `ticks` (read by the caller, who also uses it

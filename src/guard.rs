@@ -268,6 +268,7 @@ impl IterationGuard<'_> {
     /// Starts a phase: emits `phase_started` and starts timing it.
     ///
     /// The phase borrows the iteration until it ends.
+    #[inline]
     pub fn phase(&mut self, phase: Phase) -> PhaseGuard<'_> {
         let started = self.run.handle.now();
         self.run.handle.emit_at(
@@ -450,16 +451,22 @@ impl PhaseGuard<'_> {
     fn end(&mut self, success: bool) {
         self.ended = true;
         let now = self.run.handle.now();
-        let duration = self.run.handle.between(self.started, now);
-        self.timings.add(self.phase, millis(duration));
+        let nanos = self.run.handle.nanos_between(self.started, now);
+        self.timings.add(self.phase, nanos / 1_000_000);
         self.run.handle.emit_at(
             now,
-            bodies::phase_completed(self.iteration, self.phase, success, duration),
+            Body::PhaseCompleted {
+                iteration: self.iteration,
+                phase: self.phase,
+                success,
+                nanos,
+            },
         );
     }
 }
 
 impl Drop for PhaseGuard<'_> {
+    #[inline]
     fn drop(&mut self) {
         if !self.ended {
             self.end(false);
