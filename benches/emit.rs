@@ -272,6 +272,27 @@ fn guards(c: &mut Criterion) {
         })
     });
     group.finish();
+
+    // Nothing is installed in this binary: `global()` is the no-op emitter.
+    let mut group = c.benchmark_group("global() before install_global");
+    group.throughput(Throughput::Elements(1));
+    let noop_run = agentgate_obs::global().run("wo-1", "run-1");
+    group.bench_function("RunHandle phase_completed", |b| {
+        b.iter(|| noop_run.phase_completed(1, black_box(Phase::Build), true, d))
+    });
+    group.bench_function("&str emit_phase_completed", |b| {
+        b.iter(|| {
+            agentgate_obs::global().emit_phase_completed(
+                black_box("wo-1"),
+                "run-1",
+                1,
+                Phase::Build,
+                true,
+                d,
+            )
+        })
+    });
+    group.finish();
     iteration.complete(true);
     run.completed(agentgate_obs::RunResult::Passed, &Default::default());
 }

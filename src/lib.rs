@@ -34,6 +34,7 @@ mod event;
 pub mod exposition;
 #[doc(hidden)]
 pub mod fuzzing;
+mod global;
 mod guard;
 mod log;
 pub mod metrics;
@@ -52,6 +53,7 @@ pub use event::{
     Phase, PhaseTimings, ProgressEvent, RunOutcome, RunResult, Strategy, TaskSpec, Timestamp,
     TypeStyle, UnknownVariant, WireEvent,
 };
+pub use global::global;
 pub use guard::{IterationGuard, PhaseGuard, RunGuard};
 #[cfg(feature = "tracing")]
 pub use log::TracingLayer;
