@@ -166,7 +166,13 @@ impl Emitter {
 
     /// Calls `listener` with every event, on the drain thread, until the
     /// subscription drops. A listener that panics is caught, counted
-    /// (`listener_panics_total`) and logged; the others go on.
+    /// (`listener_panics_total`) and logged once per panic; the others go on.
+    ///
+    /// Such a panic is not printed by the panic hook: the first subscription
+    /// installs, once per process, a hook that stays silent inside listener
+    /// calls and passes every other panic to the hook it replaced (so an
+    /// embedder's hook set before still sees the embedder's panics). A hook
+    /// set afterwards replaces it unless it calls the one it took over.
     ///
     /// Listeners run on the drain thread: a slow one slows the pipeline,
     /// not the engine. A listener may emit; its events are processed right

@@ -1,6 +1,5 @@
-//! Scoped guards: the library times, the engine just scopes.
-//!
-//! Scoped guards over [`RunHandle`]: see [`RunGuard`].
+//! Scoped guards over [`RunHandle`], so the library times and the engine
+//! just scopes: see [`RunGuard`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -97,6 +96,14 @@ impl Emitter {
 /// # Ok::<(), agentgate_obs::Error>(())
 /// ```
 ///
+/// ## Panics
+///
+/// The panic message in `run_failed` comes from a panic hook that
+/// [`Emitter::start_run`] installs once per process, chained to the hook
+/// in place then. A hook set afterwards that does not call the one it
+/// replaced hides the message: `run_failed` then says only "the run
+/// panicked".
+///
 /// ## Log context
 ///
 /// The thread-local [`LogContext`] is entered through a closure
@@ -110,7 +117,11 @@ impl Emitter {
 ///
 /// A guard's start and end are the [`RunHandle`] calls they stand for
 /// (ids interned once per run) with the event's own timestamp reused as the
-/// timing: the clock is read once per event, as for the bare calls.
+/// timing: the clock is read once per event, as for the bare calls. On a
+/// busy 2-core machine a `PhaseGuard` start and `succeed` measured 55 ns
+/// against 48 ns for the bare `phase_started` + `phase_completed` pair and
+/// 106 ns for the pair timed by hand with `Instant` (same run;
+/// `cargo bench --bench emit -- phase_started`).
 #[must_use = "dropping the guard fails the run at once"]
 pub struct RunGuard {
     handle: RunHandle,
@@ -137,6 +148,7 @@ impl std::fmt::Debug for RunGuard {
 
 impl RunGuard {
     /// The run's handle, for emits the guards do not cover (delivery).
+    /// Ending the run through it does not end the guard: end the guard.
     pub fn handle(&self) -> &RunHandle {
         &self.handle
     }
