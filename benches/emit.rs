@@ -15,7 +15,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use agentgate_obs::{Observability, Overflow, Phase, ProgressEmitter, Subscription};
+use agentgate_obs::{
+    Observability, Overflow, Phase, ProgressEmitter, Strategy, Subscription, TaskSpec,
+};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use parking_lot::Mutex;
 
@@ -233,6 +235,68 @@ fn two_producers(c: &mut Criterion) {
     group.finish();
 }
 
+/// A phase timed by a `PhaseGuard` against the bare `RunHandle` pair it
+/// wraps (with a constant duration, and with the engine timing it by hand
+/// with `Instant`), on the same pipeline and run.
+fn guards(c: &mut Criterion) {
+    let mut group = c.benchmark_group("phase_started+phase_completed");
+    group.throughput(Throughput::Elements(1));
+    let (obs, _sub) = pipeline();
+    let spec = TaskSpec::new("bench", Strategy::Ralph, 3);
+    let mut run = obs.emitter().start_run("wo-1", "run-1", &spec);
+    let handle = run.handle().clone();
+    let mut iteration = run.iteration(1, 3, None);
+    let d = Duration::from_millis(1234);
+    group.bench_function("RunHandle pair", |b| {
+        b.iter_custom(|iters| {
+            batched(&obs, iters, |_| {
+                handle.phase_started(1, black_box(Phase::Build));
+                handle.phase_completed(1, Phase::Build, true, black_box(d));
+            })
+        })
+    });
+    group.bench_function("RunHandle pair timed with Instant", |b| {
+        b.iter_custom(|iters| {
+            batched(&obs, iters, |_| {
+                let start = Instant::now();
+                handle.phase_started(1, black_box(Phase::Build));
+                handle.phase_completed(1, Phase::Build, true, start.elapsed());
+            })
+        })
+    });
+    group.bench_function("PhaseGuard start+succeed", |b| {
+        b.iter_custom(|iters| {
+            batched(&obs, iters, |_| {
+                iteration.phase(black_box(Phase::Build)).succeed();
+            })
+        })
+    });
+    group.finish();
+
+    // Nothing is installed in this binary: `global()` is the no-op emitter.
+    let mut group = c.benchmark_group("global() before install_global");
+    group.throughput(Throughput::Elements(1));
+    let noop_run = agentgate_obs::global().run("wo-1", "run-1");
+    group.bench_function("RunHandle phase_completed", |b| {
+        b.iter(|| noop_run.phase_completed(1, black_box(Phase::Build), true, d))
+    });
+    group.bench_function("&str emit_phase_completed", |b| {
+        b.iter(|| {
+            agentgate_obs::global().emit_phase_completed(
+                black_box("wo-1"),
+                "run-1",
+                1,
+                Phase::Build,
+                true,
+                d,
+            )
+        })
+    });
+    group.finish();
+    iteration.complete(true);
+    run.completed(agentgate_obs::RunResult::Passed, &Default::default());
+}
+
 fn drain_throughput(c: &mut Criterion) {
     let mut group = c.benchmark_group("drain");
     const EVENTS: u64 = 100_000;
@@ -282,6 +346,6 @@ criterion_group! {
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(4));
-    targets = one_producer, two_producers, drain_throughput, redaction
+    targets = one_producer, two_producers, guards, drain_throughput, redaction
 }
 criterion_main!(benches);

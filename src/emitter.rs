@@ -166,7 +166,13 @@ impl Emitter {
 
     /// Calls `listener` with every event, on the drain thread, until the
     /// subscription drops. A listener that panics is caught, counted
-    /// (`listener_panics_total`) and logged; the others go on.
+    /// (`listener_panics_total`) and logged once per panic; the others go on.
+    ///
+    /// Such a panic is not printed by the panic hook: the first subscription
+    /// installs, once per process, a hook that stays silent inside listener
+    /// calls and passes every other panic to the hook it replaced (so an
+    /// embedder's hook set before still sees the embedder's panics). A hook
+    /// set afterwards replaces it unless it calls the one it took over.
     ///
     /// Listeners run on the drain thread: a slow one slows the pipeline,
     /// not the engine. A listener may emit; its events are processed right
@@ -242,8 +248,13 @@ impl Emitter {
     /// Emits `body` about a run registered as `run`.
     #[inline]
     fn emit_keyed(&self, run: Key, body: Body) {
+        self.emit_keyed_at(self.shared.clock.raw(), run, body);
+    }
+
+    /// Emits `body` about a run registered as `run`, stamped `ticks`.
+    #[inline]
+    fn emit_keyed_at(&self, ticks: u64, run: Key, body: Body) {
         let ty = body.event_type();
-        let ticks = self.shared.clock.raw();
         let shared = &self.shared;
         let correlation = producer::with_cache(shared, |cache| {
             cache.counters.emitted.add_single_writer(ty);
@@ -267,16 +278,16 @@ impl Emitter {
 }
 
 /// Builds the envelope bodies; shared by the `&str` API and [`RunHandle`].
-mod bodies {
+pub(crate) mod bodies {
     use super::*;
 
-    pub(super) fn run_started(spec: &TaskSpec) -> Body {
+    pub(crate) fn run_started(spec: &TaskSpec) -> Body {
         // Re-cut: a caller may have built the struct by hand.
         let task_spec = TaskSpec::new(&spec.goal, spec.strategy, spec.max_iterations);
         Body::Boxed(Box::new(EventKind::RunStarted { task_spec }))
     }
 
-    pub(super) fn run_completed(result: RunResult, metrics: &ExecutionMetrics) -> Body {
+    pub(crate) fn run_completed(result: RunResult, metrics: &ExecutionMetrics) -> Body {
         Body::Boxed(Box::new(EventKind::RunCompleted {
             result: RunOutcome::from(result),
             engine_result: result,
@@ -286,19 +297,19 @@ mod bodies {
         }))
     }
 
-    pub(super) fn run_canceled(reason: &str) -> Body {
+    pub(crate) fn run_canceled(reason: &str) -> Body {
         Body::Boxed(Box::new(EventKind::RunCanceled {
             reason: reason.to_owned(),
         }))
     }
 
-    pub(super) fn run_failed(error: &str) -> Body {
+    pub(crate) fn run_failed(error: &str) -> Body {
         Body::Boxed(Box::new(EventKind::RunFailed {
             error: error.to_owned(),
         }))
     }
 
-    pub(super) fn iteration_started(
+    pub(crate) fn iteration_started(
         iteration: u32,
         max_iterations: u32,
         feedback: Option<&str>,
@@ -316,7 +327,7 @@ mod bodies {
         }
     }
 
-    pub(super) fn iteration_completed(
+    pub(crate) fn iteration_completed(
         iteration: u32,
         success: bool,
         timings: &PhaseTimings,
@@ -336,7 +347,7 @@ mod bodies {
         }
     }
 
-    pub(super) fn phase_completed(
+    pub(crate) fn phase_completed(
         iteration: u32,
         phase: Phase,
         success: bool,
@@ -350,7 +361,7 @@ mod bodies {
         }
     }
 
-    pub(super) fn gate_checked(
+    pub(crate) fn gate_checked(
         iteration: u32,
         gate: &str,
         passed: bool,
@@ -377,7 +388,7 @@ mod bodies {
         }
     }
 
-    pub(super) fn delivery_completed(result: &DeliveryResult) -> Body {
+    pub(crate) fn delivery_completed(result: &DeliveryResult) -> Body {
         Body::Boxed(Box::new(EventKind::DeliveryCompleted {
             success: result.success,
             pr_url: result.pr_url.clone(),
@@ -534,6 +545,33 @@ impl RunHandle {
     #[inline]
     fn emit(&self, body: Body) {
         self.inner.emitter.emit_keyed(self.inner.key, body);
+    }
+
+    /// The pipeline's clock now, in raw ticks (what events are stamped with).
+    #[inline]
+    pub(crate) fn now(&self) -> u64 {
+        self.inner.emitter.shared.clock.raw()
+    }
+
+    /// The time from `start` to `end`, both raw ticks from [`now`](Self::now).
+    #[inline]
+    pub(crate) fn between(&self, start: u64, end: u64) -> Duration {
+        Duration::from_nanos(self.nanos_between(start, end))
+    }
+
+    /// [`between`](Self::between) in nanoseconds.
+    #[inline]
+    pub(crate) fn nanos_between(&self, start: u64, end: u64) -> u64 {
+        self.inner.emitter.shared.clock.delta_as_nanos(start, end)
+    }
+
+    /// Emits `body` stamped `ticks` (read by the caller, who also uses it
+    /// to time something: one clock read serves both).
+    #[inline]
+    pub(crate) fn emit_at(&self, ticks: u64, body: Body) {
+        self.inner
+            .emitter
+            .emit_keyed_at(ticks, self.inner.key, body);
     }
 
     /// `run_started`.

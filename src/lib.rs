@@ -34,9 +34,12 @@ mod event;
 pub mod exposition;
 #[doc(hidden)]
 pub mod fuzzing;
+mod global;
+mod guard;
 mod log;
 pub mod metrics;
 mod observability;
+mod panic_hook;
 mod pipeline;
 mod redact;
 mod server;
@@ -50,6 +53,8 @@ pub use event::{
     Phase, PhaseTimings, ProgressEvent, RunOutcome, RunResult, Strategy, TaskSpec, Timestamp,
     TypeStyle, UnknownVariant, WireEvent,
 };
+pub use global::global;
+pub use guard::{IterationGuard, PhaseGuard, RunGuard};
 #[cfg(feature = "tracing")]
 pub use log::TracingLayer;
 pub use log::{

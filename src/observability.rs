@@ -42,6 +42,12 @@ pub enum Error {
         /// The OS error.
         source: std::io::Error,
     },
+    /// [`Observability::install_global`] was called a second time in this
+    /// process; the emitter installed first stays.
+    #[error(
+        "a global emitter is already installed: Observability::install_global may be called once per process"
+    )]
+    GlobalAlreadyInstalled,
     /// The HTTP server could not bind its address.
     #[error("could not serve on {addr}: {source}")]
     Bind {

@@ -39,6 +39,10 @@ pub(crate) struct Listeners {
 
 impl Listeners {
     pub(crate) fn add(&self, f: Box<ListenerFn>) -> u64 {
+        // A panic in `f` is caught, counted and logged by the drain thread;
+        // the hook keeps Rust's default message for it off stderr.
+        crate::panic_hook::install();
+        let f: Box<ListenerFn> = Box::new(move |event| crate::panic_hook::silenced(|| f(event)));
         // Relaxed: only uniqueness matters.
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let listener = Arc::new(Listener {
