@@ -485,7 +485,12 @@ mod sustained {
         raw_crossbeam(2);
         measure("1 producer, Block", Overflow::Block, 1, None);
         measure("2 producers, Block", Overflow::Block, 2, None);
-        measure("1 producer, DropNewest, flat out", Overflow::DropNewest, 1, None);
+        measure(
+            "1 producer, DropNewest, flat out",
+            Overflow::DropNewest,
+            1,
+            None,
+        );
         for m in [1.0, 2.0, 4.0, 8.0, 16.0] {
             measure(
                 "1 producer, DropNewest, paced",

@@ -46,6 +46,32 @@ pub enum Overflow {
 /// How long a blocked sender waits before looking whether the pipeline shut down.
 const BLOCKED_RECHECK: Duration = Duration::from_millis(20);
 
+/// Under `DropNewest`, how long a producer that found the ring full drops
+/// without looking at it again: the drain thread frees a few hundred slots
+/// meanwhile at full speed, far less than the ring holds.
+const FULL_HOLDOFF_NANOS: u64 = 20_000;
+
+/// A blocked producer sends again once `1 / ROOM` of the ring is free.
+const ROOM: usize = 2;
+
+/// One step of a full ring's back-off: spins first (the drain thread frees
+/// slots within nanoseconds), then yields the core (to the drain thread if
+/// they share it), then sleeps briefly (50 µs: the drain thread empties a
+/// few hundred slots meanwhile, and a large ring many times that).
+fn back_off(round: u32) {
+    const SPINS: u32 = 6;
+    const YIELDS: u32 = 16;
+    if round < SPINS {
+        for _ in 0..(1u32 << round) * 16 {
+            std::hint::spin_loop();
+        }
+    } else if round < SPINS + YIELDS {
+        std::thread::yield_now();
+    } else {
+        std::thread::sleep(Duration::from_micros(50));
+    }
+}
+
 /// Gives every pipeline a process-unique id, for the thread-local caches.
 static NEXT_PIPELINE_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -116,7 +142,8 @@ impl Shared {
     }
 
     /// Sends an event under the overflow policy; counts it as dropped when
-    /// it is not accepted.
+    /// it is not accepted. For emits without this thread's cache (owned
+    /// events, emits from thread-local destructors).
     #[inline]
     pub(crate) fn send_event(&self, envelope: Envelope, ty: EventType) {
         if producer::is_drain_thread(self.id) {
@@ -129,21 +156,70 @@ impl Shared {
         }
         match self.tx.try_send(envelope) {
             Ok(()) => {}
-            Err(TrySendError::Full(envelope)) => self.send_event_full(envelope, ty),
+            Err(TrySendError::Full(envelope)) => {
+                if !self.send_full(envelope, ty) {
+                    self.counters.dropped.add(ty);
+                }
+            }
             Err(TrySendError::Disconnected(_)) => self.counters.dropped.add(ty),
         }
     }
 
+    /// [`send_event`](Self::send_event) for an emit holding this thread's
+    /// cache: no thread-local lookup, drops counted in the thread's own
+    /// counters, and under `DropNewest` a ring found full stays "full" for
+    /// [`FULL_HOLDOFF_NANOS`], during which droppable events are dropped
+    /// without touching the ring. A producer that retried per event would
+    /// pull the ring's head and slot lines away from the drain thread at
+    /// its own (much higher) rate and slow it down: overload would lower
+    /// what gets processed.
+    #[inline]
+    pub(crate) fn send_event_cached(
+        &self,
+        cache: &mut producer::PipelineCache,
+        envelope: Envelope,
+        ty: EventType,
+    ) {
+        if cache.on_drain_thread {
+            producer::defer_on_drain_thread(envelope);
+            return;
+        }
+        if self.is_closed() {
+            cache.counters.dropped.add_single_writer(ty);
+            return;
+        }
+        if let Some(since) = cache.full_since
+            && self.overflow == Overflow::DropNewest
+            && !ty.is_lifecycle()
+            && self.clock.delta_as_nanos(since, envelope.ticks) < FULL_HOLDOFF_NANOS
+        {
+            cache.counters.dropped.add_single_writer(ty);
+            return;
+        }
+        match self.tx.try_send(envelope) {
+            Ok(()) => cache.full_since = None,
+            Err(TrySendError::Full(envelope)) => {
+                if self.overflow == Overflow::DropNewest && !ty.is_lifecycle() {
+                    cache.full_since = Some(envelope.ticks);
+                    cache.counters.dropped.add_single_writer(ty);
+                } else if !self.send_full(envelope, ty) {
+                    cache.counters.dropped.add_single_writer(ty);
+                }
+            }
+            Err(TrySendError::Disconnected(_)) => cache.counters.dropped.add_single_writer(ty),
+        }
+    }
+
+    /// The ring was full: applies the policy. False when the event is dropped.
     #[cold]
-    fn send_event_full(&self, envelope: Envelope, ty: EventType) {
-        let accepted = match self.overflow {
-            _ if ty.is_lifecycle() => self.send_blocking(envelope),
-            Overflow::Block => self.send_blocking(envelope),
+    fn send_full(&self, envelope: Envelope, ty: EventType) -> bool {
+        match self.overflow {
+            _ if ty.is_lifecycle() => self.wait_and_send(envelope, None),
+            Overflow::Block => self.wait_and_send(envelope, None),
             Overflow::DropNewest => false,
-            Overflow::BlockFor(limit) => self.tx.send_timeout(envelope, limit).is_ok(),
-        };
-        if !accepted {
-            self.counters.dropped.add(ty);
+            Overflow::BlockFor(limit) => {
+                self.wait_and_send(envelope, Some(std::time::Instant::now() + limit))
+            }
         }
     }
 
@@ -162,17 +238,43 @@ impl Shared {
         !self.is_closed() && self.send_blocking(envelope)
     }
 
-    fn send_blocking(&self, mut envelope: Envelope) -> bool {
+    fn send_blocking(&self, envelope: Envelope) -> bool {
+        match self.tx.try_send(envelope) {
+            Ok(()) => true,
+            Err(TrySendError::Full(envelope)) => self.wait_and_send(envelope, None),
+            Err(TrySendError::Disconnected(_)) => false,
+        }
+    }
+
+    /// The ring is full: waits until the drain thread has emptied part of
+    /// it, then sends. False when the pipeline shut down, or at `deadline`.
+    ///
+    /// It does not block inside crossbeam: a sender parked there is woken
+    /// by the drain thread after every single message it takes, so a full
+    /// ring cost a wake-up per event on both sides. Instead it backs off
+    /// (spin, yield, then short sleeps), looking only at the ring's length,
+    /// and sends once a good part of the ring is free ([`ROOM`] of it), so
+    /// that it writes far behind where the drain thread reads.
+    #[cold]
+    fn wait_and_send(&self, mut envelope: Envelope, deadline: Option<std::time::Instant>) -> bool {
+        let room = (self.capacity / ROOM).max(1);
+        let mut round = 0u32;
         loop {
-            match self.tx.send_timeout(envelope, BLOCKED_RECHECK) {
+            if self.is_closed() {
+                return false;
+            }
+            if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                return false;
+            }
+            back_off(round);
+            round = round.saturating_add(1);
+            if self.capacity - self.tx.len().min(self.capacity) < room {
+                continue;
+            }
+            match self.tx.try_send(envelope) {
                 Ok(()) => return true,
-                Err(crossbeam_channel::SendTimeoutError::Timeout(back)) => {
-                    if self.is_closed() {
-                        return false;
-                    }
-                    envelope = back;
-                }
-                Err(crossbeam_channel::SendTimeoutError::Disconnected(_)) => return false,
+                Err(TrySendError::Full(back)) => envelope = back,
+                Err(TrySendError::Disconnected(_)) => return false,
             }
         }
     }
