@@ -403,6 +403,9 @@ mod sustained {
         let per_producer = match offered {
             // Half a second of offered load.
             Some(rate) => ((rate * 0.5) as u64 / producers as u64).max(64),
+            // Dropping is fast: more events, so a round is not over
+            // before the drain thread is into its stride.
+            None if overflow == Overflow::DropNewest => 5 * EVENTS / producers as u64,
             None => EVENTS / producers as u64,
         };
         round(&obs, &runs, per_producer / 4, offered);
