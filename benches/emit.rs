@@ -355,7 +355,6 @@ mod sustained {
     ) -> Round {
         let before = obs.stats();
         let barrier = Barrier::new(runs.len() + 1);
-        let d = Duration::from_millis(5);
         let wall = std::thread::scope(|s| {
             for run in runs {
                 let barrier = &barrier;
@@ -373,6 +372,8 @@ mod sustained {
                                 std::hint::spin_loop();
                             }
                         }
+                        // Durations spread over 0.5-2.5 ms, as real phases are.
+                        let d = Duration::from_micros(500 + i % 2_000);
                         run.phase_completed(i as u32, Phase::Build, true, d);
                     }
                 });
