@@ -209,7 +209,6 @@ impl Emitter {
     #[inline]
     fn emit_str(&self, work_order_id: &str, run_id: &str, body: Body) {
         let ty = body.event_type();
-        let ticks = self.shared.clock.raw();
         let shared = &self.shared;
         // Taken by the cached path; left for the fallback when the
         // thread-local state is gone.
@@ -225,7 +224,7 @@ impl Emitter {
                     correlation,
                     body,
                 };
-                shared.send_event_cached(cache, Envelope { ticks, msg }, ty);
+                shared.send_event_cached(cache, msg, ty);
             }
         });
         if sent.is_none()
@@ -249,7 +248,6 @@ impl Emitter {
     #[inline]
     fn emit_keyed(&self, run: Key, body: Body) {
         let ty = body.event_type();
-        let ticks = self.shared.clock.raw();
         let shared = &self.shared;
         // Taken by the cached path; left for the fallback when the
         // thread-local state is gone.
@@ -264,14 +262,14 @@ impl Emitter {
                     correlation,
                     body,
                 };
-                shared.send_event_cached(cache, Envelope { ticks, msg }, ty);
+                shared.send_event_cached(cache, msg, ty);
             }
         });
         if sent.is_none()
             && let Some(body) = body
         {
             self.shared.counters.emitted_fallback.add(ty);
-            self.send(ticks, run, NO_CORRELATION, body, ty);
+            self.send(self.shared.clock.raw(), run, NO_CORRELATION, body, ty);
         }
     }
 

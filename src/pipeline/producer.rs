@@ -70,6 +70,8 @@ pub(crate) struct PipelineCache {
     /// full. For a short while after, it drops without touching the ring,
     /// whose lines the drain thread is working on.
     pub(crate) full_since: Option<u64>,
+    /// Drops left before the hold-off looks at the clock again.
+    pub(crate) holdoff_unchecked: u32,
     /// Most recently used first.
     runs: Vec<CachedRun>,
     correlations: Vec<CachedCorrelation>,
@@ -83,6 +85,7 @@ impl PipelineCache {
             counters: shared.counters.register_producer(),
             on_drain_thread: is_drain_thread(shared.id),
             full_since: None,
+            holdoff_unchecked: 0,
             runs: Vec::with_capacity(RUN_CACHE),
             correlations: Vec::with_capacity(CORRELATION_CACHE),
         }
