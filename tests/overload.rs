@@ -385,3 +385,54 @@ fn blocked_run_handles_keep_their_order_and_lose_nothing_on_a_small_ring() {
     }
     assert_eq!(next.values().copied().collect::<Vec<_>>(), [20_000, 20_000]);
 }
+
+#[test]
+fn a_lifecycle_event_gets_through_while_another_thread_keeps_the_ring_full() {
+    // Regression: a waiting producer sent again only once half the ring was
+    // free, and a DropNewest flood refilling every slot the drain thread
+    // freed kept it from ever being half free.
+    let obs = Arc::new(
+        quiet()
+            .queue_capacity(1_024)
+            .overflow(Overflow::DropNewest)
+            .start()
+            .unwrap(),
+    );
+    // A drain thread slower than the flood.
+    let _slow = obs
+        .emitter()
+        .subscribe(|_| std::thread::sleep(Duration::from_micros(5)));
+    let done = Arc::new(AtomicBool::new(false));
+    let flood = {
+        let (obs, done) = (obs.clone(), done.clone());
+        std::thread::spawn(move || {
+            let run = obs.emitter().run("wo", "flood");
+            let started = std::time::Instant::now();
+            let mut i = 0;
+            // Acquire: pairs with the Release below.
+            while !done.load(Ordering::Acquire) && started.elapsed() < Duration::from_secs(60) {
+                run.phase_started(i, Phase::Build);
+                i += 1;
+            }
+        })
+    };
+    let emitter = obs.emitter();
+    within(Duration::from_secs(10), "lifecycle emits", move || {
+        for r in 0..20 {
+            let run = emitter.run("wo", &format!("run-{r}"));
+            run.started(&TaskSpec::new("g", Strategy::Fixed, 1));
+            run.completed(RunResult::Passed, &ExecutionMetrics::default());
+        }
+    });
+    // Release: the flood stops at its next look.
+    done.store(true, Ordering::Release);
+    flood.join().unwrap();
+    obs.flush();
+    let stats = obs.stats();
+    assert_eq!(stats.processed[EventType::RunStarted], 20);
+    assert_eq!(stats.processed[EventType::RunCompleted], 20);
+    assert!(
+        stats.dropped[EventType::PhaseStarted] > 0,
+        "the ring was full"
+    );
+}

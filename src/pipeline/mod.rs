@@ -60,18 +60,22 @@ const ROOM: usize = 2;
 /// One step of a full ring's back-off: spins first (the drain thread frees
 /// slots within nanoseconds), then yields the core (to the drain thread if
 /// they share it), then sleeps briefly (50 µs: the drain thread empties a
-/// few hundred slots meanwhile, and a large ring many times that).
-fn back_off(round: u32) {
+/// few hundred slots meanwhile, and a large ring many times that). Returns
+/// whether it slept.
+fn back_off(round: u32) -> bool {
     const SPINS: u32 = 6;
     const YIELDS: u32 = 16;
     if round < SPINS {
         for _ in 0..(1u32 << round) * 16 {
             std::hint::spin_loop();
         }
+        false
     } else if round < SPINS + YIELDS {
         std::thread::yield_now();
+        false
     } else {
         std::thread::sleep(Duration::from_micros(50));
+        true
     }
 }
 
@@ -170,9 +174,9 @@ impl Shared {
 
     /// [`send_event`](Self::send_event) for an emit holding this thread's
     /// cache, stamping `msg` with the clock: no thread-local lookup, drops
-    /// counted in the thread's own counters, and under `DropNewest` a ring found full stays "full" for
-    /// [`FULL_HOLDOFF_NANOS`], during which droppable events are dropped
-    /// without touching the ring. A producer that retried per event would
+    /// counted in the thread's own counters, and under `DropNewest` a ring
+    /// found full stays "full" for [`FULL_HOLDOFF_NANOS`], during which
+    /// droppable events are dropped without touching the ring. A producer that retried per event would
     /// pull the ring's head and slot lines away from the drain thread at
     /// its own (much higher) rate and slow it down: overload would lower
     /// what gets processed.
@@ -278,9 +282,12 @@ impl Shared {
     /// It does not block inside crossbeam: a sender parked there is woken
     /// by the drain thread after every single message it takes, so a full
     /// ring cost a wake-up per event on both sides. Instead it backs off
-    /// (spin, yield, then short sleeps), looking only at the ring's length,
-    /// and sends once a good part of the ring is free ([`ROOM`] of it), so
-    /// that it writes far behind where the drain thread reads.
+    /// (spin, yield, then short sleeps). While spinning and yielding it
+    /// looks only at the ring's length and sends once `1 / ROOM` of the ring
+    /// is free, so that it writes far behind where the drain thread reads;
+    /// after each sleep it tries to send whatever the length, so a producer
+    /// refilling the ring as it frees (`DropNewest` holding off) cannot
+    /// starve it.
     #[cold]
     fn wait_and_send(&self, mut envelope: Envelope, deadline: Option<std::time::Instant>) -> bool {
         let room = (self.capacity / ROOM).max(1);
@@ -292,9 +299,9 @@ impl Shared {
             if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
                 return false;
             }
-            back_off(round);
+            let slept = back_off(round);
             round = round.saturating_add(1);
-            if self.capacity - self.tx.len().min(self.capacity) < room {
+            if !slept && self.capacity - self.tx.len().min(self.capacity) < room {
                 continue;
             }
             match self.tx.try_send(envelope) {
