@@ -284,10 +284,11 @@ impl Shared {
     /// ring cost a wake-up per event on both sides. Instead it backs off
     /// (spin, yield, then short sleeps). While spinning and yielding it
     /// looks only at the ring's length and sends once `1 / ROOM` of the ring
-    /// is free, so that it writes far behind where the drain thread reads;
-    /// after each sleep it tries to send whatever the length, so a producer
-    /// refilling the ring as it frees (`DropNewest` holding off) cannot
-    /// starve it.
+    /// is free, so that it writes far behind where the drain thread reads.
+    /// Under `DropNewest` (where only lifecycle events wait) it tries to
+    /// send after each sleep whatever the length: producers holding off
+    /// refill the ring as it frees, so it might never be that free. Under
+    /// the other policies every producer waits alike.
     #[cold]
     fn wait_and_send(&self, mut envelope: Envelope, deadline: Option<std::time::Instant>) -> bool {
         let room = (self.capacity / ROOM).max(1);
@@ -301,7 +302,8 @@ impl Shared {
             }
             let slept = back_off(round);
             round = round.saturating_add(1);
-            if !slept && self.capacity - self.tx.len().min(self.capacity) < room {
+            let patient = !slept || self.overflow != Overflow::DropNewest;
+            if patient && self.capacity - self.tx.len().min(self.capacity) < room {
                 continue;
             }
             match self.tx.try_send(envelope) {
