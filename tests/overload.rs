@@ -398,10 +398,11 @@ fn a_lifecycle_event_gets_through_while_another_thread_keeps_the_ring_full() {
             .start()
             .unwrap(),
     );
-    // A drain thread slower than the flood.
+    // A drain thread far slower than the flood: half the ring frees only
+    // every ~50 ms, and the flood refills each slot within 20 µs.
     let _slow = obs
         .emitter()
-        .subscribe(|_| std::thread::sleep(Duration::from_micros(5)));
+        .subscribe(|_| std::thread::sleep(Duration::from_micros(100)));
     let done = Arc::new(AtomicBool::new(false));
     let flood = {
         let (obs, done) = (obs.clone(), done.clone());
@@ -416,8 +417,19 @@ fn a_lifecycle_event_gets_through_while_another_thread_keeps_the_ring_full() {
             }
         })
     };
+    // The flood has filled the ring once it starts dropping.
+    let o = obs.clone();
+    within(
+        Duration::from_secs(10),
+        "the flood filling the ring",
+        move || {
+            while o.stats().dropped[EventType::PhaseStarted] == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        },
+    );
     let emitter = obs.emitter();
-    within(Duration::from_secs(10), "lifecycle emits", move || {
+    within(Duration::from_secs(30), "lifecycle emits", move || {
         for r in 0..20 {
             let run = emitter.run("wo", &format!("run-{r}"));
             run.started(&TaskSpec::new("g", Strategy::Fixed, 1));
