@@ -35,9 +35,18 @@ fn new_hdr() -> Histogram<u64> {
 pub(crate) struct Exemplar {
     pub(crate) run_id: Arc<str>,
     pub(crate) correlation_id: Arc<str>,
-    pub(crate) seconds: f64,
+    /// The observed value; kept in nanoseconds so that the drain thread,
+    /// which refreshes it per observation, does no floating-point division.
+    pub(crate) nanos: u64,
     /// Wall-clock time of the observation, ms since the epoch.
     pub(crate) millis: u64,
+}
+
+impl Exemplar {
+    /// The observed value in seconds.
+    pub(crate) fn seconds(&self) -> f64 {
+        self.nanos as f64 / 1e9
+    }
 }
 
 /// Identifies an observation for its bucket's exemplar.
@@ -84,7 +93,6 @@ pub(crate) struct Quantiles {
 /// refcount increments at most once per millisecond instead of per event.
 /// Returns the replaced exemplar, to be dropped outside the lock.
 fn refresh_exemplar(slot: &mut Option<Exemplar>, t: Trace<'_>, nanos: u64) -> Option<Exemplar> {
-    let seconds = nanos as f64 / 1e9;
     if let Some(current) = slot.as_mut()
         && current.millis == t.millis
     {
@@ -92,14 +100,14 @@ fn refresh_exemplar(slot: &mut Option<Exemplar>, t: Trace<'_>, nanos: u64) -> Op
         if Arc::ptr_eq(&current.run_id, t.run_id)
             && Arc::ptr_eq(&current.correlation_id, t.correlation_id)
         {
-            current.seconds = seconds;
+            current.nanos = nanos;
         }
         return None;
     }
     slot.replace(Exemplar {
         run_id: t.run_id.clone(),
         correlation_id: t.correlation_id.clone(),
-        seconds,
+        nanos,
         millis: t.millis,
     })
 }
