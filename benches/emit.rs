@@ -3,7 +3,8 @@
 //! design (owned strings, a JSON log line and listeners under a mutex, all
 //! on the caller's thread).
 //!
-//! Run: `cargo bench --bench emit`.
+//! Run: `cargo bench --bench emit`; `cargo bench --bench emit -- sustained`
+//! for the end-to-end figures alone.
 //!
 //! Emits are timed in batches smaller than the ring, with a flush (not
 //! timed) between batches, so every timed emit takes the real accepting
@@ -341,11 +342,259 @@ fn redaction(c: &mut Criterion) {
     group.finish();
 }
 
+/// Whether a custom (printed) measurement named `name` is selected by the
+/// command line's filter: criterion filters only its own benchmarks.
+fn selected(name: &str) -> bool {
+    const WITH_VALUE: [&str; 12] = [
+        "--warm-up-time",
+        "--measurement-time",
+        "--sample-size",
+        "--save-baseline",
+        "--baseline",
+        "--output-format",
+        "--color",
+        "--profile-time",
+        "--noise-threshold",
+        "--confidence-level",
+        "--significance-level",
+        "--nresamples",
+    ];
+    let mut filters = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        if WITH_VALUE.contains(&arg.as_str()) {
+            args.next();
+        } else if !arg.starts_with('-') {
+            filters.push(arg);
+        }
+    }
+    filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str()))
+}
+
+/// End to end, as an engine sees it: producer threads emitting
+/// `RunHandle::phase_completed` while the drain thread works, wall clock
+/// from the first emit to `flush()` returning, with the tracker, the
+/// metrics and one trivial listener live and no log. Beside it, in the same
+/// run, the raw crossbeam ring the pipeline is built on, so the ratio holds
+/// whatever the machine's load.
+mod sustained {
+    use super::*;
+    use agentgate_obs::RunHandle;
+    use std::sync::Barrier;
+
+    /// Events per measured round (all producers together).
+    const EVENTS: u64 = 4_000_000;
+    /// Measured rounds per figure, after one warm-up round.
+    const ROUNDS: usize = 5;
+    const CAPACITY: usize = 65_536;
+
+    fn pipeline(overflow: Overflow) -> (Observability, Subscription) {
+        let obs = Observability::builder()
+            .queue_capacity(CAPACITY)
+            .overflow(overflow)
+            .no_log()
+            .start()
+            .expect("pipeline starts");
+        let seen = AtomicU64::new(0);
+        let sub = obs.emitter().subscribe(move |_| {
+            // Relaxed: a trivial listener's own count.
+            seen.fetch_add(1, Ordering::Relaxed);
+        });
+        (obs, sub)
+    }
+
+    /// Median and range of `rounds` rates.
+    struct Rates(Vec<f64>);
+
+    impl std::fmt::Display for Rates {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            let mut v = self.0.clone();
+            v.sort_by(f64::total_cmp);
+            write!(
+                f,
+                "{:.2} M/s (median of {}; {:.2}–{:.2})",
+                v[v.len() / 2] / 1e6,
+                v.len(),
+                v[0] / 1e6,
+                v[v.len() - 1] / 1e6
+            )
+        }
+    }
+
+    /// One round through the pipeline: what it processed and dropped,
+    /// and the wall time from the first emit to `flush()` returning.
+    struct Round {
+        processed: u64,
+        dropped: u64,
+        wall: Duration,
+    }
+
+    /// `producers` threads emit `per_producer` events each, paced to
+    /// `offered` events/s in total when given, else flat out.
+    fn round(
+        obs: &Observability,
+        runs: &[RunHandle],
+        per_producer: u64,
+        offered: Option<f64>,
+    ) -> Round {
+        let before = obs.stats();
+        let barrier = Barrier::new(runs.len() + 1);
+        let wall = std::thread::scope(|s| {
+            for run in runs {
+                let barrier = &barrier;
+                s.spawn(move || {
+                    barrier.wait();
+                    let start = Instant::now();
+                    let gap = offered.map(|rate| runs.len() as f64 / rate);
+                    for i in 0..per_producer {
+                        // Paced in steps of 64 events so the clock read is amortized.
+                        if let Some(gap) = gap
+                            && i % 64 == 0
+                        {
+                            let due = start + Duration::from_secs_f64(i as f64 * gap);
+                            while Instant::now() < due {
+                                std::hint::spin_loop();
+                            }
+                        }
+                        // Durations spread over 0.5-2.5 ms, as real phases are.
+                        let d = Duration::from_micros(500 + i % 2_000);
+                        run.phase_completed(i as u32, Phase::Build, true, d);
+                    }
+                });
+            }
+            barrier.wait();
+            let start = Instant::now();
+            // Joined by the scope's end; flush once every producer is done.
+            start
+        });
+        obs.flush();
+        let wall = wall.elapsed();
+        let after = obs.stats();
+        Round {
+            processed: after.processed.total() - before.processed.total(),
+            dropped: after.dropped.total() - before.dropped.total(),
+            wall,
+        }
+    }
+
+    /// Runs `ROUNDS` measured rounds after a warm-up; prints processed
+    /// rate and drops.
+    fn measure(label: &str, overflow: Overflow, producers: usize, offered: Option<f64>) -> f64 {
+        let (obs, _sub) = pipeline(overflow);
+        let emitter = obs.emitter();
+        let runs: Vec<RunHandle> = (0..producers)
+            .map(|p| emitter.run("wo-1", &format!("run-{p}")))
+            .collect();
+        let per_producer = match offered {
+            // Half a second of offered load.
+            Some(rate) => ((rate * 0.5) as u64 / producers as u64).max(64),
+            // Dropping is fast: more events, so a round is not over
+            // before the drain thread is into its stride.
+            None if overflow == Overflow::DropNewest => 5 * EVENTS / producers as u64,
+            None => EVENTS / producers as u64,
+        };
+        round(&obs, &runs, per_producer / 4, offered);
+        let (mut rates, mut offered_rates, mut drops) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..ROUNDS {
+            let r = round(&obs, &runs, per_producer, offered);
+            let emitted = r.processed + r.dropped;
+            assert_eq!(emitted, per_producer * producers as u64, "exact accounting");
+            rates.push(r.processed as f64 / r.wall.as_secs_f64());
+            offered_rates.push(emitted as f64 / r.wall.as_secs_f64());
+            drops.push(100.0 * r.dropped as f64 / emitted as f64);
+        }
+        if overflow == Overflow::Block {
+            assert!(drops.iter().all(|&d| d == 0.0), "Block drops nothing");
+        }
+        drops.sort_by(f64::total_cmp);
+        let processed = Rates(rates);
+        let dropped = format!(
+            "{:.1} % dropped ({:.1}–{:.1})",
+            drops[drops.len() / 2],
+            drops[0],
+            drops[drops.len() - 1]
+        );
+        match offered {
+            Some(rate) => println!(
+                "sustained/{label}: offered {:.1} M/s (achieved {}): processed {processed}, {dropped}",
+                rate / 1e6,
+                Rates(offered_rates),
+            ),
+            None => println!("sustained/{label}: processed {processed}, {dropped}"),
+        }
+        let mut v = processed.0;
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    }
+
+    /// The raw ring: `producers` threads push 64-byte messages through a
+    /// crossbeam `bounded(65536)` to one consumer.
+    fn raw_crossbeam(producers: usize) {
+        let mut rates = Vec::new();
+        for round in 0..=ROUNDS {
+            let (tx, rx) = crossbeam_channel::bounded::<[u64; 8]>(CAPACITY);
+            let per_producer = EVENTS / producers as u64;
+            let barrier = Barrier::new(producers + 1);
+            let wall = std::thread::scope(|s| {
+                for p in 0..producers {
+                    let (tx, barrier) = (tx.clone(), &barrier);
+                    s.spawn(move || {
+                        barrier.wait();
+                        for i in 0..per_producer {
+                            let _ = tx.send([i, p as u64, 0, 0, 0, 0, 0, 0]);
+                        }
+                    });
+                }
+                drop(tx);
+                barrier.wait();
+                let start = Instant::now();
+                let mut sum = 0;
+                while let Ok(m) = rx.recv() {
+                    sum += m[0];
+                }
+                black_box(sum);
+                start.elapsed()
+            });
+            if round > 0 {
+                rates.push((per_producer * producers as u64) as f64 / wall.as_secs_f64());
+            }
+        }
+        println!(
+            "sustained/raw crossbeam bounded(65536), 64-byte messages, {producers} producer(s) -> 1 consumer: {}",
+            Rates(rates)
+        );
+    }
+
+    pub(super) fn run(_: &mut Criterion) {
+        if !selected("sustained") {
+            return;
+        }
+        raw_crossbeam(1);
+        raw_crossbeam(2);
+        measure("1 producer, Block", Overflow::Block, 1, None);
+        measure("2 producers, Block", Overflow::Block, 2, None);
+        measure(
+            "1 producer, DropNewest, flat out",
+            Overflow::DropNewest,
+            1,
+            None,
+        );
+        for m in [1.0, 2.0, 4.0, 8.0, 16.0] {
+            measure(
+                "1 producer, DropNewest, paced",
+                Overflow::DropNewest,
+                1,
+                Some(m * 1e6),
+            );
+        }
+    }
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(4));
-    targets = one_producer, two_producers, guards, drain_throughput, redaction
+    targets = one_producer, two_producers, guards, drain_throughput, redaction, sustained::run
 }
 criterion_main!(benches);

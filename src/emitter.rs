@@ -220,18 +220,28 @@ impl Emitter {
     #[inline]
     fn emit_str(&self, work_order_id: &str, run_id: &str, body: Body) {
         let ty = body.event_type();
-        let ticks = self.shared.clock.raw();
         let shared = &self.shared;
-        let keys = producer::with_cache(shared, |cache| {
+        // Taken by the cached path; left for the fallback when the
+        // thread-local state is gone.
+        let mut body = Some(body);
+        let sent = producer::with_cache(shared, |cache| {
             let run = cache.run_key(shared, work_order_id, run_id);
             let correlation =
                 context::with_current_correlation(|c| cache.correlation_key(shared, c));
             cache.counters.emitted.add_single_writer(ty);
-            (run, correlation)
+            if let Some(body) = body.take() {
+                let msg = Msg::Event {
+                    run,
+                    correlation,
+                    body,
+                };
+                shared.send_event_cached(cache, msg, ty, None);
+            }
         });
-        match keys {
-            Some((run, correlation)) => self.send(ticks, run, correlation, body, ty),
-            None => self.emit_uncached(work_order_id, run_id, body),
+        if sent.is_none()
+            && let Some(body) = body
+        {
+            self.emit_uncached(work_order_id, run_id, body);
         }
     }
 
@@ -248,23 +258,44 @@ impl Emitter {
     /// Emits `body` about a run registered as `run`.
     #[inline]
     fn emit_keyed(&self, run: Key, body: Body) {
-        self.emit_keyed_at(self.shared.clock.raw(), run, body);
+        self.emit_keyed_stamped(None, run, body);
     }
 
     /// Emits `body` about a run registered as `run`, stamped `ticks`.
     #[inline]
     fn emit_keyed_at(&self, ticks: u64, run: Key, body: Body) {
+        self.emit_keyed_stamped(Some(ticks), run, body);
+    }
+
+    /// Emits `body` about a run registered as `run`, stamped `ticks` or,
+    /// without, when it is sent.
+    #[inline]
+    fn emit_keyed_stamped(&self, ticks: Option<u64>, run: Key, body: Body) {
         let ty = body.event_type();
         let shared = &self.shared;
-        let correlation = producer::with_cache(shared, |cache| {
+        // Taken by the cached path; left for the fallback when the
+        // thread-local state is gone.
+        let mut body = Some(body);
+        let sent = producer::with_cache(shared, |cache| {
             cache.counters.emitted.add_single_writer(ty);
-            context::with_current_correlation(|c| cache.correlation_key(shared, c))
+            let correlation =
+                context::with_current_correlation(|c| cache.correlation_key(shared, c));
+            if let Some(body) = body.take() {
+                let msg = Msg::Event {
+                    run,
+                    correlation,
+                    body,
+                };
+                shared.send_event_cached(cache, msg, ty, ticks);
+            }
         });
-        let correlation = correlation.unwrap_or_else(|| {
+        if sent.is_none()
+            && let Some(body) = body
+        {
             self.shared.counters.emitted_fallback.add(ty);
-            NO_CORRELATION
-        });
-        self.send(ticks, run, correlation, body, ty);
+            let ticks = ticks.unwrap_or_else(|| self.shared.clock.raw());
+            self.send(ticks, run, NO_CORRELATION, body, ty);
+        }
     }
 
     #[cold]

@@ -248,3 +248,203 @@ fn a_blocked_emitter_returns_when_the_pipeline_shuts_down() {
     assert_eq!(stats.emitted.total(), 1_000);
     assert_eq!(stats.processed.total() + stats.dropped.total(), 1_000);
 }
+
+#[test]
+fn a_producer_holding_off_a_full_ring_counts_every_drop_and_still_delivers_lifecycle_events() {
+    let obs = quiet()
+        .queue_capacity(16)
+        .overflow(Overflow::DropNewest)
+        .start()
+        .unwrap();
+    let stall = common::Stall::attach(&obs.emitter());
+    let (recorder, _sub) = Recorder::attach(&obs.emitter());
+    let emitter = obs.emitter();
+    let run = emitter.run("wo", "run");
+    run.started(&TaskSpec::new("g", Strategy::Fixed, 1));
+    // The ring fills while the drain thread is held; from then on the
+    // producer drops without looking at the ring, and counts each drop.
+    for i in 0..10_000 {
+        run.phase_completed(i, Phase::Build, true, Duration::from_millis(1));
+        emitter.emit_phase_started("wo", "run", i, Phase::Verify);
+    }
+    let stats = obs.stats();
+    assert_eq!(stats.emitted.total(), 20_001);
+    assert!(
+        stats.dropped.total() >= 20_001 - 16 - 1,
+        "every event the ring had no room for is counted at once: {stats:?}"
+    );
+    // A lifecycle event waits for room instead of being dropped.
+    let o = Arc::new(obs);
+    let releaser = {
+        let o = o.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            stall.release();
+            o.flush();
+        })
+    };
+    run.completed(RunResult::Passed, &ExecutionMetrics::default());
+    releaser.join().unwrap();
+    o.flush();
+    let stats = o.stats();
+    for ty in EventType::ALL {
+        assert_eq!(
+            stats.emitted[ty],
+            stats.processed[ty] + stats.dropped[ty],
+            "{ty}"
+        );
+        if ty.is_lifecycle() {
+            assert_eq!(stats.dropped[ty], 0, "{ty} dropped");
+        }
+    }
+    assert_eq!(stats.emitted.total(), 20_002);
+    assert_eq!(recorder.len() as u64, stats.processed.total());
+    let types: Vec<_> = recorder
+        .events()
+        .into_iter()
+        .filter(|e| e.event_type().is_lifecycle())
+        .map(|e| e.event_type())
+        .collect();
+    assert_eq!(types, [EventType::RunStarted, EventType::RunCompleted]);
+}
+
+#[test]
+fn drops_counted_by_a_producer_thread_that_has_exited_stay_counted() {
+    let obs = quiet()
+        .queue_capacity(4)
+        .overflow(Overflow::DropNewest)
+        .start()
+        .unwrap();
+    let stall = common::Stall::attach(&obs.emitter());
+    // Made here: the handle's last drop unregisters the run through the
+    // ring, which must wait for room.
+    let run = obs.emitter().run("wo", "run");
+    let handle = run.clone();
+    std::thread::spawn(move || {
+        let run = handle;
+        for i in 0..1_000 {
+            run.phase_started(i, Phase::Build);
+        }
+    })
+    .join()
+    .unwrap();
+    let before = obs.stats();
+    stall.release();
+    obs.flush();
+    let after = obs.stats();
+    assert_eq!(after.emitted.total(), 1_000);
+    assert!(before.dropped.total() >= 1_000 - 4 - 1, "{before:?}");
+    assert_eq!(
+        after.dropped, before.dropped,
+        "nothing dropped twice or lost"
+    );
+    assert_eq!(after.processed.total() + after.dropped.total(), 1_000);
+}
+
+#[test]
+fn blocked_run_handles_keep_their_order_and_lose_nothing_on_a_small_ring() {
+    let obs = quiet()
+        .queue_capacity(64)
+        .overflow(Overflow::Block)
+        .start()
+        .unwrap();
+    let (recorder, _sub) = Recorder::attach(&obs.emitter());
+    // A listener slower than the producers keeps the ring full and the
+    // producers waiting for room.
+    let _slow = obs.emitter().subscribe(|e| {
+        if let EventKind::PhaseCompleted { iteration, .. } = e.kind
+            && iteration % 100 == 0
+        {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    });
+    let producers: Vec<_> = (0..2)
+        .map(|p| {
+            let run = obs.emitter().run("wo", &format!("run-{p}"));
+            std::thread::spawn(move || {
+                for i in 0..20_000 {
+                    run.phase_completed(i, Phase::Build, true, Duration::from_millis(1));
+                }
+            })
+        })
+        .collect();
+    for p in producers {
+        p.join().unwrap();
+    }
+    obs.flush();
+    let stats = obs.stats();
+    assert_eq!(stats.dropped.total(), 0);
+    assert_eq!(stats.processed.total(), 40_000);
+    let mut next: HashMap<String, u32> = HashMap::new();
+    for e in recorder.events() {
+        if let EventKind::PhaseCompleted { iteration, .. } = e.kind {
+            let expected = next.entry(e.run_id.to_string()).or_default();
+            assert_eq!(iteration, *expected, "{}", e.run_id);
+            *expected += 1;
+        }
+    }
+    assert_eq!(next.values().copied().collect::<Vec<_>>(), [20_000, 20_000]);
+}
+
+#[test]
+fn a_lifecycle_event_gets_through_while_another_thread_keeps_the_ring_full() {
+    // Regression: a waiting producer sent again only once half the ring was
+    // free, and a DropNewest flood refilling every slot the drain thread
+    // freed kept it from ever being half free.
+    let obs = Arc::new(
+        quiet()
+            .queue_capacity(1_024)
+            .overflow(Overflow::DropNewest)
+            .start()
+            .unwrap(),
+    );
+    // A drain thread far slower than the flood: half the ring frees only
+    // every ~50 ms, and the flood refills each slot within 20 µs.
+    let _slow = obs
+        .emitter()
+        .subscribe(|_| std::thread::sleep(Duration::from_micros(100)));
+    let done = Arc::new(AtomicBool::new(false));
+    let flood = {
+        let (obs, done) = (obs.clone(), done.clone());
+        std::thread::spawn(move || {
+            let run = obs.emitter().run("wo", "flood");
+            let started = std::time::Instant::now();
+            let mut i = 0;
+            // Acquire: pairs with the Release below.
+            while !done.load(Ordering::Acquire) && started.elapsed() < Duration::from_secs(60) {
+                run.phase_started(i, Phase::Build);
+                i += 1;
+            }
+        })
+    };
+    // The flood has filled the ring once it starts dropping.
+    let o = obs.clone();
+    within(
+        Duration::from_secs(10),
+        "the flood filling the ring",
+        move || {
+            while o.stats().dropped[EventType::PhaseStarted] == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        },
+    );
+    let emitter = obs.emitter();
+    within(Duration::from_secs(30), "lifecycle emits", move || {
+        for r in 0..20 {
+            let run = emitter.run("wo", &format!("run-{r}"));
+            run.started(&TaskSpec::new("g", Strategy::Fixed, 1));
+            run.completed(RunResult::Passed, &ExecutionMetrics::default());
+        }
+    });
+    // Release: the flood stops at its next look.
+    done.store(true, Ordering::Release);
+    flood.join().unwrap();
+    obs.flush();
+    let stats = obs.stats();
+    assert_eq!(stats.processed[EventType::RunStarted], 20);
+    assert_eq!(stats.processed[EventType::RunCompleted], 20);
+    assert!(
+        stats.dropped[EventType::PhaseStarted] > 0,
+        "the ring was full"
+    );
+}

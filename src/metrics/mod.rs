@@ -325,6 +325,25 @@ impl Metrics {
         self.inner.phase_duration[phase.index()].observe(nanos, trace);
     }
 
+    /// Records a batch of one phase's durations (see
+    /// [`TimeHistogram::observe_traced`]).
+    pub(crate) fn observe_phases(
+        &self,
+        phase: Phase,
+        items: &[histogram::Pending],
+        traces: &[(Arc<str>, Arc<str>)],
+        replaced: &mut Vec<histogram::Exemplar>,
+    ) {
+        self.inner.phase_duration[phase.index()].observe_traced(items, traces, replaced);
+    }
+
+    /// Counts `n` executions of `phase` by outcome.
+    pub(crate) fn record_phase_executions(&self, phase: Phase, success: bool, n: u64) {
+        // Relaxed: a count, read for reporting.
+        self.inner.phase_executions[phase.index()][usize::from(success)]
+            .fetch_add(n, Ordering::Relaxed);
+    }
+
     pub(crate) fn observe_queue_latencies(&self, nanos: &[u64], trace: Option<Trace<'_>>) {
         self.inner.queue_latency.observe_many(nanos, trace);
     }

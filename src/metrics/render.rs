@@ -303,7 +303,7 @@ fn histogram_labeled(
                         (CORRELATION_ID, correlation.as_str()),
                         (RUN_ID, run.as_str()),
                     ];
-                    s.value_with_exemplar(*count, Some((&labels, e.seconds, e.millis)));
+                    s.value_with_exemplar(*count, Some((&labels, e.seconds(), e.millis)));
                 }
                 None => s.value_with_exemplar(*count, None),
             }

@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
-use super::histogram::Trace;
+use super::histogram::{Exemplar, Pending, Trace};
 use super::{Metrics, MetricsCollector};
-use crate::event::{EventKind, ProgressEvent};
+use crate::event::{EventKind, Phase, ProgressEvent};
 use crate::pipeline::drain::{EventInfo, Sink};
 
 /// Queue latencies recorded per lock at most: one lock per event for this
@@ -14,6 +14,7 @@ const LATENCY_BATCH: usize = 256;
 /// The drain thread's metrics sink.
 pub(crate) struct MetricsSink {
     metrics: Metrics,
+    /// Converts raw ticks to nanoseconds (the drain thread reads it).
     clock: quanta::Clock,
     /// Queue latencies not yet recorded (flushed when full, when the ring
     /// runs empty and before every control message, so `flush()` and
@@ -21,6 +22,16 @@ pub(crate) struct MetricsSink {
     latencies: Vec<u64>,
     /// The exemplar for the batch: its first event's ids.
     latency_exemplar: Option<(Arc<str>, Arc<str>, u64)>,
+    /// Phase durations not yet recorded, per phase, flushed with the
+    /// latencies: one histogram lock per batch instead of per event.
+    phases: [Vec<Pending>; Phase::ALL.len()],
+    /// Phase executions not yet counted, per phase and outcome.
+    executions: [[u64; 2]; Phase::ALL.len()],
+    /// The ids the pending phase durations refer to (`Pending::trace`),
+    /// one entry per change of run or correlation id.
+    traces: Vec<(Arc<str>, Arc<str>)>,
+    /// Exemplars replaced by a flush, released after the histogram's lock.
+    replaced: Vec<Exemplar>,
 }
 
 impl MetricsSink {
@@ -30,7 +41,23 @@ impl MetricsSink {
             clock,
             latencies: Vec::with_capacity(LATENCY_BATCH),
             latency_exemplar: None,
+            phases: std::array::from_fn(|_| Vec::with_capacity(LATENCY_BATCH)),
+            executions: [[0; 2]; Phase::ALL.len()],
+            traces: Vec::new(),
+            replaced: Vec::with_capacity(16),
         }
+    }
+
+    /// The index of `event`'s ids in `traces`, adding them on a change.
+    fn trace_of(&mut self, event: &ProgressEvent) -> u32 {
+        let same = self.traces.last().is_some_and(|(run, correlation)| {
+            Arc::ptr_eq(run, &event.run_id) && Arc::ptr_eq(correlation, &event.correlation_id)
+        });
+        if !same {
+            self.traces
+                .push((event.run_id.clone(), event.correlation_id.clone()));
+        }
+        (self.traces.len() - 1) as u32
     }
 }
 
@@ -44,7 +71,7 @@ impl Sink for MetricsSink {
             correlation_id: &event.correlation_id,
             millis: event.timestamp.as_millis(),
         };
-        let waited = self.clock.delta_as_nanos(info.ticks, self.clock.raw());
+        let waited = self.clock.delta_as_nanos(info.ticks, info.received);
         if self.latencies.is_empty() {
             self.latency_exemplar = Some((
                 event.run_id.clone(),
@@ -78,9 +105,15 @@ impl Sink for MetricsSink {
                 duration_ms,
                 ..
             } => {
-                m.record_phase_execution(*phase, *success);
+                let (phase, success, millis) = (*phase, *success, trace.millis);
+                self.executions[phase.index()][usize::from(success)] += 1;
                 let nanos = info.nanos.unwrap_or(duration_ms.saturating_mul(MS));
-                m.observe_phase(*phase, nanos, Some(trace));
+                let trace = self.trace_of(event);
+                self.phases[phase.index()].push(Pending {
+                    nanos,
+                    millis,
+                    trace,
+                });
             }
             EventKind::GateChecked { gate, passed, .. } => m.record_gate_check(gate, *passed),
             EventKind::DeliveryCompleted { success, .. } => m.record_delivery(*success),
@@ -102,5 +135,24 @@ impl Sink for MetricsSink {
             });
         self.metrics.observe_queue_latencies(&self.latencies, trace);
         self.latencies.clear();
+        for &phase in Phase::ALL {
+            let i = phase.index();
+            for (success, n) in [false, true].into_iter().zip(self.executions[i]) {
+                if n > 0 {
+                    self.metrics.record_phase_executions(phase, success, n);
+                }
+            }
+            self.executions[i] = [0; 2];
+            if !self.phases[i].is_empty() {
+                self.metrics.observe_phases(
+                    phase,
+                    &self.phases[i],
+                    &self.traces,
+                    &mut self.replaced,
+                );
+                self.phases[i].clear();
+            }
+        }
+        self.traces.clear();
     }
 }

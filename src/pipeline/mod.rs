@@ -46,6 +46,39 @@ pub enum Overflow {
 /// How long a blocked sender waits before looking whether the pipeline shut down.
 const BLOCKED_RECHECK: Duration = Duration::from_millis(20);
 
+/// Under `DropNewest`, how long a producer that found the ring full drops
+/// without looking at it again: the drain thread frees a few hundred slots
+/// meanwhile at full speed, far less than the ring holds.
+const FULL_HOLDOFF_NANOS: u64 = 20_000;
+
+/// Drops between two looks at the clock while holding off.
+const HOLDOFF_CHECK_EVERY: u32 = 8;
+
+/// A blocked producer sends again once `1 / ROOM` of the ring is free.
+const ROOM: usize = 2;
+
+/// One step of a full ring's back-off: spins first (the drain thread frees
+/// slots within nanoseconds), then yields the core (to the drain thread if
+/// they share it), then sleeps briefly (50 µs: the drain thread empties a
+/// few hundred slots meanwhile, and a large ring many times that). Returns
+/// whether it slept.
+fn back_off(round: u32) -> bool {
+    const SPINS: u32 = 6;
+    const YIELDS: u32 = 16;
+    if round < SPINS {
+        for _ in 0..(1u32 << round) * 16 {
+            std::hint::spin_loop();
+        }
+        false
+    } else if round < SPINS + YIELDS {
+        std::thread::yield_now();
+        false
+    } else {
+        std::thread::sleep(Duration::from_micros(50));
+        true
+    }
+}
+
 /// Gives every pipeline a process-unique id, for the thread-local caches.
 static NEXT_PIPELINE_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -116,7 +149,8 @@ impl Shared {
     }
 
     /// Sends an event under the overflow policy; counts it as dropped when
-    /// it is not accepted.
+    /// it is not accepted. For emits without this thread's cache (owned
+    /// events, emits from thread-local destructors).
     #[inline]
     pub(crate) fn send_event(&self, envelope: Envelope, ty: EventType) {
         if producer::is_drain_thread(self.id) {
@@ -129,21 +163,95 @@ impl Shared {
         }
         match self.tx.try_send(envelope) {
             Ok(()) => {}
-            Err(TrySendError::Full(envelope)) => self.send_event_full(envelope, ty),
+            Err(TrySendError::Full(envelope)) => {
+                if !self.send_full(envelope, ty) {
+                    self.counters.dropped.add(ty);
+                }
+            }
             Err(TrySendError::Disconnected(_)) => self.counters.dropped.add(ty),
         }
     }
 
-    #[cold]
-    fn send_event_full(&self, envelope: Envelope, ty: EventType) {
-        let accepted = match self.overflow {
-            _ if ty.is_lifecycle() => self.send_blocking(envelope),
-            Overflow::Block => self.send_blocking(envelope),
-            Overflow::DropNewest => false,
-            Overflow::BlockFor(limit) => self.tx.send_timeout(envelope, limit).is_ok(),
+    /// [`send_event`](Self::send_event) for an emit holding this thread's
+    /// cache, stamping `msg` with the clock: no thread-local lookup, drops
+    /// counted in the thread's own counters, and under `DropNewest` a ring
+    /// found full stays "full" for [`FULL_HOLDOFF_NANOS`], during which
+    /// droppable events are dropped without touching the ring. A producer that retried per event would
+    /// pull the ring's head and slot lines away from the drain thread at
+    /// its own (much higher) rate and slow it down: overload would lower
+    /// what gets processed.
+    #[inline]
+    pub(crate) fn send_event_cached(
+        &self,
+        cache: &mut producer::PipelineCache,
+        msg: Msg,
+        ty: EventType,
+        stamped: Option<u64>,
+    ) {
+        // A caller that timed something with its own clock read (a guard)
+        // passes it, so the event carries the same instant; the others are
+        // stamped here, after the checks that may drop the event unread.
+        let now = || stamped.unwrap_or_else(|| self.clock.raw());
+        if cache.on_drain_thread {
+            let ticks = now();
+            producer::defer_on_drain_thread(Envelope { ticks, msg });
+            return;
+        }
+        if self.is_closed() {
+            cache.counters.dropped.add_single_writer(ty);
+            return;
+        }
+        let droppable = self.overflow == Overflow::DropNewest && !ty.is_lifecycle();
+        if droppable && self.holding_off(cache) {
+            cache.counters.dropped.add_single_writer(ty);
+            return;
+        }
+        let envelope = Envelope { ticks: now(), msg };
+        match self.tx.try_send(envelope) {
+            Ok(()) => cache.full_since = None,
+            Err(TrySendError::Full(envelope)) => {
+                if droppable {
+                    cache.full_since = Some(envelope.ticks);
+                    cache.holdoff_unchecked = HOLDOFF_CHECK_EVERY;
+                    cache.counters.dropped.add_single_writer(ty);
+                } else if !self.send_full(envelope, ty) {
+                    cache.counters.dropped.add_single_writer(ty);
+                }
+            }
+            Err(TrySendError::Disconnected(_)) => cache.counters.dropped.add_single_writer(ty),
+        }
+    }
+
+    /// Whether this producer found the ring full less than
+    /// [`FULL_HOLDOFF_NANOS`] ago. It reads the clock only every
+    /// [`HOLDOFF_CHECK_EVERY`] drops: a clock read costs more than the rest
+    /// of a dropped emit.
+    #[inline]
+    fn holding_off(&self, cache: &mut producer::PipelineCache) -> bool {
+        let Some(since) = cache.full_since else {
+            return false;
         };
-        if !accepted {
-            self.counters.dropped.add(ty);
+        if cache.holdoff_unchecked > 0 {
+            cache.holdoff_unchecked -= 1;
+            return true;
+        }
+        if self.clock.delta_as_nanos(since, self.clock.raw()) < FULL_HOLDOFF_NANOS {
+            cache.holdoff_unchecked = HOLDOFF_CHECK_EVERY;
+            return true;
+        }
+        false
+    }
+
+    /// The ring was full: applies the policy. False when the event is dropped.
+    #[cold]
+    fn send_full(&self, envelope: Envelope, ty: EventType) -> bool {
+        match self.overflow {
+            _ if ty.is_lifecycle() => self.wait_and_send(envelope, None),
+            Overflow::Block => self.wait_and_send(envelope, None),
+            Overflow::DropNewest => false,
+            Overflow::BlockFor(limit) => {
+                self.wait_and_send(envelope, Some(std::time::Instant::now() + limit))
+            }
         }
     }
 
@@ -162,17 +270,48 @@ impl Shared {
         !self.is_closed() && self.send_blocking(envelope)
     }
 
-    fn send_blocking(&self, mut envelope: Envelope) -> bool {
+    fn send_blocking(&self, envelope: Envelope) -> bool {
+        match self.tx.try_send(envelope) {
+            Ok(()) => true,
+            Err(TrySendError::Full(envelope)) => self.wait_and_send(envelope, None),
+            Err(TrySendError::Disconnected(_)) => false,
+        }
+    }
+
+    /// The ring is full: waits until the drain thread has emptied part of
+    /// it, then sends. False when the pipeline shut down, or at `deadline`.
+    ///
+    /// It does not block inside crossbeam: a sender parked there is woken
+    /// by the drain thread after every single message it takes, so a full
+    /// ring cost a wake-up per event on both sides. Instead it backs off
+    /// (spin, yield, then short sleeps). While spinning and yielding it
+    /// looks only at the ring's length and sends once `1 / ROOM` of the ring
+    /// is free, so that it writes far behind where the drain thread reads.
+    /// Under `DropNewest` (where only lifecycle events wait) it tries to
+    /// send after each sleep whatever the length: producers holding off
+    /// refill the ring as it frees, so it might never be that free. Under
+    /// the other policies every producer waits alike.
+    #[cold]
+    fn wait_and_send(&self, mut envelope: Envelope, deadline: Option<std::time::Instant>) -> bool {
+        let room = (self.capacity / ROOM).max(1);
+        let mut round = 0u32;
         loop {
-            match self.tx.send_timeout(envelope, BLOCKED_RECHECK) {
+            if self.is_closed() {
+                return false;
+            }
+            if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                return false;
+            }
+            let slept = back_off(round);
+            round = round.saturating_add(1);
+            let patient = !slept || self.overflow != Overflow::DropNewest;
+            if patient && self.capacity - self.tx.len().min(self.capacity) < room {
+                continue;
+            }
+            match self.tx.try_send(envelope) {
                 Ok(()) => return true,
-                Err(crossbeam_channel::SendTimeoutError::Timeout(back)) => {
-                    if self.is_closed() {
-                        return false;
-                    }
-                    envelope = back;
-                }
-                Err(crossbeam_channel::SendTimeoutError::Disconnected(_)) => return false,
+                Err(TrySendError::Full(back)) => envelope = back,
+                Err(TrySendError::Disconnected(_)) => return false,
             }
         }
     }

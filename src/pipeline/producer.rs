@@ -62,6 +62,16 @@ pub(crate) struct PipelineCache {
     pipeline: u64,
     shared: Weak<Shared>,
     pub(crate) counters: Arc<ProducerCounters>,
+    /// Whether this is the pipeline's drain thread (known when the cache is
+    /// made: the drain thread marks itself before it runs any listener),
+    /// so an emit needs no second thread-local lookup.
+    pub(crate) on_drain_thread: bool,
+    /// Under `DropNewest`: when (raw ticks) this thread last found the ring
+    /// full. For a short while after, it drops without touching the ring,
+    /// whose lines the drain thread is working on.
+    pub(crate) full_since: Option<u64>,
+    /// Drops left before the hold-off looks at the clock again.
+    pub(crate) holdoff_unchecked: u32,
     /// Most recently used first.
     runs: Vec<CachedRun>,
     correlations: Vec<CachedCorrelation>,
@@ -73,6 +83,9 @@ impl PipelineCache {
             pipeline: shared.id,
             shared: Arc::downgrade(shared),
             counters: shared.counters.register_producer(),
+            on_drain_thread: is_drain_thread(shared.id),
+            full_since: None,
+            holdoff_unchecked: 0,
             runs: Vec::with_capacity(RUN_CACHE),
             correlations: Vec::with_capacity(CORRELATION_CACHE),
         }

@@ -2,7 +2,10 @@
 //!
 //! Each counter has one writer where it can: a producer thread counts what
 //! it emits in its own `ProducerCounters`, the drain thread counts what it
-//! processes. Only drops, which are rare, share a counter between threads.
+//! processes. Drops by the overflow policy are counted by the producer that
+//! drops (a producer that finds the ring full drops at its own speed, so a
+//! shared counter would be a contended line); only the rare other drops
+//! (shutdown, the uncached paths) share a counter between threads.
 //! At any `flush()` the three agree: emitted = processed + dropped.
 
 use std::ops::Index;
@@ -81,24 +84,95 @@ impl Serialize for EventCounts {
     }
 }
 
-/// Counters one producer thread writes alone.
+/// Counters one producer thread writes alone. Aligned to two cache lines
+/// (the adjacent-line prefetcher pairs them) so that two producers'
+/// counters, allocated side by side, do not share a line.
 #[derive(Default, Debug)]
+#[repr(align(128))]
 pub(crate) struct ProducerCounters {
     pub(crate) emitted: PerType,
+    pub(crate) dropped: PerType,
 }
 
 #[derive(Default)]
 struct Producers {
     live: Vec<Arc<ProducerCounters>>,
     /// Totals of producer threads that have exited.
-    retired: EventCounts,
+    retired_emitted: EventCounts,
+    retired_dropped: EventCounts,
+}
+
+impl Producers {
+    /// Folds the counters of exited threads into the retired totals, so
+    /// the list does not grow with thread churn.
+    fn retire_exited(&mut self) {
+        let Producers {
+            live,
+            retired_emitted,
+            retired_dropped,
+        } = self;
+        live.retain(|p| {
+            // A count of one means the thread is gone.
+            if Arc::strong_count(p) == 1 {
+                // Acquire: pairs with the Release decrement of the exiting
+                // thread's `Arc`, so its last counts are visible here.
+                std::sync::atomic::fence(Ordering::Acquire);
+                *retired_emitted = retired_emitted.plus(&p.emitted.load());
+                *retired_dropped = retired_dropped.plus(&p.dropped.load());
+                false
+            } else {
+                true
+            }
+        });
+    }
+}
+
+/// Drops: the shared counter plus every producer's own.
+#[derive(Default)]
+pub(crate) struct Dropped {
+    shared: PerType,
+    producers: Arc<Mutex<Producers>>,
+}
+
+impl Dropped {
+    /// Adds one to the shared counter (drops outside a producer's cache).
+    pub(crate) fn add(&self, ty: EventType) {
+        self.shared.add(ty);
+    }
+
+    /// Everything dropped so far.
+    pub(crate) fn load(&self) -> EventCounts {
+        let mut producers = self.producers.lock();
+        producers.retire_exited();
+        producers
+            .live
+            .iter()
+            .fold(producers.retired_dropped, |sum, p| {
+                sum.plus(&p.dropped.load())
+            })
+            .plus(&self.shared.load())
+    }
+}
+
+/// Keeps a counter the drain thread writes per event off the lines the
+/// producers read per emit.
+#[derive(Default, Debug)]
+#[repr(align(128))]
+pub(crate) struct Padded<T>(pub(crate) T);
+
+impl<T> std::ops::Deref for Padded<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
 }
 
 /// All of a pipeline's counters.
 #[derive(Default)]
 pub(crate) struct Counters {
-    pub(crate) processed: PerType,
-    pub(crate) dropped: PerType,
+    /// Written by the drain thread per event.
+    pub(crate) processed: Padded<PerType>,
+    pub(crate) dropped: Dropped,
     /// Emits from threads whose thread-local state is gone (destructors).
     pub(crate) emitted_fallback: PerType,
     pub(crate) listener_panics: AtomicU64,
@@ -106,14 +180,13 @@ pub(crate) struct Counters {
     pub(crate) runs_evicted: AtomicU64,
     /// Published by the drain thread after every event.
     active_runs: AtomicU64,
-    producers: Mutex<Producers>,
 }
 
 impl Counters {
     /// Registers a producer thread's counters (once per thread and pipeline).
     pub(crate) fn register_producer(&self) -> Arc<ProducerCounters> {
         let counters = Arc::new(ProducerCounters::default());
-        self.producers.lock().live.push(counters.clone());
+        self.dropped.producers.lock().live.push(counters.clone());
         counters
     }
 
@@ -129,23 +202,14 @@ impl Counters {
 
     /// Everything emitted so far, by every producer thread.
     pub(crate) fn emitted(&self) -> EventCounts {
-        let mut producers = self.producers.lock();
-        let Producers { live, retired } = &mut *producers;
-        // A count of one means the thread is gone: fold it into `retired`
-        // so the list does not grow with thread churn.
-        live.retain(|p| {
-            if Arc::strong_count(p) == 1 {
-                // Acquire: pairs with the Release decrement of the exiting
-                // thread's `Arc`, so its last counts are visible here.
-                std::sync::atomic::fence(Ordering::Acquire);
-                *retired = retired.plus(&p.emitted.load());
-                false
-            } else {
-                true
-            }
-        });
-        live.iter()
-            .fold(*retired, |sum, p| sum.plus(&p.emitted.load()))
+        let mut producers = self.dropped.producers.lock();
+        producers.retire_exited();
+        producers
+            .live
+            .iter()
+            .fold(producers.retired_emitted, |sum, p| {
+                sum.plus(&p.emitted.load())
+            })
             .plus(&self.emitted_fallback.load())
     }
 }

@@ -423,3 +423,31 @@ pub fn server_with_one_finished_run(
     server.flush();
     server
 }
+
+/// A listener that holds the drain thread while engaged, so a test can
+/// fill the ring and know it stays full.
+pub struct Stall {
+    held: Arc<std::sync::atomic::AtomicBool>,
+    _sub: Subscription,
+}
+
+impl Stall {
+    /// Subscribes the stall, engaged: the drain thread stops at the next event.
+    pub fn attach(emitter: &Emitter) -> Stall {
+        let held = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let hold = held.clone();
+        let sub = emitter.subscribe(move |_| {
+            // Acquire: pairs with the Release in `release`.
+            while hold.load(std::sync::atomic::Ordering::Acquire) {
+                std::thread::sleep(Duration::from_micros(100));
+            }
+        });
+        Stall { held, _sub: sub }
+    }
+
+    /// Lets the drain thread go on.
+    pub fn release(&self) {
+        // Release: the drain thread sees it at its next look.
+        self.held.store(false, std::sync::atomic::Ordering::Release);
+    }
+}
