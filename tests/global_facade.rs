@@ -33,11 +33,7 @@ fn the_global_emitter_is_a_no_op_until_installed_then_the_installed_pipeline_onc
     run.completed(RunResult::Passed, &ExecutionMetrics::default());
     global().emit_delivery_started("wo-1", "run-1");
     obs.flush();
-    let types: Vec<&str> = recorder
-        .events()
-        .iter()
-        .map(|e| e.event_type().as_str())
-        .collect();
+    let types = recorder.types();
     assert_eq!(
         types,
         [

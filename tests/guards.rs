@@ -72,11 +72,7 @@ fn dropped_phase_and_iteration_guards_fail_in_order_phase_iteration_run() {
     }
     obs.flush();
     let kinds = kinds(&recorder);
-    let types: Vec<&str> = recorder
-        .events()
-        .iter()
-        .map(|e| e.event_type().as_str())
-        .collect();
+    let types = recorder.types();
     assert_eq!(
         types,
         [

@@ -41,6 +41,15 @@ impl Recorder {
     pub fn len(&self) -> usize {
         self.events.lock().len()
     }
+
+    /// The types of the events seen, in order (`run_started`, …).
+    pub fn types(&self) -> Vec<&'static str> {
+        self.events
+            .lock()
+            .iter()
+            .map(|e| e.event_type().as_str())
+            .collect()
+    }
 }
 
 /// Runs `f` on another thread and fails the test if it takes longer than
