@@ -59,7 +59,7 @@ fn is_external(target: &str) -> bool {
 }
 
 #[test]
-fn every_relative_link_in_the_readme_and_docs_points_at_a_file_of_the_repository_without_climbing() {
+fn relative_links_in_the_readme_and_docs_point_at_repository_files_without_climbing() {
     let root = repo().canonicalize().expect("repository path");
     let mut broken = Vec::new();
     for doc in documents() {
