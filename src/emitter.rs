@@ -213,7 +213,8 @@ impl Emitter {
     }
 
     /// Emits a complete event, with its own timestamp, correlation id and
-    /// metadata. It allocates; prefer the typed methods on hot paths.
+    /// metadata. It allocates; prefer the typed methods on hot paths (for
+    /// metadata on those, [`RunHandle::with_metadata`]).
     pub fn emit(&self, event: ProgressEvent) {
         let ty = event.event_type();
         self.count_emitted(ty);

@@ -97,6 +97,14 @@ impl Emitter {
 /// # Ok::<(), agentgate_obs::Error>(())
 /// ```
 ///
+/// ## Metadata
+///
+/// Each guard's `with_metadata` ([`RunGuard::with_metadata`],
+/// [`IterationGuard::with_metadata`], [`PhaseGuard::with_metadata`])
+/// attaches metadata to its end event, whichever way it ends; other events
+/// take it through [`RunHandle::with_metadata`] (the guards'
+/// `handle()`). Events without metadata cost what they did.
+///
 /// ## Panics
 ///
 /// The panic message in `run_failed` comes from a panic hook that
