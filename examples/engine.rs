@@ -6,11 +6,12 @@
 //!     --phase test='sh -c "exit 0"' --work-orders 3
 //! ```
 //!
-//! Each `--phase NAME=COMMAND` runs through `sh -c`, in the order given. A
-//! NAME that is a phase (`build`, `snapshot`, `verify`, `feedback`) runs in
-//! that phase; any other NAME (`test` above) is a gate checked in `verify`.
-//! A phase succeeds when its commands exit 0; the first failure ends the
-//! run (`feedback` runs only after a failed `verify`). Exit codes and
+//! Each `--phase NAME=COMMAND` runs through `sh -c`. A NAME that is a phase
+//! (`build`, `snapshot`, `verify`, `feedback`) runs in that phase; any other
+//! NAME (`test` above) is a gate checked in `verify`. Phases run in that
+//! order, their steps in the order given; a phase succeeds when they all
+//! exit 0, and the first failure ends the run (`feedback` runs only after
+//! a failed `verify`). Exit codes and
 //! output sizes travel as `phase_completed` metadata. Serves until Ctrl-C
 //! (or `--exit-when-done`); exits 1 when a run failed.
 
