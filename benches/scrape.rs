@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use agentgate_obs::exposition::Format;
-use agentgate_obs::metrics::{Metrics, MetricsConfig};
+use agentgate_obs::metrics::{Metrics, MetricsConfig, StandaloneMetrics};
 use agentgate_obs::{Observability, Overflow};
 
 mod support;
@@ -25,7 +25,7 @@ fn gate(i: usize) -> String {
 }
 
 fn ours(series: usize) -> Metrics {
-    let metrics = Metrics::new(
+    let metrics = StandaloneMetrics::new(
         "agentgate",
         MetricsConfig::default().gate_label_limit(series / 2),
     )
@@ -34,7 +34,7 @@ fn ours(series: usize) -> Metrics {
         metrics.record_gate_check(&gate(i), true);
         metrics.record_gate_check(&gate(i), false);
     }
-    metrics
+    metrics.metrics().clone()
 }
 
 fn prometheus_crate(series: usize) -> prometheus::Registry {

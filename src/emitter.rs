@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use crate::context;
 use crate::event::{
-    DeliveryResult, EventKind, EventType, ExecutionMetrics, Phase, PhaseTimings, ProgressEvent,
-    RunOutcome, RunResult, TaskSpec,
+    DeliveryResult, EventKind, EventType, ExecutionMetrics, Metadata, Phase, PhaseTimings,
+    ProgressEvent, RunOutcome, RunResult, TaskSpec,
 };
 use crate::pipeline::Shared;
 use crate::pipeline::envelope::{
-    Body, CompactTimings, Envelope, InlineName, Key, Msg, NO_CORRELATION,
+    Annotated, Body, CompactTimings, Envelope, InlineName, Key, Msg, NO_CORRELATION,
 };
 use crate::pipeline::producer;
 
@@ -76,6 +76,24 @@ pub trait ProgressEmitter {
         gate: &str,
         passed: bool,
     );
+    /// A gate was checked, and the check took `duration` (shown in the
+    /// iteration's `gateResults`).
+    ///
+    /// Provided, so implementors written before it still compile: the
+    /// default drops the duration and calls
+    /// [`emit_gate_checked`](Self::emit_gate_checked). [`Emitter`] sends it.
+    fn emit_gate_checked_timed(
+        &self,
+        work_order_id: &str,
+        run_id: &str,
+        iteration: u32,
+        gate: &str,
+        passed: bool,
+        duration: Duration,
+    ) {
+        let _ = duration;
+        self.emit_gate_checked(work_order_id, run_id, iteration, gate, passed);
+    }
     /// Delivery began.
     fn emit_delivery_started(&self, work_order_id: &str, run_id: &str);
     /// Delivery ended.
@@ -195,7 +213,8 @@ impl Emitter {
     }
 
     /// Emits a complete event, with its own timestamp, correlation id and
-    /// metadata. It allocates; prefer the typed methods on hot paths.
+    /// metadata. It allocates; prefer the typed methods on hot paths (for
+    /// metadata on those, [`RunHandle::with_metadata`]).
     pub fn emit(&self, event: ProgressEvent) {
         let ty = event.event_type();
         self.count_emitted(ty);
@@ -272,29 +291,63 @@ impl Emitter {
     #[inline]
     fn emit_keyed_stamped(&self, ticks: Option<u64>, run: Key, body: Body) {
         let ty = body.event_type();
+        self.emit_keyed_msg(ticks, ty, body, |body, correlation| Msg::Event {
+            run,
+            correlation,
+            body,
+        });
+    }
+
+    /// [`emit_keyed_stamped`](Self::emit_keyed_stamped) with `metadata`
+    /// attached: the envelope carries a box instead of the body inline.
+    fn emit_keyed_annotated(
+        &self,
+        ticks: Option<u64>,
+        run: Key,
+        body: Body,
+        metadata: Arc<Metadata>,
+    ) {
+        let ty = body.event_type();
+        let payload = (body, metadata);
+        self.emit_keyed_msg(ticks, ty, payload, |(body, metadata), correlation| {
+            Msg::Annotated(Box::new(Annotated {
+                run,
+                correlation,
+                body,
+                metadata,
+            }))
+        });
+    }
+
+    /// Sends the message `msg` makes of `payload` and the context's
+    /// correlation key, counted as one emit of `ty`.
+    #[inline]
+    fn emit_keyed_msg<P>(
+        &self,
+        ticks: Option<u64>,
+        ty: EventType,
+        payload: P,
+        msg: impl FnOnce(P, Key) -> Msg,
+    ) {
         let shared = &self.shared;
         // Taken by the cached path; left for the fallback when the
         // thread-local state is gone.
-        let mut body = Some(body);
+        let mut pending = Some((payload, msg));
         let sent = producer::with_cache(shared, |cache| {
             cache.counters.emitted.add_single_writer(ty);
             let correlation =
                 context::with_current_correlation(|c| cache.correlation_key(shared, c));
-            if let Some(body) = body.take() {
-                let msg = Msg::Event {
-                    run,
-                    correlation,
-                    body,
-                };
-                shared.send_event_cached(cache, msg, ty, ticks);
+            if let Some((payload, msg)) = pending.take() {
+                shared.send_event_cached(cache, msg(payload, correlation), ty, ticks);
             }
         });
         if sent.is_none()
-            && let Some(body) = body
+            && let Some((payload, msg)) = pending
         {
             self.shared.counters.emitted_fallback.add(ty);
             let ticks = ticks.unwrap_or_else(|| self.shared.clock.raw());
-            self.send(ticks, run, NO_CORRELATION, body, ty);
+            let msg = msg(payload, NO_CORRELATION);
+            self.shared.send_event(Envelope { ticks, msg }, ty);
         }
     }
 
@@ -515,6 +568,21 @@ impl ProgressEmitter for Emitter {
             bodies::gate_checked(iteration, gate, passed, None),
         );
     }
+    fn emit_gate_checked_timed(
+        &self,
+        work_order_id: &str,
+        run_id: &str,
+        iteration: u32,
+        gate: &str,
+        passed: bool,
+        duration: Duration,
+    ) {
+        self.emit_str(
+            work_order_id,
+            run_id,
+            bodies::gate_checked(iteration, gate, passed, Some(duration)),
+        );
+    }
     fn emit_delivery_started(&self, work_order_id: &str, run_id: &str) {
         self.emit_str(work_order_id, run_id, Body::DeliveryStarted);
     }
@@ -605,6 +673,51 @@ impl RunHandle {
             .emit_keyed_at(ticks, self.inner.key, body);
     }
 
+    /// Emits `body` stamped `ticks`, with `metadata` when there is some.
+    #[inline]
+    pub(crate) fn emit_at_with(&self, ticks: u64, body: Body, metadata: Option<Arc<Metadata>>) {
+        match metadata {
+            None => self.emit_at(ticks, body),
+            Some(metadata) => {
+                self.inner
+                    .emitter
+                    .emit_keyed_annotated(Some(ticks), self.inner.key, body, metadata)
+            }
+        }
+    }
+
+    /// The next emit with `metadata` attached: it appears under the
+    /// event's `metadata` in every output (listeners, `/ws`, JSON logs),
+    /// redacted like everything else.
+    ///
+    /// Only this emit pays for it (one box on the ring instead of the
+    /// inline event); the emits without metadata cost what they did.
+    /// Pass an `Arc<Metadata>` to share one map between several events.
+    ///
+    /// ```
+    /// # use agentgate_obs::{Metadata, Observability, Phase};
+    /// # use std::time::Duration;
+    /// let obs = Observability::builder().no_log().start()?;
+    /// let seen = std::sync::Arc::new(std::sync::Mutex::new(None));
+    /// let sink = seen.clone();
+    /// let _sub = obs.emitter().subscribe(move |e| *sink.lock().unwrap() = e.metadata.clone());
+    /// let run = obs.emitter().run("wo-1", "run-1");
+    /// let mut metadata = Metadata::new();
+    /// metadata.insert("stdoutBytes".into(), 5120.into());
+    /// run.with_metadata(metadata)
+    ///     .phase_completed(1, Phase::Build, true, Duration::from_millis(40));
+    /// obs.flush();
+    /// let got = seen.lock().unwrap().clone().unwrap();
+    /// assert_eq!(got["stdoutBytes"], 5120);
+    /// # Ok::<(), agentgate_obs::Error>(())
+    /// ```
+    pub fn with_metadata(&self, metadata: impl Into<Arc<Metadata>>) -> WithMetadata<'_> {
+        WithMetadata {
+            handle: self,
+            metadata: metadata.into(),
+        }
+    }
+
     /// `run_started`.
     pub fn started(&self, task_spec: &TaskSpec) {
         self.emit(bodies::run_started(task_spec));
@@ -662,6 +775,92 @@ impl RunHandle {
     }
     /// `delivery_completed`.
     pub fn delivery_completed(&self, result: &DeliveryResult) {
+        self.emit(bodies::delivery_completed(result));
+    }
+}
+
+/// One emit of a run with metadata attached; see [`RunHandle::with_metadata`].
+///
+/// Each method emits the event of the [`RunHandle`] method of the same
+/// name and consumes the metadata.
+#[must_use = "nothing is emitted until one of the emit methods is called"]
+pub struct WithMetadata<'h> {
+    handle: &'h RunHandle,
+    metadata: Arc<Metadata>,
+}
+
+impl std::fmt::Debug for WithMetadata<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WithMetadata")
+            .field("handle", self.handle)
+            .field("metadata", &self.metadata)
+            .finish()
+    }
+}
+
+impl WithMetadata<'_> {
+    fn emit(self, body: Body) {
+        let inner = &self.handle.inner;
+        inner
+            .emitter
+            .emit_keyed_annotated(None, inner.key, body, self.metadata);
+    }
+
+    /// `run_started`.
+    pub fn started(self, task_spec: &TaskSpec) {
+        self.emit(bodies::run_started(task_spec));
+    }
+    /// `run_completed`.
+    pub fn completed(self, result: RunResult, metrics: &ExecutionMetrics) {
+        self.emit(bodies::run_completed(result, metrics));
+    }
+    /// `run_canceled`.
+    pub fn canceled(self, reason: &str) {
+        self.emit(bodies::run_canceled(reason));
+    }
+    /// `run_failed`.
+    pub fn failed(self, error: &str) {
+        self.emit(bodies::run_failed(error));
+    }
+    /// `iteration_started`.
+    pub fn iteration_started(self, iteration: u32, max_iterations: u32, feedback: Option<&str>) {
+        self.emit(bodies::iteration_started(
+            iteration,
+            max_iterations,
+            feedback,
+        ));
+    }
+    /// `iteration_completed`.
+    pub fn iteration_completed(self, iteration: u32, success: bool, timings: &PhaseTimings) {
+        self.emit(bodies::iteration_completed(iteration, success, timings));
+    }
+    /// `phase_started`.
+    pub fn phase_started(self, iteration: u32, phase: Phase) {
+        self.emit(Body::PhaseStarted { iteration, phase });
+    }
+    /// `phase_completed`.
+    pub fn phase_completed(self, iteration: u32, phase: Phase, success: bool, duration: Duration) {
+        self.emit(bodies::phase_completed(iteration, phase, success, duration));
+    }
+    /// `gate_checked`.
+    pub fn gate_checked(self, iteration: u32, gate: &str, passed: bool) {
+        self.emit(bodies::gate_checked(iteration, gate, passed, None));
+    }
+    /// `gate_checked` with how long the check took.
+    pub fn gate_checked_timed(self, iteration: u32, gate: &str, passed: bool, duration: Duration) {
+        self.emit(bodies::gate_checked(
+            iteration,
+            gate,
+            passed,
+            Some(duration),
+        ));
+    }
+    /// `delivery_started`.
+    pub fn delivery_started(self) {
+        self.emit(Body::DeliveryStarted);
+    }
+    /// `delivery_completed`.
+    pub fn delivery_completed(self, result: &DeliveryResult) {
         self.emit(bodies::delivery_completed(result));
     }
 }

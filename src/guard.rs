@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::context::LogContext;
 use crate::emitter::{Emitter, RunHandle, bodies};
-use crate::event::{ExecutionMetrics, Phase, PhaseTimings, RunResult, TaskSpec};
+use crate::event::{ExecutionMetrics, Metadata, Phase, PhaseTimings, RunResult, TaskSpec};
 use crate::panic_hook;
 use crate::pipeline::envelope::Body;
 
@@ -41,6 +41,7 @@ impl Emitter {
             started,
             iterations: 0,
             breakdown: PhaseTimings::default(),
+            metadata: None,
             ended: false,
         }
     }
@@ -96,6 +97,14 @@ impl Emitter {
 /// # Ok::<(), agentgate_obs::Error>(())
 /// ```
 ///
+/// ## Metadata
+///
+/// Each guard's `with_metadata` ([`RunGuard::with_metadata`],
+/// [`IterationGuard::with_metadata`], [`PhaseGuard::with_metadata`])
+/// attaches metadata to its end event, whichever way it ends; other events
+/// take it through [`RunHandle::with_metadata`] (the guards'
+/// `handle()`). Events without metadata cost what they did.
+///
 /// ## Panics
 ///
 /// The panic message in `run_failed` comes from a panic hook that
@@ -133,6 +142,8 @@ pub struct RunGuard {
     iterations: u32,
     /// Milliseconds per phase over the iterations that ended.
     breakdown: PhaseTimings,
+    /// Attached to the run's end event.
+    metadata: Option<Arc<Metadata>>,
     ended: bool,
 }
 
@@ -158,6 +169,14 @@ impl RunGuard {
         self.handle.between(self.started, self.handle.now())
     }
 
+    /// Attaches `metadata` to the run's end event, however it ends
+    /// (`completed`, `canceled`, `failed` or dropped). For metadata on
+    /// other events, see [`RunHandle::with_metadata`].
+    pub fn with_metadata(mut self, metadata: impl Into<Arc<Metadata>>) -> Self {
+        self.metadata = Some(metadata.into());
+        self
+    }
+
     /// Starts an iteration: emits `iteration_started`. `max_iterations` is
     /// the run's real limit; `feedback` what the previous iteration left.
     ///
@@ -177,6 +196,7 @@ impl RunGuard {
             run: self,
             iteration,
             timings: PhaseTimings::default(),
+            metadata: None,
             ended: false,
         }
     }
@@ -200,7 +220,6 @@ impl RunGuard {
     /// guard saw: the time since `run_started`, the iterations started
     /// through it, and their phases' summed durations.
     pub fn completed(mut self, result: RunResult, metrics: &ExecutionMetrics) {
-        self.ended = true;
         let now = self.handle.now();
         let fills = metrics.total_duration_ms == 0
             || metrics.iteration_count == 0
@@ -220,19 +239,24 @@ impl RunGuard {
         } else {
             bodies::run_completed(result, metrics)
         };
-        self.handle.emit_at(now, body);
+        self.end(now, body);
     }
 
     /// Emits `run_canceled`.
     pub fn canceled(mut self, reason: &str) {
-        self.ended = true;
-        self.handle.canceled(reason);
+        let now = self.handle.now();
+        self.end(now, bodies::run_canceled(reason));
     }
 
     /// Emits `run_failed`.
     pub fn failed(mut self, error: &str) {
+        let now = self.handle.now();
+        self.end(now, bodies::run_failed(error));
+    }
+
+    fn end(&mut self, now: u64, body: Body) {
         self.ended = true;
-        self.handle.failed(error);
+        self.handle.emit_at_with(now, body, self.metadata.take());
     }
 }
 
@@ -249,7 +273,8 @@ impl Drop for RunGuard {
         } else {
             "the run ended without completed, canceled or failed (an early return?)".to_owned()
         };
-        self.handle.failed(&error);
+        let now = self.handle.now();
+        self.end(now, bodies::run_failed(&error));
     }
 }
 
@@ -263,6 +288,8 @@ pub struct IterationGuard<'r> {
     run: &'r mut RunGuard,
     iteration: u32,
     timings: PhaseTimings,
+    /// Attached to `iteration_completed`.
+    metadata: Option<Arc<Metadata>>,
     ended: bool,
 }
 
@@ -296,6 +323,7 @@ impl IterationGuard<'_> {
             timings: &mut self.timings,
             phase,
             started,
+            metadata: None,
             ended: false,
         }
     }
@@ -322,6 +350,19 @@ impl IterationGuard<'_> {
     /// The iteration's number.
     pub fn number(&self) -> u32 {
         self.iteration
+    }
+
+    /// The run's handle, for emits the guard does not cover (a gate with
+    /// metadata: `iteration.handle().with_metadata(m).gate_checked(..)`).
+    pub fn handle(&self) -> &RunHandle {
+        &self.run.handle
+    }
+
+    /// Attaches `metadata` to `iteration_completed`, however the
+    /// iteration ends (`complete` or dropped).
+    pub fn with_metadata(mut self, metadata: impl Into<Arc<Metadata>>) -> Self {
+        self.metadata = Some(metadata.into());
+        self
     }
 
     /// The milliseconds collected so far, per phase.
@@ -354,9 +395,9 @@ impl IterationGuard<'_> {
                 self.run.breakdown.add(phase, ms);
             }
         }
-        self.run
-            .handle
-            .iteration_completed(self.iteration, success, &self.timings);
+        let body = bodies::iteration_completed(self.iteration, success, &self.timings);
+        let handle = &self.run.handle;
+        handle.emit_at_with(handle.now(), body, self.metadata.take());
     }
 }
 
@@ -381,6 +422,8 @@ pub struct PhaseGuard<'i> {
     phase: Phase,
     /// Ticks of `phase_started`.
     started: u64,
+    /// Attached to `phase_completed`.
+    metadata: Option<Arc<Metadata>>,
     ended: bool,
 }
 
@@ -413,6 +456,33 @@ impl PhaseGuard<'_> {
     /// Time since `phase_started`.
     pub fn elapsed(&self) -> Duration {
         self.run.handle.between(self.started, self.run.handle.now())
+    }
+
+    /// Attaches `metadata` to `phase_completed`, however the phase ends
+    /// (`succeed`, `fail`, `finish` or dropped).
+    ///
+    /// ```
+    /// # use agentgate_obs::{Metadata, Observability, Phase, Strategy, TaskSpec, RunResult};
+    /// # let obs = Observability::builder().no_log().start()?;
+    /// # let spec = TaskSpec::new("fix it", Strategy::Ralph, 3);
+    /// let mut run = obs.emitter().start_run("wo-1", "run-1", &spec);
+    /// let mut iteration = run.iteration(1, 3, None);
+    /// let phase = iteration.phase(Phase::Build);
+    /// let mut metadata = Metadata::new();
+    /// metadata.insert("stdoutBytes".into(), 812.into());
+    /// phase.with_metadata(metadata).succeed();
+    /// # iteration.complete(true);
+    /// # run.completed(RunResult::Passed, &Default::default());
+    /// # Ok::<(), agentgate_obs::Error>(())
+    /// ```
+    pub fn with_metadata(mut self, metadata: impl Into<Arc<Metadata>>) -> Self {
+        self.metadata = Some(metadata.into());
+        self
+    }
+
+    /// The run's handle, for emits the guard does not cover.
+    pub fn handle(&self) -> &RunHandle {
+        &self.run.handle
     }
 
     /// Emits `gate_checked` for the phase's iteration.
@@ -465,7 +535,7 @@ impl PhaseGuard<'_> {
         let now = self.run.handle.now();
         let nanos = self.run.handle.nanos_between(self.started, now);
         self.timings.add(self.phase, nanos / 1_000_000);
-        self.run.handle.emit_at(
+        self.run.handle.emit_at_with(
             now,
             Body::PhaseCompleted {
                 iteration: self.iteration,
@@ -473,6 +543,7 @@ impl PhaseGuard<'_> {
                 success,
                 nanos,
             },
+            self.metadata.take(),
         );
     }
 }

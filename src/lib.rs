@@ -47,7 +47,7 @@ mod tracker;
 mod ws;
 
 pub use context::{ContextGuard, LogContext, spawn_with_context, with_context};
-pub use emitter::{Emitter, ProgressEmitter, RunHandle, Subscription};
+pub use emitter::{Emitter, ProgressEmitter, RunHandle, Subscription, WithMetadata};
 pub use event::{
     DeliveryResult, EventKind, EventType, ExecutionMetrics, GOAL_MAX_CHARS, GateSummary, Metadata,
     Phase, PhaseTimings, ProgressEvent, RunOutcome, RunResult, Strategy, TaskSpec, Timestamp,

@@ -498,7 +498,24 @@ impl Observability {
         &self.namespace
     }
 
-    /// The metrics the drain thread feeds.
+    /// The metrics the drain thread feeds, as `/metrics` serves them:
+    /// [`render`](Metrics::render), [`render_as`](Metrics::render_as),
+    /// [`summary`](Metrics::summary).
+    ///
+    /// Not a [`MetricsCollector`](crate::metrics::MetricsCollector): the
+    /// drain thread is the only writer of these series and derives them
+    /// from the progress events (`active_runs` from the run tracker), so
+    /// nothing can count a run twice or contradict the tracker. Report
+    /// through the events; for a collector of your own, see
+    /// [`StandaloneMetrics`](crate::metrics::StandaloneMetrics) (a
+    /// separate registry).
+    ///
+    /// ```compile_fail,E0599
+    /// # use agentgate_obs::{metrics::MetricsCollector, Observability};
+    /// let obs = Observability::builder().no_log().start()?;
+    /// obs.metrics().increment_runs_started(); // no such method: by design
+    /// # Ok::<(), agentgate_obs::Error>(())
+    /// ```
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
     }

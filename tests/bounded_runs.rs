@@ -6,7 +6,6 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use agentgate_obs::metrics::MetricsCollector;
 use agentgate_obs::{
     ExecutionMetrics, Observability, Phase, ProgressEmitter, RunResult, Strategy, TaskSpec,
 };

@@ -18,7 +18,7 @@ use tungstenite::{Message, WebSocket};
 
 use crate::event::ProgressEvent;
 use crate::exposition::{Format, escape_label_value};
-use crate::metrics::{Metrics, MetricsCollector, MetricsConfig};
+use crate::metrics::{Metrics, MetricsConfig};
 use crate::ws::WsConfig;
 use crate::ws::protocol::{self, Filter, MAX_SUBSCRIPTIONS, Reply};
 

@@ -1,20 +1,22 @@
 //! Metrics: counters, gauges and duration histograms, fed by the drain
 //! thread and rendered for Prometheus.
 //!
-//! [`Metrics`] is the default [`MetricsCollector`]. The pipeline feeds it
-//! from the drain thread (see `sink.rs`); an engine can also use one on its
-//! own, or test against a fake collector. Counters are atomics; each
+//! [`Metrics`] holds the series and renders them. A pipeline's
+//! ([`Observability::metrics`](crate::Observability::metrics)) has one
+//! writer, the drain thread (see `sink.rs`), so it is not a
+//! [`MetricsCollector`]; [`StandaloneMetrics`] is the collector an engine
+//! feeds itself, without a pipeline. Counters are atomics; each
 //! histogram keeps exact Prometheus bucket counts as observations arrive,
 //! plus an hdrhistogram (1 µs to 24 h, 3 significant digits) for
 //! [`Metrics::summary`]. Nothing here grows with traffic: series are fixed,
 //! except gate names, which are capped ([`MetricsConfig::gate_label_limit`]).
 //!
 //! ```
-//! use agentgate_obs::metrics::{Metrics, MetricsCollector, MetricsConfig};
+//! use agentgate_obs::metrics::{MetricsCollector, MetricsConfig, StandaloneMetrics};
 //! use agentgate_obs::{Phase, RunOutcome};
 //! use std::time::Duration;
 //!
-//! let metrics = Metrics::new("agentgate", MetricsConfig::default())?;
+//! let metrics = StandaloneMetrics::new("agentgate", MetricsConfig::default())?;
 //! metrics.increment_runs_started();
 //! metrics.increment_runs_completed(RunOutcome::Succeeded);
 //! metrics.record_phase_duration(Phase::Build, Duration::from_millis(1234));
@@ -48,7 +50,22 @@ use histogram::{TimeHistogram, Trace};
 use labels::GateLabels;
 
 /// The original engine interface for metrics, so an engine can be tested
-/// with a fake. [`Metrics`] is the real implementation.
+/// with a fake.
+///
+/// Whoever holds a collector is the one writer of its series: every call
+/// counts once, and [`render`](Self::render) shows exactly what was
+/// reported, `active_runs` included. [`StandaloneMetrics`] is the real
+/// implementation, for an engine that reports its own numbers without a
+/// pipeline.
+///
+/// A pipeline's metrics ([`Observability::metrics`](crate::Observability::metrics),
+/// a [`Metrics`]) are deliberately *not* a collector: the drain thread
+/// derives every series from the progress events, `active_runs` from the
+/// run tracker's exact count. Calls beside it would count each run twice
+/// and fight the tracker over `active_runs`, so the type has no such
+/// methods. An engine that emits events reports through the events alone;
+/// a [`StandaloneMetrics`] is a separate registry with its own series and
+/// never changes the pipeline's.
 pub trait MetricsCollector: Send + Sync {
     /// Counts a run that started.
     fn increment_runs_started(&self);
@@ -176,7 +193,8 @@ struct Inner {
     /// `[success]`.
     deliveries: [AtomicU64; 2],
     gates: GateLabels,
-    /// Used when no pipeline is attached (a standalone collector).
+    /// `active_runs` of a standalone collector (a pipeline's comes from
+    /// its tracker).
     active_runs: AtomicU64,
     ws_clients: AtomicU64,
     /// Indexed by `WsCloseReason as usize`.
@@ -194,7 +212,13 @@ struct Inner {
     log: Option<Arc<crate::log::Dispatch>>,
 }
 
-/// The default [`MetricsCollector`]: cheap to clone (a shared handle).
+/// The series and their rendering: Prometheus text, OpenMetrics, and the
+/// quantile [`summary`](Self::summary). Cheap to clone (a shared handle).
+///
+/// It has no public way to change the engine's series: a pipeline's
+/// ([`Observability::metrics`](crate::Observability::metrics)) is written
+/// by its drain thread alone, a [`StandaloneMetrics`]'s by its
+/// [`MetricsCollector`] calls alone. See [`MetricsCollector`].
 #[derive(Clone, Debug)]
 pub struct Metrics {
     inner: Arc<Inner>,
@@ -220,8 +244,9 @@ fn nanos(duration: Duration) -> u64 {
 }
 
 impl Metrics {
-    /// A standalone collector, not attached to a pipeline: the pipeline's
-    /// own families (`events_total`, queue depth, …) read zero.
+    /// Series no pipeline and no collector feeds: every family renders,
+    /// at zero. To report the engine's numbers yourself, use
+    /// [`StandaloneMetrics::new`].
     pub fn new(namespace: &str, config: MetricsConfig) -> Result<Metrics, Error> {
         crate::observability::validate_namespace(namespace)?;
         config.validate()?;
@@ -270,22 +295,40 @@ impl Metrics {
         }
     }
 
+    /// Counts a run that started.
+    pub(crate) fn increment_runs_started(&self) {
+        // Relaxed: counts and gauges, read for reporting (the writers below).
+        self.inner.runs_started.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a run that finished, by outcome.
+    pub(crate) fn increment_runs_completed(&self, result: RunOutcome) {
+        self.inner.runs_completed[outcome_index(result)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a completed iteration.
+    pub(crate) fn increment_iterations(&self) {
+        self.inner.iterations.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Sets `active_runs` (read only when no pipeline is attached).
+    fn set_active_runs(&self, count: u64) {
+        self.inner.active_runs.store(count, Ordering::Relaxed);
+    }
+
     /// Counts one check of a gate. Gate names past the configured limit
     /// are counted under `gate="other"`.
-    pub fn record_gate_check(&self, gate: &str, passed: bool) {
+    pub(crate) fn record_gate_check(&self, gate: &str, passed: bool) {
         self.inner.gates.record(gate, passed);
     }
 
-    /// Counts one phase execution by outcome (the duration goes to
-    /// [`record_phase_duration`](MetricsCollector::record_phase_duration)).
-    pub fn record_phase_execution(&self, phase: Phase, success: bool) {
-        // Relaxed: counts, read for reporting (also below).
-        self.inner.phase_executions[phase.index()][usize::from(success)]
-            .fetch_add(1, Ordering::Relaxed);
+    /// Counts one phase execution by outcome.
+    pub(crate) fn record_phase_execution(&self, phase: Phase, success: bool) {
+        self.record_phase_executions(phase, success, 1);
     }
 
     /// Counts one delivery by outcome.
-    pub fn record_delivery(&self, success: bool) {
+    pub(crate) fn record_delivery(&self, success: bool) {
         self.inner.deliveries[usize::from(success)].fetch_add(1, Ordering::Relaxed);
     }
 
@@ -348,6 +391,11 @@ impl Metrics {
         self.inner.queue_latency.observe_many(nanos, trace);
     }
 
+    /// Every family in Prometheus text format 0.0.4.
+    pub fn render(&self) -> String {
+        self.render_as(Format::Prometheus)
+    }
+
     /// Renders every family in `format`.
     pub fn render_as(&self, format: Format) -> String {
         let mut out = String::with_capacity(8 * 1024);
@@ -377,37 +425,90 @@ impl Metrics {
     }
 }
 
-impl MetricsCollector for Metrics {
+/// A [`MetricsCollector`] an engine feeds itself, not attached to any
+/// pipeline: each call counts once, `set_active_runs` is what
+/// `active_runs` renders, and the pipeline's own families (`events_total`,
+/// queue depth, …) read zero. Cheap to clone (a shared handle).
+///
+/// Beside an [`Observability`](crate::Observability) it is a separate
+/// registry: nothing it records reaches the pipeline's `/metrics`.
+///
+/// ```
+/// use agentgate_obs::metrics::{MetricsCollector, MetricsConfig, StandaloneMetrics};
+/// let metrics = StandaloneMetrics::new("engine", MetricsConfig::default())?;
+/// metrics.increment_runs_started();
+/// metrics.set_active_runs(1);
+/// assert!(metrics.render().contains("engine_active_runs 1\n"));
+/// let summary = metrics.metrics().summary();
+/// assert!(summary.histograms.iter().all(|h| h.count == 0));
+/// # Ok::<(), agentgate_obs::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct StandaloneMetrics {
+    metrics: Metrics,
+}
+
+impl StandaloneMetrics {
+    /// A collector whose families are named `{namespace}_…`.
+    pub fn new(namespace: &str, config: MetricsConfig) -> Result<StandaloneMetrics, Error> {
+        Ok(StandaloneMetrics {
+            metrics: Metrics::new(namespace, config)?,
+        })
+    }
+
+    /// Its series, for rendering in either format and for the summary.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Counts one check of a gate. Gate names past the configured limit
+    /// are counted under `gate="other"`.
+    pub fn record_gate_check(&self, gate: &str, passed: bool) {
+        self.metrics.record_gate_check(gate, passed);
+    }
+
+    /// Counts one phase execution by outcome (the duration goes to
+    /// [`record_phase_duration`](MetricsCollector::record_phase_duration)).
+    pub fn record_phase_execution(&self, phase: Phase, success: bool) {
+        self.metrics.record_phase_execution(phase, success);
+    }
+
+    /// Counts one delivery by outcome.
+    pub fn record_delivery(&self, success: bool) {
+        self.metrics.record_delivery(success);
+    }
+}
+
+impl MetricsCollector for StandaloneMetrics {
     fn increment_runs_started(&self) {
-        // Relaxed: counts and gauges, read for reporting (whole impl).
-        self.inner.runs_started.fetch_add(1, Ordering::Relaxed);
+        self.metrics.increment_runs_started();
     }
 
     fn increment_runs_completed(&self, result: RunOutcome) {
-        self.inner.runs_completed[outcome_index(result)].fetch_add(1, Ordering::Relaxed);
+        self.metrics.increment_runs_completed(result);
     }
 
     fn increment_iterations(&self) {
-        self.inner.iterations.fetch_add(1, Ordering::Relaxed);
+        self.metrics.increment_iterations();
     }
 
     fn record_run_duration(&self, duration: Duration) {
-        self.observe_run(nanos(duration), None);
+        self.metrics.observe_run(nanos(duration), None);
     }
 
     fn record_iteration_duration(&self, duration: Duration) {
-        self.observe_iteration(nanos(duration), None);
+        self.metrics.observe_iteration(nanos(duration), None);
     }
 
     fn record_phase_duration(&self, phase: Phase, duration: Duration) {
-        self.observe_phase(phase, nanos(duration), None);
+        self.metrics.observe_phase(phase, nanos(duration), None);
     }
 
     fn set_active_runs(&self, count: u64) {
-        self.inner.active_runs.store(count, Ordering::Relaxed);
+        self.metrics.set_active_runs(count);
     }
 
     fn render(&self) -> String {
-        self.render_as(Format::Prometheus)
+        self.metrics.render()
     }
 }

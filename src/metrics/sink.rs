@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
+use super::Metrics;
 use super::histogram::{Exemplar, Pending, Trace};
-use super::{Metrics, MetricsCollector};
 use crate::event::{EventKind, Phase, ProgressEvent};
 use crate::pipeline::drain::{EventInfo, Sink};
 

@@ -11,10 +11,10 @@ use crossbeam_channel::Receiver;
 
 use super::Shared;
 use super::clock::WallClock;
-use super::envelope::{Body, Envelope, Key, Msg, NO_CORRELATION, RunIds};
+use super::envelope::{Annotated, Body, Envelope, Key, Msg, NO_CORRELATION, RunIds};
 use super::listeners::{Listener, Listeners};
 use super::producer;
-use crate::event::{EventKind, ProgressEvent};
+use crate::event::{EventKind, Metadata, ProgressEvent};
 use crate::redact::Redactor;
 use crate::tracker::{Applied, RunTracker, SlotHint};
 
@@ -226,7 +226,16 @@ impl Drain {
                 run,
                 correlation,
                 body,
-            } => self.process_keyed(ticks, run, correlation, body),
+            } => self.process_keyed(ticks, run, correlation, body, None),
+            Msg::Annotated(annotated) => {
+                let Annotated {
+                    run,
+                    correlation,
+                    body,
+                    metadata,
+                } = *annotated;
+                self.process_keyed(ticks, run, correlation, body, Some(metadata));
+            }
             Msg::Owned(mut event) => {
                 self.redactor.redact_event(&mut event);
                 self.process_owned(*event, ticks)
@@ -254,7 +263,14 @@ impl Drain {
         }
     }
 
-    fn process_keyed(&mut self, ticks: u64, run: Key, correlation: Key, body: Body) {
+    fn process_keyed(
+        &mut self,
+        ticks: u64,
+        run: Key,
+        correlation: Key,
+        body: Body,
+        metadata: Option<Arc<Metadata>>,
+    ) {
         // Destructured so the run's reusable event and the rest of the
         // drain state can be borrowed at once.
         let Drain {
@@ -291,6 +307,13 @@ impl Drain {
             entry.correlation = correlation;
         }
         let nanos = expand_into(&mut entry.event.kind, body, redactor);
+        // The reused event keeps no metadata from one event to the next.
+        if metadata.is_some() || entry.event.metadata.is_some() {
+            entry.event.metadata = metadata;
+            if let Some(metadata) = &mut entry.event.metadata {
+                redactor.redact_metadata(metadata);
+            }
+        }
         entry.event.timestamp = wall.timestamp(ticks);
         let info = Delivery {
             shared,

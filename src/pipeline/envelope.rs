@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::event::{EventKind, EventType, Phase, PhaseTimings, ProgressEvent};
+use crate::event::{EventKind, EventType, Metadata, Phase, PhaseTimings, ProgressEvent};
 use crate::pipeline::drain::Drain;
 
 /// A key standing for a string registered with the drain thread.
@@ -26,6 +26,10 @@ pub(crate) enum Msg {
         correlation: Key,
         body: Body,
     },
+    /// An event about a registered run with metadata attached
+    /// ([`crate::RunHandle::with_metadata`]). Boxed so that the common
+    /// case, [`Msg::Event`], keeps the envelope within one cache line.
+    Annotated(Box<Annotated>),
     /// A complete event from [`crate::Emitter::emit`].
     Owned(Box<ProgressEvent>),
     RegisterRun {
@@ -48,10 +52,19 @@ impl Msg {
     pub(crate) fn event_type(&self) -> Option<EventType> {
         match self {
             Msg::Event { body, .. } => Some(body.event_type()),
+            Msg::Annotated(annotated) => Some(annotated.body.event_type()),
             Msg::Owned(event) => Some(event.event_type()),
             _ => None,
         }
     }
+}
+
+/// [`Msg::Event`]'s fields plus the metadata the caller attached.
+pub(crate) struct Annotated {
+    pub(crate) run: Key,
+    pub(crate) correlation: Key,
+    pub(crate) body: Body,
+    pub(crate) metadata: Arc<Metadata>,
 }
 
 /// The two ids of a run, shared by every event of it.

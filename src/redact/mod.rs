@@ -452,7 +452,7 @@ impl Redactor {
     }
 
     /// Metadata is shared with the caller: copied only when it changes.
-    fn redact_metadata(&self, metadata: &mut Arc<Metadata>) {
+    pub(crate) fn redact_metadata(&self, metadata: &mut Arc<Metadata>) {
         if self.map_is_clean(metadata, 0) {
             return;
         }
