@@ -7,7 +7,7 @@
 //! published through it.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -157,6 +157,26 @@ pub(crate) struct Sampled {
     pub(crate) ticks: u64,
 }
 
+/// A bucket's exemplar. Refreshed at most once a millisecond while the
+/// same context keeps observing into it (an exemplar is the latest
+/// observation to a millisecond, as for the built-in histograms): the
+/// common case then costs a clock read and two loads, not a lock.
+#[derive(Debug, Default)]
+pub(crate) struct ExemplarSlot {
+    /// Only ever `try_lock`ed by recorders: a contended slot keeps its
+    /// previous exemplar rather than making an engine thread wait.
+    pub(crate) sampled: Mutex<Option<Sampled>>,
+    /// Address of the sampled context, written under the lock; compared
+    /// only, never dereferenced. The slot holds that `Arc`, so the address
+    /// cannot be reused by another context meanwhile.
+    context: AtomicUsize,
+    /// Ticks of the last refresh.
+    refreshed: AtomicU64,
+}
+
+/// Ticks are compared through the clock's scale: a millisecond.
+const REFRESH_NANOS: u64 = 1_000_000;
+
 /// A histogram's buckets, sum and exemplars.
 #[derive(Debug)]
 pub(crate) struct HistogramCell {
@@ -166,9 +186,7 @@ pub(crate) struct HistogramCell {
     /// is their total, so `_count` always equals the `+Inf` bucket.
     pub(crate) buckets: Box<[AtomicU64]>,
     pub(crate) sum_bits: AtomicU64,
-    /// Only ever `try_lock`ed by recorders: a contended slot keeps its
-    /// previous exemplar rather than making an engine thread wait.
-    pub(crate) exemplars: Box<[Mutex<Option<Sampled>>]>,
+    pub(crate) exemplars: Box<[ExemplarSlot]>,
     pub(crate) clock: quanta::Clock,
 }
 
@@ -179,7 +197,7 @@ impl HistogramCell {
             bounds,
             buckets: (0..n).map(|_| AtomicU64::new(0)).collect(),
             sum_bits: AtomicU64::new(0f64.to_bits()),
-            exemplars: (0..n).map(|_| Mutex::new(None)).collect(),
+            exemplars: (0..n).map(|_| ExemplarSlot::default()).collect(),
             clock,
         }
     }
@@ -203,24 +221,51 @@ impl HistogramCell {
         add_f64(&self.sum_bits, value * n as f64);
         let replaced = context::with_current(|current| {
             let current = current.filter(|c| c.correlation_id.is_some() || c.run_id.is_some())?;
-            let mut slot = self.exemplars[bucket].try_lock()?;
-            let ticks = self.clock.raw();
-            match slot.as_mut() {
-                // Same scope as last time: no reference count touched.
-                Some(s) if Arc::ptr_eq(&s.context, current) => {
-                    s.value = value;
-                    s.ticks = ticks;
-                    None
-                }
-                _ => slot.replace(Sampled {
-                    context: current.clone(),
-                    value,
-                    ticks,
-                }),
-            }
+            self.refresh(&self.exemplars[bucket], current, value)
         });
         // Released outside the slot's lock (and the thread-local borrow).
         drop(replaced);
+    }
+
+    /// Makes `value`, observed in `current`, the slot's exemplar unless the
+    /// same context refreshed it less than a millisecond ago. Returns the
+    /// replaced exemplar, to be dropped after the lock.
+    #[inline]
+    fn refresh(
+        &self,
+        slot: &ExemplarSlot,
+        current: &Arc<LogContext>,
+        value: f64,
+    ) -> Option<Sampled> {
+        let now = self.clock.raw();
+        let address = Arc::as_ptr(current) as usize;
+        // Relaxed (both loads): a stale read only refreshes early or late.
+        if slot.context.load(Ordering::Relaxed) == address
+            && self
+                .clock
+                .delta_as_nanos(slot.refreshed.load(Ordering::Relaxed), now)
+                < REFRESH_NANOS
+        {
+            return None;
+        }
+        let mut sampled = slot.sampled.try_lock()?;
+        // Relaxed (both stores): hints for the check above; the exemplar
+        // itself is published by the lock.
+        slot.refreshed.store(now, Ordering::Relaxed);
+        slot.context.store(address, Ordering::Relaxed);
+        match sampled.as_mut() {
+            // Same scope: no reference count touched.
+            Some(s) if Arc::ptr_eq(&s.context, current) => {
+                s.value = value;
+                s.ticks = now;
+                None
+            }
+            _ => sampled.replace(Sampled {
+                context: current.clone(),
+                value,
+                ticks: now,
+            }),
+        }
     }
 
     /// Cumulative counts (one per bound plus `+Inf`) and the sum.
@@ -308,7 +353,7 @@ mod tests {
 
     #[test]
     fn observations_fall_into_the_first_bucket_whose_bound_they_do_not_exceed() {
-        let h = HistogramCell::new(Arc::from([1.0, 2.0]), quanta::Clock::new());
+        let h = HistogramCell::new(Arc::from([1.0, 2.0]), crate::pipeline::new_clock());
         for v in [0.5, 1.0, 1.5, 2.0, 3.0, f64::NAN] {
             h.record(v);
         }
@@ -319,13 +364,15 @@ mod tests {
 
     #[test]
     fn an_exemplar_is_taken_only_inside_a_context() {
-        let h = HistogramCell::new(Arc::from([1.0]), quanta::Clock::new());
+        let h = HistogramCell::new(Arc::from([1.0]), crate::pipeline::new_clock());
         h.record(0.5);
-        assert!(h.exemplars[0].lock().is_none());
+        assert!(h.exemplars[0].sampled.lock().is_none());
         crate::with_context(LogContext::new().correlation_id("req-1"), || h.record(0.25));
-        let slot = h.exemplars[0].lock();
+        // Another context refreshes at once, whenever the last refresh was.
+        crate::with_context(LogContext::new().correlation_id("req-2"), || h.record(0.75));
+        let slot = h.exemplars[0].sampled.lock();
         let sampled = slot.as_ref().expect("an exemplar");
-        assert_eq!(sampled.context.correlation_id.as_deref(), Some("req-1"));
-        assert_eq!(sampled.value, 0.25);
+        assert_eq!(sampled.context.correlation_id.as_deref(), Some("req-2"));
+        assert_eq!(sampled.value, 0.75);
     }
 }

@@ -626,7 +626,7 @@ mod tests {
                 ("ns_active_runs", Kind::Gauge),
             ],
             Arc::new(Redactor::builtin().clone()),
-            quanta::Clock::new(),
+            crate::pipeline::new_clock(),
         )
     }
 

@@ -75,7 +75,7 @@ impl Cursor<'_> {
             sample.label_escaped("le", le);
             // Cloned under the slot's lock, formatted after it.
             let sampled = if openmetrics {
-                h.exemplars[i].lock().clone()
+                h.exemplars[i].sampled.lock().clone()
             } else {
                 None
             };
