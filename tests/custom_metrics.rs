@@ -235,18 +235,34 @@ fn invalid_clashing_and_mismatched_registrations_are_typed_errors_and_counted() 
         Err(MetricError::InvalidLabel { .. })
     ));
     assert!(matches!(
-        m.histogram("h", "h", &[("le", "1")]),
+        m.histogram("wait_seconds", "h", &[("le", "1")]),
         Err(MetricError::InvalidLabel { .. })
     ));
     assert!(matches!(
-        m.histogram_with_buckets("h", "h", &[], &[2.0, 1.0]),
+        m.histogram_with_buckets("wait_seconds", "h", &[], &[2.0, 1.0]),
         Err(MetricError::InvalidBuckets { .. })
     ));
+    // What `promtool check metrics` would lint.
+    for result in [
+        m.histogram("request_ms", "h", &[]).map(drop),
+        m.gauge("uptime_minutes", "h", &[]).map(drop),
+        m.gauge("queue_count", "h", &[]).map(drop),
+        m.gauge("size_total", "h", &[]).map(drop),
+        m.counter("calls", "h", &[("toolName", "x")]).map(drop),
+    ] {
+        assert!(
+            matches!(
+                result,
+                Err(MetricError::InvalidName { .. } | MetricError::InvalidLabel { .. })
+            ),
+            "{result:?}"
+        );
+    }
     // Built-in names, and names their series imply.
     for result in [
         m.counter("runs_started_total", "h", &[]).map(drop),
         m.counter("runs_started", "h", &[]).map(drop),
-        m.gauge("run_duration_seconds_count", "h", &[]).map(drop),
+        m.histogram("iterations", "h", &[]).map(drop),
         m.gauge("events", "h", &[]).map(drop),
     ] {
         assert!(
@@ -295,7 +311,7 @@ fn invalid_clashing_and_mismatched_registrations_are_typed_errors_and_counted() 
             &[("reason", reason)],
         )
     };
-    assert_eq!(rejected("invalid"), Some(5.0));
+    assert_eq!(rejected("invalid"), Some(10.0));
     assert_eq!(rejected("clash"), Some(5.0));
     assert_eq!(rejected("mismatch"), Some(4.0));
     assert_eq!(rejected("family_limit"), Some(1.0));

@@ -17,6 +17,7 @@
 //! [`MetricsConfig::custom_series_limit`]: super::MetricsConfig::custom_series_limit
 
 pub(crate) mod handles;
+mod names;
 pub(crate) mod render;
 
 use std::collections::HashMap;
@@ -26,11 +27,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 
-use super::config::MAX_CUSTOM_BUCKETS;
 use crate::exposition::escape_label_value;
 use crate::exposition::writer::Kind;
 use crate::redact::{REDACTED, Redactor};
 use handles::{CounterCell, GaugeCell, HistogramCell};
+pub(crate) use names::validate_buckets;
+use names::{lint_family, validate_label_name, validate_name};
 
 /// The label value of the series that takes every label combination past
 /// a family's series limit (the same word as for gate names).
@@ -38,9 +40,6 @@ pub const OVERFLOW: &str = "other";
 
 /// Label names a family of the engine's may have at most.
 pub const MAX_LABELS: usize = 16;
-
-/// The longest metric or label name accepted, in bytes.
-const MAX_NAME_LEN: usize = 200;
 
 /// Why a metric of the engine's could not be registered.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -328,6 +327,12 @@ impl Registry {
     fn try_register(&self, req: &Request<'_>, origin: Origin) -> Result<Registered, MetricError> {
         validate_name(req.name)?;
         let name = self.full_name(req.kind, req.name);
+        if let Some(reason) = lint_family(&name, req.kind) {
+            return Err(MetricError::InvalidName {
+                name: req.name.to_owned(),
+                reason,
+            });
+        }
         let mut labels: Vec<(&str, &str)> = req.labels.to_vec();
         labels.sort_unstable_by_key(|&(k, _)| k);
         for (i, &(label, _)) in labels.iter().enumerate() {
@@ -339,9 +344,6 @@ impl Registry {
             validate_label_name(label).map_err(invalid)?;
             if i > 0 && labels[i - 1].0 == label {
                 return Err(invalid("given twice"));
-            }
-            if req.kind == Kind::Histogram && label == "le" {
-                return Err(invalid("reserved for histogram buckets"));
             }
         }
         if labels.len() > MAX_LABELS {
@@ -554,58 +556,6 @@ fn implied(name: &str, kind: Kind) -> Vec<String> {
             .iter()
             .map(|suffix| format!("{name}{suffix}"))
             .collect(),
-    }
-}
-
-fn validate_name(name: &str) -> Result<(), MetricError> {
-    let reason = name_problem(name);
-    match reason {
-        None => Ok(()),
-        Some(reason) => Err(MetricError::InvalidName {
-            name: name.to_owned(),
-            reason,
-        }),
-    }
-}
-
-fn validate_label_name(label: &str) -> Result<(), &'static str> {
-    name_problem(label).map_or(Ok(()), Err)
-}
-
-/// What makes `name` unusable as a metric or label name, if anything.
-/// Colons, which Prometheus allows in metric names, are left to
-/// recording rules.
-fn name_problem(name: &str) -> Option<&'static str> {
-    if name.is_empty() {
-        return Some("empty");
-    }
-    if name.len() > MAX_NAME_LEN {
-        return Some("longer than 200 bytes");
-    }
-    if name.starts_with(|c: char| c.is_ascii_digit()) {
-        return Some("starts with a digit");
-    }
-    if name.starts_with("__") {
-        return Some("names starting with __ are reserved");
-    }
-    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-        return Some("only ASCII letters, digits and _ are allowed");
-    }
-    None
-}
-
-/// Checks histogram bounds: finite, strictly increasing, at most 200.
-pub(crate) fn validate_buckets(bounds: &[f64]) -> Result<(), String> {
-    if bounds.len() > MAX_CUSTOM_BUCKETS {
-        return Err(format!("at most {MAX_CUSTOM_BUCKETS} bounds"));
-    }
-    let valid = bounds.iter().all(|b| b.is_finite()) && bounds.windows(2).all(|w| w[0] < w[1]);
-    if valid {
-        Ok(())
-    } else {
-        Err(format!(
-            "bounds must be finite and strictly increasing: {bounds:?}"
-        ))
     }
 }
 
