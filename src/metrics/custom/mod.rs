@@ -187,7 +187,7 @@ pub(crate) struct Family {
     pub(crate) name: Box<str>,
     pub(crate) kind: Kind,
     pub(crate) help: Mutex<Arc<str>>,
-    origin: Origin,
+    pub(crate) origin: Origin,
     /// Sorted.
     pub(crate) label_names: Box<[Box<str>]>,
     /// Histograms only.

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::handles::{HistogramCell, Sampled};
-use super::{Cell, Family, Registry, Series};
+use super::{Cell, Family, Origin, Registry, Series};
 use crate::exposition::Format;
 use crate::exposition::writer::{Interleave, Writer};
 
@@ -48,10 +48,11 @@ impl Cursor<'_> {
     fn write(&self, family: &Family, out: &mut String, format: Format) {
         let mut w = Writer::new(out, format);
         let help = family.help.lock().clone();
-        let help: &str = if help.is_empty() {
-            "Recorded through the metrics crate; no description given."
-        } else {
-            &help
+        // promtool lints an empty help text.
+        let help: &str = match (help.is_empty(), family.origin) {
+            (false, _) => &help,
+            (true, Origin::Recorder) => "Recorded through the metrics crate; no description given.",
+            (true, Origin::Native) => "No description given.",
         };
         w.family(&family.name, family.kind, help);
         let series = family.sorted.load();
