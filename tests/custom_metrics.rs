@@ -63,6 +63,9 @@ fn with_one_of_each() -> Observability {
     for v in [50.0, 500.0, 5000.0, 100.0] {
         tokens.record(v);
     }
+    // A family with no series yet: `# HELP` and `# TYPE` alone.
+    m.histogram_vec("idle_seconds", "Idle time, by worker.", &["worker"])
+        .expect("histogram vector");
     obs
 }
 
@@ -410,4 +413,78 @@ fn a_histograms_exemplar_carries_the_correlation_id_set_by_log_context() {
     );
     let plain = scrape(&obs, None);
     assert!(!plain.contains(" # {"));
+}
+
+#[test]
+fn a_vector_registers_its_family_by_label_names_and_picks_series_by_values() {
+    let obs = served(MetricsConfig::default().custom_series_limit(2));
+    let m = obs.metrics();
+    let calls = m
+        .counter_vec("tool_calls_total", "Tool calls.", &["tool", "exit"])
+        .expect("counter vector");
+    let text = scrape(&obs, None);
+    assert!(text.contains("# TYPE agentgate_tool_calls_total counter\n"));
+    assert!(!text.contains("agentgate_tool_calls_total{"));
+    calls.with(&["grep", "0"]).expect("series").increment(2);
+    // The same series as the pairs API gives, whatever the label order.
+    m.counter(
+        "tool_calls_total",
+        "Tool calls.",
+        &[("exit", "0"), ("tool", "grep")],
+    )
+    .expect("same family")
+    .increment(1);
+    calls.with(&["sed", "1"]).expect("series").increment(1);
+    calls.with(&["awk", "1"]).expect("overflow").increment(1);
+    assert!(matches!(
+        calls.with(&["grep"]),
+        Err(MetricError::LabelCount {
+            expected: 2,
+            got: 1,
+            ..
+        })
+    ));
+    assert!(matches!(
+        m.gauge_vec("tool_calls", "Tool calls.", &["tool"]),
+        Err(MetricError::Clash { .. })
+    ));
+    m.gauge_vec("open_sandboxes", "Sandboxes.", &["image"])
+        .expect("gauge vector")
+        .with(&["rust"])
+        .expect("series")
+        .set(2.0);
+    m.histogram_vec_with_buckets("prompt_tokens", "Tokens.", &["model"], &[10.0])
+        .expect("histogram vector")
+        .with(&["m1"])
+        .expect("series")
+        .record(3.0);
+    let text = scrape(&obs, None);
+    let samples = parse_exposition(&text).expect("strict parse");
+    let value = |name: &str, labels: &[(&str, &str)]| sample_value(&samples, name, labels);
+    assert_eq!(
+        value(
+            "agentgate_tool_calls_total",
+            &[("exit", "0"), ("tool", "grep")]
+        ),
+        Some(3.0)
+    );
+    assert_eq!(
+        value(
+            "agentgate_tool_calls_total",
+            &[("exit", OVERFLOW), ("tool", OVERFLOW)]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value("agentgate_open_sandboxes", &[("image", "rust")]),
+        Some(2.0)
+    );
+    assert_eq!(
+        value(
+            "agentgate_prompt_tokens_bucket",
+            &[("model", "m1"), ("le", "10.0")]
+        ),
+        Some(1.0)
+    );
+    strict::parse(&scrape(&obs, Some(OPENMETRICS)), true).expect("strict OpenMetrics");
 }

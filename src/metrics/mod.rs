@@ -43,6 +43,7 @@ pub use config::{
     DEFAULT_DURATION_BUCKETS, DEFAULT_GATE_LABEL_LIMIT, DEFAULT_LATENCY_BUCKETS, MetricsConfig,
 };
 pub use custom::handles::{Counter, Gauge, Histogram};
+pub use custom::vec::{CounterVec, GaugeVec, HistogramVec};
 pub use custom::{MAX_LABELS, MetricError, OVERFLOW};
 #[cfg(feature = "metrics")]
 pub use recorder::MetricsRecorder;
@@ -475,8 +476,7 @@ impl Metrics {
         Ok(registered.cell)
     }
 
-    /// The engine's own families, for the `metrics` recorder.
-    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    /// The engine's own families, for the `metrics` recorder and the vectors.
     pub(crate) fn custom(&self) -> &custom::Registry {
         &self.inner.custom
     }

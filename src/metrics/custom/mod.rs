@@ -19,6 +19,7 @@
 pub(crate) mod handles;
 mod names;
 pub(crate) mod render;
+pub(crate) mod vec;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -98,6 +99,17 @@ pub enum MetricError {
         /// `type`, `help`, `label names` or `buckets`.
         what: &'static str,
     },
+    /// A [`CounterVec`](super::CounterVec) (or gauge or histogram vector)
+    /// was given another number of label values than it has label names.
+    #[error("{name} has {expected} labels, {got} values were given")]
+    LabelCount {
+        /// The family's full name.
+        name: String,
+        /// Its number of label names.
+        expected: usize,
+        /// The number of values given.
+        got: usize,
+    },
     /// [`MetricsConfig::custom_family_limit`](super::MetricsConfig::custom_family_limit)
     /// families are registered already.
     #[error("{name}: the engine's metrics are limited to {limit} families")]
@@ -115,7 +127,8 @@ impl MetricError {
         match self {
             MetricError::InvalidName { .. }
             | MetricError::InvalidLabel { .. }
-            | MetricError::InvalidBuckets { .. } => Rejection::Invalid,
+            | MetricError::InvalidBuckets { .. }
+            | MetricError::LabelCount { .. } => Rejection::Invalid,
             MetricError::BuiltinClash { .. } | MetricError::Clash { .. } => Rejection::Clash,
             MetricError::Mismatch { .. } => Rejection::Mismatch,
             MetricError::TooManyFamilies { .. } => Rejection::FamilyLimit,
@@ -176,6 +189,9 @@ pub(crate) struct Series {
     pub(crate) escaped: Box<[Box<str>]>,
     pub(crate) cell: Cell,
 }
+
+/// Label names and values, sorted by name.
+type Labels<'r> = Vec<(&'r str, &'r str)>;
 
 /// A series' label values, in its family's label-name order.
 type LabelValues = Box<[Box<str>]>;
@@ -325,6 +341,28 @@ impl Registry {
     }
 
     fn try_register(&self, req: &Request<'_>, origin: Origin) -> Result<Registered, MetricError> {
+        let (family, labels) = self.find_family(req, origin)?;
+        Ok(family.series(self, &labels, self.series_limit))
+    }
+
+    /// Registers (or finds) the family alone, with no series yet: only
+    /// `req.labels`' names matter. A refusal is counted.
+    pub(crate) fn register_family(&self, req: &Request<'_>) -> Result<(), MetricError> {
+        self.find_family(req, Origin::Native)
+            .map(drop)
+            .inspect_err(|e| {
+                // Relaxed: a count for reporting.
+                self.rejected[e.reason() as usize].fetch_add(1, Ordering::Relaxed);
+            })
+    }
+
+    /// Checks the request and finds or creates its family; gives back the
+    /// labels sorted by name.
+    fn find_family<'r>(
+        &self,
+        req: &Request<'r>,
+        origin: Origin,
+    ) -> Result<(Arc<Family>, Labels<'r>), MetricError> {
         validate_name(req.name)?;
         let name = self.full_name(req.kind, req.name);
         if let Some(reason) = lint_family(&name, req.kind) {
@@ -367,7 +405,7 @@ impl Registry {
             _ => None,
         };
         let family = self.family(req, origin, name, &labels, bounds)?;
-        Ok(family.series(self, &labels, self.series_limit))
+        Ok((family, labels))
     }
 
     /// Finds or creates the family, checking it matches the request.
