@@ -89,8 +89,8 @@ impl std::fmt::Debug for Caches {
 
 impl Metrics {
     /// A `metrics` crate recorder writing into these metrics, for
-    /// [`metrics::with_local_recorder`](::metrics::with_local_recorder) or
-    /// [`metrics::set_global_recorder`](::metrics::set_global_recorder).
+    /// [`metrics::with_local_recorder`] or
+    /// [`metrics::set_global_recorder`].
     /// See [`MetricsRecorder`].
     pub fn recorder(&self) -> MetricsRecorder {
         MetricsRecorder {
