@@ -7,6 +7,7 @@ mod common;
 use agentgate_obs::fuzzing::strict;
 use agentgate_obs::metrics::{MetricError, MetricsConfig, OVERFLOW};
 use agentgate_obs::{LogContext, Observability, with_context};
+use common::prometheus::Prometheus;
 use common::{external_tool, http_get, parse_exposition, sample_value};
 
 const OPENMETRICS: &str = "application/openmetrics-text;version=1.0.0";
@@ -487,4 +488,38 @@ fn a_vector_registers_its_family_by_label_names_and_picks_series_by_values() {
         Some(1.0)
     );
     strict::parse(&scrape(&obs, Some(OPENMETRICS)), true).expect("strict OpenMetrics");
+}
+
+#[test]
+fn a_real_prometheus_scrapes_the_engines_families() {
+    let Some(binary) = external_tool("prometheus", "real Prometheus scrape (custom metrics)")
+    else {
+        return;
+    };
+    let obs = with_one_of_each();
+    let latency = obs
+        .metrics()
+        .histogram(
+            "model_request_seconds",
+            "Model requests.",
+            &[("model", "m1")],
+        )
+        .expect("histogram");
+    with_context(
+        LogContext::new().run_id("run-1").correlation_id("req-1"),
+        || latency.record(0.3),
+    );
+    let prom = Prometheus::scraping(&binary, obs.local_addr().expect("serving"));
+    let limit = std::time::Duration::from_secs(60);
+    // Prometheus asks for OpenMetrics first: a scrape it could not parse
+    // would leave `up` at 0 and these series absent.
+    prom.wait_for("up{job=\"agentgate\"}", 1.0, limit);
+    prom.wait_for("agentgate_tool_calls_total{tool=\"grep\"}", 3.0, limit);
+    prom.wait_for("agentgate_open_sandboxes", 2.5, limit);
+    prom.wait_for("agentgate_prompt_tokens_count{model=\"m1\"}", 4.0, limit);
+    prom.wait_for(
+        "agentgate_model_request_seconds_bucket{model=\"m1\",le=\"0.5\"}",
+        1.0,
+        limit,
+    );
 }
