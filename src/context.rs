@@ -184,3 +184,10 @@ pub(crate) fn current_shared() -> Option<Arc<LogContext>> {
 pub(crate) fn with_current_correlation<R>(f: impl FnOnce(Option<&Arc<str>>) -> R) -> R {
     CURRENT.with_borrow(|c| f(c.as_ref().and_then(|c| c.correlation_id.as_ref())))
 }
+
+/// Calls `f` with the current context, without cloning it: custom
+/// histograms read it on every observation for their exemplars.
+#[inline]
+pub(crate) fn with_current<R>(f: impl FnOnce(Option<&Arc<LogContext>>) -> R) -> R {
+    CURRENT.with_borrow(|c| f(c.as_ref()))
+}

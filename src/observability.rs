@@ -48,6 +48,11 @@ pub enum Error {
         "a global emitter is already installed: Observability::install_global may be called once per process"
     )]
     GlobalAlreadyInstalled,
+    /// [`Observability::install_metrics_recorder`] found a `metrics`
+    /// recorder installed already (ours or another); the first one stays.
+    #[cfg(feature = "metrics")]
+    #[error("a metrics recorder is already installed: the metrics crate takes one per process")]
+    MetricsRecorderAlreadyInstalled,
     /// The HTTP server could not bind its address.
     #[error("could not serve on {addr}: {source}")]
     Bind {
@@ -334,7 +339,7 @@ impl Builder {
             rx,
             self.finished_runs,
             self.max_runs,
-            redactor,
+            redactor.clone(),
         );
         if let Some(log) = &log {
             drain.log = Some(log.dispatch().clone());
@@ -347,6 +352,7 @@ impl Builder {
             &self.metrics,
             shared.clone(),
             log.as_ref().map(|l| l.dispatch().clone()),
+            redactor,
         );
         drain
             .sinks
@@ -518,6 +524,26 @@ impl Observability {
     /// ```
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// Makes this pipeline's [`Metrics`] the `metrics` crate's recorder for
+    /// the whole process (feature `metrics`): `metrics::counter!`,
+    /// `gauge!` and `histogram!` from any library land on this `/metrics`.
+    /// Once per process: a second call, or one after another recorder was
+    /// installed, is [`Error::MetricsRecorderAlreadyInstalled`]. The
+    /// recorder outlives the pipeline (the `metrics` crate never drops it);
+    /// after shutdown what it records is no longer served.
+    ///
+    /// ```no_run
+    /// let obs = agentgate_obs::Observability::builder().no_log().start()?;
+    /// obs.install_metrics_recorder()?;
+    /// metrics::counter!("tool_calls_total", "tool" => "grep").increment(1);
+    /// # Ok::<(), agentgate_obs::Error>(())
+    /// ```
+    #[cfg(feature = "metrics")]
+    pub fn install_metrics_recorder(&self) -> Result<(), Error> {
+        ::metrics::set_global_recorder(self.metrics.recorder())
+            .map_err(|_| Error::MetricsRecorderAlreadyInstalled)
     }
 
     /// The HTTP server's bound address, when [`Builder::serve`] was used

@@ -24,12 +24,21 @@ impl Kind {
 /// An exemplar as written: escaped labels, observed value, time in ms.
 pub(crate) type ExemplarRef<'e> = (&'e [(&'e str, &'e str)], f64, u64);
 
+/// Families written by someone else, merged into a [`Writer`]'s sorted
+/// stream: the engine's own metrics among the built-in ones.
+pub(crate) trait Interleave {
+    /// Writes, in order, every family of its own that sorts before
+    /// `next` (every remaining one when `next` is `None`).
+    fn before(&mut self, next: Option<&str>, out: &mut String, format: Format);
+}
+
 /// Writes families and samples into a string; the caller writes families
 /// in sorted order and each family's series in sorted label order.
 pub(crate) struct Writer<'a> {
     out: &'a mut String,
     format: Format,
     labels_open: bool,
+    interleave: Option<&'a mut dyn Interleave>,
 }
 
 impl<'a> Writer<'a> {
@@ -38,7 +47,15 @@ impl<'a> Writer<'a> {
             out,
             format,
             labels_open: false,
+            interleave: None,
         }
+    }
+
+    /// Merges `other`'s families into this stream by name: they are written
+    /// before the first family of ours that sorts after them.
+    pub(crate) fn interleave(mut self, other: &'a mut dyn Interleave) -> Self {
+        self.interleave = Some(other);
+        self
     }
 
     pub(crate) fn format(&self) -> Format {
@@ -48,6 +65,9 @@ impl<'a> Writer<'a> {
     /// `# HELP` and `# TYPE` for a family. `name` is the sample name of a
     /// counter (with `_total`) or the base name of the others.
     pub(crate) fn family(&mut self, name: &str, kind: Kind, help: &str) {
+        if let Some(other) = self.interleave.as_deref_mut() {
+            other.before(Some(name), self.out, self.format);
+        }
         let family = match (self.format, kind) {
             (Format::OpenMetrics, Kind::Counter) => name.strip_suffix("_total").unwrap_or(name),
             _ => name,
@@ -147,6 +167,9 @@ impl<'a> Writer<'a> {
 
     /// Ends the exposition (`# EOF` in OpenMetrics).
     pub(crate) fn finish(self) {
+        if let Some(other) = self.interleave {
+            other.before(None, self.out, self.format);
+        }
         if self.format == Format::OpenMetrics {
             self.out.push_str("# EOF\n");
         }

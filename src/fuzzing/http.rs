@@ -55,8 +55,13 @@ impl HttpHarness {
     /// the real one's checks without a socket to take over.
     pub fn new() -> Self {
         let (shared, rx) = Shared::new(64, Overflow::DropNewest);
-        let metrics =
-            Metrics::for_pipeline("agentgate", &MetricsConfig::default(), shared.clone(), None);
+        let metrics = Metrics::for_pipeline(
+            "agentgate",
+            &MetricsConfig::default(),
+            shared.clone(),
+            None,
+            Arc::new(crate::redact::Redactor::builtin().clone()),
+        );
         let drain = Drain::new(shared.clone(), rx, 16, 64, Default::default());
         // Detached on purpose: it serves `/api/runs` for the process's lifetime.
         let spawned = std::thread::Builder::new()

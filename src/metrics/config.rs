@@ -20,6 +20,25 @@ pub const DEFAULT_LATENCY_BUCKETS: &[f64] = &[
 /// The default number of distinct gate names with their own series.
 pub const DEFAULT_GATE_LABEL_LIMIT: usize = 100;
 
+/// Default bucket upper bounds of the engine's own histograms
+/// ([`Metrics::histogram`](super::Metrics::histogram) and the `metrics`
+/// crate's `histogram!`): the Prometheus client libraries' defaults, in
+/// seconds, stretched to five minutes, since most such histograms time
+/// something (tool calls, model requests).
+pub const DEFAULT_CUSTOM_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+];
+
+/// The default number of the engine's own metric families.
+pub const DEFAULT_CUSTOM_FAMILY_LIMIT: usize = 200;
+
+/// The default number of series (distinct label values) per family of the
+/// engine's own metrics.
+pub const DEFAULT_CUSTOM_SERIES_LIMIT: usize = 100;
+
+/// Bounds a histogram of the engine's may have at most.
+pub(crate) const MAX_CUSTOM_BUCKETS: usize = 200;
+
 /// How the metrics are shaped.
 ///
 /// ```
@@ -34,6 +53,9 @@ pub struct MetricsConfig {
     pub(crate) duration_buckets: Vec<f64>,
     pub(crate) latency_buckets: Vec<f64>,
     pub(crate) gate_label_limit: usize,
+    pub(crate) custom_buckets: Vec<f64>,
+    pub(crate) custom_family_limit: usize,
+    pub(crate) custom_series_limit: usize,
 }
 
 impl Default for MetricsConfig {
@@ -42,6 +64,9 @@ impl Default for MetricsConfig {
             duration_buckets: DEFAULT_DURATION_BUCKETS.to_vec(),
             latency_buckets: DEFAULT_LATENCY_BUCKETS.to_vec(),
             gate_label_limit: DEFAULT_GATE_LABEL_LIMIT,
+            custom_buckets: DEFAULT_CUSTOM_BUCKETS.to_vec(),
+            custom_family_limit: DEFAULT_CUSTOM_FAMILY_LIMIT,
+            custom_series_limit: DEFAULT_CUSTOM_SERIES_LIMIT,
         }
     }
 }
@@ -69,7 +94,38 @@ impl MetricsConfig {
         self
     }
 
+    /// Bucket upper bounds of the engine's own histograms that do not name
+    /// theirs (default [`DEFAULT_CUSTOM_BUCKETS`]): finite and strictly
+    /// increasing, at most 200; `+Inf` is implied.
+    ///
+    /// ```
+    /// use agentgate_obs::metrics::MetricsConfig;
+    /// let config = MetricsConfig::default().custom_buckets(vec![1.0, 10.0, 100.0]);
+    /// # let _ = config;
+    /// ```
+    pub fn custom_buckets(mut self, bounds: Vec<f64>) -> Self {
+        self.custom_buckets = bounds;
+        self
+    }
+
+    /// How many metric families the engine may register of its own
+    /// (default 200); the next registration is an error.
+    pub fn custom_family_limit(mut self, limit: usize) -> Self {
+        self.custom_family_limit = limit;
+        self
+    }
+
+    /// How many series (distinct label values) each of the engine's own
+    /// families may have (default 100); later label values are counted
+    /// under the value `other`, and in `custom_series_overflow_total`.
+    pub fn custom_series_limit(mut self, limit: usize) -> Self {
+        self.custom_series_limit = limit;
+        self
+    }
+
     pub(crate) fn validate(&self) -> Result<(), Error> {
+        crate::metrics::custom::validate_buckets(&self.custom_buckets)
+            .map_err(|reason| Error::Config(format!("custom_buckets: {reason}")))?;
         for (what, bounds) in [
             ("duration_buckets", &self.duration_buckets),
             ("latency_buckets", &self.latency_buckets),

@@ -27,8 +27,11 @@
 //! ```
 
 mod config;
+pub(crate) mod custom;
 pub(crate) mod histogram;
 mod labels;
+#[cfg(feature = "metrics")]
+mod recorder;
 mod render;
 pub(crate) mod sink;
 mod summary;
@@ -38,14 +41,22 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 pub use config::{
+    DEFAULT_CUSTOM_BUCKETS, DEFAULT_CUSTOM_FAMILY_LIMIT, DEFAULT_CUSTOM_SERIES_LIMIT,
     DEFAULT_DURATION_BUCKETS, DEFAULT_GATE_LABEL_LIMIT, DEFAULT_LATENCY_BUCKETS, MetricsConfig,
 };
+pub use custom::handles::{Counter, Gauge, Histogram};
+pub use custom::vec::{CounterVec, GaugeVec, HistogramVec};
+pub use custom::{MAX_LABELS, MetricError, OVERFLOW};
+#[cfg(feature = "metrics")]
+pub use recorder::MetricsRecorder;
 pub use summary::{Bucket, HistogramSummary, Summary};
 
 use crate::event::{Phase, RunOutcome};
 use crate::exposition::Format;
+use crate::exposition::writer::Kind;
 use crate::observability::Error;
 use crate::pipeline::Shared;
+use crate::redact::Redactor;
 use histogram::{TimeHistogram, Trace};
 use labels::GateLabels;
 
@@ -122,6 +133,8 @@ impl WsCloseReason {
 #[derive(Debug)]
 struct Names {
     active_runs: String,
+    custom_rejected: String,
+    custom_overflow: String,
     deliveries: String,
     queue_capacity: String,
     queue_depth: String,
@@ -153,6 +166,8 @@ impl Names {
         let n = |suffix: &str| format!("{ns}_{suffix}");
         Names {
             active_runs: n("active_runs"),
+            custom_rejected: n("custom_metrics_rejected_total"),
+            custom_overflow: n("custom_series_overflow_total"),
             deliveries: n("deliveries_total"),
             queue_capacity: n("event_queue_capacity"),
             queue_depth: n("event_queue_depth"),
@@ -178,6 +193,46 @@ impl Names {
             ws_clients: n("ws_clients"),
             ws_clients_closed: n("ws_clients_closed_total"),
         }
+    }
+}
+
+impl Names {
+    /// Every built-in family and its type, for the engine's families'
+    /// clash check.
+    fn families(&self) -> Vec<(&str, Kind)> {
+        use Kind::{Counter, Gauge, Histogram};
+        vec![
+            (&self.active_runs, Gauge),
+            (&self.custom_rejected, Counter),
+            (&self.custom_overflow, Counter),
+            (&self.deliveries, Counter),
+            (&self.queue_capacity, Gauge),
+            (&self.queue_depth, Gauge),
+            (&self.queue_latency, Histogram),
+            (&self.events_dropped, Counter),
+            (&self.events, Counter),
+            (&self.gate_checks, Counter),
+            (&self.http_shed, Counter),
+            (&self.iteration_duration, Histogram),
+            (&self.iterations, Counter),
+            (&self.listener_panics, Counter),
+            (&self.log_dropped, Counter),
+            (&self.log_sink_errors, Counter),
+            (&self.render_bytes, Gauge),
+            (&self.render_seconds, Gauge),
+            (&self.clamped, Counter),
+            (&self.phase_duration, Histogram),
+            (&self.phase_executions, Counter),
+            (&self.run_duration, Histogram),
+            (&self.runs_completed, Counter),
+            (&self.runs_evicted, Counter),
+            (&self.runs_started, Counter),
+            (&self.ws_clients, Gauge),
+            (&self.ws_clients_closed, Counter),
+        ]
+        .into_iter()
+        .map(|(name, kind)| (name.as_str(), kind))
+        .collect()
     }
 }
 
@@ -210,6 +265,8 @@ struct Inner {
     pipeline: Option<Arc<Shared>>,
     /// The pipeline's log writer, for the log families.
     log: Option<Arc<crate::log::Dispatch>>,
+    /// The engine's own families.
+    custom: custom::Registry,
 }
 
 /// The series and their rendering: Prometheus text, OpenMetrics, and the
@@ -250,7 +307,8 @@ impl Metrics {
     pub fn new(namespace: &str, config: MetricsConfig) -> Result<Metrics, Error> {
         crate::observability::validate_namespace(namespace)?;
         config.validate()?;
-        Ok(Self::build(namespace, &config, None, None))
+        let redactor = Arc::new(Redactor::builtin().clone());
+        Ok(Self::build(namespace, &config, None, None, redactor))
     }
 
     /// A collector attached to a pipeline (config already validated).
@@ -259,8 +317,9 @@ impl Metrics {
         config: &MetricsConfig,
         shared: Arc<Shared>,
         log: Option<Arc<crate::log::Dispatch>>,
+        redactor: Arc<Redactor>,
     ) -> Metrics {
-        Self::build(namespace, config, Some(shared), log)
+        Self::build(namespace, config, Some(shared), log, redactor)
     }
 
     fn build(
@@ -268,11 +327,27 @@ impl Metrics {
         config: &MetricsConfig,
         pipeline: Option<Arc<Shared>>,
         log: Option<Arc<crate::log::Dispatch>>,
+        redactor: Arc<Redactor>,
     ) -> Metrics {
         let durations = || TimeHistogram::new(&config.duration_buckets);
+        let names = Names::new(namespace);
+        let clock = pipeline
+            .as_ref()
+            .map_or_else(crate::pipeline::new_clock, |p| p.clock.clone());
+        let custom = custom::Registry::new(
+            namespace,
+            custom::Limits {
+                families: config.custom_family_limit,
+                series: config.custom_series_limit,
+                buckets: &config.custom_buckets,
+            },
+            &names.families(),
+            redactor,
+            clock,
+        );
         Metrics {
             inner: Arc::new(Inner {
-                names: Names::new(namespace),
+                names,
                 runs_started: AtomicU64::new(0),
                 runs_completed: Default::default(),
                 iterations: AtomicU64::new(0),
@@ -291,6 +366,7 @@ impl Metrics {
                 last_render_bytes: AtomicU64::new(0),
                 pipeline,
                 log,
+                custom,
             }),
         }
     }
@@ -314,6 +390,140 @@ impl Metrics {
     /// Sets `active_runs` (read only when no pipeline is attached).
     fn set_active_runs(&self, count: u64) {
         self.inner.active_runs.store(count, Ordering::Relaxed);
+    }
+
+    /// A counter of the engine's own, served on the same `/metrics`: the
+    /// series of `name` (prefixed with the namespace; `_total` appended if
+    /// missing) with these label values. Registering the same name again
+    /// with the same help and label names gives the same family; a handle
+    /// is cheap to keep and to clone, and counting is one atomic add.
+    ///
+    /// Label values pass through the redaction layer; past
+    /// [`MetricsConfig::custom_series_limit`] distinct values a family's
+    /// new label values all go to one series whose values are
+    /// [`OVERFLOW`], counted in `custom_series_overflow_total`.
+    ///
+    /// ```
+    /// use agentgate_obs::metrics::{Metrics, MetricsConfig};
+    /// let metrics = Metrics::new("agentgate", MetricsConfig::default())?;
+    /// let grep = metrics.counter("tool_calls_total", "Tool calls, by tool.", &[("tool", "grep")])?;
+    /// grep.increment(1);
+    /// assert!(metrics.render().contains("agentgate_tool_calls_total{tool=\"grep\"} 1\n"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn counter(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[(&str, &str)],
+    ) -> Result<Counter, MetricError> {
+        match self.register(Kind::Counter, name, help, labels, None)? {
+            custom::Cell::Counter(cell) => Ok(Counter { cell }),
+            _ => unreachable!("a counter family holds counter cells"),
+        }
+    }
+
+    /// A gauge of the engine's own; see [`counter`](Self::counter).
+    ///
+    /// ```
+    /// # let metrics = agentgate_obs::metrics::Metrics::new("agentgate", Default::default())?;
+    /// let sandboxes = metrics.gauge("open_sandboxes", "Sandboxes open.", &[])?;
+    /// sandboxes.set(3.0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn gauge(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[(&str, &str)],
+    ) -> Result<Gauge, MetricError> {
+        match self.register(Kind::Gauge, name, help, labels, None)? {
+            custom::Cell::Gauge(cell) => Ok(Gauge { cell }),
+            _ => unreachable!("a gauge family holds gauge cells"),
+        }
+    }
+
+    /// A histogram of the engine's own with the default buckets
+    /// ([`MetricsConfig::custom_buckets`], seconds by default); see
+    /// [`counter`](Self::counter). Recording is a few atomic operations;
+    /// in OpenMetrics each bucket carries an exemplar with the correlation
+    /// id (and run id) of the [`LogContext`](crate::LogContext) its latest
+    /// observation was made in.
+    ///
+    /// ```
+    /// # let metrics = agentgate_obs::metrics::Metrics::new("agentgate", Default::default())?;
+    /// let requests = metrics.histogram("model_request_seconds", "Model requests.", &[("model", "m1")])?;
+    /// requests.record_duration(std::time::Duration::from_millis(420));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn histogram(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[(&str, &str)],
+    ) -> Result<Histogram, MetricError> {
+        self.histogram_cell(name, help, labels, None)
+    }
+
+    /// A histogram with its own bucket upper bounds (finite, strictly
+    /// increasing, at most 200; `+Inf` is implied). Registering the name
+    /// again with other bounds is an error.
+    ///
+    /// ```
+    /// # let metrics = agentgate_obs::metrics::Metrics::new("agentgate", Default::default())?;
+    /// let tokens = metrics.histogram_with_buckets(
+    ///     "prompt_tokens", "Tokens per prompt.", &[], &[256.0, 1024.0, 4096.0, 16384.0])?;
+    /// tokens.record(1500.0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn histogram_with_buckets(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[(&str, &str)],
+        buckets: &[f64],
+    ) -> Result<Histogram, MetricError> {
+        self.histogram_cell(name, help, labels, Some(buckets))
+    }
+
+    fn histogram_cell(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[(&str, &str)],
+        buckets: Option<&[f64]>,
+    ) -> Result<Histogram, MetricError> {
+        match self.register(Kind::Histogram, name, help, labels, buckets)? {
+            custom::Cell::Histogram(cell) => Ok(Histogram { cell }),
+            _ => unreachable!("a histogram family holds histogram cells"),
+        }
+    }
+
+    fn register(
+        &self,
+        kind: Kind,
+        name: &str,
+        help: &str,
+        labels: &[(&str, &str)],
+        buckets: Option<&[f64]>,
+    ) -> Result<custom::Cell, MetricError> {
+        let request = custom::Request {
+            kind,
+            name,
+            help: Some(help),
+            labels,
+            buckets,
+        };
+        let registered = self
+            .inner
+            .custom
+            .register(&request, custom::Origin::Native)?;
+        Ok(registered.cell)
+    }
+
+    /// The engine's own families, for the `metrics` recorder and the vectors.
+    pub(crate) fn custom(&self) -> &custom::Registry {
+        &self.inner.custom
     }
 
     /// Counts one check of a gate. Gate names past the configured limit

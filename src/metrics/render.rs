@@ -13,8 +13,8 @@ use crate::pipeline::stats::EventCounts;
 
 /// OpenMetrics caps an exemplar's label names and values at 128 characters.
 const EXEMPLAR_LABEL_CHARS: usize = 128;
-const RUN_ID: &str = "run_id";
-const CORRELATION_ID: &str = "correlation_id";
+pub(super) const RUN_ID: &str = "run_id";
+pub(super) const CORRELATION_ID: &str = "correlation_id";
 
 const BOOLS: [&str; 2] = ["false", "true"];
 
@@ -28,7 +28,8 @@ fn event_types_sorted() -> [EventType; EventType::COUNT] {
 pub(super) fn render(metrics: &Metrics, format: Format, out: &mut String) {
     let m = &*metrics.inner;
     let n = &m.names;
-    let mut w = Writer::new(out, format);
+    let mut custom = super::custom::render::Cursor::new(&m.custom);
+    let mut w = Writer::new(out, format).interleave(&mut custom);
     let pipeline = m.pipeline.as_deref();
     let relaxed = |a: &std::sync::atomic::AtomicU64| {
         // Relaxed: counters read for reporting; each is monotonic on its own.
@@ -42,6 +43,30 @@ pub(super) fn render(metrics: &Metrics, format: Format, out: &mut String) {
         "Runs started and not yet finished.",
     );
     w.sample(&n.active_runs, "").value_u64(active);
+
+    w.family(
+        &n.custom_rejected,
+        Kind::Counter,
+        "Registrations of the engine's own metrics refused, by reason (clash, family_limit, invalid, mismatch).",
+    );
+    for reason in super::custom::Rejection::ALL {
+        w.sample(&n.custom_rejected, "")
+            .label("reason", reason.as_str())
+            .value_u64(relaxed(&m.custom.rejected[reason as usize]));
+    }
+    w.family(
+        &n.custom_overflow,
+        Kind::Counter,
+        "New label values of the engine's own metrics counted under the value \"other\" because their family had reached its series limit, by family.",
+    );
+    for family in m.custom.families().iter() {
+        let overflowed = relaxed(&family.overflowed);
+        if overflowed > 0 {
+            w.sample(&n.custom_overflow, "")
+                .label("family", &family.name)
+                .value_u64(overflowed);
+        }
+    }
 
     w.family(
         &n.deliveries,
@@ -324,9 +349,15 @@ fn histogram_labeled(
 /// The exemplar's ids, escaped, each cut to fit OpenMetrics' 128-character
 /// limit on an exemplar's labels.
 fn exemplar_labels(e: &Exemplar) -> (String, String) {
+    exemplar_ids(&e.run_id, &e.correlation_id)
+}
+
+/// A run id and a correlation id, escaped, each cut so that together they
+/// fit OpenMetrics' 128-character limit on an exemplar's labels.
+pub(super) fn exemplar_ids(run_id: &str, correlation_id: &str) -> (String, String) {
     let budget = EXEMPLAR_LABEL_CHARS - RUN_ID.len() - CORRELATION_ID.len();
-    let run_chars = e.run_id.chars().count();
-    let corr_chars = e.correlation_id.chars().count();
+    let run_chars = run_id.chars().count();
+    let corr_chars = correlation_id.chars().count();
     let (run_max, corr_max) = if run_chars + corr_chars <= budget {
         (run_chars, corr_chars)
     } else {
@@ -341,5 +372,5 @@ fn exemplar_labels(e: &Exemplar) -> (String, String) {
         escape_label_value(&s[..end], &mut out);
         out
     };
-    (cut(&e.run_id, run_max), cut(&e.correlation_id, corr_max))
+    (cut(run_id, run_max), cut(correlation_id, corr_max))
 }

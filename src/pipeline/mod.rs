@@ -10,6 +10,7 @@
 //! ring as a control message.
 
 mod clock;
+pub(crate) use clock::new_clock;
 pub(crate) mod drain;
 pub(crate) mod envelope;
 pub(crate) mod listeners;
