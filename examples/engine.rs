@@ -1,23 +1,20 @@
 //! A small synchronous engine whose phases run real commands, instrumented
-//! with the scoped guards and the global facade, serving the dashboard.
+//! with the scoped guards, the global facade and one metric of its own.
 //!
 //! ```text
 //! cargo run --example engine -- --phase build='cargo check' \
 //!     --phase test='sh -c "exit 0"' --work-orders 3
 //! ```
 //!
-//! Each `--phase NAME=COMMAND` runs through `sh -c`. A NAME that is a phase
-//! (`build`, `snapshot`, `verify`, `feedback`) runs in that phase; any other
-//! NAME (`test` above) is a gate checked in `verify`. Phases run in that
-//! order, their steps in the order given; a phase succeeds when they all
-//! exit 0, and the first failure ends the run (`feedback` runs only after
-//! a failed `verify`). Exit codes and
-//! output sizes travel as `phase_completed` metadata. Serves until Ctrl-C
-//! (or `--exit-when-done`); exits 1 when a run failed.
+//! `--phase NAME=COMMAND` runs COMMAND with `sh -c` in phase NAME (`build`,
+//! `snapshot`, `verify`, `feedback`); any other NAME is a gate checked in
+//! `verify`. The first failure ends the run (`feedback` runs only after a
+//! failed `verify`). Exits 1 when a run failed.
 
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
+use agentgate_obs::metrics::HistogramVec;
 use agentgate_obs::{
     Emitter, ExecutionMetrics, Metadata, Observability, Phase, ProgressEmitter, RunResult,
     Strategy, TaskSpec, global,
@@ -41,7 +38,7 @@ struct Args {
     exit_when_done: bool,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 struct Step {
     name: String,
     command: String,
@@ -61,20 +58,21 @@ fn parse_step(arg: &str) -> Result<Step, String> {
     })
 }
 
-fn main() -> ExitCode {
-    serve_and_run(Args::parse()).unwrap_or_else(|e| {
-        eprintln!("engine: {e}");
-        ExitCode::from(2)
-    })
-}
-
 /// Runs every work order; exits 1 when a run failed.
-fn serve_and_run(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
+fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let args = Args::parse();
     let obs = Observability::builder().serve(&args.listen).start()?;
     obs.install_global()?;
     let addr = obs.local_addr().ok_or("the server did not bind")?;
     println!("dashboard: http://{addr}/");
-    let engine = Engine { steps: args.steps };
+    let engine = Engine {
+        steps: args.steps,
+        commands: obs.metrics().histogram_vec(
+            "engine_command_duration_seconds",
+            "Commands the engine ran, by phase.",
+            &["phase"],
+        )?,
+    };
     let passed = (1..=args.work_orders)
         .filter(|n| engine.execute(&obs.emitter(), &format!("wo-{n}"), &format!("run-{n}")))
         .count();
@@ -89,10 +87,10 @@ fn serve_and_run(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
     Ok(ExitCode::from(u8::from(passed < args.work_orders as usize)))
 }
 
-/// What the engine knows; its own metrics (say, commands run per phase)
-/// would be built in `serve_and_run`, kept here and counted in `run_command`.
+/// What the engine knows, and its own metric, on the same `/metrics`.
 struct Engine {
     steps: Vec<Step>,
+    commands: HistogramVec,
 }
 
 impl Engine {
@@ -143,12 +141,16 @@ impl Engine {
     }
 
     /// The one place a command runs; notes its exit code and output sizes.
-    fn run_command(&self, _phase: Phase, step: &Step, metadata: &mut Metadata) -> bool {
+    fn run_command(&self, phase: Phase, step: &Step, metadata: &mut Metadata) -> bool {
+        let started = Instant::now();
         let fields = match Command::new("sh").arg("-c").arg(&step.command).output() {
             Ok(out) => json!({"command": step.command, "exitCode": out.status.code(),
                 "stdoutBytes": out.stdout.len(), "stderrBytes": out.stderr.len()}),
             Err(e) => json!({"command": step.command, "error": e.to_string()}),
         };
+        if let Ok(seconds) = self.commands.with(&[phase.as_str()]) {
+            seconds.record_duration(started.elapsed());
+        }
         let ok = fields["exitCode"] == 0;
         metadata.insert(step.name.clone(), fields);
         ok

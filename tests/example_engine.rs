@@ -151,6 +151,15 @@ fn passing_commands_make_succeeded_runs_with_their_output_sizes_as_metadata() {
         assert_eq!(r["gates"][0]["passed"], true, "{r}");
         assert!(r["gates"][0]["durationMs"].is_u64(), "a timed gate: {r}");
     }
+    // The engine's own histogram, beside the built-in families: per run, one
+    // build command and one gate command (run in verify).
+    let metrics = http_get(engine.addr, "/metrics", &[]).body;
+    for (phase, count) in [("build", 2), ("verify", 2)] {
+        let line = format!(
+            "agentgate_engine_command_duration_seconds_count{{phase=\"{phase}\"}} {count}\n"
+        );
+        assert!(metrics.contains(&line), "{line} in:\n{metrics}");
+    }
     let (status, log) = engine.interrupt();
     assert!(status.success(), "{status}");
     let build = log
