@@ -117,6 +117,9 @@ impl Output {
         if self.buf.is_empty() {
             return;
         }
+        // A stat per write (one per 64 KiB, or per idle moment): cheap
+        // beside the write, and it keeps lines out of a deleted file.
+        self.verify_path();
         let result = match &mut self.sink {
             Sink::File(Some(file)) => file.write_all(&self.buf),
             Sink::File(None) => Err(io::Error::other("the journal file is not open")),
@@ -188,38 +191,32 @@ impl Output {
         }
     }
 
-    /// Every [`CHECK_EVERY`]: reopens a file that failed, and notices a
-    /// file that was removed or renamed under the writer (its lines would
-    /// go to a file nobody can find), then starts a new one at the path.
+    /// Every [`CHECK_EVERY`] (and at every flush with `now`): reopens a
+    /// file that failed, and notices one removed or moved under the writer.
     pub(super) fn check(&mut self, now: bool) {
         if !now && self.last_check.elapsed() < CHECK_EVERY {
             return;
         }
         self.last_check = Instant::now();
-        let Sink::File(file) = &self.sink else {
-            return;
-        };
-        let Some(file) = file else {
-            self.reopen();
-            return;
-        };
-        if !same_file(file, &self.path) {
-            if is_deleted(file) {
-                // Lines written to a deleted file are lost: count them so.
-                self.discard();
-            } else {
-                // Moved (renamed by hand or by a shipper): finish it there.
-                self.write_out();
-            }
-            self.failed(
-                "find",
-                &io::Error::new(
-                    io::ErrorKind::NotFound,
-                    "the journal file was removed or moved",
-                ),
-            );
-            self.reopen();
+        match &self.sink {
+            Sink::File(None) => self.reopen(),
+            Sink::File(Some(_)) => self.verify_path(),
+            Sink::Writer(_) => {}
         }
+    }
+
+    /// A file removed or moved under the writer would take its lines
+    /// where nobody looks (a deleted file's are lost for good): a new file
+    /// is started at the path, and the buffered lines go there.
+    fn verify_path(&mut self) {
+        let Sink::File(Some(file)) = &self.sink else {
+            return;
+        };
+        if same_file(file, &self.path) {
+            return;
+        }
+        self.note("the journal file was removed or moved; starting a new one at its path");
+        self.reopen();
     }
 
     /// Counts the buffered lines as dropped and forgets them.
@@ -335,18 +332,6 @@ fn same_file(file: &File, path: &Path) -> bool {
         (Ok(open), Ok(named)) => open.dev() == named.dev() && open.ino() == named.ino(),
         _ => false,
     }
-}
-
-/// Whether the open `file` has no name left (it was deleted).
-#[cfg(unix)]
-fn is_deleted(file: &File) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    file.metadata().is_ok_and(|m| m.nlink() == 0)
-}
-
-#[cfg(not(unix))]
-fn is_deleted(_file: &File) -> bool {
-    true
 }
 
 #[cfg(not(unix))]
