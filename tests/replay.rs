@@ -81,13 +81,8 @@ fn replaying_a_demos_journal_reproduces_its_final_api_runs_and_metrics_counters_
     assert_eq!(live_runs.as_array().map(Vec::len), Some(40));
 
     let replayed = quiet().serve("127.0.0.1:0").start().expect("start");
-    let report = replay(
-        &replayed,
-        &[path.clone()],
-        Speed::Max,
-        &AtomicBool::new(false),
-    )
-    .expect("a readable journal");
+    let report = replay(&replayed, &[&path], Speed::Max, &AtomicBool::new(false))
+        .expect("a readable journal");
     assert_eq!(report.events, live.stats().processed.total());
     assert_eq!(
         (report.missing, report.restarts, report.read.skipped()),
@@ -176,8 +171,7 @@ fn truncated_garbage_blank_and_unknown_lines_are_skipped_counted_and_named_by_li
     std::fs::write(&broken, text).expect("write");
 
     let obs = quiet().start().expect("start");
-    let report =
-        replay(&obs, &[broken.clone()], Speed::Max, &AtomicBool::new(false)).expect("readable");
+    let report = replay(&obs, &[&broken], Speed::Max, &AtomicBool::new(false)).expect("readable");
     assert_eq!(report.events, n as u64 - 1);
     let read = &report.read;
     assert_eq!(
@@ -231,13 +225,7 @@ fn replay_at_a_speed_follows_the_original_timing_scaled() {
     .expect("write");
     let obs = quiet().start().expect("start");
     let started = Instant::now();
-    let report = replay(
-        &obs,
-        &[path.clone()],
-        Speed::Scaled(10.0),
-        &AtomicBool::new(false),
-    )
-    .expect("ok");
+    let report = replay(&obs, &[&path], Speed::Scaled(10.0), &AtomicBool::new(false)).expect("ok");
     let took = started.elapsed();
     assert_eq!(report.events, 3);
     // Two seconds of journal at ten times the pace.

@@ -107,7 +107,7 @@ impl ReadReport {
 ///     "garbage\n",
 ///     r#"{"type":"run:star"#,
 /// )).unwrap();
-/// let mut reader = JournalReader::open(&[path.clone()])?;
+/// let mut reader = JournalReader::open(&[&path])?;
 /// let records: Vec<_> = reader.by_ref().collect::<Result<_, _>>()?;
 /// assert_eq!(records.len(), 1);
 /// assert_eq!(records[0].seq, Some(7));
@@ -128,7 +128,7 @@ pub struct JournalReader {
 impl JournalReader {
     /// Opens `paths` in the order of [`order_files`]. Fails if one of them
     /// cannot be opened (before anything is read).
-    pub fn open(paths: &[PathBuf]) -> Result<JournalReader, JournalError> {
+    pub fn open<P: AsRef<Path>>(paths: &[P]) -> Result<JournalReader, JournalError> {
         let files = order_files(paths);
         for path in &files {
             File::open(path).map_err(|source| JournalError::Io {
@@ -276,10 +276,11 @@ fn classify(line: &[u8]) -> SkipReason {
 /// let ordered: Vec<PathBuf> = ["j.10", "j.2", "j.1", "j", "other"].iter().map(PathBuf::from).collect();
 /// assert_eq!(order_files(&given), ordered);
 /// ```
-pub fn order_files(paths: &[PathBuf]) -> Vec<PathBuf> {
+pub fn order_files<P: AsRef<Path>>(paths: &[P]) -> Vec<PathBuf> {
     let mut bases: Vec<PathBuf> = Vec::new();
     let mut keyed: Vec<(usize, std::cmp::Reverse<u64>, PathBuf)> = Vec::new();
     for path in paths {
+        let path = path.as_ref();
         if keyed.iter().any(|(_, _, p)| p == path) {
             continue;
         }
@@ -291,7 +292,7 @@ pub fn order_files(paths: &[PathBuf]) -> Vec<PathBuf> {
                 bases.len() - 1
             }
         };
-        keyed.push((group, std::cmp::Reverse(n), path.clone()));
+        keyed.push((group, std::cmp::Reverse(n), path.to_owned()));
     }
     keyed.sort_by_key(|k| (k.0, k.1));
     keyed.into_iter().map(|(_, _, p)| p).collect()

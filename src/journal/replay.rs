@@ -2,7 +2,7 @@
 //! metrics, the dashboard and `/ws` then show the journal's runs through
 //! the live code paths.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -76,15 +76,15 @@ pub struct ReplayReport {
 ///     r#"{"type":"run:started","seq":1,"timestamp":"2026-12-02T01:00:00.000Z","workOrderId":"wo","runId":"r","correlationId":"r","taskSpec":{"goal":"g","strategy":"ralph","maxIterations":3}}"#, "\n",
 /// )).unwrap();
 /// let obs = Observability::builder().no_log().start()?;
-/// let report = replay(&obs, &[path.clone()], Speed::Max, &AtomicBool::new(false)).unwrap();
+/// let report = replay(&obs, &[&path], Speed::Max, &AtomicBool::new(false)).unwrap();
 /// assert_eq!(report.events, 1);
 /// assert_eq!(obs.active_runs(), 1);
 /// # std::fs::remove_file(&path).unwrap();
 /// # Ok::<(), agentgate_obs::Error>(())
 /// ```
-pub fn replay(
+pub fn replay<P: AsRef<Path>>(
     obs: &Observability,
-    paths: &[PathBuf],
+    paths: &[P],
     speed: Speed,
     stop: &AtomicBool,
 ) -> Result<ReplayReport, JournalError> {
