@@ -146,7 +146,9 @@ fn a_stuck_writer_costs_counted_drops_but_lifecycle_events_keep_their_reserved_r
         emitter.emit_run_started("wo-2", id, &TaskSpec::new("g", Strategy::Fixed, 1));
     }
     let _ = obs.runs();
-    for i in 0..200 {
+    // Past the reserve whatever the writer took before it blocked (at most
+    // 64 KiB of lines): most of these are dropped.
+    for i in 0..2_000 {
         emitter.emit_run_started(
             "wo-3",
             &format!("lost-{i}"),
@@ -156,7 +158,8 @@ fn a_stuck_writer_costs_counted_drops_but_lifecycle_events_keep_their_reserved_r
     let _ = obs.runs();
     let stuck = obs.journal_stats().expect("a journal");
     assert!(stuck.dropped[EventType::PhaseStarted] > 4_000, "{stuck:?}");
-    assert_eq!(stuck.dropped[EventType::RunStarted], 200, "{stuck:?}");
+    let lost = stuck.dropped[EventType::RunStarted];
+    assert!((1_000..=2_000).contains(&lost), "{stuck:?}");
 
     sink.open();
     obs.flush();
@@ -168,7 +171,10 @@ fn a_stuck_writer_costs_counted_drops_but_lifecycle_events_keep_their_reserved_r
             "{id} was kept"
         );
     }
-    assert!(!text.contains("lost-"));
+    assert_eq!(
+        text.matches(r#""runId":"lost-"#).count() as u64,
+        2_000 - lost
+    );
     obs.shutdown();
     let warnings: Vec<_> = log
         .log_lines()

@@ -34,6 +34,7 @@
 //! [`replay`] feeds them through a running [`Observability`](crate::Observability)
 //! so the tracker, metrics, dashboard and `/ws` are the live code paths.
 
+mod item;
 mod read;
 mod replay;
 mod rotate;

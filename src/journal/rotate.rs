@@ -112,6 +112,11 @@ impl Output {
         }
     }
 
+    /// Counts an event that will not be written.
+    pub(super) fn count_dropped(&self, ty: EventType) {
+        self.counters.dropped.add(ty);
+    }
+
     /// Hands the buffered lines to the kernel.
     pub(super) fn write_out(&mut self) {
         if self.buf.is_empty() {

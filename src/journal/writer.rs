@@ -1,8 +1,8 @@
 //! The drain thread's journal sink and the writer thread behind it.
 //!
-//! The drain thread only clones each event (its ids are `Arc`s) into a
-//! batch with its `seq`; the writer thread encodes the lines with the
-//! WebSocket encoder and writes them. Batches cross an unbounded channel
+//! The drain thread only copies each event, in the compact form of
+//! `item.rs`, into a batch with its `seq`; the writer thread rebuilds the
+//! event, encodes its line with the WebSocket encoder and writes it. Batches cross an unbounded channel
 //! whose contents are bounded by a count of queued events instead: up to
 //! `capacity` for every event, then `lifecycle_reserve` more for lifecycle
 //! events alone. One count both keeps the lines in `seq` order (a second
@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
 
+use super::item::{Decoder, Encoder, Item};
 use super::rotate::{CHECK_EVERY, Output};
 use super::{JournalConfig, JournalCounters};
 use crate::event::ProgressEvent;
@@ -26,14 +27,11 @@ use crate::pipeline::drain::{EventInfo, Sink};
 /// Events per hand-off at most: one channel send per batch, not per event.
 const BATCH: usize = 256;
 
-/// Empty batches the writer hands back for reuse, so the drain thread
-/// does not allocate one per hand-off.
-const RECYCLED: usize = 8;
-
-struct Item {
-    seq: u64,
-    event: ProgressEvent,
-}
+/// Empty batches the writer hands back for reuse at most: enough for a
+/// full hand-off, so that after a first burst the drain thread neither
+/// allocates nor touches fresh memory (page faults cost it more than the
+/// copies).
+const MAX_RECYCLED: usize = 1024;
 
 enum ToWriter {
     Batch(Vec<Item>),
@@ -73,7 +71,8 @@ pub(crate) fn start(
         }
     })?;
     let (tx, rx) = crossbeam_channel::unbounded();
-    let (recycle_tx, recycle_rx) = crossbeam_channel::bounded(RECYCLED);
+    let pool = ((config.capacity + config.lifecycle_reserve) / BATCH + 4).min(MAX_RECYCLED);
+    let (recycle_tx, recycle_rx) = crossbeam_channel::bounded(pool);
     let queued = Arc::new(AtomicUsize::new(0));
     let writer = Writer {
         rx,
@@ -81,6 +80,7 @@ pub(crate) fn start(
         output,
         queued: queued.clone(),
         line: Vec::with_capacity(1024),
+        decoder: Decoder::new(),
     };
     let thread = std::thread::Builder::new()
         .name("agentgate-obs-journal".into())
@@ -92,7 +92,9 @@ pub(crate) fn start(
     let sink = JournalSink {
         tx: tx.clone(),
         recycled: recycle_rx,
-        pending: Vec::with_capacity(BATCH),
+        pending: Vec::with_capacity(BATCH + 16),
+        pending_events: 0,
+        encoder: Encoder::new(),
         queued,
         capacity: config.capacity,
         reserve: config.lifecycle_reserve,
@@ -153,6 +155,9 @@ pub(crate) struct JournalSink {
     tx: Sender<ToWriter>,
     recycled: Receiver<Vec<Item>>,
     pending: Vec<Item>,
+    /// Events in `pending` (the rest are id messages).
+    pending_events: usize,
+    encoder: Encoder,
     /// Events handed over and not yet taken by the writer.
     queued: Arc<AtomicUsize>,
     capacity: usize,
@@ -173,46 +178,51 @@ impl JournalSink {
         let fresh = self
             .recycled
             .try_recv()
-            .unwrap_or_else(|_| Vec::with_capacity(BATCH));
+            .unwrap_or_else(|_| Vec::with_capacity(BATCH + 16));
         let mut batch = std::mem::replace(&mut self.pending, fresh);
-        if queued + batch.len() > self.capacity {
-            self.shed(&mut batch, queued);
-            if batch.is_empty() {
-                return;
-            }
+        let mut events = std::mem::take(&mut self.pending_events);
+        if queued + events > self.capacity {
+            events = self.shed(&mut batch, queued);
         } else {
             self.warned = false;
         }
-        let n = batch.len();
         // Relaxed: see above.
-        self.queued.fetch_add(n, Ordering::Relaxed);
+        self.queued.fetch_add(events, Ordering::Relaxed);
         if let Err(crossbeam_channel::SendError(ToWriter::Batch(lost))) =
             self.tx.send(ToWriter::Batch(batch))
         {
             // The writer thread is gone (it panicked): count, never block.
-            self.queued.fetch_sub(n, Ordering::Relaxed);
-            for item in &lost {
-                self.counters.dropped.add(item.event.event_type());
+            self.queued.fetch_sub(events, Ordering::Relaxed);
+            for ty in lost.iter().filter_map(Item::event_type) {
+                self.counters.dropped.add(ty);
             }
         }
     }
 
     /// The writer is behind: keeps the lifecycle events of `batch` if the
-    /// reserved room holds them, counts the rest as dropped.
-    fn shed(&mut self, batch: &mut Vec<Item>, queued: usize) {
-        batch.retain(|item| {
-            let ty = item.event.event_type();
-            if !ty.is_lifecycle() {
-                self.counters.dropped.add(ty);
+    /// reserved room holds them, counts the rest as dropped. Id messages
+    /// always stay (later events refer to them). Returns the events kept.
+    fn shed(&mut self, batch: &mut Vec<Item>, queued: usize) -> usize {
+        let counters = &self.counters;
+        batch.retain(|item| match item.event_type() {
+            None => true,
+            Some(ty) if ty.is_lifecycle() => true,
+            Some(ty) => {
+                counters.dropped.add(ty);
+                false
             }
-            ty.is_lifecycle()
         });
-        if queued + batch.len() <= self.capacity + self.reserve {
-            return;
+        let kept = batch.iter().filter(|i| i.event_type().is_some()).count();
+        if queued + kept <= self.capacity + self.reserve {
+            return kept;
         }
-        for item in batch.drain(..) {
-            self.counters.dropped.add(item.event.event_type());
-        }
+        batch.retain(|item| match item.event_type() {
+            None => true,
+            Some(ty) => {
+                counters.dropped.add(ty);
+                false
+            }
+        });
         if !self.warned {
             self.warned = true;
             let message = "the journal writer is stuck past the room reserved for lifecycle \
@@ -228,16 +238,15 @@ impl JournalSink {
                 None => eprintln!("agentgate-obs: WARNING: {message}"),
             }
         }
+        0
     }
 }
 
 impl Sink for JournalSink {
     fn event(&mut self, event: &ProgressEvent, info: &EventInfo) {
-        self.pending.push(Item {
-            seq: info.seq,
-            event: event.clone(),
-        });
-        if self.pending.len() >= BATCH {
+        self.encoder.push(&mut self.pending, info.seq, event);
+        self.pending_events += 1;
+        if self.pending_events >= BATCH {
             self.hand_off();
         }
     }
@@ -255,6 +264,7 @@ struct Writer {
     queued: Arc<AtomicUsize>,
     /// The line being encoded, reused.
     line: Vec<u8>,
+    decoder: Decoder,
 }
 
 impl Writer {
@@ -304,12 +314,22 @@ impl Writer {
     }
 
     fn write(&mut self, mut batch: Vec<Item>) {
-        let n = batch.len();
+        let mut n = 0;
         for item in batch.drain(..) {
+            let (seq, event) = match self.decoder.take(item) {
+                Ok(Some(event)) => event,
+                Ok(None) => continue,
+                Err(ty) => {
+                    n += 1;
+                    self.output.count_dropped(ty);
+                    continue;
+                }
+            };
+            n += 1;
             self.line.clear();
-            crate::ws::protocol::write_event_message(&mut self.line, item.seq, &item.event);
+            crate::ws::protocol::write_event_message(&mut self.line, seq, event);
             self.line.push(b'\n');
-            self.output.push(&self.line, item.event.event_type());
+            self.output.push(&self.line, event.event_type());
         }
         // Relaxed: an admission count (see `JournalSink::hand_off`).
         self.queued.fetch_sub(n, Ordering::Relaxed);
