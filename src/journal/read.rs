@@ -5,10 +5,9 @@ use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
-
 use super::JournalError;
-use crate::event::{EventType, ProgressEvent};
+use super::parse::{self, Interner, NotAnEvent};
+use crate::event::ProgressEvent;
 
 /// How many skipped lines a [`ReadReport`] names (the rest are counted).
 const NAMED_SKIPS: usize = 5;
@@ -123,6 +122,7 @@ pub struct JournalReader {
     line_no: u64,
     buf: Vec<u8>,
     report: ReadReport,
+    ids: Interner,
 }
 
 impl JournalReader {
@@ -142,6 +142,7 @@ impl JournalReader {
             line_no: 0,
             buf: Vec::with_capacity(1024),
             report: ReadReport::default(),
+            ids: Interner::default(),
         })
     }
 
@@ -186,23 +187,41 @@ impl Iterator for JournalReader {
             let Some((path, reader)) = self.current.as_mut() else {
                 continue;
             };
-            self.buf.clear();
-            match reader.read_until(b'\n', &mut self.buf) {
-                Ok(0) => {
-                    self.current = None;
-                    continue;
-                }
-                Ok(_) => {}
+            // A line wholly in the reader's buffer is parsed where it lies;
+            // only one that crosses the buffer's end is copied out first.
+            let available = match reader.fill_buf() {
+                Ok(available) => available,
                 Err(source) => {
                     let path = path.clone();
                     self.current = None;
                     return Some(Err(JournalError::Io { path, source }));
                 }
+            };
+            if available.is_empty() {
+                self.current = None;
+                continue;
             }
             self.line_no += 1;
             self.report.lines += 1;
-            let whole = self.buf.last() == Some(&b'\n');
-            match parse_line(&self.buf) {
+            let (parsed, whole) = match memchr::memchr(b'\n', available) {
+                Some(end) => {
+                    let parsed = parse_line(&available[..end], &mut self.ids);
+                    reader.consume(end + 1);
+                    (parsed, true)
+                }
+                None => {
+                    self.buf.clear();
+                    if let Err(source) = reader.read_until(b'\n', &mut self.buf) {
+                        let path = path.clone();
+                        self.current = None;
+                        return Some(Err(JournalError::Io { path, source }));
+                    }
+                    let whole = self.buf.last() == Some(&b'\n');
+                    let line = self.buf.strip_suffix(b"\n").unwrap_or(&self.buf);
+                    (parse_line(line, &mut self.ids), whole)
+                }
+            };
+            match parsed {
                 Ok(record) => {
                     self.report.events += 1;
                     return Some(Ok(record));
@@ -222,16 +241,17 @@ impl Iterator for JournalReader {
 }
 
 /// Parses one line (with or without its newline).
-fn parse_line(line: &[u8]) -> Result<JournalRecord, SkipReason> {
+fn parse_line(line: &[u8], ids: &mut Interner) -> Result<JournalRecord, SkipReason> {
     if line.iter().all(u8::is_ascii_whitespace) {
         return Err(SkipReason::Blank);
     }
-    match serde_json::from_slice::<ProgressEvent>(line) {
+    match parse::parse(line, ids) {
         Ok(event) => Ok(JournalRecord {
             seq: seq_of(line),
             event,
         }),
-        Err(_) => Err(classify(line)),
+        Err(NotAnEvent::Malformed) => Err(SkipReason::Garbage),
+        Err(NotAnEvent::UnknownType(ty)) => Err(SkipReason::UnknownType(ty)),
     }
 }
 
@@ -246,21 +266,6 @@ fn seq_of(line: &[u8]) -> Option<u64> {
         .ok()?
         .parse()
         .ok()
-}
-
-/// Why a line that is not an event was skipped.
-fn classify(line: &[u8]) -> SkipReason {
-    #[derive(Deserialize)]
-    struct Typed {
-        #[serde(rename = "type")]
-        ty: String,
-    }
-    match serde_json::from_slice::<Typed>(line) {
-        Ok(Typed { ty }) if EventType::parse(&ty).is_none() => {
-            SkipReason::UnknownType(ty.chars().take(64).collect())
-        }
-        _ => SkipReason::Garbage,
-    }
 }
 
 /// Puts journal files in reading order: the files of a rotated set
@@ -327,6 +332,7 @@ mod tests {
 
     #[test]
     fn lines_that_are_not_events_are_classified() {
+        let parse_line = |line: &[u8]| parse_line(line, &mut Interner::default());
         assert_eq!(parse_line(b"  \n").err(), Some(SkipReason::Blank));
         assert_eq!(
             parse_line(b"{\"type\":\"hello\",\"seq\":0}\n").err(),
