@@ -258,3 +258,46 @@ impl Decoder {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_crosses_in_one_cache_line() {
+        assert!(
+            std::mem::size_of::<Item>() <= 64,
+            "{}",
+            std::mem::size_of::<Item>()
+        );
+    }
+
+    #[test]
+    fn events_come_out_as_they_went_in_with_their_ids_sent_once_per_slot() {
+        let mut encoder = Encoder::new();
+        let mut decoder = Decoder::new();
+        let a = ProgressEvent::new("wo", "run-a", EventKind::DeliveryStarted);
+        let mut b = ProgressEvent::new("wo", "run-b", EventKind::RunFailed { error: "e".into() });
+        b.metadata = Some(Arc::new(Metadata::new()));
+        let mut a2 = a.clone();
+        a2.kind = EventKind::PhaseCompleted {
+            iteration: 2,
+            phase: Phase::Verify,
+            success: true,
+            duration_ms: 5,
+        };
+        let mut batch = Vec::new();
+        for (seq, event) in [(1, &a), (2, &b), (3, &a2)] {
+            encoder.push(&mut batch, seq, event);
+        }
+        let ids = batch.iter().filter(|i| i.event_type().is_none()).count();
+        assert_eq!(ids, 2, "one id message per run");
+        let mut out = Vec::new();
+        for item in batch {
+            if let Ok(Some((seq, event))) = decoder.take(item) {
+                out.push((seq, event.clone()));
+            }
+        }
+        assert_eq!(out, vec![(1, a), (2, b), (3, a2)]);
+    }
+}
