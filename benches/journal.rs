@@ -3,7 +3,9 @@
 //! - the drain thread's throughput without a journal, with a file journal,
 //!   and with the progress log lines going to a file (the other sink that
 //!   writes every event), timed up to the last event the drain thread
-//!   processed (not until the writers are done: they work behind it);
+//!   processed (not until the writers are done: they work behind it); then
+//!   the first two again, burst for burst in turn, as medians and their
+//!   ratio, since the load of a shared machine drifts between the groups;
 //! - how fast the journal's writer thread turns events into lines on disk;
 //! - how fast `replay --speed max` loads a journal (events parsed and fed
 //!   through a whole pipeline), beside reading and parsing alone.
@@ -12,7 +14,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use agentgate_obs::demo::{DemoConfig, run_engine};
@@ -141,6 +143,96 @@ fn drain_throughput(c: &mut Criterion) {
     let _ = std::fs::remove_file(&log_path);
 }
 
+/// A journal sink whose writes wait while `held` is set: the writer
+/// thread then sits idle during a burst, so the drain thread's own cost
+/// shows apart from the competition of a busy writer for the cores.
+struct HeldWriter(Arc<AtomicBool>);
+
+impl std::io::Write for HeldWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        // Acquire: pairs with the Release that lets it go.
+        while self.0.load(Ordering::Acquire) {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Without a journal, with one whose writer is held during the burst, and
+/// with a file journal, burst for burst in turn: the medians and how they
+/// compare to the first.
+fn drain_interleaved(_: &mut Criterion) {
+    let path = scratch("interleaved.ndjson");
+    remove_journal(&path);
+    let held = Arc::new(AtomicBool::new(false));
+    let journal = |config: JournalConfig| {
+        drain_builder().journal_config(
+            config
+                .max_bytes(256 << 20)
+                .keep(1)
+                .capacity(2 * EVENTS as usize),
+        )
+    };
+    let setups = [
+        ("no journal", drain_builder()),
+        (
+            "journal, writer idle during the burst",
+            journal(JournalConfig::writer(HeldWriter(held.clone()))),
+        ),
+        ("file journal", journal(JournalConfig::new(&path))),
+    ];
+    let pipelines: Vec<_> = setups
+        .into_iter()
+        .map(|(name, builder)| {
+            let obs = builder.start().expect("pipeline starts");
+            let gate = support::DrainGate::attach(&obs);
+            let last = LastSeen::attach(&obs, EVENTS as u32 - 1);
+            let run = obs.emitter().run("wo-1", "run-1");
+            (name, obs, gate, last, run)
+        })
+        .collect();
+    let mut times = vec![Vec::new(); pipelines.len()];
+    for _ in 0..40 {
+        for (i, (_, obs, gate, last, run)) in pipelines.iter().enumerate() {
+            // Release: the writer sees it before the burst's first batch.
+            held.store(true, Ordering::Release);
+            *last.at.lock() = None;
+            gate.hold();
+            run.phase_started(0, Phase::Build);
+            for n in 0..EVENTS {
+                run.phase_completed(n as u32, Phase::Build, true, Duration::from_millis(5));
+            }
+            let start = Instant::now();
+            gate.release();
+            while last.at.lock().is_none() {
+                std::thread::sleep(Duration::from_micros(100));
+            }
+            let end = last.at.lock().unwrap_or_else(Instant::now);
+            times[i].push((end - start).as_secs_f64());
+            // Release: see above.
+            held.store(false, Ordering::Release);
+            obs.flush();
+        }
+    }
+    let mut medians = Vec::new();
+    for t in &mut times {
+        t.sort_by(f64::total_cmp);
+        medians.push(t[t.len() / 2]);
+    }
+    for ((name, ..), median) in pipelines.iter().zip(&medians) {
+        println!(
+            "drain, interleaved medians: {name}: {:.2} M events/s ({:+.1} % against no journal)",
+            EVENTS as f64 / median / 1e6,
+            (medians[0] / median - 1.0) * 100.0
+        );
+    }
+    drop(pipelines);
+    remove_journal(&path);
+}
+
 /// Lines per second the writer thread puts on disk when it has a backlog.
 fn writer_throughput(c: &mut Criterion) {
     let mut group = c.benchmark_group("journal writer");
@@ -239,6 +331,6 @@ criterion_group! {
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(4));
-    targets = drain_throughput, writer_throughput, replay_load
+    targets = drain_throughput, drain_interleaved, writer_throughput, replay_load
 }
 criterion_main!(benches);
