@@ -44,6 +44,8 @@ pub(crate) fn run(args: ReplayArgs) -> Result<ExitCode, Box<dyn std::error::Erro
         eprintln!("agentgate-obs: note: {note}");
     }
     check_public(&args.listen, token.is_some(), args.allow_public)?;
+    // Unreadable files are an error before the server starts, not after.
+    agentgate_obs::journal::JournalReader::open(&args.files)?;
     note_missing_rotations(&args.files);
     // Warnings only: a progress line per replayed event would flood stderr.
     let mut builder = Observability::builder()

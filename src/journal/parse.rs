@@ -45,8 +45,9 @@ struct Flat<'a> {
     iterations: Option<u32>,
     #[serde(default)]
     duration_ms: Option<u64>,
+    /// Boxed as `run_completed` keeps it: the struct stays small to move.
     #[serde(default)]
-    metrics: Option<ExecutionMetrics>,
+    metrics: Option<Box<ExecutionMetrics>>,
     #[serde(default)]
     reason: Option<String>,
     #[serde(default)]
@@ -110,151 +111,80 @@ impl Interner {
 
 /// Parses one line (without its newline).
 pub(super) fn parse(line: &[u8], ids: &mut Interner) -> Result<ProgressEvent, NotAnEvent> {
-    let flat: Flat<'_> = match serde_json::from_slice(line) {
+    let mut flat: Flat<'_> = match serde_json::from_slice(line) {
         Ok(flat) => flat,
         Err(_) => return Err(classify(line)),
     };
     let Some(ty) = EventType::parse(&flat.ty) else {
         return Err(NotAnEvent::UnknownType(flat.ty.chars().take(64).collect()));
     };
-    let Flat {
-        ty: _,
-        timestamp,
-        work_order_id,
-        run_id,
-        correlation_id,
-        metadata,
-        task_spec,
-        result,
-        engine_result,
-        iterations,
-        duration_ms,
-        metrics,
-        reason,
-        error,
-        iteration,
-        max_iterations,
-        feedback,
-        success,
-        phase_timings,
-        gate_results,
-        phase,
-        gate,
-        passed,
-        pr_url,
-        ci_status,
-    } = flat;
-    let payload = Payload {
-        task_spec,
-        result,
-        engine_result,
-        iterations,
-        duration_ms,
-        metrics,
-        reason,
-        error,
-        iteration,
-        max_iterations,
-        feedback,
-        success,
-        phase_timings,
-        gate_results,
-        phase,
-        gate,
-        passed,
-        pr_url,
-        ci_status,
-    };
-    let kind = kind(ty, payload)?;
-    let run_id = ids.get(&run_id);
-    let correlation_id = match &correlation_id {
+    let kind = kind(ty, &mut flat)?;
+    let run_id = ids.get(&flat.run_id);
+    let correlation_id = match &flat.correlation_id {
         Some(id) => ids.get(id),
         None => run_id.clone(),
     };
     Ok(ProgressEvent {
-        timestamp,
-        work_order_id: ids.get(&work_order_id),
+        timestamp: flat.timestamp,
+        work_order_id: ids.get(&flat.work_order_id),
         run_id,
         correlation_id,
-        metadata: metadata.map(Arc::new),
+        metadata: flat.metadata.take().map(Arc::new),
         kind,
     })
 }
 
-/// The payload fields of a line, apart from the common ones.
-struct Payload {
-    task_spec: Option<TaskSpec>,
-    result: Option<RunOutcome>,
-    engine_result: Option<RunResult>,
-    iterations: Option<u32>,
-    duration_ms: Option<u64>,
-    metrics: Option<ExecutionMetrics>,
-    reason: Option<String>,
-    error: Option<String>,
-    iteration: Option<u32>,
-    max_iterations: Option<u32>,
-    feedback: Option<String>,
-    success: Option<bool>,
-    phase_timings: Option<PhaseTimings>,
-    gate_results: Option<Vec<GateSummary>>,
-    phase: Option<Phase>,
-    gate: Option<String>,
-    passed: Option<bool>,
-    pr_url: Option<String>,
-    ci_status: Option<String>,
-}
-
 /// The payload of an event of type `ty`; its required fields must be there.
-fn kind(ty: EventType, p: Payload) -> Result<EventKind, NotAnEvent> {
+fn kind(ty: EventType, p: &mut Flat<'_>) -> Result<EventKind, NotAnEvent> {
     Ok(match ty {
         EventType::RunStarted => EventKind::RunStarted {
-            task_spec: need(p.task_spec)?,
+            task_spec: need(p.task_spec.take())?,
         },
         EventType::RunCompleted => EventKind::RunCompleted {
-            result: need(p.result)?,
-            engine_result: need(p.engine_result)?,
-            iterations: need(p.iterations)?,
-            duration_ms: need(p.duration_ms)?,
-            metrics: Box::new(need(p.metrics)?),
+            result: need(p.result.take())?,
+            engine_result: need(p.engine_result.take())?,
+            iterations: need(p.iterations.take())?,
+            duration_ms: need(p.duration_ms.take())?,
+            metrics: need(p.metrics.take())?,
         },
         EventType::RunCanceled => EventKind::RunCanceled {
-            reason: need(p.reason)?,
+            reason: need(p.reason.take())?,
         },
         EventType::RunFailed => EventKind::RunFailed {
-            error: need(p.error)?,
+            error: need(p.error.take())?,
         },
         EventType::IterationStarted => EventKind::IterationStarted {
-            iteration: need(p.iteration)?,
-            max_iterations: need(p.max_iterations)?,
-            feedback: p.feedback,
+            iteration: need(p.iteration.take())?,
+            max_iterations: need(p.max_iterations.take())?,
+            feedback: p.feedback.take(),
         },
         EventType::IterationCompleted => EventKind::IterationCompleted {
-            iteration: need(p.iteration)?,
-            success: need(p.success)?,
-            phase_timings: need(p.phase_timings)?,
-            gate_results: p.gate_results.unwrap_or_default(),
+            iteration: need(p.iteration.take())?,
+            success: need(p.success.take())?,
+            phase_timings: need(p.phase_timings.take())?,
+            gate_results: p.gate_results.take().unwrap_or_default(),
         },
         EventType::PhaseStarted => EventKind::PhaseStarted {
-            iteration: need(p.iteration)?,
-            phase: need(p.phase)?,
+            iteration: need(p.iteration.take())?,
+            phase: need(p.phase.take())?,
         },
         EventType::PhaseCompleted => EventKind::PhaseCompleted {
-            iteration: need(p.iteration)?,
-            phase: need(p.phase)?,
-            success: need(p.success)?,
-            duration_ms: need(p.duration_ms)?,
+            iteration: need(p.iteration.take())?,
+            phase: need(p.phase.take())?,
+            success: need(p.success.take())?,
+            duration_ms: need(p.duration_ms.take())?,
         },
         EventType::GateChecked => EventKind::GateChecked {
-            iteration: need(p.iteration)?,
-            gate: need(p.gate)?,
-            passed: need(p.passed)?,
-            duration_ms: p.duration_ms,
+            iteration: need(p.iteration.take())?,
+            gate: need(p.gate.take())?,
+            passed: need(p.passed.take())?,
+            duration_ms: p.duration_ms.take(),
         },
         EventType::DeliveryStarted => EventKind::DeliveryStarted,
         EventType::DeliveryCompleted => EventKind::DeliveryCompleted {
-            success: need(p.success)?,
-            pr_url: p.pr_url,
-            ci_status: p.ci_status,
+            success: need(p.success.take())?,
+            pr_url: p.pr_url.take(),
+            ci_status: p.ci_status.take(),
         },
     })
 }
