@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use agentgate_obs::Observability;
 use agentgate_obs::demo::{DemoConfig, run_engine};
-use agentgate_obs::journal::{SkipReason, Speed, replay};
+use agentgate_obs::journal::{JournalConfig, SkipReason, Speed, replay};
 use common::browser::Browser;
 use common::demo::Demo;
 use common::{TempDir, http_get, journal_lines, parse_exposition, quiet};
@@ -118,6 +118,43 @@ fn the_replay_command_serves_the_journals_runs_like_the_live_process() {
     assert_eq!(replayable_counters(replay.addr), live_counters);
     let health = http_get(replay.addr, "/health", &[]);
     assert_eq!(health.status, 200);
+}
+
+#[test]
+fn a_rotated_journal_given_in_any_order_replays_to_the_live_processs_runs_and_counters() {
+    let dir = TempDir::new("replay-rotated");
+    let path = dir.join("events.ndjson");
+    let live = quiet()
+        .serve("127.0.0.1:0")
+        .journal_config(JournalConfig::new(&path).max_bytes(16 * 1024).keep(1_000))
+        .start()
+        .expect("start");
+    let config = DemoConfig {
+        work_orders: 20,
+        concurrency: 4,
+        seed: 21,
+        time_scale: 0.0,
+    };
+    run_engine(&live.emitter(), &config, &AtomicBool::new(false));
+    live.flush();
+    let rotations = live.journal_stats().expect("a journal").rotations;
+    assert!(rotations >= 5, "{rotations}");
+    let live_addr = live.local_addr().expect("serving");
+
+    // A shell's `events.ndjson*`: lexical order, `.10` before `.2`.
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir.path())
+        .expect("readable")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    files.sort();
+    let replayed = quiet().serve("127.0.0.1:0").start().expect("start");
+    let report = replay(&replayed, &files, Speed::Max, &AtomicBool::new(false)).expect("ok");
+    assert_eq!(report.read.files as u64, rotations + 1);
+    assert_eq!((report.missing, report.restarts), (0, 0));
+    assert_eq!(report.events, live.stats().processed.total());
+    let addr = replayed.local_addr().expect("serving");
+    assert_eq!(api_runs(addr), api_runs(live_addr));
+    assert_eq!(replayable_counters(addr), replayable_counters(live_addr));
 }
 
 #[test]
