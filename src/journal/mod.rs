@@ -35,6 +35,7 @@
 //! so the tracker, metrics, dashboard and `/ws` are the live code paths.
 
 mod item;
+mod parallel;
 mod parse;
 mod read;
 mod replay;

@@ -152,7 +152,14 @@ impl JournalReader {
     }
 
     fn skip(&mut self, path: &Path, reason: SkipReason) {
-        let r = &mut self.report;
+        self.report.note_skip(path, self.line_no, reason);
+    }
+}
+
+impl ReadReport {
+    /// Counts a skipped line, and names it if it is among the first few.
+    pub(super) fn note_skip(&mut self, path: &Path, line: u64, reason: SkipReason) {
+        let r = self;
         match reason {
             SkipReason::Blank => r.blank += 1,
             SkipReason::Truncated => r.truncated += 1,
@@ -162,7 +169,7 @@ impl JournalReader {
         if r.first_skipped.len() < NAMED_SKIPS {
             r.first_skipped.push(SkippedLine {
                 file: path.to_owned(),
-                line: self.line_no,
+                line,
                 reason,
             });
         }
@@ -241,7 +248,7 @@ impl Iterator for JournalReader {
 }
 
 /// Parses one line (with or without its newline).
-fn parse_line(line: &[u8], ids: &mut Interner) -> Result<JournalRecord, SkipReason> {
+pub(super) fn parse_line(line: &[u8], ids: &mut Interner) -> Result<JournalRecord, SkipReason> {
     if line.iter().all(u8::is_ascii_whitespace) {
         return Err(SkipReason::Blank);
     }

@@ -6,7 +6,8 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::{JournalError, JournalReader, ReadReport};
+use super::parallel::{ParallelReader, account};
+use super::{JournalError, JournalReader, ReadReport, order_files};
 use crate::observability::Observability;
 
 /// How fast to replay.
@@ -88,73 +89,134 @@ pub fn replay<P: AsRef<Path>>(
     speed: Speed,
     stop: &AtomicBool,
 ) -> Result<ReplayReport, JournalError> {
-    let mut reader = JournalReader::open(paths)?;
+    let files = order_files(paths);
+    // Every file opens, or nothing is replayed.
+    let sequential = JournalReader::open(&files)?;
     let emitter = obs.emitter();
-    let shared = emitter.shared().clone();
-    // The pipeline's seq before the first event; `None` if unknown.
-    let mut pipeline_seq = shared.on_drain(None, |drain| drain.seq);
-    let mut report = ReplayReport::default();
-    let mut previous: Option<u64> = None;
-    let mut clock: Option<(Instant, u64)> = None;
-    let mut chunk = Vec::with_capacity(CHUNK);
-    for record in reader.by_ref() {
-        let record = record?;
-        // Relaxed: a request to stop soon.
-        if stop.load(Ordering::Relaxed) {
-            report.stopped = true;
-            break;
-        }
-        if let Speed::Scaled(factor) = speed {
-            pace(&mut clock, record.event.timestamp.as_millis(), factor, stop);
-        }
-        if let Some(seq) = record.seq {
-            match previous {
-                Some(prev) if seq <= prev => {
-                    report.restarts += 1;
-                    // The numbering restarted: it no longer matches the pipeline's.
-                    pipeline_seq = None;
-                }
-                _ => {
-                    let expected = previous.map_or(1, |p| p + 1);
-                    report.missing += seq.saturating_sub(expected);
-                    if let Some(current) = pipeline_seq
-                        && seq > current + 1
-                        && previous.is_none_or(|p| p == current)
-                    {
-                        // Keep the journal's numbers: skip the pipeline's ahead
-                        // too, after the events before the gap.
-                        emit_all(&emitter, &mut chunk);
-                        shared.on_drain(None, move |drain| drain.seq = drain.seq.max(seq - 1));
-                        pipeline_seq = Some(seq - 1);
+    let mut feeder = Feeder {
+        // The pipeline's seq before the first event; `None` if unknown.
+        pipeline_seq: emitter.shared().on_drain(None, |drain| drain.seq),
+        emitter,
+        speed,
+        stop,
+        report: ReplayReport::default(),
+        previous: None,
+        clock: None,
+        chunk: Vec::with_capacity(CHUNK),
+    };
+    match ParallelReader::start(files.clone()) {
+        Some(mut reader) => {
+            feeder.report.read.files = files.len();
+            'chunks: while let Some(parsed) = reader.next_chunk() {
+                let mut parsed = parsed?;
+                account(&mut feeder.report.read, &files, &mut parsed);
+                for record in parsed.records.drain(..) {
+                    if !feeder.feed(record) {
+                        break 'chunks;
                     }
                 }
             }
-            report.seqs = Some(report.seqs.map_or((seq, seq), |(first, _)| (first, seq)));
-            previous = Some(seq);
         }
-        chunk.push(record.event);
-        if chunk.len() >= CHUNK || speed != Speed::Max {
-            emit_all(&emitter, &mut chunk);
+        None => {
+            let mut reader = sequential;
+            for record in reader.by_ref() {
+                if !feeder.feed(record?) {
+                    break;
+                }
+            }
+            feeder.report.read = reader.report().clone();
         }
-        report.events += 1;
-        pipeline_seq = pipeline_seq.map(|s| s + 1);
     }
-    emit_all(&emitter, &mut chunk);
+    feeder.emit_chunk();
     obs.flush();
-    report.read = reader.report().clone();
-    Ok(report)
+    Ok(feeder.report)
+}
+
+/// Feeds records to the pipeline in order, keeping the report.
+struct Feeder<'a> {
+    emitter: crate::Emitter,
+    speed: Speed,
+    stop: &'a AtomicBool,
+    report: ReplayReport,
+    pipeline_seq: Option<u64>,
+    /// The previous record's `seq`.
+    previous: Option<u64>,
+    /// When the first record was fed, and its timestamp (paced replays).
+    clock: Option<(Instant, u64)>,
+    chunk: Vec<crate::ProgressEvent>,
+}
+
+impl Feeder<'_> {
+    /// Feeds one record; false once `stop` is set.
+    fn feed(&mut self, record: super::JournalRecord) -> bool {
+        // Relaxed: a request to stop soon.
+        if self.stop.load(Ordering::Relaxed) {
+            self.report.stopped = true;
+            return false;
+        }
+        if let Speed::Scaled(factor) = self.speed {
+            pace(
+                &mut self.clock,
+                record.event.timestamp.as_millis(),
+                factor,
+                self.stop,
+            );
+        }
+        if let Some(seq) = record.seq {
+            self.follow_seq(seq);
+        }
+        self.chunk.push(record.event);
+        if self.chunk.len() >= CHUNK || self.speed != Speed::Max {
+            self.emit_chunk();
+        }
+        self.report.events += 1;
+        self.pipeline_seq = self.pipeline_seq.map(|s| s + 1);
+        true
+    }
+
+    /// Counts gaps and restarts; while the pipeline's numbering matches the
+    /// journal's, makes it skip the same gaps.
+    fn follow_seq(&mut self, seq: u64) {
+        let report = &mut self.report;
+        match self.previous {
+            Some(prev) if seq <= prev => {
+                report.restarts += 1;
+                // The numbering restarted: it no longer matches the pipeline's.
+                self.pipeline_seq = None;
+            }
+            previous => {
+                let expected = previous.map_or(1, |p| p + 1);
+                report.missing += seq.saturating_sub(expected);
+                if let Some(current) = self.pipeline_seq
+                    && seq > current + 1
+                    && previous.is_none_or(|p| p == current)
+                {
+                    // Keep the journal's numbers: skip the pipeline's ahead
+                    // too, after the events before the gap.
+                    self.emit_chunk();
+                    self.emitter
+                        .shared()
+                        .on_drain(None, move |drain| drain.seq = drain.seq.max(seq - 1));
+                    self.pipeline_seq = Some(seq - 1);
+                }
+            }
+        }
+        let report = &mut self.report;
+        report.seqs = Some(report.seqs.map_or((seq, seq), |(first, _)| (first, seq)));
+        self.previous = Some(seq);
+    }
+
+    fn emit_chunk(&mut self) {
+        for event in self.chunk.drain(..) {
+            self.emitter.emit_reliably(event);
+        }
+    }
 }
 
 /// Events parsed before they are emitted together (at `Speed::Max`): a
 /// drain thread that keeps up would otherwise park between two events and
 /// cost a wake-up, a system call, per event.
 const CHUNK: usize = 512;
-
-fn emit_all(emitter: &crate::Emitter, chunk: &mut Vec<crate::ProgressEvent>) {
-    for event in chunk.drain(..) {
-        emitter.emit_reliably(event);
-    }
-}
 
 /// Sleeps until the event stamped `millis` is due at `factor` times the
 /// original pace (the first event sets the origin). Never goes backwards
