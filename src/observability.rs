@@ -669,6 +669,9 @@ impl Observability {
 
     /// Stops the pipeline: later emits are counted as dropped, every event
     /// already accepted is processed, then the drain thread is joined.
+    /// With a [journal](Builder::journal), its writer then writes (and,
+    /// unless its policy is `Fsync::Never`, syncs) every line it was
+    /// handed, within 10 s (a stuck disk is left behind, not waited for).
     /// Idempotent; also runs on drop.
     pub fn shutdown(&self) {
         // The server first: a scrape during shutdown gets an answer or a refused connection.

@@ -2,8 +2,9 @@
 //!
 //! The drain thread only copies each event, in the compact form of
 //! `item.rs`, into a batch with its `seq`; the writer thread rebuilds the
-//! event, encodes its line with the WebSocket encoder and writes it. Batches cross an unbounded channel
-//! whose contents are bounded by a count of queued events instead: up to
+//! event, encodes its line with the WebSocket encoder and writes it.
+//! Batches cross an unbounded channel whose contents are bounded by a
+//! count of queued events instead: up to
 //! `capacity` for every event, then `lifecycle_reserve` more for lifecycle
 //! events alone. One count both keeps the lines in `seq` order (a second
 //! channel for lifecycle events would need a merge) and lets the drain
@@ -192,6 +193,7 @@ impl JournalSink {
             self.tx.send(ToWriter::Batch(batch))
         {
             // The writer thread is gone (it panicked): count, never block.
+            // Relaxed: an admission count, as above.
             self.queued.fetch_sub(events, Ordering::Relaxed);
             for ty in lost.iter().filter_map(Item::event_type) {
                 self.counters.dropped.add(ty);
