@@ -233,7 +233,17 @@ fn a_journal_whose_directory_disappears_counts_errors_and_resumes_when_it_return
     let sub = dir.join("sub");
     std::fs::create_dir_all(&sub).expect("mkdir");
     let path = sub.join("events.ndjson");
-    let obs = quiet().journal(&path).start().expect("start");
+    let log = LogBuffer::new();
+    let obs = Observability::builder()
+        .log_to(log.clone())
+        .log_level(
+            "warn,agentgate_obs::journal=info"
+                .parse::<agentgate_obs::LogFilter>()
+                .expect("a filter"),
+        )
+        .journal(&path)
+        .start()
+        .expect("start");
     let emitter = obs.emitter();
     let run = emitter.run("wo-1", "run-1");
     run.phase_started(1, Phase::Build);
@@ -261,10 +271,29 @@ fn a_journal_whose_directory_disappears_counts_errors_and_resumes_when_it_return
     assert!(back[0].contains(r#""seq":102,"#), "{}", back[0]);
     assert_journal_accounts_for_everything(&obs);
     let metrics = obs.metrics().render();
-    assert!(metrics.contains(&format!(
-        "agentgate_journal_write_errors_total {}\n",
-        obs.journal_stats().expect("a journal").write_errors
-    )));
+    let errors = obs.journal_stats().expect("a journal").write_errors;
+    assert!(metrics.contains(&format!("agentgate_journal_write_errors_total {errors}\n")));
+    obs.flush_logs();
+    let journal_lines: Vec<_> = log
+        .log_lines()
+        .into_iter()
+        .filter(|l| l["module"] == "agentgate_obs::journal")
+        .collect();
+    let warnings: Vec<_> = journal_lines
+        .iter()
+        .filter(|l| l["level"] == "warn")
+        .collect();
+    assert_eq!(
+        warnings.len(),
+        1,
+        "one warning for the run of {errors} failures: {journal_lines:?}"
+    );
+    assert!(
+        journal_lines
+            .iter()
+            .any(|l| l["message"] == "journal writes succeed again"),
+        "{journal_lines:?}"
+    );
 }
 
 #[test]
