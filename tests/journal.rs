@@ -263,7 +263,8 @@ fn a_journal_whose_directory_disappears_counts_errors_and_resumes_when_it_return
     assert_eq!(obs.stats().processed.total(), 101);
 
     std::fs::create_dir_all(&sub).expect("mkdir again");
-    std::thread::sleep(Duration::from_millis(600));
+    // Past two of the writer's 0.5 s checks: one of them reopened the file.
+    std::thread::sleep(Duration::from_millis(1_200));
     run.phase_started(2, Phase::Verify);
     obs.flush();
     let back = journal_lines(&path);
