@@ -324,6 +324,9 @@ fn replay_load(c: &mut Criterion) {
     });
     group.finish();
     remove_journal(&path);
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::remove_dir(dir);
+    }
 }
 
 criterion_group! {
