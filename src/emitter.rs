@@ -225,6 +225,21 @@ impl Emitter {
         self.shared.send_event(envelope, ty);
     }
 
+    /// [`emit`](Self::emit) that waits for room whatever the overflow
+    /// policy (a replay must lose nothing); dropped only after shutdown.
+    pub(crate) fn emit_reliably(&self, event: ProgressEvent) {
+        let ty = event.event_type();
+        self.count_emitted(ty);
+        if !self.shared.send_reliable(Msg::Owned(Box::new(event))) {
+            self.shared.counters.dropped.add(ty);
+        }
+    }
+
+    /// The pipeline behind this emitter.
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
     fn count_emitted(&self, ty: EventType) {
         let counted = producer::with_cache(&self.shared, |cache| {
             cache.counters.emitted.add_single_writer(ty)

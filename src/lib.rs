@@ -36,6 +36,7 @@ pub mod exposition;
 pub mod fuzzing;
 mod global;
 mod guard;
+pub mod journal;
 mod log;
 pub mod metrics;
 mod observability;

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use crate::emitter::Emitter;
+use crate::journal::JournalConfig;
+use crate::journal::writer::Journal;
 use crate::log::{LogConfig, LogFilter, LogStats, LogWriter, Logger, ProgressLog};
 use crate::metrics::{Metrics, MetricsConfig};
 use crate::pipeline::drain::Drain;
@@ -53,6 +55,14 @@ pub enum Error {
     #[cfg(feature = "metrics")]
     #[error("a metrics recorder is already installed: the metrics crate takes one per process")]
     MetricsRecorderAlreadyInstalled,
+    /// The journal file could not be opened for appending.
+    #[error("could not open the journal {path:?}: {source}")]
+    Journal {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
     /// The HTTP server could not bind its address.
     #[error("could not serve on {addr}: {source}")]
     Bind {
@@ -84,6 +94,7 @@ pub struct Builder {
     allowed_hosts: Vec<String>,
     websocket: WsConfig,
     redaction: RedactConfig,
+    journal: Option<JournalConfig>,
 }
 
 impl Default for Builder {
@@ -101,6 +112,7 @@ impl Default for Builder {
             allowed_hosts: Vec::new(),
             websocket: WsConfig::default(),
             redaction: RedactConfig::default(),
+            journal: None,
         }
     }
 }
@@ -311,7 +323,34 @@ impl Builder {
         self
     }
 
+    /// Appends every processed event to the file at `path` (created if
+    /// missing), one JSON line each, exactly as `/ws` sends it (same bytes,
+    /// same `seq`), from a writer thread of its own, with the defaults of
+    /// [`JournalConfig::new`]; [`start`](Self::start) fails if the file
+    /// cannot be opened. The drain thread never waits for it: when the
+    /// writer is behind, events are dropped and counted (lifecycle events
+    /// last). See [`journal`](crate::journal) and `docs/PROTOCOL.md`.
+    ///
+    /// ```
+    /// let path = std::env::temp_dir().join(format!("doc-builder-journal-{}.ndjson", std::process::id()));
+    /// let obs = agentgate_obs::Observability::builder().no_log().journal(&path).start()?;
+    /// # drop(obs); let _ = std::fs::remove_file(&path);
+    /// # Ok::<(), agentgate_obs::Error>(())
+    /// ```
+    pub fn journal(self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.journal_config(JournalConfig::new(path))
+    }
+
+    /// [`journal`](Self::journal) with rotation, fsync and capacity set.
+    pub fn journal_config(mut self, config: JournalConfig) -> Self {
+        self.journal = Some(config);
+        self
+    }
+
     fn validate(&self) -> Result<(), Error> {
+        if let Some(journal) = &self.journal {
+            journal.validate()?;
+        }
         if self.queue_capacity == 0 {
             return Err(Error::Config("queue_capacity must be at least 1".into()));
         }
@@ -360,6 +399,28 @@ impl Builder {
                 metrics.clone(),
                 shared.clock.clone(),
             )));
+        let journal = match &self.journal {
+            Some(config) => {
+                let started = crate::journal::writer::start(
+                    config,
+                    metrics.journal_counters(),
+                    log.as_ref().map(|l| l.dispatch().clone()),
+                );
+                match started {
+                    Ok((journal, sink)) => {
+                        drain.sinks.push(Box::new(sink));
+                        Some(journal)
+                    }
+                    Err(error) => {
+                        if let Some(log) = &log {
+                            log.shutdown();
+                        }
+                        return Err(error);
+                    }
+                }
+            }
+            None => None,
+        };
         let started = Instant::now();
         let hub = self.serve.as_ref().map(|_| {
             let hub = Hub::new(self.websocket.replay, metrics.clone());
@@ -427,6 +488,7 @@ impl Builder {
             local_addr: server.as_ref().map(Server::local_addr),
             server: Mutex::new(server),
             hub,
+            journal,
         })
     }
 }
@@ -470,6 +532,7 @@ pub struct Observability {
     local_addr: Option<SocketAddr>,
     server: Mutex<Option<Server>>,
     hub: Option<Arc<Hub>>,
+    journal: Option<Journal>,
 }
 
 impl std::fmt::Debug for Observability {
@@ -562,8 +625,22 @@ impl Observability {
     /// the tracker, the metrics and every sink, and passed to every listener.
     ///
     /// Returns at once after shutdown, and when called from a listener.
+    ///
+    /// With a [journal](Builder::journal), it also returns only once the
+    /// journal's writer has handed every line of those events to the
+    /// kernel (or counted it dropped), or after 10 s if the disk is stuck.
     pub fn flush(&self) {
-        self.shared.on_drain(None, |_| ());
+        let drained = self.shared.on_drain(None, |_| ());
+        if let (Some(()), Some(journal)) = (drained, &self.journal) {
+            journal.flush(QUERY_TIMEOUT);
+        }
+    }
+
+    /// The journal's accounting, when a [journal](Builder::journal) is
+    /// written. Exact after [`flush`](Self::flush): every processed event
+    /// is written or dropped.
+    pub fn journal_stats(&self) -> Option<crate::journal::JournalStats> {
+        self.journal.as_ref().map(Journal::stats)
     }
 
     /// The pipeline's accounting. Exact after [`flush`](Self::flush):
@@ -635,6 +712,9 @@ impl Observability {
 
     /// Stops the pipeline: later emits are counted as dropped, every event
     /// already accepted is processed, then the drain thread is joined.
+    /// With a [journal](Builder::journal), its writer then writes (and,
+    /// unless its policy is `Fsync::Never`, syncs) every line it was
+    /// handed, within 10 s (a stuck disk is left behind, not waited for).
     /// Idempotent; also runs on drop.
     pub fn shutdown(&self) {
         // The server first: a scrape during shutdown gets an answer or a refused connection.
@@ -658,6 +738,10 @@ impl Observability {
         // Last: every accepted event has reached the hub; clients get it, then 1001.
         if let Some(hub) = &self.hub {
             hub.close_and_wait(WS_GOODBYE);
+        }
+        // After the drain thread: it handed over its last batch.
+        if let Some(journal) = &self.journal {
+            journal.shutdown(QUERY_TIMEOUT);
         }
         // After the drain thread: its last progress lines are accepted.
         if let Some(log) = &self.log {

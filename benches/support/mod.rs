@@ -32,6 +32,19 @@ impl DrainGate {
         }
     }
 
+    /// Holds the drain thread at the next event (for a benchmark that times
+    /// the release itself).
+    pub fn hold(&self) {
+        // Release: the drain thread sees the hold before the next event.
+        self.held.store(true, Ordering::Release);
+    }
+
+    /// Lets the drain thread go.
+    pub fn release(&self) {
+        // Release: see `hold`.
+        self.held.store(false, Ordering::Release);
+    }
+
     /// Queues `events` phase events while the drain thread is held, then
     /// returns how long it takes to process them all. The ring must hold
     /// `events + 1`.

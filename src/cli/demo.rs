@@ -4,13 +4,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use agentgate_obs::Observability;
 use agentgate_obs::demo::{DemoConfig, run_engine};
-use agentgate_obs::{Observability, Phase, PipelineStats};
 use clap::Args;
-use serde_json::json;
 
-use super::Usage;
 use super::token::TokenArgs;
+use super::{Usage, report};
 
 #[derive(Debug, Args)]
 pub(crate) struct DemoArgs {
@@ -51,6 +50,11 @@ pub(crate) struct DemoArgs {
     /// Append the JSON log lines to FILE instead of writing them to stderr.
     #[arg(long, value_name = "FILE")]
     log_file: Option<std::path::PathBuf>,
+    /// Append every event to FILE, one JSON line each, exactly as /ws sends
+    /// it (the journal: `agentgate-obs replay FILE` and `summary FILE`
+    /// read it back). Rotated at 100 MiB, five old files kept.
+    #[arg(long, value_name = "FILE")]
+    events_out: Option<std::path::PathBuf>,
 }
 
 pub(crate) fn run(args: DemoArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
@@ -61,22 +65,7 @@ pub(crate) fn run(args: DemoArgs) -> Result<ExitCode, Box<dyn std::error::Error>
     if let Some(note) = note {
         eprintln!("agentgate-obs: note: {note}");
     }
-    if token.is_none() && !is_loopback(&args.listen) {
-        if !args.allow_public {
-            return Err(Usage(format!(
-                "refusing to serve {} without a token: anyone who can reach it could read \
-                 every run and the metrics. Give a token (--token-file, AGENTGATE_TOKEN or \
-                 --token), listen on 127.0.0.1, or pass --allow-public",
-                args.listen
-            ))
-            .into());
-        }
-        eprintln!(
-            "agentgate-obs: WARNING: serving {} without a token (--allow-public): \
-             anyone who can reach it can read every run and the metrics",
-            args.listen
-        );
-    }
+    check_public(&args.listen, token.is_some(), args.allow_public)?;
     let mut builder = Observability::builder().serve(args.listen.as_str());
     if let Some(token) = &token {
         builder = builder.token(token.value.as_str());
@@ -84,22 +73,13 @@ pub(crate) fn run(args: DemoArgs) -> Result<ExitCode, Box<dyn std::error::Error>
     if let Some(path) = &args.log_file {
         builder = builder.log_file(path);
     }
+    if let Some(path) = &args.events_out {
+        builder = builder.journal(path);
+    }
     let obs = builder.start()?;
     // The demo owns the process: `log` records come out as JSON lines too.
     agentgate_obs::install_log_bridge()?;
-    if let Some(addr) = obs.local_addr() {
-        // The token is never printed: stdout ends up in terminals'
-        // scrollback, CI logs and screen shares.
-        say!("dashboard: http://{addr}/");
-        if token.is_some() {
-            say!(
-                "  the dashboard needs the token: open http://{addr}/?token=YOUR_TOKEN \
-                 (the page takes it out of the address bar and keeps it for the tab)"
-            );
-        }
-        say!("metrics: http://{addr}/metrics");
-        say!("websocket: ws://{addr}/ws");
-    }
+    print_urls(&obs, token.is_some());
     let emitter = obs.emitter();
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -122,32 +102,22 @@ pub(crate) fn run(args: DemoArgs) -> Result<ExitCode, Box<dyn std::error::Error>
         }
     }
     // Every run is done and flushed: the figures below are final.
+    let runs = report::Runs {
+        succeeded: tally.succeeded,
+        failed: tally.failed,
+        canceled: tally.canceled,
+        unfinished: None,
+    };
     let stats = obs.stats();
-    let summary = obs.metrics().summary();
-    let phases: serde_json::Map<String, serde_json::Value> = Phase::ALL
-        .iter()
-        .map(|&p| {
-            (p.as_str().to_owned(), {
-                let (p50, p99) = summary.phase(p).map_or((0.0, 0.0), |h| (h.p50, h.p99));
-                json!({"p50Ms": millis(p50), "p99Ms": millis(p99)})
-            })
-        })
-        .collect();
-    let summary = json!({
-        "runs": {
-            "total": tally.total(),
-            "succeeded": tally.succeeded,
-            "failed": tally.failed,
-            "canceled": tally.canceled,
-        },
-        "events": events_json(&stats),
-        "phases": phases,
-    });
-    if args.json {
-        say!("{summary}");
-    } else {
-        print_human(&summary);
-    }
+    let events = report::Events {
+        emitted: stats.emitted.total(),
+        processed: stats.processed.total(),
+        dropped: stats.dropped.total(),
+    };
+    report::print(
+        &report::summary(&runs, &events, &obs.metrics().summary()),
+        args.json,
+    );
     if let Some(linger) = args.linger {
         let until = std::time::Instant::now() + linger;
         while !stop.load(Ordering::Relaxed) && std::time::Instant::now() < until {
@@ -158,39 +128,40 @@ pub(crate) fn run(args: DemoArgs) -> Result<ExitCode, Box<dyn std::error::Error>
     Ok(ExitCode::SUCCESS)
 }
 
-fn events_json(stats: &PipelineStats) -> serde_json::Value {
-    json!({
-        "emitted": stats.emitted.total(),
-        "processed": stats.processed.total(),
-        "dropped": stats.dropped.total(),
-    })
+/// Prints the server's URLs (never the token: stdout ends up in
+/// terminals' scrollback, CI logs and screen shares).
+pub(crate) fn print_urls(obs: &Observability, has_token: bool) {
+    if let Some(addr) = obs.local_addr() {
+        say!("dashboard: http://{addr}/");
+        if has_token {
+            say!(
+                "  the dashboard needs the token: open http://{addr}/?token=YOUR_TOKEN \
+                 (the page takes it out of the address bar and keeps it for the tab)"
+            );
+        }
+        say!("metrics: http://{addr}/metrics");
+        say!("websocket: ws://{addr}/ws");
+    }
 }
 
-fn print_human(summary: &serde_json::Value) {
-    let runs = &summary["runs"];
-    say!(
-        "runs: {} total, {} succeeded, {} failed, {} canceled",
-        runs["total"],
-        runs["succeeded"],
-        runs["failed"],
-        runs["canceled"]
-    );
-    let events = &summary["events"];
-    say!(
-        "events: {} emitted, {} processed, {} dropped",
-        events["emitted"],
-        events["processed"],
-        events["dropped"]
-    );
-    for phase in Phase::ALL {
-        let p = &summary["phases"][phase.as_str()];
-        say!(
-            "{:<9} p50 {:>9} ms   p99 {:>9} ms",
-            phase.as_str(),
-            p["p50Ms"],
-            p["p99Ms"]
-        );
+/// Refuses a public `listen` without a token unless `allow_public`, and
+/// warns when it is allowed.
+pub(crate) fn check_public(listen: &str, has_token: bool, allow_public: bool) -> Result<(), Usage> {
+    if has_token || is_loopback(listen) {
+        return Ok(());
     }
+    if !allow_public {
+        return Err(Usage(format!(
+            "refusing to serve {listen} without a token: anyone who can reach it could read \
+             every run and the metrics. Give a token (--token-file, AGENTGATE_TOKEN or \
+             --token), listen on 127.0.0.1, or pass --allow-public"
+        )));
+    }
+    eprintln!(
+        "agentgate-obs: WARNING: serving {listen} without a token (--allow-public): \
+         anyone who can reach it can read every run and the metrics"
+    );
+    Ok(())
 }
 
 /// Whether `listen` names only loopback addresses. An address that does
@@ -204,10 +175,4 @@ fn is_loopback(listen: &str) -> bool {
         }),
         Err(_) => true,
     }
-}
-
-/// Seconds as milliseconds rounded to the microsecond, so the summary
-/// shows `16023.551`, not `16023.551000000001`.
-fn millis(seconds: f64) -> f64 {
-    (seconds * 1e6).round() / 1e3
 }

@@ -11,6 +11,9 @@ macro_rules! say {
 }
 
 mod demo;
+mod replay;
+mod report;
+mod summary;
 mod token;
 mod watch;
 
@@ -30,6 +33,10 @@ struct Cli {
 enum Command {
     /// Run a simulated engine through the real pipeline.
     Demo(demo::DemoArgs),
+    /// Serve a journal's runs (dashboard, /api, /metrics, /ws) as a live process would.
+    Replay(replay::ReplayArgs),
+    /// Print the `demo --json` summary of a journal; exit 0 only if every run succeeded.
+    Summary(summary::SummaryArgs),
     /// Follow a server's runs in the terminal: a progress bar per active run, a line per finished one.
     Watch(watch::WatchArgs),
 }
@@ -38,6 +45,8 @@ pub(crate) fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => demo::run(args),
+        Command::Replay(args) => replay::run(args),
+        Command::Summary(args) => summary::run(args),
         Command::Watch(args) => watch::run(args),
     };
     match result {

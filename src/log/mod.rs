@@ -41,7 +41,7 @@ pub use record::{Field, FieldValue};
 #[cfg(feature = "tracing")]
 pub use tracing_layer::TracingLayer;
 
-pub(crate) use progress::{ProgressLog, listener_panicked};
+pub(crate) use progress::{ProgressLog, listener_panicked, pipeline_warning};
 pub(crate) use writer::{Dispatch, LogWriter};
 
 use writer::{Output, StartError};

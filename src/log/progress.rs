@@ -75,3 +75,26 @@ pub(crate) fn listener_panicked(dispatch: &Dispatch, event: &ProgressEvent, pani
         },
     });
 }
+
+/// A warning from the pipeline about itself, sent without waiting (the
+/// drain thread calls it): dropped and counted if the writer is behind.
+pub(crate) fn pipeline_warning(
+    dispatch: &Dispatch,
+    module: &'static str,
+    message: &'static str,
+    fields: Vec<super::Field>,
+) {
+    if !dispatch.enabled(Level::Warn, module) {
+        return;
+    }
+    dispatch.send_nowait(Record {
+        level: Level::Warn,
+        module: Cow::Borrowed(module),
+        timestamp: Timestamp::now(),
+        body: Body::Message {
+            message: Cow::Borrowed(message),
+            context: None,
+            fields,
+        },
+    });
+}

@@ -145,6 +145,10 @@ struct Names {
     http_shed: String,
     iteration_duration: String,
     iterations: String,
+    journal_dropped: String,
+    journal_rotations: String,
+    journal_write_errors: String,
+    journal_written: String,
     listener_panics: String,
     log_dropped: String,
     log_sink_errors: String,
@@ -178,6 +182,10 @@ impl Names {
             http_shed: n("http_connections_shed_total"),
             iteration_duration: n("iteration_duration_seconds"),
             iterations: n("iterations_total"),
+            journal_dropped: n("journal_events_dropped_total"),
+            journal_rotations: n("journal_rotations_total"),
+            journal_write_errors: n("journal_write_errors_total"),
+            journal_written: n("journal_events_written_total"),
             listener_panics: n("listener_panics_total"),
             log_dropped: n("log_records_dropped_total"),
             log_sink_errors: n("log_sink_errors_total"),
@@ -256,6 +264,8 @@ struct Inner {
     ws_clients_closed: [AtomicU64; WsCloseReason::ALL.len()],
     /// Connections the HTTP server shed, by reason (zero without a server).
     http_shed: Arc<crate::server::shed::ShedCounts>,
+    /// The journal writer's counters (zero without a journal).
+    journal: Arc<crate::journal::JournalCounters>,
     run_duration: TimeHistogram,
     iteration_duration: TimeHistogram,
     phase_duration: [TimeHistogram; 4],
@@ -358,6 +368,7 @@ impl Metrics {
                 ws_clients: AtomicU64::new(0),
                 ws_clients_closed: Default::default(),
                 http_shed: Arc::default(),
+                journal: Arc::default(),
                 run_duration: durations(),
                 iteration_duration: durations(),
                 phase_duration: std::array::from_fn(|_| durations()),
@@ -545,6 +556,23 @@ impl Metrics {
     /// The HTTP server's shed counters (`http_connections_shed_total`).
     pub(crate) fn http_shed(&self) -> Arc<crate::server::shed::ShedCounts> {
         self.inner.http_shed.clone()
+    }
+
+    /// The journal writer's counters (`journal_*`).
+    pub(crate) fn journal_counters(&self) -> Arc<crate::journal::JournalCounters> {
+        self.inner.journal.clone()
+    }
+
+    /// Runs started so far (`runs_started_total`).
+    pub fn runs_started(&self) -> u64 {
+        // Relaxed: a count read for reporting.
+        self.inner.runs_started.load(Ordering::Relaxed)
+    }
+
+    /// Runs finished with `outcome` so far (`runs_completed_total{result}`).
+    pub fn runs_completed(&self, outcome: RunOutcome) -> u64 {
+        // Relaxed: a count read for reporting.
+        self.inner.runs_completed[outcome_index(outcome)].load(Ordering::Relaxed)
     }
 
     /// Sets the `ws_clients` gauge.

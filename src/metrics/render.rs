@@ -161,6 +161,38 @@ pub(super) fn render(metrics: &Metrics, format: Format, out: &mut String) {
     w.sample(&n.iterations, "")
         .value_u64(relaxed(&m.iterations));
 
+    let journal = m.journal.stats();
+    w.family(
+        &n.journal_dropped,
+        Kind::Counter,
+        "Events not written to the journal (its writer was behind, or a write failed), by type.",
+    );
+    for ty in types {
+        w.sample(&n.journal_dropped, "")
+            .label("type", ty.as_str())
+            .value_u64(journal.dropped[ty]);
+    }
+    w.family(
+        &n.journal_written,
+        Kind::Counter,
+        "Events written to the journal.",
+    );
+    w.sample(&n.journal_written, "").value_u64(journal.written);
+    w.family(
+        &n.journal_rotations,
+        Kind::Counter,
+        "Rotations of the journal file.",
+    );
+    w.sample(&n.journal_rotations, "")
+        .value_u64(journal.rotations);
+    w.family(
+        &n.journal_write_errors,
+        Kind::Counter,
+        "Failed journal writes, opens, renames and fsyncs.",
+    );
+    w.sample(&n.journal_write_errors, "")
+        .value_u64(journal.write_errors);
+
     w.family(
         &n.listener_panics,
         Kind::Counter,

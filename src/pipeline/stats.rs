@@ -28,6 +28,12 @@ impl PerType {
         self.0[ty.index()].fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Adds `n`; for counters with several writers.
+    pub(crate) fn add_n(&self, ty: EventType, n: u64) {
+        // Relaxed: a count, read for reporting; flush() orders it for readers.
+        self.0[ty.index()].fetch_add(n, Ordering::Relaxed);
+    }
+
     /// Adds one without a locked instruction; only for single-writer counters.
     pub(crate) fn add_single_writer(&self, ty: EventType) {
         let cell = &self.0[ty.index()];

@@ -29,8 +29,18 @@ impl Demo {
     /// [`Demo::start`] with extra environment variables (and no
     /// `AGENTGATE_TOKEN` from the caller's).
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Demo {
+        Demo::start_subcommand("demo", args, env)
+    }
+
+    /// `agentgate-obs replay` with `args` (plus `--listen 127.0.0.1:0`):
+    /// it prints the same URLs.
+    pub fn replay(args: &[&str]) -> Demo {
+        Demo::start_subcommand("replay", args, &[])
+    }
+
+    fn start_subcommand(subcommand: &str, args: &[&str], env: &[(&str, &str)]) -> Demo {
         let mut child = Command::new(env!("CARGO_BIN_EXE_agentgate-obs"))
-            .arg("demo")
+            .arg(subcommand)
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
             .env_remove("AGENTGATE_TOKEN")

@@ -460,3 +460,55 @@ impl Stall {
         self.held.store(false, std::sync::atomic::Ordering::Release);
     }
 }
+
+/// A fresh directory under the system's temporary directory, removed
+/// (with what it holds) when dropped.
+pub struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    /// `name` tells tests apart; the process id and a counter keep
+    /// concurrent test processes and repeated calls apart.
+    pub fn new(name: &str) -> TempDir {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        // Relaxed: only uniqueness matters.
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("agentgate-{name}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("a temporary directory");
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+
+    pub fn join(&self, name: &str) -> std::path::PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The lines of a journal file (without their newlines).
+pub fn journal_lines(path: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .expect("a readable journal")
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The `seq` of every line of a journal file.
+pub fn journal_seqs(path: &std::path::Path) -> Vec<u64> {
+    journal_lines(path)
+        .iter()
+        .map(|line| {
+            let value: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+            value["seq"].as_u64().expect("a seq")
+        })
+        .collect()
+}

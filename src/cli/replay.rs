@@ -1,0 +1,130 @@
+//! `agentgate-obs replay FILE...`: a journal served as if it were live.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use agentgate_obs::journal::{ReplayReport, Speed, replay};
+use agentgate_obs::{Level, Observability, Overflow};
+use clap::Args;
+
+use super::demo::{check_public, print_urls};
+use super::token::TokenArgs;
+
+#[derive(Debug, Args)]
+pub(crate) struct ReplayArgs {
+    /// Journal files (`demo --events-out`, `Builder::journal`); a rotated
+    /// set may be given in any order (`FILE*`): it is read oldest first.
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<PathBuf>,
+    /// `max` loads everything at once; a number replays with the original
+    /// timing divided by it (1: real time, 10: ten times faster).
+    #[arg(long, default_value = "max", value_parser = parse_speed)]
+    speed: Speed,
+    /// Address of the HTTP server (port 0: a free port).
+    #[arg(long, default_value = "127.0.0.1:3000")]
+    listen: String,
+    /// Require a bearer token on every route but /health (also
+    /// --token-file or AGENTGATE_TOKEN).
+    #[command(flatten)]
+    token: TokenArgs,
+    /// Allow --listen on an address other than loopback without a token.
+    #[arg(long)]
+    allow_public: bool,
+}
+
+fn parse_speed(text: &str) -> Result<Speed, String> {
+    text.parse()
+}
+
+pub(crate) fn run(args: ReplayArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let (token, note) = args.token.resolve()?;
+    if let Some(note) = note {
+        eprintln!("agentgate-obs: note: {note}");
+    }
+    check_public(&args.listen, token.is_some(), args.allow_public)?;
+    // Unreadable files are an error before the server starts, not after.
+    agentgate_obs::journal::JournalReader::open(&args.files)?;
+    note_missing_rotations(&args.files);
+    // Warnings only: a progress line per replayed event would flood stderr.
+    let mut builder = Observability::builder()
+        .serve(args.listen.as_str())
+        .overflow(Overflow::Block)
+        .log_level(Level::Warn);
+    if let Some(token) = &token {
+        builder = builder.token(token.value.as_str());
+    }
+    let obs = builder.start()?;
+    print_urls(&obs, token.is_some());
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let on_signal = stop.clone();
+    ctrlc::set_handler(move || on_signal.store(true, Ordering::Relaxed))?;
+
+    let started = std::time::Instant::now();
+    let report = replay(&obs, &args.files, args.speed, &stop)?;
+    let elapsed = started.elapsed();
+    warn_about(&report);
+    say!(
+        "replayed {} events from {} file(s) in {:.3} s; Ctrl-C to stop",
+        report.events,
+        report.read.files,
+        elapsed.as_secs_f64()
+    );
+    // Relaxed: a request to stop soon.
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    obs.shutdown();
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Tells, on stderr, what a replay skipped or found missing.
+pub(crate) fn warn_about(report: &ReplayReport) {
+    let read = &report.read;
+    if read.skipped() > 0 {
+        let first: Vec<String> = read.first_skipped.iter().map(ToString::to_string).collect();
+        eprintln!(
+            "agentgate-obs: warning: skipped {} line(s) that are not events \
+             ({} blank, {} truncated, {} not JSON events, {} of unknown type); first: {}",
+            read.skipped(),
+            read.blank,
+            read.truncated,
+            read.garbage,
+            read.unknown_type,
+            first.join(", ")
+        );
+    }
+    if report.missing > 0 {
+        eprintln!(
+            "agentgate-obs: warning: {} event(s) missing from the journal (gaps in seq: \
+             its writer fell behind, or older rotated files are not given)",
+            report.missing
+        );
+    }
+    if report.restarts > 0 {
+        eprintln!(
+            "agentgate-obs: note: seq restarts {} time(s): several processes appended to \
+             this journal",
+            report.restarts
+        );
+    }
+}
+
+/// Notes a rotated file (`FILE.1`) beside a given `FILE` that was not given.
+pub(crate) fn note_missing_rotations(files: &[PathBuf]) {
+    for file in files {
+        let mut older = file.as_os_str().to_owned();
+        older.push(".1");
+        let older = PathBuf::from(older);
+        if older.exists() && !files.contains(&older) {
+            eprintln!(
+                "agentgate-obs: note: {} exists but was not given; pass {}* to read the \
+                 whole rotated set",
+                older.display(),
+                file.display()
+            );
+        }
+    }
+}

@@ -1,0 +1,262 @@
+//! Reading journal files with the parsing spread over threads, for
+//! `replay`: one thread reads chunks of lines, [`WORKERS`] threads parse
+//! them (parsing is nine tenths of a replay's time on the reading side),
+//! and the caller takes the parsed chunks back in file order.
+//!
+//! Chunks are dealt round-robin and taken back in the same rotation, so
+//! order needs no sequence numbers; every channel is bounded, so memory
+//! stays a few chunks per worker; dropping the reader ends the threads
+//! (their sends fail).
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+
+use crossbeam_channel::{Receiver, Sender};
+
+use super::parse::Interner;
+use super::read::parse_line;
+use super::{JournalError, JournalRecord, ReadReport, SkipReason};
+
+/// Parsing threads.
+pub(super) const WORKERS: usize = 2;
+/// Lines per chunk.
+const CHUNK_LINES: usize = 1024;
+/// Chunks queued per worker, each way.
+const QUEUED: usize = 4;
+
+/// Lines of one file, copied out of the read buffer.
+struct RawChunk {
+    file: usize,
+    /// Line number of the first line, from 1.
+    first_line: u64,
+    data: Vec<u8>,
+    /// `(start, end, ends with a newline)` of each line in `data`, newline excluded.
+    lines: Vec<(usize, usize, bool)>,
+}
+
+/// What a worker hands back for a chunk.
+pub(super) struct Parsed {
+    pub(super) file: usize,
+    pub(super) lines: u64,
+    pub(super) records: Vec<JournalRecord>,
+    /// Skipped lines of the chunk: line number and why.
+    pub(super) skipped: Vec<(u64, SkipReason)>,
+}
+
+type Message = Result<Parsed, JournalError>;
+
+/// The parsed chunks of `files`, in order.
+pub(super) struct ParallelReader {
+    from_workers: Vec<Receiver<Message>>,
+    next: usize,
+}
+
+impl ParallelReader {
+    /// Starts the reading and parsing threads. `None` if a thread could not
+    /// be spawned (the caller then reads sequentially).
+    pub(super) fn start(files: Vec<PathBuf>) -> Option<ParallelReader> {
+        let mut to_workers = Vec::new();
+        let mut from_workers = Vec::new();
+        for i in 0..WORKERS {
+            let (raw_tx, raw_rx) =
+                crossbeam_channel::bounded::<Result<RawChunk, JournalError>>(QUEUED);
+            let (out_tx, out_rx) = crossbeam_channel::bounded::<Message>(QUEUED);
+            std::thread::Builder::new()
+                .name(format!("agentgate-obs-parse-{i}"))
+                .spawn(move || work(&raw_rx, &out_tx))
+                .ok()?;
+            to_workers.push(raw_tx);
+            from_workers.push(out_rx);
+        }
+        std::thread::Builder::new()
+            .name("agentgate-obs-read".into())
+            .spawn(move || read(&files, &to_workers))
+            .ok()?;
+        Some(ParallelReader {
+            from_workers,
+            next: 0,
+        })
+    }
+
+    /// The next parsed chunk; `None` at the end.
+    pub(super) fn next_chunk(&mut self) -> Option<Message> {
+        let message = self.from_workers[self.next].recv().ok()?;
+        self.next = (self.next + 1) % self.from_workers.len();
+        Some(message)
+    }
+}
+
+/// Adds a parsed chunk's skips and counts to `report`.
+pub(super) fn account(report: &mut ReadReport, files: &[PathBuf], chunk: &mut Parsed) {
+    report.lines += chunk.lines;
+    report.events += chunk.records.len() as u64;
+    let path = files.get(chunk.file).cloned().unwrap_or_default();
+    for (line, reason) in chunk.skipped.drain(..) {
+        report.note_skip(&path, line, reason);
+    }
+}
+
+/// The reading thread: chunks of lines, dealt to the workers in turn.
+fn read(files: &[PathBuf], workers: &[Sender<Result<RawChunk, JournalError>>]) {
+    let mut turn = 0;
+    let mut deal = |chunk: Result<RawChunk, JournalError>| {
+        let sent = workers[turn].send(chunk).is_ok();
+        turn = (turn + 1) % workers.len();
+        sent
+    };
+    for (index, path) in files.iter().enumerate() {
+        let error = |source| JournalError::Io {
+            path: path.clone(),
+            source,
+        };
+        let mut reader = match File::open(path) {
+            Ok(file) => BufReader::with_capacity(256 * 1024, file),
+            Err(source) => {
+                deal(Err(error(source)));
+                return;
+            }
+        };
+        let mut line_no = 0u64;
+        let mut chunk = RawChunk::new(index, 1);
+        let mut spill = Vec::new();
+        loop {
+            let available = match reader.fill_buf() {
+                Ok(available) => available,
+                Err(source) => {
+                    deal(Err(error(source)));
+                    return;
+                }
+            };
+            if available.is_empty() {
+                break;
+            }
+            line_no += 1;
+            match memchr::memchr(b'\n', available) {
+                Some(end) => {
+                    chunk.push(&available[..end], true);
+                    reader.consume(end + 1);
+                }
+                None => {
+                    // The line crosses the read buffer's end (or ends the file).
+                    spill.clear();
+                    if let Err(source) = reader.read_until(b'\n', &mut spill) {
+                        deal(Err(error(source)));
+                        return;
+                    }
+                    let whole = spill.last() == Some(&b'\n');
+                    chunk.push(spill.strip_suffix(b"\n").unwrap_or(&spill), whole);
+                }
+            }
+            if chunk.lines.len() >= CHUNK_LINES {
+                let next = RawChunk::new(index, line_no + 1);
+                if !deal(Ok(std::mem::replace(&mut chunk, next))) {
+                    return;
+                }
+            }
+        }
+        if !chunk.lines.is_empty() && !deal(Ok(chunk)) {
+            return;
+        }
+    }
+}
+
+impl RawChunk {
+    fn new(file: usize, first_line: u64) -> Self {
+        RawChunk {
+            file,
+            first_line,
+            data: Vec::with_capacity(CHUNK_LINES * 256),
+            lines: Vec::with_capacity(CHUNK_LINES),
+        }
+    }
+
+    fn push(&mut self, line: &[u8], whole: bool) {
+        let start = self.data.len();
+        self.data.extend_from_slice(line);
+        self.lines.push((start, self.data.len(), whole));
+    }
+}
+
+/// A parsing thread: chunks in, parsed chunks out, in the order received.
+fn work(raw: &Receiver<Result<RawChunk, JournalError>>, out: &Sender<Message>) {
+    let mut ids = Interner::default();
+    for chunk in raw.iter() {
+        let message = chunk.map(|chunk| {
+            let mut parsed = Parsed {
+                file: chunk.file,
+                lines: chunk.lines.len() as u64,
+                records: Vec::with_capacity(chunk.lines.len()),
+                skipped: Vec::new(),
+            };
+            for (i, &(start, end, whole)) in chunk.lines.iter().enumerate() {
+                match parse_line(&chunk.data[start..end], &mut ids) {
+                    Ok(record) => parsed.records.push(record),
+                    Err(reason) => {
+                        let reason = match reason {
+                            SkipReason::Blank => SkipReason::Blank,
+                            _ if !whole => SkipReason::Truncated,
+                            other => other,
+                        };
+                        parsed.skipped.push((chunk.first_line + i as u64, reason));
+                    }
+                }
+            }
+            parsed
+        });
+        if out.send(message).is_err() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_come_back_in_file_order_with_line_numbers_across_chunks_and_files() {
+        let dir = std::env::temp_dir().join(format!("agentgate-parallel-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let line = |seq: usize| {
+            format!(
+                r#"{{"type":"phase:started","seq":{seq},"timestamp":"2026-12-02T01:00:00.000Z","workOrderId":"w","runId":"r","iteration":1,"phase":"build"}}"#
+            )
+        };
+        let first: Vec<String> = (1..=3_000)
+            .map(|i| {
+                if i == 2_500 {
+                    "garbage".to_owned()
+                } else {
+                    line(i)
+                }
+            })
+            .collect();
+        let a = dir.join("a");
+        let b = dir.join("b");
+        std::fs::write(&a, first.join("\n") + "\n").expect("write");
+        std::fs::write(&b, format!("{}\n{}", line(3_001), &line(3_002)[..20])).expect("write");
+        let files = vec![a.clone(), b.clone()];
+        let mut reader = ParallelReader::start(files.clone()).expect("threads");
+        let mut report = ReadReport::default();
+        let mut seqs = Vec::new();
+        while let Some(parsed) = reader.next_chunk() {
+            let mut parsed = parsed.expect("readable");
+            account(&mut report, &files, &mut parsed);
+            seqs.extend(parsed.records.iter().filter_map(|r| r.seq));
+        }
+        let expected: Vec<u64> = (1..=3_001).filter(|&s| s != 2_500).collect();
+        assert_eq!(seqs, expected);
+        assert_eq!(
+            (report.lines, report.garbage, report.truncated),
+            (3_002, 1, 1)
+        );
+        let named: Vec<(PathBuf, u64)> = report
+            .first_skipped
+            .iter()
+            .map(|s| (s.file.clone(), s.line))
+            .collect();
+        assert_eq!(named, [(a, 2_500), (b, 2)]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

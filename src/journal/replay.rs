@@ -1,0 +1,236 @@
+//! Replaying a journal through a running pipeline: the tracker, the
+//! metrics, the dashboard and `/ws` then show the journal's runs through
+//! the live code paths.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use super::parallel::{ParallelReader, account};
+use super::{JournalError, JournalReader, ReadReport, order_files};
+use crate::observability::Observability;
+
+/// How fast to replay.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Speed {
+    /// Everything at once, as fast as the pipeline takes it.
+    Max,
+    /// The original timing (from the events' timestamps) divided by this
+    /// factor: 1 is real time, 10 ten times faster.
+    Scaled(f64),
+}
+
+impl std::str::FromStr for Speed {
+    type Err = String;
+
+    /// `max`, or a finite factor above 0.
+    fn from_str(text: &str) -> Result<Speed, String> {
+        if text.eq_ignore_ascii_case("max") {
+            return Ok(Speed::Max);
+        }
+        match text.parse::<f64>() {
+            Ok(f) if f.is_finite() && f > 0.0 => Ok(Speed::Scaled(f)),
+            _ => Err(format!(
+                "speed must be `max` or a number above 0, not {text:?}"
+            )),
+        }
+    }
+}
+
+/// What a [`replay`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReplayReport {
+    /// What was read, skipped lines included.
+    pub read: ReadReport,
+    /// Events fed to the pipeline.
+    pub events: u64,
+    /// Events missing from the journal, by gaps in `seq` (the writer was
+    /// behind and dropped them, or the oldest rotated files are gone).
+    pub missing: u64,
+    /// Times `seq` went backwards: another process appended to the
+    /// journal after this one (each restarts at 1).
+    pub restarts: u64,
+    /// The first and last `seq` read.
+    pub seqs: Option<(u64, u64)>,
+    /// Ended early because `stop` was set.
+    pub stopped: bool,
+}
+
+/// Feeds the events of the journal files `paths` (put in order by
+/// [`order_files`](super::order_files)) to `obs`, at `speed`, until they
+/// run out or `stop` is set; returns once every fed event is processed.
+///
+/// Events are emitted with their own timestamps and ids, waiting for room
+/// in the ring whatever the overflow policy, so nothing is lost. While the
+/// journal's `seq` and the pipeline's agree (a fresh pipeline and a
+/// journal that starts at 1), a gap in the journal is reproduced, so `/ws`
+/// clients of the replay see the journal's own `seq` numbers.
+///
+/// ```
+/// use agentgate_obs::Observability;
+/// use agentgate_obs::journal::{Speed, replay};
+/// use std::sync::atomic::AtomicBool;
+///
+/// let path = std::env::temp_dir().join(format!("doc-replay-{}.ndjson", std::process::id()));
+/// std::fs::write(&path, concat!(
+///     r#"{"type":"run:started","seq":1,"timestamp":"2026-12-02T01:00:00.000Z","workOrderId":"wo","runId":"r","correlationId":"r","taskSpec":{"goal":"g","strategy":"ralph","maxIterations":3}}"#, "\n",
+/// )).unwrap();
+/// let obs = Observability::builder().no_log().start()?;
+/// let report = replay(&obs, &[&path], Speed::Max, &AtomicBool::new(false)).unwrap();
+/// assert_eq!(report.events, 1);
+/// assert_eq!(obs.active_runs(), 1);
+/// # std::fs::remove_file(&path).unwrap();
+/// # Ok::<(), agentgate_obs::Error>(())
+/// ```
+pub fn replay<P: AsRef<Path>>(
+    obs: &Observability,
+    paths: &[P],
+    speed: Speed,
+    stop: &AtomicBool,
+) -> Result<ReplayReport, JournalError> {
+    let files = order_files(paths);
+    // Every file opens, or nothing is replayed.
+    let sequential = JournalReader::open(&files)?;
+    let emitter = obs.emitter();
+    let mut feeder = Feeder {
+        // The pipeline's seq before the first event; `None` if unknown.
+        pipeline_seq: emitter.shared().on_drain(None, |drain| drain.seq),
+        emitter,
+        speed,
+        stop,
+        report: ReplayReport::default(),
+        previous: None,
+        clock: None,
+        chunk: Vec::with_capacity(CHUNK),
+    };
+    match ParallelReader::start(files.clone()) {
+        Some(mut reader) => {
+            feeder.report.read.files = files.len();
+            'chunks: while let Some(parsed) = reader.next_chunk() {
+                let mut parsed = parsed?;
+                account(&mut feeder.report.read, &files, &mut parsed);
+                for record in parsed.records.drain(..) {
+                    if !feeder.feed(record) {
+                        break 'chunks;
+                    }
+                }
+            }
+        }
+        None => {
+            let mut reader = sequential;
+            for record in reader.by_ref() {
+                if !feeder.feed(record?) {
+                    break;
+                }
+            }
+            feeder.report.read = reader.report().clone();
+        }
+    }
+    feeder.emit_chunk();
+    obs.flush();
+    Ok(feeder.report)
+}
+
+/// Feeds records to the pipeline in order, keeping the report.
+struct Feeder<'a> {
+    emitter: crate::Emitter,
+    speed: Speed,
+    stop: &'a AtomicBool,
+    report: ReplayReport,
+    pipeline_seq: Option<u64>,
+    /// The previous record's `seq`.
+    previous: Option<u64>,
+    /// When the first record was fed, and its timestamp (paced replays).
+    clock: Option<(Instant, u64)>,
+    chunk: Vec<crate::ProgressEvent>,
+}
+
+impl Feeder<'_> {
+    /// Feeds one record; false once `stop` is set.
+    fn feed(&mut self, record: super::JournalRecord) -> bool {
+        // Relaxed: a request to stop soon.
+        if self.stop.load(Ordering::Relaxed) {
+            self.report.stopped = true;
+            return false;
+        }
+        if let Speed::Scaled(factor) = self.speed {
+            pace(
+                &mut self.clock,
+                record.event.timestamp.as_millis(),
+                factor,
+                self.stop,
+            );
+        }
+        if let Some(seq) = record.seq {
+            self.follow_seq(seq);
+        }
+        self.chunk.push(record.event);
+        if self.chunk.len() >= CHUNK || self.speed != Speed::Max {
+            self.emit_chunk();
+        }
+        self.report.events += 1;
+        self.pipeline_seq = self.pipeline_seq.map(|s| s + 1);
+        true
+    }
+
+    /// Counts gaps and restarts; while the pipeline's numbering matches the
+    /// journal's, makes it skip the same gaps.
+    fn follow_seq(&mut self, seq: u64) {
+        let report = &mut self.report;
+        match self.previous {
+            Some(prev) if seq <= prev => {
+                report.restarts += 1;
+                // The numbering restarted: it no longer matches the pipeline's.
+                self.pipeline_seq = None;
+            }
+            previous => {
+                let expected = previous.map_or(1, |p| p + 1);
+                report.missing += seq.saturating_sub(expected);
+                if let Some(current) = self.pipeline_seq
+                    && seq > current + 1
+                    && previous.is_none_or(|p| p == current)
+                {
+                    // Keep the journal's numbers: skip the pipeline's ahead
+                    // too, after the events before the gap.
+                    self.emit_chunk();
+                    self.emitter
+                        .shared()
+                        .on_drain(None, move |drain| drain.seq = drain.seq.max(seq - 1));
+                    self.pipeline_seq = Some(seq - 1);
+                }
+            }
+        }
+        let report = &mut self.report;
+        report.seqs = Some(report.seqs.map_or((seq, seq), |(first, _)| (first, seq)));
+        self.previous = Some(seq);
+    }
+
+    fn emit_chunk(&mut self) {
+        for event in self.chunk.drain(..) {
+            self.emitter.emit_reliably(event);
+        }
+    }
+}
+
+/// Events parsed before they are emitted together (at `Speed::Max`): a
+/// drain thread that keeps up would otherwise park between two events and
+/// cost a wake-up, a system call, per event.
+const CHUNK: usize = 512;
+
+/// Sleeps until the event stamped `millis` is due at `factor` times the
+/// original pace (the first event sets the origin). Never goes backwards
+/// for events out of order, and wakes for `stop`.
+fn pace(clock: &mut Option<(Instant, u64)>, millis: u64, factor: f64, stop: &AtomicBool) {
+    let (start, origin) = *clock.get_or_insert((Instant::now(), millis));
+    let offset = Duration::from_secs_f64(millis.saturating_sub(origin) as f64 / 1e3 / factor);
+    let due = start + offset;
+    loop {
+        let now = Instant::now();
+        // Relaxed: see `replay`.
+        if now >= due || stop.load(Ordering::Relaxed) {
+            return;
+        }
+        std::thread::sleep((due - now).min(Duration::from_millis(100)));
+    }
+}

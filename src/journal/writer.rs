@@ -1,0 +1,341 @@
+//! The drain thread's journal sink and the writer thread behind it.
+//!
+//! The drain thread only copies each event, in the compact form of
+//! `item.rs`, into a batch with its `seq`; the writer thread rebuilds the
+//! event, encodes its line with the WebSocket encoder and writes it.
+//! Batches cross an unbounded channel whose contents are bounded by a
+//! count of queued events instead: up to
+//! `capacity` for every event, then `lifecycle_reserve` more for lifecycle
+//! events alone. One count both keeps the lines in `seq` order (a second
+//! channel for lifecycle events would need a merge) and lets the drain
+//! thread decide without waiting.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use parking_lot::Mutex;
+
+use super::item::{Decoder, Encoder, Item};
+use super::rotate::{CHECK_EVERY, Output};
+use super::{JournalConfig, JournalCounters};
+use crate::event::ProgressEvent;
+use crate::log::Dispatch;
+use crate::pipeline::drain::{EventInfo, Sink};
+
+/// Events per hand-off at most: one channel send per batch, not per event.
+const BATCH: usize = 256;
+
+/// Empty batches the writer hands back for reuse at most: enough for a
+/// full hand-off, so that after a first burst the drain thread neither
+/// allocates nor touches fresh memory (page faults cost it more than the
+/// copies).
+const MAX_RECYCLED: usize = 1024;
+
+enum ToWriter {
+    Batch(Vec<Item>),
+    /// Write out (and fsync if due), then answer.
+    Flush(Sender<()>),
+    /// Write out, fsync unless the policy is `Never`, and stop.
+    Stop,
+}
+
+/// The handle [`Observability`](crate::Observability) keeps: flushes, and
+/// stops the writer at shutdown.
+pub(crate) struct Journal {
+    tx: Sender<ToWriter>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    counters: Arc<JournalCounters>,
+}
+
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Journal")
+            .field("stats", &self.counters.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Opens the journal and starts its writer thread; returns the handle and
+/// the sink for the drain thread.
+pub(crate) fn start(
+    config: &JournalConfig,
+    counters: Arc<JournalCounters>,
+    log: Option<Arc<Dispatch>>,
+) -> Result<(Journal, JournalSink), crate::Error> {
+    let output = Output::open(config, counters.clone(), log.clone()).map_err(|source| {
+        crate::Error::Journal {
+            path: config.path().map(ToOwned::to_owned).unwrap_or_default(),
+            source,
+        }
+    })?;
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let pool = ((config.capacity + config.lifecycle_reserve) / BATCH + 4).min(MAX_RECYCLED);
+    let (recycle_tx, recycle_rx) = crossbeam_channel::bounded(pool);
+    let queued = Arc::new(AtomicUsize::new(0));
+    let writer = Writer {
+        rx,
+        recycle: recycle_tx,
+        output,
+        queued: queued.clone(),
+        line: Vec::with_capacity(1024),
+        decoder: Decoder::new(),
+    };
+    let thread = std::thread::Builder::new()
+        .name("agentgate-obs-journal".into())
+        .spawn(move || writer.run())
+        .map_err(|source| crate::Error::Spawn {
+            name: "journal",
+            source,
+        })?;
+    let sink = JournalSink {
+        tx: tx.clone(),
+        recycled: recycle_rx,
+        pending: Vec::with_capacity(BATCH + 16),
+        pending_events: 0,
+        encoder: Encoder::new(),
+        queued,
+        capacity: config.capacity,
+        reserve: config.lifecycle_reserve,
+        counters: counters.clone(),
+        log,
+        warned: false,
+    };
+    let journal = Journal {
+        tx,
+        thread: Mutex::new(Some(thread)),
+        counters,
+    };
+    Ok((journal, sink))
+}
+
+impl Journal {
+    /// Returns once every line handed over before the call is written (or
+    /// counted dropped), or after `limit`: a stuck disk must not hang the
+    /// caller for ever.
+    pub(crate) fn flush(&self, limit: Duration) {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        if self.tx.send(ToWriter::Flush(tx)).is_ok() {
+            let _ = rx.recv_timeout(limit);
+        }
+    }
+
+    /// Stops the writer after everything handed over, and joins it within
+    /// `limit` (else leaves it to finish on its own).
+    pub(crate) fn shutdown(&self, limit: Duration) {
+        let Some(thread) = self.thread.lock().take() else {
+            return;
+        };
+        let _ = self.tx.send(ToWriter::Stop);
+        let deadline = Instant::now() + limit;
+        while !thread.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        if thread.is_finished() {
+            let _ = thread.join();
+        }
+    }
+
+    pub(crate) fn stats(&self) -> super::JournalStats {
+        self.counters.stats()
+    }
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        // A pipeline that failed to start after the journal did: let the
+        // writer go without waiting for it.
+        let _ = self.tx.send(ToWriter::Stop);
+    }
+}
+
+/// The drain thread's side: batches events and hands them over.
+pub(crate) struct JournalSink {
+    tx: Sender<ToWriter>,
+    recycled: Receiver<Vec<Item>>,
+    pending: Vec<Item>,
+    /// Events in `pending` (the rest are id messages).
+    pending_events: usize,
+    encoder: Encoder,
+    /// Events handed over and not yet taken by the writer.
+    queued: Arc<AtomicUsize>,
+    capacity: usize,
+    reserve: usize,
+    counters: Arc<JournalCounters>,
+    log: Option<Arc<Dispatch>>,
+    /// A lifecycle drop was reported and no batch went through whole since.
+    warned: bool,
+}
+
+impl JournalSink {
+    fn hand_off(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        // Relaxed: an admission count; the channel carries the data itself.
+        let queued = self.queued.load(Ordering::Relaxed);
+        let fresh = self
+            .recycled
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(BATCH + 16));
+        let mut batch = std::mem::replace(&mut self.pending, fresh);
+        let mut events = std::mem::take(&mut self.pending_events);
+        if queued + events > self.capacity {
+            events = self.shed(&mut batch, queued);
+        } else {
+            self.warned = false;
+        }
+        // Relaxed: see above.
+        self.queued.fetch_add(events, Ordering::Relaxed);
+        if let Err(crossbeam_channel::SendError(ToWriter::Batch(lost))) =
+            self.tx.send(ToWriter::Batch(batch))
+        {
+            // The writer thread is gone (it panicked): count, never block.
+            // Relaxed: an admission count, as above.
+            self.queued.fetch_sub(events, Ordering::Relaxed);
+            for ty in lost.iter().filter_map(Item::event_type) {
+                self.counters.dropped.add(ty);
+            }
+        }
+    }
+
+    /// The writer is behind: keeps the lifecycle events of `batch` if the
+    /// reserved room holds them, counts the rest as dropped. Id messages
+    /// always stay (later events refer to them). Returns the events kept.
+    fn shed(&mut self, batch: &mut Vec<Item>, queued: usize) -> usize {
+        let counters = &self.counters;
+        batch.retain(|item| match item.event_type() {
+            None => true,
+            Some(ty) if ty.is_lifecycle() => true,
+            Some(ty) => {
+                counters.dropped.add(ty);
+                false
+            }
+        });
+        let kept = batch.iter().filter(|i| i.event_type().is_some()).count();
+        if queued + kept <= self.capacity + self.reserve {
+            return kept;
+        }
+        batch.retain(|item| match item.event_type() {
+            None => true,
+            Some(ty) => {
+                counters.dropped.add(ty);
+                false
+            }
+        });
+        if !self.warned {
+            self.warned = true;
+            let message = "the journal writer is stuck past the room reserved for lifecycle \
+                           events: run lifecycle events are dropped from the journal \
+                           (journal_events_dropped_total)";
+            match &self.log {
+                Some(log) => crate::log::pipeline_warning(
+                    log,
+                    "agentgate_obs::journal",
+                    message,
+                    vec![("queued", queued.into())],
+                ),
+                None => eprintln!("agentgate-obs: WARNING: {message}"),
+            }
+        }
+        0
+    }
+}
+
+impl Sink for JournalSink {
+    fn event(&mut self, event: &ProgressEvent, info: &EventInfo) {
+        self.encoder.push(&mut self.pending, info.seq, event);
+        self.pending_events += 1;
+        if self.pending_events >= BATCH {
+            self.hand_off();
+        }
+    }
+
+    fn flush(&mut self) {
+        self.hand_off();
+    }
+}
+
+/// The writer thread's state.
+struct Writer {
+    rx: Receiver<ToWriter>,
+    recycle: Sender<Vec<Item>>,
+    output: Output,
+    queued: Arc<AtomicUsize>,
+    /// The line being encoded, reused.
+    line: Vec<u8>,
+    decoder: Decoder,
+}
+
+impl Writer {
+    fn run(mut self) {
+        loop {
+            let wait = self
+                .output
+                .sync_due_in()
+                .map_or(CHECK_EVERY, |due| due.min(CHECK_EVERY));
+            match self.rx.recv_timeout(wait) {
+                Ok(ToWriter::Batch(batch)) => {
+                    self.write(batch);
+                    if self.rx.is_empty() {
+                        // Idle: the lines go to the kernel, so `tail -F` sees them.
+                        self.output.write_out();
+                    }
+                    self.output.check(false);
+                    self.output.sync(false);
+                }
+                Ok(ToWriter::Flush(reply)) => {
+                    self.output.check(true);
+                    self.output.sync(false);
+                    let _ = reply.send(());
+                }
+                Ok(ToWriter::Stop) | Err(RecvTimeoutError::Disconnected) => {
+                    // Whatever raced in behind the stop was handed over too.
+                    let mut replies = Vec::new();
+                    while let Ok(message) = self.rx.try_recv() {
+                        match message {
+                            ToWriter::Batch(batch) => self.write(batch),
+                            ToWriter::Flush(reply) => replies.push(reply),
+                            ToWriter::Stop => {}
+                        }
+                    }
+                    self.output.sync(true);
+                    for reply in replies {
+                        let _ = reply.send(());
+                    }
+                    return;
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    self.output.check(false);
+                    self.output.sync(false);
+                }
+            }
+        }
+    }
+
+    fn write(&mut self, mut batch: Vec<Item>) {
+        let mut n = 0;
+        for item in batch.drain(..) {
+            let (seq, event) = match self.decoder.take(item) {
+                Ok(Some(event)) => event,
+                Ok(None) => continue,
+                Err(ty) => {
+                    n += 1;
+                    self.output.count_dropped(ty);
+                    continue;
+                }
+            };
+            n += 1;
+            self.line.clear();
+            crate::ws::protocol::write_event_message(&mut self.line, seq, event);
+            self.line.push(b'\n');
+            self.output.push(&self.line, event.event_type());
+        }
+        // Relaxed: an admission count (see `JournalSink::hand_off`).
+        self.queued.fetch_sub(n, Ordering::Relaxed);
+        // Full means enough spares already: this one is freed here.
+        let _ = self.recycle.try_send(batch);
+    }
+}
