@@ -7,27 +7,11 @@ mod common;
 use agentgate_obs::fuzzing::strict;
 use agentgate_obs::metrics::{MetricError, MetricsConfig, OVERFLOW};
 use agentgate_obs::{LogContext, Observability, with_context};
+use common::metrics::{
+    OPENMETRICS, assert_promtool_accepts, scrape_text as scrape, served_with as served,
+};
 use common::prometheus::Prometheus;
-use common::{external_tool, http_get, parse_exposition, sample_value};
-
-const OPENMETRICS: &str = "application/openmetrics-text;version=1.0.0";
-
-fn served(config: MetricsConfig) -> Observability {
-    common::quiet()
-        .metrics(config)
-        .serve("127.0.0.1:0")
-        .start()
-        .expect("start")
-}
-
-fn scrape(obs: &Observability, accept: Option<&str>) -> String {
-    let addr = obs.local_addr().expect("serving");
-    let header = accept.map(|a| format!("Accept: {a}"));
-    let headers: Vec<&str> = header.iter().map(String::as_str).collect();
-    let reply = http_get(addr, "/metrics", &headers);
-    assert_eq!(reply.status, 200, "{}", reply.body);
-    reply.body
-}
+use common::{external_tool, parse_exposition, sample_value};
 
 /// A pipeline with one family of each type, recorded into.
 fn with_one_of_each() -> Observability {
@@ -123,28 +107,7 @@ fn an_exposition_with_the_engines_families_passes_promtool_check_metrics_without
     };
     let obs = with_one_of_each();
     let text = scrape(&obs, None);
-    let mut child = std::process::Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run promtool");
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(text.as_bytes())
-        .expect("write to promtool");
-    let out = child.wait_with_output().expect("promtool output");
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "promtool failed: {report}\n{text}");
-    assert!(report.trim().is_empty(), "promtool warned: {report}");
+    assert_promtool_accepts(&promtool, &text);
 }
 
 /// The family names of `# HELP` lines, in order.

@@ -58,28 +58,7 @@ fn a_demo_exposition_passes_promtool_check_metrics_without_a_warning() {
     };
     let (obs, _) = served_demo(MetricsConfig::default());
     let text = scrape(&obs, None).body;
-    let mut child = std::process::Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run promtool");
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(text.as_bytes())
-        .expect("write to promtool");
-    let out = child.wait_with_output().expect("promtool output");
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "promtool failed: {report}\n{text}");
-    assert!(report.trim().is_empty(), "promtool warned: {report}");
+    common::metrics::assert_promtool_accepts(&promtool, &text);
 }
 
 #[test]

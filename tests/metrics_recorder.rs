@@ -5,27 +5,9 @@ mod common;
 
 use agentgate_obs::fuzzing::strict;
 use agentgate_obs::metrics::{MetricsConfig, OVERFLOW};
-use agentgate_obs::{Error, LogContext, Observability, with_context};
-use common::{http_get, parse_exposition, sample_value};
-
-const OPENMETRICS: &str = "application/openmetrics-text;version=1.0.0";
-
-fn served(config: MetricsConfig) -> Observability {
-    common::quiet()
-        .metrics(config)
-        .serve("127.0.0.1:0")
-        .start()
-        .expect("start")
-}
-
-fn scrape(obs: &Observability, accept: Option<&str>) -> String {
-    let addr = obs.local_addr().expect("serving");
-    let header = accept.map(|a| format!("Accept: {a}"));
-    let headers: Vec<&str> = header.iter().map(String::as_str).collect();
-    let reply = http_get(addr, "/metrics", &headers);
-    assert_eq!(reply.status, 200, "{}", reply.body);
-    reply.body
-}
+use agentgate_obs::{Error, LogContext, with_context};
+use common::metrics::{OPENMETRICS, scrape_text as scrape, served_with as served};
+use common::{parse_exposition, sample_value};
 
 #[test]
 fn metrics_macros_appear_on_metrics_in_both_formats() {

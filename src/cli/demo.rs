@@ -8,8 +8,8 @@ use agentgate_obs::Observability;
 use agentgate_obs::demo::{DemoConfig, run_engine};
 use clap::Args;
 
-use super::token::TokenArgs;
-use super::{Usage, report};
+use super::report;
+use super::serve::ServeArgs;
 
 #[derive(Debug, Args)]
 pub(crate) struct DemoArgs {
@@ -36,17 +36,8 @@ pub(crate) struct DemoArgs {
     /// Ctrl-C.
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, requires = "exit_when_done")]
     linger: Option<std::time::Duration>,
-    /// Address of the HTTP server (port 0: a free port).
-    #[arg(long, default_value = "127.0.0.1:3000")]
-    listen: String,
-    /// Require a bearer token on every route but /health (also
-    /// --token-file or AGENTGATE_TOKEN).
     #[command(flatten)]
-    token: TokenArgs,
-    /// Allow --listen on an address other than loopback without a token
-    /// (anyone who can reach it then reads every run and the metrics).
-    #[arg(long)]
-    allow_public: bool,
+    serve: ServeArgs,
     /// Append the JSON log lines to FILE instead of writing them to stderr.
     #[arg(long, value_name = "FILE")]
     log_file: Option<std::path::PathBuf>,
@@ -61,15 +52,7 @@ pub(crate) fn run(args: DemoArgs) -> Result<ExitCode, Box<dyn std::error::Error>
     if !(args.time_scale.is_finite() && args.time_scale >= 0.0) {
         return Err("--time-scale must be a finite number >= 0".into());
     }
-    let (token, note) = args.token.resolve()?;
-    if let Some(note) = note {
-        eprintln!("agentgate-obs: note: {note}");
-    }
-    check_public(&args.listen, token.is_some(), args.allow_public)?;
-    let mut builder = Observability::builder().serve(args.listen.as_str());
-    if let Some(token) = &token {
-        builder = builder.token(token.value.as_str());
-    }
+    let (mut builder, token) = args.serve.builder()?;
     if let Some(path) = &args.log_file {
         builder = builder.log_file(path);
     }
@@ -141,38 +124,5 @@ pub(crate) fn print_urls(obs: &Observability, has_token: bool) {
         }
         say!("metrics: http://{addr}/metrics");
         say!("websocket: ws://{addr}/ws");
-    }
-}
-
-/// Refuses a public `listen` without a token unless `allow_public`, and
-/// warns when it is allowed.
-pub(crate) fn check_public(listen: &str, has_token: bool, allow_public: bool) -> Result<(), Usage> {
-    if has_token || is_loopback(listen) {
-        return Ok(());
-    }
-    if !allow_public {
-        return Err(Usage(format!(
-            "refusing to serve {listen} without a token: anyone who can reach it could read \
-             every run and the metrics. Give a token (--token-file, AGENTGATE_TOKEN or \
-             --token), listen on 127.0.0.1, or pass --allow-public"
-        )));
-    }
-    eprintln!(
-        "agentgate-obs: WARNING: serving {listen} without a token (--allow-public): \
-         anyone who can reach it can read every run and the metrics"
-    );
-    Ok(())
-}
-
-/// Whether `listen` names only loopback addresses. An address that does
-/// not resolve counts as loopback here: starting the server reports it.
-fn is_loopback(listen: &str) -> bool {
-    use std::net::ToSocketAddrs;
-    match listen.to_socket_addrs() {
-        Ok(addrs) => addrs.into_iter().all(|a| match a.ip() {
-            std::net::IpAddr::V6(v6) => v6.to_canonical().is_loopback(),
-            ip => ip.is_loopback(),
-        }),
-        Err(_) => true,
     }
 }

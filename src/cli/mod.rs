@@ -13,6 +13,7 @@ macro_rules! say {
 mod demo;
 mod replay;
 mod report;
+mod serve;
 mod summary;
 mod token;
 mod watch;

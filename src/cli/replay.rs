@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use agentgate_obs::journal::{ReplayReport, Speed, replay};
-use agentgate_obs::{Level, Observability, Overflow};
+use agentgate_obs::{Level, Overflow};
 use clap::Args;
 
-use super::demo::{check_public, print_urls};
-use super::token::TokenArgs;
+use super::demo::print_urls;
+use super::serve::ServeArgs;
 
 #[derive(Debug, Args)]
 pub(crate) struct ReplayArgs {
@@ -22,16 +22,8 @@ pub(crate) struct ReplayArgs {
     /// timing divided by it (1: real time, 10: ten times faster).
     #[arg(long, default_value = "max", value_parser = parse_speed)]
     speed: Speed,
-    /// Address of the HTTP server (port 0: a free port).
-    #[arg(long, default_value = "127.0.0.1:3000")]
-    listen: String,
-    /// Require a bearer token on every route but /health (also
-    /// --token-file or AGENTGATE_TOKEN).
     #[command(flatten)]
-    token: TokenArgs,
-    /// Allow --listen on an address other than loopback without a token.
-    #[arg(long)]
-    allow_public: bool,
+    serve: ServeArgs,
 }
 
 fn parse_speed(text: &str) -> Result<Speed, String> {
@@ -39,23 +31,15 @@ fn parse_speed(text: &str) -> Result<Speed, String> {
 }
 
 pub(crate) fn run(args: ReplayArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    let (token, note) = args.token.resolve()?;
-    if let Some(note) = note {
-        eprintln!("agentgate-obs: note: {note}");
-    }
-    check_public(&args.listen, token.is_some(), args.allow_public)?;
+    let (builder, token) = args.serve.builder()?;
     // Unreadable files are an error before the server starts, not after.
     agentgate_obs::journal::JournalReader::open(&args.files)?;
     note_missing_rotations(&args.files);
     // Warnings only: a progress line per replayed event would flood stderr.
-    let mut builder = Observability::builder()
-        .serve(args.listen.as_str())
+    let obs = builder
         .overflow(Overflow::Block)
-        .log_level(Level::Warn);
-    if let Some(token) = &token {
-        builder = builder.token(token.value.as_str());
-    }
-    let obs = builder.start()?;
+        .log_level(Level::Warn)
+        .start()?;
     print_urls(&obs, token.is_some());
 
     let stop = Arc::new(AtomicBool::new(false));

@@ -1,7 +1,6 @@
 //! `agentgate-obs demo` as a child process, for the tests that need the
 //! binary itself.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -51,14 +50,7 @@ impl Demo {
             .spawn()
             .expect("the demo starts");
         let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let lines = super::stdout_lines(stdout);
         let mut demo = Demo {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),

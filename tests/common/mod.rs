@@ -3,6 +3,7 @@
 
 pub mod browser;
 pub mod demo;
+pub mod metrics;
 pub mod prometheus;
 pub mod ws;
 
@@ -13,6 +14,24 @@ use std::time::Duration;
 
 use agentgate_obs::{Builder, Emitter, Observability, ProgressEvent, Subscription};
 use parking_lot::{Condvar, Mutex};
+
+/// The lines a child process writes to `stdout`, as they come, read on a
+/// thread of their own so that the pipe never fills.
+pub fn stdout_lines(stdout: std::process::ChildStdout) -> mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    lines
+}
 
 /// A builder for a pipeline that writes nothing to the terminal.
 pub fn quiet() -> Builder {
