@@ -11,8 +11,10 @@
 //! untimed `run_upkeep` between them (ours needs none; the same batching
 //! applies to both).
 
+mod support;
+
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use agentgate_obs::exposition::Format;
 use agentgate_obs::metrics::{DEFAULT_CUSTOM_BUCKETS, Metrics, MetricsConfig};
@@ -34,20 +36,8 @@ fn exporter() -> PrometheusRecorder {
 }
 
 /// Times `iters` calls of `f` in batches, running `between` untimed.
-fn batched(iters: u64, mut f: impl FnMut(u64), mut between: impl FnMut()) -> Duration {
-    let mut total = Duration::ZERO;
-    let mut done = 0;
-    while done < iters {
-        let n = BATCH.min(iters - done);
-        let start = Instant::now();
-        for i in 0..n {
-            f(done + i);
-        }
-        total += start.elapsed();
-        done += n;
-        between();
-    }
-    total
+fn batched(iters: u64, f: impl FnMut(u64), between: impl FnMut()) -> Duration {
+    support::batched(iters, BATCH, f, between)
 }
 
 /// A value spread over the buckets, cheap to compute.

@@ -41,20 +41,8 @@ fn pipeline() -> (Observability, Subscription) {
 }
 
 /// Times `iters` calls of `emit`, in batches separated by an untimed flush.
-fn batched(obs: &Observability, iters: u64, mut emit: impl FnMut(u64)) -> Duration {
-    let mut total = Duration::ZERO;
-    let mut done = 0;
-    while done < iters {
-        let n = BATCH.min(iters - done);
-        let start = Instant::now();
-        for i in 0..n {
-            emit(done + i);
-        }
-        total += start.elapsed();
-        done += n;
-        obs.flush();
-    }
-    total
+fn batched(obs: &Observability, iters: u64, emit: impl FnMut(u64)) -> Duration {
+    support::batched(iters, BATCH, emit, || obs.flush())
 }
 
 /// The original TypeScript design, in Rust: the event built with owned

@@ -11,8 +11,10 @@
 //! line takes the accepting path. The queue sizes and drop counts are
 //! printed at the end so the comparison can be checked.
 
+mod support;
+
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use agentgate_obs::{LogContext, Logger, Observability, Phase};
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -107,19 +109,7 @@ fn tracing_pair(c: &mut Criterion, group_name: &str) {
 /// Times `iters` calls of `line`, in batches of [`BATCH`] separated by an
 /// untimed `settle`.
 fn timed_in_batches(iters: u64, settle: impl Fn(), line: impl Fn(u64)) -> Duration {
-    let mut total = Duration::ZERO;
-    let mut done = 0;
-    while done < iters {
-        let n = BATCH.min(iters - done);
-        settle();
-        let start = Instant::now();
-        for i in done..done + n {
-            line(i);
-        }
-        total += start.elapsed();
-        done += n;
-    }
-    total
+    support::batched(iters, BATCH, line, settle)
 }
 
 /// What logging every event as a `Progress: <type>` line costs the

@@ -7,6 +7,29 @@ use std::time::{Duration, Instant};
 
 use agentgate_obs::{Observability, Phase, RunHandle, Subscription};
 
+/// Times `iters` calls of `f` in batches of `batch`, running `between`
+/// untimed after each (a flush, so that a batch never finds the ring full).
+pub fn batched(
+    iters: u64,
+    batch: u64,
+    mut f: impl FnMut(u64),
+    mut between: impl FnMut(),
+) -> Duration {
+    let mut total = Duration::ZERO;
+    let mut done = 0;
+    while done < iters {
+        let n = batch.min(iters - done);
+        let start = Instant::now();
+        for i in 0..n {
+            f(done + i);
+        }
+        total += start.elapsed();
+        done += n;
+        between();
+    }
+    total
+}
+
 /// Holds the drain thread in a listener on demand, so a benchmark can fill
 /// the ring first and then time the drain thread alone, without the
 /// producer competing for a core or waking it per event.

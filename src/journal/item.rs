@@ -273,7 +273,7 @@ mod tests {
     #[test]
     fn an_event_crosses_in_40_bytes() {
         assert!(
-            std::mem::size_of::<Item>() <= 64,
+            std::mem::size_of::<Item>() <= 40,
             "{}",
             std::mem::size_of::<Item>()
         );
