@@ -1,7 +1,7 @@
 //! Text exposition: Prometheus text format 0.0.4 and OpenMetrics 1.0.
 //!
 //! [`Format::negotiate`] picks the format from a scrape's `Accept` header;
-//! the metrics write themselves through a [`Writer`](writer::Writer), which
+//! the metrics write themselves through a `Writer` (private), which
 //! knows each format's rules: OpenMetrics names a counter family without
 //! its `_total` suffix, escapes `"` in `# HELP`, carries exemplars and ends
 //! with `# EOF`; both get `# HELP` and `# TYPE` for every family and escaped
