@@ -83,6 +83,12 @@ impl<'a> Writer<'a> {
         self.out.push('\n');
     }
 
+    /// A family with one unlabelled sample: most of the pipeline's own.
+    pub(crate) fn single_u64(&mut self, name: &str, kind: Kind, help: &str, value: u64) {
+        self.family(name, kind, help);
+        self.sample(name, "").value_u64(value);
+    }
+
     /// Starts a sample line: `name` followed by `suffix` (`_bucket`, …).
     pub(crate) fn sample(&mut self, name: &str, suffix: &str) -> &mut Self {
         self.out.push_str(name);

@@ -37,12 +37,12 @@ pub(super) fn render(metrics: &Metrics, format: Format, out: &mut String) {
     };
 
     let active = pipeline.map_or_else(|| relaxed(&m.active_runs), |p| p.counters.active_runs());
-    w.family(
+    w.single_u64(
         &n.active_runs,
         Kind::Gauge,
         "Runs started and not yet finished.",
+        active,
     );
-    w.sample(&n.active_runs, "").value_u64(active);
 
     w.family(
         &n.custom_rejected,
@@ -81,21 +81,19 @@ pub(super) fn render(metrics: &Metrics, format: Format, out: &mut String) {
 
     // Beside the depth, so `depth / capacity` is a query, not a constant
     // copied into alert rules.
-    w.family(
+    w.single_u64(
         &n.queue_capacity,
         Kind::Gauge,
         "Size of the pipeline's event ring, in events.",
+        pipeline.map_or(0, |p| p.capacity as u64),
     );
-    w.sample(&n.queue_capacity, "")
-        .value_u64(pipeline.map_or(0, |p| p.capacity as u64));
 
-    w.family(
+    w.single_u64(
         &n.queue_depth,
         Kind::Gauge,
         "Events waiting in the pipeline's ring.",
+        pipeline.map_or(0, |p| p.queue_depth() as u64),
     );
-    w.sample(&n.queue_depth, "")
-        .value_u64(pipeline.map_or(0, |p| p.queue_depth() as u64));
 
     histogram(
         &mut w,
@@ -157,9 +155,12 @@ pub(super) fn render(metrics: &Metrics, format: Format, out: &mut String) {
         "Duration of completed iterations (sum of their phases), in seconds.",
         &[("", &m.iteration_duration)],
     );
-    w.family(&n.iterations, Kind::Counter, "Iterations completed.");
-    w.sample(&n.iterations, "")
-        .value_u64(relaxed(&m.iterations));
+    w.single_u64(
+        &n.iterations,
+        Kind::Counter,
+        "Iterations completed.",
+        relaxed(&m.iterations),
+    );
 
     let journal = m.journal.stats();
     w.family(
@@ -172,60 +173,56 @@ pub(super) fn render(metrics: &Metrics, format: Format, out: &mut String) {
             .label("type", ty.as_str())
             .value_u64(journal.dropped[ty]);
     }
-    w.family(
+    w.single_u64(
         &n.journal_written,
         Kind::Counter,
         "Events written to the journal.",
+        journal.written,
     );
-    w.sample(&n.journal_written, "").value_u64(journal.written);
-    w.family(
+    w.single_u64(
         &n.journal_rotations,
         Kind::Counter,
         "Rotations of the journal file.",
+        journal.rotations,
     );
-    w.sample(&n.journal_rotations, "")
-        .value_u64(journal.rotations);
-    w.family(
+    w.single_u64(
         &n.journal_write_errors,
         Kind::Counter,
         "Failed journal writes, opens, renames and fsyncs.",
+        journal.write_errors,
     );
-    w.sample(&n.journal_write_errors, "")
-        .value_u64(journal.write_errors);
 
-    w.family(
+    w.single_u64(
         &n.listener_panics,
         Kind::Counter,
         "Listener calls that panicked.",
+        pipeline.map_or(0, |p| relaxed(&p.counters.listener_panics)),
     );
-    w.sample(&n.listener_panics, "")
-        .value_u64(pipeline.map_or(0, |p| relaxed(&p.counters.listener_panics)));
 
     let log = m
         .log
         .as_deref()
         .map(crate::log::Dispatch::stats)
         .unwrap_or_default();
-    w.family(
+    w.single_u64(
         &n.log_dropped,
         Kind::Counter,
         "Log records dropped because the log writer was behind (debug and info only) or stopped.",
+        log.dropped,
     );
-    w.sample(&n.log_dropped, "").value_u64(log.dropped);
-    w.family(
+    w.single_u64(
         &n.log_sink_errors,
         Kind::Counter,
         "Failed writes of the log sink.",
+        log.sink_errors,
     );
-    w.sample(&n.log_sink_errors, "").value_u64(log.sink_errors);
 
-    w.family(
+    w.single_u64(
         &n.render_bytes,
         Kind::Gauge,
         "Size of the previous metrics exposition, in bytes.",
+        relaxed(&m.last_render_bytes),
     );
-    w.sample(&n.render_bytes, "")
-        .value_u64(relaxed(&m.last_render_bytes));
     w.family(
         &n.render_seconds,
         Kind::Gauge,
@@ -298,20 +295,20 @@ pub(super) fn render(metrics: &Metrics, format: Format, out: &mut String) {
             .label("result", outcome.as_str())
             .value_u64(relaxed(&m.runs_completed[i]));
     }
-    w.family(
-        &n.runs_evicted,
+    w.single_u64(&n.runs_evicted, Kind::Counter, "Active runs forgotten without a result because the run tracker was full (Builder::max_runs): the least recently updated go first. They leave active_runs, so active_runs = runs_started_total - sum(runs_completed_total) - runs_evicted_total; later events for them are ignored.", pipeline.map_or(0, |p| relaxed(&p.counters.runs_evicted)));
+    w.single_u64(
+        &n.runs_started,
         Kind::Counter,
-        "Active runs forgotten without a result because the run tracker was full (Builder::max_runs): the least recently updated go first. They leave active_runs, so active_runs = runs_started_total - sum(runs_completed_total) - runs_evicted_total; later events for them are ignored.",
+        "Runs started.",
+        relaxed(&m.runs_started),
     );
-    w.sample(&n.runs_evicted, "")
-        .value_u64(pipeline.map_or(0, |p| relaxed(&p.counters.runs_evicted)));
-    w.family(&n.runs_started, Kind::Counter, "Runs started.");
-    w.sample(&n.runs_started, "")
-        .value_u64(relaxed(&m.runs_started));
 
-    w.family(&n.ws_clients, Kind::Gauge, "Connected WebSocket clients.");
-    w.sample(&n.ws_clients, "")
-        .value_u64(relaxed(&m.ws_clients));
+    w.single_u64(
+        &n.ws_clients,
+        Kind::Gauge,
+        "Connected WebSocket clients.",
+        relaxed(&m.ws_clients),
+    );
     w.family(
         &n.ws_clients_closed,
         Kind::Counter,
