@@ -115,8 +115,10 @@ impl Write for Duplex<'_> {
 
 /// JSON text decoded as an event, encoded, decoded again: the second
 /// decode equals the first, the encoding is stable, and the WebSocket form
-/// (colon `type`, `seq`) decodes to the same event.
+/// (colon `type`, `seq`) decodes to the same event; and a journal line the
+/// replay's fast scan reads, the serde parser reads the same.
 pub fn event_json_round_trip(text: &str) {
+    crate::journal::assert_agrees_with_serde(text);
     let Ok(event) = serde_json::from_str::<ProgressEvent>(text) else {
         return;
     };
@@ -137,6 +139,7 @@ pub fn event_json_round_trip(text: &str) {
         Err(e) => panic!("the WebSocket form does not decode: {e}: {wire}"),
     };
     assert_eq!(from_wire, event, "the WebSocket form differs: {wire}");
+    crate::journal::assert_agrees_with_serde(&wire);
 }
 
 /// The gate label limit the exposition target runs with: small, so the

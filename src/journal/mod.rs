@@ -40,6 +40,8 @@ mod parse;
 mod read;
 mod replay;
 mod rotate;
+mod scan;
+pub(crate) use scan::assert_agrees_with_serde;
 pub(crate) mod writer;
 
 use std::path::{Path, PathBuf};

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 
 use crossbeam_channel::{Receiver, Sender};
 
-use super::parse::Interner;
+use super::parse::ParseCache;
 use super::read::parse_line;
 use super::{JournalError, JournalRecord, ReadReport, SkipReason};
 
@@ -50,7 +50,14 @@ type Message = Result<Parsed, JournalError>;
 pub(super) struct ParallelReader {
     from_workers: Vec<Receiver<Message>>,
     next: usize,
+    /// Emptied record vectors going back to the workers.
+    spare_records: Sender<Vec<JournalRecord>>,
 }
+
+/// Buffers in flight are recycled rather than freed: a chunk's buffers are
+/// hundreds of kilobytes, which the allocator maps and unmaps afresh each
+/// time (page faults and zeroing measured at a tenth of a replay's time).
+const SPARES: usize = WORKERS * (QUEUED + 2);
 
 impl ParallelReader {
     /// Starts the reading and parsing threads. `None` if a thread could not
@@ -58,25 +65,39 @@ impl ParallelReader {
     pub(super) fn start(files: Vec<PathBuf>) -> Option<ParallelReader> {
         let mut to_workers = Vec::new();
         let mut from_workers = Vec::new();
+        let (spare_raw_tx, spare_raw_rx) = crossbeam_channel::bounded(SPARES);
+        let (spare_records_tx, spare_records_rx) = crossbeam_channel::bounded(SPARES);
         for i in 0..WORKERS {
             let (raw_tx, raw_rx) =
                 crossbeam_channel::bounded::<Result<RawChunk, JournalError>>(QUEUED);
             let (out_tx, out_rx) = crossbeam_channel::bounded::<Message>(QUEUED);
+            let spares = Spares {
+                raw: spare_raw_tx.clone(),
+                records: spare_records_rx.clone(),
+            };
             std::thread::Builder::new()
                 .name(format!("agentgate-obs-parse-{i}"))
-                .spawn(move || work(&raw_rx, &out_tx))
+                .spawn(move || work(&raw_rx, &out_tx, &spares))
                 .ok()?;
             to_workers.push(raw_tx);
             from_workers.push(out_rx);
         }
         std::thread::Builder::new()
             .name("agentgate-obs-read".into())
-            .spawn(move || read(&files, &to_workers))
+            .spawn(move || read(&files, &to_workers, &spare_raw_rx))
             .ok()?;
         Some(ParallelReader {
             from_workers,
             next: 0,
+            spare_records: spare_records_tx,
         })
+    }
+
+    /// Hands an emptied chunk's record vector back for reuse.
+    pub(super) fn recycle(&self, mut records: Vec<JournalRecord>) {
+        records.clear();
+        // A full spare queue drops it: enough are in flight already.
+        let _ = self.spare_records.try_send(records);
     }
 
     /// The next parsed chunk; `None` at the end.
@@ -98,7 +119,11 @@ pub(super) fn account(report: &mut ReadReport, files: &[PathBuf], chunk: &mut Pa
 }
 
 /// The reading thread: chunks of lines, dealt to the workers in turn.
-fn read(files: &[PathBuf], workers: &[Sender<Result<RawChunk, JournalError>>]) {
+fn read(
+    files: &[PathBuf],
+    workers: &[Sender<Result<RawChunk, JournalError>>],
+    spares: &Receiver<RawChunk>,
+) {
     let mut turn = 0;
     let mut deal = |chunk: Result<RawChunk, JournalError>| {
         let sent = workers[turn].send(chunk).is_ok();
@@ -118,7 +143,7 @@ fn read(files: &[PathBuf], workers: &[Sender<Result<RawChunk, JournalError>>]) {
             }
         };
         let mut line_no = 0u64;
-        let mut chunk = RawChunk::new(index, 1);
+        let mut chunk = RawChunk::new(spares, index, 1);
         let mut spill = Vec::new();
         loop {
             let available = match reader.fill_buf() {
@@ -149,7 +174,7 @@ fn read(files: &[PathBuf], workers: &[Sender<Result<RawChunk, JournalError>>]) {
                 }
             }
             if chunk.lines.len() >= CHUNK_LINES {
-                let next = RawChunk::new(index, line_no + 1);
+                let next = RawChunk::new(spares, index, line_no + 1);
                 if !deal(Ok(std::mem::replace(&mut chunk, next))) {
                     return;
                 }
@@ -162,12 +187,24 @@ fn read(files: &[PathBuf], workers: &[Sender<Result<RawChunk, JournalError>>]) {
 }
 
 impl RawChunk {
-    fn new(file: usize, first_line: u64) -> Self {
-        RawChunk {
-            file,
-            first_line,
-            data: Vec::with_capacity(CHUNK_LINES * 256),
-            lines: Vec::with_capacity(CHUNK_LINES),
+    /// An empty chunk, in a spare's buffers if there is one.
+    fn new(spares: &Receiver<RawChunk>, file: usize, first_line: u64) -> Self {
+        match spares.try_recv() {
+            Ok(mut spare) => {
+                spare.data.clear();
+                spare.lines.clear();
+                RawChunk {
+                    file,
+                    first_line,
+                    ..spare
+                }
+            }
+            Err(_) => RawChunk {
+                file,
+                first_line,
+                data: Vec::with_capacity(CHUNK_LINES * 256),
+                lines: Vec::with_capacity(CHUNK_LINES),
+            },
         }
     }
 
@@ -178,19 +215,28 @@ impl RawChunk {
     }
 }
 
+/// A parsing thread's ends of the recycling queues.
+struct Spares {
+    raw: Sender<RawChunk>,
+    records: Receiver<Vec<JournalRecord>>,
+}
+
 /// A parsing thread: chunks in, parsed chunks out, in the order received.
-fn work(raw: &Receiver<Result<RawChunk, JournalError>>, out: &Sender<Message>) {
-    let mut ids = Interner::default();
+fn work(raw: &Receiver<Result<RawChunk, JournalError>>, out: &Sender<Message>, spares: &Spares) {
+    let mut cache = ParseCache::default();
     for chunk in raw.iter() {
         let message = chunk.map(|chunk| {
             let mut parsed = Parsed {
                 file: chunk.file,
                 lines: chunk.lines.len() as u64,
-                records: Vec::with_capacity(chunk.lines.len()),
+                records: spares
+                    .records
+                    .try_recv()
+                    .unwrap_or_else(|_| Vec::with_capacity(chunk.lines.len())),
                 skipped: Vec::new(),
             };
             for (i, &(start, end, whole)) in chunk.lines.iter().enumerate() {
-                match parse_line(&chunk.data[start..end], &mut ids) {
+                match parse_line(&chunk.data[start..end], &mut cache) {
                     Ok(record) => parsed.records.push(record),
                     Err(reason) => {
                         let reason = match reason {
@@ -202,6 +248,8 @@ fn work(raw: &Receiver<Result<RawChunk, JournalError>>, out: &Sender<Message>) {
                     }
                 }
             }
+            // A full spare queue drops it: enough are in flight already.
+            let _ = spares.raw.try_send(chunk);
             parsed
         });
         if out.send(message).is_err() {

@@ -15,6 +15,9 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
+use super::JournalRecord;
+use super::scan::{LastTimestamp, scan};
+
 use crate::event::{
     EventKind, EventType, ExecutionMetrics, GateSummary, Metadata, Phase, PhaseTimings,
     ProgressEvent, RunOutcome, RunResult, TaskSpec, Timestamp,
@@ -85,6 +88,20 @@ pub(super) enum NotAnEvent {
     UnknownType(String),
 }
 
+/// What earlier lines leave for later ones: the ids seen and the last
+/// timestamp.
+#[derive(Debug, Default)]
+pub(super) struct ParseCache {
+    pub(super) ids: Interner,
+    timestamps: LastTimestamp,
+}
+
+impl ParseCache {
+    pub(super) fn timestamp(&mut self, text: &str) -> Option<Timestamp> {
+        self.timestamps.get(text)
+    }
+}
+
 /// Ids seen so far, so that a run's events share one `Arc` per id.
 #[derive(Debug, Default)]
 pub(super) struct Interner {
@@ -102,7 +119,7 @@ const RECENT: usize = 8;
 const MAX_IDS: usize = 16_384;
 
 impl Interner {
-    fn get(&mut self, id: &str) -> Arc<str> {
+    pub(super) fn get(&mut self, id: &str) -> Arc<str> {
         // Consecutive lines are mostly about the same few runs: compare with
         // the last ids handed out before hashing (SipHash, since a journal
         // file is input like any other).
@@ -129,16 +146,30 @@ impl Interner {
 }
 
 /// Parses one line (without its newline).
-pub(super) fn parse(line: &[u8], ids: &mut Interner) -> Result<ProgressEvent, NotAnEvent> {
+pub(super) fn parse(line: &[u8], cache: &mut ParseCache) -> Result<JournalRecord, NotAnEvent> {
     // One validation of the whole line, then `from_str`, which trusts it:
     // `from_slice` validates every string on its own, and those many short
     // calls cost a sixth of a line's parse.
     let Ok(text) = std::str::from_utf8(line) else {
         return Err(NotAnEvent::Malformed);
     };
+    if let Some(record) = scan(text, cache) {
+        return Ok(record);
+    }
+    Ok(JournalRecord {
+        seq: seq_of(line),
+        event: parse_with_serde(text, &mut cache.ids)?,
+    })
+}
+
+/// Parses any line serde can read as an event.
+pub(super) fn parse_with_serde(
+    text: &str,
+    ids: &mut Interner,
+) -> Result<ProgressEvent, NotAnEvent> {
     let mut flat: Flat<'_> = match serde_json::from_str(text) {
         Ok(flat) => flat,
-        Err(_) => return Err(classify(line)),
+        Err(_) => return Err(classify(text.as_bytes())),
     };
     let Some(ty) = EventType::parse(&flat.ty) else {
         return Err(NotAnEvent::UnknownType(flat.ty.chars().take(64).collect()));
@@ -219,6 +250,19 @@ fn kind(ty: EventType, p: &mut Flat<'_>) -> Result<EventKind, NotAnEvent> {
 /// A required field.
 fn need<T>(value: Option<T>) -> Result<T, NotAnEvent> {
     value.ok_or(NotAnEvent::Malformed)
+}
+
+/// The `seq` of a line, read from its start, where `/ws` messages and the
+/// journal put it (right after `type`).
+pub(super) fn seq_of(line: &[u8]) -> Option<u64> {
+    const KEY: &[u8] = b"\"seq\":";
+    let head = &line[..line.len().min(64)];
+    let at = head.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
+    let digits = line[at..].iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(&line[at..at + digits])
+        .ok()?
+        .parse()
+        .ok()
 }
 
 /// Why a line that did not parse as an event is not one.
@@ -319,9 +363,13 @@ mod tests {
             .collect()
     }
 
+    fn event_of(line: &str, cache: &mut ParseCache) -> Result<ProgressEvent, NotAnEvent> {
+        parse(line.as_bytes(), cache).map(|record| record.event)
+    }
+
     #[test]
     fn the_flat_parser_reads_every_event_type_as_progress_events_own_deserialize_does() {
-        let mut ids = Interner::default();
+        let mut ids = ParseCache::default();
         for mut event in samples() {
             for with_metadata in [false, true] {
                 if with_metadata {
@@ -330,7 +378,7 @@ mod tests {
                     event.metadata = Some(Arc::new(m));
                 }
                 let line = crate::ws::protocol::event_message(9, &event);
-                let ours = parse(line.as_bytes(), &mut ids);
+                let ours = event_of(&line, &mut ids);
                 let theirs: Result<ProgressEvent, _> = serde_json::from_str(&line);
                 assert_eq!(ours.as_ref().ok(), theirs.as_ref().ok(), "{line}");
                 assert_eq!(ours.ok().as_ref(), Some(&event), "{line}");
@@ -339,19 +387,25 @@ mod tests {
     }
 
     #[test]
+    fn the_seq_is_read_from_the_start_of_a_ws_line() {
+        assert_eq!(
+            seq_of(br#"{"type":"run:started","seq":12345,"timestamp":""#),
+            Some(12345)
+        );
+        assert_eq!(seq_of(br#"{"type":"run_started","timestamp":"x"}"#), None);
+    }
+
+    #[test]
     fn a_known_type_without_its_fields_is_malformed_and_an_unknown_type_is_named() {
-        let mut ids = Interner::default();
+        let mut ids = ParseCache::default();
         let base = r#""timestamp":"2026-12-02T01:00:00.000Z","workOrderId":"w","runId":"r""#;
         let line = format!(r#"{{"type":"phase:completed",{base},"iteration":1}}"#);
-        assert_eq!(
-            parse(line.as_bytes(), &mut ids).err(),
-            Some(NotAnEvent::Malformed)
-        );
+        assert_eq!(event_of(&line, &mut ids).err(), Some(NotAnEvent::Malformed));
         let line = format!(r#"{{"type":"run:paused",{base}}}"#);
         assert_eq!(
-            parse(line.as_bytes(), &mut ids).err(),
+            event_of(&line, &mut ids).err(),
             Some(NotAnEvent::UnknownType("run:paused".into()))
         );
-        assert_eq!(parse(b"[]", &mut ids).err(), Some(NotAnEvent::Malformed));
+        assert_eq!(event_of("[]", &mut ids).err(), Some(NotAnEvent::Malformed));
     }
 }

@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 use super::JournalError;
-use super::parse::{self, Interner, NotAnEvent};
+use super::parse::{self, NotAnEvent, ParseCache};
 use crate::event::ProgressEvent;
 
 /// How many skipped lines a [`ReadReport`] names (the rest are counted).
@@ -122,7 +122,7 @@ pub struct JournalReader {
     line_no: u64,
     buf: Vec<u8>,
     report: ReadReport,
-    ids: Interner,
+    cache: ParseCache,
 }
 
 impl JournalReader {
@@ -142,7 +142,7 @@ impl JournalReader {
             line_no: 0,
             buf: Vec::with_capacity(1024),
             report: ReadReport::default(),
-            ids: Interner::default(),
+            cache: ParseCache::default(),
         })
     }
 
@@ -212,7 +212,7 @@ impl Iterator for JournalReader {
             self.report.lines += 1;
             let (parsed, whole) = match memchr::memchr(b'\n', available) {
                 Some(end) => {
-                    let parsed = parse_line(&available[..end], &mut self.ids);
+                    let parsed = parse_line(&available[..end], &mut self.cache);
                     reader.consume(end + 1);
                     (parsed, true)
                 }
@@ -225,7 +225,7 @@ impl Iterator for JournalReader {
                     }
                     let whole = self.buf.last() == Some(&b'\n');
                     let line = self.buf.strip_suffix(b"\n").unwrap_or(&self.buf);
-                    (parse_line(line, &mut self.ids), whole)
+                    (parse_line(line, &mut self.cache), whole)
                 }
             };
             match parsed {
@@ -248,31 +248,15 @@ impl Iterator for JournalReader {
 }
 
 /// Parses one line (with or without its newline).
-pub(super) fn parse_line(line: &[u8], ids: &mut Interner) -> Result<JournalRecord, SkipReason> {
+pub(super) fn parse_line(line: &[u8], cache: &mut ParseCache) -> Result<JournalRecord, SkipReason> {
     if line.iter().all(u8::is_ascii_whitespace) {
         return Err(SkipReason::Blank);
     }
-    match parse::parse(line, ids) {
-        Ok(event) => Ok(JournalRecord {
-            seq: seq_of(line),
-            event,
-        }),
+    match parse::parse(line, cache) {
+        Ok(record) => Ok(record),
         Err(NotAnEvent::Malformed) => Err(SkipReason::Garbage),
         Err(NotAnEvent::UnknownType(ty)) => Err(SkipReason::UnknownType(ty)),
     }
-}
-
-/// The `seq` of a line, read from its start, where `/ws` messages and the
-/// journal put it (right after `type`).
-fn seq_of(line: &[u8]) -> Option<u64> {
-    const KEY: &[u8] = b"\"seq\":";
-    let head = &line[..line.len().min(64)];
-    let at = head.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
-    let digits = line[at..].iter().take_while(|b| b.is_ascii_digit()).count();
-    std::str::from_utf8(&line[at..at + digits])
-        .ok()?
-        .parse()
-        .ok()
 }
 
 /// Puts journal files in reading order: the files of a rotated set
@@ -329,17 +313,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_seq_is_read_from_the_start_of_a_ws_line() {
-        assert_eq!(
-            seq_of(br#"{"type":"run:started","seq":12345,"timestamp":""#),
-            Some(12345)
-        );
-        assert_eq!(seq_of(br#"{"type":"run_started","timestamp":"x"}"#), None);
-    }
-
-    #[test]
     fn lines_that_are_not_events_are_classified() {
-        let parse_line = |line: &[u8]| parse_line(line, &mut Interner::default());
+        let parse_line = |line: &[u8]| parse_line(line, &mut ParseCache::default());
         assert_eq!(parse_line(b"  \n").err(), Some(SkipReason::Blank));
         assert_eq!(
             parse_line(b"{\"type\":\"hello\",\"seq\":0}\n").err(),

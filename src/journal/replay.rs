@@ -115,6 +115,7 @@ pub fn replay<P: AsRef<Path>>(
                         break 'chunks;
                     }
                 }
+                reader.recycle(parsed.records);
             }
         }
         None => {

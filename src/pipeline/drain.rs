@@ -15,8 +15,8 @@ use super::envelope::{Annotated, Body, Envelope, Key, Msg, NO_CORRELATION, RunId
 use super::listeners::{Listener, Listeners};
 use super::producer;
 use crate::event::{EventKind, Metadata, ProgressEvent};
-use crate::redact::Redactor;
-use crate::tracker::{Applied, RunTracker, SlotHint};
+use crate::redact::{CleanIds, Redactor};
+use crate::tracker::{Applied, RecentHints, RunTracker, SlotHint};
 
 /// What the drain thread knows about an event beyond the event itself.
 #[derive(Clone, Copy, Debug)]
@@ -137,6 +137,10 @@ pub(crate) struct Drain {
     /// Applied to every caller string as it enters: registered ids, boxed
     /// payloads, whole events from `emit`. Every consumer sees the result.
     redactor: Arc<Redactor>,
+    /// Ids of whole events (`emit`, replay) already found clean.
+    clean_ids: CleanIds,
+    /// Where the runs of whole events were last found.
+    owned_hints: RecentHints,
     stopping: bool,
 }
 
@@ -168,6 +172,8 @@ impl Drain {
                 set: Arc::default(),
             },
             redactor,
+            clean_ids: CleanIds::default(),
+            owned_hints: RecentHints::default(),
             stopping: false,
         }
     }
@@ -237,7 +243,7 @@ impl Drain {
                 self.process_keyed(ticks, run, correlation, body, Some(metadata));
             }
             Msg::Owned(mut event) => {
-                self.redactor.redact_event(&mut event);
+                self.redactor.redact_event(&mut event, &mut self.clean_ids);
                 self.process_owned(*event, ticks)
             }
             Msg::RegisterRun { key, mut ids } => {
@@ -328,7 +334,6 @@ impl Drain {
     }
 
     fn process_owned(&mut self, mut event: ProgressEvent, ticks: u64) {
-        let mut hint = SlotHint::default();
         let received = self.receipt.stamp(ticks);
         let Drain {
             shared,
@@ -337,8 +342,10 @@ impl Drain {
             seq,
             listeners,
             log,
+            owned_hints,
             ..
         } = self;
+        let hint = owned_hints.hint_for(&event);
         Delivery {
             shared,
             tracker,
@@ -347,7 +354,7 @@ impl Drain {
             listeners,
             log: log.as_deref(),
         }
-        .deliver(&mut event, &mut hint, ticks, received, None);
+        .deliver(&mut event, hint, ticks, received, None);
     }
 }
 

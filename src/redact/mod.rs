@@ -29,7 +29,10 @@ use std::sync::Arc;
 use crate::event::{EventKind, Metadata, ProgressEvent};
 
 mod keys;
+mod seen;
 mod shapes;
+
+pub(crate) use seen::CleanIds;
 
 use keys::{builtin_secret_key, normalize};
 use shapes::{
@@ -393,11 +396,12 @@ impl Redactor {
     }
 
     /// Redacts a progress event in place: ids, payload strings, nested
-    /// metadata. Allocates only when something is redacted.
-    pub(crate) fn redact_event(&self, event: &mut ProgressEvent) {
-        self.redact_arc(&mut event.work_order_id);
-        self.redact_arc(&mut event.run_id);
-        self.redact_arc(&mut event.correlation_id);
+    /// metadata. Allocates only when something is redacted; skips the ids
+    /// in `seen`.
+    pub(crate) fn redact_event(&self, event: &mut ProgressEvent, seen: &mut CleanIds) {
+        seen.redact(self, &mut event.work_order_id);
+        seen.redact(self, &mut event.run_id);
+        seen.redact(self, &mut event.correlation_id);
         if let Some(metadata) = &mut event.metadata {
             self.redact_metadata(metadata);
         }
