@@ -208,15 +208,20 @@ impl Feeder<'_> {
     }
 
     fn emit_chunk(&mut self) {
-        for event in self.chunk.drain(..) {
-            self.emitter.emit_reliably(event);
+        if self.chunk.is_empty() {
+            return;
         }
+        // The chunk goes to the drain thread whole; a paced replay sends
+        // its events one by one.
+        let room = if self.speed == Speed::Max { CHUNK } else { 1 };
+        let chunk = std::mem::replace(&mut self.chunk, Vec::with_capacity(room));
+        self.emitter.emit_all_reliably(chunk);
     }
 }
 
-/// Events parsed before they are emitted together (at `Speed::Max`): a
-/// drain thread that keeps up would otherwise park between two events and
-/// cost a wake-up, a system call, per event.
+/// Events parsed before they are emitted together, as one message (at
+/// `Speed::Max`): a drain thread that keeps up would otherwise park
+/// between two events and cost a wake-up, a system call, per event.
 const CHUNK: usize = 512;
 
 /// Sleeps until the event stamped `millis` is due at `factor` times the
@@ -233,5 +238,54 @@ fn pace(clock: &mut Option<(Instant, u64)>, millis: u64, factor: f64, stop: &Ato
             return;
         }
         std::thread::sleep((due - now).min(Duration::from_millis(100)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{EventKind, Phase, ProgressEvent};
+
+    fn phase_started(i: u32) -> ProgressEvent {
+        ProgressEvent::new(
+            "wo",
+            "run",
+            EventKind::PhaseStarted {
+                iteration: i,
+                phase: Phase::Build,
+            },
+        )
+    }
+
+    #[test]
+    fn a_batch_of_whole_events_is_processed_in_order_and_counted_per_event() {
+        let obs = Observability::builder().no_log().start().expect("starts");
+        let seen = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let _subscription = obs.emitter().subscribe({
+            let seen = seen.clone();
+            move |event| {
+                if let EventKind::PhaseStarted { iteration, .. } = event.kind {
+                    seen.lock().push(iteration);
+                }
+            }
+        });
+        obs.emitter()
+            .emit_all_reliably((1..=600).map(phase_started).collect());
+        obs.flush();
+        assert_eq!(*seen.lock(), (1..=600).collect::<Vec<_>>());
+        let stats = obs.stats();
+        assert_eq!(stats.emitted.total(), 600);
+        assert_eq!(stats.processed.total(), 600);
+    }
+
+    #[test]
+    fn a_batch_after_shutdown_is_counted_dropped_per_event() {
+        let obs = Observability::builder().no_log().start().expect("starts");
+        let emitter = obs.emitter();
+        obs.shutdown();
+        emitter.emit_all_reliably((1..=3).map(phase_started).collect());
+        let stats = obs.stats();
+        assert_eq!(stats.emitted.total(), 3);
+        assert_eq!(stats.dropped.total(), 3);
     }
 }

@@ -246,6 +246,12 @@ impl Drain {
                 self.redactor.redact_event(&mut event, &mut self.clean_ids);
                 self.process_owned(*event, ticks)
             }
+            Msg::OwnedBatch(events) => {
+                for mut event in events {
+                    self.redactor.redact_event(&mut event, &mut self.clean_ids);
+                    self.process_owned(event, ticks);
+                }
+            }
             Msg::RegisterRun { key, mut ids } => {
                 // Once per run: the keyed events reuse these ids.
                 self.redactor.redact_arc(&mut ids.work_order_id);

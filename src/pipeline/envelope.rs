@@ -32,6 +32,8 @@ pub(crate) enum Msg {
     Annotated(Box<Annotated>),
     /// A complete event from [`crate::Emitter::emit`].
     Owned(Box<ProgressEvent>),
+    /// Complete events in order, from a replay.
+    OwnedBatch(Vec<ProgressEvent>),
     RegisterRun {
         key: Key,
         ids: Box<RunIds>,

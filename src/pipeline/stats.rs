@@ -146,6 +146,11 @@ impl Dropped {
         self.shared.add(ty);
     }
 
+    /// Adds `n` to the shared counter.
+    pub(crate) fn add_n(&self, ty: EventType, n: u64) {
+        self.shared.add_n(ty, n);
+    }
+
     /// Everything dropped so far.
     pub(crate) fn load(&self) -> EventCounts {
         let mut producers = self.producers.lock();

@@ -11,7 +11,11 @@ use super::Redactor;
 /// same immutable text, already scanned by the same redactor.
 #[derive(Debug, Default)]
 pub(crate) struct CleanIds {
-    recent: [Option<Arc<str>>; RECENT],
+    /// The ids' addresses, compared first: a plain array of words (0 for
+    /// an empty place, never an allocation's address).
+    addresses: [usize; RECENT],
+    /// The ids themselves, holding the allocations.
+    held: [Option<Arc<str>>; RECENT],
     next: usize,
 }
 
@@ -22,23 +26,23 @@ const RECENT: usize = 8;
 impl CleanIds {
     /// Redacts `id` unless it is one of the recent clean ids.
     pub(crate) fn redact(&mut self, redactor: &Redactor, id: &mut Arc<str>) {
-        if self
-            .recent
-            .iter()
-            .flatten()
-            .any(|clean| Arc::ptr_eq(clean, id))
-        {
+        let address = address_of(id);
+        if self.addresses.contains(&address) {
             return;
         }
-        let before = Arc::as_ptr(id);
         redactor.redact_arc(id);
         // Only an unchanged id is worth remembering: a redacted one is a new
         // allocation the next event does not share.
-        if std::ptr::eq(before, Arc::as_ptr(id)) {
-            self.recent[self.next] = Some(id.clone());
+        if address_of(id) == address {
+            self.addresses[self.next] = address;
+            self.held[self.next] = Some(id.clone());
             self.next = (self.next + 1) % RECENT;
         }
     }
+}
+
+fn address_of(id: &Arc<str>) -> usize {
+    Arc::as_ptr(id).cast::<u8>() as usize
 }
 
 #[cfg(test)]
