@@ -134,6 +134,7 @@ impl Shared {
         self.next_key.fetch_add(1, Ordering::Relaxed)
     }
 
+    #[inline]
     pub(crate) fn is_closed(&self) -> bool {
         // Acquire: pairs with `close`, so a thread that sees it closed also
         // sees that the drain thread is stopping.
