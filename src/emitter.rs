@@ -269,7 +269,8 @@ impl Emitter {
                     correlation,
                     body,
                 };
-                shared.send_event_cached(cache, msg, ty, None);
+                // Stamped by `send_event_cached`.
+                shared.send_event_cached(cache, Envelope { ticks: 0, msg }, ty, None);
             }
         });
         if sent.is_none()
@@ -353,7 +354,12 @@ impl Emitter {
             let correlation =
                 context::with_current_correlation(|c| cache.correlation_key(shared, c));
             if let Some((payload, msg)) = pending.take() {
-                shared.send_event_cached(cache, msg(payload, correlation), ty, ticks);
+                let envelope = Envelope {
+                    // Stamped by `send_event_cached`.
+                    ticks: 0,
+                    msg: msg(payload, correlation),
+                };
+                shared.send_event_cached(cache, envelope, ty, ticks);
             }
         });
         if sent.is_none()

@@ -175,28 +175,53 @@ impl Shared {
     }
 
     /// [`send_event`](Self::send_event) for an emit holding this thread's
-    /// cache, stamping `msg` with the clock: no thread-local lookup, drops
-    /// counted in the thread's own counters, and under `DropNewest` a ring
-    /// found full stays "full" for [`FULL_HOLDOFF_NANOS`], during which
-    /// droppable events are dropped without touching the ring. A producer that retried per event would
+    /// cache: no thread-local lookup, drops counted in the thread's own
+    /// counters, and under `DropNewest` a ring found full stays "full" for
+    /// [`FULL_HOLDOFF_NANOS`], during which droppable events are dropped
+    /// without touching the ring. A producer that retried per event would
     /// pull the ring's head and slot lines away from the drain thread at
     /// its own (much higher) rate and slow it down: overload would lower
     /// what gets processed.
+    ///
+    /// `envelope` is built once by the caller and stamped here (its
+    /// `ticks` are overwritten), after the checks that may drop it unread:
+    /// a caller that timed something with its own clock read (a guard)
+    /// passes it as `stamped`, so the event carries the same instant.
     #[inline]
     pub(crate) fn send_event_cached(
         &self,
         cache: &mut producer::PipelineCache,
-        msg: Msg,
+        mut envelope: Envelope,
         ty: EventType,
         stamped: Option<u64>,
     ) {
-        // A caller that timed something with its own clock read (a guard)
-        // passes it, so the event carries the same instant; the others are
-        // stamped here, after the checks that may drop the event unread.
+        // One test for the three rare states, so the common emit pays for
+        // a single branch before the ring; the slow path re-checks them.
+        if cache.on_drain_thread | cache.full_since.is_some() | self.is_closed() {
+            self.send_event_cached_slow(cache, envelope, ty, stamped);
+            return;
+        }
+        envelope.ticks = stamped.unwrap_or_else(|| self.clock.raw());
+        if let Err(refused) = self.tx.try_send(envelope) {
+            self.send_refused(cache, refused, ty);
+        }
+    }
+
+    /// [`send_event_cached`](Self::send_event_cached) when this is the
+    /// drain thread, the pipeline is closed or the ring was found full.
+    #[cold]
+    #[inline(never)]
+    fn send_event_cached_slow(
+        &self,
+        cache: &mut producer::PipelineCache,
+        mut envelope: Envelope,
+        ty: EventType,
+        stamped: Option<u64>,
+    ) {
         let now = || stamped.unwrap_or_else(|| self.clock.raw());
         if cache.on_drain_thread {
-            let ticks = now();
-            producer::defer_on_drain_thread(Envelope { ticks, msg });
+            envelope.ticks = now();
+            producer::defer_on_drain_thread(envelope);
             return;
         }
         if self.is_closed() {
@@ -208,11 +233,26 @@ impl Shared {
             cache.counters.dropped.add_single_writer(ty);
             return;
         }
-        let envelope = Envelope { ticks: now(), msg };
+        envelope.ticks = now();
         match self.tx.try_send(envelope) {
             Ok(()) => cache.full_since = None,
-            Err(TrySendError::Full(envelope)) => {
-                if droppable {
+            Err(refused) => self.send_refused(cache, refused, ty),
+        }
+    }
+
+    /// The ring refused an emit holding this thread's cache: applies the
+    /// policy, counting the event as dropped when it is not sent.
+    #[cold]
+    #[inline(never)]
+    fn send_refused(
+        &self,
+        cache: &mut producer::PipelineCache,
+        refused: TrySendError<Envelope>,
+        ty: EventType,
+    ) {
+        match refused {
+            TrySendError::Full(envelope) => {
+                if self.overflow == Overflow::DropNewest && !ty.is_lifecycle() {
                     cache.full_since = Some(envelope.ticks);
                     cache.holdoff_unchecked = HOLDOFF_CHECK_EVERY;
                     cache.counters.dropped.add_single_writer(ty);
@@ -220,7 +260,7 @@ impl Shared {
                     cache.counters.dropped.add_single_writer(ty);
                 }
             }
-            Err(TrySendError::Disconnected(_)) => cache.counters.dropped.add_single_writer(ty),
+            TrySendError::Disconnected(_) => cache.counters.dropped.add_single_writer(ty),
         }
     }
 
