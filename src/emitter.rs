@@ -304,9 +304,17 @@ impl Emitter {
 
     /// Emits `body` about a run registered as `run`, stamped `ticks` or,
     /// without, when it is sent.
-    #[inline]
+    #[inline(always)]
     fn emit_keyed_stamped(&self, ticks: Option<u64>, run: Key, body: Body) {
+        // Inlined where the body is built, so the type is a constant there
+        // instead of a match on every emit.
         let ty = body.event_type();
+        self.emit_keyed_typed(ticks, ty, run, body);
+    }
+
+    /// [`emit_keyed_stamped`](Self::emit_keyed_stamped) once the type is known.
+    #[inline]
+    fn emit_keyed_typed(&self, ticks: Option<u64>, ty: EventType, run: Key, body: Body) {
         self.emit_keyed_msg(ticks, ty, body, |body, correlation| Msg::Event {
             run,
             correlation,
