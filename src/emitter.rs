@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::context;
 use crate::event::{
     DeliveryResult, EventKind, EventType, ExecutionMetrics, Metadata, Phase, PhaseTimings,
     ProgressEvent, RunOutcome, RunResult, TaskSpec,
@@ -260,8 +259,7 @@ impl Emitter {
         let mut body = Some(body);
         let sent = producer::with_cache(shared, |cache| {
             let run = cache.run_key(shared, work_order_id, run_id);
-            let correlation =
-                context::with_current_correlation(|c| cache.correlation_key(shared, c));
+            let correlation = cache.correlation_key(shared);
             cache.counters.emitted.add_single_writer(ty);
             if let Some(body) = body.take() {
                 let msg = Msg::Event {
@@ -359,8 +357,7 @@ impl Emitter {
         let mut pending = Some((payload, msg));
         let sent = producer::with_cache(shared, |cache| {
             cache.counters.emitted.add_single_writer(ty);
-            let correlation =
-                context::with_current_correlation(|c| cache.correlation_key(shared, c));
+            let correlation = cache.correlation_key(shared);
             if let Some((payload, msg)) = pending.take() {
                 let envelope = Envelope {
                     // Stamped by `send_event_cached`.

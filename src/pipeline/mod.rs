@@ -520,6 +520,50 @@ mod tests {
     }
 
     #[test]
+    fn each_event_carries_the_correlation_id_current_when_it_was_emitted() {
+        use crate::context::{LogContext, with_context};
+        let (shared, thread) = start(64, Overflow::Block);
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        let _id = shared.listeners.add(Box::new(move |event| {
+            if let Ok(mut seen) = sink.lock() {
+                seen.push(event.correlation_id.to_string());
+            }
+        }));
+        let emitter = Emitter::new(shared.clone());
+        let run = emitter.run("wo", "run-1");
+        run.phase_started(1, Phase::Build);
+        with_context(LogContext::new().correlation_id("outer"), || {
+            run.phase_started(2, Phase::Build);
+            with_context(LogContext::new().correlation_id("inner"), || {
+                run.phase_started(3, Phase::Build);
+            });
+            run.phase_started(4, Phase::Build);
+            let elsewhere = run.clone();
+            let job = LogContext::wrap(move || elsewhere.phase_started(5, Phase::Build));
+            assert!(std::thread::spawn(job).join().is_ok());
+            with_context(LogContext::new().iteration(6), || {
+                emitter.emit_phase_started("wo", "run-1", 6, Phase::Build);
+            });
+            // The same text in a new allocation is the same id.
+            with_context(LogContext::new().correlation_id("outer"), || {
+                run.phase_started(7, Phase::Build);
+            });
+        });
+        run.phase_started(8, Phase::Build);
+        shared.on_drain(None, |_| ());
+        let seen = seen.lock().map(|s| s.clone()).unwrap_or_default();
+        assert_eq!(
+            seen,
+            [
+                "run-1", "outer", "inner", "outer", "outer", "outer", "outer", "run-1"
+            ]
+        );
+        drop(run);
+        stop(&shared, thread);
+    }
+
+    #[test]
     fn a_panicking_listener_is_counted_and_the_next_one_still_runs() {
         let (shared, thread) = start(4, Overflow::Block);
         let _bad = shared.listeners.add(Box::new(|_| panic!("listener bug")));

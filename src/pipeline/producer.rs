@@ -15,6 +15,7 @@ use std::sync::{Arc, Weak};
 use super::Shared;
 use super::envelope::{Envelope, Key, Msg, NO_CORRELATION, RunIds};
 use super::stats::ProducerCounters;
+use crate::context;
 
 /// Runs remembered per thread and pipeline.
 const RUN_CACHE: usize = 16;
@@ -129,18 +130,22 @@ impl PipelineCache {
 
     /// The key of the context's correlation id, registering it on a miss.
     #[inline]
-    pub(crate) fn correlation_key(&mut self, shared: &Shared, id: Option<&Arc<str>>) -> Key {
-        let Some(id) = id else {
+    pub(crate) fn correlation_key(&mut self, shared: &Shared) -> Key {
+        let addr = context::current_correlation_addr();
+        if addr == 0 {
             return NO_CORRELATION;
-        };
-        // The cache holds a clone, so the allocation is alive and pointer
+        }
+        // The cache holds a clone, so the allocation is alive and address
         // equality cannot be fooled by reuse.
         if let Some(c) = self.correlations.first()
-            && Arc::ptr_eq(&c.id, id)
+            && Arc::as_ptr(&c.id).addr() == addr
         {
             return c.key;
         }
-        self.correlation_key_slow(shared, id)
+        context::with_current_correlation(|id| match id {
+            Some(id) => self.correlation_key_slow(shared, id),
+            None => NO_CORRELATION,
+        })
     }
 
     #[cold]
