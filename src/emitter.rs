@@ -262,13 +262,11 @@ impl Emitter {
             let correlation = cache.correlation_key(shared);
             cache.counters.emitted.add_single_writer(ty);
             if let Some(body) = body.take() {
-                let msg = Msg::Event {
+                shared.send_event_cached(cache, ty, None, || Msg::Event {
                     run,
                     correlation,
                     body,
-                };
-                // Stamped by `send_event_cached`.
-                shared.send_event_cached(cache, Envelope { ticks: 0, msg }, ty, None);
+                });
             }
         });
         if sent.is_none()
@@ -359,12 +357,7 @@ impl Emitter {
             cache.counters.emitted.add_single_writer(ty);
             let correlation = cache.correlation_key(shared);
             if let Some((payload, msg)) = pending.take() {
-                let envelope = Envelope {
-                    // Stamped by `send_event_cached`.
-                    ticks: 0,
-                    msg: msg(payload, correlation),
-                };
-                shared.send_event_cached(cache, envelope, ty, ticks);
+                shared.send_event_cached(cache, ty, ticks, || msg(payload, correlation));
             }
         });
         if sent.is_none()

@@ -183,26 +183,29 @@ impl Shared {
     /// its own (much higher) rate and slow it down: overload would lower
     /// what gets processed.
     ///
-    /// `envelope` is built once by the caller and stamped here (its
-    /// `ticks` are overwritten), after the checks that may drop it unread:
-    /// a caller that timed something with its own clock read (a guard)
-    /// passes it as `stamped`, so the event carries the same instant.
+    /// `msg` makes the message where it is sent, so that it is written
+    /// once, straight into what the ring copies to its slot. The envelope
+    /// is stamped after the checks that may drop it unread; a caller that
+    /// timed something with its own clock read (a guard) passes it as
+    /// `stamped`, so the event carries the same instant.
     #[inline]
     pub(crate) fn send_event_cached(
         &self,
         cache: &mut producer::PipelineCache,
-        mut envelope: Envelope,
         ty: EventType,
         stamped: Option<u64>,
+        msg: impl FnOnce() -> Msg,
     ) {
         // One test for the three rare states, so the common emit pays for
         // a single branch before the ring; the slow path re-checks them.
         if cache.on_drain_thread | cache.full_since.is_some() | self.is_closed() {
+            // Stamped by the slow path.
+            let envelope = Envelope { ticks: 0, msg: msg() };
             self.send_event_cached_slow(cache, envelope, ty, stamped);
             return;
         }
-        envelope.ticks = stamped.unwrap_or_else(|| self.clock.raw());
-        if let Err(refused) = self.tx.try_send(envelope) {
+        let ticks = stamped.unwrap_or_else(|| self.clock.raw());
+        if let Err(refused) = self.tx.try_send(Envelope { ticks, msg: msg() }) {
             self.send_refused(cache, refused, ty);
         }
     }
