@@ -214,17 +214,32 @@ pub(crate) fn with_cache<R>(
     CACHES
         .try_with(|caches| {
             let mut caches = caches.try_borrow_mut().ok()?;
-            let index = match caches.iter().position(|c| c.pipeline == shared.id) {
-                Some(i) => i,
-                None => {
-                    // Forget pipelines that are gone before adding one.
-                    caches.retain(|c| c.shared.strong_count() > 0);
-                    caches.push(PipelineCache::new(shared));
-                    caches.len() - 1
-                }
+            // The pipeline last emitted to is first, so the common emit
+            // compares one id and searches nothing.
+            let cache = if caches.first().is_some_and(|c| c.pipeline == shared.id) {
+                &mut caches[0]
+            } else {
+                move_to_front(&mut caches, shared)
             };
-            Some(f(&mut caches[index]))
+            Some(f(cache))
         })
         .ok()
         .flatten()
+}
+
+/// Puts `shared`'s cache first among this thread's, making it if needed.
+#[cold]
+fn move_to_front<'c>(
+    caches: &'c mut Vec<PipelineCache>,
+    shared: &Arc<Shared>,
+) -> &'c mut PipelineCache {
+    match caches.iter().position(|c| c.pipeline == shared.id) {
+        Some(i) => caches[..=i].rotate_right(1),
+        None => {
+            // Forget pipelines that are gone before adding one.
+            caches.retain(|c| c.shared.strong_count() > 0);
+            caches.insert(0, PipelineCache::new(shared));
+        }
+    }
+    &mut caches[0]
 }
