@@ -196,9 +196,9 @@ impl Shared {
         stamped: Option<u64>,
         msg: impl FnOnce() -> Msg,
     ) {
-        // One test for the three rare states, so the common emit pays for
-        // a single branch before the ring; the slow path re-checks them.
-        if cache.on_drain_thread | cache.full_since.is_some() | self.is_closed() {
+        // The three rare states (drain thread, holding off, closed) in two
+        // loads and one branch; the slow path tells them apart.
+        if cache.takes_slow_path | self.is_closed() {
             // Stamped by the slow path.
             let envelope = Envelope { ticks: 0, msg: msg() };
             self.send_event_cached_slow(cache, envelope, ty, stamped);
@@ -238,7 +238,7 @@ impl Shared {
         }
         envelope.ticks = now();
         match self.tx.try_send(envelope) {
-            Ok(()) => cache.full_since = None,
+            Ok(()) => cache.set_full_since(None),
             Err(refused) => self.send_refused(cache, refused, ty),
         }
     }
@@ -256,7 +256,7 @@ impl Shared {
         match refused {
             TrySendError::Full(envelope) => {
                 if self.overflow == Overflow::DropNewest && !ty.is_lifecycle() {
-                    cache.full_since = Some(envelope.ticks);
+                    cache.set_full_since(Some(envelope.ticks));
                     cache.holdoff_unchecked = HOLDOFF_CHECK_EVERY;
                     cache.counters.dropped.add_single_writer(ty);
                 } else if !self.send_full(envelope, ty) {
@@ -273,7 +273,7 @@ impl Shared {
     /// of a dropped emit.
     #[inline]
     fn holding_off(&self, cache: &mut producer::PipelineCache) -> bool {
-        let Some(since) = cache.full_since else {
+        let Some(since) = cache.full_since() else {
             return false;
         };
         if cache.holdoff_unchecked > 0 {

@@ -69,8 +69,12 @@ pub(crate) struct PipelineCache {
     pub(crate) on_drain_thread: bool,
     /// Under `DropNewest`: when (raw ticks) this thread last found the ring
     /// full. For a short while after, it drops without touching the ring,
-    /// whose lines the drain thread is working on.
-    pub(crate) full_since: Option<u64>,
+    /// whose lines the drain thread is working on. Set through
+    /// [`set_full_since`](Self::set_full_since).
+    full_since: Option<u64>,
+    /// `on_drain_thread` or `full_since` set: an emit tests this one flag
+    /// (and the closed flag) before the ring instead of both.
+    pub(crate) takes_slow_path: bool,
     /// Drops left before the hold-off looks at the clock again.
     pub(crate) holdoff_unchecked: u32,
     /// Most recently used first.
@@ -86,10 +90,20 @@ impl PipelineCache {
             counters: shared.counters.register_producer(),
             on_drain_thread: is_drain_thread(shared.id),
             full_since: None,
+            takes_slow_path: is_drain_thread(shared.id),
             holdoff_unchecked: 0,
             runs: Vec::with_capacity(RUN_CACHE),
             correlations: Vec::with_capacity(CORRELATION_CACHE),
         }
+    }
+
+    pub(crate) fn full_since(&self) -> Option<u64> {
+        self.full_since
+    }
+
+    pub(crate) fn set_full_since(&mut self, since: Option<u64>) {
+        self.full_since = since;
+        self.takes_slow_path = self.on_drain_thread || since.is_some();
     }
 
     /// The key of the run `(work_order_id, run_id)`, registering it on a miss.
