@@ -363,11 +363,17 @@ impl Emitter {
         if sent.is_none()
             && let Some((payload, msg)) = pending
         {
-            self.shared.counters.emitted_fallback.add(ty);
-            let ticks = ticks.unwrap_or_else(|| self.shared.clock.raw());
-            let msg = msg(payload, NO_CORRELATION);
-            self.shared.send_event(Envelope { ticks, msg }, ty);
+            self.emit_keyed_uncached(ticks, ty, msg(payload, NO_CORRELATION));
         }
+    }
+
+    /// Sends `msg` without this thread's cache (its thread-local state is gone).
+    #[cold]
+    #[inline(never)]
+    fn emit_keyed_uncached(&self, ticks: Option<u64>, ty: EventType, msg: Msg) {
+        self.shared.counters.emitted_fallback.add(ty);
+        let ticks = ticks.unwrap_or_else(|| self.shared.clock.raw());
+        self.shared.send_event(Envelope { ticks, msg }, ty);
     }
 
     #[cold]
