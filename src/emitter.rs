@@ -529,6 +529,7 @@ impl ProgressEmitter for Emitter {
     fn emit_run_failed(&self, work_order_id: &str, run_id: &str, error: &str) {
         self.emit_str(work_order_id, run_id, bodies::run_failed(error));
     }
+    #[inline]
     fn emit_iteration_started(
         &self,
         work_order_id: &str,
@@ -543,6 +544,7 @@ impl ProgressEmitter for Emitter {
             bodies::iteration_started(iteration, max_iterations, feedback),
         );
     }
+    #[inline]
     fn emit_iteration_completed(
         &self,
         work_order_id: &str,
@@ -557,6 +559,7 @@ impl ProgressEmitter for Emitter {
             bodies::iteration_completed(iteration, success, timings),
         );
     }
+    #[inline]
     fn emit_phase_started(&self, work_order_id: &str, run_id: &str, iteration: u32, phase: Phase) {
         self.emit_str(
             work_order_id,
@@ -564,6 +567,7 @@ impl ProgressEmitter for Emitter {
             Body::PhaseStarted { iteration, phase },
         );
     }
+    #[inline]
     fn emit_phase_completed(
         &self,
         work_order_id: &str,
@@ -579,6 +583,7 @@ impl ProgressEmitter for Emitter {
             bodies::phase_completed(iteration, phase, success, duration),
         );
     }
+    #[inline]
     fn emit_gate_checked(
         &self,
         work_order_id: &str,
@@ -593,6 +598,7 @@ impl ProgressEmitter for Emitter {
             bodies::gate_checked(iteration, gate, passed, None),
         );
     }
+    #[inline]
     fn emit_gate_checked_timed(
         &self,
         work_order_id: &str,
@@ -608,6 +614,7 @@ impl ProgressEmitter for Emitter {
             bodies::gate_checked(iteration, gate, passed, Some(duration)),
         );
     }
+    #[inline]
     fn emit_delivery_started(&self, work_order_id: &str, run_id: &str) {
         self.emit_str(work_order_id, run_id, Body::DeliveryStarted);
     }
@@ -760,6 +767,7 @@ impl RunHandle {
         self.emit(bodies::run_failed(error));
     }
     /// `iteration_started`.
+    #[inline]
     pub fn iteration_started(&self, iteration: u32, max_iterations: u32, feedback: Option<&str>) {
         self.emit(bodies::iteration_started(
             iteration,
@@ -768,6 +776,7 @@ impl RunHandle {
         ));
     }
     /// `iteration_completed`.
+    #[inline]
     pub fn iteration_completed(&self, iteration: u32, success: bool, timings: &PhaseTimings) {
         self.emit(bodies::iteration_completed(iteration, success, timings));
     }
@@ -782,10 +791,12 @@ impl RunHandle {
         self.emit(bodies::phase_completed(iteration, phase, success, duration));
     }
     /// `gate_checked`. Names up to 15 bytes travel inline, longer ones allocate.
+    #[inline]
     pub fn gate_checked(&self, iteration: u32, gate: &str, passed: bool) {
         self.emit(bodies::gate_checked(iteration, gate, passed, None));
     }
     /// `gate_checked` with how long the check took (shown in `gateResults`).
+    #[inline]
     pub fn gate_checked_timed(&self, iteration: u32, gate: &str, passed: bool, duration: Duration) {
         self.emit(bodies::gate_checked(
             iteration,
@@ -795,6 +806,7 @@ impl RunHandle {
         ));
     }
     /// `delivery_started`.
+    #[inline]
     pub fn delivery_started(&self) {
         self.emit(Body::DeliveryStarted);
     }
