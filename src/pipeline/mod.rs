@@ -200,7 +200,10 @@ impl Shared {
         // loads and one branch; the slow path tells them apart.
         if cache.takes_slow_path | self.is_closed() {
             // Stamped by the slow path.
-            let envelope = Envelope { ticks: 0, msg: msg() };
+            let envelope = Envelope {
+                ticks: 0,
+                msg: msg(),
+            };
             self.send_event_cached_slow(cache, envelope, ty, stamped);
             return;
         }
