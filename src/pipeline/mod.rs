@@ -196,8 +196,8 @@ impl Shared {
         stamped: Option<u64>,
         msg: impl FnOnce() -> Msg,
     ) {
-        // The three rare states (drain thread, holding off, closed) in two
-        // loads and one branch; the slow path tells them apart.
+        // The three rare states (drain thread, holding off, closed) cost
+        // two flag tests here; the slow path tells them apart.
         if cache.takes_slow_path | self.is_closed() {
             // Stamped by the slow path.
             let envelope = Envelope {

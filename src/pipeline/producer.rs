@@ -84,13 +84,14 @@ pub(crate) struct PipelineCache {
 
 impl PipelineCache {
     fn new(shared: &Arc<Shared>) -> Self {
+        let on_drain_thread = is_drain_thread(shared.id);
         PipelineCache {
             pipeline: shared.id,
             shared: Arc::downgrade(shared),
             counters: shared.counters.register_producer(),
-            on_drain_thread: is_drain_thread(shared.id),
+            on_drain_thread,
             full_since: None,
-            takes_slow_path: is_drain_thread(shared.id),
+            takes_slow_path: on_drain_thread,
             holdoff_unchecked: 0,
             runs: Vec::with_capacity(RUN_CACHE),
             correlations: Vec::with_capacity(CORRELATION_CACHE),
