@@ -19,7 +19,7 @@
 //! });
 //! ```
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::marker::PhantomData;
 use std::sync::Arc;
 
@@ -43,7 +43,36 @@ pub struct LogContext {
 
 thread_local! {
     // `None` until the thread first enters a context.
-    static CURRENT: RefCell<Option<Arc<LogContext>>> = const { RefCell::new(None) };
+    static CURRENT: RefCell<Current> = const { RefCell::new(Current(None)) };
+    /// Where the current context's correlation id lies, 0 without one: the
+    /// emitter reads it on every event, and a `Cell` without a destructor
+    /// costs one load where `CURRENT` costs a liveness check and a borrow.
+    static CORRELATION_ADDR: Cell<usize> = const { Cell::new(0) };
+}
+
+/// The current context; forgets the correlation id's address when the
+/// thread's locals are destroyed, so that no later emit reads it.
+struct Current(Option<Arc<LogContext>>);
+
+impl Drop for Current {
+    fn drop(&mut self) {
+        CORRELATION_ADDR.set(0);
+    }
+}
+
+/// The address of `context`'s correlation id, 0 without one.
+fn correlation_addr(context: Option<&Arc<LogContext>>) -> usize {
+    context
+        .and_then(|c| c.correlation_id.as_ref())
+        .map_or(0, |id| Arc::as_ptr(id).addr())
+}
+
+/// Makes `context` current and returns the one it replaces.
+fn replace_current(context: Option<Arc<LogContext>>) -> Option<Arc<LogContext>> {
+    let addr = correlation_addr(context.as_ref());
+    let previous = CURRENT.with_borrow_mut(|current| std::mem::replace(&mut current.0, context));
+    CORRELATION_ADDR.set(addr);
+    previous
 }
 
 impl LogContext {
@@ -84,7 +113,7 @@ impl LogContext {
 
     /// The calling thread's current context (empty outside any scope).
     pub fn current() -> LogContext {
-        CURRENT.with_borrow(|c| c.as_deref().cloned().unwrap_or_default())
+        CURRENT.with_borrow(|c| c.0.as_deref().cloned().unwrap_or_default())
     }
 
     /// `self` layered over `outer`: fields set here win.
@@ -105,10 +134,8 @@ impl LogContext {
     /// Guards must drop in reverse order of creation, which scoping
     /// enforces; the guard is not `Send`.
     pub fn enter(self) -> ContextGuard {
-        let previous = CURRENT.with_borrow_mut(|current| {
-            let merged = Arc::new(self.over(current.as_deref()));
-            current.replace(merged)
-        });
+        let merged = Arc::new(CURRENT.with_borrow(|current| self.over(current.0.as_deref())));
+        let previous = replace_current(Some(merged));
         ContextGuard {
             previous,
             _not_send: PhantomData,
@@ -127,9 +154,9 @@ impl LogContext {
     /// assert_eq!(seen.as_deref(), Some("run-7"));
     /// ```
     pub fn wrap<F: FnOnce() -> R, R>(f: F) -> impl FnOnce() -> R {
-        let captured = CURRENT.with_borrow(|c| c.clone());
+        let captured = current_shared();
         move || {
-            let previous = CURRENT.with_borrow_mut(|current| std::mem::replace(current, captured));
+            let previous = replace_current(captured);
             let _restore = ContextGuard {
                 previous,
                 _not_send: PhantomData,
@@ -168,7 +195,7 @@ pub struct ContextGuard {
 impl Drop for ContextGuard {
     fn drop(&mut self) {
         let previous = self.previous.take();
-        CURRENT.with_borrow_mut(|current| *current = previous);
+        replace_current(previous);
     }
 }
 
@@ -176,18 +203,25 @@ impl Drop for ContextGuard {
 /// until the writer thread formats it.
 #[inline]
 pub(crate) fn current_shared() -> Option<Arc<LogContext>> {
-    CURRENT.with_borrow(|c| c.clone())
+    CURRENT.with_borrow(|c| c.0.clone())
 }
 
-/// Calls `f` with the current correlation id, without cloning anything:
-/// the emitter's hot path reads it on every event.
+/// The address of the current correlation id's string, 0 without one.
+/// Equal to the address of an `Arc<str>` the caller holds only if it is
+/// that same id: the context holds its own while it is current.
+#[inline]
+pub(crate) fn current_correlation_addr() -> usize {
+    CORRELATION_ADDR.get()
+}
+
+/// Calls `f` with the current correlation id, without cloning anything.
 pub(crate) fn with_current_correlation<R>(f: impl FnOnce(Option<&Arc<str>>) -> R) -> R {
-    CURRENT.with_borrow(|c| f(c.as_ref().and_then(|c| c.correlation_id.as_ref())))
+    CURRENT.with_borrow(|c| f(c.0.as_ref().and_then(|c| c.correlation_id.as_ref())))
 }
 
 /// Calls `f` with the current context, without cloning it: custom
 /// histograms read it on every observation for their exemplars.
 #[inline]
 pub(crate) fn with_current<R>(f: impl FnOnce(Option<&Arc<LogContext>>) -> R) -> R {
-    CURRENT.with_borrow(|c| f(c.as_ref()))
+    CURRENT.with_borrow(|c| f(c.0.as_ref()))
 }

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::context;
 use crate::event::{
     DeliveryResult, EventKind, EventType, ExecutionMetrics, Metadata, Phase, PhaseTimings,
     ProgressEvent, RunOutcome, RunResult, TaskSpec,
@@ -271,16 +270,14 @@ impl Emitter {
         let mut body = Some(body);
         let sent = producer::with_cache(shared, |cache| {
             let run = cache.run_key(shared, work_order_id, run_id);
-            let correlation =
-                context::with_current_correlation(|c| cache.correlation_key(shared, c));
+            let correlation = cache.correlation_key(shared);
             cache.counters.emitted.add_single_writer(ty);
             if let Some(body) = body.take() {
-                let msg = Msg::Event {
+                shared.send_event_cached(cache, ty, None, || Msg::Event {
                     run,
                     correlation,
                     body,
-                };
-                shared.send_event_cached(cache, msg, ty, None);
+                });
             }
         });
         if sent.is_none()
@@ -314,9 +311,17 @@ impl Emitter {
 
     /// Emits `body` about a run registered as `run`, stamped `ticks` or,
     /// without, when it is sent.
-    #[inline]
+    #[inline(always)]
     fn emit_keyed_stamped(&self, ticks: Option<u64>, run: Key, body: Body) {
+        // Inlined where the body is built, so the type is a constant there
+        // instead of a match on every emit.
         let ty = body.event_type();
+        self.emit_keyed_typed(ticks, ty, run, body);
+    }
+
+    /// [`emit_keyed_stamped`](Self::emit_keyed_stamped) once the type is known.
+    #[inline]
+    fn emit_keyed_typed(&self, ticks: Option<u64>, ty: EventType, run: Key, body: Body) {
         self.emit_keyed_msg(ticks, ty, body, |body, correlation| Msg::Event {
             run,
             correlation,
@@ -361,20 +366,25 @@ impl Emitter {
         let mut pending = Some((payload, msg));
         let sent = producer::with_cache(shared, |cache| {
             cache.counters.emitted.add_single_writer(ty);
-            let correlation =
-                context::with_current_correlation(|c| cache.correlation_key(shared, c));
+            let correlation = cache.correlation_key(shared);
             if let Some((payload, msg)) = pending.take() {
-                shared.send_event_cached(cache, msg(payload, correlation), ty, ticks);
+                shared.send_event_cached(cache, ty, ticks, || msg(payload, correlation));
             }
         });
         if sent.is_none()
             && let Some((payload, msg)) = pending
         {
-            self.shared.counters.emitted_fallback.add(ty);
-            let ticks = ticks.unwrap_or_else(|| self.shared.clock.raw());
-            let msg = msg(payload, NO_CORRELATION);
-            self.shared.send_event(Envelope { ticks, msg }, ty);
+            self.emit_keyed_uncached(ticks, ty, msg(payload, NO_CORRELATION));
         }
+    }
+
+    /// Sends `msg` without this thread's cache (its thread-local state is gone).
+    #[cold]
+    #[inline(never)]
+    fn emit_keyed_uncached(&self, ticks: Option<u64>, ty: EventType, msg: Msg) {
+        self.shared.counters.emitted_fallback.add(ty);
+        let ticks = ticks.unwrap_or_else(|| self.shared.clock.raw());
+        self.shared.send_event(Envelope { ticks, msg }, ty);
     }
 
     #[cold]
@@ -530,6 +540,7 @@ impl ProgressEmitter for Emitter {
     fn emit_run_failed(&self, work_order_id: &str, run_id: &str, error: &str) {
         self.emit_str(work_order_id, run_id, bodies::run_failed(error));
     }
+    #[inline]
     fn emit_iteration_started(
         &self,
         work_order_id: &str,
@@ -544,6 +555,7 @@ impl ProgressEmitter for Emitter {
             bodies::iteration_started(iteration, max_iterations, feedback),
         );
     }
+    #[inline]
     fn emit_iteration_completed(
         &self,
         work_order_id: &str,
@@ -558,6 +570,7 @@ impl ProgressEmitter for Emitter {
             bodies::iteration_completed(iteration, success, timings),
         );
     }
+    #[inline]
     fn emit_phase_started(&self, work_order_id: &str, run_id: &str, iteration: u32, phase: Phase) {
         self.emit_str(
             work_order_id,
@@ -565,6 +578,7 @@ impl ProgressEmitter for Emitter {
             Body::PhaseStarted { iteration, phase },
         );
     }
+    #[inline]
     fn emit_phase_completed(
         &self,
         work_order_id: &str,
@@ -580,6 +594,7 @@ impl ProgressEmitter for Emitter {
             bodies::phase_completed(iteration, phase, success, duration),
         );
     }
+    #[inline]
     fn emit_gate_checked(
         &self,
         work_order_id: &str,
@@ -594,6 +609,7 @@ impl ProgressEmitter for Emitter {
             bodies::gate_checked(iteration, gate, passed, None),
         );
     }
+    #[inline]
     fn emit_gate_checked_timed(
         &self,
         work_order_id: &str,
@@ -609,6 +625,7 @@ impl ProgressEmitter for Emitter {
             bodies::gate_checked(iteration, gate, passed, Some(duration)),
         );
     }
+    #[inline]
     fn emit_delivery_started(&self, work_order_id: &str, run_id: &str) {
         self.emit_str(work_order_id, run_id, Body::DeliveryStarted);
     }
@@ -761,6 +778,7 @@ impl RunHandle {
         self.emit(bodies::run_failed(error));
     }
     /// `iteration_started`.
+    #[inline]
     pub fn iteration_started(&self, iteration: u32, max_iterations: u32, feedback: Option<&str>) {
         self.emit(bodies::iteration_started(
             iteration,
@@ -769,6 +787,7 @@ impl RunHandle {
         ));
     }
     /// `iteration_completed`.
+    #[inline]
     pub fn iteration_completed(&self, iteration: u32, success: bool, timings: &PhaseTimings) {
         self.emit(bodies::iteration_completed(iteration, success, timings));
     }
@@ -783,10 +802,12 @@ impl RunHandle {
         self.emit(bodies::phase_completed(iteration, phase, success, duration));
     }
     /// `gate_checked`. Names up to 15 bytes travel inline, longer ones allocate.
+    #[inline]
     pub fn gate_checked(&self, iteration: u32, gate: &str, passed: bool) {
         self.emit(bodies::gate_checked(iteration, gate, passed, None));
     }
     /// `gate_checked` with how long the check took (shown in `gateResults`).
+    #[inline]
     pub fn gate_checked_timed(&self, iteration: u32, gate: &str, passed: bool, duration: Duration) {
         self.emit(bodies::gate_checked(
             iteration,
@@ -796,6 +817,7 @@ impl RunHandle {
         ));
     }
     /// `delivery_started`.
+    #[inline]
     pub fn delivery_started(&self) {
         self.emit(Body::DeliveryStarted);
     }

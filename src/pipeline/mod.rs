@@ -134,6 +134,7 @@ impl Shared {
         self.next_key.fetch_add(1, Ordering::Relaxed)
     }
 
+    #[inline]
     pub(crate) fn is_closed(&self) -> bool {
         // Acquire: pairs with `close`, so a thread that sees it closed also
         // sees that the drain thread is stopping.
@@ -174,28 +175,59 @@ impl Shared {
     }
 
     /// [`send_event`](Self::send_event) for an emit holding this thread's
-    /// cache, stamping `msg` with the clock: no thread-local lookup, drops
-    /// counted in the thread's own counters, and under `DropNewest` a ring
-    /// found full stays "full" for [`FULL_HOLDOFF_NANOS`], during which
-    /// droppable events are dropped without touching the ring. A producer that retried per event would
+    /// cache: no thread-local lookup, drops counted in the thread's own
+    /// counters, and under `DropNewest` a ring found full stays "full" for
+    /// [`FULL_HOLDOFF_NANOS`], during which droppable events are dropped
+    /// without touching the ring. A producer that retried per event would
     /// pull the ring's head and slot lines away from the drain thread at
     /// its own (much higher) rate and slow it down: overload would lower
     /// what gets processed.
+    ///
+    /// `msg` makes the message where it is sent, so that it is written
+    /// once, straight into what the ring copies to its slot. The envelope
+    /// is stamped after the checks that may drop it unread; a caller that
+    /// timed something with its own clock read (a guard) passes it as
+    /// `stamped`, so the event carries the same instant.
     #[inline]
     pub(crate) fn send_event_cached(
         &self,
         cache: &mut producer::PipelineCache,
-        msg: Msg,
+        ty: EventType,
+        stamped: Option<u64>,
+        msg: impl FnOnce() -> Msg,
+    ) {
+        // The three rare states (drain thread, holding off, closed) cost
+        // two flag tests here; the slow path tells them apart.
+        if cache.takes_slow_path | self.is_closed() {
+            // Stamped by the slow path.
+            let envelope = Envelope {
+                ticks: 0,
+                msg: msg(),
+            };
+            self.send_event_cached_slow(cache, envelope, ty, stamped);
+            return;
+        }
+        let ticks = stamped.unwrap_or_else(|| self.clock.raw());
+        if let Err(refused) = self.tx.try_send(Envelope { ticks, msg: msg() }) {
+            self.send_refused(cache, refused, ty);
+        }
+    }
+
+    /// [`send_event_cached`](Self::send_event_cached) when this is the
+    /// drain thread, the pipeline is closed or the ring was found full.
+    #[cold]
+    #[inline(never)]
+    fn send_event_cached_slow(
+        &self,
+        cache: &mut producer::PipelineCache,
+        mut envelope: Envelope,
         ty: EventType,
         stamped: Option<u64>,
     ) {
-        // A caller that timed something with its own clock read (a guard)
-        // passes it, so the event carries the same instant; the others are
-        // stamped here, after the checks that may drop the event unread.
         let now = || stamped.unwrap_or_else(|| self.clock.raw());
         if cache.on_drain_thread {
-            let ticks = now();
-            producer::defer_on_drain_thread(Envelope { ticks, msg });
+            envelope.ticks = now();
+            producer::defer_on_drain_thread(envelope);
             return;
         }
         if self.is_closed() {
@@ -207,19 +239,34 @@ impl Shared {
             cache.counters.dropped.add_single_writer(ty);
             return;
         }
-        let envelope = Envelope { ticks: now(), msg };
+        envelope.ticks = now();
         match self.tx.try_send(envelope) {
-            Ok(()) => cache.full_since = None,
-            Err(TrySendError::Full(envelope)) => {
-                if droppable {
-                    cache.full_since = Some(envelope.ticks);
+            Ok(()) => cache.set_full_since(None),
+            Err(refused) => self.send_refused(cache, refused, ty),
+        }
+    }
+
+    /// The ring refused an emit holding this thread's cache: applies the
+    /// policy, counting the event as dropped when it is not sent.
+    #[cold]
+    #[inline(never)]
+    fn send_refused(
+        &self,
+        cache: &mut producer::PipelineCache,
+        refused: TrySendError<Envelope>,
+        ty: EventType,
+    ) {
+        match refused {
+            TrySendError::Full(envelope) => {
+                if self.overflow == Overflow::DropNewest && !ty.is_lifecycle() {
+                    cache.set_full_since(Some(envelope.ticks));
                     cache.holdoff_unchecked = HOLDOFF_CHECK_EVERY;
                     cache.counters.dropped.add_single_writer(ty);
                 } else if !self.send_full(envelope, ty) {
                     cache.counters.dropped.add_single_writer(ty);
                 }
             }
-            Err(TrySendError::Disconnected(_)) => cache.counters.dropped.add_single_writer(ty),
+            TrySendError::Disconnected(_) => cache.counters.dropped.add_single_writer(ty),
         }
     }
 
@@ -229,7 +276,7 @@ impl Shared {
     /// of a dropped emit.
     #[inline]
     fn holding_off(&self, cache: &mut producer::PipelineCache) -> bool {
-        let Some(since) = cache.full_since else {
+        let Some(since) = cache.full_since() else {
             return false;
         };
         if cache.holdoff_unchecked > 0 {
@@ -476,6 +523,50 @@ mod tests {
             emitted(&shared),
             counters.processed.load().total() + counters.dropped.load().total()
         );
+    }
+
+    #[test]
+    fn each_event_carries_the_correlation_id_current_when_it_was_emitted() {
+        use crate::context::{LogContext, with_context};
+        let (shared, thread) = start(64, Overflow::Block);
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        let _id = shared.listeners.add(Box::new(move |event| {
+            if let Ok(mut seen) = sink.lock() {
+                seen.push(event.correlation_id.to_string());
+            }
+        }));
+        let emitter = Emitter::new(shared.clone());
+        let run = emitter.run("wo", "run-1");
+        run.phase_started(1, Phase::Build);
+        with_context(LogContext::new().correlation_id("outer"), || {
+            run.phase_started(2, Phase::Build);
+            with_context(LogContext::new().correlation_id("inner"), || {
+                run.phase_started(3, Phase::Build);
+            });
+            run.phase_started(4, Phase::Build);
+            let elsewhere = run.clone();
+            let job = LogContext::wrap(move || elsewhere.phase_started(5, Phase::Build));
+            assert!(std::thread::spawn(job).join().is_ok());
+            with_context(LogContext::new().iteration(6), || {
+                emitter.emit_phase_started("wo", "run-1", 6, Phase::Build);
+            });
+            // The same text in a new allocation is the same id.
+            with_context(LogContext::new().correlation_id("outer"), || {
+                run.phase_started(7, Phase::Build);
+            });
+        });
+        run.phase_started(8, Phase::Build);
+        shared.on_drain(None, |_| ());
+        let seen = seen.lock().map(|s| s.clone()).unwrap_or_default();
+        assert_eq!(
+            seen,
+            [
+                "run-1", "outer", "inner", "outer", "outer", "outer", "outer", "run-1"
+            ]
+        );
+        drop(run);
+        stop(&shared, thread);
     }
 
     #[test]

@@ -15,6 +15,7 @@ use std::sync::{Arc, Weak};
 use super::Shared;
 use super::envelope::{Envelope, Key, Msg, NO_CORRELATION, RunIds};
 use super::stats::ProducerCounters;
+use crate::context;
 
 /// Runs remembered per thread and pipeline.
 const RUN_CACHE: usize = 16;
@@ -68,8 +69,12 @@ pub(crate) struct PipelineCache {
     pub(crate) on_drain_thread: bool,
     /// Under `DropNewest`: when (raw ticks) this thread last found the ring
     /// full. For a short while after, it drops without touching the ring,
-    /// whose lines the drain thread is working on.
-    pub(crate) full_since: Option<u64>,
+    /// whose lines the drain thread is working on. Set through
+    /// [`set_full_since`](Self::set_full_since).
+    full_since: Option<u64>,
+    /// `on_drain_thread` or `full_since` set: an emit tests this one flag
+    /// (and the closed flag) before the ring instead of both.
+    pub(crate) takes_slow_path: bool,
     /// Drops left before the hold-off looks at the clock again.
     pub(crate) holdoff_unchecked: u32,
     /// Most recently used first.
@@ -79,16 +84,27 @@ pub(crate) struct PipelineCache {
 
 impl PipelineCache {
     fn new(shared: &Arc<Shared>) -> Self {
+        let on_drain_thread = is_drain_thread(shared.id);
         PipelineCache {
             pipeline: shared.id,
             shared: Arc::downgrade(shared),
             counters: shared.counters.register_producer(),
-            on_drain_thread: is_drain_thread(shared.id),
+            on_drain_thread,
             full_since: None,
+            takes_slow_path: on_drain_thread,
             holdoff_unchecked: 0,
             runs: Vec::with_capacity(RUN_CACHE),
             correlations: Vec::with_capacity(CORRELATION_CACHE),
         }
+    }
+
+    pub(crate) fn full_since(&self) -> Option<u64> {
+        self.full_since
+    }
+
+    pub(crate) fn set_full_since(&mut self, since: Option<u64>) {
+        self.full_since = since;
+        self.takes_slow_path = self.on_drain_thread || since.is_some();
     }
 
     /// The key of the run `(work_order_id, run_id)`, registering it on a miss.
@@ -129,18 +145,22 @@ impl PipelineCache {
 
     /// The key of the context's correlation id, registering it on a miss.
     #[inline]
-    pub(crate) fn correlation_key(&mut self, shared: &Shared, id: Option<&Arc<str>>) -> Key {
-        let Some(id) = id else {
+    pub(crate) fn correlation_key(&mut self, shared: &Shared) -> Key {
+        let addr = context::current_correlation_addr();
+        if addr == 0 {
             return NO_CORRELATION;
-        };
-        // The cache holds a clone, so the allocation is alive and pointer
+        }
+        // The cache holds a clone, so the allocation is alive and address
         // equality cannot be fooled by reuse.
         if let Some(c) = self.correlations.first()
-            && Arc::ptr_eq(&c.id, id)
+            && Arc::as_ptr(&c.id).addr() == addr
         {
             return c.key;
         }
-        self.correlation_key_slow(shared, id)
+        context::with_current_correlation(|id| match id {
+            Some(id) => self.correlation_key_slow(shared, id),
+            None => NO_CORRELATION,
+        })
     }
 
     #[cold]
@@ -209,17 +229,32 @@ pub(crate) fn with_cache<R>(
     CACHES
         .try_with(|caches| {
             let mut caches = caches.try_borrow_mut().ok()?;
-            let index = match caches.iter().position(|c| c.pipeline == shared.id) {
-                Some(i) => i,
-                None => {
-                    // Forget pipelines that are gone before adding one.
-                    caches.retain(|c| c.shared.strong_count() > 0);
-                    caches.push(PipelineCache::new(shared));
-                    caches.len() - 1
-                }
+            // The pipeline last emitted to is first, so the common emit
+            // compares one id and searches nothing.
+            let cache = if caches.first().is_some_and(|c| c.pipeline == shared.id) {
+                &mut caches[0]
+            } else {
+                move_to_front(&mut caches, shared)
             };
-            Some(f(&mut caches[index]))
+            Some(f(cache))
         })
         .ok()
         .flatten()
+}
+
+/// Puts `shared`'s cache first among this thread's, making it if needed.
+#[cold]
+fn move_to_front<'c>(
+    caches: &'c mut Vec<PipelineCache>,
+    shared: &Arc<Shared>,
+) -> &'c mut PipelineCache {
+    match caches.iter().position(|c| c.pipeline == shared.id) {
+        Some(i) => caches[..=i].rotate_right(1),
+        None => {
+            // Forget pipelines that are gone before adding one.
+            caches.retain(|c| c.shared.strong_count() > 0);
+            caches.insert(0, PipelineCache::new(shared));
+        }
+    }
+    &mut caches[0]
 }

@@ -35,6 +35,7 @@ impl PerType {
     }
 
     /// Adds one without a locked instruction; only for single-writer counters.
+    #[inline]
     pub(crate) fn add_single_writer(&self, ty: EventType) {
         let cell = &self.0[ty.index()];
         // Relaxed: this thread is the only writer, readers only need a recent value.
