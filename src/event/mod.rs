@@ -4,6 +4,7 @@
 //! The JSON is fixed by the design contract: one object, camelCase, `type`
 //! first, RFC 3339 UTC timestamps with milliseconds, absent options omitted.
 
+mod encode;
 mod json;
 mod timestamp;
 mod types;
@@ -13,6 +14,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
+pub(crate) use encode::write_wire;
 pub use json::{TypeStyle, WireEvent};
 pub use timestamp::Timestamp;
 pub use types::{

@@ -115,8 +115,9 @@ impl Write for Duplex<'_> {
 
 /// JSON text decoded as an event, encoded, decoded again: the second
 /// decode equals the first, the encoding is stable, and the WebSocket form
-/// (colon `type`, `seq`) decodes to the same event; and a journal line the
-/// replay's fast scan reads, the serde parser reads the same.
+/// (colon `type`, `seq`) decodes to the same event and is written byte for
+/// byte the same by the direct encoder; and a journal line the replay's
+/// fast scan reads, the serde parser reads the same.
 pub fn event_json_round_trip(text: &str) {
     crate::journal::assert_agrees_with_serde(text);
     let Ok(event) = serde_json::from_str::<ProgressEvent>(text) else {
@@ -139,6 +140,13 @@ pub fn event_json_round_trip(text: &str) {
         Err(e) => panic!("the WebSocket form does not decode: {e}: {wire}"),
     };
     assert_eq!(from_wire, event, "the WebSocket form differs: {wire}");
+    let mut written = Vec::new();
+    crate::event::write_wire(&mut written, 42, &event);
+    assert_eq!(
+        String::from_utf8_lossy(&written),
+        wire,
+        "the direct encoder differs from serde_json"
+    );
     crate::journal::assert_agrees_with_serde(&wire);
 }
 

@@ -226,15 +226,14 @@ pub(crate) fn close_for(error: &tungstenite::Error) -> Option<(CloseCode, &'stat
 pub(crate) fn event_message(seq: u64, event: &ProgressEvent) -> String {
     let mut out = Vec::with_capacity(256);
     write_event_message(&mut out, seq, event);
-    // serde_json writes UTF-8 only; the check is a formality.
+    // Made of UTF-8 strings and ASCII; the check is a formality.
     String::from_utf8(out).unwrap_or_default()
 }
 
 /// Appends [`event_message`]'s bytes to `out`: the journal's lines are
 /// these very bytes, so a journal and a `/ws` capture compare equal.
 pub(crate) fn write_event_message(out: &mut Vec<u8>, seq: u64, event: &ProgressEvent) {
-    // Serializing a value built from strings and numbers into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, &event.wire(seq));
+    crate::event::write_wire(out, seq, event);
 }
 
 #[cfg(test)]
