@@ -331,14 +331,15 @@ const TIMESTAMP_LEN: usize = 24;
 thread_local! {
     /// The last timestamp this thread wrote, with its text: the events of
     /// a burst share their millisecond.
-    static LAST_TIMESTAMP: Cell<(u64, [u8; TIMESTAMP_LEN])> =
-        const { Cell::new((u64::MAX, [0; TIMESTAMP_LEN])) };
+    /// `None` until the first one.
+    static LAST_TIMESTAMP: Cell<Option<(u64, [u8; TIMESTAMP_LEN])>> = const { Cell::new(None) };
 }
 
 fn write_timestamp(out: &mut Vec<u8>, timestamp: Timestamp) {
     let millis = timestamp.as_millis();
-    let (last, text) = LAST_TIMESTAMP.with(Cell::get);
-    if last == millis {
+    if let Some((last, text)) = LAST_TIMESTAMP.with(Cell::get)
+        && last == millis
+    {
         out.extend_from_slice(&text);
         return;
     }
@@ -346,7 +347,7 @@ fn write_timestamp(out: &mut Vec<u8>, timestamp: Timestamp) {
     // Writing into a Vec cannot fail.
     let _ = write!(out, "{timestamp}");
     if let Ok(text) = <[u8; TIMESTAMP_LEN]>::try_from(&out[start..]) {
-        LAST_TIMESTAMP.with(|cell| cell.set((millis, text)));
+        LAST_TIMESTAMP.with(|cell| cell.set(Some((millis, text))));
     }
 }
 

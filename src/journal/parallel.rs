@@ -22,6 +22,8 @@ use super::{JournalError, JournalRecord, ReadReport, SkipReason};
 pub(super) const WORKERS: usize = 2;
 /// Lines per chunk.
 const CHUNK_LINES: usize = 1024;
+/// A chunk's buffer, for lines of a usual length.
+const CHUNK_BYTES: usize = CHUNK_LINES * 256;
 /// Chunks queued per worker, each way.
 const QUEUED: usize = 4;
 
@@ -190,7 +192,9 @@ impl RawChunk {
     /// An empty chunk, in a spare's buffers if there is one.
     fn new(spares: &Receiver<RawChunk>, file: usize, first_line: u64) -> Self {
         match spares.try_recv() {
-            Ok(mut spare) => {
+            // A spare grown past twice its usual size by a huge line is let
+            // go, not kept in circulation for the rest of the replay.
+            Ok(mut spare) if spare.data.capacity() <= 2 * CHUNK_BYTES => {
                 spare.data.clear();
                 spare.lines.clear();
                 RawChunk {
@@ -199,10 +203,10 @@ impl RawChunk {
                     ..spare
                 }
             }
-            Err(_) => RawChunk {
+            _ => RawChunk {
                 file,
                 first_line,
-                data: Vec::with_capacity(CHUNK_LINES * 256),
+                data: Vec::with_capacity(CHUNK_BYTES),
                 lines: Vec::with_capacity(CHUNK_LINES),
             },
         }

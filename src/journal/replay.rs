@@ -279,6 +279,51 @@ mod tests {
     }
 
     #[test]
+    fn what_a_listener_emits_about_a_batched_event_comes_right_after_it() {
+        // Regression: events a listener emitted while a replayed batch was
+        // processed came after the whole batch, not after their event.
+        let obs = Observability::builder().no_log().start().expect("starts");
+        let emitter = obs.emitter();
+        let order = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let _subscription = obs.emitter().subscribe({
+            let order = order.clone();
+            move |event| match event.kind {
+                EventKind::PhaseStarted { iteration, .. } => {
+                    order.lock().push(format!("started {iteration}"));
+                    emitter.emit(ProgressEvent::new(
+                        "wo",
+                        "run",
+                        EventKind::PhaseCompleted {
+                            iteration,
+                            phase: Phase::Build,
+                            success: true,
+                            duration_ms: 1,
+                        },
+                    ));
+                }
+                EventKind::PhaseCompleted { iteration, .. } => {
+                    order.lock().push(format!("completed {iteration}"));
+                }
+                _ => {}
+            }
+        });
+        obs.emitter()
+            .emit_all_reliably((1..=3).map(phase_started).collect());
+        obs.flush();
+        assert_eq!(
+            *order.lock(),
+            [
+                "started 1",
+                "completed 1",
+                "started 2",
+                "completed 2",
+                "started 3",
+                "completed 3"
+            ]
+        );
+    }
+
+    #[test]
     fn a_batch_after_shutdown_is_counted_dropped_per_event() {
         let obs = Observability::builder().no_log().start().expect("starts");
         let emitter = obs.emitter();

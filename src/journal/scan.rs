@@ -299,9 +299,11 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    /// Any JSON value but `null`, read by serde_json on its own. Values
-    /// nested deeper than a few levels are left to the whole-line parse,
-    /// whose recursion limit counts the levels around them too.
+    /// Any JSON value but `null`, read by serde_json on its own. A value
+    /// with more than [`MAX_NESTING`] opening brackets in all (inside
+    /// strings too: a bound on its depth, not the depth) is left to the
+    /// whole-line parse, whose recursion limit counts the levels around
+    /// it too.
     fn json_value(&mut self) -> Option<serde_json::Value> {
         let rest = &self.line[self.at..];
         let mut values = serde_json::Deserializer::from_str(rest).into_iter::<serde_json::Value>();
@@ -332,8 +334,9 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// Opening brackets a scanned `agentMetrics` may hold (serde_json's own
-/// limit is 128 levels for the whole line).
+/// Opening brackets, counted anywhere in it, that a scanned `agentMetrics`
+/// may hold: a conservative bound on its depth (serde_json's own limit is
+/// 128 levels for the whole line).
 const MAX_NESTING: usize = 32;
 
 /// The last timestamp read: the lines of a burst share one millisecond,

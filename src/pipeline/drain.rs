@@ -220,6 +220,12 @@ impl Drain {
 
     fn handle(&mut self, envelope: Envelope) {
         self.handle_one(envelope);
+        self.handle_deferred();
+    }
+
+    /// Processes what listeners emitted meanwhile, right after the event
+    /// they saw.
+    fn handle_deferred(&mut self) {
         while let Some(deferred) = producer::take_deferred() {
             self.handle_one(deferred);
         }
@@ -250,6 +256,9 @@ impl Drain {
                 for mut event in events {
                     self.redactor.redact_event(&mut event, &mut self.clean_ids);
                     self.process_owned(event, ticks);
+                    // As for events sent one by one: what a listener emits
+                    // about this event comes before the batch's next.
+                    self.handle_deferred();
                 }
             }
             Msg::RegisterRun { key, mut ids } => {

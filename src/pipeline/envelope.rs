@@ -50,13 +50,20 @@ pub(crate) enum Msg {
 }
 
 impl Msg {
-    /// The event type, if this message is an event.
-    pub(crate) fn event_type(&self) -> Option<EventType> {
+    /// Calls `f` with the type of each event this message carries (none
+    /// for a control message), so that a message dropped whole is counted
+    /// event by event, whatever kind it is.
+    pub(crate) fn for_each_event_type(&self, mut f: impl FnMut(EventType)) {
         match self {
-            Msg::Event { body, .. } => Some(body.event_type()),
-            Msg::Annotated(annotated) => Some(annotated.body.event_type()),
-            Msg::Owned(event) => Some(event.event_type()),
-            _ => None,
+            Msg::Event { body, .. } => f(body.event_type()),
+            Msg::Annotated(annotated) => f(annotated.body.event_type()),
+            Msg::Owned(event) => f(event.event_type()),
+            Msg::OwnedBatch(events) => events.iter().for_each(|e| f(e.event_type())),
+            Msg::RegisterRun { .. }
+            | Msg::UnregisterRun(_)
+            | Msg::RegisterCorrelation { .. }
+            | Msg::UnregisterCorrelation(_)
+            | Msg::Control(_) => {}
         }
     }
 }

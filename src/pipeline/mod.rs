@@ -413,9 +413,9 @@ impl Shared {
     /// stopped (emitted concurrently with shutdown).
     pub(crate) fn collect_leftovers(&self) {
         while let Ok(envelope) = self.rx.try_recv() {
-            if let Some(ty) = envelope.msg.event_type() {
-                self.counters.dropped.add(ty);
-            }
+            envelope
+                .msg
+                .for_each_event_type(|ty| self.counters.dropped.add(ty));
         }
     }
 }
@@ -506,6 +506,32 @@ mod tests {
             counters.processed.load().total() + counters.dropped.load().total()
         );
         stop(&shared, thread);
+    }
+
+    #[test]
+    fn a_batch_of_events_left_in_the_ring_at_shutdown_is_counted_dropped_event_by_event() {
+        // Regression: a replay's batch still in the ring when the drain
+        // thread stopped was counted emitted and never dropped.
+        let (shared, _rx) = Shared::new(4, Overflow::Block);
+        let event = |phase| {
+            crate::ProgressEvent::new(
+                "wo",
+                "run",
+                crate::EventKind::PhaseStarted {
+                    iteration: 1,
+                    phase,
+                },
+            )
+        };
+        let batch = vec![
+            event(Phase::Build),
+            event(Phase::Verify),
+            event(Phase::Build),
+        ];
+        assert!(shared.send_reliable(Msg::OwnedBatch(batch)));
+        shared.collect_leftovers();
+        let dropped = shared.counters.dropped.load();
+        assert_eq!(dropped.total(), 3);
     }
 
     #[test]

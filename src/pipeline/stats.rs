@@ -147,7 +147,8 @@ impl Dropped {
         self.shared.add(ty);
     }
 
-    /// Adds `n` to the shared counter.
+    /// Adds `n` to the shared counter: a batch of events lost together
+    /// (a replay's after shutdown) is counted at once.
     pub(crate) fn add_n(&self, ty: EventType, n: u64) {
         self.shared.add_n(ty, n);
     }
