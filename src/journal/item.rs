@@ -66,6 +66,7 @@ pub(super) enum Payload {
 }
 
 impl Payload {
+    #[inline]
     fn of(event: &ProgressEvent) -> Payload {
         if event.metadata.is_some() {
             return Payload::Other(Box::new((event.kind.clone(), event.metadata.clone())));
@@ -176,6 +177,7 @@ impl Encoder {
 
     /// Appends `event` to `batch`, preceded by its ids when its slot held
     /// others.
+    #[inline]
     pub(super) fn push(&mut self, batch: &mut Vec<Item>, seq: u64, event: &ProgressEvent) {
         let slot = if self.holds(self.last, event) {
             self.last
@@ -202,6 +204,7 @@ impl Encoder {
         });
     }
 
+    #[inline]
     fn holds(&self, slot: u16, event: &ProgressEvent) -> bool {
         self.slots[usize::from(slot)]
             .as_ref()
