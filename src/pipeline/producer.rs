@@ -29,6 +29,8 @@ thread_local! {
     /// Messages emitted by listeners on the drain thread: the ring may be
     /// full and only this thread empties it, so they wait here instead.
     static DEFERRED: RefCell<VecDeque<Envelope>> = const { RefCell::new(VecDeque::new()) };
+    /// Whether `DEFERRED` may hold something.
+    static ANY_DEFERRED: Cell<bool> = const { Cell::new(false) };
 }
 
 pub(crate) fn is_drain_thread(pipeline: u64) -> bool {
@@ -37,14 +39,29 @@ pub(crate) fn is_drain_thread(pipeline: u64) -> bool {
 
 pub(crate) fn mark_drain_thread(pipeline: u64) {
     DRAINING.with(|d| d.set(pipeline));
+    // The queue is made now, before this thread's producer caches: thread
+    // locals are destroyed in the reverse order, so it outlives them, and a
+    // cache's teardown can still defer its messages into it.
+    DEFERRED.with(|_| ());
 }
 
 pub(crate) fn defer_on_drain_thread(envelope: Envelope) {
     DEFERRED.with_borrow_mut(|q| q.push_back(envelope));
+    ANY_DEFERRED.set(true);
 }
 
+/// The next message a listener emitted on the drain thread. Asked after
+/// every event, so the usual answer (none) reads a plain flag, not the
+/// queue (whose thread-local has a destructor to check for).
 pub(crate) fn take_deferred() -> Option<Envelope> {
-    DEFERRED.with_borrow_mut(|q| q.pop_front())
+    if !ANY_DEFERRED.get() {
+        return None;
+    }
+    let (next, now_empty) = DEFERRED.with_borrow_mut(|q| (q.pop_front(), q.is_empty()));
+    if now_empty {
+        ANY_DEFERRED.set(false);
+    }
+    next
 }
 
 struct CachedRun {
