@@ -93,13 +93,7 @@ pub(super) enum NotAnEvent {
 #[derive(Debug, Default)]
 pub(super) struct ParseCache {
     pub(super) ids: Interner,
-    timestamps: LastTimestamp,
-}
-
-impl ParseCache {
-    pub(super) fn timestamp(&mut self, text: &str) -> Option<Timestamp> {
-        self.timestamps.get(text)
-    }
+    pub(super) timestamps: LastTimestamp,
 }
 
 /// Ids seen so far, so that a run's events share one `Arc` per id.
@@ -118,8 +112,36 @@ const RECENT: usize = 8;
 /// journal of a huge fleet costs allocations, not memory).
 const MAX_IDS: usize = 16_384;
 
+/// An event's three ids, interned.
+pub(super) struct EventIds {
+    pub(super) work_order_id: Arc<str>,
+    pub(super) run_id: Arc<str>,
+    pub(super) correlation_id: Arc<str>,
+}
+
 impl Interner {
-    pub(super) fn get(&mut self, id: &str) -> Arc<str> {
+    /// The ids of an event; no correlation id means the run id.
+    pub(super) fn event_ids(
+        &mut self,
+        work_order_id: &str,
+        run_id: &str,
+        correlation_id: Option<&str>,
+    ) -> EventIds {
+        let run_id = self.get(run_id);
+        let correlation_id = match correlation_id {
+            // Usually the run id itself (no correlation id in context).
+            Some(id) if id == &*run_id => run_id.clone(),
+            Some(id) => self.get(id),
+            None => run_id.clone(),
+        };
+        EventIds {
+            work_order_id: self.get(work_order_id),
+            run_id,
+            correlation_id,
+        }
+    }
+
+    fn get(&mut self, id: &str) -> Arc<str> {
         // Consecutive lines are mostly about the same few runs: compare with
         // the last ids handed out before hashing (SipHash, since a journal
         // file is input like any other).
@@ -175,16 +197,18 @@ pub(super) fn parse_with_serde(
         return Err(NotAnEvent::UnknownType(flat.ty.chars().take(64).collect()));
     };
     let kind = kind(ty, &mut flat)?;
-    let run_id = ids.get(&flat.run_id);
-    let correlation_id = match &flat.correlation_id {
-        // Usually the run id itself (no correlation id in context).
-        Some(id) if **id == *run_id => run_id.clone(),
-        Some(id) => ids.get(id),
-        None => run_id.clone(),
-    };
+    let EventIds {
+        work_order_id,
+        run_id,
+        correlation_id,
+    } = ids.event_ids(
+        &flat.work_order_id,
+        &flat.run_id,
+        flat.correlation_id.as_deref(),
+    );
     Ok(ProgressEvent {
         timestamp: flat.timestamp,
-        work_order_id: ids.get(&flat.work_order_id),
+        work_order_id,
         run_id,
         correlation_id,
         metadata: flat.metadata.take().map(Arc::new),
@@ -368,8 +392,11 @@ mod tests {
     }
 
     #[test]
-    fn the_flat_parser_reads_every_event_type_as_progress_events_own_deserialize_does() {
+    fn both_parsers_read_every_event_type_as_progress_events_own_deserialize_does() {
+        // `parse` takes most of these lines by the scan; the serde parser
+        // behind it is held to the same events on its own.
         let mut ids = ParseCache::default();
+        let mut serde_ids = Interner::default();
         for mut event in samples() {
             for with_metadata in [false, true] {
                 if with_metadata {
@@ -379,8 +406,10 @@ mod tests {
                 }
                 let line = crate::ws::protocol::event_message(9, &event);
                 let ours = event_of(&line, &mut ids);
+                let flat = parse_with_serde(&line, &mut serde_ids);
                 let theirs: Result<ProgressEvent, _> = serde_json::from_str(&line);
                 assert_eq!(ours.as_ref().ok(), theirs.as_ref().ok(), "{line}");
+                assert_eq!(flat.as_ref().ok(), theirs.as_ref().ok(), "{line}");
                 assert_eq!(ours.ok().as_ref(), Some(&event), "{line}");
             }
         }

@@ -19,7 +19,7 @@ use crate::event::{
 };
 
 use super::JournalRecord;
-use super::parse::{Interner, ParseCache, parse_with_serde, seq_of};
+use super::parse::{EventIds, Interner, ParseCache, parse_with_serde, seq_of};
 
 /// Reads `line` if it has one of the shapes the scan knows; `None` hands
 /// it to the serde parser.
@@ -30,7 +30,7 @@ pub(super) fn scan(line: &str, cache: &mut ParseCache) -> Option<JournalRecord> 
     at.expect(br#","seq":"#)?;
     let seq = at.number()?;
     at.expect(br#","timestamp":""#)?;
-    let timestamp = cache.timestamp(at.string()?)?;
+    let timestamp = cache.timestamps.get(at.string()?)?;
     at.expect(br#","workOrderId":""#)?;
     let work_order_id = at.string()?;
     at.expect(br#","runId":""#)?;
@@ -130,17 +130,18 @@ pub(super) fn scan(line: &str, cache: &mut ParseCache) -> Option<JournalRecord> 
     if at.at != line.len() {
         return None;
     }
-    let run_id = cache.ids.get(run_id);
-    let correlation_id = if correlation_id == &*run_id {
-        run_id.clone()
-    } else {
-        cache.ids.get(correlation_id)
-    };
+    let EventIds {
+        work_order_id,
+        run_id,
+        correlation_id,
+    } = cache
+        .ids
+        .event_ids(work_order_id, run_id, Some(correlation_id));
     Some(JournalRecord {
         seq: Some(seq),
         event: ProgressEvent {
             timestamp,
-            work_order_id: cache.ids.get(work_order_id),
+            work_order_id,
             run_id,
             correlation_id,
             metadata: None,
@@ -518,7 +519,7 @@ mod tests {
     }
 
     #[test]
-    fn a_repeated_timestamp_is_parsed_once_and_a_new_one_afresh() {
+    fn a_repeated_timestamp_reads_the_same_and_a_new_one_is_read_afresh() {
         let mut last = LastTimestamp::default();
         let a = last.get("2026-12-02T01:00:00.123Z");
         assert_eq!(a, Some(Timestamp::from_millis(1_796_173_200_123)));

@@ -248,13 +248,9 @@ impl Drain {
                 } = *annotated;
                 self.process_keyed(ticks, run, correlation, body, Some(metadata));
             }
-            Msg::Owned(mut event) => {
-                self.redactor.redact_event(&mut event, &mut self.clean_ids);
-                self.process_owned(*event, ticks)
-            }
+            Msg::Owned(event) => self.process_owned(*event, ticks),
             Msg::OwnedBatch(events) => {
-                for mut event in events {
-                    self.redactor.redact_event(&mut event, &mut self.clean_ids);
+                for event in events {
                     self.process_owned(event, ticks);
                     // As for events sent one by one: what a listener emits
                     // about this event comes before the batch's next.
@@ -348,7 +344,10 @@ impl Drain {
         info.deliver(&mut entry.event, &mut entry.hint, ticks, received, nanos);
     }
 
+    /// A whole event (`emit`, replay): redacted here, since nothing about
+    /// it was registered beforehand.
     fn process_owned(&mut self, mut event: ProgressEvent, ticks: u64) {
+        self.redactor.redact_event(&mut event, &mut self.clean_ids);
         let received = self.receipt.stamp(ticks);
         let Drain {
             shared,

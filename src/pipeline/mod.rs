@@ -295,9 +295,10 @@ impl Shared {
             return true;
         }
         // Over: sends resume once the drain thread has emptied `1 /
-        // DROP_ROOM` of the ring, so that they land far from where it reads. Resuming into the few slots it just freed kept both
-        // threads on the same cache lines: measured, the drain thread then
-        // processed a fifth less than under `Block`.
+        // DROP_ROOM` of the ring, so that they land far from where it reads.
+        // Resuming into the few slots it just freed kept both threads on the
+        // same cache lines: measured, the drain thread then processed a
+        // fifth less than under `Block`.
         if self.capacity - self.tx.len().min(self.capacity) < (self.capacity / DROP_ROOM).max(1) {
             cache.set_full_since(Some(now));
             cache.holdoff_unchecked = HOLDOFF_CHECK_EVERY;
