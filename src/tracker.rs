@@ -216,8 +216,8 @@ type RunId = (Arc<str>, Arc<str>);
 
 /// Slot hints for whole events (`emit`, replay), kept by their id `Arc`s:
 /// the events of one run share them, so most find their run by comparing
-/// pointers instead of hashing two strings (measured at a quarter of the
-/// drain thread's work on such events).
+/// pointers instead of hashing two strings with SipHash (about 360 of the
+/// drain thread's ~2,300 instructions for such an event, callgrind).
 ///
 /// Holding clones keeps each allocation alive, so an equal pointer is the
 /// same id; a hint gone stale (its run evicted) is caught by the slot's
