@@ -4,13 +4,14 @@
 
 mod common;
 
-use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use agentgate_obs::demo::{DemoConfig, run_engine};
 use agentgate_obs::journal::{JournalConfig, JournalReader};
 use agentgate_obs::{
-    EventType, Observability, Phase, ProgressEmitter, RunResult, Strategy, TaskSpec,
+    EventKind, EventType, Observability, Phase, ProgressEmitter, RunResult, Strategy, TaskSpec,
 };
 use common::{GatedLogSink, LogBuffer, TempDir, journal_lines, journal_seqs, quiet};
 use tungstenite::Message;
@@ -186,6 +187,65 @@ fn a_stuck_writer_costs_counted_drops_but_lifecycle_events_keep_their_reserved_r
             .as_str()
             .is_some_and(|m| m.contains("lifecycle"))
     );
+}
+
+/// Emits `events` phase events while the drain thread is held on the
+/// first, so that it then works through them in one burst; at event
+/// `look_at` of the burst, waits 50 ms (time for an awake writer to
+/// write), and returns the bytes the journal had written by then.
+fn journal_bytes_mid_burst(capacity: usize, events: u32, look_at: u32) -> (usize, Observability) {
+    let sink = GatedLogSink::slow(Duration::ZERO);
+    let obs = quiet()
+        .journal_config(JournalConfig::writer(sink.clone()).capacity(capacity))
+        .start()
+        .expect("start");
+    let held = Arc::new(AtomicBool::new(true));
+    let seen = Arc::new(parking_lot::Mutex::new(None));
+    let sub = {
+        let (held, seen, buffer) = (held.clone(), seen.clone(), sink.buffer.clone());
+        obs.emitter().subscribe(move |event| {
+            let EventKind::PhaseStarted { iteration, .. } = event.kind else {
+                return;
+            };
+            if iteration == 0 {
+                // Acquire: pairs with the release below.
+                while held.load(Ordering::Acquire) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            } else if iteration == look_at {
+                std::thread::sleep(Duration::from_millis(50));
+                *seen.lock() = Some(buffer.text().len());
+            }
+        })
+    };
+    // The writer has just gone to sleep: its periodic check is 500 ms off.
+    obs.flush();
+    let run = obs.emitter().run("wo-1", "run-1");
+    for i in 0..events {
+        run.phase_started(i, Phase::Build);
+    }
+    // Release: the listener sees every emit above queued.
+    held.store(false, Ordering::Release);
+    obs.flush();
+    drop(sub);
+    let bytes = seen.lock().take().expect("the listener saw the event");
+    (bytes, obs)
+}
+
+#[test]
+fn the_journal_writer_sleeps_through_a_burst_and_writes_it_all_once_the_drain_thread_rests() {
+    let (mid_burst, obs) = journal_bytes_mid_burst(100_000, 10_000, 5_000);
+    assert_eq!(mid_burst, 0, "the writer took a core during the burst");
+    let stats = obs.journal_stats().expect("a journal");
+    assert_eq!((stats.written, stats.dropped.total()), (10_000, 0));
+    assert_journal_accounts_for_everything(&obs);
+}
+
+#[test]
+fn a_burst_that_fills_half_the_journals_room_wakes_its_writer_before_the_drain_thread_rests() {
+    let (mid_burst, obs) = journal_bytes_mid_burst(4_000, 10_000, 6_000);
+    assert!(mid_burst > 0, "the writer slept while its room filled up");
+    assert_journal_accounts_for_everything(&obs);
 }
 
 #[test]

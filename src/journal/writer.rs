@@ -9,13 +9,22 @@
 //! events alone. One count both keeps the lines in `seq` order (a second
 //! channel for lifecycle events would need a merge) and lets the drain
 //! thread decide without waiting.
+//!
+//! The writer yields to the drain thread during a burst: a hand-off does
+//! not wake it unless the drain thread is about to rest (its ring ran
+//! empty) or half the writer's room is used; a doorbell, not the batch
+//! channel, is what the writer sleeps on. On a machine with few cores the
+//! writer's encoding and page-cache copies would otherwise take the core
+//! the drain thread (or the engine) needs right when the load peaks, and
+//! share its caches; once the burst ends, or its backlog grows, it
+//! catches up. Control messages (flush, stop) always ring.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use parking_lot::Mutex;
 
 use super::item::{Decoder, Encoder, Item};
@@ -46,6 +55,7 @@ enum ToWriter {
 /// stops the writer at shutdown.
 pub(crate) struct Journal {
     tx: Sender<ToWriter>,
+    doorbell: Sender<()>,
     thread: Mutex<Option<JoinHandle<()>>>,
     counters: Arc<JournalCounters>,
 }
@@ -75,8 +85,10 @@ pub(crate) fn start(
     let pool = ((config.capacity + config.lifecycle_reserve) / BATCH + 4).min(MAX_RECYCLED);
     let (recycle_tx, recycle_rx) = crossbeam_channel::bounded(pool);
     let queued = Arc::new(AtomicUsize::new(0));
+    let (doorbell, rung) = crossbeam_channel::bounded(1);
     let writer = Writer {
         rx,
+        rung,
         recycle: recycle_tx,
         output,
         queued: queued.clone(),
@@ -92,6 +104,9 @@ pub(crate) fn start(
         })?;
     let sink = JournalSink {
         tx: tx.clone(),
+        doorbell: doorbell.clone(),
+        unrung: false,
+        wake_at: config.capacity / 2,
         recycled: recycle_rx,
         pending: Vec::with_capacity(BATCH + 16),
         pending_events: 0,
@@ -105,6 +120,7 @@ pub(crate) fn start(
     };
     let journal = Journal {
         tx,
+        doorbell,
         thread: Mutex::new(Some(thread)),
         counters,
     };
@@ -118,6 +134,7 @@ impl Journal {
     pub(crate) fn flush(&self, limit: Duration) {
         let (tx, rx) = crossbeam_channel::bounded(1);
         if self.tx.send(ToWriter::Flush(tx)).is_ok() {
+            ring(&self.doorbell);
             let _ = rx.recv_timeout(limit);
         }
     }
@@ -129,6 +146,7 @@ impl Journal {
             return;
         };
         let _ = self.tx.send(ToWriter::Stop);
+        ring(&self.doorbell);
         let deadline = Instant::now() + limit;
         while !thread.is_finished() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(2));
@@ -148,12 +166,23 @@ impl Drop for Journal {
         // A pipeline that failed to start after the journal did: let the
         // writer go without waiting for it.
         let _ = self.tx.send(ToWriter::Stop);
+        ring(&self.doorbell);
     }
+}
+
+/// Wakes the writer; a no-op if it has been rung and not woken yet.
+fn ring(doorbell: &Sender<()>) {
+    let _ = doorbell.try_send(());
 }
 
 /// The drain thread's side: batches events and hands them over.
 pub(crate) struct JournalSink {
     tx: Sender<ToWriter>,
+    doorbell: Sender<()>,
+    /// Batches were handed over since the doorbell last rang.
+    unrung: bool,
+    /// Queued events past which a hand-off wakes the writer even in a burst.
+    wake_at: usize,
     recycled: Receiver<Vec<Item>>,
     pending: Vec<Item>,
     /// Events in `pending` (the rest are id messages).
@@ -170,8 +199,26 @@ pub(crate) struct JournalSink {
 }
 
 impl JournalSink {
-    fn hand_off(&mut self) {
+    /// Everything [`Encoder::push_fast`] leaves: new ids, boxed payloads,
+    /// a full batch.
+    #[cold]
+    #[inline(never)]
+    fn event_slow(&mut self, event: &ProgressEvent, seq: u64) {
+        self.encoder.push(&mut self.pending, seq, event);
+        self.pending_events += 1;
+        if self.pending_events >= BATCH {
+            self.hand_off(false);
+        }
+    }
+
+    /// Hands `pending` over; wakes the writer if the drain thread is
+    /// `resting` or the writer's backlog passed `wake_at`.
+    fn hand_off(&mut self, resting: bool) {
         if self.pending.is_empty() {
+            if resting && self.unrung {
+                self.unrung = false;
+                ring(&self.doorbell);
+            }
             return;
         }
         // Relaxed: an admission count; the channel carries the data itself.
@@ -188,7 +235,7 @@ impl JournalSink {
             self.warned = false;
         }
         // Relaxed: see above.
-        self.queued.fetch_add(events, Ordering::Relaxed);
+        let backlog = self.queued.fetch_add(events, Ordering::Relaxed) + events;
         if let Err(crossbeam_channel::SendError(ToWriter::Batch(lost))) =
             self.tx.send(ToWriter::Batch(batch))
         {
@@ -198,6 +245,13 @@ impl JournalSink {
             for ty in lost.iter().filter_map(Item::event_type) {
                 self.counters.dropped.add(ty);
             }
+            return;
+        }
+        if resting || backlog >= self.wake_at {
+            self.unrung = false;
+            ring(&self.doorbell);
+        } else {
+            self.unrung = true;
         }
     }
 
@@ -245,22 +299,29 @@ impl JournalSink {
 }
 
 impl Sink for JournalSink {
+    #[inline]
     fn event(&mut self, event: &ProgressEvent, info: &EventInfo) {
-        self.encoder.push(&mut self.pending, info.seq, event);
-        self.pending_events += 1;
-        if self.pending_events >= BATCH {
-            self.hand_off();
+        // The batch hands off at BATCH events, before the last fast push
+        // could reach it: so the fast path never needs to hand off.
+        if self.pending_events + 1 < BATCH
+            && self.encoder.push_fast(&mut self.pending, info.seq, event)
+        {
+            self.pending_events += 1;
+            return;
         }
+        self.event_slow(event, info.seq);
     }
 
     fn flush(&mut self) {
-        self.hand_off();
+        self.hand_off(true);
     }
 }
 
 /// The writer thread's state.
 struct Writer {
     rx: Receiver<ToWriter>,
+    /// What the writer sleeps on (see the module's comment).
+    rung: Receiver<()>,
     recycle: Sender<Vec<Item>>,
     output: Output,
     queued: Arc<AtomicUsize>,
@@ -272,46 +333,57 @@ struct Writer {
 impl Writer {
     fn run(mut self) {
         loop {
+            // Everything handed over so far, then sleep until rung.
+            loop {
+                match self.rx.try_recv() {
+                    Ok(ToWriter::Batch(batch)) => {
+                        self.write(batch);
+                        if self.rx.is_empty() {
+                            // Idle: the lines go to the kernel, so `tail -F` sees them.
+                            self.output.write_out();
+                        }
+                        self.output.check(false);
+                        self.output.sync(false);
+                    }
+                    Ok(ToWriter::Flush(reply)) => {
+                        self.output.check(true);
+                        self.output.sync(false);
+                        let _ = reply.send(());
+                    }
+                    Ok(ToWriter::Stop) | Err(TryRecvError::Disconnected) => return self.stop(),
+                    Err(TryRecvError::Empty) => break,
+                }
+            }
             let wait = self
                 .output
                 .sync_due_in()
                 .map_or(CHECK_EVERY, |due| due.min(CHECK_EVERY));
-            match self.rx.recv_timeout(wait) {
-                Ok(ToWriter::Batch(batch)) => {
-                    self.write(batch);
-                    if self.rx.is_empty() {
-                        // Idle: the lines go to the kernel, so `tail -F` sees them.
-                        self.output.write_out();
-                    }
-                    self.output.check(false);
-                    self.output.sync(false);
-                }
-                Ok(ToWriter::Flush(reply)) => {
-                    self.output.check(true);
-                    self.output.sync(false);
-                    let _ = reply.send(());
-                }
-                Ok(ToWriter::Stop) | Err(RecvTimeoutError::Disconnected) => {
-                    // Whatever raced in behind the stop was handed over too.
-                    let mut replies = Vec::new();
-                    while let Ok(message) = self.rx.try_recv() {
-                        match message {
-                            ToWriter::Batch(batch) => self.write(batch),
-                            ToWriter::Flush(reply) => replies.push(reply),
-                            ToWriter::Stop => {}
-                        }
-                    }
-                    self.output.sync(true);
-                    for reply in replies {
-                        let _ = reply.send(());
-                    }
-                    return;
-                }
+            match self.rung.recv_timeout(wait) {
+                Ok(()) => {}
                 Err(RecvTimeoutError::Timeout) => {
                     self.output.check(false);
                     self.output.sync(false);
                 }
+                // Every handle is gone: what they handed over is all there is.
+                Err(RecvTimeoutError::Disconnected) => return self.stop(),
             }
+        }
+    }
+
+    /// Writes whatever raced in behind the stop (it was handed over too),
+    /// syncs, and answers the flushes among it.
+    fn stop(mut self) {
+        let mut replies = Vec::new();
+        while let Ok(message) = self.rx.try_recv() {
+            match message {
+                ToWriter::Batch(batch) => self.write(batch),
+                ToWriter::Flush(reply) => replies.push(reply),
+                ToWriter::Stop => {}
+            }
+        }
+        self.output.sync(true);
+        for reply in replies {
+            let _ = reply.send(());
         }
     }
 
