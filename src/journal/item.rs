@@ -174,6 +174,9 @@ pub(super) struct Encoder {
     slots: Box<[Option<Ids>; SLOTS]>,
     /// The slot of the previous event: runs of one run's events skip the hash.
     last: u16,
+    /// The addresses of the ids `last` holds, which that slot keeps alive:
+    /// the per-event check compares them without going through the table.
+    last_ids: [usize; 3],
 }
 
 impl Encoder {
@@ -181,6 +184,8 @@ impl Encoder {
         Encoder {
             slots: Box::new([const { None }; SLOTS]),
             last: 0,
+            // No `Arc` lives at address 0: matches no event.
+            last_ids: [0; 3],
         }
     }
 
@@ -197,7 +202,13 @@ impl Encoder {
         let Some(payload) = Payload::inline(event) else {
             return false;
         };
-        if batch.len() == batch.capacity() || !self.holds(self.last, event) {
+        let [run, correlation, work_order] = id_addresses(event);
+        let [last_run, last_correlation, last_work_order] = self.last_ids;
+        // One test of the three, not three branches.
+        let same_ids =
+            (run ^ last_run) | (correlation ^ last_correlation) | (work_order ^ last_work_order)
+                == 0;
+        if batch.len() == batch.capacity() || !same_ids {
             return false;
         }
         batch.push(Item {
@@ -227,6 +238,7 @@ impl Encoder {
                 self.slots[usize::from(slot)] = Some(ids);
             }
             self.last = slot;
+            self.last_ids = id_addresses(event);
             slot
         };
         batch.push(Item {
@@ -245,6 +257,15 @@ impl Encoder {
             .as_ref()
             .is_some_and(|ids| ids.same(event))
     }
+}
+
+/// The addresses of an event's run, correlation and work order ids.
+fn id_addresses(event: &ProgressEvent) -> [usize; 3] {
+    [
+        Arc::as_ptr(&event.run_id) as *const u8 as usize,
+        Arc::as_ptr(&event.correlation_id) as *const u8 as usize,
+        Arc::as_ptr(&event.work_order_id) as *const u8 as usize,
+    ]
 }
 
 /// The slot for an event's ids: its run and correlation ids' addresses,
