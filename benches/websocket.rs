@@ -5,8 +5,10 @@
 //!
 //! Run: `cargo bench --bench websocket`. Clients and server share this
 //! machine's two cores, so the figures include the clients' own cost; the
-//! clients are read by two `poll(2)` threads to keep that cost small.
+//! clients are read by two `poll(2)` threads, which parse the server's
+//! frames themselves, to keep that cost small.
 
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
@@ -17,16 +19,16 @@ use std::time::{Duration, Instant};
 use agentgate_obs::{Observability, Overflow, Phase};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use tungstenite::protocol::WebSocketConfig;
-use tungstenite::{Message, WebSocket};
 
 mod support;
 
 /// The `seq` of a server message, read without parsing the JSON: it
 /// follows `type` at the start of every message.
-fn seq_of(text: &str) -> Option<u64> {
-    let start = text.find("\"seq\":")? + 6;
-    let digits = text[start..].bytes().take_while(u8::is_ascii_digit).count();
-    text[start..start + digits].parse().ok()
+fn seq_of(text: &[u8]) -> Option<u64> {
+    let start = text.windows(6).position(|w| w == b"\"seq\":")? + 6;
+    let digits = &text[start..];
+    let len = digits.iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(&digits[..len]).ok()?.parse().ok()
 }
 
 /// Loopback clients standing in for dashboards on other machines: a few
@@ -58,7 +60,7 @@ impl Clients {
             Arc::new((0..count).map(|_| AtomicU64::new(0)).collect());
         let received = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
-        let mut groups: Vec<Vec<(usize, WebSocket<TcpStream>)>> =
+        let mut groups: Vec<Vec<(usize, FrameReader)>> =
             (0..READER_THREADS).map(|_| Vec::new()).collect();
         for i in 0..count {
             let stream = TcpStream::connect(addr).expect("connect");
@@ -73,8 +75,7 @@ impl Clients {
                 Some(config),
             )
             .expect("WebSocket handshake");
-            ws.get_ref().set_nonblocking(true).expect("non-blocking");
-            groups[i % READER_THREADS].push((i, ws));
+            groups[i % READER_THREADS].push((i, FrameReader::after_hello(ws)));
         }
         let threads = groups
             .into_iter()
@@ -121,69 +122,166 @@ impl Clients {
     }
 }
 
-/// One reader thread: waits in `poll(2)` for any of its clients' sockets,
-/// then reads every complete message each ready one holds.
+/// A client's socket past the handshake and `hello`, read a frame at a
+/// time by hand. At a million messages a second, tungstenite's message
+/// machinery (a buffer zero-filled per read, an allocation and a UTF-8
+/// check per message) took about half of the machine's CPU in the latency
+/// run, from the cores the server under measurement needs; a dashboard
+/// runs elsewhere. The frames are still checked: an unexpected one fails
+/// the bench.
+struct FrameReader {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    /// Bytes of `buf` read and not parsed yet: `buf[start..end]`.
+    start: usize,
+    end: usize,
+}
+
+impl FrameReader {
+    /// Reads `hello` through tungstenite, then takes the socket: the server
+    /// sends nothing else before an event is emitted, so tungstenite holds
+    /// no bytes of later frames.
+    fn after_hello(mut ws: tungstenite::WebSocket<TcpStream>) -> FrameReader {
+        let hello = ws.read().expect("hello");
+        assert!(
+            hello
+                .to_text()
+                .is_ok_and(|t| t.contains(r#""type":"hello""#)),
+            "{hello:?}"
+        );
+        let stream = ws.into_inner();
+        stream.set_nonblocking(true).expect("non-blocking");
+        FrameReader {
+            stream,
+            buf: vec![0; CLIENT_READ_BUFFER],
+            start: 0,
+            end: 0,
+        }
+    }
+
+    /// Calls `on_text` with every complete text frame the socket holds;
+    /// answers pings. `Err` once the connection is gone.
+    fn read_ready(&mut self, mut on_text: impl FnMut(&[u8])) -> Result<(), ()> {
+        loop {
+            if self.start > 0 {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            }
+            if self.end == self.buf.len() {
+                self.buf.resize(self.buf.len() * 2, 0);
+            }
+            match self.stream.read(&mut self.buf[self.end..]) {
+                Ok(0) => return Err(()),
+                Ok(n) => self.end += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => return Err(()),
+            }
+            while let Some((opcode, payload)) = self.next_frame() {
+                match opcode {
+                    0x1 => on_text(&self.buf[payload]),
+                    0x9 => {
+                        let ping = self.buf[payload].to_vec();
+                        self.send_pong(&ping)?;
+                    }
+                    0x8 => return Err(()),
+                    other => panic!("unexpected frame opcode {other:#x} from the server"),
+                }
+            }
+        }
+    }
+
+    /// The next complete frame in the buffer: its opcode and payload range.
+    fn next_frame(&mut self) -> Option<(u8, std::ops::Range<usize>)> {
+        let bytes = &self.buf[self.start..self.end];
+        let (&head, &len7) = (bytes.first()?, bytes.get(1)?);
+        assert_eq!(head & 0xF0, 0x80, "a final frame with no extension bits");
+        assert_eq!(len7 & 0x80, 0, "server frames are not masked");
+        let (header, len) = match len7 {
+            126 => (
+                4,
+                u16::from_be_bytes(bytes.get(2..4)?.try_into().ok()?) as usize,
+            ),
+            127 => (
+                10,
+                u64::from_be_bytes(bytes.get(2..10)?.try_into().ok()?) as usize,
+            ),
+            n => (2, n as usize),
+        };
+        if bytes.len() < header + len {
+            return None;
+        }
+        let payload = self.start + header..self.start + header + len;
+        self.start = payload.end;
+        Some((head & 0x0F, payload))
+    }
+
+    /// A client's frames are masked; a zero mask leaves the payload as is.
+    fn send_pong(&mut self, payload: &[u8]) -> Result<(), ()> {
+        let mut frame = vec![0x8A, 0x80 | payload.len() as u8, 0, 0, 0, 0];
+        frame.extend_from_slice(payload);
+        self.stream.set_nonblocking(false).map_err(|_| ())?;
+        let sent = self.stream.write_all(&frame).map_err(|_| ());
+        self.stream.set_nonblocking(true).map_err(|_| ())?;
+        sent
+    }
+}
+
+/// One reader thread: waits in `epoll(7)` for any of its clients'
+/// sockets, then reads every complete message each ready one holds.
+/// (`poll(2)` over fifty sockets per wake-up took a tenth of the
+/// machine's CPU in the latency run.)
 fn read_all(
-    mut group: Vec<(usize, WebSocket<TcpStream>)>,
+    mut group: Vec<(usize, FrameReader)>,
     last_seq: &[AtomicU64],
     received: &AtomicU64,
     stop: &AtomicBool,
     on_event: &(dyn Fn(u64) -> Option<u64> + Send + Sync),
 ) -> Vec<u64> {
     let mut samples = Vec::new();
-    let mut fds: Vec<libc::pollfd> = group
-        .iter()
-        .map(|(_, ws)| libc::pollfd {
-            fd: ws.get_ref().as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        })
-        .collect();
+    // SAFETY: epoll_create1 takes no pointers.
+    let epoll = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    assert!(epoll >= 0, "epoll_create1");
+    for (slot, (_, client)) in group.iter().enumerate() {
+        let mut event = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: slot as u64,
+        };
+        let fd = client.stream.as_raw_fd();
+        // SAFETY: `event` is a valid epoll_event for the call's duration.
+        let added = unsafe { libc::epoll_ctl(epoll, libc::EPOLL_CTL_ADD, fd, &mut event) };
+        assert_eq!(added, 0, "epoll_ctl");
+    }
+    let mut ready = vec![libc::epoll_event { events: 0, u64: 0 }; group.len()];
     // Relaxed: a stop flag polled in a loop.
     while !stop.load(Ordering::Relaxed) {
-        // SAFETY: `fds` is a valid, exclusively borrowed array of `fds.len()` pollfds.
-        let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 100) };
-        if ready <= 0 {
-            continue;
-        }
-        for (pfd, (index, ws)) in fds.iter_mut().zip(group.iter_mut()) {
-            if std::mem::take(&mut pfd.revents) == 0 {
-                continue;
-            }
-            loop {
-                match ws.read() {
-                    Ok(Message::Text(text)) => {
-                        let text = text.as_str();
-                        let Some(seq) = seq_of(text) else { continue };
-                        // Events (not hello or lagged) have `"seq":` right after a short type.
-                        if text
-                            .as_bytes()
-                            .get(8..20)
-                            .is_some_and(|t| t.contains(&b':'))
-                        {
-                            received.fetch_add(1, Ordering::Relaxed);
-                            if let Some(sample) = on_event(seq) {
-                                samples.push(sample);
-                            }
-                        }
-                        // Release: the bench thread reads it to know we caught up.
-                        last_seq[*index].store(seq, Ordering::Release);
-                    }
-                    Ok(_) => {}
-                    Err(tungstenite::Error::Io(e))
-                        if e.kind() == std::io::ErrorKind::WouldBlock =>
-                    {
-                        break;
-                    }
-                    Err(_) => {
-                        // Gone: poll ignores negative descriptors.
-                        pfd.fd = -1;
-                        break;
+        // SAFETY: `ready` is a valid, exclusively borrowed array of `ready.len()` events.
+        let n = unsafe { libc::epoll_wait(epoll, ready.as_mut_ptr(), ready.len() as i32, 100) };
+        for event in ready.iter().take(n.max(0) as usize) {
+            let slot = event.u64 as usize;
+            let (index, client) = &mut group[slot];
+            let read = client.read_ready(|text| {
+                let Some(seq) = seq_of(text) else { return };
+                // Events (not lagged) have `"seq":` right after a short type.
+                if text.get(8..20).is_some_and(|t| t.contains(&b':')) {
+                    received.fetch_add(1, Ordering::Relaxed);
+                    if let Some(sample) = on_event(seq) {
+                        samples.push(sample);
                     }
                 }
+                // Release: the bench thread reads it to know we caught up.
+                last_seq[*index].store(seq, Ordering::Release);
+            });
+            if read.is_err() {
+                let fd = client.stream.as_raw_fd();
+                // SAFETY: removing a registered descriptor; the event argument may be null.
+                unsafe { libc::epoll_ctl(epoll, libc::EPOLL_CTL_DEL, fd, std::ptr::null_mut()) };
             }
         }
     }
+    // SAFETY: `epoll` is this thread's own descriptor, closed once.
+    unsafe { libc::close(epoll) };
     samples
 }
 
