@@ -2,7 +2,7 @@
 //! mode, and alternates between sending what the hub has published,
 //! reading the client's messages and keeping the connection alive.
 //!
-//! An idle thread sleeps on its doorbell (rung by every publish) or for at
+//! An idle thread sleeps on its doorbell (rung by a publish) or for at
 //! most [`POLL`], so the first event after a quiet spell goes out as soon
 //! as it is published; while events flow it makes one pass every
 //! [`coalesce`] interval, each pass carrying everything published since the last.
@@ -364,10 +364,10 @@ impl Client {
                 // A stuck socket is retried at the same pace, not at every
                 // publish.
                 std::thread::sleep(coalesce(self.membership.hub().client_count()));
-                let _ = self.membership.doorbell.try_recv();
+                self.membership.clear_doorbell();
             } else {
                 // Idle: the first event after a quiet spell goes out at once.
-                let _ = self.membership.doorbell.recv_timeout(POLL);
+                self.membership.wait(self.cursor, POLL);
             }
         }
     }

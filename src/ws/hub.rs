@@ -16,6 +16,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
@@ -59,13 +60,24 @@ impl Ring {
     }
 }
 
+/// How a publish wakes a client.
+struct Doorbell {
+    id: u64,
+    bell: Sender<()>,
+    /// Set while the client sleeps on `bell`. Flowing clients sleep on a
+    /// timer and take everything at their next pass: ringing their bells
+    /// too cost the drain thread a channel send per client per publish,
+    /// and each client thread a receive.
+    waiting: Arc<AtomicBool>,
+}
+
 /// Shared between the drain thread's sink, the clients and the server.
 pub(crate) struct Hub {
     ring: Mutex<Ring>,
     capacity: usize,
     /// Highest published seq.
     published: AtomicU64,
-    doorbells: Mutex<Vec<(u64, Sender<()>)>>,
+    doorbells: Mutex<Vec<Doorbell>>,
     next_client: AtomicU64,
     clients: AtomicUsize,
     closing: AtomicBool,
@@ -118,7 +130,10 @@ impl Hub {
     pub(crate) fn close(&self) {
         // Release: a client that sees it also sees everything published before.
         self.closing.store(true, Ordering::Release);
-        self.ring_doorbells();
+        for doorbell in self.doorbells.lock().iter() {
+            // Full means already rung and not yet answered: nothing to add.
+            let _ = doorbell.bell.try_send(());
+        }
     }
 
     /// Closes every client and waits up to `limit` for them to leave.
@@ -140,7 +155,12 @@ impl Hub {
         // Relaxed: only uniqueness matters.
         let id = self.next_client.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = crossbeam_channel::bounded(1);
-        doorbells.push((id, tx));
+        let waiting = Arc::new(AtomicBool::new(false));
+        doorbells.push(Doorbell {
+            id,
+            bell: tx,
+            waiting: waiting.clone(),
+        });
         // Relaxed: a gauge; updated under the doorbell lock, so it stays in step.
         let count = self.clients.fetch_add(1, Ordering::Relaxed) + 1;
         self.metrics.set_ws_clients(count as u64);
@@ -148,13 +168,21 @@ impl Hub {
             hub: self.clone(),
             id,
             doorbell: rx,
+            waiting,
         })
     }
 
+    /// Wakes the clients sleeping on their doorbells (see
+    /// [`Membership::wait`] for why none is missed).
     fn ring_doorbells(&self) {
-        for (_, bell) in self.doorbells.lock().iter() {
-            // Full means already rung and not yet answered: nothing to add.
-            let _ = bell.try_send(());
+        for doorbell in self.doorbells.lock().iter() {
+            // SeqCst: with the store of `published` before it, and the
+            // client's store of `waiting` before its load of `published`,
+            // one side always sees the other's store.
+            if doorbell.waiting.load(Ordering::SeqCst) {
+                // Full means already rung and not yet answered.
+                let _ = doorbell.bell.try_send(());
+            }
         }
     }
 
@@ -188,8 +216,9 @@ impl Hub {
                 }
             }
         }
-        // Release: a client that reads this value finds the batch in the ring.
-        self.published.store(last, Ordering::Release);
+        // SeqCst: a client that reads this value finds the batch in the
+        // ring, and see `ring_doorbells`.
+        self.published.store(last, Ordering::SeqCst);
         self.ring_doorbells();
     }
 
@@ -247,19 +276,41 @@ impl Hub {
 pub(crate) struct Membership {
     hub: Arc<Hub>,
     id: u64,
-    pub(crate) doorbell: Receiver<()>,
+    doorbell: Receiver<()>,
+    waiting: Arc<AtomicBool>,
 }
 
 impl Membership {
     pub(crate) fn hub(&self) -> &Hub {
         &self.hub
     }
+
+    /// Sleeps until something after `cursor` is published, the hub closes,
+    /// or `limit` passes. Publishes ring only sleeping clients: the client
+    /// says it sleeps before it looks at `published` a last time, and a
+    /// publish stores `published` before it looks at who sleeps, so either
+    /// the client sees the new seq or the publish sees the client asleep.
+    pub(crate) fn wait(&self, cursor: u64, limit: Duration) {
+        // SeqCst: see above.
+        self.waiting.store(true, Ordering::SeqCst);
+        if self.hub.published.load(Ordering::SeqCst) < cursor && !self.hub.is_closing() {
+            let _ = self.doorbell.recv_timeout(limit);
+        }
+        // Relaxed: only this thread reads its own flag back; a stale `true`
+        // seen by a publish costs one spare token, taken at the next wait.
+        self.waiting.store(false, Ordering::Relaxed);
+    }
+
+    /// Takes a token left by a ring this client did not sleep through.
+    pub(crate) fn clear_doorbell(&self) {
+        let _ = self.doorbell.try_recv();
+    }
 }
 
 impl Drop for Membership {
     fn drop(&mut self) {
         let mut doorbells = self.hub.doorbells.lock();
-        doorbells.retain(|(id, _)| *id != self.id);
+        doorbells.retain(|doorbell| doorbell.id != self.id);
         // Relaxed: a gauge, updated under the doorbell lock.
         let count = self.hub.clients.fetch_sub(1, Ordering::Relaxed) - 1;
         self.hub.metrics.set_ws_clients(count as u64);
@@ -347,5 +398,40 @@ mod tests {
         );
         assert_eq!(hub.read_from(151, &mut batches), 0);
         assert!(batches.is_empty());
+    }
+
+    #[test]
+    fn a_publish_rings_the_clients_asleep_on_their_doorbells_and_no_other() {
+        let hub = hub(100);
+        let asleep = hub.join(10).expect("room");
+        let flowing = hub.join(10).expect("room");
+        let woken = std::thread::scope(|scope| {
+            let sleeper = scope.spawn(|| {
+                let start = std::time::Instant::now();
+                asleep.wait(1, Duration::from_secs(10));
+                start.elapsed()
+            });
+            // Publish once the sleeper says it sleeps.
+            while !asleep.waiting.load(Ordering::SeqCst) {
+                std::thread::yield_now();
+            }
+            publish_one_by_one(&hub, 1..=1);
+            sleeper.join().expect("the sleeper")
+        });
+        assert!(woken < Duration::from_secs(5), "{woken:?}");
+        assert!(
+            flowing.doorbell.try_recv().is_err(),
+            "a client not asleep was rung"
+        );
+    }
+
+    #[test]
+    fn a_client_finding_its_event_published_does_not_sleep() {
+        let hub = hub(100);
+        let client = hub.join(10).expect("room");
+        publish_one_by_one(&hub, 1..=3);
+        let start = std::time::Instant::now();
+        client.wait(3, Duration::from_secs(10));
+        assert!(start.elapsed() < Duration::from_secs(5));
     }
 }
