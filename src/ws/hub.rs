@@ -3,7 +3,7 @@
 //!
 //! The drain thread's cost per event does not grow with the number of
 //! clients: it clones the event into a pending batch, and publishes the
-//! batch (one short lock, one doorbell per client) when the batch is full or
+//! batch (one short lock, a doorbell per client asleep) when the batch is full or
 //! the ring of envelopes runs empty; when a full batch finds a client
 //! reading the ring, it stays pending rather than wait for that client's
 //! thread. Each client's thread copies the batch handles it has not read
