@@ -6,7 +6,7 @@ mod common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use agentgate_obs::demo::{DemoConfig, run_engine};
 use agentgate_obs::journal::{JournalConfig, JournalReader};
@@ -189,11 +189,20 @@ fn a_stuck_writer_costs_counted_drops_but_lifecycle_events_keep_their_reserved_r
     );
 }
 
+/// What the journal had written at a look in the middle of a burst.
+struct MidBurst {
+    bytes: usize,
+    /// From the moment the writer last went to sleep to the look: past its
+    /// periodic check (500 ms), the writer may have woken on its own.
+    after: Duration,
+    obs: Observability,
+}
+
 /// Emits `events` phase events while the drain thread is held on the
 /// first, so that it then works through them in one burst; at event
 /// `look_at` of the burst, waits 50 ms (time for an awake writer to
-/// write), and returns the bytes the journal had written by then.
-fn journal_bytes_mid_burst(capacity: usize, events: u32, look_at: u32) -> (usize, Observability) {
+/// write) and looks at the bytes the journal has written.
+fn journal_mid_burst(capacity: usize, events: u32, look_at: u32) -> MidBurst {
     let sink = GatedLogSink::slow(Duration::ZERO);
     let obs = quiet()
         .journal_config(JournalConfig::writer(sink.clone()).capacity(capacity))
@@ -214,12 +223,13 @@ fn journal_bytes_mid_burst(capacity: usize, events: u32, look_at: u32) -> (usize
                 }
             } else if iteration == look_at {
                 std::thread::sleep(Duration::from_millis(50));
-                *seen.lock() = Some(buffer.text().len());
+                *seen.lock() = Some((buffer.text().len(), Instant::now()));
             }
         })
     };
-    // The writer has just gone to sleep: its periodic check is 500 ms off.
+    // The writer goes to sleep once this is written.
     obs.flush();
+    let asleep = Instant::now();
     let run = obs.emitter().run("wo-1", "run-1");
     for i in 0..events {
         run.phase_started(i, Phase::Build);
@@ -228,24 +238,36 @@ fn journal_bytes_mid_burst(capacity: usize, events: u32, look_at: u32) -> (usize
     held.store(false, Ordering::Release);
     obs.flush();
     drop(sub);
-    let bytes = seen.lock().take().expect("the listener saw the event");
-    (bytes, obs)
+    let (bytes, at) = seen.lock().take().expect("the listener saw the event");
+    MidBurst {
+        bytes,
+        after: at - asleep,
+        obs,
+    }
 }
 
 #[test]
 fn the_journal_writer_sleeps_through_a_burst_and_writes_it_all_once_the_drain_thread_rests() {
-    let (mid_burst, obs) = journal_bytes_mid_burst(100_000, 10_000, 5_000);
-    assert_eq!(mid_burst, 0, "the writer took a core during the burst");
-    let stats = obs.journal_stats().expect("a journal");
-    assert_eq!((stats.written, stats.dropped.total()), (10_000, 0));
-    assert_journal_accounts_for_everything(&obs);
+    // A machine too loaded to reach the look within the writer's periodic
+    // check cannot tell; it gets three tries.
+    for _ in 0..3 {
+        let look = journal_mid_burst(100_000, 10_000, 5_000);
+        let stats = look.obs.journal_stats().expect("a journal");
+        assert_eq!((stats.written, stats.dropped.total()), (10_000, 0));
+        assert_journal_accounts_for_everything(&look.obs);
+        if look.after < Duration::from_millis(400) {
+            assert_eq!(look.bytes, 0, "the writer took a core during the burst");
+            return;
+        }
+    }
+    eprintln!("skipped: the machine never reached the look within 400 ms");
 }
 
 #[test]
 fn a_burst_that_fills_half_the_journals_room_wakes_its_writer_before_the_drain_thread_rests() {
-    let (mid_burst, obs) = journal_bytes_mid_burst(4_000, 10_000, 6_000);
-    assert!(mid_burst > 0, "the writer slept while its room filled up");
-    assert_journal_accounts_for_everything(&obs);
+    let look = journal_mid_burst(4_000, 10_000, 6_000);
+    assert!(look.bytes > 0, "the writer slept while its room filled up");
+    assert_journal_accounts_for_everything(&look.obs);
 }
 
 #[test]

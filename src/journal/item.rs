@@ -260,6 +260,7 @@ impl Encoder {
 }
 
 /// The addresses of an event's run, correlation and work order ids.
+#[inline]
 fn id_addresses(event: &ProgressEvent) -> [usize; 3] {
     [
         Arc::as_ptr(&event.run_id) as *const u8 as usize,
@@ -373,5 +374,30 @@ mod tests {
             }
         }
         assert_eq!(out, vec![(1, a), (2, b), (3, a2.clone()), (4, a2)]);
+    }
+
+    #[test]
+    fn a_full_batch_and_ids_in_other_allocations_take_the_slow_path() {
+        let mut encoder = Encoder::new();
+        let event = ProgressEvent::new("wo", "run-a", EventKind::DeliveryStarted);
+        let mut batch = Vec::with_capacity(4);
+        assert!(!encoder.push_fast(&mut batch, 1, &event), "new ids");
+        encoder.push(&mut batch, 1, &event);
+        let mut seq = 2;
+        while batch.len() < batch.capacity() {
+            assert!(encoder.push_fast(&mut batch, seq, &event));
+            seq += 1;
+        }
+        assert!(!encoder.push_fast(&mut batch, seq, &event), "no room");
+
+        // Equal strings in other allocations: the same run to a reader, but
+        // ids the writer has not been sent under these addresses.
+        batch.clear();
+        let copy = ProgressEvent::new("wo", "run-a", EventKind::DeliveryStarted);
+        assert!(!encoder.push_fast(&mut batch, seq, &copy));
+        encoder.push(&mut batch, seq, &copy);
+        let ids = batch.iter().filter(|i| i.event_type().is_none()).count();
+        assert_eq!((ids, batch.len()), (1, 2));
+        assert!(encoder.push_fast(&mut batch, seq + 1, &copy));
     }
 }

@@ -12,7 +12,8 @@
 //!
 //! The writer yields to the drain thread during a burst: a hand-off does
 //! not wake it unless the drain thread is about to rest (its ring ran
-//! empty) or half the writer's room is used; a doorbell, not the batch
+//! empty, or a control message such as a flush came) or half of
+//! `capacity` is queued (the lifecycle reserve aside); a doorbell, not the batch
 //! channel, is what the writer sleeps on. On a machine with few cores the
 //! writer's encoding and page-cache copies would otherwise take the core
 //! the drain thread (or the engine) needs right when the load peaks, and
@@ -299,7 +300,6 @@ impl JournalSink {
 }
 
 impl Sink for JournalSink {
-    #[inline]
     fn event(&mut self, event: &ProgressEvent, info: &EventInfo) {
         // The batch hands off at BATCH events, before the last fast push
         // could reach it: so the fast path never needs to hand off.

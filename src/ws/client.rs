@@ -360,7 +360,8 @@ impl Client {
             if self.flowing || self.stuck_since.is_some() {
                 // Events are flowing: the next pass, one coalesce interval from now,
                 // carries everything published meanwhile. One timer wake-up
-                // per pass; the doorbell rung meanwhile is answered by it.
+                // per pass; publishes do not ring a client not asleep on its
+                // doorbell, but `close` does, and its token is taken here.
                 // A stuck socket is retried at the same pace, not at every
                 // publish.
                 std::thread::sleep(coalesce(self.membership.hub().client_count()));

@@ -145,8 +145,8 @@ impl Hub {
         }
     }
 
-    /// Registers a client; it is woken through the returned receiver
-    /// whenever something is published. `None` past `max_clients`.
+    /// Registers a client; publishes wake it while it sleeps in
+    /// [`Membership::wait`]. `None` past `max_clients`.
     pub(crate) fn join(self: &Arc<Self>, max_clients: usize) -> Option<Membership> {
         let mut doorbells = self.doorbells.lock();
         if doorbells.len() >= max_clients || self.is_closing() {
@@ -296,8 +296,8 @@ impl Membership {
         if self.hub.published.load(Ordering::SeqCst) < cursor && !self.hub.is_closing() {
             let _ = self.doorbell.recv_timeout(limit);
         }
-        // Relaxed: only this thread reads its own flag back; a stale `true`
-        // seen by a publish costs one spare token, taken at the next wait.
+        // Relaxed: a publish that still sees `true` leaves one spare token,
+        // which only ends the next wait early.
         self.waiting.store(false, Ordering::Relaxed);
     }
 
@@ -412,6 +412,7 @@ mod tests {
                 start.elapsed()
             });
             // Publish once the sleeper says it sleeps.
+            // SeqCst: as the hub reads it.
             while !asleep.waiting.load(Ordering::SeqCst) {
                 std::thread::yield_now();
             }
