@@ -224,11 +224,19 @@ impl JournalSink {
         }
         // Relaxed: an admission count; the channel carries the data itself.
         let queued = self.queued.load(Ordering::Relaxed);
-        let fresh = self
+        // The events go out in a copy; `pending` stays, and with it the
+        // drain thread's per-event stores land in cache lines no other core
+        // holds. Writing them straight into a batch the writer had read
+        // made each store wait for its line to come back from the writer's
+        // core, and the ring's next receive (a locked instruction) wait for
+        // that store: measured when the two cores were far apart, the drain
+        // thread went at 6.6 M events/s with a journal against 13.6 without,
+        // and at 10.5 M/s with this copy, which moves the lines in bulk.
+        let mut batch = self
             .recycled
             .try_recv()
             .unwrap_or_else(|_| Vec::with_capacity(BATCH + 16));
-        let mut batch = std::mem::replace(&mut self.pending, fresh);
+        batch.append(&mut self.pending);
         let mut events = std::mem::take(&mut self.pending_events);
         if queued + events > self.capacity {
             events = self.shed(&mut batch, queued);
