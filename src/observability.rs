@@ -408,7 +408,7 @@ impl Builder {
                 );
                 match started {
                     Ok((journal, sink)) => {
-                        drain.sinks.push(Box::new(sink));
+                        drain.journal = Some(sink);
                         Some(journal)
                     }
                     Err(error) => {

@@ -33,7 +33,6 @@ use super::rotate::{CHECK_EVERY, Output};
 use super::{JournalConfig, JournalCounters};
 use crate::event::ProgressEvent;
 use crate::log::Dispatch;
-use crate::pipeline::drain::{EventInfo, Sink};
 
 /// Events per hand-off at most: one channel send per batch, not per event.
 const BATCH: usize = 256;
@@ -307,20 +306,24 @@ impl JournalSink {
     }
 }
 
-impl Sink for JournalSink {
-    fn event(&mut self, event: &ProgressEvent, info: &EventInfo) {
+impl JournalSink {
+    /// Called by the drain thread once per processed event, `seq` its
+    /// processing number; inlined into the drain's loop.
+    #[inline]
+    pub(crate) fn event(&mut self, event: &ProgressEvent, seq: u64) {
         // The batch hands off at BATCH events, before the last fast push
         // could reach it: so the fast path never needs to hand off.
-        if self.pending_events + 1 < BATCH
-            && self.encoder.push_fast(&mut self.pending, info.seq, event)
+        if self.pending_events + 1 < BATCH && self.encoder.push_fast(&mut self.pending, seq, event)
         {
             self.pending_events += 1;
             return;
         }
-        self.event_slow(event, info.seq);
+        self.event_slow(event, seq);
     }
 
-    fn flush(&mut self) {
+    /// Called when the ring runs empty and before every control message:
+    /// hands over what is pending.
+    pub(crate) fn flush(&mut self) {
         self.hand_off(true);
     }
 }

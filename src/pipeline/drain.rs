@@ -15,6 +15,7 @@ use super::envelope::{Annotated, Body, Envelope, Key, Msg, NO_CORRELATION, RunId
 use super::listeners::{Listener, Listeners};
 use super::producer;
 use crate::event::{EventKind, Metadata, ProgressEvent};
+use crate::journal::writer::JournalSink;
 use crate::redact::{CleanIds, Redactor};
 use crate::tracker::{Applied, RecentHints, RunTracker, SlotHint};
 
@@ -127,6 +128,12 @@ pub(crate) struct Drain {
     correlations: KeyMap<Arc<str>>,
     pub(crate) tracker: RunTracker,
     pub(crate) sinks: Vec<Box<dyn Sink>>,
+    /// The journal, fed after the other sinks. Not one of them: its
+    /// per-event work is some forty instructions, and through a virtual
+    /// call each event also paid a call, a stack frame and four saved
+    /// registers (the drain thread's cost of a journal, run alternately
+    /// with the writer idle: 7-9 % with the call, 1-5 % inlined).
+    pub(crate) journal: Option<JournalSink>,
     /// Where the pipeline reports its own errors (listener panics).
     pub(crate) log: Option<Arc<crate::log::Dispatch>>,
     wall: WallClock,
@@ -165,6 +172,7 @@ impl Drain {
             correlations: KeyMap::default(),
             tracker: RunTracker::new(max_finished, max_runs),
             sinks: Vec::new(),
+            journal: None,
             log: None,
             seq: 0,
             listeners: ListenerCache {
@@ -187,6 +195,9 @@ impl Drain {
     pub(crate) fn flush_sinks(&mut self) {
         for sink in &mut self.sinks {
             sink.flush();
+        }
+        if let Some(journal) = &mut self.journal {
+            journal.flush();
         }
     }
 
@@ -296,6 +307,7 @@ impl Drain {
             correlations,
             tracker,
             sinks,
+            journal,
             wall,
             receipt,
             seq,
@@ -336,6 +348,7 @@ impl Drain {
             shared,
             tracker,
             sinks,
+            journal,
             seq,
             listeners,
             log: log.as_deref(),
@@ -353,6 +366,7 @@ impl Drain {
             shared,
             tracker,
             sinks,
+            journal,
             seq,
             listeners,
             log,
@@ -364,6 +378,7 @@ impl Drain {
             shared,
             tracker,
             sinks,
+            journal,
             seq,
             listeners,
             log: log.as_deref(),
@@ -377,6 +392,7 @@ struct Delivery<'a> {
     shared: &'a Arc<Shared>,
     tracker: &'a mut RunTracker,
     sinks: &'a mut Vec<Box<dyn Sink>>,
+    journal: &'a mut Option<JournalSink>,
     seq: &'a mut u64,
     listeners: &'a mut ListenerCache,
     log: Option<&'a crate::log::Dispatch>,
@@ -415,6 +431,9 @@ impl Delivery<'_> {
         };
         for sink in self.sinks.iter_mut() {
             sink.event(event, &info);
+        }
+        if let Some(journal) = self.journal {
+            journal.event(event, info.seq);
         }
         let event = &*event;
         for listener in self.listeners.current(&self.shared.listeners).iter() {
