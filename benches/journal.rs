@@ -165,7 +165,8 @@ impl std::io::Write for HeldWriter {
 /// with a file journal, burst for burst in turn: the medians and how they
 /// compare to the first.
 fn drain_interleaved(_: &mut Criterion) {
-    /// Bursts per setup: a round of three takes about 0.1 s.
+    /// Bursts per setup, a multiple of the six orders: a round of three
+    /// takes about 0.1 s.
     const ROUNDS: usize = 120;
     let path = scratch("interleaved.ndjson");
     remove_journal(&path);
@@ -197,12 +198,20 @@ fn drain_interleaved(_: &mut Criterion) {
         })
         .collect();
     let mut times = vec![Vec::new(); pipelines.len()];
+    // The rounds go through the six orders of the three setups in turn, so
+    // each setup's bursts follow each other setup's (and its writes, or
+    // the kernel writing them back) equally often.
+    const ORDERS: [[usize; 3]; 6] = [
+        [0, 1, 2],
+        [0, 2, 1],
+        [1, 0, 2],
+        [1, 2, 0],
+        [2, 0, 1],
+        [2, 1, 0],
+    ];
+    assert_eq!(pipelines.len(), 3);
     for round in 0..ROUNDS {
-        // Each setup goes first in a third of the rounds, so that a burst
-        // following another setup's writes (or the kernel writing them
-        // back) is not always the same setup's.
-        for offset in 0..pipelines.len() {
-            let i = (round + offset) % pipelines.len();
+        for i in ORDERS[round % ORDERS.len()] {
             let (_, obs, gate, last, run) = &pipelines[i];
             // Release: the writer sees it before the burst's first batch.
             held.store(true, Ordering::Release);
