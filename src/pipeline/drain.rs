@@ -129,7 +129,7 @@ pub(crate) struct Drain {
     pub(crate) tracker: RunTracker,
     pub(crate) sinks: Vec<Box<dyn Sink>>,
     /// The journal, fed after the other sinks. Not one of them: its
-    /// per-event work is about 55 instructions, and through a virtual
+    /// per-event work is about 70 instructions, and through a virtual
     /// call each event also paid a call, a stack frame and four saved
     /// registers (the drain thread's cost of a journal, run alternately
     /// with the writer idle: 7-9 % with the call, 1-6.5 % inlined).
