@@ -13,11 +13,11 @@
 //! The writer yields to the drain thread during a burst: a hand-off does
 //! not wake it unless the drain thread is about to rest (its ring ran
 //! empty, or a control message such as a flush came) or half of
-//! `capacity` is queued (the lifecycle reserve aside); a doorbell, not the batch
-//! channel, is what the writer sleeps on. On a machine with few cores the
-//! writer's encoding and page-cache copies would otherwise take the core
-//! the drain thread (or the engine) needs right when the load peaks, and
-//! share its caches; once the burst ends, or its backlog grows, it
+//! `capacity` is queued (the lifecycle reserve aside); a doorbell, not the
+//! batch channel, is what the writer sleeps on. On a machine with few
+//! cores the writer's encoding and page-cache copies would otherwise take
+//! the core the drain thread (or the engine) needs right when the load
+//! peaks, and share its caches; once the burst ends, or its backlog grows, it
 //! catches up. Control messages (flush, stop) always ring.
 
 use std::sync::Arc;

@@ -131,8 +131,7 @@ pub(crate) struct Drain {
     /// The journal, fed after the other sinks. Not one of them: its
     /// per-event work is about 70 instructions, and through a virtual
     /// call each event also paid a call, a stack frame and four saved
-    /// registers (the drain thread's cost of a journal, run alternately
-    /// with the writer idle: 7-9 % with the call, 1-6.5 % inlined).
+    /// registers (see docs/ARCHITECTURE.md, "The journal").
     pub(crate) journal: Option<JournalSink>,
     /// Where the pipeline reports its own errors (listener panics).
     pub(crate) log: Option<Arc<crate::log::Dispatch>>,

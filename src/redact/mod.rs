@@ -5,9 +5,9 @@
 //! [`Builder::redact_pattern`](crate::Builder::redact_pattern)):
 //! - on the drain thread, to every event carrying caller strings, before
 //!   the tracker, the sinks (metrics, WebSocket hub, progress log lines),
-//!   the journal and the listeners see it: `/ws`, `hello`, `/api/runs`, the dashboard
-//!   and any future sink get the redacted event, and the engine's threads
-//!   pay nothing;
+//!   the journal and the listeners see it: `/ws`, `hello`, `/api/runs`,
+//!   the dashboard and any future sink get the redacted event, and the
+//!   engine's threads pay nothing;
 //! - on the log writer thread, to the fields and messages of log records,
 //!   which come from callers directly.
 //!
