@@ -42,24 +42,54 @@ fn remove_journal(path: &Path) {
     }
 }
 
-/// Records when the drain thread processed the last event of a burst.
+/// What the drain thread marks during a burst.
+#[derive(Clone, Copy, Default)]
+struct Marks {
+    /// When it processed the burst's last event.
+    last: Option<Instant>,
+    /// Its CPU time when the gate let it go, and at the last event.
+    cpu_at_release: Option<Duration>,
+    cpu_at_last: Option<Duration>,
+}
+
+/// Marks a burst from the drain thread, in a listener subscribed after
+/// the gate's: it sees the burst's first event right after the release.
 struct LastSeen {
-    at: Arc<Mutex<Option<Instant>>>,
+    marks: Arc<Mutex<Marks>>,
     _sub: Subscription,
 }
 
 impl LastSeen {
     fn attach(obs: &Observability, last_iteration: u32) -> LastSeen {
-        let at = Arc::new(Mutex::new(None));
-        let mark = at.clone();
-        let sub = obs.emitter().subscribe(move |e| {
-            if let EventKind::PhaseCompleted { iteration, .. } = e.kind
-                && iteration == last_iteration
-            {
-                *mark.lock() = Some(Instant::now());
+        let marks = Arc::new(Mutex::new(Marks::default()));
+        let mark = marks.clone();
+        let sub = obs.emitter().subscribe(move |e| match e.kind {
+            EventKind::PhaseStarted { iteration: 0, .. } => {
+                mark.lock().cpu_at_release = support::this_thread_cpu();
             }
+            EventKind::PhaseCompleted { iteration, .. } if iteration == last_iteration => {
+                let cpu = support::this_thread_cpu();
+                let mut marks = mark.lock();
+                marks.last = Some(Instant::now());
+                marks.cpu_at_last = cpu;
+            }
+            _ => {}
         });
-        LastSeen { at, _sub: sub }
+        LastSeen { marks, _sub: sub }
+    }
+
+    fn reset(&self) {
+        *self.marks.lock() = Marks::default();
+    }
+
+    fn last(&self) -> Option<Instant> {
+        self.marks.lock().last
+    }
+
+    /// The drain thread's CPU time from the release to the last event.
+    fn cpu(&self) -> Option<Duration> {
+        let marks = *self.marks.lock();
+        Some(marks.cpu_at_last?.saturating_sub(marks.cpu_at_release?))
     }
 }
 
@@ -72,7 +102,7 @@ fn time_drain(
     run: &RunHandle,
     last: &LastSeen,
 ) -> Duration {
-    *last.at.lock() = None;
+    last.reset();
     gate.hold();
     run.phase_started(0, Phase::Build);
     for i in 0..EVENTS {
@@ -81,7 +111,7 @@ fn time_drain(
     let start = Instant::now();
     gate.release();
     obs.flush();
-    let end = last.at.lock().unwrap_or_else(Instant::now);
+    let end = last.last().unwrap_or_else(Instant::now);
     obs.flush_logs();
     end - start
 }
@@ -198,6 +228,7 @@ fn drain_interleaved(_: &mut Criterion) {
         })
         .collect();
     let mut times = vec![Vec::new(); pipelines.len()];
+    let mut cpu_times = vec![Vec::new(); pipelines.len()];
     // The rounds go through the six orders of the three setups in turn, so
     // each setup's bursts follow each other setup's (and its writes, or
     // the kernel writing them back) equally often.
@@ -215,7 +246,7 @@ fn drain_interleaved(_: &mut Criterion) {
             let (_, obs, gate, last, run) = &pipelines[i];
             // Release: the writer sees it before the burst's first batch.
             held.store(true, Ordering::Release);
-            *last.at.lock() = None;
+            last.reset();
             gate.hold();
             run.phase_started(0, Phase::Build);
             for n in 0..EVENTS {
@@ -223,21 +254,22 @@ fn drain_interleaved(_: &mut Criterion) {
             }
             let start = Instant::now();
             gate.release();
-            while last.at.lock().is_none() {
-                std::thread::sleep(Duration::from_micros(100));
-            }
-            let end = last.at.lock().unwrap_or_else(Instant::now);
+            let end = loop {
+                match last.last() {
+                    Some(end) => break end,
+                    None => std::thread::sleep(Duration::from_micros(100)),
+                }
+            };
             times[i].push((end - start).as_secs_f64());
+            if let Some(cpu) = last.cpu() {
+                cpu_times[i].push(cpu.as_secs_f64());
+            }
             // Release: see above.
             held.store(false, Ordering::Release);
             obs.flush();
         }
     }
-    let mut medians = Vec::new();
-    for t in &mut times {
-        t.sort_by(f64::total_cmp);
-        medians.push(t[t.len() / 2]);
-    }
+    let medians: Vec<f64> = times.iter_mut().map(|t| median(t)).collect();
     for ((name, ..), median) in pipelines.iter().zip(&medians) {
         println!(
             "drain, interleaved medians of {ROUNDS} bursts: {name}: {:.2} M events/s ({:+.1} % against no journal)",
@@ -245,8 +277,28 @@ fn drain_interleaved(_: &mut Criterion) {
             (medians[0] / median - 1.0) * 100.0
         );
     }
+    // The same bursts in the drain thread's own CPU time: what it costs
+    // the drain thread, apart from the waits for a core that a shared
+    // machine's other tenants cause.
+    if cpu_times.iter().all(|t| t.len() == ROUNDS) {
+        let medians: Vec<f64> = cpu_times.iter_mut().map(|t| median(t)).collect();
+        for ((name, ..), median) in pipelines.iter().zip(&medians) {
+            println!(
+                "drain, interleaved medians of {ROUNDS} bursts in drain-thread CPU time: {name}: {:.2} M events/s ({:+.1} % against no journal)",
+                EVENTS as f64 / median / 1e6,
+                (medians[0] / median - 1.0) * 100.0
+            );
+        }
+    } else {
+        println!("drain, interleaved: no drain-thread CPU time (CLOCK_THREAD_CPUTIME_ID failed)");
+    }
     drop(pipelines);
     remove_journal(&path);
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
 }
 
 /// Lines per second the writer thread puts on disk when it has a backlog.

@@ -28,14 +28,11 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use parking_lot::Mutex;
 
-use super::item::{Decoder, Encoder, Item};
+use super::item::{BATCH, Batch, Decoder, Encoder, ITEMS, Item};
 use super::rotate::{CHECK_EVERY, Output};
 use super::{JournalConfig, JournalCounters};
 use crate::event::ProgressEvent;
 use crate::log::Dispatch;
-
-/// Events per hand-off at most: one channel send per batch, not per event.
-const BATCH: usize = 256;
 
 /// Empty batches the writer hands back for reuse at most: enough for a
 /// full hand-off, so that after a first burst the drain thread neither
@@ -44,7 +41,7 @@ const BATCH: usize = 256;
 const MAX_RECYCLED: usize = 1024;
 
 enum ToWriter {
-    Batch(Vec<Item>),
+    Batch(Batch),
     /// Write out (and fsync if due), then answer.
     Flush(Sender<()>),
     /// Write out, fsync unless the policy is `Never`, and stop.
@@ -108,8 +105,6 @@ pub(crate) fn start(
         unrung: false,
         wake_at: config.capacity / 2,
         recycled: recycle_rx,
-        pending: Vec::with_capacity(BATCH + 16),
-        pending_events: 0,
         encoder: Encoder::new(),
         queued,
         capacity: config.capacity,
@@ -184,9 +179,7 @@ pub(crate) struct JournalSink {
     /// Queued events past which a hand-off wakes the writer even in a burst.
     wake_at: usize,
     recycled: Receiver<Vec<Item>>,
-    pending: Vec<Item>,
-    /// Events in `pending` (the rest are id messages).
-    pending_events: usize,
+    /// Holds the batch being filled.
     encoder: Encoder,
     /// Events handed over and not yet taken by the writer.
     queued: Arc<AtomicUsize>,
@@ -204,17 +197,20 @@ impl JournalSink {
     #[cold]
     #[inline(never)]
     fn event_slow(&mut self, event: &ProgressEvent, seq: u64) {
-        self.encoder.push(&mut self.pending, seq, event);
-        self.pending_events += 1;
-        if self.pending_events >= BATCH {
+        if !self.encoder.push(seq, event) {
+            self.hand_off(false);
+            let pushed = self.encoder.push(seq, event);
+            debug_assert!(pushed, "an empty journal batch refused an event");
+        }
+        if self.encoder.events() >= BATCH {
             self.hand_off(false);
         }
     }
 
-    /// Hands `pending` over; wakes the writer if the drain thread is
+    /// Hands the batch being filled over; wakes the writer if the drain thread is
     /// `resting` or the writer's backlog passed `wake_at`.
     fn hand_off(&mut self, resting: bool) {
-        if self.pending.is_empty() {
+        if self.encoder.is_empty() {
             if resting && self.unrung {
                 self.unrung = false;
                 ring(&self.doorbell);
@@ -223,25 +219,23 @@ impl JournalSink {
         }
         // Relaxed: an admission count; the channel carries the data itself.
         let queued = self.queued.load(Ordering::Relaxed);
-        // The events go out in a copy; `pending` stays, and with it the
-        // drain thread's per-event stores land in cache lines no other core
-        // holds. Writing them straight into a batch the writer had read
-        // made each store wait for its line to come back from the writer's
-        // core, and the ring's next receive (a locked instruction) wait for
-        // that store: measured when the two cores were far apart, the drain
-        // thread went at 6.6 M events/s with a journal against 13.6 without,
-        // and at 10.6-10.9 M/s with this copy, which moves the lines in bulk.
-        let mut batch = self
+        // The events go out in a copy; the encoder's batch stays, and with
+        // it the drain thread's per-event stores land in cache lines no
+        // other core holds. Writing them straight into a batch the writer
+        // had read made each store wait for its line to come back from the
+        // writer's core, and the ring's next receive (a locked instruction)
+        // wait for that store: measured when the two cores were far apart,
+        // the drain thread went at 6.6 M events/s with a journal against
+        // 13.6 without, and at 10.6-10.9 M/s with this copy, which moves
+        // the lines in bulk.
+        let recycled = self
             .recycled
             .try_recv()
-            .unwrap_or_else(|_| Vec::with_capacity(BATCH + 16));
-        // The writer empties a batch before it recycles it; `append` would
-        // put the events after anything left in it.
-        debug_assert!(batch.is_empty(), "a recycled journal batch was not empty");
-        batch.append(&mut self.pending);
-        let mut events = std::mem::take(&mut self.pending_events);
+            .unwrap_or_else(|_| Vec::with_capacity(ITEMS));
+        let mut events = self.encoder.events();
+        let mut batch = self.encoder.take(recycled);
         if queued + events > self.capacity {
-            events = self.shed(&mut batch, queued);
+            events = self.shed(&mut batch.items, queued);
         } else {
             self.warned = false;
         }
@@ -253,7 +247,7 @@ impl JournalSink {
             // The writer thread is gone (it panicked): count, never block.
             // Relaxed: an admission count, as above.
             self.queued.fetch_sub(events, Ordering::Relaxed);
-            for ty in lost.iter().filter_map(Item::event_type) {
+            for ty in lost.items.iter().filter_map(Item::event_type) {
                 self.counters.dropped.add(ty);
             }
             return;
@@ -267,7 +261,7 @@ impl JournalSink {
     }
 
     /// The writer is behind: keeps the lifecycle events of `batch` if the
-    /// reserved room holds them, counts the rest as dropped. Id messages
+    /// reserved room holds them, counts the rest as dropped. Slot messages
     /// always stay (later events refer to them). Returns the events kept.
     fn shed(&mut self, batch: &mut Vec<Item>, queued: usize) -> usize {
         let counters = &self.counters;
@@ -314,14 +308,9 @@ impl JournalSink {
     /// processing number; inlined into the drain's loop.
     #[inline]
     pub(crate) fn event(&mut self, event: &ProgressEvent, seq: u64) {
-        // The batch hands off at BATCH events, before the last fast push
-        // could reach it: so the fast path never needs to hand off.
-        if self.pending_events + 1 < BATCH && self.encoder.push_fast(&mut self.pending, seq, event)
-        {
-            self.pending_events += 1;
-            return;
+        if !self.encoder.push_fast(seq, event) {
+            self.event_slow(event, seq);
         }
-        self.event_slow(event, seq);
     }
 
     /// Called when the ring runs empty and before every control message:
@@ -401,10 +390,11 @@ impl Writer {
         }
     }
 
-    fn write(&mut self, mut batch: Vec<Item>) {
+    fn write(&mut self, batch: Batch) {
+        let Batch { base, mut items } = batch;
         let mut n = 0;
-        for item in batch.drain(..) {
-            let (seq, event) = match self.decoder.take(item) {
+        for item in items.drain(..) {
+            let (seq, event) = match self.decoder.take(base, item) {
                 Ok(Some(event)) => event,
                 Ok(None) => continue,
                 Err(ty) => {
@@ -422,6 +412,6 @@ impl Writer {
         // Relaxed: an admission count (see `JournalSink::hand_off`).
         self.queued.fetch_sub(n, Ordering::Relaxed);
         // Full means enough spares already: this one is freed here.
-        let _ = self.recycle.try_send(batch);
+        let _ = self.recycle.try_send(items);
     }
 }
