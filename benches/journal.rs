@@ -3,9 +3,11 @@
 //! - the drain thread's throughput without a journal, with a file journal,
 //!   and with the progress log lines going to a file (the other sink that
 //!   writes every event), timed up to the last event the drain thread
-//!   processed (not until the writers are done: they work behind it); then
-//!   the first two again, burst for burst in turn, as medians and their
-//!   ratio, since the load of a shared machine drifts between the groups;
+//!   processed (not until the writers are done: they work behind it), and
+//!   the first setup again as a control; then without and with a journal
+//!   burst for burst in turn, as medians and their ratio, in wall time and
+//!   in the drain thread's own CPU time, since the load of a shared machine
+//!   drifts between the groups (the control shows by how much);
 //! - how fast the journal's writer thread turns events into lines on disk;
 //! - how fast `replay --speed max` loads a journal (events parsed and fed
 //!   through a whole pipeline), beside reading and parsing alone.
@@ -148,6 +150,10 @@ fn drain_throughput(c: &mut Criterion) {
                 .log_file(&log_path)
                 .log_capacity(2 * EVENTS as usize),
         ),
+        // The first setup again: how far two groups of one setup fall
+        // apart on this machine, the noise any comparison of these groups
+        // carries.
+        ("control: no journal again", drain_builder()),
     ];
     for (name, builder) in setups {
         remove_journal(&journal_path);

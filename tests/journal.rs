@@ -175,6 +175,18 @@ fn a_stuck_writer_costs_counted_drops_but_lifecycle_events_keep_their_reserved_r
         text.matches(r#""runId":"lost-"#).count() as u64,
         2_000 - lost
     );
+    // The lines kept past the drops carry the `seq` they were processed
+    // with: 5,000 phase events, then the kept runs, then the others.
+    for line in text.lines() {
+        let line: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+        let run_id = line["runId"].as_str().expect("a run id");
+        let expected = match run_id.split_once('-') {
+            Some(("kept", i)) => 5_001 + i.parse::<u64>().expect("a number"),
+            Some(("lost", i)) => 5_051 + i.parse::<u64>().expect("a number"),
+            _ => continue,
+        };
+        assert_eq!(line["seq"], expected, "{line}");
+    }
     obs.shutdown();
     let warnings: Vec<_> = log
         .log_lines()
@@ -187,6 +199,60 @@ fn a_stuck_writer_costs_counted_drops_but_lifecycle_events_keep_their_reserved_r
             .as_str()
             .is_some_and(|m| m.contains("lifecycle"))
     );
+}
+
+// Regression: events kept after others of the same batch were dropped
+// once could have been written with the wrong `seq`, since an event's
+// `seq` crosses to the writer as its place in the batch.
+#[test]
+fn events_kept_among_dropped_ones_are_written_with_the_seq_they_were_processed_with() {
+    let sink = GatedLogSink::closed();
+    let obs = Observability::builder()
+        .no_log()
+        .journal_config(
+            JournalConfig::writer(sink.clone())
+                .capacity(50)
+                .lifecycle_reserve(10_000),
+        )
+        .start()
+        .expect("start");
+    let emitter = obs.emitter();
+    // Six events a run: its start, kept in the reserve while the writer
+    // is stuck, then five phase events, mostly dropped.
+    for r in 0..200u64 {
+        let id = format!("r{r}");
+        emitter.emit_run_started("wo", &id, &TaskSpec::new("g", Strategy::Fixed, 1));
+        let run = emitter.run("wo", &id);
+        for i in 0..5 {
+            run.phase_started(i, Phase::Build);
+        }
+    }
+    let _ = obs.runs();
+    sink.open();
+    obs.flush();
+    assert_journal_accounts_for_everything(&obs);
+    let (mut starts, mut phases) = (0, 0);
+    for line in sink.buffer.text().lines() {
+        let line: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+        let run: u64 = line["runId"]
+            .as_str()
+            .and_then(|id| id.strip_prefix('r')?.parse().ok())
+            .expect("a run of the test");
+        let expected = match line["type"].as_str() {
+            Some("run:started") => {
+                starts += 1;
+                1 + 6 * run
+            }
+            Some("phase:started") => {
+                phases += 1;
+                2 + 6 * run + line["iteration"].as_u64().expect("an iteration")
+            }
+            _ => panic!("unexpected line {line}"),
+        };
+        assert_eq!(line["seq"], expected, "{line}");
+    }
+    assert_eq!(starts, 200, "every run start kept");
+    assert!(phases < 500, "most phase events dropped: {phases}");
 }
 
 /// What the journal had written at a look in the middle of a burst.

@@ -5,18 +5,20 @@
 //! Cloning a `ProgressEvent` per event costs three `Arc` increments on the
 //! drain thread, whose cache lines the writer thread then pulls away with
 //! the matching decrements, and 160 bytes of fresh memory: measured, that
-//! tripled the drain thread's time per event. Here a frequent event is 16
-//! bytes: its `seq` and timestamp relative to its batch's first event, its
-//! payload inline, and no ids at all. The ids stand in a slot: a slot's ids
-//! cross once, before the first event that uses it, a one-item message
-//! switches between slots already sent, and the writer keeps one reusable
-//! event per slot (as the drain thread keeps one per run).
+//! tripled the drain thread's time per event. Here a frequent event is one
+//! `u64`: its kind, its timestamp relative to its batch's first event and
+//! its numbers, packed; its `seq` follows from its place in the batch, and
+//! its ids from the slot last set. A slot's ids cross once, before the
+//! first event that uses them, a one-word message switches between slots
+//! already sent, and the writer keeps one reusable event per slot (as the
+//! drain thread keeps one per run). Whatever does not fit a word (other
+//! kinds, metadata, large numbers) goes whole in the batch's side list.
 //!
-//! Every byte of an item crosses between cores twice per batch (the drain
-//! thread writes it, the writer reads it, and the drain thread's next write
-//! to the recycled batch takes the line back): at 40 bytes an event, that
-//! copy was a fifth of the drain thread's time with a journal (perf, on a
-//! 2-vCPU Xeon), hence the squeeze.
+//! Every byte of a batch crosses between cores twice (the drain thread
+//! writes it, the writer reads it, and the drain thread's next write to
+//! the recycled batch takes the line back): at 40 bytes an event this
+//! crossing was a fifth of the drain thread's time with a journal (perf,
+//! on a 2-vCPU Xeon), hence the squeeze.
 
 use std::sync::Arc;
 
@@ -26,9 +28,14 @@ use crate::event::{EventKind, EventType, Metadata, Phase, ProgressEvent, Timesta
 /// larger than this only costs more id messages.
 pub(super) const SLOTS: usize = 1024;
 
-/// Events per batch at most: an event's `seq` is stored as a `u8` offset
-/// from its batch's first.
-pub(super) const BATCH: usize = 256;
+/// Items per batch before it is handed over: each hand-off costs the drain
+/// thread a few cross-core atomics and cache lines, so a batch of 1,024
+/// events (8 KiB) cost it about 2 points less with a journal than one of 256
+/// (interleaved bench, drain thread CPU time).
+pub(super) const BATCH: usize = 1024;
+
+/// A batch's room: the fast path fills it to here, past [`BATCH`].
+const CAPACITY: usize = BATCH + 2;
 
 /// The three ids of an event.
 #[derive(Clone)]
@@ -54,128 +61,212 @@ impl Ids {
     }
 }
 
-/// A rare event whole but for its ids: any kind other than the four
-/// inline ones, one with metadata, or one whose numbers do not fit inline.
-pub(super) struct Boxed {
-    timestamp: Timestamp,
-    kind: EventKind,
-    metadata: Option<Arc<Metadata>>,
+/// What a word of a batch cannot hold.
+pub(super) enum Side {
+    /// An event whole but for its ids.
+    Event {
+        timestamp: Timestamp,
+        kind: EventKind,
+        metadata: Option<Arc<Metadata>>,
+    },
+    Ids(Ids),
 }
 
-/// An element of a hand-off batch (16 bytes): an event, or a message that
-/// sets the slot the following events' ids stand in. In an event, `seq` is
-/// its offset from the batch's first event's and `ms` its timestamp's
-/// from that event's (see [`Base`]).
-pub(super) enum Item {
-    PhaseStarted {
-        seq: u8,
-        ms: i32,
-        iteration: u32,
-        phase: Phase,
-    },
-    PhaseCompleted {
-        seq: u8,
-        ms: i32,
-        iteration: u32,
-        duration_ms: u32,
-        phase: Phase,
-        success: bool,
-    },
-    IterationStarted {
-        seq: u8,
-        ms: i32,
-        iteration: u32,
-        max_iterations: u32,
-    },
-    DeliveryStarted {
-        seq: u8,
-        ms: i32,
-    },
-    Other {
-        seq: u8,
-        event: Box<Boxed>,
-    },
-    /// From here on, the events' ids are these, kept in `slot`.
-    Ids {
-        slot: u16,
-        ids: Box<Ids>,
-    },
-    /// From here on, the events' ids are those `slot` holds.
-    Slot(u16),
-}
+/// An element of a batch, packed in a `u64`: the low three bits are a tag.
+///
+/// | tag | meaning | bits 3.. |
+/// |---|---|---|
+/// | 0-3 | an inline event: phase started, phase completed, iteration started, delivery started | ms delta (16 bits, signed) · phase (2) · success (1) · iteration (20) · duration ms or max iterations (22) |
+/// | 4 | an event in the side list | side index (32) · event type (8) |
+/// | 5 | ids in the side list, for a slot | side index (32) · slot (16) |
+/// | 6 | switch to a slot already sent | slot (16) |
+/// | 7 | events dropped here (shed) | how many |
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Item(u64);
+
+const TAG_MASK: u64 = 0b111;
+const PHASE_STARTED: u64 = 0;
+const PHASE_COMPLETED: u64 = 1;
+const ITERATION_STARTED: u64 = 2;
+const DELIVERY_STARTED: u64 = 3;
+const SIDE_EVENT: u64 = 4;
+const SIDE_IDS: u64 = 5;
+const SLOT: u64 = 6;
+const SKIP: u64 = 7;
+
+const MS_SHIFT: u32 = 3;
+const MS_BITS: u32 = 16;
+const MS_MASK: u64 = (1 << MS_BITS) - 1;
+const PHASE_SHIFT: u32 = 19;
+const SUCCESS_SHIFT: u32 = 21;
+const A_SHIFT: u32 = 22;
+const A_BITS: u32 = 20;
+const B_SHIFT: u32 = 42;
+const B_BITS: u32 = 22;
 
 impl Item {
-    /// The frequent kinds without metadata, when their numbers fit: the
-    /// drain thread's per-event path. `None` for the others.
+    fn tag(self) -> u64 {
+        self.0 & TAG_MASK
+    }
+
+    /// The inline word for the frequent kinds without metadata whose
+    /// numbers fit, with `ms` its timestamp's offset (already masked to
+    /// [`MS_BITS`]); `None` for the others.
     #[inline]
-    fn inline(event: &ProgressEvent, seq: u8, ms: i32) -> Option<Item> {
+    fn inline(event: &ProgressEvent, ms: u64) -> Option<Item> {
         if event.metadata.is_some() {
             return None;
         }
-        match event.kind {
-            EventKind::PhaseStarted { iteration, phase } => Some(Item::PhaseStarted {
-                seq,
-                ms,
-                iteration,
-                phase,
-            }),
+        let fits = |a: u32, b: u64| (u64::from(a) >> A_BITS) | (b >> B_BITS) == 0;
+        let word = |tag: u64, phase: Phase, success: bool, a: u32, b: u64| {
+            tag | ms << MS_SHIFT
+                | (phase.index() as u64) << PHASE_SHIFT
+                | u64::from(success) << SUCCESS_SHIFT
+                | u64::from(a) << A_SHIFT
+                | b << B_SHIFT
+        };
+        let packed = match event.kind {
+            EventKind::PhaseStarted { iteration, phase } if fits(iteration, 0) => {
+                word(PHASE_STARTED, phase, false, iteration, 0)
+            }
             EventKind::PhaseCompleted {
                 iteration,
                 phase,
                 success,
                 duration_ms,
-            } => Some(Item::PhaseCompleted {
-                seq,
-                ms,
-                iteration,
-                duration_ms: u32::try_from(duration_ms).ok()?,
-                phase,
-                success,
-            }),
+            } if fits(iteration, duration_ms) => {
+                word(PHASE_COMPLETED, phase, success, iteration, duration_ms)
+            }
             EventKind::IterationStarted {
                 iteration,
                 max_iterations,
                 feedback: None,
-            } => Some(Item::IterationStarted {
-                seq,
-                ms,
+            } if fits(iteration, u64::from(max_iterations)) => word(
+                ITERATION_STARTED,
+                Phase::Build,
+                false,
                 iteration,
-                max_iterations,
-            }),
-            EventKind::DeliveryStarted => Some(Item::DeliveryStarted { seq, ms }),
-            _ => None,
+                u64::from(max_iterations),
+            ),
+            EventKind::DeliveryStarted => DELIVERY_STARTED | ms << MS_SHIFT,
+            _ => return None,
+        };
+        Some(Item(packed))
+    }
+
+    /// The kind of an inline event.
+    fn inline_kind(self) -> EventKind {
+        let w = self.0;
+        let phase = Phase::ALL[(w >> PHASE_SHIFT) as usize & 0b11];
+        let a = ((w >> A_SHIFT) & ((1 << A_BITS) - 1)) as u32;
+        let b = w >> B_SHIFT;
+        match self.tag() {
+            PHASE_STARTED => EventKind::PhaseStarted {
+                iteration: a,
+                phase,
+            },
+            PHASE_COMPLETED => EventKind::PhaseCompleted {
+                iteration: a,
+                phase,
+                success: (w >> SUCCESS_SHIFT) & 1 == 1,
+                duration_ms: b,
+            },
+            ITERATION_STARTED => EventKind::IterationStarted {
+                iteration: a,
+                max_iterations: b as u32,
+                feedback: None,
+            },
+            _ => EventKind::DeliveryStarted,
         }
     }
 
-    /// The event's type; `None` for a slot message.
-    pub(super) fn event_type(&self) -> Option<EventType> {
-        Some(match self {
-            Item::PhaseStarted { .. } => EventType::PhaseStarted,
-            Item::PhaseCompleted { .. } => EventType::PhaseCompleted,
-            Item::IterationStarted { .. } => EventType::IterationStarted,
-            Item::DeliveryStarted { .. } => EventType::DeliveryStarted,
-            Item::Other { event, .. } => event.kind.event_type(),
-            Item::Ids { .. } | Item::Slot(_) => return None,
+    /// The timestamp of an inline event of a batch based at `base`.
+    fn inline_timestamp(self, base: Base) -> Timestamp {
+        // The field's top bit is its sign: shifted up to the word's, then
+        // arithmetically back down.
+        let ms = ((self.0 >> MS_SHIFT) << (64 - MS_BITS)) as i64 >> (64 - MS_BITS);
+        Timestamp::from_millis(base.millis.wrapping_add_signed(ms))
+    }
+
+    fn side(tag: u64, index: usize, rest: u64) -> Item {
+        Item(tag | (index as u64) << 3 | rest << 35)
+    }
+
+    fn side_index(self) -> usize {
+        ((self.0 >> 3) & u64::from(u32::MAX)) as usize
+    }
+
+    /// The event's type; `None` for a slot message or a skip.
+    pub(super) fn event_type(self) -> Option<EventType> {
+        Some(match self.tag() {
+            PHASE_STARTED => EventType::PhaseStarted,
+            PHASE_COMPLETED => EventType::PhaseCompleted,
+            ITERATION_STARTED => EventType::IterationStarted,
+            DELIVERY_STARTED => EventType::DeliveryStarted,
+            SIDE_EVENT => EventType::ALL[(self.0 >> 35) as usize % EventType::COUNT],
+            _ => return None,
         })
+    }
+
+    /// An event dropped in place (by `JournalSink::shed`): `seq` moves on.
+    pub(super) fn skip(count: u64) -> Item {
+        Item(SKIP | count << 3)
+    }
+
+    /// The events a skip stands for; 0 for any other item.
+    pub(super) fn skipped(self) -> u64 {
+        if self.tag() == SKIP { self.0 >> 3 } else { 0 }
     }
 }
 
-/// What a batch's events' `seq` and `ms` are relative to: its first event.
+/// What a batch's events' `seq` and timestamps are relative to: its first
+/// event.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(super) struct Base {
     seq: u64,
     millis: u64,
 }
 
-/// A batch as it crosses: its items and their base.
+/// A batch as it crosses, and as it comes back empty to be reused.
 pub(super) struct Batch {
     pub(super) base: Base,
     pub(super) items: Vec<Item>,
+    /// Taken by the writer as it meets the items that refer to them.
+    pub(super) side: Vec<Option<Side>>,
 }
 
-/// Items a batch has room for before it grows: its events and as many
-/// slot messages (runs interleaved event by event switch at each).
-pub(super) const ITEMS: usize = 2 * BATCH;
+impl Batch {
+    pub(super) fn new() -> Batch {
+        Batch {
+            base: Base::default(),
+            items: Vec::with_capacity(CAPACITY),
+            side: Vec::new(),
+        }
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.items.is_empty() && self.side.is_empty()
+    }
+
+    /// Empties it for reuse.
+    pub(super) fn clear(&mut self) {
+        self.items.clear();
+        self.side.clear();
+    }
+
+    /// Frees what a dropped event held in the side list.
+    pub(super) fn release_side(&mut self, item: Item) {
+        if item.tag() == SIDE_EVENT
+            && let Some(entry) = self.side.get_mut(item.side_index())
+        {
+            *entry = None;
+        }
+    }
+}
+
+/// `next_seq` while the batch being filled has no event: no `seq` is ever
+/// this, so the fast path refuses the batch's first event.
+const NO_EVENT: u64 = u64::MAX;
 
 /// The drain thread's side: the batch being filled, and the id slots.
 pub(super) struct Encoder {
@@ -186,11 +277,10 @@ pub(super) struct Encoder {
     /// The addresses of the ids `last` holds, which that slot keeps alive:
     /// the per-event check compares them without going through the table.
     last_ids: [usize; 3],
-    items: Vec<Item>,
-    /// Events in `items` (the rest are slot messages).
-    events: usize,
-    /// Set by the batch's first event.
-    base: Base,
+    batch: Batch,
+    /// The `seq` the batch's next event takes: its events' `seq` follow
+    /// from their places, so they must run on without a gap.
+    next_seq: u64,
 }
 
 impl Encoder {
@@ -200,120 +290,132 @@ impl Encoder {
             last: 0,
             // No `Arc` lives at address 0: matches no event.
             last_ids: [0; 3],
-            items: Vec::with_capacity(ITEMS),
-            events: 0,
-            base: Base::default(),
+            batch: Batch::new(),
+            next_seq: NO_EVENT,
         }
     }
 
     /// Events in the batch being filled.
     pub(super) fn events(&self) -> usize {
-        self.events
+        if self.next_seq == NO_EVENT {
+            0
+        } else {
+            (self.next_seq - self.batch.base.seq) as usize
+        }
     }
 
     /// Whether the batch being filled holds nothing, not even a slot message.
     pub(super) fn is_empty(&self) -> bool {
-        self.items.is_empty()
+        self.batch.is_empty()
     }
 
-    /// Appends `event` if that takes no more than a copy: the batch has an
-    /// event already and room for this one below [`BATCH`], the event's
-    /// ids are the previous event's, its payload crosses inline and its
-    /// `seq` and timestamp fit the batch's base. Returns `false` (and
-    /// appends nothing) otherwise; [`push`](Self::push) then does the rest.
+    /// Whether the batch is due to be handed over before the next push.
+    pub(super) fn is_full(&self) -> bool {
+        self.batch.items.len() >= BATCH
+    }
+
+    /// Appends `event` if that takes one word: the batch has an event
+    /// already, `seq` is the next one and there is room; the event's ids
+    /// are the previous event's, and its kind and numbers fit a word.
+    /// Returns `false` (and appends nothing) otherwise; [`push`](Self::push)
+    /// then does the rest.
     ///
     /// This is the drain thread's whole per-event cost for a stream of
     /// phase events, so it calls nothing: a call would make it save
     /// registers and build a stack frame for every event.
     #[inline]
     pub(super) fn push_fast(&mut self, seq: u64, event: &ProgressEvent) -> bool {
-        let offset = seq.wrapping_sub(self.base.seq);
-        // Timestamps are below 2^48 ms: the wrapped difference is exact.
-        let ms = event.timestamp.as_millis().wrapping_sub(self.base.millis) as i64;
+        let ms = event
+            .timestamp
+            .as_millis()
+            .wrapping_sub(self.batch.base.millis);
         let [run, correlation, work_order] = id_addresses(event);
         let [last_run, last_correlation, last_work_order] = self.last_ids;
         // One test of the three, not three branches.
         let same_ids =
             (run ^ last_run) | (correlation ^ last_correlation) | (work_order ^ last_work_order)
                 == 0;
-        // From 1 to BATCH - 2 events: a base is set, and the push that
-        // reaches BATCH is the slow path's, which hands the batch over.
-        let room =
-            self.events.wrapping_sub(1) < BATCH - 2 && self.items.len() < self.items.capacity();
-        let fits = offset <= u64::from(u8::MAX) && ms == i64::from(ms as i32);
-        if !(same_ids & room & fits) {
+        let items = &mut self.batch.items;
+        // The offset fits the field's signed 16 bits (within 32 seconds:
+        // a batch holds what the drain thread took in one go).
+        let ms_fits = ms.wrapping_add(1 << (MS_BITS - 1)) < (1 << MS_BITS);
+        let room = items.len() < items.capacity();
+        if !(same_ids & room & ms_fits & (seq == self.next_seq)) {
             return false;
         }
-        let Some(item) = Item::inline(event, offset as u8, ms as i32) else {
+        let Some(item) = Item::inline(event, ms & MS_MASK) else {
             return false;
         };
-        self.items.push(item);
-        self.events += 1;
+        items.push(item);
+        self.next_seq = seq + 1;
         true
     }
 
     /// Appends `event`, preceded by a slot message when its ids are not
     /// the previous event's. Returns `false` (and appends nothing) when the
-    /// batch holds [`BATCH`] events or `seq` is too far past its first:
-    /// the caller then hands the batch over with [`take`](Self::take) and
-    /// pushes again, which cannot fail.
+    /// batch has events and `seq` does not follow them: the caller then
+    /// hands the batch over with [`take`](Self::take) and pushes again,
+    /// which cannot fail.
     pub(super) fn push(&mut self, seq: u64, event: &ProgressEvent) -> bool {
-        if self.events == 0 {
-            self.base = Base {
-                seq,
-                millis: event.timestamp.as_millis(),
-            };
-        }
-        let Ok(offset) = u8::try_from(seq.wrapping_sub(self.base.seq)) else {
-            return false;
-        };
-        if self.events >= BATCH {
+        let millis = event.timestamp.as_millis();
+        if self.next_seq == NO_EVENT {
+            self.batch.base = Base { seq, millis };
+        } else if seq != self.next_seq {
             return false;
         }
         if !self.holds(self.last, event) {
             let slot = slot_of(event);
             if self.holds(slot, event) {
-                self.items.push(Item::Slot(slot));
+                self.batch.items.push(Item(SLOT | u64::from(slot) << 3));
             } else {
                 let ids = Ids::of(event);
-                self.items.push(Item::Ids {
-                    slot,
-                    ids: Box::new(ids.clone()),
-                });
+                let index = self.batch.side.len();
+                self.batch.side.push(Some(Side::Ids(ids.clone())));
+                self.batch
+                    .items
+                    .push(Item::side(SIDE_IDS, index, u64::from(slot)));
                 self.slots[usize::from(slot)] = Some(ids);
             }
             self.last = slot;
             self.last_ids = id_addresses(event);
         }
-        // Timestamps are below 2^48 ms: the difference is exact in i64.
-        let ms = event.timestamp.as_millis() as i64 - self.base.millis as i64;
-        let item = i32::try_from(ms)
-            .ok()
-            .and_then(|ms| Item::inline(event, offset, ms))
-            .unwrap_or_else(|| Item::Other {
-                seq: offset,
-                event: Box::new(Boxed {
-                    timestamp: event.timestamp,
-                    kind: event.kind.clone(),
-                    metadata: event.metadata.clone(),
-                }),
-            });
-        self.items.push(item);
-        self.events += 1;
+        let ms = millis.wrapping_sub(self.batch.base.millis);
+        let inline = if ms.wrapping_add(1 << (MS_BITS - 1)) < (1 << MS_BITS) {
+            Item::inline(event, ms & MS_MASK)
+        } else {
+            None
+        };
+        let item = inline.unwrap_or_else(|| {
+            let index = self.batch.side.len();
+            self.batch.side.push(Some(Side::Event {
+                timestamp: event.timestamp,
+                kind: event.kind.clone(),
+                metadata: event.metadata.clone(),
+            }));
+            Item::side(SIDE_EVENT, index, event.event_type().index() as u64)
+        });
+        self.batch.items.push(item);
+        self.next_seq = seq + 1;
         true
     }
 
-    /// The batch being filled, its items moved into `into` (an empty
-    /// vector, recycled: see `JournalSink::hand_off`); a new batch starts.
-    pub(super) fn take(&mut self, mut into: Vec<Item>) -> Batch {
+    /// Forgets which ids the writer was sent, after a batch that carried
+    /// some was dropped whole: every run's next event sends its ids again.
+    pub(super) fn forget_ids(&mut self) {
+        self.slots.iter_mut().for_each(|slot| *slot = None);
+        self.last_ids = [0; 3];
+    }
+
+    /// The batch being filled, its contents moved into `into` (an empty
+    /// batch, recycled: see `JournalSink::hand_off`); a new batch starts.
+    pub(super) fn take(&mut self, mut into: Batch) -> Batch {
         // `append` would put the items after anything left in it.
         debug_assert!(into.is_empty(), "a recycled journal batch was not empty");
-        into.append(&mut self.items);
-        self.events = 0;
-        Batch {
-            base: self.base,
-            items: into,
-        }
+        into.base = self.batch.base;
+        into.items.append(&mut self.batch.items);
+        into.side.append(&mut self.batch.side);
+        self.next_seq = NO_EVENT;
+        into
     }
 
     #[inline]
@@ -361,101 +463,70 @@ impl Decoder {
         }
     }
 
-    /// Takes a slot message (`Ok(None)`); for an event of a batch based at
-    /// `base`, returns its `seq` and the whole event (valid until the next
-    /// call), or its type if its ids never arrived (unreachable: they
-    /// always precede it).
-    pub(super) fn take(
+    /// Empties `batch` in order, handing `each` every event with its `seq`
+    /// (the event is reused after the call), or its type if its ids never
+    /// arrived (unreachable: they always precede it).
+    pub(super) fn decode(
         &mut self,
-        base: Base,
-        item: Item,
-    ) -> Result<Option<(u64, &ProgressEvent)>, EventType> {
-        let at = |ms: i32| Timestamp::from_millis(base.millis.wrapping_add_signed(i64::from(ms)));
-        let (seq, timestamp, kind, metadata) = match item {
-            Item::Ids { slot, ids } => {
-                let Ids {
-                    work_order_id,
-                    run_id,
-                    correlation_id,
-                } = *ids;
-                self.current = usize::from(slot);
-                if let Some(entry) = self.slots.get_mut(self.current) {
-                    *entry = Some(ProgressEvent {
-                        timestamp: Timestamp::default(),
-                        work_order_id,
-                        run_id,
-                        correlation_id,
-                        metadata: None,
-                        kind: EventKind::DeliveryStarted,
-                    });
+        batch: &mut Batch,
+        mut each: impl FnMut(Result<(u64, &ProgressEvent), EventType>),
+    ) {
+        let base = batch.base;
+        let mut seq = base.seq;
+        for item in batch.items.drain(..) {
+            let (timestamp, kind, metadata) = match item.tag() {
+                SLOT => {
+                    self.current = usize::from((item.0 >> 3) as u16) % SLOTS;
+                    continue;
                 }
-                return Ok(None);
-            }
-            Item::Slot(slot) => {
-                self.current = usize::from(slot);
-                return Ok(None);
-            }
-            Item::PhaseStarted {
-                seq,
-                ms,
-                iteration,
-                phase,
-            } => (
-                seq,
-                at(ms),
-                EventKind::PhaseStarted { iteration, phase },
-                None,
-            ),
-            Item::PhaseCompleted {
-                seq,
-                ms,
-                iteration,
-                duration_ms,
-                phase,
-                success,
-            } => (
-                seq,
-                at(ms),
-                EventKind::PhaseCompleted {
-                    iteration,
-                    phase,
-                    success,
-                    duration_ms: u64::from(duration_ms),
+                SIDE_IDS => {
+                    self.current = usize::from((item.0 >> 35) as u16) % SLOTS;
+                    if let Some(Some(Side::Ids(ids))) =
+                        batch.side.get_mut(item.side_index()).map(Option::take)
+                    {
+                        self.slots[self.current] = Some(ProgressEvent {
+                            timestamp: Timestamp::default(),
+                            work_order_id: ids.work_order_id,
+                            run_id: ids.run_id,
+                            correlation_id: ids.correlation_id,
+                            metadata: None,
+                            kind: EventKind::DeliveryStarted,
+                        });
+                    }
+                    continue;
+                }
+                SKIP => {
+                    seq += item.skipped();
+                    continue;
+                }
+                SIDE_EVENT => match batch.side.get_mut(item.side_index()).map(Option::take) {
+                    Some(Some(Side::Event {
+                        timestamp,
+                        kind,
+                        metadata,
+                    })) => (timestamp, kind, metadata),
+                    // Unreachable: the item and its entry are pushed together.
+                    _ => {
+                        seq += 1;
+                        each(Err(item.event_type().unwrap_or(EventType::DeliveryStarted)));
+                        continue;
+                    }
                 },
-                None,
-            ),
-            Item::IterationStarted {
-                seq,
-                ms,
-                iteration,
-                max_iterations,
-            } => (
-                seq,
-                at(ms),
-                EventKind::IterationStarted {
-                    iteration,
-                    max_iterations,
-                    feedback: None,
-                },
-                None,
-            ),
-            Item::DeliveryStarted { seq, ms } => (seq, at(ms), EventKind::DeliveryStarted, None),
-            Item::Other { seq, event } => {
-                let Boxed {
-                    timestamp,
-                    kind,
-                    metadata,
-                } = *event;
-                (seq, timestamp, kind, metadata)
+                _ => (item.inline_timestamp(base), item.inline_kind(), None),
+            };
+            let this = seq;
+            seq += 1;
+            match self.slots[self.current].as_mut() {
+                Some(event) => {
+                    event.timestamp = timestamp;
+                    event.metadata = metadata;
+                    event.kind = kind;
+                    each(Ok((this, event)));
+                }
+                None => each(Err(kind.event_type())),
             }
-        };
-        let Some(event) = self.slots.get_mut(self.current).and_then(Option::as_mut) else {
-            return Err(kind.event_type());
-        };
-        event.timestamp = timestamp;
-        event.metadata = metadata;
-        event.kind = kind;
-        Ok(Some((base.seq + u64::from(seq), event)))
+        }
+        batch.side.clear();
     }
 }
 
@@ -464,40 +535,46 @@ mod tests {
     use super::*;
 
     /// Pushes the events as `JournalSink` does (fast path first, a hand-off
-    /// when a push is refused or the batch is full) and decodes every batch;
-    /// returns what came out and which events took the fast path.
+    /// when the batch is full or a push is refused), decodes every batch,
+    /// and returns what came out, which events took the fast path, and the
+    /// batches' item counts.
     fn cross(events: &[(u64, &ProgressEvent)]) -> (Vec<(u64, ProgressEvent)>, Vec<bool>) {
         let mut encoder = Encoder::new();
         let mut batches = Vec::new();
         let mut fast = Vec::new();
         for &(seq, event) in events {
             let took_fast_path = encoder.push_fast(seq, event);
-            if !took_fast_path && !encoder.push(seq, event) {
-                batches.push(encoder.take(Vec::new()));
+            if !took_fast_path && (encoder.is_full() || !encoder.push(seq, event)) {
+                batches.push(encoder.take(Batch::new()));
                 assert!(encoder.push(seq, event), "an empty batch takes any event");
-            }
-            if encoder.events() >= BATCH {
-                batches.push(encoder.take(Vec::new()));
             }
             fast.push(took_fast_path);
         }
-        batches.push(encoder.take(Vec::new()));
-        let mut decoder = Decoder::new();
-        let mut out = Vec::new();
-        for Batch { base, items } in batches {
-            for item in items {
-                if let Some((seq, event)) = decoder.take(base, item).expect("ids sent first") {
-                    out.push((seq, event.clone()));
-                }
-            }
-        }
-        (out, fast)
+        batches.push(encoder.take(Batch::new()));
+        (decode_all(batches), fast)
     }
 
-    fn phase_completed(event: &ProgressEvent, duration_ms: u64) -> ProgressEvent {
+    fn decode_all(batches: Vec<Batch>) -> Vec<(u64, ProgressEvent)> {
+        let mut decoder = Decoder::new();
+        let mut out = Vec::new();
+        for mut batch in batches {
+            decoder.decode(&mut batch, |event| {
+                let (seq, event) = event.expect("ids sent first");
+                out.push((seq, event.clone()));
+            });
+            assert!(batch.is_empty(), "decoding empties a batch for reuse");
+        }
+        out
+    }
+
+    fn owned(events: &[(u64, &ProgressEvent)]) -> Vec<(u64, ProgressEvent)> {
+        events.iter().map(|&(s, e)| (s, e.clone())).collect()
+    }
+
+    fn phase_completed(event: &ProgressEvent, iteration: u32, duration_ms: u64) -> ProgressEvent {
         let mut next = event.clone();
         next.kind = EventKind::PhaseCompleted {
-            iteration: 2,
+            iteration,
             phase: Phase::Verify,
             success: true,
             duration_ms,
@@ -506,8 +583,8 @@ mod tests {
     }
 
     #[test]
-    fn an_event_crosses_in_16_bytes() {
-        assert_eq!(std::mem::size_of::<Item>(), 16);
+    fn an_event_crosses_in_8_bytes() {
+        assert_eq!(std::mem::size_of::<Item>(), 8);
     }
 
     #[test]
@@ -515,14 +592,33 @@ mod tests {
         let a = ProgressEvent::new("wo", "run-a", EventKind::DeliveryStarted);
         let mut b = ProgressEvent::new("wo", "run-b", EventKind::RunFailed { error: "e".into() });
         b.metadata = Some(Arc::new(Metadata::new()));
-        let a2 = phase_completed(&a, 5);
-        let input = [(1, &a), (2, &b), (3, &a2), (4, &a2), (5, &b), (6, &a2)];
+        let a2 = phase_completed(&a, 2, 5);
+        let mut a3 = a.clone();
+        a3.kind = EventKind::IterationStarted {
+            iteration: 3,
+            max_iterations: 7,
+            feedback: None,
+        };
+        let mut a4 = a.clone();
+        a4.kind = EventKind::PhaseStarted {
+            iteration: 3,
+            phase: Phase::Feedback,
+        };
+        let input = [
+            (1, &a),
+            (2, &b),
+            (3, &a2),
+            (4, &a2),
+            (5, &b),
+            (6, &a2),
+            (7, &a3),
+            (8, &a4),
+        ];
         let (out, fast) = cross(&input);
-        // New ids, a boxed payload and a switch of runs take the slow path;
-        // a phase event of the previous event's run, only a copy.
-        assert_eq!(fast, [false, false, false, true, false, false]);
-        let expected: Vec<_> = input.iter().map(|&(s, e)| (s, e.clone())).collect();
-        assert_eq!(out, expected);
+        // New ids, a side-listed event and a switch of runs take the slow
+        // path; an event of the previous event's run that fits, one word.
+        assert_eq!(fast, [false, false, false, true, false, false, true, true]);
+        assert_eq!(out, owned(&input));
 
         let mut encoder = Encoder::new();
         for (seq, event) in input {
@@ -530,63 +626,66 @@ mod tests {
                 assert!(encoder.push(seq, event));
             }
         }
-        let batch = encoder.take(Vec::new());
-        let ids = batch
-            .items
-            .iter()
-            .filter(|i| matches!(i, Item::Ids { .. }))
-            .count();
-        let switches = batch
-            .items
-            .iter()
-            .filter(|i| matches!(i, Item::Slot(_)))
-            .count();
+        let batch = encoder.take(Batch::new());
+        let count = |tag| batch.items.iter().filter(|i| i.tag() == tag).count();
         assert_eq!(
-            (ids, switches),
+            (count(SIDE_IDS), count(SLOT)),
             (2, 3),
             "ids once per run, then slot messages"
         );
     }
 
     #[test]
-    fn numbers_too_large_to_inline_cross_boxed_and_whole() {
+    fn numbers_too_large_for_a_word_cross_whole_in_the_side_list() {
         let a = ProgressEvent::new("wo", "run-a", EventKind::DeliveryStarted);
-        let long = phase_completed(&a, u64::from(u32::MAX) + 1);
-        let mut earlier = phase_completed(&a, 5);
-        earlier.timestamp = Timestamp::from_millis(a.timestamp.as_millis() - 1);
-        let mut much_later = phase_completed(&a, 5);
-        much_later.timestamp = Timestamp::from_millis(a.timestamp.as_millis() + (1 << 31));
-        let mut much_earlier = phase_completed(&a, 5);
-        much_earlier.timestamp = Timestamp::from_millis(0);
+        let long = phase_completed(&a, 1, 1 << 22);
+        let late_iteration = phase_completed(&a, 1 << 20, 5);
+        let mut many = a.clone();
+        many.kind = EventKind::IterationStarted {
+            iteration: 1,
+            max_iterations: u32::MAX,
+            feedback: None,
+        };
+        let mut earlier = phase_completed(&a, (1 << 20) - 1, (1 << 22) - 1);
+        earlier.timestamp = Timestamp::from_millis(a.timestamp.as_millis() - (1 << 15));
+        let mut much_earlier = phase_completed(&a, 1, 5);
+        much_earlier.timestamp = Timestamp::from_millis(a.timestamp.as_millis() - (1 << 15) - 1);
+        let mut much_later = phase_completed(&a, 1, 5);
+        much_later.timestamp = Timestamp::from_millis(a.timestamp.as_millis() + (1 << 15));
+        let mut at_zero = phase_completed(&a, 1, 5);
+        at_zero.timestamp = Timestamp::from_millis(0);
         let input = [
             (1, &a),
             (2, &long),
-            (3, &earlier),
-            (4, &much_later),
-            (5, &much_earlier),
+            (3, &late_iteration),
+            (4, &many),
+            (5, &earlier),
+            (6, &much_earlier),
+            (7, &much_later),
+            (8, &at_zero),
         ];
         let (out, fast) = cross(&input);
-        assert_eq!(fast, [false, false, true, false, false]);
-        let expected: Vec<_> = input.iter().map(|&(s, e)| (s, e.clone())).collect();
-        assert_eq!(out, expected);
+        assert_eq!(
+            fast,
+            [false, false, false, false, true, false, false, false]
+        );
+        assert_eq!(out, owned(&input));
     }
 
     #[test]
-    fn a_full_batch_and_a_seq_far_past_the_first_start_a_new_batch() {
+    fn a_full_batch_and_a_gap_in_seq_start_a_new_batch() {
         let a = ProgressEvent::new("wo", "run-a", EventKind::DeliveryStarted);
-        let p = phase_completed(&a, 5);
+        let p = phase_completed(&a, 1, 5);
         let mut input = vec![(1, &a)];
-        input.extend((2..=BATCH as u64 + 3).map(|seq| (seq, &p)));
-        // A gap in `seq` past what a batch's offsets reach.
+        input.extend((2..=CAPACITY as u64 + 3).map(|seq| (seq, &p)));
         input.push((1_000, &p));
         input.push((1_001, &p));
         let (out, fast) = cross(&input);
-        let expected: Vec<_> = input.iter().map(|&(s, e)| (s, e.clone())).collect();
-        assert_eq!(out, expected);
-        // Slow: the first event, the BATCH-th (which hands off), the first
-        // of the next batch, and the one past the gap.
+        assert_eq!(out, owned(&input));
+        // Slow: the first event (with its ids), the first past the room,
+        // and the first past the gap.
         let slow: Vec<_> = (0..input.len()).filter(|&i| !fast[i]).collect();
-        assert_eq!(slow, [0, BATCH - 1, BATCH, input.len() - 2]);
+        assert_eq!(slow, [0, CAPACITY - 1, input.len() - 2]);
     }
 
     #[test]
@@ -601,25 +700,40 @@ mod tests {
         assert!(!encoder.push_fast(3, &copy));
         assert!(encoder.push(3, &copy));
         assert!(encoder.push_fast(4, &copy));
-        let batch = encoder.take(Vec::new());
-        let ids = batch
-            .items
-            .iter()
-            .filter(|i| matches!(i, Item::Ids { .. }))
-            .count();
-        assert_eq!((ids, batch.items.len()), (2, 6));
+        let batch = encoder.take(Batch::new());
+        let ids = batch.items.iter().filter(|i| i.tag() == SIDE_IDS).count();
+        assert_eq!((ids, batch.items.len(), batch.side.len()), (2, 6, 2));
+    }
+
+    #[test]
+    fn skips_keep_the_seq_of_the_events_after_them() {
+        let a = ProgressEvent::new("wo", "run-a", EventKind::DeliveryStarted);
+        let p = phase_completed(&a, 1, 5);
+        let mut encoder = Encoder::new();
+        for (seq, event) in [(10, &a), (11, &p), (12, &p), (13, &p), (14, &a)] {
+            if !encoder.push_fast(seq, event) {
+                assert!(encoder.push(seq, event));
+            }
+        }
+        let mut batch = encoder.take(Batch::new());
+        // [ids, 10, 11, 12, 13, 14]: drop 11 and 12 as one skip.
+        batch.items.splice(2..4, [Item::skip(2)]);
+        let out: Vec<u64> = decode_all(vec![batch])
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect();
+        assert_eq!(out, [10, 13, 14]);
     }
 
     #[test]
     fn an_event_whose_ids_never_arrived_is_reported_by_type() {
-        let mut decoder = Decoder::new();
-        let item = Item::PhaseStarted {
-            seq: 0,
-            ms: 0,
-            iteration: 1,
-            phase: Phase::Build,
-        };
-        let taken = decoder.take(Base::default(), item).map(|e| e.is_some());
-        assert_eq!(taken, Err(EventType::PhaseStarted));
+        let mut encoder = Encoder::new();
+        let a = ProgressEvent::new("wo", "run-a", EventKind::DeliveryStarted);
+        assert!(encoder.push(1, &a));
+        let mut batch = encoder.take(Batch::new());
+        batch.items.remove(0);
+        let mut seen = Vec::new();
+        Decoder::new().decode(&mut batch, |e| seen.push(e.map(|(seq, _)| seq)));
+        assert_eq!(seen, [Err(EventType::DeliveryStarted)]);
     }
 }

@@ -1,14 +1,16 @@
 //! The drain thread's journal sink and the writer thread behind it.
 //!
-//! The drain thread only copies each event, in the compact form of
-//! `item.rs`, into a batch with its `seq`; the writer thread rebuilds the
-//! event, encodes its line with the WebSocket encoder and writes it.
-//! Batches cross an unbounded channel whose contents are bounded by a
-//! count of queued events instead: up to
-//! `capacity` for every event, then `lifecycle_reserve` more for lifecycle
-//! events alone. One count both keeps the lines in `seq` order (a second
-//! channel for lifecycle events would need a merge) and lets the drain
-//! thread decide without waiting.
+//! The drain thread only packs each event into a word of a batch (the
+//! compact form of `item.rs`); the writer thread rebuilds the event,
+//! encodes its line with the WebSocket encoder and writes it. Batches
+//! cross an unbounded channel whose contents are bounded by a count of
+//! queued events instead: up to `capacity` for every event, then
+//! `lifecycle_reserve` more for lifecycle events alone. One count both
+//! keeps the lines in `seq` order (a second channel for lifecycle events
+//! would need a merge) and lets the drain thread decide without waiting.
+//! Events the drain thread drops leave a skip in their batch, so those
+//! after them keep their `seq`; a batch left with no event does not
+//! cross at all.
 //!
 //! The writer yields to the drain thread during a burst: a hand-off does
 //! not wake it unless the drain thread is about to rest (its ring ran
@@ -28,10 +30,10 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use parking_lot::Mutex;
 
-use super::item::{BATCH, Batch, Decoder, Encoder, ITEMS, Item};
+use super::item::{BATCH, Batch, Decoder, Encoder, Item};
 use super::rotate::{CHECK_EVERY, Output};
 use super::{JournalConfig, JournalCounters};
-use crate::event::ProgressEvent;
+use crate::event::{EventType, ProgressEvent};
 use crate::log::Dispatch;
 
 /// Empty batches the writer hands back for reuse at most: enough for a
@@ -105,6 +107,7 @@ pub(crate) fn start(
         unrung: false,
         wake_at: config.capacity / 2,
         recycled: recycle_rx,
+        spare: None,
         encoder: Encoder::new(),
         queued,
         capacity: config.capacity,
@@ -178,7 +181,9 @@ pub(crate) struct JournalSink {
     unrung: bool,
     /// Queued events past which a hand-off wakes the writer even in a burst.
     wake_at: usize,
-    recycled: Receiver<Vec<Item>>,
+    recycled: Receiver<Batch>,
+    /// A batch shed whole, kept for the next hand-off.
+    spare: Option<Batch>,
     /// Holds the batch being filled.
     encoder: Encoder,
     /// Events handed over and not yet taken by the writer.
@@ -197,13 +202,10 @@ impl JournalSink {
     #[cold]
     #[inline(never)]
     fn event_slow(&mut self, event: &ProgressEvent, seq: u64) {
-        if !self.encoder.push(seq, event) {
+        if self.encoder.is_full() || !self.encoder.push(seq, event) {
             self.hand_off(false);
             let pushed = self.encoder.push(seq, event);
             debug_assert!(pushed, "an empty journal batch refused an event");
-        }
-        if self.encoder.events() >= BATCH {
-            self.hand_off(false);
         }
     }
 
@@ -228,14 +230,23 @@ impl JournalSink {
         // the drain thread went at 6.6 M events/s with a journal against
         // 13.6 without, and at 10.6-10.9 M/s with this copy, which moves
         // the lines in bulk.
-        let recycled = self
-            .recycled
-            .try_recv()
-            .unwrap_or_else(|_| Vec::with_capacity(ITEMS));
+        let recycled = match self.spare.take() {
+            Some(spare) => spare,
+            None => self.recycled.try_recv().unwrap_or_else(|_| Batch::new()),
+        };
         let mut events = self.encoder.events();
         let mut batch = self.encoder.take(recycled);
         if queued + events > self.capacity {
-            events = self.shed(&mut batch.items, queued);
+            events = self.shed(&mut batch, queued);
+            if events == 0 {
+                // Nothing of it is to be written: it does not cross, and
+                // the ids it carried are sent again when next needed, so a
+                // stuck writer costs no memory for the events it loses.
+                self.encoder.forget_ids();
+                batch.clear();
+                self.spare = Some(batch);
+                return;
+            }
         } else {
             self.warned = false;
         }
@@ -247,7 +258,7 @@ impl JournalSink {
             // The writer thread is gone (it panicked): count, never block.
             // Relaxed: an admission count, as above.
             self.queued.fetch_sub(events, Ordering::Relaxed);
-            for ty in lost.items.iter().filter_map(Item::event_type) {
+            for ty in lost.items.iter().filter_map(|item| item.event_type()) {
                 self.counters.dropped.add(ty);
             }
             return;
@@ -261,29 +272,44 @@ impl JournalSink {
     }
 
     /// The writer is behind: keeps the lifecycle events of `batch` if the
-    /// reserved room holds them, counts the rest as dropped. Slot messages
-    /// always stay (later events refer to them). Returns the events kept.
-    fn shed(&mut self, batch: &mut Vec<Item>, queued: usize) -> usize {
-        let counters = &self.counters;
-        batch.retain(|item| match item.event_type() {
-            None => true,
-            Some(ty) if ty.is_lifecycle() => true,
-            Some(ty) => {
-                counters.dropped.add(ty);
-                false
+    /// reserved room holds them, counts the rest as dropped. Dropped events
+    /// become skips (one per run of them), so those kept keep their `seq`;
+    /// slot messages stay. Returns the events kept.
+    fn shed(&mut self, batch: &mut Batch, queued: usize) -> usize {
+        let lifecycle = batch
+            .items
+            .iter()
+            .filter(|item| item.event_type().is_some_and(EventType::is_lifecycle))
+            .count();
+        let keep_lifecycle = queued + lifecycle <= self.capacity + self.reserve;
+        let mut kept = 0;
+        let mut end: usize = 0;
+        for read in 0..batch.items.len() {
+            let item = batch.items[read];
+            match item.event_type() {
+                Some(ty) if !(keep_lifecycle && ty.is_lifecycle()) => {
+                    self.counters.dropped.add(ty);
+                    batch.release_side(item);
+                    let previous = end.checked_sub(1).map(|i| batch.items[i]);
+                    match previous.map(Item::skipped) {
+                        Some(run) if run > 0 => batch.items[end - 1] = Item::skip(run + 1),
+                        _ => {
+                            batch.items[end] = Item::skip(1);
+                            end += 1;
+                        }
+                    }
+                    continue;
+                }
+                Some(_) => kept += 1,
+                None => {}
             }
-        });
-        let kept = batch.iter().filter(|i| i.event_type().is_some()).count();
-        if queued + kept <= self.capacity + self.reserve {
+            batch.items[end] = item;
+            end += 1;
+        }
+        batch.items.truncate(end);
+        if keep_lifecycle || lifecycle == 0 {
             return kept;
         }
-        batch.retain(|item| match item.event_type() {
-            None => true,
-            Some(ty) => {
-                counters.dropped.add(ty);
-                false
-            }
-        });
         if !self.warned {
             self.warned = true;
             let message = "the journal writer is stuck past the room reserved for lifecycle \
@@ -299,7 +325,7 @@ impl JournalSink {
                 None => eprintln!("agentgate-obs: WARNING: {message}"),
             }
         }
-        0
+        kept
     }
 }
 
@@ -325,7 +351,7 @@ struct Writer {
     rx: Receiver<ToWriter>,
     /// What the writer sleeps on (see the module's comment).
     rung: Receiver<()>,
-    recycle: Sender<Vec<Item>>,
+    recycle: Sender<Batch>,
     output: Output,
     queued: Arc<AtomicUsize>,
     /// The line being encoded, reused.
@@ -390,28 +416,29 @@ impl Writer {
         }
     }
 
-    fn write(&mut self, batch: Batch) {
-        let Batch { base, mut items } = batch;
+    fn write(&mut self, mut batch: Batch) {
+        let Writer {
+            decoder,
+            line,
+            output,
+            ..
+        } = self;
         let mut n = 0;
-        for item in items.drain(..) {
-            let (seq, event) = match self.decoder.take(base, item) {
-                Ok(Some(event)) => event,
-                Ok(None) => continue,
-                Err(ty) => {
-                    n += 1;
-                    self.output.count_dropped(ty);
-                    continue;
-                }
-            };
+        decoder.decode(&mut batch, |event| {
             n += 1;
-            self.line.clear();
-            crate::ws::protocol::write_event_message(&mut self.line, seq, event);
-            self.line.push(b'\n');
-            self.output.push(&self.line, event.event_type());
-        }
+            match event {
+                Ok((seq, event)) => {
+                    line.clear();
+                    crate::ws::protocol::write_event_message(line, seq, event);
+                    line.push(b'\n');
+                    output.push(line, event.event_type());
+                }
+                Err(ty) => output.count_dropped(ty),
+            }
+        });
         // Relaxed: an admission count (see `JournalSink::hand_off`).
         self.queued.fetch_sub(n, Ordering::Relaxed);
         // Full means enough spares already: this one is freed here.
-        let _ = self.recycle.try_send(items);
+        let _ = self.recycle.try_send(batch);
     }
 }
