@@ -255,6 +255,51 @@ fn events_kept_among_dropped_ones_are_written_with_the_seq_they_were_processed_w
     assert!(phases < 500, "most phase events dropped: {phases}");
 }
 
+// Regression guard: a batch whose events are all dropped is not handed
+// to the writer, and the ids it would have carried must be sent again
+// with the run's next event, or that event is written under another run.
+#[test]
+fn a_run_whose_first_events_were_all_dropped_is_written_under_its_own_ids_later() {
+    let sink = GatedLogSink::closed();
+    let obs = Observability::builder()
+        .no_log()
+        .journal_config(
+            JournalConfig::writer(sink.clone())
+                .capacity(10)
+                .lifecycle_reserve(10),
+        )
+        .start()
+        .expect("start");
+    let emitter = obs.emitter();
+    let first = emitter.run("wo-a", "run-a");
+    for i in 0..3_000 {
+        first.phase_started(i, Phase::Build);
+    }
+    let _ = obs.runs();
+    let second = emitter.run("wo-b", "run-b");
+    for i in 0..100 {
+        second.phase_started(i, Phase::Build);
+    }
+    let _ = obs.runs();
+    let stuck = obs.journal_stats().expect("a journal");
+    assert!(stuck.dropped[EventType::PhaseStarted] >= 100, "{stuck:?}");
+
+    sink.open();
+    obs.flush();
+    second.phase_started(7_777, Phase::Build);
+    obs.flush();
+    assert_journal_accounts_for_everything(&obs);
+    let text = sink.buffer.text();
+    let last: serde_json::Value =
+        serde_json::from_str(text.lines().last().expect("lines")).expect("a JSON line");
+    assert_eq!(last["iteration"], 7_777);
+    assert_eq!(
+        (&last["runId"], &last["workOrderId"]),
+        (&"run-b".into(), &"wo-b".into())
+    );
+    assert_eq!(last["seq"], obs.stats().processed.total());
+}
+
 /// What the journal had written at a look in the middle of a burst.
 struct MidBurst {
     bytes: usize,
