@@ -255,9 +255,57 @@ fn events_kept_among_dropped_ones_are_written_with_the_seq_they_were_processed_w
     assert!(phases < 500, "most phase events dropped: {phases}");
 }
 
+// Regression: with batches of 1,024 events, a journal whose room was
+// smaller than a batch dropped every event of a full one, even with its
+// writer idle; what fits is kept.
+#[test]
+fn a_burst_larger_than_the_journals_room_keeps_what_fits_and_drops_only_the_rest() {
+    let sink = GatedLogSink::closed();
+    sink.open();
+    let obs = Observability::builder()
+        .no_log()
+        .journal_config(JournalConfig::writer(sink.clone()).capacity(900))
+        .start()
+        .expect("start");
+    // Holds the drain thread on the first event, so the burst reaches the
+    // journal as one batch.
+    let held = Arc::new(AtomicBool::new(true));
+    let hold = held.clone();
+    let _gate = obs.emitter().subscribe(move |_| {
+        while hold.load(Ordering::Acquire) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    });
+    let run = obs.emitter().run("wo", "run");
+    for i in 0..1_000 {
+        run.phase_started(i, Phase::Build);
+    }
+    held.store(false, Ordering::Release);
+    obs.flush();
+    assert_journal_accounts_for_everything(&obs);
+    let stats = obs.journal_stats().expect("a journal");
+    assert_eq!(
+        (stats.written, stats.dropped.total()),
+        (900, 100),
+        "{stats:?}"
+    );
+    let seqs: Vec<u64> = sink
+        .buffer
+        .text()
+        .lines()
+        .map(|line| {
+            serde_json::from_str::<serde_json::Value>(line).expect("JSON")["seq"]
+                .as_u64()
+                .expect("a seq")
+        })
+        .collect();
+    assert_eq!(seqs, (1..=900).collect::<Vec<_>>());
+}
+
 // Regression guard: a batch whose events are all dropped is not handed
 // to the writer, and the ids it would have carried must be sent again
-// with the run's next event, or that event is written under another run.
+// with the run's next event: else that event cannot be written (counted
+// dropped, its ids never arrived) or is written under another run's ids.
 #[test]
 fn a_run_whose_first_events_were_all_dropped_is_written_under_its_own_ids_later() {
     let sink = GatedLogSink::closed();

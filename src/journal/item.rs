@@ -37,6 +37,9 @@ pub(super) const BATCH: usize = 1024;
 /// A batch's room: the fast path fills it to here, past [`BATCH`].
 const CAPACITY: usize = BATCH + 2;
 
+/// Side-list entries a recycled batch keeps room for (about 7 KiB).
+const SIDE_KEPT: usize = 64;
+
 /// The three ids of an event.
 #[derive(Clone)]
 pub(super) struct Ids {
@@ -254,6 +257,24 @@ impl Batch {
         self.side.clear();
     }
 
+    /// Shrinks the batch to what it holds: after a shed, a batch of a few
+    /// kept events must not hold its full buffers while it waits for the
+    /// writer. The side list's live entries move to the front and their
+    /// items are re-pointed.
+    pub(super) fn compact(&mut self) {
+        let mut side = Vec::new();
+        for item in &mut self.items {
+            if matches!(item.tag(), SIDE_EVENT | SIDE_IDS)
+                && let Some(entry) = self.side.get_mut(item.side_index()).and_then(Option::take)
+            {
+                *item = Item(item.0 & !(u64::from(u32::MAX) << 3) | (side.len() as u64) << 3);
+                side.push(Some(entry));
+            }
+        }
+        self.side = side;
+        self.items.shrink_to_fit();
+    }
+
     /// Frees what a dropped event held in the side list.
     pub(super) fn release_side(&mut self, item: Item) {
         if item.tag() == SIDE_EVENT
@@ -357,6 +378,8 @@ impl Encoder {
     /// hands the batch over with [`take`](Self::take) and pushes again,
     /// which cannot fail.
     pub(super) fn push(&mut self, seq: u64, event: &ProgressEvent) -> bool {
+        // The drain thread counts from 1; `NO_EVENT` is never reached.
+        debug_assert!(seq < NO_EVENT - 1, "journal seq {seq} out of range");
         let millis = event.timestamp.as_millis();
         if self.next_seq == NO_EVENT {
             self.batch.base = Base { seq, millis };
@@ -526,7 +549,13 @@ impl Decoder {
                 None => each(Err(kind.event_type())),
             }
         }
-        batch.side.clear();
+        // A burst of side-listed events must not leave every recycled
+        // batch holding a side list of its size.
+        if batch.side.capacity() > SIDE_KEPT {
+            batch.side = Vec::new();
+        } else {
+            batch.side.clear();
+        }
     }
 }
 
@@ -536,8 +565,7 @@ mod tests {
 
     /// Pushes the events as `JournalSink` does (fast path first, a hand-off
     /// when the batch is full or a push is refused), decodes every batch,
-    /// and returns what came out, which events took the fast path, and the
-    /// batches' item counts.
+    /// and returns what came out and which events took the fast path.
     fn cross(events: &[(u64, &ProgressEvent)]) -> (Vec<(u64, ProgressEvent)>, Vec<bool>) {
         let mut encoder = Encoder::new();
         let mut batches = Vec::new();

@@ -2,9 +2,9 @@
 //! exactly as `/ws` sends it, and the readers that bring it back.
 //!
 //! Writing ([`Builder::journal`](crate::Builder::journal)): the drain
-//! thread hands batches of events (cheap clones, with their `seq`) to a
-//! writer thread, which encodes each line with the WebSocket encoder and
-//! appends it to the file. The hand-off is bounded and never waits: when
+//! thread hands batches of events (packed a word each) to a writer
+//! thread, which encodes each line with the WebSocket encoder and appends
+//! it to the file. The hand-off is bounded and never waits: when
 //! the writer is behind, events are dropped and counted
 //! (`journal_events_dropped_total{type}`), except that lifecycle events
 //! (`run_*`, `delivery_completed`) have reserved room of their own, so they

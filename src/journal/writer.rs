@@ -197,8 +197,8 @@ pub(crate) struct JournalSink {
 }
 
 impl JournalSink {
-    /// Everything [`Encoder::push_fast`] leaves: new ids, boxed payloads,
-    /// a full batch.
+    /// Everything [`Encoder::push_fast`] leaves: new ids, events for the
+    /// side list, a full batch.
     #[cold]
     #[inline(never)]
     fn event_slow(&mut self, event: &ProgressEvent, seq: u64) {
@@ -271,10 +271,11 @@ impl JournalSink {
         }
     }
 
-    /// The writer is behind: keeps the lifecycle events of `batch` if the
-    /// reserved room holds them, counts the rest as dropped. Dropped events
-    /// become skips (one per run of them), so those kept keep their `seq`;
-    /// slot messages stay. Returns the events kept.
+    /// The writer is behind: keeps what the room left holds, in order
+    /// (lifecycle events first, from the reserved room when the rest is
+    /// full), counts the rest as dropped. Dropped events become skips (one
+    /// per run of them), so those kept keep their `seq`; slot messages
+    /// stay. Returns the events kept.
     fn shed(&mut self, batch: &mut Batch, queued: usize) -> usize {
         let lifecycle = batch
             .items
@@ -282,12 +283,25 @@ impl JournalSink {
             .filter(|item| item.event_type().is_some_and(EventType::is_lifecycle))
             .count();
         let keep_lifecycle = queued + lifecycle <= self.capacity + self.reserve;
+        // What other events may take: the room not queued and not taken by
+        // this batch's lifecycle events, so the kept stay within
+        // `capacity`, or within `capacity + reserve` for lifecycle events.
+        let mut room = if keep_lifecycle {
+            self.capacity.saturating_sub(queued + lifecycle)
+        } else {
+            0
+        };
         let mut kept = 0;
         let mut end: usize = 0;
         for read in 0..batch.items.len() {
             let item = batch.items[read];
             match item.event_type() {
-                Some(ty) if !(keep_lifecycle && ty.is_lifecycle()) => {
+                Some(ty) if keep_lifecycle && ty.is_lifecycle() => kept += 1,
+                Some(_) if room > 0 => {
+                    room -= 1;
+                    kept += 1;
+                }
+                Some(ty) => {
                     self.counters.dropped.add(ty);
                     batch.release_side(item);
                     let previous = end.checked_sub(1).map(|i| batch.items[i]);
@@ -300,13 +314,15 @@ impl JournalSink {
                     }
                     continue;
                 }
-                Some(_) => kept += 1,
                 None => {}
             }
             batch.items[end] = item;
             end += 1;
         }
         batch.items.truncate(end);
+        // It waits in the channel for a writer that is behind: only what
+        // it still holds may take memory there.
+        batch.compact();
         if keep_lifecycle || lifecycle == 0 {
             return kept;
         }
