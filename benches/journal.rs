@@ -275,31 +275,31 @@ fn drain_interleaved(_: &mut Criterion) {
             obs.flush();
         }
     }
-    let medians: Vec<f64> = times.iter_mut().map(|t| median(t)).collect();
-    for ((name, ..), median) in pipelines.iter().zip(&medians) {
-        println!(
-            "drain, interleaved medians of {ROUNDS} bursts: {name}: {:.2} M events/s ({:+.1} % against no journal)",
-            EVENTS as f64 / median / 1e6,
-            (medians[0] / median - 1.0) * 100.0
-        );
-    }
+    let names: Vec<&str> = pipelines.iter().map(|(name, ..)| *name).collect();
+    report(&format!("{ROUNDS} bursts"), &names, &mut times);
     // The same bursts in the drain thread's own CPU time: what it costs
     // the drain thread, apart from the waits for a core that a shared
     // machine's other tenants cause.
     if cpu_times.iter().all(|t| t.len() == ROUNDS) {
-        let medians: Vec<f64> = cpu_times.iter_mut().map(|t| median(t)).collect();
-        for ((name, ..), median) in pipelines.iter().zip(&medians) {
-            println!(
-                "drain, interleaved medians of {ROUNDS} bursts in drain-thread CPU time: {name}: {:.2} M events/s ({:+.1} % against no journal)",
-                EVENTS as f64 / median / 1e6,
-                (medians[0] / median - 1.0) * 100.0
-            );
-        }
+        let label = format!("{ROUNDS} bursts in drain-thread CPU time");
+        report(&label, &names, &mut cpu_times);
     } else {
         println!("drain, interleaved: no drain-thread CPU time (CLOCK_THREAD_CPUTIME_ID failed)");
     }
     drop(pipelines);
     remove_journal(&path);
+}
+
+/// Prints each setup's median burst as a rate, against the first setup's.
+fn report(label: &str, names: &[&str], seconds: &mut [Vec<f64>]) {
+    let medians: Vec<f64> = seconds.iter_mut().map(|t| median(t)).collect();
+    for (name, median) in names.iter().zip(&medians) {
+        println!(
+            "drain, interleaved medians of {label}: {name}: {:.2} M events/s ({:+.1} % against no journal)",
+            EVENTS as f64 / median / 1e6,
+            (medians[0] / median - 1.0) * 100.0
+        );
+    }
 }
 
 fn median(values: &mut [f64]) -> f64 {

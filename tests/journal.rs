@@ -13,7 +13,7 @@ use agentgate_obs::journal::{JournalConfig, JournalReader};
 use agentgate_obs::{
     EventKind, EventType, Observability, Phase, ProgressEmitter, RunResult, Strategy, TaskSpec,
 };
-use common::{GatedLogSink, LogBuffer, TempDir, journal_lines, journal_seqs, quiet};
+use common::{GatedLogSink, LogBuffer, Stall, TempDir, journal_lines, journal_seqs, quiet};
 use tungstenite::Message;
 
 fn demo(obs: &Observability, work_orders: usize, seed: u64) {
@@ -25,6 +25,20 @@ fn demo(obs: &Observability, work_orders: usize, seed: u64) {
     };
     run_engine(&obs.emitter(), &config, &AtomicBool::new(false));
     obs.flush();
+}
+
+/// A pipeline without logs whose journal goes to `sink`, with room for
+/// `capacity` events and `reserve` more lifecycle ones.
+fn journal_into(sink: &GatedLogSink, capacity: usize, reserve: usize) -> Observability {
+    Observability::builder()
+        .no_log()
+        .journal_config(
+            JournalConfig::writer(sink.clone())
+                .capacity(capacity)
+                .lifecycle_reserve(reserve),
+        )
+        .start()
+        .expect("start")
 }
 
 /// Every processed event is either written to the journal or counted
@@ -207,15 +221,7 @@ fn a_stuck_writer_costs_counted_drops_but_lifecycle_events_keep_their_reserved_r
 #[test]
 fn events_kept_among_dropped_ones_are_written_with_the_seq_they_were_processed_with() {
     let sink = GatedLogSink::closed();
-    let obs = Observability::builder()
-        .no_log()
-        .journal_config(
-            JournalConfig::writer(sink.clone())
-                .capacity(50)
-                .lifecycle_reserve(10_000),
-        )
-        .start()
-        .expect("start");
+    let obs = journal_into(&sink, 50, 10_000);
     let emitter = obs.emitter();
     // Six events a run: its start, kept in the reserve while the writer
     // is stuck, then five phase events, mostly dropped.
@@ -262,25 +268,19 @@ fn events_kept_among_dropped_ones_are_written_with_the_seq_they_were_processed_w
 fn a_burst_larger_than_the_journals_room_keeps_what_fits_and_drops_only_the_rest() {
     let sink = GatedLogSink::closed();
     sink.open();
-    let obs = Observability::builder()
-        .no_log()
-        .journal_config(JournalConfig::writer(sink.clone()).capacity(900))
-        .start()
-        .expect("start");
+    let obs = journal_into(
+        &sink,
+        900,
+        agentgate_obs::journal::DEFAULT_LIFECYCLE_RESERVE,
+    );
     // Holds the drain thread on the first event, so the burst reaches the
     // journal as one batch.
-    let held = Arc::new(AtomicBool::new(true));
-    let hold = held.clone();
-    let _gate = obs.emitter().subscribe(move |_| {
-        while hold.load(Ordering::Acquire) {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    });
+    let stall = Stall::attach(&obs.emitter());
     let run = obs.emitter().run("wo", "run");
     for i in 0..1_000 {
         run.phase_started(i, Phase::Build);
     }
-    held.store(false, Ordering::Release);
+    stall.release();
     obs.flush();
     assert_journal_accounts_for_everything(&obs);
     let stats = obs.journal_stats().expect("a journal");
@@ -309,15 +309,7 @@ fn a_burst_larger_than_the_journals_room_keeps_what_fits_and_drops_only_the_rest
 #[test]
 fn a_run_whose_first_events_were_all_dropped_is_written_under_its_own_ids_later() {
     let sink = GatedLogSink::closed();
-    let obs = Observability::builder()
-        .no_log()
-        .journal_config(
-            JournalConfig::writer(sink.clone())
-                .capacity(10)
-                .lifecycle_reserve(10),
-        )
-        .start()
-        .expect("start");
+    let obs = journal_into(&sink, 10, 10);
     let emitter = obs.emitter();
     let first = emitter.run("wo-a", "run-a");
     for i in 0..3_000 {

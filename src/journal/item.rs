@@ -97,7 +97,13 @@ const SIDE_IDS: u64 = 5;
 const SLOT: u64 = 6;
 const SKIP: u64 = 7;
 
-const MS_SHIFT: u32 = 3;
+/// Where an item's payload starts, above its tag.
+const PAYLOAD_SHIFT: u32 = 3;
+/// Where a side item's second field (event type, slot) starts, above
+/// its 32-bit index.
+const SIDE_REST_SHIFT: u32 = 35;
+
+const MS_SHIFT: u32 = PAYLOAD_SHIFT;
 const MS_BITS: u32 = 16;
 const MS_MASK: u64 = (1 << MS_BITS) - 1;
 const PHASE_SHIFT: u32 = 19;
@@ -192,11 +198,30 @@ impl Item {
     }
 
     fn side(tag: u64, index: usize, rest: u64) -> Item {
-        Item(tag | (index as u64) << 3 | rest << 35)
+        Item(tag | (index as u64) << PAYLOAD_SHIFT | rest << SIDE_REST_SHIFT)
     }
 
     fn side_index(self) -> usize {
-        ((self.0 >> 3) & u64::from(u32::MAX)) as usize
+        ((self.0 >> PAYLOAD_SHIFT) & u64::from(u32::MAX)) as usize
+    }
+
+    /// The same side item pointing at another entry.
+    fn with_side_index(self, index: usize) -> Item {
+        Item::side(self.tag(), index, self.0 >> SIDE_REST_SHIFT)
+    }
+
+    fn slot_message(slot: u16) -> Item {
+        Item(SLOT | u64::from(slot) << PAYLOAD_SHIFT)
+    }
+
+    /// The slot a slot message or an ids item sets.
+    fn slot(self) -> usize {
+        let shift = if self.tag() == SLOT {
+            PAYLOAD_SHIFT
+        } else {
+            SIDE_REST_SHIFT
+        };
+        usize::from((self.0 >> shift) as u16) % SLOTS
     }
 
     /// The event's type; `None` for a slot message or a skip.
@@ -206,19 +231,23 @@ impl Item {
             PHASE_COMPLETED => EventType::PhaseCompleted,
             ITERATION_STARTED => EventType::IterationStarted,
             DELIVERY_STARTED => EventType::DeliveryStarted,
-            SIDE_EVENT => EventType::ALL[(self.0 >> 35) as usize % EventType::COUNT],
+            SIDE_EVENT => EventType::ALL[(self.0 >> SIDE_REST_SHIFT) as usize % EventType::COUNT],
             _ => return None,
         })
     }
 
     /// An event dropped in place (by `JournalSink::shed`): `seq` moves on.
     pub(super) fn skip(count: u64) -> Item {
-        Item(SKIP | count << 3)
+        Item(SKIP | count << PAYLOAD_SHIFT)
     }
 
     /// The events a skip stands for; 0 for any other item.
     pub(super) fn skipped(self) -> u64 {
-        if self.tag() == SKIP { self.0 >> 3 } else { 0 }
+        if self.tag() == SKIP {
+            self.0 >> PAYLOAD_SHIFT
+        } else {
+            0
+        }
     }
 }
 
@@ -267,7 +296,7 @@ impl Batch {
             if matches!(item.tag(), SIDE_EVENT | SIDE_IDS)
                 && let Some(entry) = self.side.get_mut(item.side_index()).and_then(Option::take)
             {
-                *item = Item(item.0 & !(u64::from(u32::MAX) << 3) | (side.len() as u64) << 3);
+                *item = item.with_side_index(side.len());
                 side.push(Some(entry));
             }
         }
@@ -283,6 +312,14 @@ impl Batch {
             *entry = None;
         }
     }
+}
+
+/// Whether a timestamp offset (a wrapped difference of millis) fits the
+/// word's signed 16 bits: within 32 seconds of the batch's first event,
+/// as a batch holds what the drain thread took in one go.
+#[inline]
+fn ms_fits(ms: u64) -> bool {
+    ms.wrapping_add(1 << (MS_BITS - 1)) < (1 << MS_BITS)
 }
 
 /// `next_seq` while the batch being filled has no event: no `seq` is ever
@@ -357,9 +394,7 @@ impl Encoder {
             (run ^ last_run) | (correlation ^ last_correlation) | (work_order ^ last_work_order)
                 == 0;
         let items = &mut self.batch.items;
-        // The offset fits the field's signed 16 bits (within 32 seconds:
-        // a batch holds what the drain thread took in one go).
-        let ms_fits = ms.wrapping_add(1 << (MS_BITS - 1)) < (1 << MS_BITS);
+        let ms_fits = ms_fits(ms);
         let room = items.len() < items.capacity();
         if !(same_ids & room & ms_fits & (seq == self.next_seq)) {
             return false;
@@ -389,7 +424,7 @@ impl Encoder {
         if !self.holds(self.last, event) {
             let slot = slot_of(event);
             if self.holds(slot, event) {
-                self.batch.items.push(Item(SLOT | u64::from(slot) << 3));
+                self.batch.items.push(Item::slot_message(slot));
             } else {
                 let ids = Ids::of(event);
                 let index = self.batch.side.len();
@@ -403,7 +438,7 @@ impl Encoder {
             self.last_ids = id_addresses(event);
         }
         let ms = millis.wrapping_sub(self.batch.base.millis);
-        let inline = if ms.wrapping_add(1 << (MS_BITS - 1)) < (1 << MS_BITS) {
+        let inline = if ms_fits(ms) {
             Item::inline(event, ms & MS_MASK)
         } else {
             None
@@ -499,11 +534,11 @@ impl Decoder {
         for item in batch.items.drain(..) {
             let (timestamp, kind, metadata) = match item.tag() {
                 SLOT => {
-                    self.current = usize::from((item.0 >> 3) as u16) % SLOTS;
+                    self.current = item.slot();
                     continue;
                 }
                 SIDE_IDS => {
-                    self.current = usize::from((item.0 >> 35) as u16) % SLOTS;
+                    self.current = item.slot();
                     if let Some(Some(Side::Ids(ids))) =
                         batch.side.get_mut(item.side_index()).map(Option::take)
                     {

@@ -129,8 +129,8 @@ pub(crate) struct Drain {
     pub(crate) tracker: RunTracker,
     pub(crate) sinks: Vec<Box<dyn Sink>>,
     /// The journal, fed after the other sinks. Not one of them: its
-    /// per-event work is about 70 instructions, and through a virtual
-    /// call each event also paid a call, a stack frame and four saved
+    /// per-event work is packing one word, and through a virtual call
+    /// each event also paid a call, a stack frame and four saved
     /// registers (see docs/ARCHITECTURE.md, "The journal").
     pub(crate) journal: Option<JournalSink>,
     /// Where the pipeline reports its own errors (listener panics).
