@@ -11,18 +11,25 @@
 //! The server lives in the engine's process, so what one client can make
 //! it hold is bounded (DESIGN.md, "Safe to embed"):
 //!
-//! - Events go into the client's output buffer only while it holds less
-//!   than [`EVENT_ROOM`] bytes, and not at all while the socket refuses
+//! - A client's queued bytes are what is left of its `hello` plus its
+//!   output buffer. Events go into the output buffer only while the
+//!   queued bytes are fewer than [`EVENT_ROOM`], so none wait behind a
+//!   `hello` not yet written, and not at all while the socket refuses
 //!   data. A client whose socket stops taking data is not read from the
 //!   hub any further (it will be told `lagged` if it recovers) and is
 //!   closed once it has been stuck for [`ClientLimits::stall`] (reason
 //!   `stalled`).
+//! - The `hello` is never copied into the output buffer: the client
+//!   writes its own header and then the shared snapshot straight to the
+//!   socket, and lets go of the snapshot once it is written (see
+//!   [`super::hello`], which bounds the snapshots alive).
 //! - Our own messages (replies, pings) count against a budget of
 //!   [`REPLY_BUDGET`] bytes until the buffer has gone out in full; a client
 //!   that makes us queue more is closed with 1008 (reason `budget`).
-//!   `hello` and `lagged` are not counted: the tracker and the events
-//!   bound them. So a client's buffer holds at most `hello`, or
-//!   [`EVENT_ROOM`] plus one event, plus [`REPLY_BUDGET`].
+//!   `lagged` is not counted (the events bound it). So a client's output
+//!   buffer holds at most [`EVENT_ROOM`] plus one event, plus
+//!   [`REPLY_BUDGET`], beside some 100 bytes of `hello` header and its
+//!   share of a snapshot.
 //!   tungstenite holds at most [`super::TUNGSTENITE_WRITE_BUFFER`] bytes of
 //!   its own (pongs, the close frame).
 //! - Reading yields after [`READ_BATCH`] messages or [`READ_BYTES`] bytes
@@ -59,6 +66,7 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::{Error, Message, WebSocket};
 
 use super::frame;
+use super::hello::Hello;
 use super::hub::{Batch, Membership};
 use super::protocol::{self, Filter, Reply};
 use crate::metrics::WsCloseReason;
@@ -95,7 +103,7 @@ pub(crate) const RATE_PER_SECOND: f64 = 32.0;
 /// at most 512 KiB a second sustained, whatever the frames.
 pub(crate) const RATE_BYTES_PER_TOKEN: f64 = 16.0 * 1024.0;
 /// The output buffer's allocation is given back past this size (after a
-/// large `hello`, say) once it has gone out.
+/// burst of large events, say) once it has gone out.
 const OUT_KEEP: usize = 2 * EVENT_ROOM;
 /// The time between two delivery passes while events flow. Publishes come
 /// in batches as small as one event; waking every client for each would
@@ -146,7 +154,7 @@ impl Default for ClientLimits {
 /// Where a client starts reading.
 pub(crate) struct Start {
     /// The `hello` to send first.
-    pub(crate) hello: String,
+    pub(crate) hello: Hello,
     /// The first seq it wants.
     pub(crate) cursor: u64,
 }
@@ -251,6 +259,8 @@ struct Client {
     cursor: u64,
     /// The batches of the current pass (kept to reuse the allocation).
     batches: Vec<Batch>,
+    /// The `hello`, until it is all written: before `out`.
+    hello: Option<Hello>,
     /// Frames for the socket, written from `out_sent` on.
     out: Vec<u8>,
     out_sent: usize,
@@ -289,6 +299,7 @@ pub(crate) fn serve(
         filter: Filter::default(),
         cursor: start.cursor,
         batches: Vec::new(),
+        hello: Some(start.hello),
         out: Vec::new(),
         out_sent: 0,
         own_queued: 0,
@@ -302,13 +313,12 @@ pub(crate) fn serve(
         last_ping: now,
         limits,
     };
-    client.queue(&start.hello);
     match client.run() {
         End::Close(code, reason) => client.say_goodbye(code, reason),
         End::PeerClosed => {
             // tungstenite's answer to the close frame, if it can go out
             // whole; never after half a frame of ours.
-            if client.out_sent == 0 {
+            if !client.inside_frame() {
                 let _ = client.flush_tungstenite();
             }
         }
@@ -449,13 +459,18 @@ impl Client {
         }
     }
 
-    /// Bytes in `out` not written yet.
+    /// The client's queued bytes: what is left of `hello`, and of `out`.
     fn pending(&self) -> usize {
-        self.out.len() - self.out_sent
+        self.hello.as_ref().map_or(0, Hello::remaining) + self.out.len() - self.out_sent
     }
 
-    /// Queues a text message that the budget does not count: `hello` and
-    /// `lagged` (bounded by the events), the one `RATE_LIMITED`.
+    /// Whether the socket is inside one of our frames (half written).
+    fn inside_frame(&self) -> bool {
+        self.hello.as_ref().is_some_and(Hello::started) || self.out_sent > 0
+    }
+
+    /// Queues a text message that the budget does not count: `lagged`
+    /// (bounded by the events), the one `RATE_LIMITED`.
     fn queue(&mut self, text: &str) {
         frame::push_text(&mut self.out, text);
     }
@@ -508,9 +523,10 @@ impl Client {
     /// nothing (its gate is closed), so a frame of ours left half sent is
     /// continued first.
     fn write_pending(&mut self) -> std::io::Result<()> {
-        if self.out_sent == 0 {
+        if !self.inside_frame() {
             self.flush_tungstenite()?;
         }
+        self.write_hello()?;
         self.write_out()?;
         self.flush_tungstenite()
     }
@@ -525,6 +541,28 @@ impl Client {
             Err(Error::Io(e)) => Err(e),
             Err(_) => Err(std::io::ErrorKind::ConnectionAborted.into()),
         }
+    }
+
+    /// Writes the `hello` until it is all written, then drops it, and with
+    /// it this client's hold on the shared snapshot.
+    fn write_hello(&mut self) -> std::io::Result<()> {
+        let Some(hello) = &mut self.hello else {
+            return Ok(());
+        };
+        loop {
+            let unsent = hello.unsent();
+            if unsent.is_empty() {
+                break;
+            }
+            match self.ws.get_mut().stream.write(unsent) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => hello.advance(n),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.hello = None;
+        Ok(())
     }
 
     /// Writes `out` until it is empty or the socket refuses more. Taking
@@ -649,7 +687,7 @@ impl Client {
     fn say_goodbye(&mut self, code: CloseCode, reason: &'static str) {
         // A close frame cannot go out after half a frame of ours: if the
         // client would not take the rest, dropping the connection is the end.
-        if self.write_pending().is_err() || !self.out.is_empty() {
+        if self.write_pending().is_err() || !self.out.is_empty() || self.hello.is_some() {
             return;
         }
         // Nothing of ours will be written any more: tungstenite may write.

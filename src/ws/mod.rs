@@ -8,6 +8,7 @@
 
 pub(crate) mod client;
 mod frame;
+pub(crate) mod hello;
 pub(crate) mod hub;
 pub(crate) mod protocol;
 
@@ -22,10 +23,10 @@ use tungstenite::protocol::{Role, WebSocketConfig};
 use crate::pipeline::Shared;
 use crate::server::http::{Request, Response};
 use crate::server::router::UpgradeFn;
-use crate::tracker::{SharedRuns, sort_runs};
+use crate::tracker::SharedRuns;
 use client::{ClientLimits, Start};
+use hello::{Hello, MAX_SNAPSHOTS, Snapshot};
 use hub::Hub;
-use protocol::{Hello, PROTOCOL_VERSION};
 
 /// How long an upgrade waits for the drain thread's snapshot.
 const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -113,7 +114,13 @@ fn accept(
         return refuse(stream, 503, "the pipeline did not answer in time");
     };
     // Sorted and serialized here, not on the drain thread.
-    let start = begin.into_start(hub);
+    let Some(start) = begin.into_start(hub) else {
+        return refuse(
+            stream,
+            503,
+            "too many WebSocket snapshots still being sent; retry shortly",
+        );
+    };
 
     let accept_key = tungstenite::handshake::derive_accept_key(key.as_bytes());
     let head = format!(
@@ -194,27 +201,37 @@ enum Begin {
 }
 
 impl Begin {
-    fn into_start(self, hub: &Hub) -> Start {
-        let (seq, reset, resumed, mut runs) = match self {
-            Begin::Resume { since } => (since, false, true, None),
-            Begin::Snapshot { seq, reset, runs } => (seq, reset, false, Some(runs)),
+    /// The client's `hello` and cursor. A snapshot is serialized at most
+    /// once, here (one upgrade at a time; the others wait and reuse it),
+    /// and only when no snapshot alive can serve: see [`hello`]. `None`
+    /// when [`MAX_SNAPSHOTS`] are alive already.
+    fn into_start(self, hub: &Hub) -> Option<Start> {
+        let (seq, reset, runs) = match self {
+            Begin::Resume { since } => {
+                return Some(Start {
+                    hello: Hello::resumed(&hub.instance, since),
+                    cursor: since + 1,
+                });
+            }
+            Begin::Snapshot { seq, reset, runs } => (seq, reset, runs),
         };
-        if let Some(runs) = &mut runs {
-            sort_runs(runs);
-        }
-        let hello = Hello {
-            ty: "hello",
-            protocol: PROTOCOL_VERSION,
-            instance: &hub.instance,
-            seq,
-            reset,
-            resumed,
-            runs: runs.as_deref(),
+        let mut snapshots = hub.snapshots.lock();
+        // Newer than ours, or older with every event since still held:
+        // either way the client goes on from it with no gap.
+        let snapshot = match snapshots.newest(|newest| newest >= seq || hub.holds_after(newest)) {
+            Some(snapshot) => snapshot,
+            None if snapshots.alive() >= MAX_SNAPSHOTS => return None,
+            None => {
+                let snapshot = Arc::new(Snapshot::build(seq, runs));
+                snapshots.issue(&snapshot);
+                snapshot
+            }
         };
-        Start {
-            hello: serde_json::to_string(&hello).unwrap_or_default(),
-            cursor: seq + 1,
-        }
+        drop(snapshots);
+        Some(Start {
+            cursor: snapshot.seq() + 1,
+            hello: Hello::full(&hub.instance, reset, snapshot),
+        })
     }
 }
 
