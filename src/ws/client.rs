@@ -292,27 +292,7 @@ pub(crate) fn serve(
     if ws.get_ref().stream.set_nonblocking(true).is_err() {
         return;
     }
-    let now = Instant::now();
-    let mut client = Client {
-        ws,
-        membership,
-        filter: Filter::default(),
-        cursor: start.cursor,
-        batches: Vec::new(),
-        hello: Some(start.hello),
-        out: Vec::new(),
-        out_sent: 0,
-        own_queued: 0,
-        rate: TokenBucket::full(now),
-        last_read: now,
-        flowing: false,
-        missed: 0,
-        stuck_since: None,
-        last_refused: None,
-        unanswered_since: None,
-        last_ping: now,
-        limits,
-    };
+    let mut client = Client::new(ws, membership, start, limits);
     match client.run() {
         End::Close(code, reason) => client.say_goodbye(code, reason),
         End::PeerClosed => {
@@ -327,6 +307,35 @@ pub(crate) fn serve(
 }
 
 impl Client {
+    fn new(
+        ws: WebSocket<Gate>,
+        membership: Membership,
+        start: Start,
+        limits: ClientLimits,
+    ) -> Client {
+        let now = Instant::now();
+        Client {
+            ws,
+            membership,
+            filter: Filter::default(),
+            cursor: start.cursor,
+            batches: Vec::new(),
+            hello: Some(start.hello),
+            out: Vec::new(),
+            out_sent: 0,
+            own_queued: 0,
+            rate: TokenBucket::full(now),
+            last_read: now,
+            flowing: false,
+            missed: 0,
+            stuck_since: None,
+            last_refused: None,
+            unanswered_since: None,
+            last_ping: now,
+            limits,
+        }
+    }
+
     fn run(&mut self) -> End {
         loop {
             if self.membership.hub().is_closing() {
@@ -718,7 +727,116 @@ impl Client {
 
 #[cfg(test)]
 mod tests {
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::Arc;
+
     use super::*;
+    use crate::metrics::{Metrics, MetricsConfig};
+    use crate::tracker::RunTracker;
+    use crate::ws::hello::Snapshot;
+    use crate::ws::hub::Hub;
+
+    /// A connected pair: the server's side, upgraded, and the peer's.
+    fn connection() -> (WebSocket<Gate>, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let peer = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (server, _) = listener.accept().expect("accept");
+        let config = super::super::socket_config(&super::super::WsConfig::default());
+        let ws = WebSocket::from_raw_socket(
+            Gate::new(server),
+            tungstenite::protocol::Role::Server,
+            Some(config),
+        );
+        (ws, peer)
+    }
+
+    fn hub() -> Arc<Hub> {
+        Hub::new(
+            1_000,
+            Metrics::new("t", MetricsConfig::default()).expect("metrics"),
+        )
+    }
+
+    /// A snapshot of `runs` runs with long errors: some `runs` KiB.
+    fn snapshot(runs: usize) -> Arc<Snapshot> {
+        let mut tracker = RunTracker::new(runs, runs);
+        for i in 0..runs {
+            let mut event = crate::event::ProgressEvent::new(
+                "wo",
+                &format!("run-{i}"),
+                crate::event::EventKind::RunFailed {
+                    error: "x".repeat(900),
+                },
+            );
+            tracker.apply(&mut event, &mut Default::default());
+        }
+        Arc::new(Snapshot::build(0, tracker.shared_snapshot()))
+    }
+
+    #[test]
+    fn a_client_lets_go_of_the_shared_snapshot_once_its_hello_is_written() {
+        // Regression: the serialized `hello` stayed alive (twice: the start
+        // and the output buffer) until the connection ended.
+        let hub = hub();
+        let snapshot = snapshot(1_000);
+        let (ws, mut peer) = connection();
+        let start = Start {
+            hello: Hello::full(&hub.instance, false, snapshot.clone()),
+            cursor: 1,
+        };
+        let membership = hub.join(10).expect("room");
+        let server =
+            std::thread::spawn(move || serve(ws, membership, start, ClientLimits::default()));
+        // The whole frame: header, then the payload.
+        let mut header = [0u8; 10];
+        peer.read_exact(&mut header).expect("hello header");
+        assert_eq!((header[0], header[1]), (0x81, 127));
+        let len = u64::from_be_bytes(header[2..].try_into().expect("8 bytes"));
+        let mut payload = vec![0u8; usize::try_from(len).expect("length")];
+        peer.read_exact(&mut payload).expect("hello payload");
+        let hello: serde_json::Value = serde_json::from_slice(&payload).expect("JSON");
+        assert_eq!(hello["runs"].as_array().map(Vec::len), Some(1_000));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Arc::strong_count(&snapshot) > 1 {
+            assert!(
+                Instant::now() < deadline,
+                "the client still holds the snapshot"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        hub.close();
+        server.join().expect("the client thread");
+    }
+
+    #[test]
+    fn events_wait_behind_an_unsent_hello_since_its_bytes_count_as_queued() {
+        // Regression: `hello` did not count as queued, so a client that
+        // does not read would hold events behind it on top of it.
+        let hub = hub();
+        let snapshot = snapshot(1_000);
+        assert!(snapshot.len() > EVENT_ROOM);
+        let (ws, _peer) = connection();
+        // Fill the socket until it refuses data: the peer never reads.
+        let stream = &ws.get_ref().stream;
+        stream.set_nonblocking(true).expect("nonblocking");
+        let junk = vec![0u8; 64 * 1024];
+        while (&*stream).write(&junk).is_ok() {}
+        let start = Start {
+            hello: Hello::full(&hub.instance, false, snapshot.clone()),
+            cursor: 1,
+        };
+        let membership = hub.join(10).expect("room");
+        let mut client = Client::new(ws, membership, start, ClientLimits::default());
+        hub.publish_for_test(1..=100);
+        assert!(client.deliver_published().is_ok());
+        assert_eq!(
+            client.pending(),
+            client.hello.as_ref().map_or(0, Hello::remaining)
+        );
+        assert!(client.pending() >= snapshot.len(), "the hello is queued");
+        assert!(client.out.is_empty(), "events were queued behind the hello");
+        assert_eq!(client.cursor, 1, "no event was taken from the hub");
+    }
 
     #[test]
     fn the_bucket_allows_a_burst_then_the_sustained_rate() {

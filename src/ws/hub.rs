@@ -266,6 +266,21 @@ impl Hub {
         first.saturating_sub(cursor)
     }
 
+    /// Publishes one event per seq, as the drain thread would (tests of
+    /// the clients).
+    #[cfg(test)]
+    pub(crate) fn publish_for_test(&self, seqs: std::ops::RangeInclusive<u64>) {
+        for seq in seqs {
+            let kind = crate::event::EventKind::RunFailed { error: "e".into() };
+            let mut pending = vec![Entry {
+                seq,
+                event: ProgressEvent::new("wo", "run", kind),
+                frame: OnceLock::new(),
+            }];
+            self.publish(&mut pending, true);
+        }
+    }
+
     /// The drain-thread side of the hub.
     pub(crate) fn sink(self: &Arc<Self>) -> HubSink {
         HubSink {
