@@ -66,4 +66,7 @@ pub use observability::{Builder, Error, Observability};
 pub use pipeline::Overflow;
 pub use pipeline::stats::{EventCounts, PipelineStats};
 pub use redact::{REDACTED, RedactPattern, TokenCharset};
-pub use tracker::{DeliveryState, MAX_GATES_PER_ITERATION, RunSnapshot, RunStatus, StepStatus};
+pub use tracker::{
+    DeliveryState, GATE_NAME_MAX_BYTES, MAX_GATES_PER_ITERATION, RUN_GOAL_MAX_BYTES,
+    RUN_TEXT_MAX_BYTES, RunSnapshot, RunStatus, StepStatus,
+};

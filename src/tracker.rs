@@ -25,6 +25,13 @@
 //! - Iteration numbers are taken as given (0 included). Gate results per
 //!   iteration are capped at [`MAX_GATES_PER_ITERATION`]; a gate checked
 //!   twice in one iteration keeps its latest result.
+//! - A run's free text is kept within a byte bound per field (the goal
+//!   within [`GOAL_MAX_CHARS`] characters, hence [`RUN_GOAL_MAX_BYTES`]; a gate name within
+//!   [`GATE_NAME_MAX_BYTES`], the reason, pull request URL and CI status
+//!   within [`RUN_TEXT_MAX_BYTES`]); longer text is cut on a character
+//!   boundary and ends in `…`. So a run's snapshot, hence a page of
+//!   `/api/runs` and the WebSocket `hello`, has a byte bound whatever the
+//!   engine sends; the events themselves are not cut.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -32,12 +39,44 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::event::{
-    EventKind, GateSummary, Phase, PhaseTimings, ProgressEvent, RunOutcome, RunResult, TaskSpec,
-    Timestamp,
+    EventKind, GOAL_MAX_CHARS, GateSummary, Phase, PhaseTimings, ProgressEvent, RunOutcome,
+    RunResult, TRUNCATION_MARKER, TaskSpec, Timestamp, bound_bytes, truncate_chars,
 };
 
 /// The most gate results one iteration keeps.
 pub const MAX_GATES_PER_ITERATION: usize = 64;
+
+/// The most bytes of a goal a run's snapshot keeps: [`GOAL_MAX_CHARS`]
+/// characters of up to 4 bytes, what [`TaskSpec::new`] lets through (a
+/// goal set directly, or read from a journal, may be longer).
+pub const RUN_GOAL_MAX_BYTES: usize = 4 * GOAL_MAX_CHARS;
+
+/// The most bytes a run's snapshot keeps of its cancel reason or failure
+/// error, of a pull request URL and of a CI status.
+pub const RUN_TEXT_MAX_BYTES: usize = 1024;
+
+/// The most bytes of a gate name a run's snapshot keeps.
+pub const GATE_NAME_MAX_BYTES: usize = 128;
+
+/// `text` within `max` bytes, as the tracker keeps it.
+fn bounded(text: &str, max: usize) -> String {
+    bound_bytes(text, max).into_owned()
+}
+
+/// A goal within [`GOAL_MAX_CHARS`] characters, hence within
+/// [`RUN_GOAL_MAX_BYTES`]: cut to one character fewer and marked.
+fn bounded_goal(goal: &str) -> String {
+    match goal.char_indices().nth(GOAL_MAX_CHARS) {
+        None => goal.to_owned(),
+        Some(_) => {
+            let keep = truncate_chars(goal, GOAL_MAX_CHARS - 1);
+            let mut bounded = String::with_capacity(keep.len() + TRUNCATION_MARKER.len());
+            bounded.push_str(keep);
+            bounded.push_str(TRUNCATION_MARKER);
+            bounded
+        }
+    }
+}
 
 /// Where a run stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -523,7 +562,10 @@ impl RunTracker {
             EventKind::RunStarted { task_spec } => {
                 if !was_terminal {
                     run.max_iterations = task_spec.max_iterations;
-                    run.task_spec = Some(task_spec.clone());
+                    run.task_spec = Some(TaskSpec {
+                        goal: bounded_goal(&task_spec.goal),
+                        ..task_spec.clone()
+                    });
                 }
                 None
             }
@@ -541,13 +583,13 @@ impl RunTracker {
             }
             EventKind::RunCanceled { reason } => {
                 if !was_terminal {
-                    run.reason = Some(reason.clone());
+                    run.reason = Some(bounded(reason, RUN_TEXT_MAX_BYTES));
                 }
                 Some(RunOutcome::Canceled)
             }
             EventKind::RunFailed { error } => {
                 if !was_terminal {
-                    run.reason = Some(error.clone());
+                    run.reason = Some(bounded(error, RUN_TEXT_MAX_BYTES));
                 }
                 Some(RunOutcome::Failed)
             }
@@ -576,6 +618,8 @@ impl RunTracker {
                 ..
             } => {
                 run.iteration = *iteration;
+                // The event carries the gates' names in full; only the
+                // run's own copy is bounded.
                 if gate_results.is_empty() {
                     gate_results.clone_from(&run.gates);
                 }
@@ -606,15 +650,16 @@ impl RunTracker {
                 duration_ms,
                 ..
             } => {
-                let summary = GateSummary {
-                    name: gate.clone(),
-                    passed: *passed,
-                    duration_ms: *duration_ms,
-                };
-                if let Some(existing) = run.gates.iter_mut().find(|g| g.name == *gate) {
-                    *existing = summary;
+                let name = bound_bytes(gate, GATE_NAME_MAX_BYTES);
+                if let Some(existing) = run.gates.iter_mut().find(|g| g.name == name) {
+                    existing.passed = *passed;
+                    existing.duration_ms = *duration_ms;
                 } else if run.gates.len() < MAX_GATES_PER_ITERATION {
-                    run.gates.push(summary);
+                    run.gates.push(GateSummary {
+                        name: name.into_owned(),
+                        passed: *passed,
+                        duration_ms: *duration_ms,
+                    });
                 }
                 None
             }
@@ -672,8 +717,8 @@ fn apply_delivery(run: &mut RunSnapshot, kind: &EventKind) {
         } => {
             run.delivery = Some(DeliveryState {
                 status: StepStatus::finished(*success),
-                pr_url: pr_url.clone(),
-                ci_status: ci_status.clone(),
+                pr_url: pr_url.as_deref().map(|t| bounded(t, RUN_TEXT_MAX_BYTES)),
+                ci_status: ci_status.as_deref().map(|t| bounded(t, RUN_TEXT_MAX_BYTES)),
             });
         }
         _ => {}
@@ -800,6 +845,95 @@ mod tests {
         tracker.apply(&mut event("a", phase), &mut hint);
         assert_eq!(before[0].iteration, 0, "copy on write");
         assert_eq!(tracker.shared_snapshot()[0].iteration, 2);
+    }
+
+    #[test]
+    fn a_run_keeps_its_goal_error_gates_and_delivery_within_byte_bounds_cut_on_a_char_boundary_with_a_marker()
+     {
+        // Regression: the tracker kept an engine's text whole, so a run's
+        // snapshot (a page of `/api/runs`, the `hello`) grew with it.
+        let mut tracker = RunTracker::new(10, 10);
+        let mut hint = SlotHint::default();
+        let spec = TaskSpec {
+            goal: "é".repeat(10_000),
+            strategy: Strategy::Fixed,
+            max_iterations: 1,
+        };
+        tracker.apply(
+            &mut event("a", EventKind::RunStarted { task_spec: spec }),
+            &mut hint,
+        );
+        for gate in ["ü".repeat(1_000), "ü".repeat(2_000)] {
+            let checked = EventKind::GateChecked {
+                iteration: 1,
+                gate,
+                passed: false,
+                duration_ms: None,
+            };
+            tracker.apply(&mut event("a", checked), &mut hint);
+        }
+        let delivered = EventKind::DeliveryCompleted {
+            success: false,
+            pr_url: Some("→".repeat(5_000)),
+            ci_status: Some("c".repeat(5_000)),
+        };
+        tracker.apply(&mut event("a", delivered), &mut hint);
+        let mut failed = event(
+            "a",
+            EventKind::RunFailed {
+                error: "€".repeat(100_000),
+            },
+        );
+        tracker.apply(&mut failed, &mut hint);
+        let EventKind::RunFailed { error } = &failed.kind else {
+            unreachable!()
+        };
+        assert_eq!(error.len(), 300_000, "the event itself is not cut");
+
+        let run = &tracker.snapshot()[0];
+        let goal = &run.task_spec.as_ref().expect("spec").goal;
+        assert_eq!(goal.chars().count(), GOAL_MAX_CHARS);
+        assert!(goal.len() <= RUN_GOAL_MAX_BYTES && goal.ends_with('…'));
+        let reason = run.reason.as_deref().expect("reason");
+        assert!(reason.len() <= RUN_TEXT_MAX_BYTES && reason.ends_with('…'));
+        assert!(reason.trim_end_matches('…').chars().all(|c| c == '€'));
+        // Names cut to the same prefix are one gate.
+        assert_eq!(run.gates.len(), 1);
+        assert!(run.gates[0].name.len() <= GATE_NAME_MAX_BYTES);
+        let delivery = run.delivery.as_ref().expect("delivery");
+        for text in [&delivery.pr_url, &delivery.ci_status] {
+            let text = text.as_deref().expect("text");
+            assert!(text.len() <= RUN_TEXT_MAX_BYTES && text.ends_with('…'));
+        }
+        let json = serde_json::to_string(run).expect("json");
+        assert!(json.len() < 8 * 1024, "{} bytes", json.len());
+    }
+
+    #[test]
+    fn short_text_is_kept_as_given() {
+        let mut tracker = RunTracker::new(10, 10);
+        let mut hint = SlotHint::default();
+        let spec = TaskSpec::new("g".repeat(GOAL_MAX_CHARS), Strategy::Fixed, 1);
+        tracker.apply(
+            &mut event("a", EventKind::RunStarted { task_spec: spec }),
+            &mut hint,
+        );
+        let error = "e".repeat(RUN_TEXT_MAX_BYTES);
+        tracker.apply(
+            &mut event(
+                "a",
+                EventKind::RunFailed {
+                    error: error.clone(),
+                },
+            ),
+            &mut hint,
+        );
+        let run = &tracker.snapshot()[0];
+        assert_eq!(
+            run.task_spec.as_ref().map(|s| s.goal.len()),
+            Some(GOAL_MAX_CHARS)
+        );
+        assert_eq!(run.reason.as_deref(), Some(error.as_str()));
     }
 
     #[test]

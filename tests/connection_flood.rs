@@ -28,23 +28,6 @@ const BURST_THREADS: usize = 10;
 /// time (nextest runs each alone, see `.config/nextest.toml`).
 static ONE_AT_A_TIME: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
 
-/// Raises the soft limit on open files to at least `needed` (up to the
-/// hard limit): the client and server ends of every connection live in
-/// this one process.
-fn raise_fd_limit(needed: u64) {
-    // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.
-    unsafe {
-        let mut limit = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < needed {
-            limit.rlim_cur = needed.min(limit.rlim_max);
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-        }
-    }
-}
-
 /// One `GET path`: the status (0 when there was no answer in time) and how
 /// long the whole answer took.
 fn probe(addr: SocketAddr, path: &str) -> (u16, Duration) {
@@ -117,7 +100,7 @@ fn shed(addr: SocketAddr, reason: &str) -> f64 {
 #[test]
 fn health_and_metrics_answer_200_while_a_thousand_idle_connections_are_held_open() {
     let _alone = ONE_AT_A_TIME.lock();
-    raise_fd_limit(8192);
+    common::raise_fd_limit(8192);
     let (_obs, addr) = common::served(None);
     let idle = idle_connections(addr, 1_000);
     // Let the server take them all in.
@@ -157,7 +140,7 @@ fn burst(addr: SocketAddr, request: Option<&'static str>) -> Vec<JoinHandle<Vec<
 #[test]
 fn health_and_metrics_answer_200_during_a_burst_of_a_thousand_idle_connections_and_none_is_shed() {
     let _alone = ONE_AT_A_TIME.lock();
-    raise_fd_limit(8192);
+    common::raise_fd_limit(8192);
     let (_obs, addr) = common::served(None);
     let threads = burst(addr, None);
     // Probes start with the burst and go on through it.
@@ -183,7 +166,7 @@ fn health_and_metrics_answer_200_during_a_burst_of_a_thousand_idle_connections_a
 #[test]
 fn health_and_metrics_answer_200_during_a_burst_of_a_thousand_requests_and_the_burst_is_served() {
     let _alone = ONE_AT_A_TIME.lock();
-    raise_fd_limit(8192);
+    common::raise_fd_limit(8192);
     let (_obs, addr) = common::served(None);
     let threads = burst(addr, Some("/health"));
     let results = probes(addr, 60, Duration::from_millis(5));
@@ -211,7 +194,7 @@ fn health_and_metrics_answer_200_during_a_burst_of_a_thousand_requests_and_the_b
 #[test]
 fn past_the_pending_limit_the_oldest_idle_connections_are_evicted_and_counted() {
     let _alone = ONE_AT_A_TIME.lock();
-    raise_fd_limit(8192);
+    common::raise_fd_limit(8192);
     let (_obs, addr) = common::served(None);
     let mut idle = idle_connections(addr, 1_500);
     std::thread::sleep(Duration::from_millis(300));

@@ -1,14 +1,24 @@
-//! A client flooding `/ws` with messages costs the process the server is
-//! embedded in a bounded amount of memory, and is closed. Alone in its
-//! binary: it measures the test process's resident set, which other tests
-//! running beside it would disturb.
+//! Clients of `/ws` cost the process the server is embedded in a bounded
+//! amount of memory: a client flooding it with messages is closed, and
+//! hundreds of clients, reading or not, share one `hello`. These tests
+//! measure the test process's resident set, which other tests running
+//! beside them would disturb: they run one at a time, alone in this binary.
 
 mod common;
 
-use std::io::Write;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::ws::{RssPeak, ServerFrame, client_frame, clients_closed, read_server_frame};
+use agentgate_obs::{EventKind, ProgressEmitter, ProgressEvent, Strategy, TaskSpec};
+use common::ws::{
+    RssPeak, ServerFrame, client_frame, clients_closed, raw_upgrade, read_server_frame, rss_bytes,
+    wait_until,
+};
+
+/// Under `cargo test` the tests of this file share one process: one at a
+/// time, so that each measures only its own clients.
+static ONE_AT_A_TIME: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
 
 const FLOOD: usize = 10 << 20;
 const ALLOWED_GROWTH: u64 = 32 << 20;
@@ -87,6 +97,7 @@ fn flood_once(addr: std::net::SocketAddr) -> Outcome {
 
 #[test]
 fn a_client_flooding_ten_megabytes_of_subscribes_and_pings_is_closed_and_memory_stays_bounded() {
+    let _alone = ONE_AT_A_TIME.lock();
     let obs = common::quiet().serve("127.0.0.1:0").start().unwrap();
     let addr = obs.local_addr().unwrap();
     // Warm up what a connection creates once (thread stacks, buffers).
@@ -138,4 +149,179 @@ fn a_client_flooding_ten_megabytes_of_subscribes_and_pings_is_closed_and_memory_
     );
     let health = common::http_get(addr, "/health", &[]);
     assert_eq!(health.status, 200);
+}
+
+/// Runs in the tracker, at its default bound.
+const RUNS: usize = 10_000;
+/// Clients of each kind: that never read, and that read.
+const CLIENTS: usize = 256;
+/// What all of them together may add to the process, and what may stay
+/// after they leave.
+const CLIENTS_GROWTH: u64 = 64 << 20;
+/// Past this the test stops connecting: the code under test has no bound.
+const ABORT_GROWTH: u64 = 1 << 30;
+
+/// A server tracking [`RUNS`] finished runs, each with a goal and an error
+/// of some kilobytes, that takes `2 × CLIENTS` WebSocket clients and keeps
+/// those that never read for the whole test.
+fn server_with_long_runs() -> agentgate_obs::Observability {
+    let obs = common::quiet()
+        .finished_runs(RUNS)
+        .websocket_max_clients(2 * CLIENTS)
+        .websocket_stall_timeout(Duration::from_secs(300))
+        .serve("127.0.0.1:0")
+        .start()
+        .unwrap();
+    let emitter = obs.emitter();
+    let goal = "Refactor the billing service's retry logic ".repeat(50);
+    let error = "error: build failed in crates/billing/src/retry.rs ".repeat(50);
+    for i in 0..RUNS {
+        let run = format!("run-{i:05}");
+        let task_spec = TaskSpec {
+            goal: goal.clone(),
+            strategy: Strategy::Ralph,
+            max_iterations: 5,
+        };
+        emitter.emit(ProgressEvent::new(
+            "wo",
+            &run,
+            EventKind::RunStarted { task_spec },
+        ));
+        emitter.emit_run_failed("wo", &run, &error);
+    }
+    obs.flush();
+    obs
+}
+
+/// Reads the server's first frame (the `hello`) off a raw socket into a
+/// small buffer, keeping only its first bytes: the client reads it all
+/// without holding it. Returns its length and its start.
+fn read_hello(stream: &mut TcpStream, buf: &mut [u8]) -> (u64, String) {
+    let mut head = [0u8; 2];
+    stream.read_exact(&mut head).unwrap();
+    assert_eq!(head[0], 0x81, "a final text frame");
+    let mut len = u64::from(head[1] & 0x7f);
+    if len == 126 {
+        let mut l = [0u8; 2];
+        stream.read_exact(&mut l).unwrap();
+        len = u64::from(u16::from_be_bytes(l));
+    } else if len == 127 {
+        let mut l = [0u8; 8];
+        stream.read_exact(&mut l).unwrap();
+        len = u64::from_be_bytes(l);
+    }
+    let (mut left, mut start) = (len, String::new());
+    while left > 0 {
+        let want = buf.len().min(usize::try_from(left).unwrap());
+        let n = stream.read(&mut buf[..want]).unwrap();
+        assert!(n > 0, "the hello ended early");
+        if start.len() < 64 {
+            start.push_str(&String::from_utf8_lossy(&buf[..n.min(64)]));
+        }
+        left -= n as u64;
+    }
+    (len, start)
+}
+
+/// Opens [`CLIENTS`] clients that never read and [`CLIENTS`] that read
+/// their whole `hello`; stops early once the process has grown by
+/// [`ABORT_GROWTH`]. Returns the sockets and the largest `hello`.
+fn connect_all(addr: SocketAddr, baseline: u64) -> (Vec<TcpStream>, u64) {
+    let mut sockets = Vec::with_capacity(2 * CLIENTS);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut largest = 0;
+    for i in 0..2 * CLIENTS {
+        let mut stream = raw_upgrade(addr, "/ws");
+        if i % 2 == 1 {
+            let (len, start) = read_hello(&mut stream, &mut buf);
+            assert!(start.starts_with(r#"{"type":"hello""#), "{start}");
+            largest = largest.max(len);
+        }
+        sockets.push(stream);
+        let growth = rss_bytes().saturating_sub(baseline);
+        if growth > ABORT_GROWTH {
+            eprintln!(
+                "stopped after {} clients: the process grew by {} MB",
+                i + 1,
+                growth >> 20
+            );
+            break;
+        }
+    }
+    (sockets, largest)
+}
+
+#[test]
+fn five_hundred_clients_reading_or_not_at_ten_thousand_runs_with_long_text_cost_at_most_64_mb_and_give_it_back()
+ {
+    // Regression: every client held its own copy of `hello` (at 10,000
+    // runs, megabytes), twice when it did not read, for as long as it was
+    // connected; and the tracker kept goals and errors whole.
+    let _alone = ONE_AT_A_TIME.lock();
+    common::raise_fd_limit(4 * CLIENTS as u64 + 1_024);
+    let obs = server_with_long_runs();
+    let addr = obs.local_addr().unwrap();
+
+    // The runs' text is bounded in the snapshot (`/api/runs` shows it).
+    let page = common::http_get(addr, "/api/runs?limit=500", &[]);
+    assert_eq!(page.status, 200);
+    let runs: serde_json::Value = serde_json::from_str(&page.body).unwrap();
+    let run = &runs[0];
+    let goal = run["taskSpec"]["goal"].as_str().unwrap();
+    let reason = run["reason"].as_str().unwrap();
+    assert_eq!(goal.chars().count(), agentgate_obs::GOAL_MAX_CHARS);
+    assert!(goal.ends_with('…') && reason.ends_with('…'));
+    assert!(reason.len() <= agentgate_obs::RUN_TEXT_MAX_BYTES);
+    assert!(
+        page.body.len() <= 500 * 2_048,
+        "a page of 500 runs is {} bytes",
+        page.body.len()
+    );
+
+    // Warm up what a connection creates once (thread stacks, buffers).
+    let (warm, _) = connect_all_one(addr);
+    drop(warm);
+    wait_until(Duration::from_secs(10), "warm-up client gone", || {
+        obs.metrics().ws_clients() == 0
+    });
+
+    let baseline = rss_bytes();
+    let peak = RssPeak::start();
+    let (sockets, hello) = connect_all(addr, baseline);
+    let connected = sockets.len();
+    let held = rss_bytes();
+    drop(sockets);
+    wait_until(Duration::from_secs(60), "the clients gone", || {
+        obs.metrics().ws_clients() == 0
+    });
+    let peak = peak.stop();
+    std::thread::sleep(Duration::from_millis(500));
+    let after = rss_bytes();
+    eprintln!(
+        "{connected} clients, hello {} KB: resident set {} MB before, +{} MB with them connected, \
+         peak +{} MB, +{} MB after they left",
+        hello >> 10,
+        baseline >> 20,
+        held.saturating_sub(baseline) >> 20,
+        peak.saturating_sub(baseline) >> 20,
+        after.saturating_sub(baseline) >> 20,
+    );
+    assert_eq!(connected, 2 * CLIENTS, "stopped early: no bound");
+    assert!(
+        peak.saturating_sub(baseline) <= CLIENTS_GROWTH,
+        "the process grew by {} MB",
+        peak.saturating_sub(baseline) >> 20
+    );
+    assert!(
+        after.saturating_sub(baseline) <= CLIENTS_GROWTH,
+        "{} MB stayed after the clients left",
+        after.saturating_sub(baseline) >> 20
+    );
+}
+
+/// One client that reads its whole `hello`.
+fn connect_all_one(addr: SocketAddr) -> (TcpStream, u64) {
+    let mut stream = raw_upgrade(addr, "/ws");
+    let (len, _) = read_hello(&mut stream, &mut vec![0u8; 64 * 1024]);
+    (stream, len)
 }

@@ -21,6 +21,7 @@ pub use types::{
     DeliveryResult, ExecutionMetrics, GOAL_MAX_CHARS, GateSummary, Phase, PhaseTimings, RunOutcome,
     RunResult, Strategy, TaskSpec, UnknownVariant,
 };
+pub(crate) use types::{TRUNCATION_MARKER, bound_bytes, truncate_chars};
 
 /// Free-form fields an engine attaches to an event. They live under
 /// `metadata` and never replace the event's own fields.

@@ -165,6 +165,27 @@ impl TaskSpec {
     }
 }
 
+/// What marks a string cut short by a byte bound: U+2026 `…` (3 bytes).
+pub(crate) const TRUNCATION_MARKER: &str = "\u{2026}";
+
+/// `s` itself if it has at most `max` bytes; otherwise its longest prefix
+/// that ends on a character boundary and leaves room for
+/// [`TRUNCATION_MARKER`], followed by the marker: at most `max` bytes
+/// (`max` is at least the marker's length).
+pub(crate) fn bound_bytes(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if s.len() <= max {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut cut = max.saturating_sub(TRUNCATION_MARKER.len());
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let mut bounded = String::with_capacity(cut + TRUNCATION_MARKER.len());
+    bounded.push_str(&s[..cut]);
+    bounded.push_str(TRUNCATION_MARKER);
+    std::borrow::Cow::Owned(bounded)
+}
+
 /// The longest prefix of `s` with at most `max` characters.
 pub(crate) fn truncate_chars(s: &str, max: usize) -> &str {
     match s.char_indices().nth(max) {

@@ -11,18 +11,25 @@
 //! The server lives in the engine's process, so what one client can make
 //! it hold is bounded (DESIGN.md, "Safe to embed"):
 //!
-//! - Events go into the client's output buffer only while it holds less
-//!   than [`EVENT_ROOM`] bytes, and not at all while the socket refuses
+//! - A client's queued bytes are what is left of its `hello` plus its
+//!   output buffer. Events go into the output buffer only while the
+//!   queued bytes are fewer than [`EVENT_ROOM`], so none wait behind a
+//!   `hello` not yet written, and not at all while the socket refuses
 //!   data. A client whose socket stops taking data is not read from the
 //!   hub any further (it will be told `lagged` if it recovers) and is
 //!   closed once it has been stuck for [`ClientLimits::stall`] (reason
 //!   `stalled`).
+//! - The `hello` is never copied into the output buffer: the client
+//!   writes its own header and then the shared snapshot straight to the
+//!   socket, and lets go of the snapshot once it is written (see
+//!   [`super::hello`], which bounds the snapshots alive).
 //! - Our own messages (replies, pings) count against a budget of
 //!   [`REPLY_BUDGET`] bytes until the buffer has gone out in full; a client
 //!   that makes us queue more is closed with 1008 (reason `budget`).
-//!   `hello` and `lagged` are not counted: the tracker and the events
-//!   bound them. So a client's buffer holds at most `hello`, or
-//!   [`EVENT_ROOM`] plus one event, plus [`REPLY_BUDGET`].
+//!   `lagged` is not counted (the events bound it). So a client's output
+//!   buffer holds at most [`EVENT_ROOM`] plus one event, plus
+//!   [`REPLY_BUDGET`], beside some 100 bytes of `hello` header and its
+//!   share of a snapshot.
 //!   tungstenite holds at most [`super::TUNGSTENITE_WRITE_BUFFER`] bytes of
 //!   its own (pongs, the close frame).
 //! - Reading yields after [`READ_BATCH`] messages or [`READ_BYTES`] bytes
@@ -59,6 +66,7 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::{Error, Message, WebSocket};
 
 use super::frame;
+use super::hello::Hello;
 use super::hub::{Batch, Membership};
 use super::protocol::{self, Filter, Reply};
 use crate::metrics::WsCloseReason;
@@ -95,7 +103,7 @@ pub(crate) const RATE_PER_SECOND: f64 = 32.0;
 /// at most 512 KiB a second sustained, whatever the frames.
 pub(crate) const RATE_BYTES_PER_TOKEN: f64 = 16.0 * 1024.0;
 /// The output buffer's allocation is given back past this size (after a
-/// large `hello`, say) once it has gone out.
+/// burst of large events, say) once it has gone out.
 const OUT_KEEP: usize = 2 * EVENT_ROOM;
 /// The time between two delivery passes while events flow. Publishes come
 /// in batches as small as one event; waking every client for each would
@@ -146,7 +154,7 @@ impl Default for ClientLimits {
 /// Where a client starts reading.
 pub(crate) struct Start {
     /// The `hello` to send first.
-    pub(crate) hello: String,
+    pub(crate) hello: Hello,
     /// The first seq it wants.
     pub(crate) cursor: u64,
 }
@@ -251,6 +259,8 @@ struct Client {
     cursor: u64,
     /// The batches of the current pass (kept to reuse the allocation).
     batches: Vec<Batch>,
+    /// The `hello`, until it is all written: before `out`.
+    hello: Option<Hello>,
     /// Frames for the socket, written from `out_sent` on.
     out: Vec<u8>,
     out_sent: usize,
@@ -282,33 +292,13 @@ pub(crate) fn serve(
     if ws.get_ref().stream.set_nonblocking(true).is_err() {
         return;
     }
-    let now = Instant::now();
-    let mut client = Client {
-        ws,
-        membership,
-        filter: Filter::default(),
-        cursor: start.cursor,
-        batches: Vec::new(),
-        out: Vec::new(),
-        out_sent: 0,
-        own_queued: 0,
-        rate: TokenBucket::full(now),
-        last_read: now,
-        flowing: false,
-        missed: 0,
-        stuck_since: None,
-        last_refused: None,
-        unanswered_since: None,
-        last_ping: now,
-        limits,
-    };
-    client.queue(&start.hello);
+    let mut client = Client::new(ws, membership, start, limits);
     match client.run() {
         End::Close(code, reason) => client.say_goodbye(code, reason),
         End::PeerClosed => {
             // tungstenite's answer to the close frame, if it can go out
             // whole; never after half a frame of ours.
-            if client.out_sent == 0 {
+            if !client.inside_frame() {
                 let _ = client.flush_tungstenite();
             }
         }
@@ -317,6 +307,35 @@ pub(crate) fn serve(
 }
 
 impl Client {
+    fn new(
+        ws: WebSocket<Gate>,
+        membership: Membership,
+        start: Start,
+        limits: ClientLimits,
+    ) -> Client {
+        let now = Instant::now();
+        Client {
+            ws,
+            membership,
+            filter: Filter::default(),
+            cursor: start.cursor,
+            batches: Vec::new(),
+            hello: Some(start.hello),
+            out: Vec::new(),
+            out_sent: 0,
+            own_queued: 0,
+            rate: TokenBucket::full(now),
+            last_read: now,
+            flowing: false,
+            missed: 0,
+            stuck_since: None,
+            last_refused: None,
+            unanswered_since: None,
+            last_ping: now,
+            limits,
+        }
+    }
+
     fn run(&mut self) -> End {
         loop {
             if self.membership.hub().is_closing() {
@@ -449,13 +468,18 @@ impl Client {
         }
     }
 
-    /// Bytes in `out` not written yet.
+    /// The client's queued bytes: what is left of `hello`, and of `out`.
     fn pending(&self) -> usize {
-        self.out.len() - self.out_sent
+        self.hello.as_ref().map_or(0, Hello::remaining) + self.out.len() - self.out_sent
     }
 
-    /// Queues a text message that the budget does not count: `hello` and
-    /// `lagged` (bounded by the events), the one `RATE_LIMITED`.
+    /// Whether the socket is inside one of our frames (half written).
+    fn inside_frame(&self) -> bool {
+        self.hello.as_ref().is_some_and(Hello::started) || self.out_sent > 0
+    }
+
+    /// Queues a text message that the budget does not count: `lagged`
+    /// (bounded by the events), the one `RATE_LIMITED`.
     fn queue(&mut self, text: &str) {
         frame::push_text(&mut self.out, text);
     }
@@ -508,9 +532,10 @@ impl Client {
     /// nothing (its gate is closed), so a frame of ours left half sent is
     /// continued first.
     fn write_pending(&mut self) -> std::io::Result<()> {
-        if self.out_sent == 0 {
+        if !self.inside_frame() {
             self.flush_tungstenite()?;
         }
+        self.write_hello()?;
         self.write_out()?;
         self.flush_tungstenite()
     }
@@ -525,6 +550,28 @@ impl Client {
             Err(Error::Io(e)) => Err(e),
             Err(_) => Err(std::io::ErrorKind::ConnectionAborted.into()),
         }
+    }
+
+    /// Writes the `hello` until it is all written, then drops it, and with
+    /// it this client's hold on the shared snapshot.
+    fn write_hello(&mut self) -> std::io::Result<()> {
+        let Some(hello) = &mut self.hello else {
+            return Ok(());
+        };
+        loop {
+            let unsent = hello.unsent();
+            if unsent.is_empty() {
+                break;
+            }
+            match self.ws.get_mut().stream.write(unsent) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => hello.advance(n),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.hello = None;
+        Ok(())
     }
 
     /// Writes `out` until it is empty or the socket refuses more. Taking
@@ -649,7 +696,7 @@ impl Client {
     fn say_goodbye(&mut self, code: CloseCode, reason: &'static str) {
         // A close frame cannot go out after half a frame of ours: if the
         // client would not take the rest, dropping the connection is the end.
-        if self.write_pending().is_err() || !self.out.is_empty() {
+        if self.write_pending().is_err() || !self.out.is_empty() || self.hello.is_some() {
             return;
         }
         // Nothing of ours will be written any more: tungstenite may write.
@@ -680,7 +727,116 @@ impl Client {
 
 #[cfg(test)]
 mod tests {
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::Arc;
+
     use super::*;
+    use crate::metrics::{Metrics, MetricsConfig};
+    use crate::tracker::RunTracker;
+    use crate::ws::hello::Snapshot;
+    use crate::ws::hub::Hub;
+
+    /// A connected pair: the server's side, upgraded, and the peer's.
+    fn connection() -> (WebSocket<Gate>, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let peer = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (server, _) = listener.accept().expect("accept");
+        let config = super::super::socket_config(&super::super::WsConfig::default());
+        let ws = WebSocket::from_raw_socket(
+            Gate::new(server),
+            tungstenite::protocol::Role::Server,
+            Some(config),
+        );
+        (ws, peer)
+    }
+
+    fn hub() -> Arc<Hub> {
+        Hub::new(
+            1_000,
+            Metrics::new("t", MetricsConfig::default()).expect("metrics"),
+        )
+    }
+
+    /// A snapshot of `runs` runs with long errors: some `runs` KiB.
+    fn snapshot(runs: usize) -> Arc<Snapshot> {
+        let mut tracker = RunTracker::new(runs, runs);
+        for i in 0..runs {
+            let mut event = crate::event::ProgressEvent::new(
+                "wo",
+                &format!("run-{i}"),
+                crate::event::EventKind::RunFailed {
+                    error: "x".repeat(900),
+                },
+            );
+            tracker.apply(&mut event, &mut Default::default());
+        }
+        Arc::new(Snapshot::build(0, tracker.shared_snapshot()))
+    }
+
+    #[test]
+    fn a_client_lets_go_of_the_shared_snapshot_once_its_hello_is_written() {
+        // Regression: the serialized `hello` stayed alive (twice: the start
+        // and the output buffer) until the connection ended.
+        let hub = hub();
+        let snapshot = snapshot(1_000);
+        let (ws, mut peer) = connection();
+        let start = Start {
+            hello: Hello::full(&hub.instance, false, snapshot.clone()),
+            cursor: 1,
+        };
+        let membership = hub.join(10).expect("room");
+        let server =
+            std::thread::spawn(move || serve(ws, membership, start, ClientLimits::default()));
+        // The whole frame: header, then the payload.
+        let mut header = [0u8; 10];
+        peer.read_exact(&mut header).expect("hello header");
+        assert_eq!((header[0], header[1]), (0x81, 127));
+        let len = u64::from_be_bytes(header[2..].try_into().expect("8 bytes"));
+        let mut payload = vec![0u8; usize::try_from(len).expect("length")];
+        peer.read_exact(&mut payload).expect("hello payload");
+        let hello: serde_json::Value = serde_json::from_slice(&payload).expect("JSON");
+        assert_eq!(hello["runs"].as_array().map(Vec::len), Some(1_000));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Arc::strong_count(&snapshot) > 1 {
+            assert!(
+                Instant::now() < deadline,
+                "the client still holds the snapshot"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        hub.close();
+        server.join().expect("the client thread");
+    }
+
+    #[test]
+    fn events_wait_behind_an_unsent_hello_since_its_bytes_count_as_queued() {
+        // Regression: `hello` did not count as queued, so a client that
+        // does not read would hold events behind it on top of it.
+        let hub = hub();
+        let snapshot = snapshot(1_000);
+        assert!(snapshot.len() > EVENT_ROOM);
+        let (ws, _peer) = connection();
+        // Fill the socket until it refuses data: the peer never reads.
+        let stream = &ws.get_ref().stream;
+        stream.set_nonblocking(true).expect("nonblocking");
+        let junk = vec![0u8; 64 * 1024];
+        while (&*stream).write(&junk).is_ok() {}
+        let start = Start {
+            hello: Hello::full(&hub.instance, false, snapshot.clone()),
+            cursor: 1,
+        };
+        let membership = hub.join(10).expect("room");
+        let mut client = Client::new(ws, membership, start, ClientLimits::default());
+        hub.publish_for_test(1..=100);
+        assert!(client.deliver_published().is_ok());
+        assert_eq!(
+            client.pending(),
+            client.hello.as_ref().map_or(0, Hello::remaining)
+        );
+        assert!(client.pending() >= snapshot.len(), "the hello is queued");
+        assert!(client.out.is_empty(), "events were queued behind the hello");
+        assert_eq!(client.cursor, 1, "no event was taken from the hub");
+    }
 
     #[test]
     fn the_bucket_allows_a_burst_then_the_sustained_rate() {

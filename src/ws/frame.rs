@@ -26,6 +26,12 @@ fn push_header(out: &mut Vec<u8>, opcode: u8, len: usize) {
     }
 }
 
+/// Appends the header of a final text frame of `len` bytes, for a payload
+/// that is written from elsewhere (a shared `hello`).
+pub(crate) fn push_text_header(out: &mut Vec<u8>, len: usize) {
+    push_header(out, TEXT, len);
+}
+
 /// Appends a final text frame carrying `text`.
 pub(crate) fn push_text(out: &mut Vec<u8>, text: &str) {
     push_header(out, TEXT, text.len());

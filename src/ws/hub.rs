@@ -84,6 +84,8 @@ pub(crate) struct Hub {
     /// Messages not sent to slow clients, and clients closed for it.
     pub(crate) lagged_messages: AtomicU64,
     pub(crate) slow_clients_closed: AtomicU64,
+    /// The `hello` snapshots handed out and still alive.
+    pub(crate) snapshots: Mutex<super::hello::Snapshots>,
     /// Names this server's sequence numbers: a client resuming with the
     /// `since` of another instance (the server restarted) gets a snapshot.
     pub(crate) instance: String,
@@ -111,6 +113,7 @@ impl Hub {
             closing: AtomicBool::new(false),
             lagged_messages: AtomicU64::new(0),
             slow_clients_closed: AtomicU64::new(0),
+            snapshots: Mutex::default(),
             instance: format!("{:016x}", fastrand::u64(..)),
             metrics,
         })
@@ -261,6 +264,21 @@ impl Hub {
             .partition_point(|b| b.last().is_none_or(|e| e.seq < cursor));
         batches.extend(ring.batches.range(start..).cloned());
         first.saturating_sub(cursor)
+    }
+
+    /// Publishes one event per seq, as the drain thread would (tests of
+    /// the clients).
+    #[cfg(test)]
+    pub(crate) fn publish_for_test(&self, seqs: std::ops::RangeInclusive<u64>) {
+        for seq in seqs {
+            let kind = crate::event::EventKind::RunFailed { error: "e".into() };
+            let mut pending = vec![Entry {
+                seq,
+                event: ProgressEvent::new("wo", "run", kind),
+                frame: OnceLock::new(),
+            }];
+            self.publish(&mut pending, true);
+        }
     }
 
     /// The drain-thread side of the hub.

@@ -8,6 +8,7 @@
 
 pub(crate) mod client;
 mod frame;
+pub(crate) mod hello;
 pub(crate) mod hub;
 pub(crate) mod protocol;
 
@@ -22,10 +23,10 @@ use tungstenite::protocol::{Role, WebSocketConfig};
 use crate::pipeline::Shared;
 use crate::server::http::{Request, Response};
 use crate::server::router::UpgradeFn;
-use crate::tracker::{SharedRuns, sort_runs};
+use crate::tracker::SharedRuns;
 use client::{ClientLimits, Start};
+use hello::{Hello, MAX_SNAPSHOTS, Snapshot};
 use hub::Hub;
-use protocol::{Hello, PROTOCOL_VERSION};
 
 /// How long an upgrade waits for the drain thread's snapshot.
 const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -113,7 +114,13 @@ fn accept(
         return refuse(stream, 503, "the pipeline did not answer in time");
     };
     // Sorted and serialized here, not on the drain thread.
-    let start = begin.into_start(hub);
+    let Some(start) = begin.into_start(hub) else {
+        return refuse(
+            stream,
+            503,
+            "too many WebSocket snapshots still being sent; retry shortly",
+        );
+    };
 
     let accept_key = tungstenite::handshake::derive_accept_key(key.as_bytes());
     let head = format!(
@@ -194,27 +201,37 @@ enum Begin {
 }
 
 impl Begin {
-    fn into_start(self, hub: &Hub) -> Start {
-        let (seq, reset, resumed, mut runs) = match self {
-            Begin::Resume { since } => (since, false, true, None),
-            Begin::Snapshot { seq, reset, runs } => (seq, reset, false, Some(runs)),
+    /// The client's `hello` and cursor. A snapshot is serialized at most
+    /// once, here (one upgrade at a time; the others wait and reuse it),
+    /// and only when no snapshot alive can serve: see [`hello`]. `None`
+    /// when [`MAX_SNAPSHOTS`] are alive already.
+    fn into_start(self, hub: &Hub) -> Option<Start> {
+        let (seq, reset, runs) = match self {
+            Begin::Resume { since } => {
+                return Some(Start {
+                    hello: Hello::resumed(&hub.instance, since),
+                    cursor: since + 1,
+                });
+            }
+            Begin::Snapshot { seq, reset, runs } => (seq, reset, runs),
         };
-        if let Some(runs) = &mut runs {
-            sort_runs(runs);
-        }
-        let hello = Hello {
-            ty: "hello",
-            protocol: PROTOCOL_VERSION,
-            instance: &hub.instance,
-            seq,
-            reset,
-            resumed,
-            runs: runs.as_deref(),
+        let mut snapshots = hub.snapshots.lock();
+        // Newer than ours, or older with every event since still held:
+        // either way the client goes on from it with no gap.
+        let snapshot = match snapshots.newest(|newest| newest >= seq || hub.holds_after(newest)) {
+            Some(snapshot) => snapshot,
+            None if snapshots.alive() >= MAX_SNAPSHOTS => return None,
+            None => {
+                let snapshot = Arc::new(Snapshot::build(seq, runs));
+                snapshots.issue(&snapshot);
+                snapshot
+            }
         };
-        Start {
-            hello: serde_json::to_string(&hello).unwrap_or_default(),
-            cursor: seq + 1,
-        }
+        drop(snapshots);
+        Some(Start {
+            cursor: snapshot.seq() + 1,
+            hello: Hello::full(&hub.instance, reset, snapshot),
+        })
     }
 }
 
@@ -293,4 +310,105 @@ fn same_origin(request: &Request) -> bool {
     origin_host
         .trim_end_matches('/')
         .eq_ignore_ascii_case(host.trim())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{EventKind, ProgressEvent};
+    use crate::metrics::{Metrics, MetricsConfig};
+    use crate::tracker::RunTracker;
+
+    fn hub(replay: usize) -> Arc<Hub> {
+        Hub::new(
+            replay,
+            Metrics::new("t", MetricsConfig::default()).expect("metrics"),
+        )
+    }
+
+    fn runs(count: usize) -> SharedRuns {
+        let mut tracker = RunTracker::new(count, count);
+        for i in 0..count {
+            let failed = EventKind::RunFailed {
+                error: "x".repeat(500),
+            };
+            let mut event = ProgressEvent::new("wo", &format!("run-{i}"), failed);
+            tracker.apply(&mut event, &mut Default::default());
+        }
+        tracker.shared_snapshot()
+    }
+
+    fn start(hub: &Hub, seq: u64, reset: bool) -> Option<Start> {
+        let runs = runs(100);
+        Begin::Snapshot { seq, reset, runs }.into_start(hub)
+    }
+
+    fn payload(start: &Start) -> serde_json::Value {
+        let frame = start.hello.to_vec();
+        let mut cursor = std::io::Cursor::new(&frame[..]);
+        let (_, len) = tungstenite::protocol::frame::FrameHeader::parse(&mut cursor)
+            .expect("valid header")
+            .expect("complete header");
+        let body = &frame[cursor.position() as usize..];
+        assert_eq!(body.len() as u64, len);
+        serde_json::from_slice(body).expect("JSON")
+    }
+
+    #[test]
+    fn clients_starting_from_the_same_snapshot_share_one_serialized_hello_not_a_copy_each() {
+        // Regression: every client serialized the runs into a `hello` of its
+        // own (3.6 MB each at 10,000 runs).
+        let hub = hub(100);
+        let first = start(&hub, 0, false).expect("a start");
+        let second = start(&hub, 0, true).expect("a start");
+        let (a, b) = (first.hello.snapshot(), second.hello.snapshot());
+        assert!(
+            a.zip(b).is_some_and(|(a, b)| Arc::ptr_eq(a, b)),
+            "each client has its own copy"
+        );
+        let (a, b) = (payload(&first), payload(&second));
+        assert_eq!(a["type"], "hello");
+        assert_eq!(a["runs"].as_array().map(Vec::len), Some(100));
+        assert_eq!(a["runs"], b["runs"]);
+        assert_eq!(
+            (a.get("reset"), &b["reset"]),
+            (None, &serde_json::json!(true))
+        );
+        assert_eq!((first.cursor, second.cursor), (1, 1));
+        // Nobody holds it any more: it is freed, not cached.
+        drop((first, second));
+        assert_eq!(hub.snapshots.lock().alive(), 0);
+    }
+
+    #[test]
+    fn a_later_client_reuses_an_older_snapshot_while_the_ring_holds_every_event_after_it() {
+        let hub = hub(100);
+        let first = start(&hub, 0, false).expect("a start");
+        hub.publish_for_test(1..=50);
+        let later = start(&hub, 50, false).expect("a start");
+        assert_eq!(later.cursor, 1, "it goes on from the snapshot's seq");
+        assert_eq!(hub.snapshots.lock().alive(), 1);
+        // Once the ring has dropped events after it, a new one is built.
+        hub.publish_for_test(51..=200);
+        let fresh = start(&hub, 200, false).expect("a start");
+        assert_eq!(fresh.cursor, 201);
+        assert_eq!(payload(&fresh)["seq"], 200);
+        assert_eq!(hub.snapshots.lock().alive(), 2);
+        drop((first, later));
+    }
+
+    #[test]
+    fn past_the_snapshots_allowed_alive_an_upgrade_is_refused_rather_than_serializing_another() {
+        let hub = hub(1);
+        let mut held = Vec::new();
+        for seq in 0..hello::MAX_SNAPSHOTS as u64 {
+            hub.publish_for_test(seq * 10 + 1..=seq * 10 + 10);
+            held.push(start(&hub, seq * 10 + 10, false).expect("room for a snapshot"));
+        }
+        hub.publish_for_test(1_000..=1_010);
+        assert!(start(&hub, 1_010, false).is_none());
+        // Once one is sent, there is room again.
+        held.remove(0);
+        assert!(start(&hub, 1_010, false).is_some());
+    }
 }

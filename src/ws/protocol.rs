@@ -8,9 +8,8 @@ use tungstenite::Message;
 use tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::event::{ProgressEvent, Timestamp};
-use crate::tracker::RunSnapshot;
 
-/// The protocol version in `hello`.
+/// The protocol version in `hello` (written by [`super::hello`]).
 pub(crate) const PROTOCOL_VERSION: u32 = 1;
 
 /// A message from a client, as parsed.
@@ -124,25 +123,6 @@ impl Filter {
     pub(crate) fn targets(&self) -> impl Iterator<Item = &Target> {
         self.targets.iter()
     }
-}
-
-/// `{"type":"hello", …}`: the first message on every connection.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct Hello<'a> {
-    #[serde(rename = "type")]
-    pub(crate) ty: &'static str,
-    pub(crate) protocol: u32,
-    /// This server's instance: send it back with `since` when resuming.
-    pub(crate) instance: &'a str,
-    /// The processing number the snapshot reflects; events follow from `seq + 1`.
-    pub(crate) seq: u64,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub(crate) reset: bool,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub(crate) resumed: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) runs: Option<&'a [std::sync::Arc<RunSnapshot>]>,
 }
 
 /// The server's answers and notices, beside `hello` and the events.
