@@ -34,11 +34,12 @@ mod shapes;
 
 pub(crate) use seen::CleanIds;
 
-use keys::{builtin_secret_key, normalize};
+use keys::{builtin_secret_key, is_secret_location, normalize};
 use shapes::{
-    AUTH_SCHEMES, aws_key_id_len, aws_secret, bearer, contains, count, ends_with_ignore_case,
-    extend_over_next, github_len, gitlab_len, is_base64url, is_key_char, is_value_end, jwt_len,
-    openai_len, pem_len, slack_len, url_password,
+    AUTH_SCHEMES, aws_key_id_len, aws_secret, bearer, contains, count, encoded_url_password,
+    ends_with_ignore_case, extend_over_next, github_len, gitlab_len, google_len, is_base64url,
+    is_escape, is_key_char, is_value_end, jwt_len, npm_len, openai_len, pem_len, sendgrid_len,
+    slack_len, slack_webhook_len, stripe_len, url_password, vault_len,
 };
 
 /// What a redacted value becomes.
@@ -201,7 +202,7 @@ static DEFAULT: Redactor = Redactor {
 /// The bytes a built-in rule can be triggered at.
 const BUILTIN_STARTS: [bool; 256] = {
     let mut t = [false; 256];
-    let bytes = b"gesxABb-:=";
+    let bytes = b"gesxABb-:=rnShT%";
     let mut i = 0;
     while i < bytes.len() {
         t[bytes[i] as usize] = true;
@@ -295,7 +296,13 @@ impl Redactor {
             b'e' | b's' | b'A' | b'B' | b'b' => !after_letter,
             b'g' => matches!(next, b'h' | b'i' | b'l'),
             b'x' => next == b'o',
+            b'r' => next == b'k' && !after_letter,
+            b'n' => next == b'p' && !after_letter,
+            b'S' => next == b'G' && !after_letter,
+            b'h' => next == b'v' && !after_letter,
+            b'T' => i > 0 && s[i - 1] == b'/',
             b'-' => next == b'-',
+            b'%' => matches!(next, b'3'),
             _ => true,
         };
         builtin || self.custom_starts[usize::from(s[i])]
@@ -310,13 +317,19 @@ impl Redactor {
         let builtin = match s[i] {
             b'g' => github_len(at).or_else(|| gitlab_len(at)).map(whole),
             b'e' if !after_letter => jwt_len(at).map(whole),
-            b's' if !after_letter => openai_len(at).map(whole),
+            b's' if !after_letter => openai_len(at).or_else(|| stripe_len(at)).map(whole),
+            b'r' if !after_letter => stripe_len(at).map(whole),
             b'x' => slack_len(at).map(whole),
-            b'A' if !after_letter => aws_key_id_len(at).map(whole),
+            b'A' if !after_letter => aws_key_id_len(at).or_else(|| google_len(at)).map(whole),
+            b'n' if !after_letter => npm_len(at).map(whole),
+            b'S' if !after_letter => sendgrid_len(at).map(whole),
+            b'h' if !after_letter => vault_len(at).map(whole),
+            b'T' if i > 0 && s[i - 1] == b'/' => slack_webhook_len(at).map(whole),
             b'B' | b'b' if !after_letter => bearer(at).map(|(a, b)| (i + a, i + b)),
-            b'-' => pem_len(at).map(whole),
+            b'-' => pem_len(at).map(whole).or_else(|| self.flag_value(s, i)),
             b':' => url_password(s, i).or_else(|| self.key_value(s, i)),
             b'=' => self.key_value(s, i).or_else(|| aws_secret(s, i)),
+            b'%' => encoded_url_password(s, i).or_else(|| self.encoded_key_value(s, i)),
             _ => None,
         };
         builtin.or_else(|| {
@@ -393,6 +406,127 @@ impl Redactor {
             }
         }
         Some((v, vend))
+    }
+
+    /// The argument after a command-line flag naming a secret
+    /// (`--password x`, `--api-key "x y"`), the flag at `s[i]` (`--`). The
+    /// `--password=x` form is a `key=value` pair. A flag for where a secret
+    /// is rather than what (`--password-file`, `--token-stdin`), a negated
+    /// or prompting flag (`--no-password`, `--ask-password`) and an
+    /// argument that is itself a flag keep what follows. Short flags
+    /// (`-p`) are too ambiguous to act on: `ssh -p 22`, `mkdir -p`.
+    fn flag_value(&self, s: &[u8], i: usize) -> Option<(usize, usize)> {
+        if i > 0
+            && !matches!(
+                s[i - 1],
+                b' ' | b'\t' | b'\n' | b'"' | b'\'' | b'[' | b'(' | b','
+            )
+        {
+            return None;
+        }
+        let name_start = i + 2;
+        let name_len = count(&s[name_start..], is_key_char);
+        if s.get(name_start + name_len) != Some(&b' ')
+            || !self.is_secret_flag(&s[name_start..name_start + name_len])
+        {
+            return None;
+        }
+        let mut v = name_start + name_len;
+        while v < s.len() && matches!(s[v], b' ' | b'\t') {
+            v += 1;
+        }
+        let quote = s.get(v).copied().filter(|&q| q == b'"' || q == b'\'');
+        if quote.is_some() {
+            v += 1;
+        }
+        if v >= s.len()
+            || s[v..].starts_with(REDACTED.as_bytes())
+            || (quote.is_none() && s[v] == b'-')
+        {
+            return None;
+        }
+        let vend = match quote {
+            Some(q) => v + count(&s[v..], |b| b != q),
+            None => v + count(&s[v..], |b| !is_value_end(b)),
+        };
+        (vend > v).then_some((v, vend))
+    }
+
+    /// Whether a flag's name (after `--`) names a secret that its argument
+    /// holds: see [`flag_value`](Self::flag_value).
+    fn is_secret_flag(&self, name: &[u8]) -> bool {
+        const NOT_THE_SECRET: [&[u8]; 4] = [b"no-", b"ask-", b"prompt-", b"show-"];
+        if name.is_empty()
+            || name.len() > 64
+            || !name.iter().all(|&b| is_key_char(b))
+            || NOT_THE_SECRET.iter().any(|p| name.starts_with(p))
+        {
+            return false;
+        }
+        // Key characters are ASCII.
+        let Ok(name) = std::str::from_utf8(name) else {
+            return false;
+        };
+        self.is_secret_key(name) && !is_secret_location(&normalize(name))
+    }
+
+    /// The value of a URL-encoded `key%3Dvalue` or `key%3A%20value` (at
+    /// `s[t]`, the `%` of `%3D` / `%3A`) when the key names a secret: to
+    /// the next encoded `& space , ;` or quote, a `+`, or where a bare value
+    /// ends. An encoded quote around the key or value is skipped.
+    fn encoded_key_value(&self, s: &[u8], t: usize) -> Option<(usize, usize)> {
+        if !(is_escape(s, t, b"3d") || is_escape(s, t, b"3a")) {
+            return None;
+        }
+        let mut end = t;
+        if end >= 3 && (is_escape(s, end - 3, b"22") || is_escape(s, end - 3, b"27")) {
+            end -= 3;
+        }
+        let mut start = end;
+        while start > 0 && end - start < 128 && is_key_char(s[start - 1]) {
+            start -= 1;
+        }
+        // `%26password`: the escape's hex digits are not part of the key.
+        if start >= 1 && s[start - 1] == b'%' && end - start > 2 {
+            start += 2;
+        }
+        if start == end {
+            return None;
+        }
+        // Key characters are ASCII.
+        let key = std::str::from_utf8(&s[start..end]).ok()?;
+        if !self.is_secret_key(key) {
+            return None;
+        }
+        let mut v = t + 3;
+        while v < s.len() && (s[v] == b'+' || is_escape(s, v, b"20")) {
+            v += if s[v] == b'+' { 1 } else { 3 };
+        }
+        let quoted = is_escape(s, v, b"22") || is_escape(s, v, b"27");
+        if quoted {
+            v += 3;
+        }
+        if s[v.min(s.len())..].starts_with(REDACTED.as_bytes()) {
+            return None;
+        }
+        let mut vend = v;
+        while vend < s.len() {
+            let b = s[vend];
+            let stop = if quoted {
+                is_escape(s, vend, b"22") || is_escape(s, vend, b"27") || is_value_end(b)
+            } else {
+                is_value_end(b)
+                    || b == b'+'
+                    || [b"26", b"20", b"2c", b"3b", b"22", b"27"]
+                        .iter()
+                        .any(|hex| is_escape(s, vend, hex))
+            };
+            if stop {
+                break;
+            }
+            vend += 1;
+        }
+        (vend > v).then_some((v, vend))
     }
 
     /// Redacts a progress event in place: ids, payload strings, nested
@@ -478,25 +612,49 @@ impl Redactor {
         match value {
             Value::String(s) => self.redact_string(s),
             Value::Array(items) => {
-                if let [Value::String(key), v] = items.as_mut_slice() {
-                    if self.is_secret_key(key) {
-                        // A `["password", "x"]` pair.
-                        if !is_redacted(v) {
-                            *v = Value::String(REDACTED.to_owned());
+                // Every element is scanned, whatever its position; a secret
+                // name before a value also hides the value.
+                let mut i = 0;
+                while i < items.len() {
+                    let hides = self.hides_next(items, i);
+                    self.redact_json_at(&mut items[i], depth + 1);
+                    if hides {
+                        if !is_redacted(&items[i + 1]) {
+                            items[i + 1] = Value::String(REDACTED.to_owned());
                         }
-                        return;
+                        i += 2;
+                    } else {
+                        i += 1;
                     }
                 }
-                items
-                    .iter_mut()
-                    .for_each(|v| self.redact_json_at(v, depth + 1));
             }
             Value::Object(map) => self.redact_map(map, depth),
             Value::Null | Value::Bool(_) | Value::Number(_) => {}
         }
     }
 
+    /// Whether `items[i]` names a secret whose value is the next element:
+    /// the key of a `["Authorization", "x"]` pair (a key alone of up to 64
+    /// bytes, see [`is_key_alone`]), or a flag naming a secret in an
+    /// argument list (`["--password", "x"]`; the same exceptions as in
+    /// text).
+    fn hides_next(&self, items: &[serde_json::Value], i: usize) -> bool {
+        let (Some(s), Some(next)) = (items[i].as_str(), items.get(i + 1)) else {
+            return false;
+        };
+        if s.is_empty() || s.len() > 64 {
+            return false;
+        }
+        if items.len() == 2 && is_key_alone(s) {
+            return self.is_secret_key(s);
+        }
+        let value_is_a_flag = next.as_str().is_some_and(|v| v.starts_with('-'));
+        s.strip_prefix("--")
+            .is_some_and(|name| !value_is_a_flag && self.is_secret_flag(name.as_bytes()))
+    }
+
     fn redact_map(&self, map: &mut Metadata, depth: usize) {
+        self.redact_keys(map);
         for (key, v) in map.iter_mut() {
             if self.is_secret_key(key) {
                 if !is_redacted(v) {
@@ -505,6 +663,32 @@ impl Redactor {
             } else {
                 self.redact_json_at(v, depth + 1);
             }
+        }
+    }
+
+    /// Keys are scanned like any string: one holding a credential is
+    /// renamed, and one that would then collide with another key gets a
+    /// `#2`, `#3`… suffix rather than overwrite it.
+    fn redact_keys(&self, map: &mut Metadata) {
+        let dirty: Vec<(String, String)> = map
+            .keys()
+            .filter_map(|k| match self.redact_str(k) {
+                Cow::Owned(clean) => Some((k.clone(), clean)),
+                Cow::Borrowed(_) => None,
+            })
+            .collect();
+        let moved: Vec<(String, serde_json::Value)> = dirty
+            .into_iter()
+            .filter_map(|(old, clean)| map.remove(&old).map(|v| (clean, v)))
+            .collect();
+        for (clean, v) in moved {
+            let mut key = clean.clone();
+            let mut n = 2;
+            while map.contains_key(&key) {
+                key = format!("{clean}#{n}");
+                n += 1;
+            }
+            map.insert(key, v);
         }
     }
 
@@ -518,12 +702,22 @@ impl Redactor {
         match value {
             Value::String(s) => matches!(self.redact_str(s), Cow::Borrowed(_)),
             Value::Array(items) => {
-                if let [Value::String(key), v] = items.as_slice() {
-                    if self.is_secret_key(key) {
-                        return is_redacted(v);
+                let mut i = 0;
+                while i < items.len() {
+                    let hides = self.hides_next(items, i);
+                    if !self.json_is_clean(&items[i], depth + 1) {
+                        return false;
+                    }
+                    if hides {
+                        if !is_redacted(&items[i + 1]) {
+                            return false;
+                        }
+                        i += 2;
+                    } else {
+                        i += 1;
                     }
                 }
-                items.iter().all(|v| self.json_is_clean(v, depth + 1))
+                true
             }
             Value::Object(map) => self.map_is_clean(map, depth),
             Value::Null | Value::Bool(_) | Value::Number(_) => true,
@@ -532,6 +726,9 @@ impl Redactor {
 
     fn map_is_clean(&self, map: &Metadata, depth: usize) -> bool {
         map.iter().all(|(key, v)| {
+            if matches!(self.redact_str(key), Cow::Owned(_)) {
+                return false;
+            }
             if self.is_secret_key(key) {
                 is_redacted(v)
             } else {
@@ -539,6 +736,14 @@ impl Redactor {
             }
         })
     }
+}
+
+/// Whether `s` reads as a key alone (`Authorization`, `X-Api-Key`,
+/// `Client Secret`) rather than text that mentions one (`DB_PASSWORD=x`,
+/// `mysql --password x --host db`): key characters and at most three
+/// spaces.
+fn is_key_alone(s: &str) -> bool {
+    s.bytes().all(|b| is_key_char(b) || b == b' ') && s.bytes().filter(|&b| b == b' ').count() <= 3
 }
 
 fn is_redacted(v: &serde_json::Value) -> bool {
