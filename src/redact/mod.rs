@@ -254,7 +254,8 @@ impl Redactor {
             }
             match self.match_at(bytes, i) {
                 Some((start, end)) => {
-                    let end = extend_over_next(bytes, start, end);
+                    let end =
+                        self.extend_over_flag(bytes, start, extend_over_next(bytes, start, end));
                     // Every rule starts and ends a match at an ASCII byte
                     // or the end of `s`: both are char boundaries.
                     debug_assert!(copied <= i && i <= start && start < end);
@@ -282,6 +283,24 @@ impl Redactor {
                 o.push_str(&s[copied..]);
                 Cow::Owned(o)
             }
+        }
+    }
+
+    /// A match ending in a flag that names a secret (`password= --token`)
+    /// is extended over the flag's argument, as a match running into any
+    /// other credential is, so the argument is not left readable.
+    fn extend_over_flag(&self, s: &[u8], start: usize, end: usize) -> usize {
+        let span = &s[start..end];
+        let Some(p) = span.windows(2).rposition(|w| w == b"--") else {
+            return end;
+        };
+        let flag = start + p;
+        if flag + 2 + count(&s[flag + 2..end], is_key_char) != end {
+            return end;
+        }
+        match self.flag_value(s, flag) {
+            Some((_, value_end)) => extend_over_next(s, start, value_end),
+            None => end,
         }
     }
 
@@ -419,7 +438,7 @@ impl Redactor {
         if i > 0
             && !matches!(
                 s[i - 1],
-                b' ' | b'\t' | b'\n' | b'"' | b'\'' | b'[' | b'(' | b','
+                b' ' | b'\t' | b'\n' | b'"' | b'\'' | b'[' | b'(' | b',' | b'='
             )
         {
             return None;
@@ -486,16 +505,18 @@ impl Redactor {
         while start > 0 && end - start < 128 && is_key_char(s[start - 1]) {
             start -= 1;
         }
-        // `%26password`: the escape's hex digits are not part of the key.
-        if start >= 1 && s[start - 1] == b'%' && end - start > 2 {
-            start += 2;
-        }
         if start == end {
             return None;
         }
         // Key characters are ASCII.
         let key = std::str::from_utf8(&s[start..end]).ok()?;
-        if !self.is_secret_key(key) {
+        // `%26session`: an escape's hex digits before the key are not part
+        // of it; `%_secret` has none.
+        let after_escape = start >= 1
+            && s[start - 1] == b'%'
+            && key.len() > 2
+            && key.as_bytes()[..2].iter().all(u8::is_ascii_hexdigit);
+        if !self.is_secret_key(key) && !(after_escape && self.is_secret_key(&key[2..])) {
             return None;
         }
         let mut v = t + 3;

@@ -593,6 +593,9 @@ fn url_encoded_passwords_are_replaced() {
             "r=https%3A%2F%2Fbot%3A[REDACTED]%40git.example.com%2Fx",
         ),
         ("https://bot:p%40ss@h/x", "https://bot:[REDACTED]@h/x"),
+        ("a%26session%3Dabc", "a%26session%3D[REDACTED]"),
+        // Found by fuzzing: `_s` after a `%` was taken for an escape.
+        ("!%_secret%3Dabc,", "!%_secret%3D[REDACTED],"),
     ] {
         assert_eq!(red(text), out, "{text}");
     }
@@ -604,4 +607,15 @@ fn url_encoded_passwords_are_replaced() {
     ] {
         assert!(kept(text), "{text}");
     }
+}
+
+#[test]
+fn a_match_ending_in_a_secret_flag_takes_the_flag_argument_too() {
+    // Found by fuzzing: the value of `SSH_KEY=` was the flag, and the
+    // flag's argument after it was left readable.
+    assert_eq!(
+        red("SSH_KEY=\t --client-secret vHIJ9 rest"),
+        "SSH_KEY=\t [REDACTED] rest"
+    );
+    assert_eq!(red("token=--password v9 rest"), "token=[REDACTED] rest");
 }
