@@ -318,3 +318,272 @@ fn an_empty_embedder_key_or_pattern_prefix_is_refused_at_start() {
         .unwrap_err();
     assert!(matches!(err, agentgate_obs::Error::Config(_)), "{err}");
 }
+
+/// A credential as an engine would write it (`text`) and the part of it that
+/// must reach no output (`secret`: no character JSON or Prometheus escape, so
+/// a leak is found in every output's text as it is).
+struct Shape {
+    text: String,
+    secret: String,
+}
+
+impl Shape {
+    fn new(text: impl Into<String>, secret: impl Into<String>) -> Self {
+        let (text, secret) = (text.into(), secret.into());
+        assert!(text.contains(&secret), "{text} does not hold {secret}");
+        Shape { text, secret }
+    }
+}
+
+/// Plants `shape.text` in every position a caller string can take (event
+/// strings, gate names, metadata values and keys, the first and second
+/// element of a pair, nested arrays, an argument vector, agent metrics, a
+/// custom metric's label, a log message, field and field key) and checks
+/// that `shape.secret` reaches none of the eight outputs: `/ws` events, the
+/// `hello` snapshot, `/api/runs`, `/api/summary`, `/metrics`, a listener,
+/// the JSON log and the journal.
+fn assert_redacted_in_every_output(shape: &Shape) {
+    let Shape { text, secret } = shape;
+    let dir = common::TempDir::new("redaction-matrix");
+    let journal = dir.join("events.jsonl");
+    let log = LogBuffer::new();
+    let obs = Observability::builder()
+        .log_to(log.clone())
+        .serve("127.0.0.1:0")
+        .journal(&journal)
+        .start()
+        .expect("start");
+    let addr = obs.local_addr().unwrap();
+    let (recorder, _sub) = Recorder::attach(&obs.emitter());
+    let mut live = Client::connect(addr, "/ws");
+    let first = live.next_json()["seq"].as_u64().unwrap();
+
+    let emitter = obs.emitter();
+    emitter.emit_run_started("wo-1", "run-1", &TaskSpec::new(text, Strategy::Ralph, 3));
+    emitter.emit_iteration_started("wo-1", "run-1", 1, 3, Some(text));
+    emitter.emit_gate_checked("wo-1", "run-1", 1, text, false);
+    let mut metadata = Metadata::new();
+    metadata.insert("value".into(), json!(text));
+    metadata.insert(text.clone(), json!(1));
+    metadata.insert("env".into(), json!([text, "PATH=/usr/bin"]));
+    metadata.insert("pairs".into(), json!([["HOME=/root", text]]));
+    metadata.insert("argv".into(), json!(["deploy", text, "--verbose"]));
+    metadata.insert("nested".into(), json!({"deep": [[text], {"note": text}]}));
+    let mut event = ProgressEvent::new(
+        "wo-1",
+        "run-1",
+        EventKind::PhaseStarted {
+            iteration: 1,
+            phase: Phase::Build,
+        },
+    );
+    event.metadata = Some(Arc::new(metadata));
+    emitter.emit(event);
+    emitter.emit_delivery_completed(
+        "wo-1",
+        "run-1",
+        &DeliveryResult {
+            success: true,
+            pr_url: Some(text.clone()),
+            ci_status: Some(text.clone()),
+        },
+    );
+    emitter.emit_run_completed(
+        "wo-1",
+        "run-1",
+        RunResult::Passed,
+        &ExecutionMetrics {
+            agent_metrics: Some(json!({"env": [text, "PATH=/usr/bin"], "last": text})),
+            ..ExecutionMetrics::default()
+        },
+    );
+    emitter.emit_run_canceled("wo-2", "run-2", text);
+    emitter.emit_run_failed("wo-3", "run-3", text);
+    obs.metrics()
+        .counter("tool_calls_total", "Tool calls.", &[("command", text)])
+        .expect("a custom counter")
+        .increment(1);
+    obs.logger("executor").info(
+        text.clone(),
+        [
+            ("command", text.clone().into()),
+            ("env", json!([text, "PATH=/usr/bin"]).into()),
+        ],
+    );
+    obs.flush_logs();
+
+    let events = live.events_through(first + 8);
+    assert_eq!(events.len(), 8);
+    let mut outputs = vec![
+        ("/ws events", serde_json::to_string(&events).unwrap()),
+        (
+            "the hello snapshot",
+            Client::connect(addr, "/ws").next_json().to_string(),
+        ),
+    ];
+    for path in ["/api/runs", "/api/summary", "/metrics"] {
+        let reply = http_get(addr, path, &[]);
+        assert_eq!(reply.status, 200, "{path}");
+        outputs.push((path, reply.body));
+    }
+    assert_eq!(recorder.len(), 8);
+    outputs.push(("a listener's events", format!("{:?}", recorder.events())));
+    outputs.push(("the JSON log", log.text()));
+    obs.shutdown();
+    let journal = common::journal_lines(&journal);
+    assert_eq!(journal.len(), 8);
+    outputs.push(("the journal", journal.join("\n")));
+
+    for (what, output) in &outputs {
+        if let Some(at) = output.find(secret.as_str()) {
+            let mut from = at.saturating_sub(200);
+            while !output.is_char_boundary(from) {
+                from -= 1;
+            }
+            let mut to = (at + secret.len() + 200).min(output.len());
+            while !output.is_char_boundary(to) {
+                to += 1;
+            }
+            panic!("{what} leaks {secret:?}: …{}…", &output[from..to]);
+        }
+        // The planted text did reach the output (redacted): `/api/summary`
+        // holds counts and percentiles only.
+        if *what != "/api/summary" {
+            assert!(output.contains(REDACTED), "{what} holds no redaction");
+        }
+    }
+    // What is not secret stays readable, the neighbour of a secret included.
+    let journal = &outputs.last().unwrap().1;
+    assert!(journal.contains("PATH=/usr/bin"), "{journal}");
+    assert!(journal.contains("HOME=/root"), "{journal}");
+}
+
+#[test]
+fn a_secret_in_the_first_element_of_a_two_element_array_reaches_no_output() {
+    assert_redacted_in_every_output(&Shape::new("DB_PASSWORD=Xq7pL2mN9vR4", "Xq7pL2mN9vR4"));
+}
+
+#[test]
+fn an_openai_project_key_in_the_first_element_of_a_pair_reaches_no_output() {
+    let key = format!("sk-proj-{}", "Tb8_Wq3x".repeat(6));
+    assert_redacted_in_every_output(&Shape::new(format!("OPENAI_API_KEY={key}"), key));
+}
+
+#[test]
+fn an_openssh_private_key_in_the_first_element_of_a_pair_reaches_no_output() {
+    let body = "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW";
+    let pem = format!(
+        "SSH_KEY=-----BEGIN OPENSSH PRIVATE KEY-----\n{body}\n-----END OPENSSH PRIVATE KEY-----"
+    );
+    assert_redacted_in_every_output(&Shape::new(pem, body));
+}
+
+#[test]
+fn an_aws_secret_key_in_the_first_element_of_a_pair_reaches_no_output() {
+    let secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+    assert_redacted_in_every_output(&Shape::new(
+        format!("AWS_SECRET_ACCESS_KEY={secret}"),
+        secret,
+    ));
+}
+
+#[test]
+fn a_slack_webhook_url_reaches_no_output() {
+    let secret = "xR9kLm2Qp7Zt4Wv8Ny3Bc6Df";
+    assert_redacted_in_every_output(&Shape::new(
+        format!(
+            "posting to https://hooks.slack.com/services/T024BE7LD/B05K1Q2R3S4/{secret} failed"
+        ),
+        secret,
+    ));
+}
+
+#[test]
+fn a_stripe_live_secret_key_reaches_no_output() {
+    let key = "sk_live_51H8xQ2Kz9LmNpRt4Vw7Yb3Cd6Fg";
+    assert_redacted_in_every_output(&Shape::new(format!("stripe key {key} rejected"), key));
+}
+
+#[test]
+fn a_stripe_restricted_key_reaches_no_output() {
+    let key = "rk_live_51H8xQ2Kz9LmNpRt4Vw7Yb3Cd6Fg";
+    assert_redacted_in_every_output(&Shape::new(format!("restricted {key} used"), key));
+}
+
+#[test]
+fn a_google_api_key_reaches_no_output() {
+    let key = "AIzaSyD-9tSrke72PouQMnMX-a7eZSW0jkFMBWY";
+    assert_redacted_in_every_output(&Shape::new(format!("maps?key={key}&q=x"), key));
+}
+
+#[test]
+fn an_azure_storage_account_key_in_a_connection_string_reaches_no_output() {
+    let secret =
+        "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+    assert_redacted_in_every_output(&Shape::new(
+        format!(
+            "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey={secret};EndpointSuffix=core.windows.net"
+        ),
+        "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq",
+    ));
+}
+
+#[test]
+fn an_azure_sas_signature_reaches_no_output() {
+    let secret = "Zm9vYmFyc2VjcmV0c2lnbmF0dXJl%2Bq8xQ%3D";
+    assert_redacted_in_every_output(&Shape::new(
+        format!(
+            "GET https://acct.blob.core.windows.net/c/b?sv=2022-11-02&sp=r&se=2030-01-01&sig={secret} 403"
+        ),
+        "Zm9vYmFyc2VjcmV0c2lnbmF0dXJl",
+    ));
+}
+
+#[test]
+fn an_npm_token_reaches_no_output() {
+    let token = "npm_Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4zAB7c";
+    assert_redacted_in_every_output(&Shape::new(
+        format!("//registry.npmjs.org/:_authToken {token}"),
+        token,
+    ));
+}
+
+#[test]
+fn a_sendgrid_api_key_reaches_no_output() {
+    let key = "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";
+    assert_redacted_in_every_output(&Shape::new(format!("mail via {key}"), "TwL2iGABf9DHoTf"));
+}
+
+#[test]
+fn a_vault_token_reaches_no_output() {
+    let token = "hvs.CAESIJlU9JMYEhOPYv4igdhm9PnZDrabYTobQ4Ymnlq1qY-LGh4KHGh2cy5oVzA5MnhP";
+    assert_redacted_in_every_output(&Shape::new(format!("VAULT_TOKEN {token}"), token));
+}
+
+#[test]
+fn a_password_flag_and_its_value_in_a_command_line_reach_no_output() {
+    assert_redacted_in_every_output(&Shape::new(
+        "mysql --user admin --password Hunt3rPass99 --host db",
+        "Hunt3rPass99",
+    ));
+    assert_redacted_in_every_output(&Shape::new(
+        "psql --db-password='Hunt3r Quoted99' -h db",
+        "Hunt3r Quoted99",
+    ));
+}
+
+#[test]
+fn a_url_encoded_password_reaches_no_output() {
+    assert_redacted_in_every_output(&Shape::new(
+        "POST /login body=user%3Dme%26password%3DHuntEnc0ded99%26next%3D%2F",
+        "HuntEnc0ded99",
+    ));
+    assert_redacted_in_every_output(&Shape::new(
+        "redirect=https%3A%2F%2Fbot%3AEnc0dedPw99%40git.example.com%2Fx",
+        "Enc0dedPw99",
+    ));
+    assert_redacted_in_every_output(&Shape::new(
+        "clone https://bot:p%40ssW0rdEnc99@git.example.com/x",
+        "p%40ssW0rdEnc99",
+    ));
+}

@@ -229,7 +229,9 @@ pub fn redact_text(text: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// Arbitrary text with a credential planted in it, redacted by the
-/// built-in rules: no panic, and the planted credential does not survive.
+/// built-in rules: no panic, and the planted credential does not survive,
+/// neither in the text alone nor with the text planted in nested data in
+/// every position a string can take (see [`plant_in_data`]).
 ///
 /// Input layout: `[kind, before, after, pos_hi, pos_lo, len, body…(len), text…]`.
 /// `kind` picks the credential's shape, `body` its characters (mapped into
@@ -270,8 +272,62 @@ pub fn redact_planted(data: &[u8]) {
         "planted {needle:?} survived:\ninput:  {input:?}\noutput: {out:?}"
     );
 
+    let in_data = |metadata: &crate::event::Metadata| -> usize {
+        let mut strings = Vec::new();
+        for (key, value) in metadata {
+            strings.push(key.as_str());
+            collect_strings(value, &mut strings);
+        }
+        strings.iter().map(|s| occurrences(s)).sum()
+    };
+    // The needle may also be part of the data's own words (`--verbose`).
+    let scaffolding = in_data(&plant_in_data(""));
+    let mut metadata = std::sync::Arc::new(plant_in_data(&input));
+    r.redact_metadata(&mut metadata);
+    let survived = in_data(&metadata);
+    assert!(
+        survived <= around * PLACES + scaffolding,
+        "planted {needle:?} survived in nested data:\ninput:  {input:?}\noutput: {metadata:?}"
+    );
+
     if let Ok(mut value) = serde_json::from_str::<serde_json::Value>(&text) {
         r.redact_json(&mut value);
+    }
+}
+
+/// How many places [`plant_in_data`] puts its text in.
+const PLACES: usize = 8;
+
+/// Metadata holding `text` in every position a string can take: a value,
+/// a key (of the metadata and of a nested object), the first and the
+/// second element of a pair, an element of a nested array, an argument
+/// after a flag and before another, an element of a longer list.
+fn plant_in_data(text: &str) -> crate::event::Metadata {
+    use serde_json::json;
+    let mut nested = serde_json::Map::new();
+    nested.insert(text.to_owned(), json!(1));
+    let mut metadata = crate::event::Metadata::new();
+    metadata.insert(text.to_owned(), json!(0));
+    metadata.insert("value".into(), json!(text));
+    metadata.insert("pair".into(), json!([text, "PATH=/usr/bin"]));
+    metadata.insert("header".into(), json!([["Authorization", text]]));
+    metadata.insert("deep".into(), json!({"a": [[{"b": text}]], "k": nested}));
+    metadata.insert("argv".into(), json!(["tool", "--verbose", text, "x"]));
+    metadata.insert("list".into(), json!([1, text, text.len()]));
+    metadata
+}
+
+fn collect_strings<'a>(value: &'a serde_json::Value, out: &mut Vec<&'a str>) {
+    match value {
+        serde_json::Value::String(s) => out.push(s),
+        serde_json::Value::Array(items) => items.iter().for_each(|v| collect_strings(v, out)),
+        serde_json::Value::Object(map) => {
+            for (key, v) in map {
+                out.push(key);
+                collect_strings(v, out);
+            }
+        }
+        _ => {}
     }
 }
 
@@ -304,7 +360,7 @@ fn plant(kind: u8, body: &[u8]) -> (String, String) {
         s
     };
     let whole = |s: String| (s.clone(), s);
-    match kind % 11 {
+    match kind % 23 {
         0 => whole(format!("ghp_{}", chars(ALNUM, 36, 80))),
         1 => whole(format!(
             "github_pat_{}",
@@ -340,9 +396,50 @@ fn plant(kind: u8, body: &[u8]) -> (String, String) {
             let pair = format!("{key}={}", chars(ALNUM, 1, 40));
             whole(pair)
         }
-        _ => {
+        10 => {
             let credential = format!("9{}", chars(B64URL, 7, 60));
             (format!("Bearer {credential}"), credential)
+        }
+        11 => whole(format!("sk_live_{}", chars(ALNUM, 16, 99))),
+        12 => whole(format!("rk_test_{}", chars(ALNUM, 16, 99))),
+        13 => whole(format!("AIza{}", chars(B64URL, 35, 60))),
+        14 => whole(format!("npm_{}", chars(ALNUM, 36, 60))),
+        15 => whole(format!(
+            "SG.{}.{}",
+            chars(B64URL, 22, 30),
+            chars(B64URL, 43, 60)
+        )),
+        16 => whole(format!("hvs.{}", chars(B64URL, 24, 120))),
+        17 => {
+            let secret = chars(ALNUM, 24, 40);
+            let team: String = chars(UPPER, 8, 10);
+            let url = format!("https://hooks.slack.com/services/T{team}/B{team}/{secret}");
+            (url, secret)
+        }
+        18 => {
+            let key = chars(ALNUM, 16, 88);
+            (format!("AccountName=a;AccountKey={key}=="), key)
+        }
+        19 => {
+            let sig = chars(ALNUM, 8, 60);
+            let url = format!("https://a.blob.core.windows.net/c?sv=1&sig={sig}%3D");
+            (url, sig)
+        }
+        20 => {
+            let flag = ["--password", "--api-key", "--token", "--client-secret"]
+                [body.first().map_or(0, |&b| usize::from(b) % 4)];
+            let value = format!("v{}", chars(PASS, 1, 40));
+            (format!(" {flag} {value}"), value)
+        }
+        21 => {
+            let key = KEYS[body.first().map_or(0, |&b| usize::from(b) % KEYS.len())];
+            let value = chars(ALNUM, 1, 40);
+            (format!("{key}%3D{value}"), format!("%3D{value}"))
+        }
+        _ => {
+            let pass = chars(ALNUM, 1, 40);
+            let url = format!("https%3A%2F%2Fuser%3A{pass}%40git.example.com%2Frepo");
+            (url, format!("%3A{pass}%40"))
         }
     }
 }

@@ -13,7 +13,7 @@ pub(super) fn normalize(key: &str) -> Vec<u8> {
 }
 
 /// Secret words a normalized key may contain anywhere.
-const SECRET_WORDS: [&[u8]; 17] = [
+const SECRET_WORDS: [&[u8]; 18] = [
     b"password",
     b"passwd",
     b"passphrase",
@@ -27,6 +27,7 @@ const SECRET_WORDS: [&[u8]; 17] = [
     b"sshkey",
     b"clientkey",
     b"accesskey",
+    b"accountkey",
     b"signingkey",
     b"signature",
     b"sessionid",
@@ -61,7 +62,8 @@ pub(super) fn builtin_secret_key(k: &[u8]) -> bool {
     if SECRET_WORDS.iter().any(|w| contains(k, w)) {
         return true;
     }
-    if k.ends_with(b"token") || k.ends_with(b"pwd") || k == b"session" {
+    // `sig`: the signature of an Azure shared access signature URL.
+    if k.ends_with(b"token") || k.ends_with(b"pwd") || k == b"session" || k == b"sig" {
         return true;
     }
     if let Some(stem) = k.strip_suffix(b"tokens") {
@@ -76,4 +78,15 @@ pub(super) fn builtin_secret_key(k: &[u8]) -> bool {
         );
     }
     false
+}
+
+/// Words that, ending a normalized flag name, say where a secret is rather
+/// than what it is: `--password-file`, `--token-stdin`, `--secret-name`.
+const LOCATION_WORDS: [&[u8]; 8] = [
+    b"file", b"path", b"stdin", b"env", b"fd", b"dir", b"name", b"prompt",
+];
+
+/// Whether a normalized flag name names where a secret is, not the secret.
+pub(super) fn is_secret_location(k: &[u8]) -> bool {
+    LOCATION_WORDS.iter().any(|w| k.ends_with(w))
 }

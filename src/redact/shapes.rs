@@ -109,6 +109,66 @@ pub(super) fn slack_len(s: &[u8]) -> Option<usize> {
     (body.len() >= 10 && body.iter().any(u8::is_ascii_digit)).then_some(5 + body.len())
 }
 
+/// `sk_live_ sk_test_ rk_live_ rk_test_` + 16 or more letters and digits
+/// (Stripe secret and restricted keys).
+pub(super) fn stripe_len(s: &[u8]) -> Option<usize> {
+    let rest = s.strip_prefix(b"sk_").or_else(|| s.strip_prefix(b"rk_"))?;
+    let rest = rest
+        .strip_prefix(b"live_")
+        .or_else(|| rest.strip_prefix(b"test_"))?;
+    let body = count(rest, |b| b.is_ascii_alphanumeric());
+    (body >= 16).then_some(8 + body)
+}
+
+/// `AIza` + 35 or more base64url characters (a Google API key).
+pub(super) fn google_len(s: &[u8]) -> Option<usize> {
+    let rest = s.strip_prefix(b"AIza")?;
+    let body = count(rest, is_base64url);
+    (body >= 35).then_some(4 + body)
+}
+
+/// `npm_` + 36 or more letters and digits (an npm access token).
+pub(super) fn npm_len(s: &[u8]) -> Option<usize> {
+    let rest = s.strip_prefix(b"npm_")?;
+    let body = count(rest, |b| b.is_ascii_alphanumeric());
+    (body >= 36).then_some(4 + body)
+}
+
+/// `SG.` + 16 or more base64url characters + `.` + 16 or more (a SendGrid
+/// API key: 22 and 43 in practice).
+pub(super) fn sendgrid_len(s: &[u8]) -> Option<usize> {
+    let rest = s.strip_prefix(b"SG.")?;
+    let id = count(rest, is_base64url);
+    let secret = rest[id..].strip_prefix(b".")?;
+    let body = count(secret, is_base64url);
+    (id >= 16 && body >= 16).then_some(3 + id + 1 + body)
+}
+
+/// `hvs.` `hvb.` `hvr.` + 24 or more base64url characters (a HashiCorp
+/// Vault service, batch or recovery token).
+pub(super) fn vault_len(s: &[u8]) -> Option<usize> {
+    let rest = s.strip_prefix(b"hv")?;
+    let (&kind, rest) = rest.split_first()?;
+    let rest = rest.strip_prefix(b".").filter(|_| b"sbr".contains(&kind))?;
+    let body = count(rest, is_base64url);
+    (body >= 24).then_some(4 + body)
+}
+
+/// A Slack webhook's path after `/`: `T` + 8 or more of `A-Z 0-9`, `/`, an
+/// upper-case letter + 8 or more of `A-Z 0-9`, `/`, then 16 or more of
+/// `A-Z a-z 0-9 /` (the secret, and a workflow's further segments).
+pub(super) fn slack_webhook_len(s: &[u8]) -> Option<usize> {
+    let id = |s: &[u8]| count(s, |b| b.is_ascii_uppercase() || b.is_ascii_digit());
+    let team = s.strip_prefix(b"T")?;
+    let team_len = id(team);
+    let rest = team[team_len..].strip_prefix(b"/")?;
+    let hook_len = id(rest);
+    let secret = rest[hook_len..].strip_prefix(b"/")?;
+    let secret_len = count(secret, |b| b.is_ascii_alphanumeric() || b == b'/');
+    let shaped = team_len >= 8 && hook_len >= 9 && rest[0].is_ascii_uppercase() && secret_len >= 16;
+    shaped.then_some(1 + team_len + 1 + hook_len + 1 + secret_len)
+}
+
 /// `AKIA` / `ASIA` + exactly 16 of `A-Z 0-9` (an AWS access key id).
 pub(super) fn aws_key_id_len(s: &[u8]) -> Option<usize> {
     if !(s.starts_with(b"AKIA") || s.starts_with(b"ASIA")) {
@@ -146,6 +206,41 @@ pub(super) fn jwt_len(s: &[u8]) -> Option<usize> {
     let rest = rest[payload..].strip_prefix(b".")?;
     let signature = count(rest, is_base64url);
     (header >= 10 && payload >= 4).then_some(header + payload + signature + 2)
+}
+
+/// Whether `s[i..]` starts with the escape `%` + `hex` (either case).
+pub(super) fn is_escape(s: &[u8], i: usize, hex: &[u8; 2]) -> bool {
+    s.len() >= i + 3 && s[i] == b'%' && s[i + 1..i + 3].eq_ignore_ascii_case(hex)
+}
+
+/// The password of a URL-encoded `scheme%3A%2F%2Fuser%3Apassword%40host`,
+/// triggered at the `%` of `%3A%2F%2F`.
+pub(super) fn encoded_url_password(s: &[u8], t: usize) -> Option<(usize, usize)> {
+    if !(is_escape(s, t, b"3a") && is_escape(s, t + 3, b"2f") && is_escape(s, t + 6, b"2f")) {
+        return None;
+    }
+    let authority_start = t + 9;
+    // The authority ends at an encoded `/ ? #` or anything a URL cannot hold.
+    let mut end = authority_start;
+    while end < s.len() {
+        let b = s[end];
+        if b.is_ascii_whitespace()
+            || matches!(b, b'/' | b'?' | b'#' | b'&' | b'"' | b'\'' | b'<' | b'>')
+        {
+            break;
+        }
+        if is_escape(s, end, b"2f") || is_escape(s, end, b"3f") || is_escape(s, end, b"23") {
+            break;
+        }
+        end += 1;
+    }
+    let at = (authority_start..end)
+        .rev()
+        .find(|&j| is_escape(s, j, b"40"))?;
+    let colon = (authority_start..at).find(|&j| is_escape(s, j, b"3a"))?;
+    let (start, end) = (colon + 3, at);
+    let password = &s[start..end];
+    (!password.is_empty() && password != REDACTED.as_bytes()).then_some((start, end))
 }
 
 /// `Bearer <credential>` (any case): the credential's span, when it looks

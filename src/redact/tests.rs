@@ -304,6 +304,15 @@ fn hostile_repetitions_are_scanned_in_linear_time() {
         "-----BEGIN RSA PRIVATE KEY-----",
         "github_pat_",
         "ghp_",
+        " --password-",
+        " --token --",
+        "password%3D%26",
+        "%3A%2F%2Fa%3A",
+        "/T12345678/B",
+        "hvs.",
+        "SG.aaaaaaaaaaaaaaaaaaaa.",
+        "sk_live_",
+        "AIza-",
     ] {
         let s = unit.repeat(60_000 / unit.len());
         let _ = r().redact_str(&s);
@@ -350,4 +359,263 @@ fn the_user_part_of_a_url_is_scanned_too() {
         red("s://a,password=A,:x@h"),
         "s://a,password=[REDACTED],:[REDACTED]@h"
     );
+}
+
+#[test]
+fn every_element_of_an_array_is_scanned_and_a_pair_only_adds_to_the_scan() {
+    let pem =
+        "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1r\n-----END OPENSSH PRIVATE KEY-----";
+    let key = format!("sk-proj-{}", "Tb8_Wq3x".repeat(4));
+    let mut v = serde_json::json!({
+        "env": ["DB_PASSWORD=Xq7pL2", "PATH=/usr/bin"],
+        "openai": [format!("OPENAI_API_KEY={key}"), "HOME=/root"],
+        "pem": [format!("SSH_KEY={pem}"), "x"],
+        "aws": ["AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "y"],
+        "header": ["X-Api-Key", "k"],
+        "keyed": [key.clone(), "kept"],
+        "command": ["mysql --user admin --password Hunt3r --host db", "PATH=/usr/bin"],
+        "words": ["Client Secret", "s"],
+    });
+    r().redact_json(&mut v);
+    assert_eq!(
+        v["env"],
+        serde_json::json!(["DB_PASSWORD=[REDACTED]", "PATH=/usr/bin"])
+    );
+    assert_eq!(
+        v["openai"],
+        serde_json::json!(["OPENAI_API_KEY=[REDACTED]", "HOME=/root"])
+    );
+    assert_eq!(v["pem"], serde_json::json!(["SSH_KEY=[REDACTED]", "x"]));
+    assert_eq!(
+        v["aws"],
+        serde_json::json!(["AWS_SECRET_ACCESS_KEY=[REDACTED]", "y"])
+    );
+    assert_eq!(v["header"], serde_json::json!(["X-Api-Key", REDACTED]));
+    assert_eq!(v["keyed"], serde_json::json!([REDACTED, "kept"]));
+    assert_eq!(
+        v["command"],
+        serde_json::json!([
+            "mysql --user admin --password [REDACTED] --host db",
+            "PATH=/usr/bin"
+        ])
+    );
+    assert_eq!(v["words"], serde_json::json!(["Client Secret", REDACTED]));
+    assert!(r().json_is_clean(&v, 0));
+}
+
+#[test]
+fn a_secret_flag_in_an_argument_list_hides_its_argument() {
+    let mut v = serde_json::json!([
+        "mysql",
+        "--user",
+        "admin",
+        "--password",
+        "hunter2",
+        "--host",
+        "db",
+        "--password-file",
+        "/run/pw",
+        "--token",
+        "--verbose",
+        "--api-key",
+        "k1"
+    ]);
+    r().redact_json(&mut v);
+    assert_eq!(
+        v,
+        serde_json::json!([
+            "mysql",
+            "--user",
+            "admin",
+            "--password",
+            REDACTED,
+            "--host",
+            "db",
+            "--password-file",
+            "/run/pw",
+            "--token",
+            "--verbose",
+            "--api-key",
+            REDACTED
+        ])
+    );
+    assert!(r().json_is_clean(&v, 0));
+}
+
+#[test]
+fn metadata_keys_are_scanned_and_a_redacted_key_overwrites_no_other() {
+    let token = format!("ghp_{}", "a1B2".repeat(9));
+    let other = format!("ghp_{}", "c3D4".repeat(9));
+    let mut map = Metadata::new();
+    map.insert(format!("repo {token}"), "a".into());
+    map.insert(format!("repo {other}"), "b".into());
+    map.insert("repo [REDACTED]".into(), "c".into());
+    map.insert("DB_PASSWORD=hunter2".into(), "d".into());
+    let mut shared = Arc::new(map);
+    r().redact_metadata(&mut shared);
+    let keys: Vec<&str> = shared.keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        [
+            "DB_PASSWORD=[REDACTED]",
+            "repo [REDACTED]",
+            "repo [REDACTED]#2",
+            "repo [REDACTED]#3"
+        ]
+    );
+    assert_eq!(shared["DB_PASSWORD=[REDACTED]"], REDACTED);
+    let mut values: Vec<&str> = shared.values().filter_map(|v| v.as_str()).collect();
+    values.sort_unstable();
+    assert_eq!(values, ["[REDACTED]", "a", "b", "c"]);
+    let again = shared.clone();
+    r().redact_metadata(&mut shared);
+    assert!(Arc::ptr_eq(&shared, &again), "redacted metadata is clean");
+}
+
+#[test]
+fn stripe_google_npm_sendgrid_and_vault_keys_are_replaced() {
+    for (text, out) in [
+        ("k sk_live_51H8xQ2Kz9LmNpRt4Vw7 x", "k [REDACTED] x"),
+        ("k sk_test_51H8xQ2Kz9LmNpRt4Vw7 x", "k [REDACTED] x"),
+        ("k rk_live_51H8xQ2Kz9LmNpRt4Vw7 x", "k [REDACTED] x"),
+        (
+            "?key=AIzaSyD-9tSrke72PouQMnMX-a7eZSW0jkFMBWY&q",
+            "?key=[REDACTED]&q",
+        ),
+        ("npm_Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4zAB7c!", "[REDACTED]!"),
+        (
+            "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 x",
+            "[REDACTED] x",
+        ),
+        ("t=hvs.CAESIJlU9JMYEhOPYv4igdhm9PnZ x", "t=[REDACTED] x"),
+        ("hvb.AAAAAQJj4kP8b9ZGuE2xkX6dPjv5 x", "[REDACTED] x"),
+    ] {
+        assert_eq!(red(text), out, "{text}");
+    }
+    for text in [
+        "sk_live_short",
+        "risk_live_51H8xQ2Kz9LmNpRt4Vw7",
+        "AIzaShort",
+        "npm_install",
+        "run npm_config_cache=/tmp",
+        "SG.short.short",
+        "hvs.short",
+        "the ask_test_ suite",
+    ] {
+        assert!(kept(text), "{text}");
+    }
+}
+
+#[test]
+fn slack_webhook_urls_lose_their_path_and_keep_the_host() {
+    assert_eq!(
+        red(
+            "POST https://hooks.slack.com/services/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 ok"
+        ),
+        "POST https://hooks.slack.com/services/[REDACTED] ok"
+    );
+    assert_eq!(
+        red("hooks.slack.com/workflows/T024BE7LD/A05K1Q2R3S4/512345678901234567/xR9kLm2Qp7Zt4Wv8"),
+        "hooks.slack.com/workflows/[REDACTED]"
+    );
+    assert!(kept("https://example.com/Team/Build/2024"));
+    assert!(kept("/T024BE7LD/B05K1Q2R3S4/short"));
+}
+
+#[test]
+fn azure_account_keys_and_sas_signatures_are_replaced() {
+    assert_eq!(
+        red("AccountName=a;AccountKey=Eby8vdM02xNOcqFlq+/K1SZ==;EndpointSuffix=core.windows.net"),
+        "AccountName=a;AccountKey=[REDACTED];EndpointSuffix=core.windows.net"
+    );
+    assert_eq!(
+        red("https://a.blob.core.windows.net/c?sv=2022-11-02&sp=r&sig=Zm9vYmFy%2Bq8xQ%3D 403"),
+        "https://a.blob.core.windows.net/c?sv=2022-11-02&sp=r&sig=[REDACTED] 403"
+    );
+    assert!(r().is_secret_key("accountKey"));
+    assert!(r().is_secret_key("sig"));
+    for key in ["signal", "design", "signed", "config.sig"] {
+        assert!(!r().is_secret_key(key), "{key}");
+    }
+}
+
+#[test]
+fn a_password_flag_hides_its_argument_and_common_flags_stay() {
+    for (text, out) in [
+        (
+            "mysql --password Hunt3r --host db",
+            "mysql --password [REDACTED] --host db",
+        ),
+        ("x --db-password 'a b' y", "x --db-password '[REDACTED]' y"),
+        ("x --password=Hunt3r y", "x --password=[REDACTED] y"),
+        (
+            "vault login --token s.abc",
+            "vault login --token [REDACTED]",
+        ),
+        (
+            "cli --api-key k1,--other",
+            "cli --api-key [REDACTED],--other",
+        ),
+    ] {
+        assert_eq!(red(text), out, "{text}");
+    }
+    for text in [
+        "ssh -p 2222 host",
+        "mkdir -p /tmp/x",
+        "mysql -p",
+        "docker login --password-stdin registry.io",
+        "x --password-file /run/secrets/pw",
+        "psql --no-password mydb",
+        "git --ask-password origin",
+        "cargo test --max-tokens 4096",
+        "x --password --verbose",
+        "a--password b",
+        "--author me",
+    ] {
+        assert!(kept(text), "{text}");
+    }
+}
+
+#[test]
+fn url_encoded_passwords_are_replaced() {
+    for (text, out) in [
+        (
+            "body=user%3Dme%26password%3Dhunter2%26next%3D1",
+            "body=user%3Dme%26password%3D[REDACTED]%26next%3D1",
+        ),
+        ("q=password%3dhunter2+x", "q=password%3d[REDACTED]+x"),
+        (
+            "%22apiKey%22%3A%20%22k%20v%22%7D",
+            "%22apiKey%22%3A%20%22[REDACTED]%22%7D",
+        ),
+        (
+            "r=https%3A%2F%2Fbot%3AEnc0dedPw%40git.example.com%2Fx",
+            "r=https%3A%2F%2Fbot%3A[REDACTED]%40git.example.com%2Fx",
+        ),
+        ("https://bot:p%40ss@h/x", "https://bot:[REDACTED]@h/x"),
+        ("a%26session%3Dabc", "a%26session%3D[REDACTED]"),
+        // Found by fuzzing: `_s` after a `%` was taken for an escape.
+        ("!%_secret%3Dabc,", "!%_secret%3D[REDACTED],"),
+    ] {
+        assert_eq!(red(text), out, "{text}");
+    }
+    for text in [
+        "a%3Db",
+        "maxTokens%3D4096",
+        "https%3A%2F%2Fgit%40host%2Fx",
+        "100%",
+    ] {
+        assert!(kept(text), "{text}");
+    }
+}
+
+#[test]
+fn a_match_ending_in_a_secret_flag_takes_the_flag_argument_too() {
+    // Found by fuzzing: the value of `SSH_KEY=` was the flag, and the
+    // flag's argument after it was left readable.
+    assert_eq!(
+        red("SSH_KEY=\t --client-secret vHIJ9 rest"),
+        "SSH_KEY=\t [REDACTED] rest"
+    );
+    assert_eq!(red("token=--password v9 rest"), "token=[REDACTED] rest");
 }
