@@ -48,8 +48,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-pub use read::{JournalReader, JournalRecord, ReadReport, SkipReason, SkippedLine, order_files};
-pub use replay::{ReplayReport, Speed, replay};
+pub use read::{
+    DEFAULT_MAX_LINE_BYTES, ENDLESS_FACTOR, JournalReader, JournalRecord, ReadLimits, ReadReport,
+    SkipReason, SkippedLine, order_files,
+};
+pub use replay::{ReplayReport, Speed, replay, replay_with};
 
 use crate::pipeline::stats::{EventCounts, PerType};
 
@@ -266,5 +269,21 @@ pub enum JournalError {
         path: PathBuf,
         /// The OS error.
         source: std::io::Error,
+    },
+    /// A line ran on past [`ENDLESS_FACTOR`] times the line cap without a
+    /// newline: the input is not a journal (`/dev/zero`, a disk image).
+    #[error(
+        "{}:{line}: a line runs past {bytes} bytes with no end in sight: not a journal \
+         (lines over the cap are skipped up to {ENDLESS_FACTOR} times the cap; \
+         raise the line cap, --max-line-bytes, if it is one)",
+        path.display()
+    )]
+    EndlessLine {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number in it.
+        line: u64,
+        /// Bytes of the line read when reading stopped.
+        bytes: u64,
     },
 }
