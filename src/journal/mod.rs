@@ -85,6 +85,7 @@ pub struct JournalConfig {
     pub(crate) fsync: Fsync,
     pub(crate) capacity: usize,
     pub(crate) lifecycle_reserve: usize,
+    pub(crate) mode: u32,
 }
 
 /// The default size at which the journal is rotated: 100 MiB.
@@ -99,7 +100,10 @@ pub const DEFAULT_LIFECYCLE_RESERVE: usize = 16_384;
 impl JournalConfig {
     /// A journal appended to `path` (created if missing) with the defaults:
     /// rotated at [`DEFAULT_MAX_BYTES`], [`DEFAULT_KEEP`] rotated files,
-    /// [`Fsync::OnRotation`].
+    /// [`Fsync::OnRotation`], new files created with mode 0600. A path
+    /// that names anything but a regular file (a FIFO, a device, a socket,
+    /// a directory) makes [`start`](crate::Builder::start) fail with
+    /// [`Error::NotARegularFile`](crate::Error::NotARegularFile).
     pub fn new(path: impl Into<PathBuf>) -> Self {
         JournalConfig {
             target: Target::File(path.into()),
@@ -108,6 +112,7 @@ impl JournalConfig {
             fsync: Fsync::default(),
             capacity: DEFAULT_CAPACITY,
             lifecycle_reserve: DEFAULT_LIFECYCLE_RESERVE,
+            mode: crate::files::DEFAULT_FILE_MODE,
         }
     }
 
@@ -143,6 +148,16 @@ impl JournalConfig {
     /// are deleted. 0 keeps none: rotation then deletes the full file.
     pub fn keep(mut self, keep: usize) -> Self {
         self.keep = keep;
+        self
+    }
+
+    /// The permissions each new journal file, the first and every one a
+    /// rotation starts, is created with (default
+    /// [`DEFAULT_FILE_MODE`](crate::DEFAULT_FILE_MODE), 0600; the umask
+    /// still applies). An existing file keeps its own; a rotated file keeps
+    /// the one it was created with.
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.mode = mode;
         self
     }
 
@@ -199,6 +214,7 @@ impl std::fmt::Debug for JournalConfig {
             .field("fsync", &self.fsync)
             .field("capacity", &self.capacity)
             .field("lifecycle_reserve", &self.lifecycle_reserve)
+            .field("mode", &format_args!("{:o}", self.mode))
             .finish()
     }
 }

@@ -188,13 +188,16 @@ impl Feeder<'_> {
             self.report.stopped = true;
             return false;
         }
-        if let Speed::Scaled(factor) = self.speed {
-            pace(
+        if let Speed::Scaled(factor) = self.speed
+            && !pace(
                 &mut self.clock,
                 record.event.timestamp.as_millis(),
                 factor,
                 self.stop,
-            );
+            )
+        {
+            self.report.stopped = true;
+            return false;
         }
         if let Some(seq) = record.seq {
             self.follow_seq(seq);
@@ -262,8 +265,8 @@ const CHUNK: usize = 512;
 
 /// Sleeps until the event stamped `millis` is due at `factor` times the
 /// original pace (the first event sets the origin). Never goes backwards
-/// for events out of order, and wakes for `stop`.
-fn pace(clock: &mut Option<(Instant, u64)>, millis: u64, factor: f64, stop: &AtomicBool) {
+/// for events out of order, and wakes for `stop`: false if it did.
+fn pace(clock: &mut Option<(Instant, u64)>, millis: u64, factor: f64, stop: &AtomicBool) -> bool {
     let (start, origin) = *clock.get_or_insert((Instant::now(), millis));
     // A factor built by hand may be tiny, zero or not a number: a wait that
     // cannot be represented is a wait until `stop`, never a panic.
@@ -273,8 +276,11 @@ fn pace(clock: &mut Option<(Instant, u64)>, millis: u64, factor: f64, stop: &Ato
     loop {
         let now = Instant::now();
         // Relaxed: see `replay`.
-        if due.is_some_and(|due| now >= due) || stop.load(Ordering::Relaxed) {
-            return;
+        if stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        if due.is_some_and(|due| now >= due) {
+            return true;
         }
         let left = due.map_or(Duration::MAX, |due| due - now);
         std::thread::sleep(left.min(Duration::from_millis(100)));
