@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use crossbeam_channel::{Receiver, Sender};
 
 use super::parse::ParseCache;
-use super::read::{Long, READ_BUFFER, ReadLimits, open_input, parse_line, read_long};
+use super::read::{READ_BUFFER, ReadLimits, Spilled, open_input, parse_line, read_long};
 use super::{JournalError, JournalRecord, ReadReport, SkipReason};
 
 /// Parsing threads.
@@ -185,9 +185,9 @@ fn read(
                 // The line crosses the read buffer's end (or ends the
                 // file), or is over the cap.
                 _ => match read_long(&mut reader, &mut spill, &limits) {
-                    Ok(Long::Line { whole }) => chunk.push(&spill, whole),
-                    Ok(Long::TooLong { bytes }) => chunk.too_long(bytes),
-                    Ok(Long::Endless { bytes }) => {
+                    Ok(Spilled::Line { whole }) => chunk.push(&spill, whole),
+                    Ok(Spilled::TooLong { bytes }) => chunk.too_long(bytes),
+                    Ok(Spilled::Endless { bytes }) => {
                         deal(Err(JournalError::EndlessLine {
                             path: path.clone(),
                             line: line_no,

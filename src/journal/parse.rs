@@ -319,6 +319,21 @@ mod tests {
     use super::*;
     use crate::event::Strategy;
 
+    #[test]
+    fn the_id_table_is_bounded_in_bytes_as_well_as_in_ids() {
+        let mut ids = Interner::default();
+        for i in 0..200 {
+            let id = format!("{i}{}", "x".repeat(64 << 10));
+            assert_eq!(&*ids.get(&id), id.as_str());
+            assert!(
+                ids.bytes <= MAX_ID_BYTES,
+                "{} bytes after {i} ids",
+                ids.bytes
+            );
+        }
+        assert!(ids.ids.len() < 200);
+    }
+
     fn samples() -> Vec<ProgressEvent> {
         let kinds = vec![
             EventKind::RunStarted {

@@ -319,15 +319,15 @@ impl Iterator for JournalReader {
                     (parsed, true)
                 }
                 _ => match read_long(reader, &mut self.buf, &self.limits) {
-                    Ok(Long::Line { whole }) => {
+                    Ok(Spilled::Line { whole }) => {
                         self.last_line_bytes = self.buf.len();
                         (parse_line(&self.buf, &mut self.cache), whole)
                     }
-                    Ok(Long::TooLong { bytes }) => {
+                    Ok(Spilled::TooLong { bytes }) => {
                         self.last_line_bytes = 0;
                         (Err(SkipReason::TooLong { bytes }), true)
                     }
-                    Ok(Long::Endless { bytes }) => {
+                    Ok(Spilled::Endless { bytes }) => {
                         let path = path.clone();
                         self.current = None;
                         self.files = Vec::new().into_iter();
@@ -407,7 +407,7 @@ pub(super) fn check_input(path: &Path) -> Result<(), JournalError> {
 }
 
 /// A line that did not end within the read buffer, as [`read_long`] left it.
-pub(super) enum Long {
+pub(super) enum Spilled {
     /// In the buffer, newline excluded; `whole` if a newline ended it
     /// (else the input ended).
     Line { whole: bool },
@@ -425,7 +425,7 @@ pub(super) fn read_long<R: BufRead + ?Sized>(
     reader: &mut R,
     buf: &mut Vec<u8>,
     limits: &ReadLimits,
-) -> io::Result<Long> {
+) -> io::Result<Spilled> {
     buf.clear();
     // A buffer grown by an earlier long line is not kept at that size.
     if buf.capacity() > 2 * limits.max_line_bytes.min(READ_BUFFER) {
@@ -441,8 +441,8 @@ pub(super) fn read_long<R: BufRead + ?Sized>(
         };
         if available.is_empty() {
             return Ok(match over {
-                0 => Long::Line { whole: false },
-                bytes => Long::TooLong { bytes },
+                0 => Spilled::Line { whole: false },
+                bytes => Spilled::TooLong { bytes },
             });
         }
         let newline = memchr::memchr(b'\n', available);
@@ -459,12 +459,12 @@ pub(super) fn read_long<R: BufRead + ?Sized>(
         reader.consume(piece + usize::from(newline.is_some()));
         if newline.is_some() {
             return Ok(match over {
-                0 => Long::Line { whole: true },
-                bytes => Long::TooLong { bytes },
+                0 => Spilled::Line { whole: true },
+                bytes => Spilled::TooLong { bytes },
             });
         }
         if over > limits.endless_after() {
-            return Ok(Long::Endless { bytes: over });
+            return Ok(Spilled::Endless { bytes: over });
         }
     }
 }
@@ -533,6 +533,36 @@ fn split_rotation(path: &Path) -> (PathBuf, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_line_is_read_in_pieces_within_the_cap_and_thrown_away_past_it() {
+        let limits = ReadLimits::default().max_line_bytes(10);
+        let text = b"0123456789\n0123456789A\nshort\n0123456789ABC";
+        // A read buffer smaller than the lines: every line crosses it.
+        let mut reader = BufReader::with_capacity(4, &text[..]);
+        let mut buf = Vec::new();
+        let mut read = || match read_long(&mut reader, &mut buf, &limits).expect("reads") {
+            Spilled::Line { whole } => format!("{} {whole}", String::from_utf8_lossy(&buf)),
+            Spilled::TooLong { bytes } => format!("too long {bytes}"),
+            Spilled::Endless { bytes } => format!("endless {bytes}"),
+        };
+        assert_eq!(read(), "0123456789 true");
+        assert_eq!(read(), "too long 11");
+        assert_eq!(read(), "short true");
+        assert_eq!(read(), "too long 13");
+        assert!(buf.capacity() <= 64, "{}", buf.capacity());
+    }
+
+    #[test]
+    fn a_line_past_1024_times_the_cap_is_endless() {
+        let limits = ReadLimits::default().max_line_bytes(8);
+        let mut zeros = BufReader::with_capacity(64, std::io::repeat(0));
+        let mut buf = Vec::new();
+        match read_long(&mut zeros, &mut buf, &limits).expect("reads") {
+            Spilled::Endless { bytes } => assert!((8 * 1024..8 * 1024 + 64).contains(&(bytes - 1))),
+            _ => panic!("not endless"),
+        }
+    }
 
     #[test]
     fn lines_that_are_not_events_are_classified() {

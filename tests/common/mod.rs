@@ -569,6 +569,10 @@ pub struct Measured {
 /// Runs `command` (stdout and stderr captured) to its end and measures
 /// its peak memory exactly: `wait4` of this one child gives its own
 /// `ru_maxrss`, whatever other children the test process runs.
+#[expect(
+    clippy::zombie_processes,
+    reason = "the child is reaped by wait4, which gives its rusage"
+)]
 pub fn run_measured(command: &mut std::process::Command, measure: &Measure) -> Measured {
     use std::io::Read;
     use std::process::Stdio;
