@@ -32,6 +32,7 @@ mod diagnostics;
 mod emitter;
 mod event;
 pub mod exposition;
+mod files;
 #[doc(hidden)]
 pub mod fuzzing;
 mod global;
@@ -54,6 +55,7 @@ pub use event::{
     Phase, PhaseTimings, ProgressEvent, RunOutcome, RunResult, Strategy, TaskSpec, Timestamp,
     TypeStyle, UnknownVariant, WireEvent,
 };
+pub use files::DEFAULT_FILE_MODE;
 pub use global::global;
 pub use guard::{IterationGuard, PhaseGuard, RunGuard};
 #[cfg(feature = "tracing")]

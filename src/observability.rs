@@ -55,6 +55,18 @@ pub enum Error {
     #[cfg(feature = "metrics")]
     #[error("a metrics recorder is already installed: the metrics crate takes one per process")]
     MetricsRecorderAlreadyInstalled,
+    /// The journal or log file's path names something other than a
+    /// regular file (a FIFO, a device, a socket, a directory): nothing is
+    /// opened, so a FIFO without a reader cannot hang `start()`.
+    #[error(
+        "{path:?} is a {kind}, not a regular file: the journal and the log file are only written to regular files or new paths"
+    )]
+    NotARegularFile {
+        /// The path.
+        path: std::path::PathBuf,
+        /// What it names: `FIFO`, `device`, `socket`, `directory`.
+        kind: &'static str,
+    },
     /// The journal file could not be opened for appending.
     #[error("could not open the journal {path:?}: {source}")]
     Journal {
@@ -165,9 +177,20 @@ impl Builder {
     }
 
     /// Appends the JSON log lines to the file at `path` (created if
-    /// missing); [`start`](Self::start) fails if it cannot be opened.
+    /// missing, with mode 0600: see [`log_file_mode`](Self::log_file_mode));
+    /// [`start`](Self::start) fails if it cannot be opened, and with
+    /// [`Error::NotARegularFile`] if the path names a FIFO, a device, a
+    /// socket or a directory.
     pub fn log_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
         self.log.set_file(path.into());
+        self
+    }
+
+    /// The permissions a new log file is created with (default
+    /// [`DEFAULT_FILE_MODE`](crate::DEFAULT_FILE_MODE), 0600; the umask
+    /// still applies). An existing file keeps its own.
+    pub fn log_file_mode(mut self, mode: u32) -> Self {
+        self.log.file_mode(mode);
         self
     }
 
@@ -326,8 +349,10 @@ impl Builder {
     /// Appends every processed event to the file at `path` (created if
     /// missing), one JSON line each, exactly as `/ws` sends it (same bytes,
     /// same `seq`), from a writer thread of its own, with the defaults of
-    /// [`JournalConfig::new`]; [`start`](Self::start) fails if the file
-    /// cannot be opened. The drain thread never waits for it: when the
+    /// [`JournalConfig::new`] (a new file is created with mode 0600);
+    /// [`start`](Self::start) fails if the file cannot be opened, and with
+    /// [`Error::NotARegularFile`], without waiting, if the path names a
+    /// FIFO, a device, a socket or a directory. The drain thread never waits for it: when the
     /// writer is behind, events are dropped and counted (lifecycle events
     /// last). See [`journal`](crate::journal) and `docs/PROTOCOL.md`.
     ///

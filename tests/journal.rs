@@ -13,7 +13,9 @@ use agentgate_obs::journal::{JournalConfig, JournalReader};
 use agentgate_obs::{
     EventKind, EventType, Observability, Phase, ProgressEmitter, RunResult, Strategy, TaskSpec,
 };
-use common::{GatedLogSink, LogBuffer, Stall, TempDir, journal_lines, journal_seqs, quiet};
+use common::{
+    GatedLogSink, LogBuffer, Stall, TempDir, journal_lines, journal_seqs, mkfifo, quiet, within,
+};
 use tungstenite::Message;
 
 fn demo(obs: &Observability, work_orders: usize, seed: u64) {
@@ -543,6 +545,87 @@ fn a_journal_that_cannot_be_opened_fails_start_with_a_typed_error() {
             .start()
             .is_err()
     );
+}
+
+#[test]
+fn a_journal_or_log_path_that_is_not_a_regular_file_fails_start_at_once_with_a_typed_error() {
+    // Regression: `Builder::journal` on a FIFO without a reader blocked
+    // `start()` for ever (opening a FIFO for writing waits for a reader).
+    let dir = TempDir::new("journal-not-a-file");
+    let fifo = dir.join("events.fifo");
+    mkfifo(&fifo);
+    let cases = [
+        (fifo, "FIFO"),
+        (dir.path().to_owned(), "directory"),
+        ("/dev/null".into(), "device"),
+    ];
+    for (path, kind) in cases {
+        for as_log in [false, true] {
+            let builder = if as_log {
+                Observability::builder().log_file(&path)
+            } else {
+                quiet().journal(&path)
+            };
+            let started = within(Duration::from_secs(10), "start()", move || {
+                builder.start().map(drop)
+            });
+            match started {
+                Err(agentgate_obs::Error::NotARegularFile { path: p, kind: k }) => {
+                    assert_eq!((p, k), (path.clone(), kind));
+                }
+                other => panic!("{} (log: {as_log}): {other:?}", path.display()),
+            }
+        }
+    }
+}
+
+#[test]
+fn journal_and_log_files_and_rotated_journals_are_created_owner_only_unless_configured() {
+    // Regression: they were created 0644, readable by every local user.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &std::path::Path| {
+        std::fs::metadata(path)
+            .expect("exists")
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    let umask = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("Umask:"))?.to_owned();
+            u32::from_str_radix(line["Umask:".len()..].trim(), 8).ok()
+        })
+        .unwrap_or(0o022);
+    let dir = TempDir::new("journal-mode");
+    let (journal, log) = (dir.join("events.ndjson"), dir.join("obs.log"));
+    let obs = Observability::builder()
+        .log_file(&log)
+        .journal_config(JournalConfig::new(&journal).max_bytes(2_048).keep(2))
+        .start()
+        .expect("start");
+    let run = obs.emitter().run("wo-1", "run-1");
+    for i in 0..100 {
+        run.phase_started(i, Phase::Build);
+    }
+    obs.shutdown();
+    let rotated = dir.join("events.ndjson.1");
+    for file in [&journal, &rotated, &log] {
+        assert_eq!(mode(file), 0o600, "{}", file.display());
+    }
+
+    let dir = TempDir::new("journal-mode-set");
+    let (journal, log) = (dir.join("events.ndjson"), dir.join("obs.log"));
+    let obs = Observability::builder()
+        .log_file(&log)
+        .log_file_mode(0o640)
+        .journal_config(JournalConfig::new(&journal).mode(0o640))
+        .start()
+        .expect("start");
+    obs.shutdown();
+    for file in [&journal, &log] {
+        assert_eq!(mode(file), 0o640 & !umask, "{}", file.display());
+    }
 }
 
 #[test]

@@ -12,10 +12,15 @@ use std::time::{Duration, Instant};
 
 use agentgate_obs::Observability;
 use agentgate_obs::demo::{DemoConfig, run_engine};
-use agentgate_obs::journal::{JournalConfig, SkipReason, Speed, replay};
+use agentgate_obs::journal::{
+    JournalConfig, JournalReader, ReadLimits, SkipReason, Speed, replay, replay_with,
+};
 use common::browser::Browser;
 use common::demo::Demo;
-use common::{TempDir, http_get, journal_lines, parse_exposition, quiet};
+use common::{
+    Measure, Measured, TempDir, http_get, journal_lines, mkfifo, parse_exposition, quiet,
+    run_measured,
+};
 use serde_json::Value;
 
 /// A served pipeline that ran the demo engine with a journal at `path`.
@@ -406,4 +411,317 @@ fn the_dashboard_of_a_replay_renders_every_run_of_the_journal() {
         .collect();
     assert_eq!(shown, expected);
     browser.assert_no_page_errors();
+}
+
+// ---- Bounded input: line cap, byte-bounded chunks, endless input, stdin,
+// FIFOs, the speed's range ----
+
+fn agentgate_obs() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_agentgate-obs"))
+}
+
+/// A `delivery:started` line with this `seq`, `second`s after 01:00:00.
+fn delivery_line(seq: u64, second: u32) -> String {
+    format!(
+        r#"{{"type":"delivery:started","seq":{seq},"timestamp":"2026-12-02T01:00:{second:02}.000Z","workOrderId":"wo","runId":"r","correlationId":"r"}}"#
+    )
+}
+
+/// Growth above the baseline a hostile file may cost `replay`/`summary`.
+const BOUND_KIB: u64 = 64 << 10;
+
+/// Stops a child long before a regression could take the machine's memory.
+fn measure(interrupt_on: Option<&'static str>) -> Measure {
+    Measure {
+        timeout: Duration::from_secs(180),
+        kill_above_kib: 768 << 10,
+        interrupt_on,
+    }
+}
+
+/// `replay FILE` run to the end of its replay, then interrupted.
+fn measured_replay(file: &Path, extra: &[&str]) -> Measured {
+    run_measured(
+        agentgate_obs()
+            .args(["replay", "--listen", "127.0.0.1:0"])
+            .args(extra)
+            .arg(file)
+            .env_remove("AGENTGATE_TOKEN"),
+        &measure(Some("replayed ")),
+    )
+}
+
+/// The peak resident set of replaying a two-line journal.
+fn baseline_kib(dir: &TempDir) -> u64 {
+    let small = dir.join("small.ndjson");
+    std::fs::write(
+        &small,
+        delivery_line(1, 0) + "\n" + &delivery_line(2, 1) + "\n",
+    )
+    .expect("write");
+    let run = measured_replay(&small, &[]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    run.peak_rss_kib
+}
+
+/// Writes `lines` lines of `bytes` each (newline excluded), built by
+/// `line`, in pieces: the test holds none of them whole either.
+fn write_long_lines(
+    path: &Path,
+    lines: usize,
+    bytes: usize,
+    mut line: impl FnMut(&mut dyn std::io::Write, usize),
+) {
+    use std::io::Write;
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path).expect("create"));
+    for _ in 0..lines {
+        line(&mut file, bytes);
+        file.write_all(b"\n").expect("write");
+    }
+    file.flush().expect("flush");
+}
+
+#[test]
+fn a_line_over_the_cap_is_skipped_counted_and_named_without_being_held_whole() {
+    // Regression: a 64 MiB line was read whole (twice over), so a file of
+    // long lines cost its size in memory.
+    let dir = TempDir::new("replay-long-line");
+    let baseline = baseline_kib(&dir);
+    let big = dir.join("big.ndjson");
+    let long = (64 << 20) + 1;
+    {
+        use std::io::Write;
+        let mut file = std::io::BufWriter::new(std::fs::File::create(&big).expect("create"));
+        writeln!(file, "{}", delivery_line(1, 0)).expect("write");
+        let piece = vec![b'x'; 1 << 20];
+        for _ in 0..64 {
+            file.write_all(&piece).expect("write");
+        }
+        writeln!(file, "x\n{}", delivery_line(2, 1)).expect("write");
+    }
+
+    let run = measured_replay(&big, &[]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert!(run.stdout.contains("replayed 2 events"), "{}", run.stdout);
+    assert!(run.stderr.contains("1 over the line cap"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains(&format!("big.ndjson:2 ({long} bytes, over the line cap)")),
+        "{}",
+        run.stderr
+    );
+    let growth = run.peak_rss_kib.saturating_sub(baseline);
+    eprintln!("peak RSS {} KiB, baseline {baseline} KiB", run.peak_rss_kib);
+    assert!(
+        growth < BOUND_KIB,
+        "replaying a {long}-byte line grew the peak RSS by {growth} KiB (baseline {baseline} KiB)"
+    );
+
+    // The library reader, with its cap set lower (but not so low that the
+    // line counts as endless): the same line, counted.
+    let limits = ReadLimits::default().max_line_bytes(128 << 10);
+    let mut reader = JournalReader::open_with(&[&big], limits).expect("opens");
+    let seqs: Vec<Option<u64>> = reader.by_ref().map(|r| r.expect("readable").seq).collect();
+    assert_eq!(seqs, [Some(1), Some(2)]);
+    let report = reader.report();
+    assert_eq!((report.too_long, report.skipped()), (1, 1));
+    assert_eq!(report.first_skipped[0].line, 2);
+    assert_eq!(
+        report.first_skipped[0].reason,
+        SkipReason::TooLong { bytes: long as u64 }
+    );
+}
+
+#[test]
+fn chunks_of_the_parallel_reader_are_bounded_in_bytes_not_only_in_lines() {
+    // Regression: chunks were 1,024 lines whatever their length, so 1 GB
+    // of 512 KiB lines took 1,011 MB.
+    let dir = TempDir::new("replay-chunk-bytes");
+    let baseline = baseline_kib(&dir);
+    let path = dir.join("wide.ndjson");
+    let width = 512 << 10;
+    write_long_lines(&path, 256, width, |out, bytes| {
+        let head = br#"{"type":"future:event","pad":""#;
+        out.write_all(head).expect("write");
+        out.write_all(&vec![b'a'; bytes - head.len() - 2])
+            .expect("write");
+        out.write_all(br#""}"#).expect("write");
+    });
+
+    let run = measured_replay(&path, &[]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert!(run.stderr.contains("256 of unknown type"), "{}", run.stderr);
+    let growth = run.peak_rss_kib.saturating_sub(baseline);
+    eprintln!("peak RSS {} KiB, baseline {baseline} KiB", run.peak_rss_kib);
+    assert!(
+        growth < BOUND_KIB,
+        "replaying 128 MiB of 512 KiB lines grew the peak RSS by {growth} KiB (baseline {baseline} KiB)"
+    );
+}
+
+#[test]
+fn summary_and_replay_of_dev_zero_end_with_a_clear_error_in_bounded_memory() {
+    // Regression: `summary /dev/zero` grew to 4.18 GB and aborted.
+    let dir = TempDir::new("replay-dev-zero");
+    let baseline = baseline_kib(&dir);
+    let run = run_measured(
+        agentgate_obs().args(["summary", "/dev/zero"]),
+        &measure(None),
+    );
+    assert_eq!(run.code, Some(2), "{run:?}");
+    assert!(
+        run.stderr.contains("/dev/zero:1: a line runs past")
+            && run.stderr.contains("no end in sight: not a journal"),
+        "{}",
+        run.stderr
+    );
+    let growth = run.peak_rss_kib.saturating_sub(baseline);
+    eprintln!("peak RSS {} KiB, baseline {baseline} KiB", run.peak_rss_kib);
+    assert!(
+        growth < BOUND_KIB,
+        "summary /dev/zero grew the peak RSS by {growth} KiB"
+    );
+
+    // A lower cap gives up sooner; `replay` fails the same way.
+    let run = run_measured(
+        agentgate_obs()
+            .args([
+                "replay",
+                "--listen",
+                "127.0.0.1:0",
+                "--max-line-bytes",
+                "4096",
+                "/dev/zero",
+            ])
+            .env_remove("AGENTGATE_TOKEN"),
+        &measure(Some("replayed ")),
+    );
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert!(run.stderr.contains("no end in sight"), "{}", run.stderr);
+    for bad in ["0", "-1", "1k", "+5", ""] {
+        let out = agentgate_obs()
+            .args(["summary", "--max-line-bytes", bad, "/dev/null"])
+            .output()
+            .expect("runs");
+        assert_eq!(out.status.code(), Some(2), "--max-line-bytes {bad:?}");
+    }
+}
+
+#[test]
+fn dash_reads_standard_input_and_a_fifo_is_read_until_its_writer_closes_it() {
+    // Regression: a FIFO was opened three times (two checks, then the
+    // reading), so `summary FIFO` hung with no output.
+    let dir = TempDir::new("replay-stdin-fifo");
+    let path = dir.join("events.ndjson");
+    let _live = live_demo(&path, 5, 11);
+    let (code, from_file) = summary(&[&path]);
+    assert!(matches!(code, Some(0 | 1)));
+    assert_ne!(from_file, Value::Null);
+    let last_json = |run: &Measured| {
+        serde_json::from_str::<Value>(run.stdout.lines().last().unwrap_or_default())
+            .unwrap_or(Value::Null)
+    };
+
+    let from_stdin = run_measured(
+        agentgate_obs()
+            .args(["summary", "--json", "-"])
+            .stdin(std::fs::File::open(&path).expect("open")),
+        &measure(None),
+    );
+    assert_eq!(from_stdin.code, code, "{from_stdin:?}");
+    assert_eq!(last_json(&from_stdin), from_file);
+
+    let fifo = dir.join("events.fifo");
+    mkfifo(&fifo);
+    let writer = {
+        let (fifo, journal) = (fifo.clone(), path.clone());
+        std::thread::spawn(move || {
+            // Opening for writing waits for the reader, as with `cat`.
+            let mut out = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&fifo)
+                .expect("open");
+            std::io::copy(&mut std::fs::File::open(&journal).expect("open"), &mut out)
+                .expect("copy");
+        })
+    };
+    let from_fifo = run_measured(
+        agentgate_obs().args(["summary", "--json"]).arg(&fifo),
+        &Measure {
+            timeout: Duration::from_secs(30),
+            ..measure(None)
+        },
+    );
+    assert_eq!(from_fifo.killed, None, "{from_fifo:?}");
+    writer.join().expect("the writer is done");
+    assert_eq!(from_fifo.code, code, "{from_fifo:?}");
+    assert_eq!(last_json(&from_fifo), from_file);
+}
+
+#[test]
+fn a_speed_outside_its_documented_range_is_a_usage_error_not_a_panic() {
+    // Regression: `replay --speed 1e-300` panicked (exit 101).
+    let dir = TempDir::new("replay-speed-range");
+    let path = dir.join("two.ndjson");
+    std::fs::write(
+        &path,
+        delivery_line(1, 0) + "\n" + &delivery_line(2, 1) + "\n",
+    )
+    .expect("write");
+    for speed in [
+        "1e-300", "0", "-1", "NaN", "inf", "0.0009", "1000001", "fast",
+    ] {
+        let run = run_measured(
+            agentgate_obs()
+                .args(["replay", "--listen", "127.0.0.1:0"])
+                .arg(format!("--speed={speed}"))
+                .arg(&path)
+                .env_remove("AGENTGATE_TOKEN"),
+            &Measure {
+                timeout: Duration::from_secs(30),
+                ..measure(Some("replayed "))
+            },
+        );
+        assert_eq!(run.code, Some(2), "--speed {speed}: {run:?}");
+        assert!(
+            run.stderr
+                .contains("speed must be `max` or a number from 0.001 to 1000000"),
+            "--speed {speed}: {}",
+            run.stderr
+        );
+    }
+    for speed in ["0.001", "1000000", "max", "1"] {
+        assert!(speed.parse::<Speed>().is_ok(), "{speed}");
+    }
+}
+
+#[test]
+fn a_hand_built_speed_too_slow_to_represent_waits_until_stopped_instead_of_panicking() {
+    let dir = TempDir::new("replay-speed-tiny");
+    let path = dir.join("two.ndjson");
+    std::fs::write(
+        &path,
+        delivery_line(1, 0) + "\n" + &delivery_line(2, 1) + "\n",
+    )
+    .expect("write");
+    let obs = quiet().start().expect("start");
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let stopper = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        })
+    };
+    let report = replay_with(
+        &obs,
+        &[&path],
+        Speed::Scaled(1e-300),
+        ReadLimits::default(),
+        &stop,
+    )
+    .expect("readable");
+    stopper.join().expect("stopper");
+    assert!(report.stopped, "{report:?}");
+    assert_eq!(report.events, 1);
 }

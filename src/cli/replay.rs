@@ -5,7 +5,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use agentgate_obs::journal::{ReplayReport, Speed, replay};
+use agentgate_obs::journal::{
+    DEFAULT_MAX_LINE_BYTES, ReadLimits, ReplayReport, Speed, replay_with,
+};
 use agentgate_obs::{Level, Overflow};
 use clap::Args;
 
@@ -16,12 +18,16 @@ use super::serve::ServeArgs;
 pub(crate) struct ReplayArgs {
     /// Journal files (`demo --events-out`, `Builder::journal`); a rotated
     /// set may be given in any order (`FILE*`): it is read oldest first.
+    /// `-` is standard input; a FIFO is read until its writer closes it.
     #[arg(required = true, value_name = "FILE")]
     files: Vec<PathBuf>,
-    /// `max` loads everything at once; a number replays with the original
-    /// timing divided by it (1: real time, 10: ten times faster).
+    /// `max` loads everything at once; a number from 0.001 to 1000000
+    /// replays with the original timing divided by it (1: real time, 10:
+    /// ten times faster).
     #[arg(long, default_value = "max", value_parser = parse_speed)]
     speed: Speed,
+    #[command(flatten)]
+    input: InputArgs,
     #[command(flatten)]
     serve: ServeArgs,
 }
@@ -30,10 +36,33 @@ fn parse_speed(text: &str) -> Result<Speed, String> {
     text.parse()
 }
 
+/// How journal input is bounded (`replay`, `summary`).
+#[derive(Debug, Args)]
+pub(crate) struct InputArgs {
+    /// Lines longer than this many bytes are skipped and counted, never
+    /// held whole; a line still going after 1024 times this ends the
+    /// reading with an error (the input is not a journal).
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_LINE_BYTES, value_parser = parse_line_cap)]
+    max_line_bytes: usize,
+}
+
+impl InputArgs {
+    pub(crate) fn limits(&self) -> ReadLimits {
+        ReadLimits::default().max_line_bytes(self.max_line_bytes)
+    }
+}
+
+fn parse_line_cap(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(bytes) if bytes >= 1 && text.bytes().all(|b| b.is_ascii_digit()) => Ok(bytes),
+        _ => Err(format!("a number of bytes of at least 1, not {text:?}")),
+    }
+}
+
 pub(crate) fn run(args: ReplayArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let (builder, token) = args.serve.builder()?;
     // Unreadable files are an error before the server starts, not after.
-    agentgate_obs::journal::JournalReader::open(&args.files)?;
+    agentgate_obs::journal::JournalReader::open_with(&args.files, args.input.limits())?;
     note_missing_rotations(&args.files);
     // Warnings only: a progress line per replayed event would flood stderr.
     let obs = builder
@@ -47,7 +76,7 @@ pub(crate) fn run(args: ReplayArgs) -> Result<ExitCode, Box<dyn std::error::Erro
     ctrlc::set_handler(move || on_signal.store(true, Ordering::Relaxed))?;
 
     let started = std::time::Instant::now();
-    let report = replay(&obs, &args.files, args.speed, &stop)?;
+    let report = replay_with(&obs, &args.files, args.speed, args.input.limits(), &stop)?;
     let elapsed = started.elapsed();
     warn_about(&report);
     say!(
@@ -71,12 +100,14 @@ pub(crate) fn warn_about(report: &ReplayReport) {
         let first: Vec<String> = read.first_skipped.iter().map(ToString::to_string).collect();
         eprintln!(
             "agentgate-obs: warning: skipped {} line(s) that are not events \
-             ({} blank, {} truncated, {} not JSON events, {} of unknown type); first: {}",
+             ({} blank, {} truncated, {} not JSON events, {} of unknown type, \
+             {} over the line cap); first: {}",
             read.skipped(),
             read.blank,
             read.truncated,
             read.garbage,
             read.unknown_type,
+            read.too_long,
             first.join(", ")
         );
     }

@@ -5,18 +5,21 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 
-use agentgate_obs::journal::{Speed, replay};
+use agentgate_obs::journal::{Speed, replay_with};
 use agentgate_obs::{Observability, Overflow, RunOutcome};
 use clap::Args;
 
-use super::replay::{note_missing_rotations, warn_about};
+use super::replay::{InputArgs, note_missing_rotations, warn_about};
 use super::report;
 
 #[derive(Debug, Args)]
 pub(crate) struct SummaryArgs {
     /// Journal files; a rotated set may be given in any order (`FILE*`).
+    /// `-` is standard input; a FIFO is read until its writer closes it.
     #[arg(required = true, value_name = "FILE")]
     files: Vec<PathBuf>,
+    #[command(flatten)]
+    input: InputArgs,
     /// The summary as one JSON object on the last line.
     #[arg(long)]
     json: bool,
@@ -31,7 +34,14 @@ pub(crate) fn run(args: SummaryArgs) -> Result<ExitCode, Box<dyn std::error::Err
         .no_log()
         .overflow(Overflow::Block)
         .start()?;
-    let report = match replay(&obs, &args.files, Speed::Max, &AtomicBool::new(false)) {
+    let limits = args.input.limits();
+    let report = match replay_with(
+        &obs,
+        &args.files,
+        Speed::Max,
+        limits,
+        &AtomicBool::new(false),
+    ) {
         Ok(report) => report,
         Err(error) => {
             eprintln!("agentgate-obs: {error}");

@@ -48,8 +48,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-pub use read::{JournalReader, JournalRecord, ReadReport, SkipReason, SkippedLine, order_files};
-pub use replay::{ReplayReport, Speed, replay};
+pub use read::{
+    DEFAULT_MAX_LINE_BYTES, ENDLESS_FACTOR, JournalReader, JournalRecord, ReadLimits, ReadReport,
+    SkipReason, SkippedLine, order_files,
+};
+pub use replay::{ReplayReport, Speed, replay, replay_with};
 
 use crate::pipeline::stats::{EventCounts, PerType};
 
@@ -82,6 +85,7 @@ pub struct JournalConfig {
     pub(crate) fsync: Fsync,
     pub(crate) capacity: usize,
     pub(crate) lifecycle_reserve: usize,
+    pub(crate) mode: u32,
 }
 
 /// The default size at which the journal is rotated: 100 MiB.
@@ -96,7 +100,10 @@ pub const DEFAULT_LIFECYCLE_RESERVE: usize = 16_384;
 impl JournalConfig {
     /// A journal appended to `path` (created if missing) with the defaults:
     /// rotated at [`DEFAULT_MAX_BYTES`], [`DEFAULT_KEEP`] rotated files,
-    /// [`Fsync::OnRotation`].
+    /// [`Fsync::OnRotation`], new files created with mode 0600. A path
+    /// that names anything but a regular file (a FIFO, a device, a socket,
+    /// a directory) makes [`start`](crate::Builder::start) fail with
+    /// [`Error::NotARegularFile`](crate::Error::NotARegularFile).
     pub fn new(path: impl Into<PathBuf>) -> Self {
         JournalConfig {
             target: Target::File(path.into()),
@@ -105,6 +112,7 @@ impl JournalConfig {
             fsync: Fsync::default(),
             capacity: DEFAULT_CAPACITY,
             lifecycle_reserve: DEFAULT_LIFECYCLE_RESERVE,
+            mode: crate::files::DEFAULT_FILE_MODE,
         }
     }
 
@@ -140,6 +148,16 @@ impl JournalConfig {
     /// are deleted. 0 keeps none: rotation then deletes the full file.
     pub fn keep(mut self, keep: usize) -> Self {
         self.keep = keep;
+        self
+    }
+
+    /// The permissions each new journal file, the first and every one a
+    /// rotation starts, is created with (default
+    /// [`DEFAULT_FILE_MODE`](crate::DEFAULT_FILE_MODE), 0600; the umask
+    /// still applies). An existing file keeps its own; a rotated file keeps
+    /// the one it was created with.
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.mode = mode;
         self
     }
 
@@ -196,6 +214,7 @@ impl std::fmt::Debug for JournalConfig {
             .field("fsync", &self.fsync)
             .field("capacity", &self.capacity)
             .field("lifecycle_reserve", &self.lifecycle_reserve)
+            .field("mode", &format_args!("{:o}", self.mode))
             .finish()
     }
 }
@@ -266,5 +285,21 @@ pub enum JournalError {
         path: PathBuf,
         /// The OS error.
         source: std::io::Error,
+    },
+    /// A line ran on past [`ENDLESS_FACTOR`] times the line cap without a
+    /// newline: the input is not a journal (`/dev/zero`, a disk image).
+    #[error(
+        "{}:{line}: a line runs past {bytes} bytes with no end in sight: not a journal \
+         (lines over the cap are skipped up to {ENDLESS_FACTOR} times the cap; \
+         raise the line cap, --max-line-bytes, if it is one)",
+        path.display()
+    )]
+    EndlessLine {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number in it.
+        line: u64,
+        /// Bytes of the line read when reading stopped.
+        bytes: u64,
     },
 }

@@ -4,26 +4,28 @@
 //! and the caller takes the parsed chunks back in file order.
 //!
 //! Chunks are dealt round-robin and taken back in the same rotation, so
-//! order needs no sequence numbers; every channel is bounded, so memory
-//! stays a few chunks per worker; dropping the reader ends the threads
-//! (their sends fail).
+//! order needs no sequence numbers; every channel is bounded, and a chunk
+//! ends at [`CHUNK_LINES`] lines or [`CHUNK_BYTES`] bytes (plus one line of
+//! at most the line cap), so memory stays a few chunks per worker whatever
+//! the lines' length; dropping the reader ends the threads (their sends
+//! fail).
 
-use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 
 use crossbeam_channel::{Receiver, Sender};
 
 use super::parse::ParseCache;
-use super::read::parse_line;
+use super::read::{READ_BUFFER, ReadLimits, Spilled, open_input, parse_line, read_long};
 use super::{JournalError, JournalRecord, ReadReport, SkipReason};
 
 /// Parsing threads.
 pub(super) const WORKERS: usize = 2;
-/// Lines per chunk.
+/// Lines per chunk at most.
 const CHUNK_LINES: usize = 1024;
-/// A chunk's buffer, for lines of a usual length.
-const CHUNK_BYTES: usize = CHUNK_LINES * 256;
+/// Bytes per chunk past which it is dealt: lines of a usual length fill
+/// [`CHUNK_LINES`] first.
+pub(super) const CHUNK_BYTES: usize = CHUNK_LINES * 256;
 /// Chunks queued per worker, each way.
 const QUEUED: usize = 4;
 
@@ -33,14 +35,29 @@ struct RawChunk {
     /// Line number of the first line, from 1.
     first_line: u64,
     data: Vec<u8>,
-    /// `(start, end, ends with a newline)` of each line in `data`, newline excluded.
-    lines: Vec<(usize, usize, bool)>,
+    /// Each line in `data`, newline excluded.
+    lines: Vec<RawLine>,
+}
+
+/// Where a line of a [`RawChunk`] is, and what it is.
+#[derive(Clone, Copy)]
+enum RawLine {
+    /// `data[start..end]`; `whole` if a newline ended it.
+    Text {
+        start: usize,
+        end: usize,
+        whole: bool,
+    },
+    /// A line over the cap, of this many bytes, not kept.
+    TooLong(u64),
 }
 
 /// What a worker hands back for a chunk.
 pub(super) struct Parsed {
     pub(super) file: usize,
     pub(super) lines: u64,
+    /// Bytes of the chunk's lines.
+    pub(super) bytes: usize,
     pub(super) records: Vec<JournalRecord>,
     /// Skipped lines of the chunk: line number and why.
     pub(super) skipped: Vec<(u64, SkipReason)>,
@@ -64,7 +81,7 @@ const SPARES: usize = WORKERS * (QUEUED + 2);
 impl ParallelReader {
     /// Starts the reading and parsing threads. `None` if a thread could not
     /// be spawned (the caller then reads sequentially).
-    pub(super) fn start(files: Vec<PathBuf>) -> Option<ParallelReader> {
+    pub(super) fn start(files: Vec<PathBuf>, limits: ReadLimits) -> Option<ParallelReader> {
         let mut to_workers = Vec::new();
         let mut from_workers = Vec::new();
         let (spare_raw_tx, spare_raw_rx) = crossbeam_channel::bounded(SPARES);
@@ -86,7 +103,7 @@ impl ParallelReader {
         }
         std::thread::Builder::new()
             .name("agentgate-obs-read".into())
-            .spawn(move || read(&files, &to_workers, &spare_raw_rx))
+            .spawn(move || read(&files, limits, &to_workers, &spare_raw_rx))
             .ok()?;
         Some(ParallelReader {
             from_workers,
@@ -123,6 +140,7 @@ pub(super) fn account(report: &mut ReadReport, files: &[PathBuf], chunk: &mut Pa
 /// The reading thread: chunks of lines, dealt to the workers in turn.
 fn read(
     files: &[PathBuf],
+    limits: ReadLimits,
     workers: &[Sender<Result<RawChunk, JournalError>>],
     spares: &Receiver<RawChunk>,
 ) {
@@ -137,8 +155,8 @@ fn read(
             path: path.clone(),
             source,
         };
-        let mut reader = match File::open(path) {
-            Ok(file) => BufReader::with_capacity(256 * 1024, file),
+        let mut reader = match open_input(path) {
+            Ok(input) => BufReader::with_capacity(READ_BUFFER, input),
             Err(source) => {
                 deal(Err(error(source)));
                 return;
@@ -160,22 +178,30 @@ fn read(
             }
             line_no += 1;
             match memchr::memchr(b'\n', available) {
-                Some(end) => {
+                Some(end) if end <= limits.line_cap() => {
                     chunk.push(&available[..end], true);
                     reader.consume(end + 1);
                 }
-                None => {
-                    // The line crosses the read buffer's end (or ends the file).
-                    spill.clear();
-                    if let Err(source) = reader.read_until(b'\n', &mut spill) {
+                // The line crosses the read buffer's end (or ends the
+                // file), or is over the cap.
+                _ => match read_long(&mut reader, &mut spill, &limits) {
+                    Ok(Spilled::Line { whole }) => chunk.push(&spill, whole),
+                    Ok(Spilled::TooLong { bytes }) => chunk.too_long(bytes),
+                    Ok(Spilled::Endless { bytes }) => {
+                        deal(Err(JournalError::EndlessLine {
+                            path: path.clone(),
+                            line: line_no,
+                            bytes,
+                        }));
+                        return;
+                    }
+                    Err(source) => {
                         deal(Err(error(source)));
                         return;
                     }
-                    let whole = spill.last() == Some(&b'\n');
-                    chunk.push(spill.strip_suffix(b"\n").unwrap_or(&spill), whole);
-                }
+                },
             }
-            if chunk.lines.len() >= CHUNK_LINES {
+            if chunk.lines.len() >= CHUNK_LINES || chunk.data.len() >= CHUNK_BYTES {
                 let next = RawChunk::new(spares, index, line_no + 1);
                 if !deal(Ok(std::mem::replace(&mut chunk, next))) {
                     return;
@@ -215,7 +241,15 @@ impl RawChunk {
     fn push(&mut self, line: &[u8], whole: bool) {
         let start = self.data.len();
         self.data.extend_from_slice(line);
-        self.lines.push((start, self.data.len(), whole));
+        self.lines.push(RawLine::Text {
+            start,
+            end: self.data.len(),
+            whole,
+        });
+    }
+
+    fn too_long(&mut self, bytes: u64) {
+        self.lines.push(RawLine::TooLong(bytes));
     }
 }
 
@@ -233,13 +267,24 @@ fn work(raw: &Receiver<Result<RawChunk, JournalError>>, out: &Sender<Message>, s
             let mut parsed = Parsed {
                 file: chunk.file,
                 lines: chunk.lines.len() as u64,
+                bytes: chunk.data.len(),
                 records: spares
                     .records
                     .try_recv()
                     .unwrap_or_else(|_| Vec::with_capacity(chunk.lines.len())),
                 skipped: Vec::new(),
             };
-            for (i, &(start, end, whole)) in chunk.lines.iter().enumerate() {
+            for (i, &line) in chunk.lines.iter().enumerate() {
+                let line_no = chunk.first_line + i as u64;
+                let (start, end, whole) = match line {
+                    RawLine::Text { start, end, whole } => (start, end, whole),
+                    RawLine::TooLong(bytes) => {
+                        parsed
+                            .skipped
+                            .push((line_no, SkipReason::TooLong { bytes }));
+                        continue;
+                    }
+                };
                 match parse_line(&chunk.data[start..end], &mut cache) {
                     Ok(record) => parsed.records.push(record),
                     Err(reason) => {
@@ -248,7 +293,7 @@ fn work(raw: &Receiver<Result<RawChunk, JournalError>>, out: &Sender<Message>, s
                             _ if !whole => SkipReason::Truncated,
                             other => other,
                         };
-                        parsed.skipped.push((chunk.first_line + i as u64, reason));
+                        parsed.skipped.push((line_no, reason));
                     }
                 }
             }
@@ -289,7 +334,8 @@ mod tests {
         std::fs::write(&a, first.join("\n") + "\n").expect("write");
         std::fs::write(&b, format!("{}\n{}", line(3_001), &line(3_002)[..20])).expect("write");
         let files = vec![a.clone(), b.clone()];
-        let mut reader = ParallelReader::start(files.clone()).expect("threads");
+        let mut reader =
+            ParallelReader::start(files.clone(), ReadLimits::default()).expect("threads");
         let mut report = ReadReport::default();
         let mut seqs = Vec::new();
         while let Some(parsed) = reader.next_chunk() {

@@ -100,6 +100,8 @@ pub(super) struct ParseCache {
 #[derive(Debug, Default)]
 pub(super) struct Interner {
     ids: HashMap<Box<str>, Arc<str>>,
+    /// Bytes of the ids in `ids`.
+    bytes: usize,
     /// The last ids handed out, oldest overwritten first.
     recent: [Arc<str>; RECENT],
     next_recent: usize,
@@ -111,6 +113,10 @@ const RECENT: usize = 8;
 /// Distinct ids kept at most; past it the table starts afresh (a
 /// journal of a huge fleet costs allocations, not memory).
 const MAX_IDS: usize = 16_384;
+
+/// Bytes of ids kept at most, likewise: ids are as long as a line may be,
+/// and 16,384 of a megabyte each would be 16 GiB.
+const MAX_ID_BYTES: usize = 4 << 20;
 
 /// An event's three ids, interned.
 pub(super) struct EventIds {
@@ -158,11 +164,15 @@ impl Interner {
         if let Some(arc) = self.ids.get(id) {
             return arc.clone();
         }
-        if self.ids.len() >= MAX_IDS {
+        if self.ids.len() >= MAX_IDS || self.bytes + id.len() > MAX_ID_BYTES {
             self.ids.clear();
+            self.bytes = 0;
         }
         let arc: Arc<str> = Arc::from(id);
-        self.ids.insert(Box::from(id), arc.clone());
+        if id.len() <= MAX_ID_BYTES {
+            self.ids.insert(Box::from(id), arc.clone());
+            self.bytes += id.len();
+        }
         arc
     }
 }
@@ -308,6 +318,21 @@ fn classify(line: &[u8]) -> NotAnEvent {
 mod tests {
     use super::*;
     use crate::event::Strategy;
+
+    #[test]
+    fn the_id_table_is_bounded_in_bytes_as_well_as_in_ids() {
+        let mut ids = Interner::default();
+        for i in 0..200 {
+            let id = format!("{i}{}", "x".repeat(64 << 10));
+            assert_eq!(&*ids.get(&id), id.as_str());
+            assert!(
+                ids.bytes <= MAX_ID_BYTES,
+                "{} bytes after {i} ids",
+                ids.bytes
+            );
+        }
+        assert!(ids.ids.len() < 200);
+    }
 
     fn samples() -> Vec<ProgressEvent> {
         let kinds = vec![

@@ -1,8 +1,15 @@
 //! Reading journal files back: events with their `seq`, in file order;
 //! whatever is not an event is skipped and counted, never a panic.
+//!
+//! Input is bounded: a line longer than [`ReadLimits::max_line_bytes`] is
+//! read in pieces and thrown away up to its newline (skipped and counted
+//! as [`SkipReason::TooLong`]), never held whole; one that has not ended
+//! after [`ENDLESS_FACTOR`] times the cap is not a journal line at all
+//! (`/dev/zero`, a disk image) and ends the reading with
+//! [`JournalError::EndlessLine`].
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use super::JournalError;
@@ -11,6 +18,65 @@ use crate::event::ProgressEvent;
 
 /// How many skipped lines a [`ReadReport`] names (the rest are counted).
 const NAMED_SKIPS: usize = 5;
+
+/// The default [`ReadLimits::max_line_bytes`]: 1 MiB, far above any line
+/// the journal writer produces for a run's usual events.
+pub const DEFAULT_MAX_LINE_BYTES: usize = 1 << 20;
+
+/// A line still going after this many times [`ReadLimits::max_line_bytes`]
+/// (1 GiB at the default) ends the reading with [`JournalError::EndlessLine`]:
+/// skipping it byte by byte would never end on `/dev/zero`.
+pub const ENDLESS_FACTOR: u64 = 1024;
+
+/// The path that names standard input.
+const STDIN: &str = "-";
+
+/// Bounds on what a [`JournalReader`] or [`replay_with`](super::replay_with)
+/// reads.
+///
+/// ```
+/// use agentgate_obs::journal::{JournalReader, ReadLimits, SkipReason};
+/// let path = std::env::temp_dir().join(format!("doc-limits-{}.ndjson", std::process::id()));
+/// std::fs::write(&path, format!("{}\n", "x".repeat(5_000))).unwrap();
+/// let mut reader = JournalReader::open_with(&[&path], ReadLimits::default().max_line_bytes(4_096))?;
+/// assert_eq!(reader.by_ref().count(), 0);
+/// assert_eq!(reader.report().too_long, 1);
+/// assert_eq!(reader.report().first_skipped[0].reason, SkipReason::TooLong { bytes: 5_000 });
+/// # std::fs::remove_file(&path).unwrap();
+/// # Ok::<(), agentgate_obs::journal::JournalError>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadLimits {
+    max_line_bytes: usize,
+}
+
+impl Default for ReadLimits {
+    fn default() -> Self {
+        ReadLimits {
+            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+        }
+    }
+}
+
+impl ReadLimits {
+    /// The longest line read (newline excluded; at least 1, default
+    /// [`DEFAULT_MAX_LINE_BYTES`]); a longer one is skipped without being
+    /// held whole, and counted as [`SkipReason::TooLong`].
+    pub fn max_line_bytes(mut self, bytes: usize) -> Self {
+        self.max_line_bytes = bytes.max(1);
+        self
+    }
+
+    /// The line cap in force.
+    pub fn line_cap(&self) -> usize {
+        self.max_line_bytes
+    }
+
+    /// Bytes of one line after which it counts as endless.
+    fn endless_after(&self) -> u64 {
+        (self.max_line_bytes as u64).saturating_mul(ENDLESS_FACTOR)
+    }
+}
 
 /// One event read from a journal.
 #[derive(Clone, Debug, PartialEq)]
@@ -37,6 +103,12 @@ pub enum SkipReason {
     /// to 64 characters): a newer writer's event, or a `/ws` capture's
     /// `hello`.
     UnknownType(String),
+    /// Longer than [`ReadLimits::max_line_bytes`]: read in pieces and
+    /// thrown away, never parsed.
+    TooLong {
+        /// The line's length, newline excluded.
+        bytes: u64,
+    },
 }
 
 impl std::fmt::Display for SkipReason {
@@ -46,6 +118,7 @@ impl std::fmt::Display for SkipReason {
             SkipReason::Truncated => f.write_str("truncated"),
             SkipReason::Garbage => f.write_str("not an event"),
             SkipReason::UnknownType(ty) => write!(f, "unknown type {ty:?}"),
+            SkipReason::TooLong { bytes } => write!(f, "{bytes} bytes, over the line cap"),
         }
     }
 }
@@ -85,6 +158,8 @@ pub struct ReadReport {
     pub garbage: u64,
     /// Objects of a type that is not an event type.
     pub unknown_type: u64,
+    /// Lines longer than the line cap.
+    pub too_long: u64,
     /// The first few skipped lines (the others are only counted).
     pub first_skipped: Vec<SkippedLine>,
 }
@@ -92,7 +167,7 @@ pub struct ReadReport {
 impl ReadReport {
     /// Lines skipped, whatever the reason.
     pub fn skipped(&self) -> u64 {
-        self.blank + self.truncated + self.garbage + self.unknown_type
+        self.blank + self.truncated + self.garbage + self.unknown_type + self.too_long
     }
 }
 
@@ -115,32 +190,56 @@ impl ReadReport {
 /// # std::fs::remove_file(&path).unwrap();
 /// # Ok::<(), agentgate_obs::journal::JournalError>(())
 /// ```
-#[derive(Debug)]
 pub struct JournalReader {
     files: std::vec::IntoIter<PathBuf>,
-    current: Option<(PathBuf, BufReader<File>)>,
+    current: Option<(PathBuf, BufReader<Input>)>,
     line_no: u64,
     buf: Vec<u8>,
+    limits: ReadLimits,
+    /// Bytes of the last line yielded or skipped, newline excluded.
+    pub(super) last_line_bytes: usize,
     report: ReadReport,
     cache: ParseCache,
 }
 
+impl std::fmt::Debug for JournalReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JournalReader")
+            .field("current", &self.current.as_ref().map(|(path, _)| path))
+            .field("line_no", &self.line_no)
+            .field("limits", &self.limits)
+            .field("report", &self.report)
+            .finish_non_exhaustive()
+    }
+}
+
 impl JournalReader {
-    /// Opens `paths` in the order of [`order_files`]. Fails if one of them
-    /// cannot be opened (before anything is read).
+    /// Opens `paths` in the order of [`order_files`], with the default
+    /// [`ReadLimits`]. Fails if one of them cannot be opened (before
+    /// anything is read). `-` is standard input. A FIFO or other
+    /// non-regular file is read as `cat` would, until its writer closes
+    /// it: it is checked to exist here but opened only when its turn
+    /// comes (opening a FIFO waits for a writer).
     pub fn open<P: AsRef<Path>>(paths: &[P]) -> Result<JournalReader, JournalError> {
+        JournalReader::open_with(paths, ReadLimits::default())
+    }
+
+    /// [`open`](Self::open) with `limits`.
+    pub fn open_with<P: AsRef<Path>>(
+        paths: &[P],
+        limits: ReadLimits,
+    ) -> Result<JournalReader, JournalError> {
         let files = order_files(paths);
         for path in &files {
-            File::open(path).map_err(|source| JournalError::Io {
-                path: path.clone(),
-                source,
-            })?;
+            check_input(path)?;
         }
         Ok(JournalReader {
             files: files.into_iter(),
             current: None,
             line_no: 0,
             buf: Vec::with_capacity(1024),
+            limits,
+            last_line_bytes: 0,
             report: ReadReport::default(),
             cache: ParseCache::default(),
         })
@@ -165,6 +264,7 @@ impl ReadReport {
             SkipReason::Truncated => r.truncated += 1,
             SkipReason::Garbage => r.garbage += 1,
             SkipReason::UnknownType(_) => r.unknown_type += 1,
+            SkipReason::TooLong { .. } => r.too_long += 1,
         }
         if r.first_skipped.len() < NAMED_SKIPS {
             r.first_skipped.push(SkippedLine {
@@ -183,13 +283,13 @@ impl Iterator for JournalReader {
         loop {
             if self.current.is_none() {
                 let path = self.files.next()?;
-                let file = match File::open(&path) {
-                    Ok(file) => file,
+                let input = match open_input(&path) {
+                    Ok(input) => input,
                     Err(source) => return Some(Err(JournalError::Io { path, source })),
                 };
                 self.report.files += 1;
                 self.line_no = 0;
-                self.current = Some((path, BufReader::with_capacity(256 * 1024, file)));
+                self.current = Some((path, BufReader::with_capacity(READ_BUFFER, input)));
             }
             let Some((path, reader)) = self.current.as_mut() else {
                 continue;
@@ -210,23 +310,39 @@ impl Iterator for JournalReader {
             }
             self.line_no += 1;
             self.report.lines += 1;
+            let max = self.limits.max_line_bytes;
             let (parsed, whole) = match memchr::memchr(b'\n', available) {
-                Some(end) => {
+                Some(end) if end <= max => {
+                    self.last_line_bytes = end;
                     let parsed = parse_line(&available[..end], &mut self.cache);
                     reader.consume(end + 1);
                     (parsed, true)
                 }
-                None => {
-                    self.buf.clear();
-                    if let Err(source) = reader.read_until(b'\n', &mut self.buf) {
+                _ => match read_long(reader, &mut self.buf, &self.limits) {
+                    Ok(Spilled::Line { whole }) => {
+                        self.last_line_bytes = self.buf.len();
+                        (parse_line(&self.buf, &mut self.cache), whole)
+                    }
+                    Ok(Spilled::TooLong { bytes }) => {
+                        self.last_line_bytes = 0;
+                        (Err(SkipReason::TooLong { bytes }), true)
+                    }
+                    Ok(Spilled::Endless { bytes }) => {
+                        let path = path.clone();
+                        self.current = None;
+                        self.files = Vec::new().into_iter();
+                        return Some(Err(JournalError::EndlessLine {
+                            path,
+                            line: self.line_no,
+                            bytes,
+                        }));
+                    }
+                    Err(source) => {
                         let path = path.clone();
                         self.current = None;
                         return Some(Err(JournalError::Io { path, source }));
                     }
-                    let whole = self.buf.last() == Some(&b'\n');
-                    let line = self.buf.strip_suffix(b"\n").unwrap_or(&self.buf);
-                    (parse_line(line, &mut self.cache), whole)
-                }
+                },
             };
             match parsed {
                 Ok(record) => {
@@ -243,6 +359,112 @@ impl Iterator for JournalReader {
                     self.skip(&path, reason);
                 }
             }
+        }
+    }
+}
+
+/// The read buffer of each input.
+pub(super) const READ_BUFFER: usize = 256 * 1024;
+
+/// An open input: a file, or standard input for `-`.
+pub(super) type Input = Box<dyn Read + Send>;
+
+/// Opens `path` for reading; `-` is standard input.
+pub(super) fn open_input(path: &Path) -> io::Result<Input> {
+    if path.as_os_str() == STDIN {
+        return Ok(Box::new(io::stdin()));
+    }
+    if std::fs::metadata(path)?.is_dir() {
+        return Err(not_a_file());
+    }
+    Ok(Box::new(File::open(path)?))
+}
+
+fn not_a_file() -> io::Error {
+    io::Error::new(io::ErrorKind::IsADirectory, "a directory, not a journal")
+}
+
+/// Checks that `path` can be read, before anything is: a regular file is
+/// opened (and closed); a FIFO, a device or standard input only has to
+/// exist, because opening a FIFO waits for its writer and it must be
+/// opened once only, when it is read.
+pub(super) fn check_input(path: &Path) -> Result<(), JournalError> {
+    let error = |source| JournalError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    if path.as_os_str() == STDIN {
+        return Ok(());
+    }
+    let meta = std::fs::metadata(path).map_err(error)?;
+    if meta.is_dir() {
+        return Err(error(not_a_file()));
+    }
+    if meta.is_file() {
+        File::open(path).map_err(error)?;
+    }
+    Ok(())
+}
+
+/// A line that did not end within the read buffer, as [`read_long`] left it.
+pub(super) enum Spilled {
+    /// In the buffer, newline excluded; `whole` if a newline ended it
+    /// (else the input ended).
+    Line { whole: bool },
+    /// Over the cap, discarded up to its newline (or the end of the input).
+    TooLong { bytes: u64 },
+    /// Over [`ENDLESS_FACTOR`] times the cap with no newline yet; the
+    /// input is left mid-line.
+    Endless { bytes: u64 },
+}
+
+/// Reads one line into `buf` if it is within the cap, else reads it in
+/// the reader's buffer-sized pieces and throws them away: memory is the
+/// cap and the read buffer whatever the line's length.
+pub(super) fn read_long<R: BufRead + ?Sized>(
+    reader: &mut R,
+    buf: &mut Vec<u8>,
+    limits: &ReadLimits,
+) -> io::Result<Spilled> {
+    buf.clear();
+    // A buffer grown by an earlier long line is not kept at that size.
+    if buf.capacity() > 2 * limits.max_line_bytes.min(READ_BUFFER) {
+        buf.shrink_to(1024);
+    }
+    // Bytes of a line found over the cap; 0 while it is within.
+    let mut over: u64 = 0;
+    loop {
+        let available = match reader.fill_buf() {
+            Ok(available) => available,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(error) => return Err(error),
+        };
+        if available.is_empty() {
+            return Ok(match over {
+                0 => Spilled::Line { whole: false },
+                bytes => Spilled::TooLong { bytes },
+            });
+        }
+        let newline = memchr::memchr(b'\n', available);
+        let piece = newline.unwrap_or(available.len());
+        if over == 0 && buf.len() + piece <= limits.max_line_bytes {
+            buf.extend_from_slice(&available[..piece]);
+        } else {
+            if over == 0 {
+                over = buf.len() as u64;
+                buf.clear();
+            }
+            over += piece as u64;
+        }
+        reader.consume(piece + usize::from(newline.is_some()));
+        if newline.is_some() {
+            return Ok(match over {
+                0 => Spilled::Line { whole: true },
+                bytes => Spilled::TooLong { bytes },
+            });
+        }
+        if over > limits.endless_after() {
+            return Ok(Spilled::Endless { bytes: over });
         }
     }
 }
@@ -311,6 +533,36 @@ fn split_rotation(path: &Path) -> (PathBuf, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_line_is_read_in_pieces_within_the_cap_and_thrown_away_past_it() {
+        let limits = ReadLimits::default().max_line_bytes(10);
+        let text = b"0123456789\n0123456789A\nshort\n0123456789ABC";
+        // A read buffer smaller than the lines: every line crosses it.
+        let mut reader = BufReader::with_capacity(4, &text[..]);
+        let mut buf = Vec::new();
+        let mut read = || match read_long(&mut reader, &mut buf, &limits).expect("reads") {
+            Spilled::Line { whole } => format!("{} {whole}", String::from_utf8_lossy(&buf)),
+            Spilled::TooLong { bytes } => format!("too long {bytes}"),
+            Spilled::Endless { bytes } => format!("endless {bytes}"),
+        };
+        assert_eq!(read(), "0123456789 true");
+        assert_eq!(read(), "too long 11");
+        assert_eq!(read(), "short true");
+        assert_eq!(read(), "too long 13");
+        assert!(buf.capacity() <= 64, "{}", buf.capacity());
+    }
+
+    #[test]
+    fn a_line_past_1024_times_the_cap_is_endless() {
+        let limits = ReadLimits::default().max_line_bytes(8);
+        let mut zeros = BufReader::with_capacity(64, std::io::repeat(0));
+        let mut buf = Vec::new();
+        match read_long(&mut zeros, &mut buf, &limits).expect("reads") {
+            Spilled::Endless { bytes } => assert!((8 * 1024..8 * 1024 + 64).contains(&(bytes - 1))),
+            _ => panic!("not endless"),
+        }
+    }
 
     #[test]
     fn lines_that_are_not_events_are_classified() {

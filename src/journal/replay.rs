@@ -6,8 +6,8 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::parallel::{ParallelReader, account};
-use super::{JournalError, JournalReader, ReadReport, order_files};
+use super::parallel::{CHUNK_BYTES, ParallelReader, account};
+use super::{JournalError, JournalReader, ReadLimits, ReadReport, order_files};
 use crate::observability::Observability;
 
 /// How fast to replay.
@@ -16,22 +16,36 @@ pub enum Speed {
     /// Everything at once, as fast as the pipeline takes it.
     Max,
     /// The original timing (from the events' timestamps) divided by this
-    /// factor: 1 is real time, 10 ten times faster.
+    /// factor: 1 is real time, 10 ten times faster. Parsed from text, it is
+    /// within [`Speed::MIN_FACTOR`]`..=`[`Speed::MAX_FACTOR`]; a factor
+    /// outside that range built by hand still replays (a wait too long to
+    /// represent lasts until `stop`).
     Scaled(f64),
+}
+
+impl Speed {
+    /// The slowest factor [`from_str`](std::str::FromStr::from_str) takes:
+    /// a thousand times slower than real time.
+    pub const MIN_FACTOR: f64 = 0.001;
+    /// The fastest factor it takes: a day of journal in under a tenth of a
+    /// second (`max` is faster still).
+    pub const MAX_FACTOR: f64 = 1_000_000.0;
 }
 
 impl std::str::FromStr for Speed {
     type Err = String;
 
-    /// `max`, or a finite factor above 0.
+    /// `max`, or a factor from [`Speed::MIN_FACTOR`] to [`Speed::MAX_FACTOR`].
     fn from_str(text: &str) -> Result<Speed, String> {
         if text.eq_ignore_ascii_case("max") {
             return Ok(Speed::Max);
         }
         match text.parse::<f64>() {
-            Ok(f) if f.is_finite() && f > 0.0 => Ok(Speed::Scaled(f)),
+            Ok(f) if (Speed::MIN_FACTOR..=Speed::MAX_FACTOR).contains(&f) => Ok(Speed::Scaled(f)),
             _ => Err(format!(
-                "speed must be `max` or a number above 0, not {text:?}"
+                "speed must be `max` or a number from {} to {}, not {text:?}",
+                Speed::MIN_FACTOR,
+                Speed::MAX_FACTOR
             )),
         }
     }
@@ -89,9 +103,23 @@ pub fn replay<P: AsRef<Path>>(
     speed: Speed,
     stop: &AtomicBool,
 ) -> Result<ReplayReport, JournalError> {
+    replay_with(obs, paths, speed, ReadLimits::default(), stop)
+}
+
+/// [`replay`] with the input bounded by `limits` rather than the default
+/// ones. Memory is bounded whatever the input: lines over the cap are
+/// skipped without being held, and the events parsed but not yet handed
+/// to the pipeline are bounded in bytes of their lines.
+pub fn replay_with<P: AsRef<Path>>(
+    obs: &Observability,
+    paths: &[P],
+    speed: Speed,
+    limits: ReadLimits,
+    stop: &AtomicBool,
+) -> Result<ReplayReport, JournalError> {
     let files = order_files(paths);
     // Every file opens, or nothing is replayed.
-    let sequential = JournalReader::open(&files)?;
+    let sequential = JournalReader::open_with(&files, limits)?;
     let emitter = obs.emitter();
     let mut feeder = Feeder {
         // The pipeline's seq before the first event; `None` if unknown.
@@ -103,15 +131,18 @@ pub fn replay<P: AsRef<Path>>(
         previous: None,
         clock: None,
         chunk: Vec::with_capacity(CHUNK),
+        chunk_bytes: 0,
     };
-    match ParallelReader::start(files.clone()) {
+    match ParallelReader::start(files.clone(), limits) {
         Some(mut reader) => {
             feeder.report.read.files = files.len();
             'chunks: while let Some(parsed) = reader.next_chunk() {
                 let mut parsed = parsed?;
                 account(&mut feeder.report.read, &files, &mut parsed);
+                // Per line, the chunk's average: exact enough for a bound.
+                let per_record = parsed.bytes / parsed.records.len().max(1);
                 for record in parsed.records.drain(..) {
-                    if !feeder.feed(record) {
+                    if !feeder.feed(record, per_record) {
                         break 'chunks;
                     }
                 }
@@ -120,8 +151,8 @@ pub fn replay<P: AsRef<Path>>(
         }
         None => {
             let mut reader = sequential;
-            for record in reader.by_ref() {
-                if !feeder.feed(record?) {
+            while let Some(record) = reader.next() {
+                if !feeder.feed(record?, reader.last_line_bytes) {
                     break;
                 }
             }
@@ -145,29 +176,36 @@ struct Feeder<'a> {
     /// When the first record was fed, and its timestamp (paced replays).
     clock: Option<(Instant, u64)>,
     chunk: Vec<crate::ProgressEvent>,
+    /// Bytes of the lines of the events in `chunk`.
+    chunk_bytes: usize,
 }
 
 impl Feeder<'_> {
-    /// Feeds one record; false once `stop` is set.
-    fn feed(&mut self, record: super::JournalRecord) -> bool {
+    /// Feeds one record, read from a line of `bytes`; false once `stop` is set.
+    fn feed(&mut self, record: super::JournalRecord, bytes: usize) -> bool {
         // Relaxed: a request to stop soon.
         if self.stop.load(Ordering::Relaxed) {
             self.report.stopped = true;
             return false;
         }
-        if let Speed::Scaled(factor) = self.speed {
-            pace(
+        if let Speed::Scaled(factor) = self.speed
+            && !pace(
                 &mut self.clock,
                 record.event.timestamp.as_millis(),
                 factor,
                 self.stop,
-            );
+            )
+        {
+            self.report.stopped = true;
+            return false;
         }
         if let Some(seq) = record.seq {
             self.follow_seq(seq);
         }
         self.chunk.push(record.event);
-        if self.chunk.len() >= CHUNK || self.speed != Speed::Max {
+        self.chunk_bytes += bytes;
+        if self.chunk.len() >= CHUNK || self.chunk_bytes >= CHUNK_BYTES || self.speed != Speed::Max
+        {
             self.emit_chunk();
         }
         self.report.events += 1;
@@ -214,6 +252,7 @@ impl Feeder<'_> {
         // The chunk goes to the drain thread whole; a paced replay sends
         // its events one by one.
         let room = if self.speed == Speed::Max { CHUNK } else { 1 };
+        self.chunk_bytes = 0;
         let chunk = std::mem::replace(&mut self.chunk, Vec::with_capacity(room));
         self.emitter.emit_all_reliably(chunk);
     }
@@ -226,18 +265,25 @@ const CHUNK: usize = 512;
 
 /// Sleeps until the event stamped `millis` is due at `factor` times the
 /// original pace (the first event sets the origin). Never goes backwards
-/// for events out of order, and wakes for `stop`.
-fn pace(clock: &mut Option<(Instant, u64)>, millis: u64, factor: f64, stop: &AtomicBool) {
+/// for events out of order, and wakes for `stop`: false if it did.
+fn pace(clock: &mut Option<(Instant, u64)>, millis: u64, factor: f64, stop: &AtomicBool) -> bool {
     let (start, origin) = *clock.get_or_insert((Instant::now(), millis));
-    let offset = Duration::from_secs_f64(millis.saturating_sub(origin) as f64 / 1e3 / factor);
-    let due = start + offset;
+    // A factor built by hand may be tiny, zero or not a number: a wait that
+    // cannot be represented is a wait until `stop`, never a panic.
+    let due = Duration::try_from_secs_f64(millis.saturating_sub(origin) as f64 / 1e3 / factor)
+        .ok()
+        .and_then(|offset| start.checked_add(offset));
     loop {
         let now = Instant::now();
         // Relaxed: see `replay`.
-        if now >= due || stop.load(Ordering::Relaxed) {
-            return;
+        if stop.load(Ordering::Relaxed) {
+            return false;
         }
-        std::thread::sleep((due - now).min(Duration::from_millis(100)));
+        if due.is_some_and(|due| now >= due) {
+            return true;
+        }
+        let left = due.map_or(Duration::MAX, |due| due - now);
+        std::thread::sleep(left.min(Duration::from_millis(100)));
     }
 }
 

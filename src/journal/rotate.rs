@@ -5,7 +5,7 @@
 //! write knows exactly which events it lost (counted by type as dropped),
 //! and so that a line is never split between two files.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -35,6 +35,8 @@ pub(super) struct Output {
     max_bytes: u64,
     keep: usize,
     fsync: Fsync,
+    /// The mode new files are created with.
+    mode: u32,
     /// Bytes in the current file (as far as this writer wrote them).
     len: u64,
     buf: Vec<u8>,
@@ -57,10 +59,10 @@ impl Output {
         config: &JournalConfig,
         counters: Arc<JournalCounters>,
         log: Option<Arc<Dispatch>>,
-    ) -> io::Result<Output> {
+    ) -> Result<Output, crate::files::OpenError> {
         let (sink, path, len) = match &config.target {
             Target::File(path) => {
-                let file = open_append(path)?;
+                let file = crate::files::open_append(path, config.mode)?;
                 let len = file.metadata().map(|m| m.len()).unwrap_or(0);
                 (Sink::File(Some(file)), path.clone(), len)
             }
@@ -72,6 +74,7 @@ impl Output {
             max_bytes: config.max_bytes,
             keep: config.keep,
             fsync: config.fsync,
+            mode: config.mode,
             len,
             buf: Vec::with_capacity(BUFFER + 4096),
             buf_types: [0; EventType::COUNT],
@@ -244,7 +247,7 @@ impl Output {
     }
 
     fn reopen(&mut self) {
-        match open_append(&self.path) {
+        match crate::files::open_append(&self.path, self.mode) {
             Ok(mut file) => {
                 self.len = file.metadata().map(|m| m.len()).unwrap_or(0);
                 if std::mem::take(&mut self.torn) && self.len > 0 && file.write_all(b"\n").is_ok() {
@@ -255,7 +258,7 @@ impl Output {
             }
             Err(error) => {
                 self.sink = Sink::File(None);
-                self.failed("open", &error);
+                self.failed("open", &error.into());
             }
         }
     }
@@ -323,10 +326,6 @@ pub(super) fn numbered(path: &Path, n: usize) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(format!(".{n}"));
     PathBuf::from(name)
-}
-
-fn open_append(path: &Path) -> io::Result<File> {
-    OpenOptions::new().create(true).append(true).open(path)
 }
 
 /// Whether `path` still names the open `file`.

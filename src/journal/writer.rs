@@ -34,6 +34,7 @@ use super::item::{BATCH, Batch, Decoder, Encoder, Item};
 use super::rotate::{CHECK_EVERY, Output};
 use super::{JournalConfig, JournalCounters};
 use crate::event::{EventType, ProgressEvent};
+use crate::files::OpenError;
 use crate::log::Dispatch;
 
 /// Empty batches the writer hands back for reuse at most: enough for a
@@ -74,10 +75,11 @@ pub(crate) fn start(
     counters: Arc<JournalCounters>,
     log: Option<Arc<Dispatch>>,
 ) -> Result<(Journal, JournalSink), crate::Error> {
-    let output = Output::open(config, counters.clone(), log.clone()).map_err(|source| {
-        crate::Error::Journal {
-            path: config.path().map(ToOwned::to_owned).unwrap_or_default(),
-            source,
+    let output = Output::open(config, counters.clone(), log.clone()).map_err(|error| {
+        let path = config.path().map(ToOwned::to_owned).unwrap_or_default();
+        match error {
+            OpenError::NotRegular(kind) => crate::Error::NotARegularFile { path, kind },
+            OpenError::Io(source) => crate::Error::Journal { path, source },
         }
     })?;
     let (tx, rx) = crossbeam_channel::unbounded();

@@ -71,6 +71,8 @@ pub(crate) struct LogConfig {
     output: Option<Output>,
     filter: Option<LogFilter>,
     capacity: usize,
+    /// The mode a new log file is created with.
+    mode: u32,
 }
 
 impl Default for LogConfig {
@@ -79,6 +81,7 @@ impl Default for LogConfig {
             output: Some(Output::Stderr),
             filter: None,
             capacity: 16_384,
+            mode: crate::files::DEFAULT_FILE_MODE,
         }
     }
 }
@@ -93,6 +96,10 @@ impl LogConfig {
 
     pub(crate) fn set_file(&mut self, path: PathBuf) {
         self.output = Some(Output::File(path));
+    }
+
+    pub(crate) fn file_mode(&mut self, mode: u32) {
+        self.mode = mode;
     }
 
     pub(crate) fn off(&mut self) {
@@ -132,18 +139,23 @@ impl LogConfig {
             None => (configured, None),
         };
         let writer =
-            LogWriter::start(output, filter, self.capacity, redactor).map_err(|e| match e {
-                StartError::Open(source) => crate::Error::LogFile {
-                    path: match output {
-                        Output::File(path) => path.clone(),
-                        _ => PathBuf::new(),
+            LogWriter::start(output, self.mode, filter, self.capacity, redactor).map_err(|e| {
+                let path = match output {
+                    Output::File(path) => path.clone(),
+                    _ => PathBuf::new(),
+                };
+                match e {
+                    StartError::Open(crate::files::OpenError::NotRegular(kind)) => {
+                        crate::Error::NotARegularFile { path, kind }
+                    }
+                    StartError::Open(crate::files::OpenError::Io(source)) => {
+                        crate::Error::LogFile { path, source }
+                    }
+                    StartError::Spawn(source) => crate::Error::Spawn {
+                        name: "log writer",
+                        source,
                     },
-                    source,
-                },
-                StartError::Spawn(source) => crate::Error::Spawn {
-                    name: "log writer",
-                    source,
-                },
+                }
             })?;
         global::install(writer.dispatch());
         if let Some(e) = env_error {

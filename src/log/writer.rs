@@ -66,15 +66,10 @@ enum Sink {
 }
 
 impl Sink {
-    fn open(output: &Output) -> std::io::Result<Sink> {
+    fn open(output: &Output, mode: u32) -> Result<Sink, crate::files::OpenError> {
         Ok(match output {
             Output::Stderr => Sink::Stderr,
-            Output::File(path) => Sink::File(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)?,
-            ),
+            Output::File(path) => Sink::File(crate::files::open_append(path, mode)?),
             Output::Writer(w) => Sink::Writer(w.clone()),
         })
     }
@@ -231,11 +226,12 @@ impl LogWriter {
     /// Opens the sink and starts the writer thread.
     pub(crate) fn start(
         output: &Output,
+        mode: u32,
         filter: LogFilter,
         capacity: usize,
         redactor: Arc<Redactor>,
     ) -> Result<LogWriter, StartError> {
-        let sink = Sink::open(output).map_err(StartError::Open)?;
+        let sink = Sink::open(output, mode).map_err(StartError::Open)?;
         let (tx, rx) = crossbeam_channel::bounded(capacity);
         let dispatch = Arc::new(Dispatch {
             tx,
@@ -313,7 +309,7 @@ impl LogWriter {
 /// Why the writer could not start.
 #[derive(Debug)]
 pub(crate) enum StartError {
-    Open(std::io::Error),
+    Open(crate::files::OpenError),
     Spawn(std::io::Error),
 }
 

@@ -548,3 +548,126 @@ pub fn raise_fd_limit(needed: u64) {
         }
     }
 }
+
+/// A FIFO at `path`, made with `mkfifo(1)`.
+pub fn mkfifo(path: &std::path::Path) {
+    let status = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("mkfifo runs");
+    assert!(status.success(), "mkfifo {}", path.display());
+}
+
+/// When [`run_measured`] stops a child before it ends on its own.
+pub struct Measure {
+    /// Killed (SIGKILL) after this long.
+    pub timeout: Duration,
+    /// Killed once its peak resident set passes this many KiB, so that a
+    /// regression shows as a failed bound, not a machine out of memory.
+    pub kill_above_kib: u64,
+    /// Sent SIGINT (a Ctrl-C) once a line of its stdout contains this:
+    /// for `replay`, which serves until then.
+    pub interrupt_on: Option<&'static str>,
+}
+
+/// How a child measured by [`run_measured`] ended.
+#[derive(Debug)]
+pub struct Measured {
+    /// Its exit code; `None` if a signal ended it.
+    pub code: Option<i32>,
+    /// Why the test killed it, if it did.
+    pub killed: Option<String>,
+    /// Its peak resident set in KiB, as the kernel accounted it (`wait4`).
+    pub peak_rss_kib: u64,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `command` (stdout and stderr captured) to its end and measures
+/// its peak memory exactly: `wait4` of this one child gives its own
+/// `ru_maxrss`, whatever other children the test process runs.
+#[expect(
+    clippy::zombie_processes,
+    reason = "the child is reaped by wait4, which gives its rusage"
+)]
+pub fn run_measured(command: &mut std::process::Command, measure: &Measure) -> Measured {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the child starts");
+    let pid = child.id() as libc::pid_t;
+    let lines = stdout_lines(child.stdout.take().expect("piped stdout"));
+    let mut stderr_pipe = child.stderr.take().expect("piped stderr");
+    let stderr = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr_pipe.read_to_string(&mut text);
+        text
+    });
+    let started = std::time::Instant::now();
+    let mut stdout = String::new();
+    let mut killed = None;
+    let mut interrupted = false;
+    let (status, usage) = loop {
+        let mut status = 0;
+        // SAFETY: plain system calls on our own child, with valid pointers
+        // to locals.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        let reaped = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+        assert!(reaped >= 0, "wait4: {}", io::Error::last_os_error());
+        if reaped == pid {
+            break (status, usage);
+        }
+        while let Ok(line) = lines.try_recv() {
+            if !interrupted && measure.interrupt_on.is_some_and(|text| line.contains(text)) {
+                interrupted = true;
+                // SAFETY: a signal to our own child, not yet reaped.
+                unsafe { libc::kill(pid, libc::SIGINT) };
+            }
+            stdout.push_str(&line);
+            stdout.push('\n');
+        }
+        let peak = proc_status_kib(pid, "VmHWM:").unwrap_or(0);
+        if killed.is_none() {
+            if peak > measure.kill_above_kib {
+                killed = Some(format!(
+                    "peak RSS {peak} KiB passed {} KiB",
+                    measure.kill_above_kib
+                ));
+            } else if started.elapsed() > measure.timeout {
+                killed = Some(format!("still running after {:?}", measure.timeout));
+            }
+            if killed.is_some() {
+                // SAFETY: as above.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    while let Ok(line) = lines.recv_timeout(Duration::from_secs(1)) {
+        stdout.push_str(&line);
+        stdout.push('\n');
+    }
+    Measured {
+        code: libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)),
+        killed,
+        // Linux gives ru_maxrss in KiB.
+        peak_rss_kib: u64::try_from(usage.ru_maxrss).unwrap_or(0),
+        stdout,
+        stderr: stderr.join().unwrap_or_default(),
+    }
+}
+
+/// A `KiB` line of `/proc/PID/status` (`VmHWM:`, `VmRSS:`).
+fn proc_status_kib(pid: libc::pid_t, key: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with(key))?;
+    line[key.len()..]
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
+}
