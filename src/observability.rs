@@ -434,7 +434,19 @@ impl Builder {
                     metrics: metrics.clone(),
                     started,
                 };
-                let websocket = ws::upgrade_handler(shared.clone(), hub.clone(), self.websocket);
+                let workers = server::DEFAULT_WORKERS;
+                let files = server::fds::raise_file_limit();
+                let capacity = server::fds::Capacity::for_files(
+                    files.after,
+                    workers,
+                    self.websocket.max_clients,
+                );
+                log_file_limit(&files, capacity, workers, log.as_ref());
+                let websocket_config = WsConfig {
+                    max_clients: capacity.ws_clients,
+                    ..self.websocket
+                };
+                let websocket = ws::upgrade_handler(shared.clone(), hub.clone(), websocket_config);
                 let router = server::routes::router(&state, self.token.clone())
                     .route("/ws", false, Handler::Upgrade(websocket))
                     .allowed_hosts(&self.allowed_hosts);
@@ -444,7 +456,8 @@ impl Builder {
                     addr.as_str(),
                     router,
                     limits,
-                    server::DEFAULT_WORKERS,
+                    workers,
+                    capacity,
                     metrics.http_shed(),
                 )
                 .map_err(|source| {
@@ -491,6 +504,47 @@ impl Builder {
             journal,
         })
     }
+}
+
+/// Says, once at start, what became of the limit on open files and the
+/// connection bounds sized from it.
+fn log_file_limit(
+    files: &server::fds::FileLimit,
+    capacity: server::fds::Capacity,
+    workers: usize,
+    log: Option<&LogWriter>,
+) {
+    let Some(log) = log else {
+        return;
+    };
+    let logger = crate::log::Logger::bound("agentgate_obs::server", log.dispatch().clone());
+    let number = |n: Option<u64>| {
+        n.map_or(
+            crate::log::FieldValue::Json(serde_json::Value::Null),
+            Into::into,
+        )
+    };
+    let mut fields = vec![
+        ("softBefore", number(files.before)),
+        ("softAfter", number(files.after)),
+        ("hard", number(files.hard)),
+        (
+            "maxConnections",
+            (capacity.max_connections(workers) as u64).into(),
+        ),
+        ("maxPending", (capacity.pending as u64).into()),
+        ("maxLingering", (capacity.lingering as u64).into()),
+        ("wsMaxClients", (capacity.ws_clients as u64).into()),
+    ];
+    if let Some(error) = &files.error {
+        fields.push(("error", error.clone().into()));
+    }
+    let message = if files.after > files.before {
+        "raised the soft limit on open files; connection limits sized to it"
+    } else {
+        "kept the limit on open files; connection limits sized to it"
+    };
+    logger.info(message, fields);
 }
 
 enum DrainState {

@@ -13,6 +13,7 @@ use std::net::{IpAddr, TcpStream};
 
 use super::host::HostPolicy;
 use super::http::{Request, Response};
+use super::shed::ShedReason;
 
 /// The only paths that take the token as `?token=`: the dashboard page (a
 /// browser opens it from a link) and the WebSocket (a browser's
@@ -23,8 +24,22 @@ pub(crate) const QUERY_TOKEN_PATHS: [&str; 2] = ["/", "/ws"];
 
 /// Answers a request.
 pub(crate) type RespondFn = dyn Fn(&Request) -> Response + Send + Sync;
-/// Takes a connection over after its request head.
-pub(crate) type UpgradeFn = dyn Fn(Request, TcpStream, Vec<u8>) + Send + Sync;
+/// Takes a connection over after its request head, or gives it back with
+/// the response refusing it.
+pub(crate) type UpgradeFn =
+    dyn Fn(Request, TcpStream, Vec<u8>) -> Result<(), Refused> + Send + Sync;
+
+/// An upgrade refused: the server answers `response` on `stream` and
+/// closes it as it does any response, so a refusal costs a worker one
+/// write, not the time the client takes to go away.
+pub(crate) struct Refused {
+    pub(crate) stream: TcpStream,
+    /// What the client sent after the request head (read away before closing).
+    pub(crate) leftover: Vec<u8>,
+    pub(crate) response: Response,
+    /// Counted as shed for this reason, when a limit refused it.
+    pub(crate) shed: Option<ShedReason>,
+}
 
 pub(crate) enum Handler {
     /// Answers `GET` and `HEAD`.

@@ -21,7 +21,8 @@ use tungstenite::protocol::{Role, WebSocketConfig};
 
 use crate::pipeline::Shared;
 use crate::server::http::{Request, Response};
-use crate::server::router::UpgradeFn;
+use crate::server::router::{Refused, UpgradeFn};
+use crate::server::shed::ShedReason;
 use crate::tracker::{SharedRuns, sort_runs};
 use client::{ClientLimits, Start};
 use hub::Hub;
@@ -60,30 +61,18 @@ pub(crate) fn upgrade_handler(
     config: WsConfig,
 ) -> Box<UpgradeFn> {
     Box::new(move |request, stream, leftover| {
-        if let Err(refusal) = accept(&shared, &hub, &config, &request, stream, leftover) {
-            refusal.send();
-        }
+        accept(&shared, &hub, &config, &request, stream, leftover)
     })
 }
 
-/// An upgrade refused with an HTTP response.
-struct Refusal {
-    stream: TcpStream,
-    response: Response,
-}
-
-impl Refusal {
-    fn send(mut self) {
-        let _ = self.response.write_to(&mut self.stream, false);
-        crate::server::http::close_gracefully(self.stream);
-    }
-}
-
-fn refuse(stream: TcpStream, status: u16, message: &str) -> Result<(), Refusal> {
-    Err(Refusal {
+/// A 503 for an upgrade that a limit refused.
+fn busy(stream: TcpStream, leftover: Vec<u8>, message: &str, shed: Option<ShedReason>) -> Refused {
+    Refused {
         stream,
-        response: Response::error(status, message),
-    })
+        leftover,
+        response: Response::error(503, message).with_header("Retry-After", "1"),
+        shed,
+    }
 }
 
 fn accept(
@@ -93,24 +82,33 @@ fn accept(
     request: &Request,
     mut stream: TcpStream,
     leftover: Vec<u8>,
-) -> Result<(), Refusal> {
+) -> Result<(), Refused> {
     let (key, since) = match check_upgrade(request) {
         Ok(checked) => checked,
-        Err(response) => return Err(Refusal { stream, response }),
+        Err(response) => {
+            return Err(Refused {
+                stream,
+                leftover,
+                response,
+                shed: None,
+            });
+        }
     };
     // A `since` from another instance counts nothing here: reset.
     let other_instance = request
         .query_param("instance")
         .is_some_and(|i| i != hub.instance);
     let Some(membership) = hub.join(config.max_clients) else {
-        return refuse(stream, 503, "too many WebSocket clients");
+        let shed = (!hub.is_closing()).then_some(ShedReason::WsClientsFull);
+        return Err(busy(stream, leftover, "too many WebSocket clients", shed));
     };
     let start_hub = hub.clone();
     let Some(begin) = shared.on_drain(Some(SNAPSHOT_TIMEOUT), move |drain| {
         drain.flush_sinks();
         starting_point(&start_hub, drain, since, other_instance)
     }) else {
-        return refuse(stream, 503, "the pipeline did not answer in time");
+        let message = "the pipeline did not answer in time";
+        return Err(busy(stream, leftover, message, None));
     };
     // Sorted and serialized here, not on the drain thread.
     let start = begin.into_start(hub);
