@@ -204,6 +204,11 @@ impl Builder {
     /// network in between is trusted, and set a [`token`](Self::token).
     /// Requests are answered only when their `Host` header names this
     /// address (see [`allowed_hosts`](Self::allowed_hosts)).
+    ///
+    /// At start the server raises the process's soft limit on open files
+    /// (`RLIMIT_NOFILE`) to its hard limit or 65,536, whichever is lower,
+    /// never lowering it, and sizes how many connections it holds to fit
+    /// in what it got; it logs both at info level.
     pub fn serve(mut self, addr: impl Into<String>) -> Self {
         self.serve = Some(addr.into());
         self
@@ -245,8 +250,10 @@ impl Builder {
         self
     }
 
-    /// WebSocket clients served at once (default 256); the next upgrade
-    /// gets `503`.
+    /// WebSocket clients served at once (default 256; fewer when the limit
+    /// on open files is too low for them, see [`serve`](Self::serve)); the
+    /// next upgrade gets `503`. With a [`token`](Self::token), an upgrade
+    /// without it never takes a slot.
     pub fn websocket_max_clients(mut self, clients: usize) -> Self {
         self.websocket.max_clients = clients;
         self
