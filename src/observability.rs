@@ -454,8 +454,10 @@ impl Builder {
                     ..self.websocket
                 };
                 let websocket = ws::upgrade_handler(shared.clone(), hub.clone(), websocket_config);
+                let ws_full = ws::full_check(hub.clone(), websocket_config);
                 let router = server::routes::router(&state, self.token.clone())
                     .route("/ws", false, Handler::Upgrade(websocket))
+                    .refuse_when_full("/ws", ws_full)
                     .allowed_hosts(&self.allowed_hosts);
                 let router = crate::dashboard::mount(router);
                 let limits = server::http::Limits::default();

@@ -146,11 +146,21 @@ impl Server {
             priority: priority_tx,
             general: job_tx,
         };
+        let (reader_router, reader_shed) = (router.clone(), shed.clone());
         // On an error below, dropping `server` stops what was started.
         server.reader = Some(
             std::thread::Builder::new()
                 .name("agentgate-obs-http-read".into())
-                .spawn(move || reader::run(&intake_rx, &queues, &limits, capacity, &shed))?,
+                .spawn(move || {
+                    reader::run(
+                        &intake_rx,
+                        &queues,
+                        &reader_router,
+                        &limits,
+                        capacity,
+                        &reader_shed,
+                    )
+                })?,
         );
         server.accept = Some(
             std::thread::Builder::new()
@@ -348,7 +358,7 @@ fn answer(
     let _ = response.write_to(&mut stream, head_only);
     let _ = stream.flush();
     let _ = stream.shutdown(Shutdown::Write);
-    if leftover.is_empty() && !more_is_buffered(&stream) {
+    if leftover.is_empty() && !reader::more_is_buffered(&stream) {
         // Nothing unread, so closing sends FIN, not a reset that could
         // destroy the answer: close now. Lingering every connection cost
         // a tight scrape loop a reader wake-up per scrape. The one case
@@ -361,15 +371,4 @@ fn answer(
     // then closes; if its intake is full or gone, closing at once is the
     // fallback.
     let _ = linger.try_send(Intake::Linger(stream));
-}
-
-/// Whether the client has sent bytes we have not read (like nginx, we only
-/// linger on close when more input is there).
-fn more_is_buffered(stream: &TcpStream) -> bool {
-    if stream.set_nonblocking(true).is_err() {
-        return true;
-    }
-    let mut byte = [0u8; 1];
-    // Ok(0) is the client's FIN: nothing more is coming.
-    matches!(stream.peek(&mut byte), Ok(n) if n > 0)
 }

@@ -24,6 +24,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 
 use super::fds::Capacity;
 use super::http::{self, Limits, Parsed, Request, Response};
+use super::router::Router;
 use super::shed::{ShedCounts, ShedReason};
 
 /// What reaches the reader.
@@ -113,6 +114,7 @@ enum Verdict {
 pub(crate) fn run(
     intake: &Receiver<Intake>,
     jobs: &Queues,
+    router: &Router,
     limits: &Limits,
     capacity: Capacity,
     shed: &ShedCounts,
@@ -163,7 +165,17 @@ pub(crate) fn run(
         let now = Instant::now();
         let mut i = 0;
         while i < pending.len() {
-            let verdict = match look_at(&mut pending[i], now, limits, &mut progressed) {
+            let mut verdict = look_at(&mut pending[i], now, limits, &mut progressed);
+            if matches!(verdict, Verdict::Ready)
+                && let Some((reason, message)) = pending[i]
+                    .head
+                    .as_ref()
+                    .and_then(|(request, _)| router.refused_early(request))
+            {
+                shed.count(reason);
+                verdict = Verdict::Refuse(503, message);
+            }
+            let verdict = match verdict {
                 Verdict::Ready if queue_for(&pending[i], jobs).is_full() => {
                     if now < pending[i].deadline {
                         // Stay until a worker frees up; look again soon.
@@ -330,7 +342,23 @@ fn refuse(mut stream: TcpStream, status: u16, message: &str, lingering: &mut Lin
     }
     let _ = response.write_to(&mut stream, false);
     let _ = stream.shutdown(Shutdown::Write);
-    lingering.push(stream);
+    // As a worker does: nothing unread, so closing sends FIN and the answer
+    // arrives whole. Lingering only when needed keeps a flood of refusals
+    // from filling the list that every pass reads.
+    if more_is_buffered(&stream) {
+        lingering.push(stream);
+    }
+}
+
+/// Whether the client has sent bytes we have not read (like nginx, we only
+/// linger on close when more input is there).
+pub(super) fn more_is_buffered(stream: &TcpStream) -> bool {
+    if stream.set_nonblocking(true).is_err() {
+        return true;
+    }
+    let mut byte = [0u8; 1];
+    // Ok(0) is the client's FIN: nothing more is coming.
+    matches!(stream.peek(&mut byte), Ok(n) if n > 0)
 }
 
 /// Reads what a pending connection has sent and judges it.

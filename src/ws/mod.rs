@@ -21,7 +21,7 @@ use tungstenite::protocol::{Role, WebSocketConfig};
 
 use crate::pipeline::Shared;
 use crate::server::http::{Request, Response};
-use crate::server::router::{Refused, UpgradeFn};
+use crate::server::router::{FULL_MESSAGE, FullFn, Refused, UpgradeFn};
 use crate::server::shed::ShedReason;
 use crate::tracker::{SharedRuns, sort_runs};
 use client::{ClientLimits, Start};
@@ -65,6 +65,16 @@ pub(crate) fn upgrade_handler(
     })
 }
 
+/// The `/ws` route's slot check, for the reader thread: a valid upgrade
+/// while every client slot is taken.
+pub(crate) fn full_check(hub: Arc<Hub>, config: WsConfig) -> Box<FullFn> {
+    Box::new(move |request| {
+        !hub.is_closing()
+            && hub.client_count() >= config.max_clients
+            && check_upgrade(request).is_ok()
+    })
+}
+
 /// A 503 for an upgrade that a limit refused.
 fn busy(stream: TcpStream, leftover: Vec<u8>, message: &str, shed: Option<ShedReason>) -> Refused {
     Refused {
@@ -100,7 +110,7 @@ fn accept(
         .is_some_and(|i| i != hub.instance);
     let Some(membership) = hub.join(config.max_clients) else {
         let shed = (!hub.is_closing()).then_some(ShedReason::WsClientsFull);
-        return Err(busy(stream, leftover, "too many WebSocket clients", shed));
+        return Err(busy(stream, leftover, FULL_MESSAGE, shed));
     };
     let start_hub = hub.clone();
     let Some(begin) = shared.on_drain(Some(SNAPSHOT_TIMEOUT), move |drain| {
