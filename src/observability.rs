@@ -227,6 +227,11 @@ impl Builder {
     /// network in between is trusted, and set a [`token`](Self::token).
     /// Requests are answered only when their `Host` header names this
     /// address (see [`allowed_hosts`](Self::allowed_hosts)).
+    ///
+    /// At start the server raises the process's soft limit on open files
+    /// (`RLIMIT_NOFILE`) to its hard limit or 65,536, whichever is lower,
+    /// never lowering it, and sizes how many connections it holds to fit
+    /// in what it got; it logs both at info level.
     pub fn serve(mut self, addr: impl Into<String>) -> Self {
         self.serve = Some(addr.into());
         self
@@ -268,8 +273,10 @@ impl Builder {
         self
     }
 
-    /// WebSocket clients served at once (default 256); the next upgrade
-    /// gets `503`.
+    /// WebSocket clients served at once (default 256; fewer when the limit
+    /// on open files is too low for them, see [`serve`](Self::serve)); the
+    /// next upgrade gets `503`. With a [`token`](Self::token), an upgrade
+    /// without it never takes a slot.
     pub fn websocket_max_clients(mut self, clients: usize) -> Self {
         self.websocket.max_clients = clients;
         self
@@ -459,9 +466,23 @@ impl Builder {
                     metrics: metrics.clone(),
                     started,
                 };
-                let websocket = ws::upgrade_handler(shared.clone(), hub.clone(), self.websocket);
+                let workers = server::DEFAULT_WORKERS;
+                let files = server::fds::raise_file_limit();
+                let capacity = server::fds::Capacity::for_files(
+                    files.after,
+                    workers,
+                    self.websocket.max_clients,
+                );
+                log_file_limit(&files, capacity, workers, log.as_ref());
+                let websocket_config = WsConfig {
+                    max_clients: capacity.ws_clients,
+                    ..self.websocket
+                };
+                let websocket = ws::upgrade_handler(shared.clone(), hub.clone(), websocket_config);
+                let ws_full = ws::full_check(hub.clone(), websocket_config);
                 let router = server::routes::router(&state, self.token.clone())
                     .route("/ws", false, Handler::Upgrade(websocket))
+                    .refuse_when_full("/ws", ws_full)
                     .allowed_hosts(&self.allowed_hosts);
                 let router = crate::dashboard::mount(router);
                 let limits = server::http::Limits::default();
@@ -469,7 +490,8 @@ impl Builder {
                     addr.as_str(),
                     router,
                     limits,
-                    server::DEFAULT_WORKERS,
+                    workers,
+                    capacity,
                     metrics.http_shed(),
                 )
                 .map_err(|source| {
@@ -516,6 +538,47 @@ impl Builder {
             journal,
         })
     }
+}
+
+/// Says, once at start, what became of the limit on open files and the
+/// connection bounds sized from it.
+fn log_file_limit(
+    files: &server::fds::FileLimit,
+    capacity: server::fds::Capacity,
+    workers: usize,
+    log: Option<&LogWriter>,
+) {
+    let Some(log) = log else {
+        return;
+    };
+    let logger = crate::log::Logger::bound("agentgate_obs::server", log.dispatch().clone());
+    let number = |n: Option<u64>| {
+        n.map_or(
+            crate::log::FieldValue::Json(serde_json::Value::Null),
+            Into::into,
+        )
+    };
+    let mut fields = vec![
+        ("softBefore", number(files.before)),
+        ("softAfter", number(files.after)),
+        ("hard", number(files.hard)),
+        (
+            "maxConnections",
+            (capacity.max_connections(workers) as u64).into(),
+        ),
+        ("maxPending", (capacity.pending as u64).into()),
+        ("maxLingering", (capacity.lingering as u64).into()),
+        ("wsMaxClients", (capacity.ws_clients as u64).into()),
+    ];
+    if let Some(error) = &files.error {
+        fields.push(("error", error.clone().into()));
+    }
+    let message = if files.after > files.before {
+        "raised the soft limit on open files; connection limits sized to it"
+    } else {
+        "kept the limit on open files; connection limits sized to it"
+    };
+    logger.info(message, fields);
 }
 
 enum DrainState {

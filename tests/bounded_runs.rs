@@ -204,6 +204,37 @@ fn api_runs_answers_500_runs_by_default_with_the_total_in_a_header_and_pages_wit
     obs.shutdown();
 }
 
+#[test]
+fn limit_and_offset_with_a_sign_spaces_or_other_digits_are_refused_as_not_whole_numbers() {
+    let (obs, addr) = served_with_runs(20, 20);
+    // `+` in a query decodes to a space; `%2B` to a plus sign.
+    for query in [
+        "limit=%2B5",
+        "limit=+5",
+        "limit=%205",
+        "limit=5%20",
+        "limit=5.0",
+        "limit=%EF%BC%95",
+        "offset=%2B1",
+        "offset=-0",
+        "offset=%201",
+        "offset=1e1",
+    ] {
+        let reply = http_get(addr, &format!("/api/runs?{query}"), &[]);
+        assert_eq!(reply.status, 400, "{query}: {}", reply.body);
+        assert!(
+            reply.body.contains("must be a whole number"),
+            "{query}: {}",
+            reply.body
+        );
+    }
+    // Leading zeros are still digits.
+    let reply = http_get(addr, "/api/runs?limit=05&offset=007", &[]);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(runs_of(&reply.body).len(), 5);
+    obs.shutdown();
+}
+
 /// How long the drain thread takes to answer a `flush`, at most, while
 /// `work` runs: what a snapshot costs the pipeline.
 fn drain_stall_during<R>(obs: &Observability, work: impl FnOnce() -> R) -> (R, Duration) {

@@ -260,3 +260,175 @@ fn health_and_metrics_answer_at_once_while_every_other_worker_waits_on_a_stalled
         assert!(status == 200 || status == 503, "{status}");
     }
 }
+
+/// The first line of what the server answered on `stream` (empty when
+/// nothing came before the connection ended or `limit` passed).
+fn status_line(stream: &mut TcpStream, limit: Duration) -> String {
+    let _ = stream.set_read_timeout(Some(limit));
+    let mut reply = Vec::new();
+    let _ = stream.read_to_end(&mut reply);
+    let text = String::from_utf8_lossy(&reply).into_owned();
+    text.lines().next().unwrap_or_default().to_owned()
+}
+
+#[test]
+fn api_runs_answers_within_100_ms_while_two_thousand_websocket_upgrades_past_the_cap_are_refused_and_counted()
+ {
+    let _alone = ONE_AT_A_TIME.lock();
+    common::raise_fd_limit(8192);
+    let obs = common::quiet()
+        .serve("127.0.0.1:0")
+        .websocket_max_clients(1)
+        .start()
+        .expect("start");
+    let addr = obs.local_addr().expect("serving");
+    // The one slot is taken: every upgrade below is past the cap.
+    let mut dashboard = common::ws::Client::connect(addr, "/ws");
+    dashboard.next_json();
+    let upgrade = format!(
+        "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    );
+    // Hostile: each attacker sends its upgrade and keeps the socket open,
+    // reading nothing until the flood is over.
+    let start = Arc::new(Barrier::new(BURST_THREADS + 1));
+    let attackers: Vec<JoinHandle<Vec<TcpStream>>> = (0..BURST_THREADS)
+        .map(|t| {
+            let (start, upgrade) = (start.clone(), upgrade.clone());
+            std::thread::spawn(move || {
+                start.wait();
+                (0..2_000 / BURST_THREADS)
+                    .map(|i| {
+                        let mut s = TcpStream::connect(addr)
+                            .unwrap_or_else(|e| panic!("upgrade {t}/{i}: {e}"));
+                        s.write_all(upgrade.as_bytes())
+                            .unwrap_or_else(|e| panic!("upgrade {t}/{i}: {e}"));
+                        s
+                    })
+                    .collect()
+            })
+        })
+        .collect();
+    start.wait();
+    let mut took = Vec::new();
+    while !attackers.iter().all(JoinHandle::is_finished) || took.len() < 20 {
+        let t = Instant::now();
+        let status = http_get(addr, "/api/runs", &[]).status;
+        took.push((status, t.elapsed()));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut held: Vec<TcpStream> = attackers
+        .into_iter()
+        .flat_map(|t| t.join().expect("an attacker"))
+        .collect();
+    let mut times: Vec<Duration> = took.iter().map(|t| t.1).collect();
+    times.sort();
+    println!(
+        "/api/runs during 2,000 refused upgrades: {} requests, p50 {:?}, max {:?}",
+        times.len(),
+        times[times.len() / 2],
+        times[times.len() - 1]
+    );
+    let mut statuses = std::collections::BTreeMap::<String, usize>::new();
+    for s in &mut held {
+        *statuses
+            .entry(status_line(s, Duration::from_secs(20)))
+            .or_default() += 1;
+    }
+    println!("the refused upgrades were answered: {statuses:?}");
+    assert!(
+        took.iter()
+            .all(|&(status, t)| status == 200 && t < Duration::from_millis(100)),
+        "/api/runs was not answered 200 within 100 ms during the flood: {took:?}"
+    );
+    assert_eq!(
+        statuses.get("HTTP/1.1 503 Service Unavailable"),
+        Some(&2_000),
+        "every refused upgrade reads its 503: {statuses:?}"
+    );
+    assert_eq!(shed(addr, "ws_clients_full"), 2_000.0);
+    dashboard.close();
+}
+
+/// A demo server started with the open-file `limits` given to `ulimit`,
+/// 1,500 idle connections held open against it by this process, then 20
+/// `/health` probes: each must be answered 200. Returns the demo's log.
+fn health_under_idle_connections_with_file_limit(limits: &str) -> Vec<serde_json::Value> {
+    let _alone = ONE_AT_A_TIME.lock();
+    // This process holds its own 1,500 ends, beyond the common 1,024.
+    common::raise_fd_limit(8192);
+    let dir = std::env::temp_dir().join(format!(
+        "agentgate-fd-limit-{}-{}",
+        std::process::id(),
+        limits.replace(' ', "")
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("a temp dir");
+    let log = dir.join("demo.log");
+    let log_arg = log.to_string_lossy().into_owned();
+    let demo = common::demo::Demo::start_with_file_limit(
+        limits,
+        &["--work-orders", "4", "--log-file", &log_arg],
+    );
+    let idle = idle_connections(demo.addr, 1_500);
+    std::thread::sleep(Duration::from_millis(300));
+    // Within the request timeout (5 s) of the idle connections, which
+    // would free their descriptors by timing them out.
+    let results: Vec<_> = (0..20)
+        .map(|_| {
+            let (status, took) = probe(demo.addr, "/health");
+            std::thread::sleep(Duration::from_millis(20));
+            ("/health", status, took)
+        })
+        .collect();
+    report(
+        &format!("1,500 idle connections, server started under ulimit {limits}"),
+        &results,
+    );
+    let slowest = results.iter().map(|r| r.2).max().unwrap_or_default();
+    assert!(
+        slowest < Duration::from_secs(1),
+        "a /health probe took {slowest:?}: longer than a liveness probe waits"
+    );
+    drop(idle);
+    drop(demo);
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&dir);
+    common::parse_log_lines(&text)
+}
+
+/// The server's log line about its limit on open files.
+fn file_limit_line(log: &[serde_json::Value]) -> serde_json::Value {
+    log.iter()
+        .find(|l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("open files"))
+        })
+        .cloned()
+        .unwrap_or_else(|| panic!("no log line about the limit on open files: {log:?}"))
+}
+
+#[test]
+fn health_answers_20_of_20_under_1500_idle_connections_when_the_engine_starts_with_a_soft_limit_of_1024_files()
+ {
+    let log = health_under_idle_connections_with_file_limit("-Sn 1024");
+    let line = file_limit_line(&log);
+    println!("{line}");
+    assert_eq!(line["level"], "info", "{line}");
+    assert_eq!(line["softBefore"], 1024, "{line}");
+    let after = line["softAfter"].as_u64().expect("softAfter");
+    assert!(after > 1024, "the soft limit was raised: {line}");
+    assert!(line["maxConnections"].as_u64().is_some(), "{line}");
+}
+
+#[test]
+fn health_answers_20_of_20_under_1500_idle_connections_when_even_the_hard_limit_is_1024_files() {
+    let log = health_under_idle_connections_with_file_limit("-n 1024");
+    let line = file_limit_line(&log);
+    println!("{line}");
+    assert_eq!(line["softBefore"], 1024, "{line}");
+    assert_eq!(line["softAfter"], 1024, "nothing to raise it to: {line}");
+    let cap = line["maxConnections"].as_u64().expect("maxConnections");
+    assert!(cap < 1024, "connections sized below the limit: {line}");
+}

@@ -171,3 +171,42 @@ fn shutdown_closes_clients_with_1001() {
         }
     }
 }
+
+#[test]
+fn with_a_token_set_upgrades_without_it_take_no_slot_so_300_idle_ones_cannot_lock_a_dashboard_out()
+{
+    let obs = common::quiet()
+        .token("s3cret")
+        .websocket_max_clients(4)
+        .serve("127.0.0.1:0")
+        .start()
+        .unwrap();
+    let addr = obs.local_addr().unwrap();
+    // Each sends an upgrade without the token and then holds its socket
+    // open, reading nothing: what locked a dashboard out without a token.
+    let mut idle: Vec<std::net::TcpStream> = (0..300)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(addr).unwrap();
+            write!(
+                s,
+                "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                 Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+            )
+            .unwrap();
+            s
+        })
+        .collect();
+    let (mut ws, _) = tungstenite::connect(format!("ws://{addr}/ws?token=s3cret")).unwrap();
+    assert!(matches!(ws.read().unwrap(), Message::Text(t) if t.as_str().contains("hello")));
+    assert_eq!(
+        obs.metrics().ws_clients(),
+        1,
+        "only the dashboard holds a slot"
+    );
+    for s in &mut idle {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut reply = String::new();
+        let _ = std::io::Read::read_to_string(s, &mut reply);
+        assert!(reply.starts_with("HTTP/1.1 401 "), "{reply:?}");
+    }
+}

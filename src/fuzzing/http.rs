@@ -74,7 +74,7 @@ impl HttpHarness {
             started: Instant::now(),
         };
         let mut router = crate::dashboard::mount(routes::router(&state, Some(TOKEN.to_owned())))
-            .route("/ws", false, Handler::Upgrade(Box::new(|_, _, _| {})))
+            .route("/ws", false, Handler::Upgrade(Box::new(|_, _, _| Ok(()))))
             .allowed_hosts(&[ALLOWED_NAME.to_owned()]);
         router.bound_to(SocketAddr::from(BOUND).ip());
         HttpHarness {

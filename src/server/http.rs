@@ -1,13 +1,13 @@
 //! HTTP/1.1 pieces: parsing one request within size limits, writing one
-//! response, closing gracefully.
+//! response.
 //!
 //! Every connection carries one request (`Connection: close`), so an idle
 //! client never holds a worker; Prometheus and browsers reconnect cheaply
 //! on loopback.
 
-use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::time::{Duration, Instant};
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::time::Duration;
 
 /// Limits on what a client may send.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -301,25 +301,6 @@ fn parse_content_length(value: &str) -> Result<u64, Rejection> {
 pub(crate) const LINGER_BYTES: usize = 16 * 1024 * 1024;
 /// Longest time spent reading them.
 pub(crate) const LINGER_TIME: Duration = Duration::from_millis(500);
-
-/// Ends the connection after a response: no more writes, then read away
-/// what the client is still sending (bounded), then close.
-pub(crate) fn close_gracefully(mut stream: TcpStream) {
-    let _ = stream.shutdown(Shutdown::Write);
-    let deadline = Instant::now() + LINGER_TIME;
-    let mut sink = [0u8; 8192];
-    let mut total = 0;
-    while total < LINGER_BYTES {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        if remaining.is_zero() || stream.set_read_timeout(Some(remaining)).is_err() {
-            break;
-        }
-        match stream.read(&mut sink) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => total += n,
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests {

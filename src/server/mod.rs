@@ -29,6 +29,7 @@
 //! for the drain thread, WebSocket upgrades) cannot hold them up. What the
 //! limits cost is counted in `http_connections_shed_total{reason}`.
 
+pub(crate) mod fds;
 pub(crate) mod host;
 pub(crate) mod http;
 mod reader;
@@ -46,18 +47,14 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, select_biased};
 
-use http::Limits;
+use fds::{BACKLOG, Capacity};
+use http::{Limits, Response};
 use reader::{Intake, Job, Queues};
-use router::{Dispatch, Router};
+use router::{Dispatch, Refused, Router};
 use shed::ShedCounts;
 
 /// Worker threads serving requests (plus one reserved for `/health` and `/metrics`).
 pub(crate) const DEFAULT_WORKERS: usize = 4;
-/// Complete requests waiting for a worker, per queue; more wait in the reader.
-const BACKLOG: usize = 64;
-/// Accepted and answered connections waiting for the reader thread; when
-/// full, the accept thread waits and the kernel's listen backlog fills.
-const INTAKE: usize = 256;
 /// The listen backlog (std's `TcpListener::bind` asks for 128; Linux caps
 /// the request at `net.core.somaxconn`, 4096 by default since 5.4). A burst
 /// of connections beyond the backlog sees its SYNs dropped and retried a
@@ -87,12 +84,15 @@ impl std::fmt::Debug for Server {
 impl Server {
     /// Binds `addr` and starts the accept thread, the reader thread,
     /// `workers` workers and the worker reserved for `/health` and
-    /// `/metrics`; `shed` counts what the flood limits refuse.
+    /// `/metrics`, holding at most `capacity` connections (its
+    /// `ws_clients` is the WebSocket layer's); `shed` counts what the
+    /// flood limits refuse.
     pub(crate) fn start(
         addr: impl ToSocketAddrs,
         mut router: Router,
         limits: Limits,
         workers: usize,
+        capacity: Capacity,
         shed: Arc<ShedCounts>,
     ) -> std::io::Result<Server> {
         let listener = bind(addr)?;
@@ -100,7 +100,7 @@ impl Server {
         router.bound_to(local_addr.ip());
         let stopping = Arc::new(AtomicBool::new(false));
         let router = Arc::new(router);
-        let (intake_tx, intake_rx) = crossbeam_channel::bounded::<Intake>(INTAKE);
+        let (intake_tx, intake_rx) = crossbeam_channel::bounded::<Intake>(capacity.intake);
         let mut server = Server {
             local_addr,
             stopping: stopping.clone(),
@@ -115,19 +115,29 @@ impl Server {
         let (priority_tx, priority_rx) = crossbeam_channel::bounded::<Job>(BACKLOG);
         for i in 0..workers.max(1) {
             let (priority, jobs) = (priority_rx.clone(), job_rx.clone());
-            let (router, linger) = (router.clone(), intake_tx.clone());
+            let out = Outlet {
+                router: router.clone(),
+                limits,
+                linger: intake_tx.clone(),
+                shed: shed.clone(),
+            };
             let thread = std::thread::Builder::new()
                 .name(format!("agentgate-obs-http-{i}"))
-                .spawn(move || worker(&priority, &jobs, &router, &limits, &linger))?;
+                .spawn(move || worker(&priority, &jobs, &out))?;
             server.workers.push(thread);
         }
         // The reserved worker: only `/health` and `/metrics`.
-        let (router, linger) = (router.clone(), intake_tx.clone());
+        let out = Outlet {
+            router: router.clone(),
+            limits,
+            linger: intake_tx.clone(),
+            shed: shed.clone(),
+        };
         let reserved = std::thread::Builder::new()
             .name("agentgate-obs-http-probe".into())
             .spawn(move || {
                 for job in priority_rx.iter() {
-                    serve_isolated(job, &router, &limits, &linger);
+                    serve_isolated(job, &out);
                 }
             })?;
         server.workers.push(reserved);
@@ -136,11 +146,21 @@ impl Server {
             priority: priority_tx,
             general: job_tx,
         };
+        let (reader_router, reader_shed) = (router.clone(), shed.clone());
         // On an error below, dropping `server` stops what was started.
         server.reader = Some(
             std::thread::Builder::new()
                 .name("agentgate-obs-http-read".into())
-                .spawn(move || reader::run(&intake_rx, &queues, &limits, &shed))?,
+                .spawn(move || {
+                    reader::run(
+                        &intake_rx,
+                        &queues,
+                        &reader_router,
+                        &limits,
+                        capacity,
+                        &reader_shed,
+                    )
+                })?,
         );
         server.accept = Some(
             std::thread::Builder::new()
@@ -255,59 +275,90 @@ fn bind(addr: impl ToSocketAddrs) -> std::io::Result<TcpListener> {
     }))
 }
 
+/// What a worker needs besides its jobs.
+struct Outlet {
+    router: Arc<Router>,
+    limits: Limits,
+    /// The reader's intake, which takes answered connections to linger.
+    linger: Sender<Intake>,
+    shed: Arc<ShedCounts>,
+}
+
 /// A general worker: `/health` and `/metrics` first, then everything else.
-fn worker(
-    priority: &Receiver<Job>,
-    jobs: &Receiver<Job>,
-    router: &Router,
-    limits: &Limits,
-    linger: &Sender<Intake>,
-) {
+fn worker(priority: &Receiver<Job>, jobs: &Receiver<Job>, out: &Outlet) {
     loop {
         // Both senders belong to the reader and go together: once one
         // channel is closed and empty, finish the other and stop.
         select_biased! {
             recv(priority) -> job => match job {
-                Ok(job) => serve_isolated(job, router, limits, linger),
-                Err(_) => break jobs.iter().for_each(|j| serve_isolated(j, router, limits, linger)),
+                Ok(job) => serve_isolated(job, out),
+                Err(_) => break jobs.iter().for_each(|j| serve_isolated(j, out)),
             },
             recv(jobs) -> job => match job {
-                Ok(job) => serve_isolated(job, router, limits, linger),
-                Err(_) => break priority.iter().for_each(|j| serve_isolated(j, router, limits, linger)),
+                Ok(job) => serve_isolated(job, out),
+                Err(_) => break priority.iter().for_each(|j| serve_isolated(j, out)),
             },
         }
     }
 }
 
 /// A panicking handler costs its connection, never the worker.
-fn serve_isolated(job: Job, router: &Router, limits: &Limits, linger: &Sender<Intake>) {
-    let _ = catch_unwind(AssertUnwindSafe(|| serve(job, router, limits, linger)));
+fn serve_isolated(job: Job, out: &Outlet) {
+    let _ = catch_unwind(AssertUnwindSafe(|| serve(job, out)));
 }
 
-fn serve(job: Job, router: &Router, limits: &Limits, linger: &Sender<Intake>) {
+fn serve(job: Job, out: &Outlet) {
     let Job {
-        mut stream,
+        stream,
         request,
         leftover,
     } = job;
     if stream
-        .set_write_timeout(Some(limits.write_timeout))
+        .set_write_timeout(Some(out.limits.write_timeout))
         .is_err()
     {
         return;
     }
-    let response = match router.dispatch(&request) {
+    let head_only = request.method == "HEAD";
+    let response = match out.router.dispatch(&request) {
         Dispatch::Upgrade(upgrade) => {
             let _ = stream.set_read_timeout(None);
-            upgrade(request, stream, leftover);
-            return;
+            match upgrade(request, stream, leftover) {
+                Ok(()) => return,
+                // Answered here like any response: the worker writes a few
+                // hundred bytes and moves on, and the reader (not the
+                // worker) reads away what the client sends after it.
+                Err(Refused {
+                    stream,
+                    leftover,
+                    response,
+                    shed,
+                }) => {
+                    if let Some(reason) = shed {
+                        out.shed.count(reason);
+                    }
+                    return answer(stream, &leftover, &response, false, &out.linger);
+                }
+            }
         }
         Dispatch::Respond(response) => response,
     };
-    let _ = response.write_to(&mut stream, request.method == "HEAD");
+    answer(stream, &leftover, &response, head_only, &out.linger);
+}
+
+/// Writes `response`, shuts the write side and closes: at once when the
+/// client sent nothing more, else through the reader's lingering list.
+fn answer(
+    mut stream: TcpStream,
+    leftover: &[u8],
+    response: &Response,
+    head_only: bool,
+    linger: &Sender<Intake>,
+) {
+    let _ = response.write_to(&mut stream, head_only);
     let _ = stream.flush();
     let _ = stream.shutdown(Shutdown::Write);
-    if leftover.is_empty() && !more_is_buffered(&stream) {
+    if leftover.is_empty() && !reader::more_is_buffered(&stream) {
         // Nothing unread, so closing sends FIN, not a reset that could
         // destroy the answer: close now. Lingering every connection cost
         // a tight scrape loop a reader wake-up per scrape. The one case
@@ -315,19 +366,9 @@ fn serve(job: Job, router: &Router, limits: &Limits, linger: &Sender<Intake>) {
         // write despite our `Connection: close` may see a reset.
         return;
     }
-    // The client sent more than its request (pipelining, an unread body):
-    // the reader reads it away, then closes; if its intake is full or
-    // gone, closing at once is the fallback.
+    // The client sent more than its request (pipelining, an unread body,
+    // the first frames after a refused upgrade): the reader reads it away,
+    // then closes; if its intake is full or gone, closing at once is the
+    // fallback.
     let _ = linger.try_send(Intake::Linger(stream));
-}
-
-/// Whether the client has sent bytes we have not read (like nginx, we only
-/// linger on close when more input is there).
-fn more_is_buffered(stream: &TcpStream) -> bool {
-    if stream.set_nonblocking(true).is_err() {
-        return true;
-    }
-    let mut byte = [0u8; 1];
-    // Ok(0) is the client's FIN: nothing more is coming.
-    matches!(stream.peek(&mut byte), Ok(n) if n > 0)
 }

@@ -22,7 +22,9 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 
+use super::fds::Capacity;
 use super::http::{self, Limits, Parsed, Request, Response};
+use super::router::Router;
 use super::shed::{ShedCounts, ShedReason};
 
 /// What reaches the reader.
@@ -55,17 +57,9 @@ pub(crate) struct Queues {
 /// liveness probes and scrapes must answer during floods.
 const PRIORITY_PATHS: [&str; 2] = ["/health", "/metrics"];
 
-/// Connections whose request is still arriving (or waiting for a worker),
-/// at most. A new connection past it evicts the oldest that has not sent a
-/// whole request; only when every one has does the newcomer get 503. Each
-/// costs a descriptor and one failed non-blocking read per pass (1,024
-/// reads take about a millisecond here).
-const MAX_PENDING: usize = 1024;
 /// New connections taken from the intake per pass, at most, so that a
 /// steady stream of them cannot keep the reader from its pending list.
 const INTAKE_PER_PASS: usize = 256;
-/// Answered connections lingering, at most; the next is closed at once.
-const MAX_LINGERING: usize = 1024;
 /// Shortest and longest pause between passes over slow connections: short
 /// after progress, doubling while nothing moves, so idle slow clients cost
 /// little and a new request waits at most the longest pause.
@@ -109,12 +103,30 @@ enum Verdict {
 }
 
 /// The thread's body: runs until [`Intake::Stop`] or until every sender is gone.
-pub(crate) fn run(intake: &Receiver<Intake>, jobs: &Queues, limits: &Limits, shed: &ShedCounts) {
+///
+/// `capacity.pending` bounds the connections whose request is still
+/// arriving (or waiting for a worker): a new connection past it evicts the
+/// oldest that has not sent a whole request; only when every one has does
+/// the newcomer get 503. Each costs a descriptor and one failed
+/// non-blocking read per pass (1,024 reads take about a millisecond here).
+/// `capacity.lingering` bounds the answered connections lingering: past
+/// it, the next is closed at once.
+pub(crate) fn run(
+    intake: &Receiver<Intake>,
+    jobs: &Queues,
+    router: &Router,
+    limits: &Limits,
+    capacity: Capacity,
+    shed: &ShedCounts,
+) {
     let mut pending: Vec<Pending> = Vec::new();
-    let mut lingering: Vec<Lingering> = Vec::new();
+    let mut lingering = LingerList {
+        items: Vec::new(),
+        max: capacity.lingering,
+    };
     let mut pause = PAUSE_MIN;
     loop {
-        let first = if pending.is_empty() && lingering.is_empty() {
+        let first = if pending.is_empty() && lingering.items.is_empty() {
             match intake.recv() {
                 Ok(message) => Some(message),
                 Err(_) => return,
@@ -132,9 +144,18 @@ pub(crate) fn run(intake: &Receiver<Intake>, jobs: &Queues, limits: &Limits, she
             news = true;
             match message {
                 Intake::New(stream, peer) => {
-                    admit(&mut pending, &mut lingering, stream, peer, limits, shed);
+                    let max_pending = capacity.pending;
+                    admit(
+                        &mut pending,
+                        max_pending,
+                        &mut lingering,
+                        stream,
+                        peer,
+                        limits,
+                        shed,
+                    );
                 }
-                Intake::Linger(stream) => linger(&mut lingering, stream),
+                Intake::Linger(stream) => lingering.push(stream),
                 // Dropping what is left closes it.
                 Intake::Stop => return,
             }
@@ -144,7 +165,17 @@ pub(crate) fn run(intake: &Receiver<Intake>, jobs: &Queues, limits: &Limits, she
         let now = Instant::now();
         let mut i = 0;
         while i < pending.len() {
-            let verdict = match look_at(&mut pending[i], now, limits, &mut progressed) {
+            let mut verdict = look_at(&mut pending[i], now, limits, &mut progressed);
+            if matches!(verdict, Verdict::Ready)
+                && let Some((reason, message)) = pending[i]
+                    .head
+                    .as_ref()
+                    .and_then(|(request, _)| router.refused_early(request))
+            {
+                shed.count(reason);
+                verdict = Verdict::Refuse(503, message);
+            }
+            let verdict = match verdict {
                 Verdict::Ready if queue_for(&pending[i], jobs).is_full() => {
                     if now < pending[i].deadline {
                         // Stay until a worker frees up; look again soon.
@@ -168,7 +199,9 @@ pub(crate) fn run(intake: &Receiver<Intake>, jobs: &Queues, limits: &Limits, she
             let p = pending.swap_remove(i);
             finish(p, verdict, jobs, &mut lingering);
         }
-        lingering.retain_mut(|l| keep_lingering(l, now, &mut progressed));
+        lingering
+            .items
+            .retain_mut(|l| keep_lingering(l, now, &mut progressed));
         pause = if news || progressed || waiting {
             PAUSE_MIN
         } else {
@@ -193,7 +226,8 @@ fn queue_for<'q>(p: &Pending, queues: &'q Queues) -> &'q Sender<Job> {
 
 fn admit(
     pending: &mut Vec<Pending>,
-    lingering: &mut Vec<Lingering>,
+    max_pending: usize,
+    lingering: &mut LingerList,
     stream: TcpStream,
     peer: SocketAddr,
     limits: &Limits,
@@ -203,7 +237,7 @@ fn admit(
         return;
     }
     let _ = stream.set_nodelay(true);
-    if pending.len() >= MAX_PENDING {
+    if pending.len() >= max_pending {
         // The oldest connection without a whole request (head and body)
         // makes room: idle and trickling connections cannot lock newcomers
         // (a health probe) out, they can only push each other out.
@@ -240,19 +274,29 @@ fn admit(
     });
 }
 
-fn linger(lingering: &mut Vec<Lingering>, stream: TcpStream) {
-    if lingering.len() >= MAX_LINGERING || stream.set_nonblocking(true).is_err() {
-        return;
+/// Answered connections reading away what their client still sends, at
+/// most `max`.
+struct LingerList {
+    items: Vec<Lingering>,
+    max: usize,
+}
+
+impl LingerList {
+    /// Lingers `stream`, or closes it at once when the list is full.
+    fn push(&mut self, stream: TcpStream) {
+        if self.items.len() >= self.max || stream.set_nonblocking(true).is_err() {
+            return;
+        }
+        self.items.push(Lingering {
+            stream,
+            deadline: Instant::now() + http::LINGER_TIME,
+            read: 0,
+        });
     }
-    lingering.push(Lingering {
-        stream,
-        deadline: Instant::now() + http::LINGER_TIME,
-        read: 0,
-    });
 }
 
 /// Acts on a verdict about a connection just taken off the pending list.
-fn finish(p: Pending, verdict: Verdict, jobs: &Queues, lingering: &mut Vec<Lingering>) {
+fn finish(p: Pending, verdict: Verdict, jobs: &Queues, lingering: &mut LingerList) {
     let queue = queue_for(&p, jobs);
     let Pending {
         mut stream,
@@ -291,14 +335,30 @@ fn finish(p: Pending, verdict: Verdict, jobs: &Queues, lingering: &mut Vec<Linge
 /// Answers a non-blocking connection with an error and lingers before
 /// closing. A short answer fits a socket buffer; a client that does not
 /// even take that gets the close as its answer.
-fn refuse(mut stream: TcpStream, status: u16, message: &str, lingering: &mut Vec<Lingering>) {
+fn refuse(mut stream: TcpStream, status: u16, message: &str, lingering: &mut LingerList) {
     let mut response = Response::error(status, message);
     if status == 503 {
         response = response.with_header("Retry-After", "1");
     }
     let _ = response.write_to(&mut stream, false);
     let _ = stream.shutdown(Shutdown::Write);
-    linger(lingering, stream);
+    // As a worker does: nothing unread, so closing sends FIN and the answer
+    // arrives whole. Lingering only when needed keeps a flood of refusals
+    // from filling the list that every pass reads.
+    if more_is_buffered(&stream) {
+        lingering.push(stream);
+    }
+}
+
+/// Whether the client has sent bytes we have not read (like nginx, we only
+/// linger on close when more input is there).
+pub(super) fn more_is_buffered(stream: &TcpStream) -> bool {
+    if stream.set_nonblocking(true).is_err() {
+        return true;
+    }
+    let mut byte = [0u8; 1];
+    // Ok(0) is the client's FIN: nothing more is coming.
+    matches!(stream.peek(&mut byte), Ok(n) if n > 0)
 }
 
 /// Reads what a pending connection has sent and judges it.

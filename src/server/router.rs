@@ -13,6 +13,10 @@ use std::net::{IpAddr, TcpStream};
 
 use super::host::HostPolicy;
 use super::http::{Request, Response};
+use super::shed::ShedReason;
+
+/// The answer to an upgrade that finds every slot taken.
+pub(crate) const FULL_MESSAGE: &str = "too many WebSocket clients";
 
 /// The only paths that take the token as `?token=`: the dashboard page (a
 /// browser opens it from a link) and the WebSocket (a browser's
@@ -23,8 +27,28 @@ pub(crate) const QUERY_TOKEN_PATHS: [&str; 2] = ["/", "/ws"];
 
 /// Answers a request.
 pub(crate) type RespondFn = dyn Fn(&Request) -> Response + Send + Sync;
-/// Takes a connection over after its request head.
-pub(crate) type UpgradeFn = dyn Fn(Request, TcpStream, Vec<u8>) + Send + Sync;
+/// Takes a connection over after its request head, or gives it back with
+/// the response refusing it.
+pub(crate) type UpgradeFn =
+    dyn Fn(Request, TcpStream, Vec<u8>) -> Result<(), Refused> + Send + Sync;
+
+/// Whether an upgrade request would find no slot free: the reader thread
+/// asks it of every complete request to such a route, so that it can
+/// refuse the upgrade itself and no worker is involved. Must be cheap and
+/// never block.
+pub(crate) type FullFn = dyn Fn(&Request) -> bool + Send + Sync;
+
+/// An upgrade refused: the server answers `response` on `stream` and
+/// closes it as it does any response, so a refusal costs a worker one
+/// write, not the time the client takes to go away.
+pub(crate) struct Refused {
+    pub(crate) stream: TcpStream,
+    /// What the client sent after the request head (read away before closing).
+    pub(crate) leftover: Vec<u8>,
+    pub(crate) response: Response,
+    /// Counted as shed for this reason, when a limit refused it.
+    pub(crate) shed: Option<ShedReason>,
+}
 
 pub(crate) enum Handler {
     /// Answers `GET` and `HEAD`.
@@ -39,6 +63,8 @@ struct Route {
     /// Reachable without the token.
     public: bool,
     handler: Handler,
+    /// For an upgrade route: whether its slots are all taken.
+    full: Option<Box<FullFn>>,
 }
 
 /// What the connection should do with a request.
@@ -95,8 +121,35 @@ impl Router {
             path: path.to_owned(),
             public,
             handler,
+            full: None,
         });
         self
+    }
+
+    /// Lets the reader refuse upgrades to `path` with `503` while `full`
+    /// says so, before they reach a worker (see [`Router::refused_early`]).
+    pub(crate) fn refuse_when_full(mut self, path: &str, full: Box<FullFn>) -> Self {
+        if let Some(route) = self.routes.iter_mut().find(|r| r.path == path) {
+            route.full = Some(full);
+        }
+        self
+    }
+
+    /// Whether the reader should answer this complete request `503` at
+    /// once: an upgrade that [`Router::dispatch`] would hand to its
+    /// handler (same `Host`, token and method checks, in the same order)
+    /// and that would find no slot. A flood of such upgrades then costs no
+    /// worker time, and the requests queued for workers do not wait
+    /// behind it. The handler checks again: a slot taken meanwhile is
+    /// still refused there.
+    pub(crate) fn refused_early(&self, request: &Request) -> Option<(ShedReason, &'static str)> {
+        let route = self.routes.iter().find(|r| r.path == request.path)?;
+        let full = route.full.as_ref()?;
+        let dispatched = matches!(route.handler, Handler::Upgrade(_))
+            && request.method == "GET"
+            && self.hosts.check(request).is_ok()
+            && (route.public || self.authorized(route, request));
+        (dispatched && full(request)).then_some((ShedReason::WsClientsFull, FULL_MESSAGE))
     }
 
     /// Looks the request up: 400/421/403 for a `Host` or `Origin` that is

@@ -93,10 +93,14 @@ impl RunsQuery {
         let number = |key: &str| -> Result<Option<usize>, String> {
             match request.query_param(key) {
                 None => Ok(None),
+                // Digits only: `usize::from_str` also takes a leading `+`.
                 Some(v) => v
-                    .parse::<usize>()
+                    .bytes()
+                    .all(|b| b.is_ascii_digit())
+                    .then(|| v.parse::<usize>().ok())
+                    .flatten()
                     .map(Some)
-                    .map_err(|_| format!("{key} must be a whole number, not {:?}", clip(&v))),
+                    .ok_or_else(|| format!("{key} must be a whole number, not {:?}", clip(&v))),
             }
         };
         let limit = number("limit")?;

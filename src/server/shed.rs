@@ -18,15 +18,18 @@ pub(crate) enum ShedReason {
     WorkersBusy,
     /// The request did not arrive within the request timeout: 408.
     RequestTimeout,
+    /// A WebSocket upgrade found every client slot taken: 503.
+    WsClientsFull,
 }
 
 impl ShedReason {
     /// Every reason, sorted by label value (the order they are rendered in).
-    pub(crate) const ALL: [ShedReason; 4] = [
+    pub(crate) const ALL: [ShedReason; 5] = [
         ShedReason::IdleEvicted,
         ShedReason::PendingFull,
         ShedReason::RequestTimeout,
         ShedReason::WorkersBusy,
+        ShedReason::WsClientsFull,
     ];
 
     /// The `reason` label value.
@@ -36,6 +39,7 @@ impl ShedReason {
             ShedReason::PendingFull => "pending_full",
             ShedReason::RequestTimeout => "request_timeout",
             ShedReason::WorkersBusy => "workers_busy",
+            ShedReason::WsClientsFull => "ws_clients_full",
         }
     }
 
@@ -48,7 +52,7 @@ impl ShedReason {
 /// (which render them).
 #[derive(Debug, Default)]
 pub(crate) struct ShedCounts {
-    counts: [AtomicU64; 4],
+    counts: [AtomicU64; ShedReason::ALL.len()],
 }
 
 impl ShedCounts {

@@ -22,7 +22,8 @@ use tungstenite::protocol::{Role, WebSocketConfig};
 
 use crate::pipeline::Shared;
 use crate::server::http::{Request, Response};
-use crate::server::router::UpgradeFn;
+use crate::server::router::{FULL_MESSAGE, FullFn, Refused, UpgradeFn};
+use crate::server::shed::ShedReason;
 use crate::tracker::SharedRuns;
 use client::{ClientLimits, Start};
 use hello::{Hello, MAX_SNAPSHOTS, Snapshot};
@@ -61,30 +62,28 @@ pub(crate) fn upgrade_handler(
     config: WsConfig,
 ) -> Box<UpgradeFn> {
     Box::new(move |request, stream, leftover| {
-        if let Err(refusal) = accept(&shared, &hub, &config, &request, stream, leftover) {
-            refusal.send();
-        }
+        accept(&shared, &hub, &config, &request, stream, leftover)
     })
 }
 
-/// An upgrade refused with an HTTP response.
-struct Refusal {
-    stream: TcpStream,
-    response: Response,
+/// The `/ws` route's slot check, for the reader thread: a valid upgrade
+/// while every client slot is taken.
+pub(crate) fn full_check(hub: Arc<Hub>, config: WsConfig) -> Box<FullFn> {
+    Box::new(move |request| {
+        !hub.is_closing()
+            && hub.client_count() >= config.max_clients
+            && check_upgrade(request).is_ok()
+    })
 }
 
-impl Refusal {
-    fn send(mut self) {
-        let _ = self.response.write_to(&mut self.stream, false);
-        crate::server::http::close_gracefully(self.stream);
-    }
-}
-
-fn refuse(stream: TcpStream, status: u16, message: &str) -> Result<(), Refusal> {
-    Err(Refusal {
+/// A 503 for an upgrade that a limit refused.
+fn busy(stream: TcpStream, leftover: Vec<u8>, message: &str, shed: Option<ShedReason>) -> Refused {
+    Refused {
         stream,
-        response: Response::error(status, message),
-    })
+        leftover,
+        response: Response::error(503, message).with_header("Retry-After", "1"),
+        shed,
+    }
 }
 
 fn accept(
@@ -94,32 +93,38 @@ fn accept(
     request: &Request,
     mut stream: TcpStream,
     leftover: Vec<u8>,
-) -> Result<(), Refusal> {
+) -> Result<(), Refused> {
     let (key, since) = match check_upgrade(request) {
         Ok(checked) => checked,
-        Err(response) => return Err(Refusal { stream, response }),
+        Err(response) => {
+            return Err(Refused {
+                stream,
+                leftover,
+                response,
+                shed: None,
+            });
+        }
     };
     // A `since` from another instance counts nothing here: reset.
     let other_instance = request
         .query_param("instance")
         .is_some_and(|i| i != hub.instance);
     let Some(membership) = hub.join(config.max_clients) else {
-        return refuse(stream, 503, "too many WebSocket clients");
+        let shed = (!hub.is_closing()).then_some(ShedReason::WsClientsFull);
+        return Err(busy(stream, leftover, FULL_MESSAGE, shed));
     };
     let start_hub = hub.clone();
     let Some(begin) = shared.on_drain(Some(SNAPSHOT_TIMEOUT), move |drain| {
         drain.flush_sinks();
         starting_point(&start_hub, drain, since, other_instance)
     }) else {
-        return refuse(stream, 503, "the pipeline did not answer in time");
+        let message = "the pipeline did not answer in time";
+        return Err(busy(stream, leftover, message, None));
     };
     // Sorted and serialized here, not on the drain thread.
     let Some(start) = begin.into_start(hub) else {
-        return refuse(
-            stream,
-            503,
-            "too many WebSocket snapshots still being sent; retry shortly",
-        );
+        let message = "too many WebSocket snapshots still being sent; retry shortly";
+        return Err(busy(stream, leftover, message, None));
     };
 
     let accept_key = tungstenite::handshake::derive_accept_key(key.as_bytes());

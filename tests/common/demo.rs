@@ -37,8 +37,25 @@ impl Demo {
         Demo::start_subcommand("replay", args, &[])
     }
 
+    /// [`Demo::start`] in a process whose limits on open files the shell
+    /// sets before it becomes the demo: `ulimit` is given `limits` (say
+    /// `-Sn 1024`, the soft limit a login shell commonly starts with).
+    pub fn start_with_file_limit(limits: &str, args: &[&str]) -> Demo {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!("ulimit {limits} && exec \"$0\" \"$@\""))
+            .arg(env!("CARGO_BIN_EXE_agentgate-obs"));
+        Demo::spawn(command, "demo", args, &[])
+    }
+
     fn start_subcommand(subcommand: &str, args: &[&str], env: &[(&str, &str)]) -> Demo {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_agentgate-obs"))
+        let command = Command::new(env!("CARGO_BIN_EXE_agentgate-obs"));
+        Demo::spawn(command, subcommand, args, env)
+    }
+
+    fn spawn(mut command: Command, subcommand: &str, args: &[&str], env: &[(&str, &str)]) -> Demo {
+        let mut child = command
             .arg(subcommand)
             .args(["--listen", "127.0.0.1:0"])
             .args(args)

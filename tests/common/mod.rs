@@ -536,16 +536,10 @@ pub fn journal_seqs(path: &std::path::Path) -> Vec<u64> {
 /// hard limit): the client and server ends of every connection live in
 /// this one process.
 pub fn raise_fd_limit(needed: u64) {
-    // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.
-    unsafe {
-        let mut limit = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < needed {
-            limit.rlim_cur = needed.min(limit.rlim_max);
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-        }
+    if let Ok((soft, hard)) = rlimit::Resource::NOFILE.get()
+        && soft < needed
+    {
+        let _ = rlimit::Resource::NOFILE.set(needed.min(hard), hard);
     }
 }
 
