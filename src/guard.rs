@@ -212,7 +212,7 @@ impl RunGuard {
 
     /// Runs `f` with the run's ids in the thread's [`LogContext`].
     pub fn in_context<R>(&self, f: impl FnOnce() -> R) -> R {
-        crate::with_context(self.log_context(), f)
+        crate::context::with_context(self.log_context(), f)
     }
 
     /// Emits `run_completed`. Fields of `metrics` left at zero (duration,
@@ -380,7 +380,7 @@ impl IterationGuard<'_> {
     /// Runs `f` with the run's ids and the iteration in the thread's
     /// [`LogContext`].
     pub fn in_context<R>(&self, f: impl FnOnce() -> R) -> R {
-        crate::with_context(self.log_context(), f)
+        crate::context::with_context(self.log_context(), f)
     }
 
     /// Emits `iteration_completed` with the phase timings collected.
@@ -526,7 +526,7 @@ impl PhaseGuard<'_> {
     /// # Ok::<(), agentgate_obs::Error>(())
     /// ```
     pub fn in_context<R>(&self, f: impl FnOnce() -> R) -> R {
-        crate::with_context(self.log_context(), f)
+        crate::context::with_context(self.log_context(), f)
     }
 
     #[inline]

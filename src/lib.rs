@@ -30,6 +30,7 @@ mod dashboard;
 pub mod demo;
 mod diagnostics;
 mod emitter;
+mod error;
 mod event;
 pub mod exposition;
 #[doc(hidden)]
@@ -37,18 +38,24 @@ pub mod fuzzing;
 mod global;
 mod guard;
 pub mod journal;
+#[cfg(test)]
+mod layering;
 mod log;
 pub mod metrics;
 mod observability;
 mod panic_hook;
 mod pipeline;
 mod redact;
+mod replay;
+mod routes;
 mod server;
+mod stats;
 mod tracker;
 mod ws;
 
 pub use context::{ContextGuard, LogContext, spawn_with_context, with_context};
 pub use emitter::{Emitter, ProgressEmitter, RunHandle, Subscription, WithMetadata};
+pub use error::Error;
 pub use event::{
     DeliveryResult, EventKind, EventType, ExecutionMetrics, GOAL_MAX_CHARS, GateSummary, Metadata,
     Phase, PhaseTimings, ProgressEvent, RunOutcome, RunResult, Strategy, TaskSpec, Timestamp,
@@ -62,8 +69,8 @@ pub use log::{
     Field, FieldValue, InvalidLogFilter, Level, LogBridgeError, LogFilter, LogStats, Logger,
     install_log_bridge, unrouted_records,
 };
-pub use observability::{Builder, Error, Observability};
+pub use observability::{Builder, Observability};
 pub use pipeline::Overflow;
-pub use pipeline::stats::{EventCounts, PipelineStats};
 pub use redact::{REDACTED, RedactPattern, TokenCharset};
+pub use stats::{EventCounts, PipelineStats};
 pub use tracker::{DeliveryState, MAX_GATES_PER_ITERATION, RunSnapshot, RunStatus, StepStatus};

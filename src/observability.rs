@@ -8,70 +8,19 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use crate::emitter::Emitter;
+use crate::error::Error;
 use crate::journal::JournalConfig;
 use crate::journal::writer::Journal;
 use crate::log::{LogConfig, LogFilter, LogStats, LogWriter, Logger, ProgressLog};
 use crate::metrics::{Metrics, MetricsConfig};
 use crate::pipeline::drain::Drain;
-use crate::pipeline::stats::PipelineStats;
 use crate::pipeline::{Overflow, Shared};
 use crate::redact::{RedactConfig, RedactPattern};
 use crate::server::router::Handler;
 use crate::server::{self, Server};
+use crate::stats::PipelineStats;
 use crate::tracker::{RunSnapshot, RunTracker};
 use crate::ws::{self, WsConfig, hub::Hub};
-
-/// Why the pipeline could not start.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// A builder setting is out of range.
-    #[error("invalid configuration: {0}")]
-    Config(String),
-    /// A thread could not be spawned.
-    #[error("could not spawn the {name} thread: {source}")]
-    Spawn {
-        /// Which thread.
-        name: &'static str,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// The log file could not be opened for appending.
-    #[error("could not open the log file {path:?}: {source}")]
-    LogFile {
-        /// The file.
-        path: std::path::PathBuf,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// [`Observability::install_global`] was called a second time in this
-    /// process; the emitter installed first stays.
-    #[error(
-        "a global emitter is already installed: Observability::install_global may be called once per process"
-    )]
-    GlobalAlreadyInstalled,
-    /// [`Observability::install_metrics_recorder`] found a `metrics`
-    /// recorder installed already (ours or another); the first one stays.
-    #[cfg(feature = "metrics")]
-    #[error("a metrics recorder is already installed: the metrics crate takes one per process")]
-    MetricsRecorderAlreadyInstalled,
-    /// The journal file could not be opened for appending.
-    #[error("could not open the journal {path:?}: {source}")]
-    Journal {
-        /// The file.
-        path: std::path::PathBuf,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// The HTTP server could not bind its address.
-    #[error("could not serve on {addr}: {source}")]
-    Bind {
-        /// The address asked for.
-        addr: String,
-        /// The OS error.
-        source: std::io::Error,
-    },
-}
 
 /// Runs the tracker keeps by default ([`Builder::max_runs`]): ten times the
 /// default of finished runs, so a fleet of thousands of concurrent runs fits,
@@ -357,7 +306,7 @@ impl Builder {
         if self.max_runs == 0 {
             return Err(Error::Config("max_runs must be at least 1".into()));
         }
-        validate_namespace(&self.namespace)?;
+        crate::metrics::custom::validate_namespace(&self.namespace)?;
         if self.token.as_deref().is_some_and(str::is_empty) {
             return Err(Error::Config("the token must not be empty".into()));
         }
@@ -429,13 +378,13 @@ impl Builder {
         });
         let server = match (&self.serve, &hub) {
             (Some(addr), Some(hub)) => {
-                let state = server::routes::AppState {
+                let state = crate::routes::AppState {
                     shared: shared.clone(),
                     metrics: metrics.clone(),
                     started,
                 };
                 let websocket = ws::upgrade_handler(shared.clone(), hub.clone(), self.websocket);
-                let router = server::routes::router(&state, self.token.clone())
+                let router = crate::routes::router(&state, self.token.clone())
                     .route("/ws", false, Handler::Upgrade(websocket))
                     .allowed_hosts(&self.allowed_hosts);
                 let router = crate::dashboard::mount(router);
@@ -753,22 +702,5 @@ impl Observability {
 impl Drop for Observability {
     fn drop(&mut self) {
         self.shutdown();
-    }
-}
-
-/// Checks a metric name prefix: letters, digits, `_` and `:`, not starting
-/// with a digit.
-pub(crate) fn validate_namespace(namespace: &str) -> Result<(), Error> {
-    let valid = !namespace.is_empty()
-        && !namespace.starts_with(|c: char| c.is_ascii_digit())
-        && namespace
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':');
-    if valid {
-        Ok(())
-    } else {
-        Err(Error::Config(format!(
-            "namespace {namespace:?} is not a valid metric name prefix"
-        )))
     }
 }

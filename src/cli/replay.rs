@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use agentgate_obs::journal::{ReplayReport, Speed, replay};
+use agentgate_obs::journal::{ReplayReport, Speed};
 use agentgate_obs::{Level, Overflow};
 use clap::Args;
 
@@ -47,7 +47,7 @@ pub(crate) fn run(args: ReplayArgs) -> Result<ExitCode, Box<dyn std::error::Erro
     ctrlc::set_handler(move || on_signal.store(true, Ordering::Relaxed))?;
 
     let started = std::time::Instant::now();
-    let report = replay(&obs, &args.files, args.speed, &stop)?;
+    let report = obs.replay(&args.files, args.speed, &stop)?;
     let elapsed = started.elapsed();
     warn_about(&report);
     say!(

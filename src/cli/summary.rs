@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 
-use agentgate_obs::journal::{Speed, replay};
+use agentgate_obs::journal::Speed;
 use agentgate_obs::{Observability, Overflow, RunOutcome};
 use clap::Args;
 
@@ -31,7 +31,7 @@ pub(crate) fn run(args: SummaryArgs) -> Result<ExitCode, Box<dyn std::error::Err
         .no_log()
         .overflow(Overflow::Block)
         .start()?;
-    let report = match replay(&obs, &args.files, Speed::Max, &AtomicBool::new(false)) {
+    let report = match obs.replay(&args.files, Speed::Max, &AtomicBool::new(false)) {
         Ok(report) => report,
         Err(error) => {
             eprintln!("agentgate-obs: {error}");

@@ -31,11 +31,12 @@
 //!
 //! Reading: [`JournalReader`] yields the events of one or more journal
 //! files with their `seq`, skipping (and counting) what is not an event;
-//! [`replay`] feeds them through a running [`Observability`](crate::Observability)
-//! so the tracker, metrics, dashboard and `/ws` are the live code paths.
+//! [`Observability::replay`](crate::Observability::replay) feeds them
+//! through a running pipeline so the tracker, metrics, dashboard and `/ws`
+//! are the live code paths.
 
 mod item;
-mod parallel;
+pub(crate) mod parallel;
 mod parse;
 mod read;
 mod replay;
@@ -49,9 +50,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 pub use read::{JournalReader, JournalRecord, ReadReport, SkipReason, SkippedLine, order_files};
-pub use replay::{ReplayReport, Speed, replay};
+pub use replay::{ReplayReport, Speed};
 
-use crate::pipeline::stats::{EventCounts, PerType};
+use crate::stats::{EventCounts, PerType};
 
 /// When the writer asks the kernel to put the journal on the disk itself
 /// (`fsync`). Lines reach the kernel at every [`flush`](crate::Observability::flush),
@@ -165,21 +166,21 @@ impl JournalConfig {
         self
     }
 
-    pub(crate) fn validate(&self) -> Result<(), crate::Error> {
+    pub(crate) fn validate(&self) -> Result<(), crate::error::Error> {
         if self.capacity == 0 {
-            return Err(crate::Error::Config(
+            return Err(crate::error::Error::Config(
                 "journal capacity must be at least 1".into(),
             ));
         }
         if self.max_bytes == 0 {
-            return Err(crate::Error::Config(
+            return Err(crate::error::Error::Config(
                 "journal max_bytes must be at least 1".into(),
             ));
         }
         if let Fsync::Every(period) = self.fsync
             && period.is_zero()
         {
-            return Err(crate::Error::Config(
+            return Err(crate::error::Error::Config(
                 "journal fsync period must be above zero".into(),
             ));
         }

@@ -73,9 +73,9 @@ pub(crate) fn start(
     config: &JournalConfig,
     counters: Arc<JournalCounters>,
     log: Option<Arc<Dispatch>>,
-) -> Result<(Journal, JournalSink), crate::Error> {
+) -> Result<(Journal, JournalSink), crate::error::Error> {
     let output = Output::open(config, counters.clone(), log.clone()).map_err(|source| {
-        crate::Error::Journal {
+        crate::error::Error::Journal {
             path: config.path().map(ToOwned::to_owned).unwrap_or_default(),
             source,
         }
@@ -97,7 +97,7 @@ pub(crate) fn start(
     let thread = std::thread::Builder::new()
         .name("agentgate-obs-journal".into())
         .spawn(move || writer.run())
-        .map_err(|source| crate::Error::Spawn {
+        .map_err(|source| crate::error::Error::Spawn {
             name: "journal",
             source,
         })?;
@@ -445,7 +445,7 @@ impl Writer {
             match event {
                 Ok((seq, event)) => {
                     line.clear();
-                    crate::ws::protocol::write_event_message(line, seq, event);
+                    crate::event::write_wire(line, seq, event);
                     line.push(b'\n');
                     output.push(line, event.event_type());
                 }

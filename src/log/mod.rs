@@ -112,12 +112,12 @@ impl LogConfig {
     pub(crate) fn start(
         &self,
         redactor: std::sync::Arc<crate::redact::Redactor>,
-    ) -> Result<Option<LogWriter>, crate::Error> {
+    ) -> Result<Option<LogWriter>, crate::error::Error> {
         let Some(output) = &self.output else {
             return Ok(None);
         };
         if self.capacity == 0 {
-            return Err(crate::Error::Config(
+            return Err(crate::error::Error::Config(
                 "log_capacity must be at least 1".into(),
             ));
         }
@@ -133,14 +133,14 @@ impl LogConfig {
         };
         let writer =
             LogWriter::start(output, filter, self.capacity, redactor).map_err(|e| match e {
-                StartError::Open(source) => crate::Error::LogFile {
+                StartError::Open(source) => crate::error::Error::LogFile {
                     path: match output {
                         Output::File(path) => path.clone(),
                         _ => PathBuf::new(),
                     },
                     source,
                 },
-                StartError::Spawn(source) => crate::Error::Spawn {
+                StartError::Spawn(source) => crate::error::Error::Spawn {
                     name: "log writer",
                     source,
                 },

@@ -51,10 +51,10 @@ pub use custom::{MAX_LABELS, MetricError, OVERFLOW};
 pub use recorder::MetricsRecorder;
 pub use summary::{Bucket, HistogramSummary, Summary};
 
+use crate::error::Error;
 use crate::event::{Phase, RunOutcome};
 use crate::exposition::Format;
 use crate::exposition::writer::Kind;
-use crate::observability::Error;
 use crate::pipeline::Shared;
 use crate::redact::Redactor;
 use histogram::{TimeHistogram, Trace};
@@ -315,7 +315,7 @@ impl Metrics {
     /// at zero. To report the engine's numbers yourself, use
     /// [`StandaloneMetrics::new`].
     pub fn new(namespace: &str, config: MetricsConfig) -> Result<Metrics, Error> {
-        crate::observability::validate_namespace(namespace)?;
+        custom::validate_namespace(namespace)?;
         config.validate()?;
         let redactor = Arc::new(Redactor::builtin().clone());
         Ok(Self::build(namespace, &config, None, None, redactor))
