@@ -20,8 +20,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use agentgate_obs::demo::{DemoConfig, run_engine};
+use agentgate_obs::event::EventKind;
 use agentgate_obs::journal::{JournalConfig, JournalReader, Speed};
-use agentgate_obs::{Builder, EventKind, Observability, Overflow, Phase, RunHandle, Subscription};
+use agentgate_obs::{Builder, Observability, Overflow, Phase, RunHandle, Subscription};
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use parking_lot::Mutex;
 

@@ -23,15 +23,16 @@ pub enum Error {
         /// The OS error.
         source: std::io::Error,
     },
-    /// [`Observability::install_global`] was called a second time in this
+    /// [`Observability::install_global`](crate::Observability::install_global) was called a second time in this
     /// process; the emitter installed first stays.
     #[error(
         "a global emitter is already installed: Observability::install_global may be called once per process"
     )]
     GlobalAlreadyInstalled,
-    /// [`Observability::install_metrics_recorder`] found a `metrics`
+    /// [`Observability::install_metrics_recorder`](crate::Observability::install_metrics_recorder) found a `metrics`
     /// recorder installed already (ours or another); the first one stays.
     #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
     #[error("a metrics recorder is already installed: the metrics crate takes one per process")]
     MetricsRecorderAlreadyInstalled,
     /// The journal file could not be opened for appending.

@@ -20,7 +20,8 @@ impl Emitter {
     /// [`RunGuard`] for the whole family.
     ///
     /// ```
-    /// # use agentgate_obs::{Observability, RunStatus, Strategy, TaskSpec};
+    /// # use agentgate_obs::{Observability, Strategy, TaskSpec};
+    /// # use agentgate_obs::runs::RunStatus;
     /// let obs = Observability::builder().no_log().start()?;
     /// let spec = TaskSpec::new("fix it", Strategy::Ralph, 3);
     /// drop(obs.emitter().start_run("wo-1", "run-1", &spec)); // an early return
@@ -118,7 +119,7 @@ impl Emitter {
 /// The thread-local [`LogContext`] is entered through a closure
 /// ([`PhaseGuard::in_context`] and the same on the other guards), not for
 /// the guard's whole life: a guard is `Send`, and a context entered on one
-/// thread must be left on that thread ([`ContextGuard`](crate::ContextGuard)
+/// thread must be left on that thread ([`ContextGuard`](crate::logging::ContextGuard)
 /// is not `Send`). Where a thread-bound scope is wanted,
 /// `let _ctx = phase.log_context().enter();` does it.
 ///
@@ -514,7 +515,8 @@ impl PhaseGuard<'_> {
     /// thread's [`LogContext`], so log lines written inside carry them.
     ///
     /// ```
-    /// # use agentgate_obs::{LogContext, Observability, Phase, Strategy, TaskSpec};
+    /// # use agentgate_obs::{Observability, Phase, Strategy, TaskSpec};
+    /// # use agentgate_obs::logging::LogContext;
     /// # let obs = Observability::builder().no_log().start()?;
     /// # let spec = TaskSpec::new("fix it", Strategy::Ralph, 3);
     /// let mut run = obs.emitter().start_run("wo-1", "run-1", &spec);

@@ -126,8 +126,8 @@ impl Builder {
         self
     }
 
-    /// The log level filter (default `info`): a [`Level`](crate::Level) or
-    /// a parsed [`LogFilter`](crate::LogFilter) with per-module directives.
+    /// The log level filter (default `info`): a [`Level`](crate::logging::Level) or
+    /// a parsed [`LogFilter`](crate::logging::LogFilter) with per-module directives.
     /// The `AGENTGATE_LOG` environment variable, when set, overrides it.
     pub fn log_level(mut self, filter: impl Into<LogFilter>) -> Self {
         self.log.filter(filter.into());
@@ -259,7 +259,7 @@ impl Builder {
     /// [`start`](Self::start) fails on an empty prefix.
     ///
     /// ```
-    /// use agentgate_obs::{RedactPattern, TokenCharset};
+    /// use agentgate_obs::redact::{RedactPattern, TokenCharset};
     /// let obs = agentgate_obs::Observability::builder()
     ///     .no_log()
     ///     // `acme_live_` + 24 or more letters and digits
@@ -553,6 +553,7 @@ impl Observability {
     /// # Ok::<(), agentgate_obs::Error>(())
     /// ```
     #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
     pub fn install_metrics_recorder(&self) -> Result<(), Error> {
         ::metrics::set_global_recorder(self.metrics.recorder())
             .map_err(|_| Error::MetricsRecorderAlreadyInstalled)

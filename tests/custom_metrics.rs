@@ -4,9 +4,10 @@
 
 mod common;
 
+use agentgate_obs::Observability;
 use agentgate_obs::fuzzing::strict;
+use agentgate_obs::logging::{LogContext, with_context};
 use agentgate_obs::metrics::{MetricError, MetricsConfig, OVERFLOW};
-use agentgate_obs::{LogContext, Observability, with_context};
 use common::metrics::{
     OPENMETRICS, assert_promtool_accepts, scrape_text as scrape, served_with as served,
 };

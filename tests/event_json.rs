@@ -3,9 +3,10 @@
 
 use std::sync::Arc;
 
+use agentgate_obs::event::{EventKind, EventType, GateSummary, RunOutcome, Timestamp};
 use agentgate_obs::{
-    DeliveryResult, EventKind, EventType, ExecutionMetrics, GateSummary, Phase, PhaseTimings,
-    ProgressEvent, RunOutcome, RunResult, Strategy, TaskSpec, Timestamp,
+    DeliveryResult, ExecutionMetrics, Phase, PhaseTimings, ProgressEvent, RunResult, Strategy,
+    TaskSpec,
 };
 use serde_json::json;
 

@@ -8,9 +8,10 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use agentgate_obs::event::EventKind;
+use agentgate_obs::redact::REDACTED;
 use agentgate_obs::{
-    EventKind, Metadata, Phase, ProgressEmitter, REDACTED, RunResult, Strategy, Subscription,
-    TaskSpec,
+    Metadata, Phase, ProgressEmitter, RunResult, Strategy, Subscription, TaskSpec,
 };
 use common::ws::Client;
 use common::{LogBuffer, Recorder, lines_with_message, quiet};

@@ -7,9 +7,11 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::thread::sleep;
 use std::time::Duration;
 
+use agentgate_obs::event::EventKind;
+use agentgate_obs::runs::RunStatus;
 use agentgate_obs::{
-    EventKind, ExecutionMetrics, IterationGuard, Observability, Phase, PhaseGuard, PhaseTimings,
-    RunGuard, RunResult, RunStatus, Strategy, TaskSpec,
+    ExecutionMetrics, IterationGuard, Observability, Phase, PhaseGuard, PhaseTimings, RunGuard,
+    RunResult, Strategy, TaskSpec,
 };
 use common::{LogBuffer, Recorder, lines_with_message, quiet};
 

@@ -5,8 +5,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use agentgate_obs::Overflow;
 use agentgate_obs::journal::{ReplayReport, Speed};
-use agentgate_obs::{Level, Overflow};
+use agentgate_obs::logging::Level;
 use clap::Args;
 
 use super::demo::print_urls;

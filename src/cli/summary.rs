@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 
+use agentgate_obs::event::RunOutcome;
 use agentgate_obs::journal::Speed;
-use agentgate_obs::{Observability, Overflow, RunOutcome};
+use agentgate_obs::{Observability, Overflow};
 use clap::Args;
 
 use super::replay::{note_missing_rotations, warn_about};

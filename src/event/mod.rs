@@ -274,7 +274,8 @@ impl EventKind {
 /// no strings.
 ///
 /// ```
-/// use agentgate_obs::{EventKind, Phase, ProgressEvent};
+/// use agentgate_obs::{Phase, ProgressEvent};
+/// use agentgate_obs::event::EventKind;
 /// let event = ProgressEvent::new("wo-1", "run-1", EventKind::PhaseStarted { iteration: 1, phase: Phase::Build });
 /// let json = serde_json::to_string(&event).unwrap();
 /// assert!(json.starts_with(r#"{"type":"phase_started","timestamp":""#));

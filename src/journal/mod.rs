@@ -13,7 +13,8 @@
 //! fsync and following it.
 //!
 //! ```
-//! use agentgate_obs::{Observability, EventKind, ProgressEvent};
+//! use agentgate_obs::{Observability, ProgressEvent};
+//! use agentgate_obs::event::EventKind;
 //! use agentgate_obs::journal::{Fsync, JournalConfig};
 //!
 //! let path = std::env::temp_dir().join(format!("doc-journal-{}.ndjson", std::process::id()));

@@ -1,5 +1,5 @@
 //! Structured JSON logs: one object per line, stamped with the calling
-//! thread's [`LogContext`](crate::LogContext), redacted, and written by a
+//! thread's [`LogContext`](crate::logging::LogContext), redacted, and written by a
 //! writer thread so that the engine never waits on a disk.
 //!
 //! ```text

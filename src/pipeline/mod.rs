@@ -576,7 +576,7 @@ mod tests {
             crate::ProgressEvent::new(
                 "wo",
                 "run",
-                crate::EventKind::PhaseStarted {
+                crate::event::EventKind::PhaseStarted {
                     iteration: 1,
                     phase,
                 },
