@@ -655,9 +655,11 @@ impl RunHandle {
         }
     }
 
-    /// The next emit with `metadata` attached: it appears under the
-    /// event's `metadata` in every output (listeners, `/ws`, JSON logs),
-    /// redacted like everything else.
+    /// The run ready to emit one event with `metadata` attached: the
+    /// returned [`WithMetadata`]'s one emit carries it (what `with_metadata`
+    /// means on the guards too, see [their metadata](crate::RunGuard#metadata)).
+    /// It appears under the event's `metadata` in every output (listeners,
+    /// `/ws`, JSON logs), redacted like everything else.
     ///
     /// Only this emit pays for it (one box on the ring instead of the
     /// inline event); the emits without metadata cost what they did.
