@@ -187,6 +187,29 @@ fn label_values_past_the_series_limit_are_counted_under_other() {
 }
 
 #[test]
+fn a_refused_registration_goes_into_the_crate_error_with_a_question_mark() {
+    fn set_up() -> Result<Observability, agentgate_obs::Error> {
+        let obs = Observability::builder().no_log().start()?;
+        obs.metrics().counter("9lives", "h", &[])?;
+        Ok(obs)
+    }
+    let error = set_up().expect_err("an invalid name is refused");
+    assert!(
+        matches!(
+            error,
+            agentgate_obs::Error::Metric(MetricError::InvalidName { .. })
+        ),
+        "{error}"
+    );
+    assert!(
+        error
+            .to_string()
+            .starts_with("invalid metric name \"9lives\""),
+        "{error}"
+    );
+}
+
+#[test]
 fn invalid_clashing_and_mismatched_registrations_are_typed_errors_and_counted() {
     let obs = served(MetricsConfig::default().custom_family_limit(3));
     let m = obs.metrics();

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 pub(crate) use encode::write_wire;
 pub use json::{TypeStyle, WireEvent};
-pub use timestamp::Timestamp;
+pub use timestamp::{InvalidTimestamp, Timestamp};
 pub use types::{
     DeliveryResult, ExecutionMetrics, GOAL_MAX_CHARS, GateSummary, Phase, PhaseTimings, RunOutcome,
     RunResult, Strategy, TaskSpec, UnknownVariant,

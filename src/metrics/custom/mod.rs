@@ -29,10 +29,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 
+pub use crate::error::MetricError;
 use crate::exposition::escape_label_value;
 use crate::exposition::writer::Kind;
 use crate::redact::{REDACTED, Redactor};
-pub use error::MetricError;
 pub(crate) use error::Rejection;
 use handles::{CounterCell, GaugeCell, HistogramCell};
 use names::{lint_family, validate_label_name, validate_name};
