@@ -478,14 +478,14 @@ impl Redactor {
         match value {
             Value::String(s) => self.redact_string(s),
             Value::Array(items) => {
-                if let [Value::String(key), v] = items.as_mut_slice() {
-                    if self.is_secret_key(key) {
-                        // A `["password", "x"]` pair.
-                        if !is_redacted(v) {
-                            *v = Value::String(REDACTED.to_owned());
-                        }
-                        return;
+                if let [Value::String(key), v] = items.as_mut_slice()
+                    && self.is_secret_key(key)
+                {
+                    // A `["password", "x"]` pair.
+                    if !is_redacted(v) {
+                        *v = Value::String(REDACTED.to_owned());
                     }
+                    return;
                 }
                 items
                     .iter_mut()
@@ -518,10 +518,10 @@ impl Redactor {
         match value {
             Value::String(s) => matches!(self.redact_str(s), Cow::Borrowed(_)),
             Value::Array(items) => {
-                if let [Value::String(key), v] = items.as_slice() {
-                    if self.is_secret_key(key) {
-                        return is_redacted(v);
-                    }
+                if let [Value::String(key), v] = items.as_slice()
+                    && self.is_secret_key(key)
+                {
+                    return is_redacted(v);
                 }
                 items.iter().all(|v| self.json_is_clean(v, depth + 1))
             }
