@@ -16,9 +16,9 @@ mod support;
 use std::hint::black_box;
 use std::time::Duration;
 
-use agentgate_obs::exposition::Format;
+use agentgate_obs::logging::{LogContext, with_context};
+use agentgate_obs::metrics::Format;
 use agentgate_obs::metrics::{DEFAULT_CUSTOM_BUCKETS, Metrics, MetricsConfig};
-use agentgate_obs::{LogContext, with_context};
 use criterion::{Criterion, criterion_group, criterion_main};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
 

@@ -301,8 +301,8 @@ fn guards(c: &mut Criterion) {
         })
     });
     group.finish();
-    iteration.complete(true);
-    run.completed(agentgate_obs::RunResult::Passed, &Default::default());
+    iteration.succeed();
+    run.succeed(&Default::default());
 }
 
 fn drain_throughput(c: &mut Criterion) {

@@ -20,8 +20,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use agentgate_obs::demo::{DemoConfig, run_engine};
-use agentgate_obs::journal::{JournalConfig, JournalReader, Speed, replay};
-use agentgate_obs::{Builder, EventKind, Observability, Overflow, Phase, RunHandle, Subscription};
+use agentgate_obs::event::EventKind;
+use agentgate_obs::journal::{JournalConfig, JournalReader, Speed};
+use agentgate_obs::{Builder, Observability, Overflow, Phase, RunHandle, Subscription};
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use parking_lot::Mutex;
 
@@ -388,8 +389,9 @@ fn replay_load(c: &mut Criterion) {
                     .start()
                     .expect("pipeline starts");
                 let start = Instant::now();
-                let report =
-                    replay(&obs, &[&path], Speed::Max, &AtomicBool::new(false)).expect("readable");
+                let report = obs
+                    .replay(&[&path], Speed::Max, &AtomicBool::new(false))
+                    .expect("readable");
                 total += start.elapsed();
                 assert_eq!(report.events, events);
             }

@@ -16,7 +16,8 @@ mod support;
 use std::hint::black_box;
 use std::time::Duration;
 
-use agentgate_obs::{LogContext, Logger, Observability, Phase};
+use agentgate_obs::logging::{LogContext, Logger};
+use agentgate_obs::{Observability, Phase};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 /// Lines per timed batch: below both queues (ours 16,384 by default,

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use agentgate_obs::exposition::Format;
+use agentgate_obs::metrics::Format;
 use agentgate_obs::metrics::{Metrics, MetricsConfig, StandaloneMetrics};
 use agentgate_obs::{Observability, Overflow};
 

@@ -120,14 +120,14 @@ impl Engine {
             guard.with_metadata(metadata).finish(ok);
             failed = failed.or((!ok).then_some(phase));
         }
-        iteration.complete(failed.is_none());
+        iteration.finish(failed.is_none());
         let result = match failed {
             None => RunResult::Passed,
             Some(Phase::Build) => RunResult::FailedBuild,
             Some(Phase::Verify) => RunResult::FailedVerification,
             Some(_) => RunResult::FailedError,
         };
-        run.completed(result, &ExecutionMetrics::default());
+        run.finish(result, &ExecutionMetrics::default());
         failed.is_none()
     }
 

@@ -25,8 +25,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use agentgate_obs::demo::{DemoConfig, RunTally, run_engine};
+use agentgate_obs::event::EventType;
 use agentgate_obs::fuzzing::strict;
-use agentgate_obs::{EventType, Observability, Overflow};
+use agentgate_obs::{Observability, Overflow};
 use tungstenite::Message;
 
 const RING: usize = 1_024;

@@ -8,7 +8,7 @@
 //! closure run on another thread.
 //!
 //! ```
-//! use agentgate_obs::{LogContext, with_context};
+//! use agentgate_obs::logging::{LogContext, with_context};
 //! with_context(LogContext::new().run_id("run-1").correlation_id("req-9"), || {
 //!     with_context(LogContext::new().iteration(2), || {
 //!         let ctx = LogContext::current();
@@ -146,7 +146,7 @@ impl LogContext {
     /// is called: the way to carry context into a spawned thread.
     ///
     /// ```
-    /// use agentgate_obs::{LogContext, with_context};
+    /// use agentgate_obs::logging::{LogContext, with_context};
     /// let job = with_context(LogContext::new().run_id("run-7"), || {
     ///     LogContext::wrap(|| LogContext::current().run_id)
     /// });

@@ -14,89 +14,128 @@ use crate::pipeline::envelope::{
 };
 use crate::pipeline::producer;
 
+/// The emits, each defined once: its doc, its name on [`RunHandle`] and
+/// [`WithMetadata`] and on [`ProgressEmitter`] (which adds the run's two
+/// ids in front), its arguments, and the envelope body it sends. `[inline]`
+/// marks the frequent ones, inlined into the engine's code.
+///
+/// `emits!(m)` hands the list to the macro `m`, which writes one of the
+/// four forms: the trait's declarations, [`Emitter`]'s implementation,
+/// [`RunHandle`]'s methods and [`WithMetadata`]'s.
+macro_rules! emits {
+    ($form:ident) => {
+        $form! {
+            /// `run_started`: a run began.
+            fn started / emit_run_started(task_spec: &TaskSpec)
+                => bodies::run_started(task_spec);
+            /// `run_completed`: a run ended; `result` is the engine's own,
+            /// mapped to `succeeded | failed | canceled`.
+            fn completed / emit_run_completed(result: RunResult, metrics: &ExecutionMetrics)
+                => bodies::run_completed(result, metrics);
+            /// `run_canceled`: a run was canceled.
+            fn canceled / emit_run_canceled(reason: &str)
+                => bodies::run_canceled(reason);
+            /// `run_failed`: a run failed with an error.
+            fn failed / emit_run_failed(error: &str)
+                => bodies::run_failed(error);
+            /// `iteration_started`: an iteration began; `max_iterations` is the
+            /// run's real limit, `feedback` what the previous iteration left.
+            [inline] fn iteration_started / emit_iteration_started(
+                iteration: u32, max_iterations: u32, feedback: Option<&str>)
+                => bodies::iteration_started(iteration, max_iterations, feedback);
+            /// `iteration_completed`: an iteration ended.
+            [inline] fn iteration_completed / emit_iteration_completed(
+                iteration: u32, success: bool, timings: &PhaseTimings)
+                => bodies::iteration_completed(iteration, success, timings);
+            /// `phase_started`: a phase began.
+            [inline] fn phase_started / emit_phase_started(iteration: u32, phase: Phase)
+                => Body::PhaseStarted { iteration, phase };
+            /// `phase_completed`: a phase ended, after `duration`.
+            [inline] fn phase_completed / emit_phase_completed(
+                iteration: u32, phase: Phase, success: bool, duration: Duration)
+                => bodies::phase_completed(iteration, phase, success, duration);
+            /// `gate_checked`: a gate was checked. Names up to 15 bytes
+            /// travel inline, longer ones allocate.
+            [inline] fn gate_checked / emit_gate_checked(iteration: u32, gate: &str, passed: bool)
+                => bodies::gate_checked(iteration, gate, passed, None);
+            /// `gate_checked` with how long the check took (shown in the
+            /// iteration's `gateResults`).
+            [inline] fn gate_checked_timed / emit_gate_checked_timed(
+                iteration: u32, gate: &str, passed: bool, duration: Duration)
+                => bodies::gate_checked(iteration, gate, passed, Some(duration));
+            /// `delivery_started`: delivery began.
+            [inline] fn delivery_started / emit_delivery_started()
+                => Body::DeliveryStarted;
+            /// `delivery_completed`: delivery ended.
+            fn delivery_completed / emit_delivery_completed(result: &DeliveryResult)
+                => bodies::delivery_completed(result);
+        }
+    };
+}
+
+/// [`ProgressEmitter`]'s declarations.
+macro_rules! trait_methods {
+    ($(
+        $(#[doc = $doc:expr])* $([$inline:meta])?
+        fn $handle:ident / $method:ident ($($arg:ident: $ty:ty),* $(,)?) => $body:expr;
+    )*) => {$(
+        $(#[doc = $doc])*
+        fn $method(&self, work_order_id: &str, run_id: &str, $($arg: $ty),*);
+    )*};
+}
+
+/// [`Emitter`]'s implementation of [`ProgressEmitter`].
+macro_rules! emitter_methods {
+    ($(
+        $(#[doc = $doc:expr])* $([$inline:meta])?
+        fn $handle:ident / $method:ident ($($arg:ident: $ty:ty),* $(,)?) => $body:expr;
+    )*) => {$(
+        $(#[$inline])?
+        fn $method(&self, work_order_id: &str, run_id: &str, $($arg: $ty),*) {
+            self.emit_str(work_order_id, run_id, $body);
+        }
+    )*};
+}
+
+/// [`RunHandle`]'s methods.
+macro_rules! handle_methods {
+    ($(
+        $(#[doc = $doc:expr])* $([$inline:meta])?
+        fn $handle:ident / $method:ident ($($arg:ident: $ty:ty),* $(,)?) => $body:expr;
+    )*) => {$(
+        $(#[doc = $doc])*
+        $(#[$inline])?
+        pub fn $handle(&self, $($arg: $ty),*) {
+            self.emit($body);
+        }
+    )*};
+}
+
+/// [`WithMetadata`]'s methods: the same, consuming the metadata.
+macro_rules! metadata_methods {
+    ($(
+        $(#[doc = $doc:expr])* $([$inline:meta])?
+        fn $handle:ident / $method:ident ($($arg:ident: $ty:ty),* $(,)?) => $body:expr;
+    )*) => {$(
+        $(#[doc = $doc])*
+        pub fn $handle(self, $($arg: $ty),*) {
+            self.emit($body);
+        }
+    )*};
+}
+
 /// The progress-event interface an engine calls, one method per event type
-/// (the original TypeScript interface in snake_case), plus [`subscribe`].
+/// (the original TypeScript interface in snake_case) plus
+/// [`emit_gate_checked_timed`](Self::emit_gate_checked_timed), a gate with
+/// its duration, and [`subscribe`].
 ///
 /// It is a trait so an engine can be tested with a fake; [`Emitter`] is
-/// the real implementation.
+/// the real implementation. Every method is required: a fake says what it
+/// does with each event, a gate's duration included.
 ///
 /// [`subscribe`]: ProgressEmitter::subscribe
 pub trait ProgressEmitter {
-    /// A run began.
-    fn emit_run_started(&self, work_order_id: &str, run_id: &str, task_spec: &TaskSpec);
-    /// A run ended; `result` is the engine's own, mapped to `succeeded | failed | canceled`.
-    fn emit_run_completed(
-        &self,
-        work_order_id: &str,
-        run_id: &str,
-        result: RunResult,
-        metrics: &ExecutionMetrics,
-    );
-    /// A run was canceled.
-    fn emit_run_canceled(&self, work_order_id: &str, run_id: &str, reason: &str);
-    /// A run failed with an error.
-    fn emit_run_failed(&self, work_order_id: &str, run_id: &str, error: &str);
-    /// An iteration began; `max_iterations` is the run's real limit.
-    fn emit_iteration_started(
-        &self,
-        work_order_id: &str,
-        run_id: &str,
-        iteration: u32,
-        max_iterations: u32,
-        feedback: Option<&str>,
-    );
-    /// An iteration ended.
-    fn emit_iteration_completed(
-        &self,
-        work_order_id: &str,
-        run_id: &str,
-        iteration: u32,
-        success: bool,
-        timings: &PhaseTimings,
-    );
-    /// A phase began.
-    fn emit_phase_started(&self, work_order_id: &str, run_id: &str, iteration: u32, phase: Phase);
-    /// A phase ended.
-    fn emit_phase_completed(
-        &self,
-        work_order_id: &str,
-        run_id: &str,
-        iteration: u32,
-        phase: Phase,
-        success: bool,
-        duration: Duration,
-    );
-    /// A gate was checked.
-    fn emit_gate_checked(
-        &self,
-        work_order_id: &str,
-        run_id: &str,
-        iteration: u32,
-        gate: &str,
-        passed: bool,
-    );
-    /// A gate was checked, and the check took `duration` (shown in the
-    /// iteration's `gateResults`).
-    ///
-    /// Provided, so implementors written before it still compile: the
-    /// default drops the duration and calls
-    /// [`emit_gate_checked`](Self::emit_gate_checked). [`Emitter`] sends it.
-    fn emit_gate_checked_timed(
-        &self,
-        work_order_id: &str,
-        run_id: &str,
-        iteration: u32,
-        gate: &str,
-        passed: bool,
-        duration: Duration,
-    ) {
-        let _ = duration;
-        self.emit_gate_checked(work_order_id, run_id, iteration, gate, passed);
-    }
-    /// Delivery began.
-    fn emit_delivery_started(&self, work_order_id: &str, run_id: &str);
-    /// Delivery ended.
-    fn emit_delivery_completed(&self, work_order_id: &str, run_id: &str, result: &DeliveryResult);
+    emits!(trait_methods);
     /// Calls `listener` with every event, on the pipeline's drain thread,
     /// until the returned [`Subscription`] drops. Events arrive redacted,
     /// as every output sees them.
@@ -518,120 +557,7 @@ pub(crate) mod bodies {
 }
 
 impl ProgressEmitter for Emitter {
-    fn emit_run_started(&self, work_order_id: &str, run_id: &str, task_spec: &TaskSpec) {
-        self.emit_str(work_order_id, run_id, bodies::run_started(task_spec));
-    }
-    fn emit_run_completed(
-        &self,
-        work_order_id: &str,
-        run_id: &str,
-        result: RunResult,
-        metrics: &ExecutionMetrics,
-    ) {
-        self.emit_str(
-            work_order_id,
-            run_id,
-            bodies::run_completed(result, metrics),
-        );
-    }
-    fn emit_run_canceled(&self, work_order_id: &str, run_id: &str, reason: &str) {
-        self.emit_str(work_order_id, run_id, bodies::run_canceled(reason));
-    }
-    fn emit_run_failed(&self, work_order_id: &str, run_id: &str, error: &str) {
-        self.emit_str(work_order_id, run_id, bodies::run_failed(error));
-    }
-    #[inline]
-    fn emit_iteration_started(
-        &self,
-        work_order_id: &str,
-        run_id: &str,
-        iteration: u32,
-        max_iterations: u32,
-        feedback: Option<&str>,
-    ) {
-        self.emit_str(
-            work_order_id,
-            run_id,
-            bodies::iteration_started(iteration, max_iterations, feedback),
-        );
-    }
-    #[inline]
-    fn emit_iteration_completed(
-        &self,
-        work_order_id: &str,
-        run_id: &str,
-        iteration: u32,
-        success: bool,
-        timings: &PhaseTimings,
-    ) {
-        self.emit_str(
-            work_order_id,
-            run_id,
-            bodies::iteration_completed(iteration, success, timings),
-        );
-    }
-    #[inline]
-    fn emit_phase_started(&self, work_order_id: &str, run_id: &str, iteration: u32, phase: Phase) {
-        self.emit_str(
-            work_order_id,
-            run_id,
-            Body::PhaseStarted { iteration, phase },
-        );
-    }
-    #[inline]
-    fn emit_phase_completed(
-        &self,
-        work_order_id: &str,
-        run_id: &str,
-        iteration: u32,
-        phase: Phase,
-        success: bool,
-        duration: Duration,
-    ) {
-        self.emit_str(
-            work_order_id,
-            run_id,
-            bodies::phase_completed(iteration, phase, success, duration),
-        );
-    }
-    #[inline]
-    fn emit_gate_checked(
-        &self,
-        work_order_id: &str,
-        run_id: &str,
-        iteration: u32,
-        gate: &str,
-        passed: bool,
-    ) {
-        self.emit_str(
-            work_order_id,
-            run_id,
-            bodies::gate_checked(iteration, gate, passed, None),
-        );
-    }
-    #[inline]
-    fn emit_gate_checked_timed(
-        &self,
-        work_order_id: &str,
-        run_id: &str,
-        iteration: u32,
-        gate: &str,
-        passed: bool,
-        duration: Duration,
-    ) {
-        self.emit_str(
-            work_order_id,
-            run_id,
-            bodies::gate_checked(iteration, gate, passed, Some(duration)),
-        );
-    }
-    #[inline]
-    fn emit_delivery_started(&self, work_order_id: &str, run_id: &str) {
-        self.emit_str(work_order_id, run_id, Body::DeliveryStarted);
-    }
-    fn emit_delivery_completed(&self, work_order_id: &str, run_id: &str, result: &DeliveryResult) {
-        self.emit_str(work_order_id, run_id, bodies::delivery_completed(result));
-    }
+    emits!(emitter_methods);
     fn subscribe(&self, listener: Box<dyn Fn(&ProgressEvent) + Send + Sync>) -> Subscription {
         Emitter::subscribe(self, listener)
     }
@@ -729,9 +655,11 @@ impl RunHandle {
         }
     }
 
-    /// The next emit with `metadata` attached: it appears under the
-    /// event's `metadata` in every output (listeners, `/ws`, JSON logs),
-    /// redacted like everything else.
+    /// The run ready to emit one event with `metadata` attached: the
+    /// returned [`WithMetadata`]'s one emit carries it (what `with_metadata`
+    /// means on the guards too, see [their metadata](crate::RunGuard#metadata)).
+    /// It appears under the event's `metadata` in every output (listeners,
+    /// `/ws`, JSON logs), redacted like everything else.
     ///
     /// Only this emit pays for it (one box on the ring instead of the
     /// inline event); the emits without metadata cost what they did.
@@ -761,70 +689,7 @@ impl RunHandle {
         }
     }
 
-    /// `run_started`.
-    pub fn started(&self, task_spec: &TaskSpec) {
-        self.emit(bodies::run_started(task_spec));
-    }
-    /// `run_completed`.
-    pub fn completed(&self, result: RunResult, metrics: &ExecutionMetrics) {
-        self.emit(bodies::run_completed(result, metrics));
-    }
-    /// `run_canceled`.
-    pub fn canceled(&self, reason: &str) {
-        self.emit(bodies::run_canceled(reason));
-    }
-    /// `run_failed`.
-    pub fn failed(&self, error: &str) {
-        self.emit(bodies::run_failed(error));
-    }
-    /// `iteration_started`.
-    #[inline]
-    pub fn iteration_started(&self, iteration: u32, max_iterations: u32, feedback: Option<&str>) {
-        self.emit(bodies::iteration_started(
-            iteration,
-            max_iterations,
-            feedback,
-        ));
-    }
-    /// `iteration_completed`.
-    #[inline]
-    pub fn iteration_completed(&self, iteration: u32, success: bool, timings: &PhaseTimings) {
-        self.emit(bodies::iteration_completed(iteration, success, timings));
-    }
-    /// `phase_started`.
-    #[inline]
-    pub fn phase_started(&self, iteration: u32, phase: Phase) {
-        self.emit(Body::PhaseStarted { iteration, phase });
-    }
-    /// `phase_completed`.
-    #[inline]
-    pub fn phase_completed(&self, iteration: u32, phase: Phase, success: bool, duration: Duration) {
-        self.emit(bodies::phase_completed(iteration, phase, success, duration));
-    }
-    /// `gate_checked`. Names up to 15 bytes travel inline, longer ones allocate.
-    #[inline]
-    pub fn gate_checked(&self, iteration: u32, gate: &str, passed: bool) {
-        self.emit(bodies::gate_checked(iteration, gate, passed, None));
-    }
-    /// `gate_checked` with how long the check took (shown in `gateResults`).
-    #[inline]
-    pub fn gate_checked_timed(&self, iteration: u32, gate: &str, passed: bool, duration: Duration) {
-        self.emit(bodies::gate_checked(
-            iteration,
-            gate,
-            passed,
-            Some(duration),
-        ));
-    }
-    /// `delivery_started`.
-    #[inline]
-    pub fn delivery_started(&self) {
-        self.emit(Body::DeliveryStarted);
-    }
-    /// `delivery_completed`.
-    pub fn delivery_completed(&self, result: &DeliveryResult) {
-        self.emit(bodies::delivery_completed(result));
-    }
+    emits!(handle_methods);
 }
 
 /// One emit of a run with metadata attached; see [`RunHandle::with_metadata`].
@@ -854,61 +719,5 @@ impl WithMetadata<'_> {
             .emit_keyed_annotated(None, inner.key, body, self.metadata);
     }
 
-    /// `run_started`.
-    pub fn started(self, task_spec: &TaskSpec) {
-        self.emit(bodies::run_started(task_spec));
-    }
-    /// `run_completed`.
-    pub fn completed(self, result: RunResult, metrics: &ExecutionMetrics) {
-        self.emit(bodies::run_completed(result, metrics));
-    }
-    /// `run_canceled`.
-    pub fn canceled(self, reason: &str) {
-        self.emit(bodies::run_canceled(reason));
-    }
-    /// `run_failed`.
-    pub fn failed(self, error: &str) {
-        self.emit(bodies::run_failed(error));
-    }
-    /// `iteration_started`.
-    pub fn iteration_started(self, iteration: u32, max_iterations: u32, feedback: Option<&str>) {
-        self.emit(bodies::iteration_started(
-            iteration,
-            max_iterations,
-            feedback,
-        ));
-    }
-    /// `iteration_completed`.
-    pub fn iteration_completed(self, iteration: u32, success: bool, timings: &PhaseTimings) {
-        self.emit(bodies::iteration_completed(iteration, success, timings));
-    }
-    /// `phase_started`.
-    pub fn phase_started(self, iteration: u32, phase: Phase) {
-        self.emit(Body::PhaseStarted { iteration, phase });
-    }
-    /// `phase_completed`.
-    pub fn phase_completed(self, iteration: u32, phase: Phase, success: bool, duration: Duration) {
-        self.emit(bodies::phase_completed(iteration, phase, success, duration));
-    }
-    /// `gate_checked`.
-    pub fn gate_checked(self, iteration: u32, gate: &str, passed: bool) {
-        self.emit(bodies::gate_checked(iteration, gate, passed, None));
-    }
-    /// `gate_checked` with how long the check took.
-    pub fn gate_checked_timed(self, iteration: u32, gate: &str, passed: bool, duration: Duration) {
-        self.emit(bodies::gate_checked(
-            iteration,
-            gate,
-            passed,
-            Some(duration),
-        ));
-    }
-    /// `delivery_started`.
-    pub fn delivery_started(self) {
-        self.emit(Body::DeliveryStarted);
-    }
-    /// `delivery_completed`.
-    pub fn delivery_completed(self, result: &DeliveryResult) {
-        self.emit(bodies::delivery_completed(result));
-    }
+    emits!(metadata_methods);
 }

@@ -6,7 +6,8 @@
 use std::sync::{LazyLock, OnceLock};
 
 use crate::emitter::Emitter;
-use crate::observability::{Error, Observability};
+use crate::error::Error;
+use crate::observability::Observability;
 use crate::pipeline::{Overflow, Shared};
 
 /// The installed emitter; set at most once.

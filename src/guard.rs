@@ -13,14 +13,15 @@ use crate::pipeline::envelope::Body;
 impl Emitter {
     /// Starts a run: emits `run_started` and returns the guard that ends it.
     ///
-    /// Dropped without [`completed`](RunGuard::completed),
-    /// [`canceled`](RunGuard::canceled) or [`failed`](RunGuard::failed),
-    /// the guard emits `run_failed`: with the panic message when the thread
+    /// Dropped without an end verb ([`succeed`](RunGuard::succeed),
+    /// [`finish`](RunGuard::finish), [`fail`](RunGuard::fail) or
+    /// [`cancel`](RunGuard::cancel)), the guard emits `run_failed`: with the panic message when the thread
     /// is unwinding, else saying that the guard was dropped. See
     /// [`RunGuard`] for the whole family.
     ///
     /// ```
-    /// # use agentgate_obs::{Observability, RunStatus, Strategy, TaskSpec};
+    /// # use agentgate_obs::{Observability, Strategy, TaskSpec};
+    /// # use agentgate_obs::runs::RunStatus;
     /// let obs = Observability::builder().no_log().start()?;
     /// let spec = TaskSpec::new("fix it", Strategy::Ralph, 3);
     /// drop(obs.emitter().start_run("wo-1", "run-1", &spec)); // an early return
@@ -54,13 +55,14 @@ impl Emitter {
 /// an [`IterationGuard`]; [`IterationGuard::phase`] a [`PhaseGuard`]. Each
 /// emits its start event when created and its end event when it is ended
 /// explicitly, or, when it is dropped without that (an early `?` return, a
-/// panic), a failure:
+/// panic), a failure. Every guard ends with the same verbs: `succeed`,
+/// `fail`, `finish` (the outcome as a value) and, for a run, `cancel`:
 ///
-/// | guard | created | ended by | dropped without an end |
-/// | --- | --- | --- | --- |
-/// | [`RunGuard`] | `run_started` | `completed` / `canceled` / `failed` | `run_failed` (with the panic message when unwinding) |
-/// | [`IterationGuard`] | `iteration_started` | `complete(success)` | `iteration_completed` with `success: false` |
-/// | [`PhaseGuard`] | `phase_started` | `succeed()` / `fail()` | `phase_completed` with `success: false` |
+/// | guard | created | `succeed` | `fail` | `finish` | `cancel` | dropped without an end |
+/// | --- | --- | --- | --- | --- | --- | --- |
+/// | [`RunGuard`] | `run_started` | `succeed(&metrics)`: `run_completed`, [`RunResult::Passed`] | `fail(error)`: `run_failed` | `finish(result, &metrics)`: `run_completed` with the engine's result | `cancel(reason)`: `run_canceled` | `run_failed` (with the panic message when unwinding) |
+/// | [`IterationGuard`] | `iteration_started` | `iteration_completed`, `success: true` | `success: false` | `finish(success)` | — | `iteration_completed` with `success: false` |
+/// | [`PhaseGuard`] | `phase_started` | `phase_completed`, `success: true` | `success: false` | `finish(success)` | — | `phase_completed` with `success: false` |
 ///
 /// A phase's duration is measured by the guard; an iteration collects its
 /// phases' durations into the [`PhaseTimings`] of `iteration_completed`; a
@@ -73,7 +75,7 @@ impl Emitter {
 /// phase ([`PhaseGuard::gate`]).
 ///
 /// ```
-/// use agentgate_obs::{ExecutionMetrics, Observability, Phase, RunResult, Strategy, TaskSpec};
+/// use agentgate_obs::{ExecutionMetrics, Observability, Phase, Strategy, TaskSpec};
 ///
 /// fn build() -> Result<(), String> { Ok(()) }
 ///
@@ -85,8 +87,8 @@ impl Emitter {
 ///     phase.in_context(build)?;          // an early return: phase, iteration and run fail
 ///     phase.succeed();
 ///     iteration.gate("tests", true);
-///     iteration.complete(true);
-///     run.completed(RunResult::Passed, &ExecutionMetrics::default());
+///     iteration.succeed();
+///     run.succeed(&ExecutionMetrics::default());
 ///     Ok(())
 /// }
 ///
@@ -99,11 +101,16 @@ impl Emitter {
 ///
 /// ## Metadata
 ///
-/// Each guard's `with_metadata` ([`RunGuard::with_metadata`],
-/// [`IterationGuard::with_metadata`], [`PhaseGuard::with_metadata`])
-/// attaches metadata to its end event, whichever way it ends; other events
-/// take it through [`RunHandle::with_metadata`] (the guards'
-/// `handle()`). Events without metadata cost what they did.
+/// `with_metadata` means one thing on the guards and on [`RunHandle`]:
+/// `x.with_metadata(m)` returns `x` ready to emit its event with `m`
+/// attached. A [`RunHandle`]'s returns a [`WithMetadata`](crate::WithMetadata)
+/// whose one emit carries `m`; a guard's returns the guard, whose event is
+/// its end: the verb that ends it, or the failure its drop emits
+/// (`phase.with_metadata(m).succeed()`). A guard's start event is out
+/// before `with_metadata` can be called, and what it emits on the way
+/// (gates, its children's starts) belongs to the run: those take metadata
+/// through the guard's `handle()`. Events without metadata cost what they
+/// did.
 ///
 /// ## Panics
 ///
@@ -118,7 +125,7 @@ impl Emitter {
 /// The thread-local [`LogContext`] is entered through a closure
 /// ([`PhaseGuard::in_context`] and the same on the other guards), not for
 /// the guard's whole life: a guard is `Send`, and a context entered on one
-/// thread must be left on that thread ([`ContextGuard`](crate::ContextGuard)
+/// thread must be left on that thread ([`ContextGuard`](crate::logging::ContextGuard)
 /// is not `Send`). Where a thread-bound scope is wanted,
 /// `let _ctx = phase.log_context().enter();` does it.
 ///
@@ -169,9 +176,8 @@ impl RunGuard {
         self.handle.between(self.started, self.handle.now())
     }
 
-    /// Attaches `metadata` to the run's end event, however it ends
-    /// (`completed`, `canceled`, `failed` or dropped). For metadata on
-    /// other events, see [`RunHandle::with_metadata`].
+    /// The run with `metadata` attached to its end event, however it ends
+    /// (an end verb or dropped); see [the guards' metadata](RunGuard#metadata).
     pub fn with_metadata(mut self, metadata: impl Into<Arc<Metadata>>) -> Self {
         self.metadata = Some(metadata.into());
         self
@@ -212,14 +218,21 @@ impl RunGuard {
 
     /// Runs `f` with the run's ids in the thread's [`LogContext`].
     pub fn in_context<R>(&self, f: impl FnOnce() -> R) -> R {
-        crate::with_context(self.log_context(), f)
+        crate::context::with_context(self.log_context(), f)
     }
 
-    /// Emits `run_completed`. Fields of `metrics` left at zero (duration,
-    /// iteration count, an empty phase breakdown) are filled from what the
-    /// guard saw: the time since `run_started`, the iterations started
-    /// through it, and their phases' summed durations.
-    pub fn completed(mut self, result: RunResult, metrics: &ExecutionMetrics) {
+    /// Emits `run_completed` with [`RunResult::Passed`]; `metrics` as in
+    /// [`finish`](Self::finish).
+    pub fn succeed(self, metrics: &ExecutionMetrics) {
+        self.finish(RunResult::Passed, metrics);
+    }
+
+    /// Emits `run_completed` with the engine's `result`. Fields of
+    /// `metrics` left at zero (duration, iteration count, an empty phase
+    /// breakdown) are filled from what the guard saw: the time since
+    /// `run_started`, the iterations started through it, and their phases'
+    /// summed durations.
+    pub fn finish(mut self, result: RunResult, metrics: &ExecutionMetrics) {
         let now = self.handle.now();
         let fills = metrics.total_duration_ms == 0
             || metrics.iteration_count == 0
@@ -243,13 +256,13 @@ impl RunGuard {
     }
 
     /// Emits `run_canceled`.
-    pub fn canceled(mut self, reason: &str) {
+    pub fn cancel(mut self, reason: &str) {
         let now = self.handle.now();
         self.end(now, bodies::run_canceled(reason));
     }
 
     /// Emits `run_failed`.
-    pub fn failed(mut self, error: &str) {
+    pub fn fail(mut self, error: &str) {
         let now = self.handle.now();
         self.end(now, bodies::run_failed(error));
     }
@@ -271,7 +284,7 @@ impl Drop for RunGuard {
                 None => "the run panicked".to_owned(),
             }
         } else {
-            "the run ended without completed, canceled or failed (an early return?)".to_owned()
+            "the run ended without succeed, finish, fail or cancel (an early return?)".to_owned()
         };
         let now = self.handle.now();
         self.end(now, bodies::run_failed(&error));
@@ -280,9 +293,10 @@ impl Drop for RunGuard {
 
 /// An iteration in progress; see [`RunGuard::iteration`].
 ///
-/// Collects the durations of its phases; [`complete`](Self::complete)
-/// emits them in `iteration_completed`. Dropped without it, the iteration
-/// completes with `success: false`.
+/// Collects the durations of its phases; [`succeed`](Self::succeed),
+/// [`fail`](Self::fail) or [`finish`](Self::finish) emits them in
+/// `iteration_completed`. Dropped without one, the iteration completes
+/// with `success: false`.
 #[must_use = "dropping the guard completes the iteration as failed at once"]
 pub struct IterationGuard<'r> {
     run: &'r mut RunGuard,
@@ -358,8 +372,9 @@ impl IterationGuard<'_> {
         &self.run.handle
     }
 
-    /// Attaches `metadata` to `iteration_completed`, however the
-    /// iteration ends (`complete` or dropped).
+    /// The iteration with `metadata` attached to `iteration_completed`,
+    /// however it ends (an end verb or dropped); see
+    /// [the guards' metadata](RunGuard#metadata).
     pub fn with_metadata(mut self, metadata: impl Into<Arc<Metadata>>) -> Self {
         self.metadata = Some(metadata.into());
         self
@@ -380,11 +395,23 @@ impl IterationGuard<'_> {
     /// Runs `f` with the run's ids and the iteration in the thread's
     /// [`LogContext`].
     pub fn in_context<R>(&self, f: impl FnOnce() -> R) -> R {
-        crate::with_context(self.log_context(), f)
+        crate::context::with_context(self.log_context(), f)
     }
 
-    /// Emits `iteration_completed` with the phase timings collected.
-    pub fn complete(mut self, success: bool) {
+    /// Emits `iteration_completed` with `success: true` and the phase
+    /// timings collected.
+    pub fn succeed(mut self) {
+        self.end(true);
+    }
+
+    /// Emits `iteration_completed` with `success: false` and the phase
+    /// timings collected.
+    pub fn fail(mut self) {
+        self.end(false);
+    }
+
+    /// Ends the iteration as `success` says.
+    pub fn finish(mut self, success: bool) {
         self.end(success);
     }
 
@@ -458,11 +485,12 @@ impl PhaseGuard<'_> {
         self.run.handle.between(self.started, self.run.handle.now())
     }
 
-    /// Attaches `metadata` to `phase_completed`, however the phase ends
-    /// (`succeed`, `fail`, `finish` or dropped).
+    /// The phase with `metadata` attached to `phase_completed`, however it
+    /// ends (`succeed`, `fail`, `finish` or dropped); see
+    /// [the guards' metadata](RunGuard#metadata).
     ///
     /// ```
-    /// # use agentgate_obs::{Metadata, Observability, Phase, Strategy, TaskSpec, RunResult};
+    /// # use agentgate_obs::{Metadata, Observability, Phase, Strategy, TaskSpec};
     /// # let obs = Observability::builder().no_log().start()?;
     /// # let spec = TaskSpec::new("fix it", Strategy::Ralph, 3);
     /// let mut run = obs.emitter().start_run("wo-1", "run-1", &spec);
@@ -471,8 +499,8 @@ impl PhaseGuard<'_> {
     /// let mut metadata = Metadata::new();
     /// metadata.insert("stdoutBytes".into(), 812.into());
     /// phase.with_metadata(metadata).succeed();
-    /// # iteration.complete(true);
-    /// # run.completed(RunResult::Passed, &Default::default());
+    /// # iteration.succeed();
+    /// # run.succeed(&Default::default());
     /// # Ok::<(), agentgate_obs::Error>(())
     /// ```
     pub fn with_metadata(mut self, metadata: impl Into<Arc<Metadata>>) -> Self {
@@ -514,7 +542,8 @@ impl PhaseGuard<'_> {
     /// thread's [`LogContext`], so log lines written inside carry them.
     ///
     /// ```
-    /// # use agentgate_obs::{LogContext, Observability, Phase, Strategy, TaskSpec};
+    /// # use agentgate_obs::{Observability, Phase, Strategy, TaskSpec};
+    /// # use agentgate_obs::logging::LogContext;
     /// # let obs = Observability::builder().no_log().start()?;
     /// # let spec = TaskSpec::new("fix it", Strategy::Ralph, 3);
     /// let mut run = obs.emitter().start_run("wo-1", "run-1", &spec);
@@ -526,7 +555,7 @@ impl PhaseGuard<'_> {
     /// # Ok::<(), agentgate_obs::Error>(())
     /// ```
     pub fn in_context<R>(&self, f: impl FnOnce() -> R) -> R {
-        crate::with_context(self.log_context(), f)
+        crate::context::with_context(self.log_context(), f)
     }
 
     #[inline]

@@ -8,82 +8,19 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use crate::emitter::Emitter;
+use crate::error::Error;
 use crate::journal::JournalConfig;
 use crate::journal::writer::Journal;
 use crate::log::{LogConfig, LogFilter, LogStats, LogWriter, Logger, ProgressLog};
 use crate::metrics::{Metrics, MetricsConfig};
 use crate::pipeline::drain::Drain;
-use crate::pipeline::stats::PipelineStats;
 use crate::pipeline::{Overflow, Shared};
 use crate::redact::{RedactConfig, RedactPattern};
 use crate::server::router::Handler;
 use crate::server::{self, Server};
+use crate::stats::PipelineStats;
 use crate::tracker::{RunSnapshot, RunTracker};
 use crate::ws::{self, WsConfig, hub::Hub};
-
-/// Why the pipeline could not start.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// A builder setting is out of range.
-    #[error("invalid configuration: {0}")]
-    Config(String),
-    /// A thread could not be spawned.
-    #[error("could not spawn the {name} thread: {source}")]
-    Spawn {
-        /// Which thread.
-        name: &'static str,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// The log file could not be opened for appending.
-    #[error("could not open the log file {path:?}: {source}")]
-    LogFile {
-        /// The file.
-        path: std::path::PathBuf,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// [`Observability::install_global`] was called a second time in this
-    /// process; the emitter installed first stays.
-    #[error(
-        "a global emitter is already installed: Observability::install_global may be called once per process"
-    )]
-    GlobalAlreadyInstalled,
-    /// [`Observability::install_metrics_recorder`] found a `metrics`
-    /// recorder installed already (ours or another); the first one stays.
-    #[cfg(feature = "metrics")]
-    #[error("a metrics recorder is already installed: the metrics crate takes one per process")]
-    MetricsRecorderAlreadyInstalled,
-    /// The journal or log file's path names something other than a
-    /// regular file (a FIFO, a device, a socket, a directory): nothing is
-    /// opened, so a FIFO without a reader cannot hang `start()`.
-    #[error(
-        "{path:?} is a {kind}, not a regular file: the journal and the log file are only written to regular files or new paths"
-    )]
-    NotARegularFile {
-        /// The path.
-        path: std::path::PathBuf,
-        /// What it names: `FIFO`, `device`, `socket`, `directory`.
-        kind: &'static str,
-    },
-    /// The journal file could not be opened for appending.
-    #[error("could not open the journal {path:?}: {source}")]
-    Journal {
-        /// The file.
-        path: std::path::PathBuf,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// The HTTP server could not bind its address.
-    #[error("could not serve on {addr}: {source}")]
-    Bind {
-        /// The address asked for.
-        addr: String,
-        /// The OS error.
-        source: std::io::Error,
-    },
-}
 
 /// Runs the tracker keeps by default ([`Builder::max_runs`]): ten times the
 /// default of finished runs, so a fleet of thousands of concurrent runs fits,
@@ -187,7 +124,7 @@ impl Builder {
     }
 
     /// The permissions a new log file is created with (default
-    /// [`DEFAULT_FILE_MODE`](crate::DEFAULT_FILE_MODE), 0600; the umask
+    /// [`DEFAULT_FILE_MODE`](crate::journal::DEFAULT_FILE_MODE), 0600; the umask
     /// still applies). An existing file keeps its own.
     pub fn log_file_mode(mut self, mode: u32) -> Self {
         self.log.file_mode(mode);
@@ -200,8 +137,8 @@ impl Builder {
         self
     }
 
-    /// The log level filter (default `info`): a [`Level`](crate::Level) or
-    /// a parsed [`LogFilter`](crate::LogFilter) with per-module directives.
+    /// The log level filter (default `info`): a [`Level`](crate::logging::Level) or
+    /// a parsed [`LogFilter`](crate::logging::LogFilter) with per-module directives.
     /// The `AGENTGATE_LOG` environment variable, when set, overrides it.
     pub fn log_level(mut self, filter: impl Into<LogFilter>) -> Self {
         self.log.filter(filter.into());
@@ -340,7 +277,7 @@ impl Builder {
     /// [`start`](Self::start) fails on an empty prefix.
     ///
     /// ```
-    /// use agentgate_obs::{RedactPattern, TokenCharset};
+    /// use agentgate_obs::redact::{RedactPattern, TokenCharset};
     /// let obs = agentgate_obs::Observability::builder()
     ///     .no_log()
     ///     // `acme_live_` + 24 or more letters and digits
@@ -389,7 +326,7 @@ impl Builder {
         if self.max_runs == 0 {
             return Err(Error::Config("max_runs must be at least 1".into()));
         }
-        validate_namespace(&self.namespace)?;
+        crate::metrics::custom::validate_namespace(&self.namespace)?;
         if self.token.as_deref().is_some_and(str::is_empty) {
             return Err(Error::Config("the token must not be empty".into()));
         }
@@ -461,7 +398,7 @@ impl Builder {
         });
         let server = match (&self.serve, &hub) {
             (Some(addr), Some(hub)) => {
-                let state = server::routes::AppState {
+                let state = crate::routes::AppState {
                     shared: shared.clone(),
                     metrics: metrics.clone(),
                     started,
@@ -480,7 +417,7 @@ impl Builder {
                 };
                 let websocket = ws::upgrade_handler(shared.clone(), hub.clone(), websocket_config);
                 let ws_full = ws::full_check(hub.clone(), websocket_config);
-                let router = server::routes::router(&state, self.token.clone())
+                let router = crate::routes::router(&state, self.token.clone())
                     .route("/ws", false, Handler::Upgrade(websocket))
                     .refuse_when_full("/ws", ws_full)
                     .allowed_hosts(&self.allowed_hosts);
@@ -692,6 +629,7 @@ impl Observability {
     /// # Ok::<(), agentgate_obs::Error>(())
     /// ```
     #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
     pub fn install_metrics_recorder(&self) -> Result<(), Error> {
         ::metrics::set_global_recorder(self.metrics.recorder())
             .map_err(|_| Error::MetricsRecorderAlreadyInstalled)
@@ -841,22 +779,5 @@ impl Observability {
 impl Drop for Observability {
     fn drop(&mut self) {
         self.shutdown();
-    }
-}
-
-/// Checks a metric name prefix: letters, digits, `_` and `:`, not starting
-/// with a digit.
-pub(crate) fn validate_namespace(namespace: &str) -> Result<(), Error> {
-    let valid = !namespace.is_empty()
-        && !namespace.starts_with(|c: char| c.is_ascii_digit())
-        && namespace
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':');
-    if valid {
-        Ok(())
-    } else {
-        Err(Error::Config(format!(
-            "namespace {namespace:?} is not a valid metric name prefix"
-        )))
     }
 }

@@ -3,9 +3,11 @@
 
 mod common;
 
+use agentgate_obs::event::EventKind;
+use agentgate_obs::runs::RunStatus;
 use agentgate_obs::{
-    DeliveryResult, EventKind, ExecutionMetrics, Observability, Phase, PhaseTimings,
-    ProgressEmitter, RunResult, RunStatus, Strategy, TaskSpec,
+    DeliveryResult, ExecutionMetrics, Observability, Phase, PhaseTimings, ProgressEmitter,
+    RunResult, Strategy, TaskSpec,
 };
 use common::{Recorder, quiet};
 

@@ -4,9 +4,10 @@
 
 mod common;
 
+use agentgate_obs::Observability;
 use agentgate_obs::fuzzing::strict;
+use agentgate_obs::logging::{LogContext, with_context};
 use agentgate_obs::metrics::{MetricError, MetricsConfig, OVERFLOW};
-use agentgate_obs::{LogContext, Observability, with_context};
 use common::metrics::{
     OPENMETRICS, assert_promtool_accepts, scrape_text as scrape, served_with as served,
 };
@@ -182,6 +183,29 @@ fn label_values_past_the_series_limit_are_counted_under_other() {
             &[("family", "agentgate_tool_calls_total")]
         ),
         Some(7.0)
+    );
+}
+
+#[test]
+fn a_refused_registration_goes_into_the_crate_error_with_a_question_mark() {
+    fn set_up() -> Result<Observability, agentgate_obs::Error> {
+        let obs = Observability::builder().no_log().start()?;
+        obs.metrics().counter("9lives", "h", &[])?;
+        Ok(obs)
+    }
+    let error = set_up().expect_err("an invalid name is refused");
+    assert!(
+        matches!(
+            error,
+            agentgate_obs::Error::Metric(MetricError::InvalidName { .. })
+        ),
+        "{error}"
+    );
+    assert!(
+        error
+            .to_string()
+            .starts_with("invalid metric name \"9lives\""),
+        "{error}"
     );
 }
 

@@ -7,8 +7,9 @@ mod common;
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
 
+use agentgate_obs::ProgressEvent;
 use agentgate_obs::demo::{DemoConfig, run_engine};
-use agentgate_obs::{EventKind, ProgressEvent};
+use agentgate_obs::event::EventKind;
 use common::Recorder;
 
 fn demo_events(time_scale: f64) -> Vec<ProgressEvent> {

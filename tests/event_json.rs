@@ -3,9 +3,12 @@
 
 use std::sync::Arc;
 
+use agentgate_obs::event::{
+    EventKind, EventType, GateSummary, InvalidTimestamp, RunOutcome, Timestamp,
+};
 use agentgate_obs::{
-    DeliveryResult, EventKind, EventType, ExecutionMetrics, GateSummary, Phase, PhaseTimings,
-    ProgressEvent, RunOutcome, RunResult, Strategy, TaskSpec, Timestamp,
+    DeliveryResult, ExecutionMetrics, Phase, PhaseTimings, ProgressEvent, RunResult, Strategy,
+    TaskSpec,
 };
 use serde_json::json;
 
@@ -286,4 +289,21 @@ fn timestamps_out_of_range_are_clamped_rather_than_failing() {
     assert_eq!(far.to_string(), "9999-12-31T23:59:59.999Z");
     let before_epoch = Timestamp::from(std::time::UNIX_EPOCH - std::time::Duration::from_secs(5));
     assert_eq!(before_epoch.to_string(), "1970-01-01T00:00:00.000Z");
+}
+
+#[test]
+fn a_timestamp_that_does_not_parse_is_a_nameable_error() {
+    let parsed: Result<Timestamp, InvalidTimestamp> = "yesterday".parse();
+    let error = parsed.expect_err("not RFC 3339");
+    assert!(
+        error
+            .to_string()
+            .starts_with("invalid RFC 3339 UTC timestamp"),
+        "{error}"
+    );
+    let ok: Result<Timestamp, InvalidTimestamp> = "2026-12-02T01:00:00.000Z".parse();
+    assert_eq!(
+        ok.map(|t| t.to_string()),
+        Ok("2026-12-02T01:00:00.000Z".to_owned())
+    );
 }

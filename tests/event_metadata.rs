@@ -8,10 +8,9 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agentgate_obs::{
-    EventKind, Metadata, Phase, ProgressEmitter, REDACTED, RunResult, Strategy, Subscription,
-    TaskSpec,
-};
+use agentgate_obs::event::EventKind;
+use agentgate_obs::redact::REDACTED;
+use agentgate_obs::{Metadata, Phase, ProgressEmitter, RunResult, Strategy, TaskSpec};
 use common::ws::Client;
 use common::{LogBuffer, Recorder, lines_with_message, quiet};
 use serde_json::{Value, json};
@@ -209,54 +208,4 @@ fn a_timed_gate_through_the_trait_carries_its_duration_on_the_emitter() {
             ..
         }
     ));
-}
-
-/// A `ProgressEmitter` written before the timed gate existed: it
-/// implements only the required methods.
-struct GatesOnly(std::sync::Mutex<Vec<String>>);
-
-impl ProgressEmitter for GatesOnly {
-    fn emit_run_started(&self, _: &str, _: &str, _: &TaskSpec) {}
-    fn emit_run_completed(
-        &self,
-        _: &str,
-        _: &str,
-        _: RunResult,
-        _: &agentgate_obs::ExecutionMetrics,
-    ) {
-    }
-    fn emit_run_canceled(&self, _: &str, _: &str, _: &str) {}
-    fn emit_run_failed(&self, _: &str, _: &str, _: &str) {}
-    fn emit_iteration_started(&self, _: &str, _: &str, _: u32, _: u32, _: Option<&str>) {}
-    fn emit_iteration_completed(
-        &self,
-        _: &str,
-        _: &str,
-        _: u32,
-        _: bool,
-        _: &agentgate_obs::PhaseTimings,
-    ) {
-    }
-    fn emit_phase_started(&self, _: &str, _: &str, _: u32, _: Phase) {}
-    fn emit_phase_completed(&self, _: &str, _: &str, _: u32, _: Phase, _: bool, _: Duration) {}
-    fn emit_gate_checked(&self, _: &str, _: &str, _: u32, gate: &str, passed: bool) {
-        if let Ok(mut seen) = self.0.lock() {
-            seen.push(format!("{gate}:{passed}"));
-        }
-    }
-    fn emit_delivery_started(&self, _: &str, _: &str) {}
-    fn emit_delivery_completed(&self, _: &str, _: &str, _: &agentgate_obs::DeliveryResult) {}
-    fn subscribe(
-        &self,
-        _: Box<dyn Fn(&agentgate_obs::ProgressEvent) + Send + Sync>,
-    ) -> Subscription {
-        Subscription::new(|| ())
-    }
-}
-
-#[test]
-fn an_older_implementor_gets_timed_gates_as_plain_gate_checks() {
-    let fake = GatesOnly(std::sync::Mutex::new(Vec::new()));
-    fake.emit_gate_checked_timed("wo-1", "run-1", 1, "lint", false, Duration::from_secs(1));
-    assert_eq!(*fake.0.lock().expect("not poisoned"), ["lint:false"]);
 }

@@ -83,7 +83,7 @@ fn clients_reset_mid_frame_while_events_flow_cost_the_reading_client_nothing() {
         while !flag.load(Ordering::Relaxed) {
             run.phase_started(i, Phase::Build);
             i += 1;
-            if i % 64 == 0 {
+            if i.is_multiple_of(64) {
                 std::thread::sleep(Duration::from_millis(1));
             }
         }

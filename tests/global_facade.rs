@@ -3,9 +3,7 @@
 
 mod common;
 
-use agentgate_obs::{
-    Error, ExecutionMetrics, Phase, ProgressEmitter, RunResult, Strategy, TaskSpec, global,
-};
+use agentgate_obs::{Error, ExecutionMetrics, Phase, ProgressEmitter, Strategy, TaskSpec, global};
 use common::{Recorder, quiet};
 
 #[test]
@@ -29,8 +27,8 @@ fn the_global_emitter_is_a_no_op_until_installed_then_the_installed_pipeline_onc
     // Installed: the same calls reach this pipeline.
     obs.install_global().expect("first installation");
     let mut run = global().start_run("wo-1", "run-1", &spec);
-    run.iteration(1, 3, None).complete(true);
-    run.completed(RunResult::Passed, &ExecutionMetrics::default());
+    run.iteration(1, 3, None).succeed();
+    run.succeed(&ExecutionMetrics::default());
     global().emit_delivery_started("wo-1", "run-1");
     obs.flush();
     let types = recorder.types();

@@ -7,9 +7,11 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::thread::sleep;
 use std::time::Duration;
 
+use agentgate_obs::event::EventKind;
+use agentgate_obs::runs::RunStatus;
 use agentgate_obs::{
-    EventKind, ExecutionMetrics, IterationGuard, Observability, Phase, PhaseGuard, PhaseTimings,
-    RunGuard, RunResult, RunStatus, Strategy, TaskSpec,
+    ExecutionMetrics, IterationGuard, Observability, Phase, PhaseGuard, PhaseTimings, RunGuard,
+    Strategy, TaskSpec,
 };
 use common::{LogBuffer, Recorder, lines_with_message, quiet};
 
@@ -55,7 +57,7 @@ fn a_run_guard_dropped_without_an_end_emits_run_failed_saying_so() {
     assert!(matches!(kinds[0], EventKind::RunStarted { .. }));
     let error = run_failed_error(&kinds);
     assert!(
-        error.contains("without completed, canceled or failed"),
+        error.contains("without succeed, finish, fail or cancel"),
         "{error}"
     );
     assert_eq!(obs.runs()[0].status, RunStatus::Failed);
@@ -142,8 +144,8 @@ fn phase_timings_are_measured_and_summed_into_iteration_completed() {
         verify.succeed();
     }
     let collected = iteration.timings();
-    iteration.complete(true);
-    run.completed(RunResult::Passed, &ExecutionMetrics::default());
+    iteration.succeed();
+    run.succeed(&ExecutionMetrics::default());
     obs.flush();
 
     let kinds = kinds(&recorder);
@@ -180,7 +182,7 @@ fn phase_timings_are_measured_and_summed_into_iteration_completed() {
 }
 
 #[test]
-fn completed_fills_the_execution_metrics_the_caller_left_at_zero() {
+fn a_completed_run_fills_the_execution_metrics_the_caller_left_at_zero() {
     let obs = quiet().start().expect("pipeline starts");
     let (recorder, _sub) = Recorder::attach(&obs.emitter());
     let mut run = obs.emitter().start_run("wo-1", "run-1", &spec());
@@ -189,17 +191,14 @@ fn completed_fills_the_execution_metrics_the_caller_left_at_zero() {
         let build = iteration.phase(Phase::Build);
         sleep(Duration::from_millis(5));
         build.succeed();
-        iteration.complete(n == 2);
+        iteration.finish(n == 2);
     }
     sleep(Duration::from_millis(10));
     let agent = serde_json::json!({"toolCalls": 4});
-    run.completed(
-        RunResult::Passed,
-        &ExecutionMetrics {
-            agent_metrics: Some(agent.clone()),
-            ..ExecutionMetrics::default()
-        },
-    );
+    run.succeed(&ExecutionMetrics {
+        agent_metrics: Some(agent.clone()),
+        ..ExecutionMetrics::default()
+    });
     obs.flush();
     let kinds = kinds(&recorder);
     let Some(EventKind::RunCompleted {
@@ -224,7 +223,7 @@ fn completed_keeps_the_execution_metrics_the_caller_filled_in() {
     let obs = quiet().start().expect("pipeline starts");
     let (recorder, _sub) = Recorder::attach(&obs.emitter());
     let mut run = obs.emitter().start_run("wo-1", "run-1", &spec());
-    run.iteration(1, 3, None).complete(true);
+    run.iteration(1, 3, None).succeed();
     let given = ExecutionMetrics {
         total_duration_ms: 9_999,
         iteration_count: 7,
@@ -234,7 +233,7 @@ fn completed_keeps_the_execution_metrics_the_caller_filled_in() {
         },
         agent_metrics: None,
     };
-    run.completed(RunResult::Passed, &given);
+    run.succeed(&given);
     obs.flush();
     let kinds = kinds(&recorder);
     let Some(EventKind::RunCompleted { metrics, .. }) = kinds.last() else {
@@ -257,8 +256,8 @@ fn logs_inside_a_phase_carry_the_run_the_iteration_and_the_phase() {
     phase.in_context(|| log.info("compiling", []));
     phase.succeed();
     iteration.in_context(|| log.info("between phases", []));
-    iteration.complete(true);
-    run.completed(RunResult::Passed, &ExecutionMetrics::default());
+    iteration.succeed();
+    run.succeed(&ExecutionMetrics::default());
     obs.flush_logs();
     let lines = buffer.log_lines();
     let inside = lines_with_message(&lines, "compiling");
@@ -285,7 +284,7 @@ fn a_gate_checked_through_a_guard_carries_its_measured_duration() {
     assert!(passed);
     verify.succeed();
     iteration.gate_timed("lint", false, Duration::from_millis(3));
-    iteration.complete(false);
+    iteration.fail();
     obs.flush();
     let snapshot = &obs.runs()[0];
     let gates = &snapshot.gates;

@@ -9,10 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use agentgate_obs::demo::{DemoConfig, run_engine};
+use agentgate_obs::event::{EventKind, EventType};
 use agentgate_obs::journal::{JournalConfig, JournalReader};
-use agentgate_obs::{
-    EventKind, EventType, Observability, Phase, ProgressEmitter, RunResult, Strategy, TaskSpec,
-};
+use agentgate_obs::{Observability, Phase, ProgressEmitter, RunResult, Strategy, TaskSpec};
 use common::{
     GatedLogSink, LogBuffer, Stall, TempDir, journal_lines, journal_seqs, mkfifo, quiet, within,
 };
@@ -141,7 +140,7 @@ fn a_stuck_writer_costs_counted_drops_but_lifecycle_events_keep_their_reserved_r
     let log = LogBuffer::new();
     let obs = Observability::builder()
         .log_to(log.clone())
-        .log_level(agentgate_obs::Level::Warn)
+        .log_level(agentgate_obs::logging::Level::Warn)
         .journal_config(
             JournalConfig::writer(sink.clone())
                 .capacity(300)
@@ -472,7 +471,7 @@ fn a_journal_whose_directory_disappears_counts_errors_and_resumes_when_it_return
         .log_to(log.clone())
         .log_level(
             "warn,agentgate_obs::journal=info"
-                .parse::<agentgate_obs::LogFilter>()
+                .parse::<agentgate_obs::logging::LogFilter>()
                 .expect("a filter"),
         )
         .journal(&path)

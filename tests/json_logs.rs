@@ -6,10 +6,10 @@ mod common;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;
 
-use agentgate_obs::{
-    EventKind, Level, LogContext, LogFilter, Observability, Phase, ProgressEmitter, REDACTED,
-    spawn_with_context, with_context,
-};
+use agentgate_obs::event::EventKind;
+use agentgate_obs::logging::{Level, LogContext, LogFilter, spawn_with_context, with_context};
+use agentgate_obs::redact::REDACTED;
+use agentgate_obs::{Observability, Phase, ProgressEmitter};
 use common::{LogBuffer, lines_with_message};
 use serde_json::json;
 
@@ -69,7 +69,7 @@ fn a_record_has_the_core_fields_then_the_context_then_the_extra_fields_in_order(
     assert_eq!(v["phase"], "build");
     let ts = v["timestamp"].as_str().unwrap();
     assert_eq!(ts.len(), "2026-01-01T00:00:00.000Z".len(), "{ts}");
-    assert!(ts.parse::<agentgate_obs::Timestamp>().is_ok());
+    assert!(ts.parse::<agentgate_obs::event::Timestamp>().is_ok());
 }
 
 #[test]
@@ -409,7 +409,7 @@ fn with_no_log_nothing_is_counted_and_loggers_are_silent() {
     log.error("nowhere", []);
     assert!(!log.enabled(Level::Error));
     obs.shutdown();
-    assert_eq!(obs.log_stats(), agentgate_obs::LogStats::default());
+    assert_eq!(obs.log_stats(), agentgate_obs::logging::LogStats::default());
 }
 
 #[test]
@@ -418,7 +418,12 @@ fn a_hostile_number_of_repeated_fields_and_deep_nesting_still_make_one_valid_lin
     let obs = start(&buffer);
     let keys = ["a", "b", "c"];
     let fields: Vec<_> = (0..30_000u64)
-        .map(|i| (keys[(i % 3) as usize], agentgate_obs::FieldValue::from(i)))
+        .map(|i| {
+            (
+                keys[(i % 3) as usize],
+                agentgate_obs::logging::FieldValue::from(i),
+            )
+        })
         .collect();
     let mut deep = json!({"password": "deep secret"});
     for _ in 0..200 {

@@ -5,7 +5,8 @@ mod common;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
-use agentgate_obs::{EventKind, Overflow, Phase, ProgressEmitter, Subscription};
+use agentgate_obs::event::EventKind;
+use agentgate_obs::{Overflow, Phase, ProgressEmitter, Subscription};
 use common::{Recorder, quiet};
 use parking_lot::Mutex;
 

@@ -6,7 +6,8 @@ mod common;
 
 use std::time::Duration;
 
-use agentgate_obs::{Level, Observability, ProgressEmitter};
+use agentgate_obs::logging::Level;
+use agentgate_obs::{Observability, ProgressEmitter};
 use common::{FailingLogSink, GatedLogSink, lines_with_message};
 
 struct OpenOnDrop(GatedLogSink);
@@ -204,7 +205,7 @@ fn dropped_log_records_are_exported_as_a_metric() {
     assert!(dropped > 0);
     let text = obs
         .metrics()
-        .render_as(agentgate_obs::exposition::Format::Prometheus);
+        .render_as(agentgate_obs::metrics::Format::Prometheus);
     let samples = common::parse_exposition(&text).unwrap();
     assert_eq!(
         common::sample_value(&samples, "agentgate_log_records_dropped_total", &[]),

@@ -3,7 +3,8 @@
 
 mod common;
 
-use agentgate_obs::{Level, LogContext, Logger, Observability, unrouted_records, with_context};
+use agentgate_obs::Observability;
+use agentgate_obs::logging::{Level, LogContext, Logger, unrouted_records, with_context};
 use common::{LogBuffer, lines_with_message};
 use parking_lot::Mutex;
 
@@ -62,14 +63,14 @@ fn log_crate_records_come_out_as_the_same_json_with_the_current_context() {
         .log_to(buffer.clone())
         .log_level(
             "info,noisy_dependency=error"
-                .parse::<agentgate_obs::LogFilter>()
+                .parse::<agentgate_obs::logging::LogFilter>()
                 .unwrap(),
         )
         .start()
         .unwrap();
-    agentgate_obs::install_log_bridge().unwrap();
+    agentgate_obs::logging::install_log_bridge().unwrap();
     // A second call is harmless.
-    agentgate_obs::install_log_bridge().unwrap();
+    agentgate_obs::logging::install_log_bridge().unwrap();
     with_context(
         LogContext::new().run_id("run-7").correlation_id("req-7"),
         || {

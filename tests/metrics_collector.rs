@@ -8,10 +8,9 @@ mod common;
 use std::marker::PhantomData;
 use std::time::Duration;
 
+use agentgate_obs::event::RunOutcome;
 use agentgate_obs::metrics::{Metrics, MetricsCollector, MetricsConfig, StandaloneMetrics};
-use agentgate_obs::{
-    ExecutionMetrics, Phase, ProgressEmitter, RunOutcome, RunResult, Strategy, TaskSpec,
-};
+use agentgate_obs::{ExecutionMetrics, Phase, ProgressEmitter, RunResult, Strategy, TaskSpec};
 use common::{ParsedSample, parse_exposition, quiet, sample_value};
 
 fn samples(text: &str) -> Vec<ParsedSample> {

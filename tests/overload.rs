@@ -8,9 +8,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use agentgate_obs::event::{EventKind, EventType};
 use agentgate_obs::{
-    EventKind, EventType, ExecutionMetrics, Observability, Overflow, Phase, ProgressEmitter,
-    RunResult, Strategy, TaskSpec,
+    ExecutionMetrics, Observability, Overflow, Phase, ProgressEmitter, RunResult, Strategy,
+    TaskSpec,
 };
 use common::{Recorder, quiet, within};
 

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::Command;
 
-use agentgate_obs::exposition::Format;
+use agentgate_obs::metrics::Format;
 use common::external_tool;
 
 fn rules_dir() -> PathBuf {

@@ -12,10 +12,11 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use agentgate_obs::event::EventKind;
+use agentgate_obs::redact::{REDACTED, RedactPattern, TokenCharset};
 use agentgate_obs::{
-    DeliveryResult, EventKind, ExecutionMetrics, Metadata, Observability, Phase, PhaseTimings,
-    ProgressEmitter, ProgressEvent, REDACTED, RedactPattern, RunResult, Strategy, TaskSpec,
-    TokenCharset,
+    DeliveryResult, ExecutionMetrics, Metadata, Observability, Phase, PhaseTimings,
+    ProgressEmitter, ProgressEvent, RunResult, Strategy, TaskSpec,
 };
 use common::ws::Client;
 use common::{LogBuffer, Recorder, http_get};

@@ -12,9 +12,7 @@ use std::time::{Duration, Instant};
 
 use agentgate_obs::Observability;
 use agentgate_obs::demo::{DemoConfig, run_engine};
-use agentgate_obs::journal::{
-    JournalConfig, JournalReader, ReadLimits, SkipReason, Speed, replay, replay_with,
-};
+use agentgate_obs::journal::{JournalConfig, JournalReader, ReadLimits, SkipReason, Speed};
 use common::browser::Browser;
 use common::demo::Demo;
 use common::{
@@ -86,7 +84,8 @@ fn replaying_a_demos_journal_reproduces_its_final_api_runs_and_metrics_counters_
     assert_eq!(live_runs.as_array().map(Vec::len), Some(40));
 
     let replayed = quiet().serve("127.0.0.1:0").start().expect("start");
-    let report = replay(&replayed, &[&path], Speed::Max, &AtomicBool::new(false))
+    let report = replayed
+        .replay(&[&path], Speed::Max, &AtomicBool::new(false))
         .expect("a readable journal");
     assert_eq!(report.events, live.stats().processed.total());
     assert_eq!(
@@ -153,7 +152,9 @@ fn a_rotated_journal_given_in_any_order_replays_to_the_live_processs_runs_and_co
         .collect();
     files.sort();
     let replayed = quiet().serve("127.0.0.1:0").start().expect("start");
-    let report = replay(&replayed, &files, Speed::Max, &AtomicBool::new(false)).expect("ok");
+    let report = replayed
+        .replay(&files, Speed::Max, &AtomicBool::new(false))
+        .expect("ok");
     assert_eq!(report.read.files as u64, rotations + 1);
     assert_eq!((report.missing, report.restarts), (0, 0));
     assert_eq!(report.events, live.stats().processed.total());
@@ -173,7 +174,9 @@ fn a_journal_starting_after_seq_1_keeps_its_numbers_on_the_replays_websocket() {
     std::fs::write(&tail, lines[50..].join("\n") + "\n").expect("write");
 
     let replayed = quiet().serve("127.0.0.1:0").start().expect("start");
-    let report = replay(&replayed, &[tail], Speed::Max, &AtomicBool::new(false)).expect("readable");
+    let report = replayed
+        .replay(&[tail], Speed::Max, &AtomicBool::new(false))
+        .expect("readable");
     assert_eq!(report.missing, 50);
     assert_eq!(report.seqs, Some((51, lines.len() as u64)));
     let mut client = common::ws::Client::connect(
@@ -213,7 +216,9 @@ fn truncated_garbage_blank_and_unknown_lines_are_skipped_counted_and_named_by_li
     std::fs::write(&broken, text).expect("write");
 
     let obs = quiet().start().expect("start");
-    let report = replay(&obs, &[&broken], Speed::Max, &AtomicBool::new(false)).expect("readable");
+    let report = obs
+        .replay(&[&broken], Speed::Max, &AtomicBool::new(false))
+        .expect("readable");
     assert_eq!(report.events, n as u64 - 1);
     let read = &report.read;
     assert_eq!(
@@ -267,7 +272,9 @@ fn replay_at_a_speed_follows_the_original_timing_scaled() {
     .expect("write");
     let obs = quiet().start().expect("start");
     let started = Instant::now();
-    let report = replay(&obs, &[&path], Speed::Scaled(10.0), &AtomicBool::new(false)).expect("ok");
+    let report = obs
+        .replay(&[&path], Speed::Scaled(10.0), &AtomicBool::new(false))
+        .expect("ok");
     let took = started.elapsed();
     assert_eq!(report.events, 3);
     // Two seconds of journal at ten times the pace.
@@ -713,14 +720,9 @@ fn a_hand_built_speed_too_slow_to_represent_waits_until_stopped_instead_of_panic
             stop.store(true, std::sync::atomic::Ordering::Relaxed);
         })
     };
-    let report = replay_with(
-        &obs,
-        &[&path],
-        Speed::Scaled(1e-300),
-        ReadLimits::default(),
-        &stop,
-    )
-    .expect("readable");
+    let report = obs
+        .replay(&[&path], Speed::Scaled(1e-300), &stop)
+        .expect("readable");
     stopper.join().expect("stopper");
     assert!(report.stopped, "{report:?}");
     assert_eq!(report.events, 1);

@@ -5,9 +5,11 @@ mod common;
 
 use std::time::Duration;
 
+use agentgate_obs::event::EventType;
+use agentgate_obs::runs::{RunStatus, StepStatus};
 use agentgate_obs::{
-    DeliveryResult, EventType, ExecutionMetrics, Overflow, Phase, PhaseTimings, ProgressEmitter,
-    RunResult, RunStatus, StepStatus, Strategy, TaskSpec,
+    DeliveryResult, ExecutionMetrics, Overflow, Phase, PhaseTimings, ProgressEmitter, RunResult,
+    Strategy, TaskSpec,
 };
 use common::{Recorder, quiet};
 
@@ -83,7 +85,7 @@ fn iteration_completed_reports_the_gates_checked_in_that_iteration() {
         .events()
         .into_iter()
         .filter_map(|e| match e.kind {
-            agentgate_obs::EventKind::IterationCompleted { gate_results, .. } => Some(
+            agentgate_obs::event::EventKind::IterationCompleted { gate_results, .. } => Some(
                 gate_results
                     .into_iter()
                     .map(|g| (g.name, g.passed))

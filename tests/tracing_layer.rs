@@ -4,7 +4,8 @@
 
 mod common;
 
-use agentgate_obs::{LogContext, Observability, TracingLayer, with_context};
+use agentgate_obs::Observability;
+use agentgate_obs::logging::{LogContext, TracingLayer, with_context};
 use common::LogBuffer;
 use tracing_subscriber::layer::SubscriberExt;
 

@@ -10,7 +10,8 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use agentgate_obs::{EventKind, ProgressEmitter, ProgressEvent, Strategy, TaskSpec};
+use agentgate_obs::event::EventKind;
+use agentgate_obs::{ProgressEmitter, ProgressEvent, Strategy, TaskSpec};
 use common::ws::{
     RssPeak, ServerFrame, client_frame, clients_closed, raw_upgrade, read_server_frame, rss_bytes,
     wait_until,
@@ -269,9 +270,9 @@ fn five_hundred_clients_reading_or_not_at_ten_thousand_runs_with_long_text_cost_
     let run = &runs[0];
     let goal = run["taskSpec"]["goal"].as_str().unwrap();
     let reason = run["reason"].as_str().unwrap();
-    assert_eq!(goal.chars().count(), agentgate_obs::GOAL_MAX_CHARS);
+    assert_eq!(goal.chars().count(), agentgate_obs::event::GOAL_MAX_CHARS);
     assert!(goal.ends_with('…') && reason.ends_with('…'));
-    assert!(reason.len() <= agentgate_obs::RUN_TEXT_MAX_BYTES);
+    assert!(reason.len() <= agentgate_obs::runs::RUN_TEXT_MAX_BYTES);
     assert!(
         page.body.len() <= 500 * 2_048,
         "a page of 500 runs is {} bytes",

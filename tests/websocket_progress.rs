@@ -147,7 +147,7 @@ fn keep_emitting(obs: &Observability, stop: Arc<AtomicBool>) -> std::thread::Joi
         let mut n = 0u32;
         while !stop.load(Ordering::Relaxed) {
             let run = format!("run-{}", n / 50);
-            if n % 50 == 0 {
+            if n.is_multiple_of(50) {
                 emitter.emit_run_started("wo", &run, &TaskSpec::new("g", Strategy::Fixed, 5));
             }
             emitter.emit_phase_started("wo", &run, n % 50, Phase::Build);
@@ -162,7 +162,7 @@ fn keep_emitting(obs: &Observability, stop: Arc<AtomicBool>) -> std::thread::Joi
             n += 1;
             // About 20,000 events/s: well within the replay buffer for the
             // tests' waits, so no client is lagged.
-            if n % 20 == 0 {
+            if n.is_multiple_of(20) {
                 std::thread::sleep(Duration::from_millis(1));
             }
         }
@@ -471,7 +471,7 @@ fn a_client_that_reads_slower_than_events_arrive_is_still_answered_and_kept() {
         if started.elapsed() > Duration::from_secs(20) {
             break false;
         }
-        if read % 20 == 0 {
+        if read.is_multiple_of(20) {
             std::thread::sleep(Duration::from_millis(1));
         }
     };

@@ -61,7 +61,7 @@ pub(crate) fn run(args: DemoArgs) -> Result<ExitCode, Box<dyn std::error::Error>
     }
     let obs = builder.start()?;
     // The demo owns the process: `log` records come out as JSON lines too.
-    agentgate_obs::install_log_bridge()?;
+    agentgate_obs::logging::install_log_bridge()?;
     print_urls(&obs, token.is_some());
     let emitter = obs.emitter();
 

@@ -5,10 +5,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use agentgate_obs::journal::{
-    DEFAULT_MAX_LINE_BYTES, ReadLimits, ReplayReport, Speed, replay_with,
-};
-use agentgate_obs::{Level, Overflow};
+use agentgate_obs::Overflow;
+use agentgate_obs::journal::{DEFAULT_MAX_LINE_BYTES, ReadLimits, ReplayReport, Speed};
+use agentgate_obs::logging::Level;
 use clap::Args;
 
 use super::demo::print_urls;
@@ -76,7 +75,7 @@ pub(crate) fn run(args: ReplayArgs) -> Result<ExitCode, Box<dyn std::error::Erro
     ctrlc::set_handler(move || on_signal.store(true, Ordering::Relaxed))?;
 
     let started = std::time::Instant::now();
-    let report = replay_with(&obs, &args.files, args.speed, args.input.limits(), &stop)?;
+    let report = obs.replay_with(&args.files, args.speed, args.input.limits(), &stop)?;
     let elapsed = started.elapsed();
     warn_about(&report);
     say!(

@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 
-use agentgate_obs::journal::{Speed, replay_with};
-use agentgate_obs::{Observability, Overflow, RunOutcome};
+use agentgate_obs::event::RunOutcome;
+use agentgate_obs::journal::Speed;
+use agentgate_obs::{Observability, Overflow};
 use clap::Args;
 
 use super::replay::{InputArgs, note_missing_rotations, warn_about};
@@ -35,13 +36,7 @@ pub(crate) fn run(args: SummaryArgs) -> Result<ExitCode, Box<dyn std::error::Err
         .overflow(Overflow::Block)
         .start()?;
     let limits = args.input.limits();
-    let report = match replay_with(
-        &obs,
-        &args.files,
-        Speed::Max,
-        limits,
-        &AtomicBool::new(false),
-    ) {
+    let report = match obs.replay_with(&args.files, Speed::Max, limits, &AtomicBool::new(false)) {
         Ok(report) => report,
         Err(error) => {
             eprintln!("agentgate-obs: {error}");

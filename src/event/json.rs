@@ -19,7 +19,8 @@ pub enum TypeStyle {
 /// ready to serialize.
 ///
 /// ```
-/// use agentgate_obs::{EventKind, ProgressEvent};
+/// use agentgate_obs::ProgressEvent;
+/// use agentgate_obs::event::EventKind;
 /// let event = ProgressEvent::new("wo", "run", EventKind::DeliveryStarted);
 /// let json = serde_json::to_string(&event.wire(7)).unwrap();
 /// assert!(json.starts_with(r#"{"type":"delivery:started","seq":7,"#));

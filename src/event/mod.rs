@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 pub(crate) use encode::write_wire;
 pub use json::{TypeStyle, WireEvent};
-pub use timestamp::Timestamp;
+pub use timestamp::{InvalidTimestamp, Timestamp};
 pub use types::{
     DeliveryResult, ExecutionMetrics, GOAL_MAX_CHARS, GateSummary, Phase, PhaseTimings, RunOutcome,
     RunResult, Strategy, TaskSpec, UnknownVariant,
@@ -275,7 +275,8 @@ impl EventKind {
 /// no strings.
 ///
 /// ```
-/// use agentgate_obs::{EventKind, Phase, ProgressEvent};
+/// use agentgate_obs::{Phase, ProgressEvent};
+/// use agentgate_obs::event::EventKind;
 /// let event = ProgressEvent::new("wo-1", "run-1", EventKind::PhaseStarted { iteration: 1, phase: Phase::Build });
 /// let json = serde_json::to_string(&event).unwrap();
 /// assert!(json.starts_with(r#"{"type":"phase_started","timestamp":""#));

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 /// last millisecond, so formatting never fails.
 ///
 /// ```
-/// use agentgate_obs::Timestamp;
+/// use agentgate_obs::event::Timestamp;
 /// let t = Timestamp::from_millis(1_763_941_225_123);
 /// assert_eq!(t.to_string(), "2025-11-23T23:40:25.123Z");
 /// assert_eq!("2025-11-23T23:40:25.123Z".parse::<Timestamp>().unwrap(), t);

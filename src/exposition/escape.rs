@@ -11,7 +11,7 @@ use std::fmt::Write;
 /// `"` and newline become `\\`, `\"` and `\n`. Valid in both formats.
 ///
 /// ```
-/// # use agentgate_obs::exposition::escape_label_value;
+/// # use agentgate_obs::metrics::escape_label_value;
 /// let mut out = String::new();
 /// escape_label_value("a\"b\\c\nd", &mut out);
 /// assert_eq!(out, r#"a\"b\\c\nd"#);
@@ -49,7 +49,7 @@ fn escape(text: &str, out: &mut String, quote: bool) {
 /// exponent (`1e-05`, `1e+16`), and `+Inf`, `-Inf`, `NaN`.
 ///
 /// ```
-/// # use agentgate_obs::exposition::canonical_float;
+/// # use agentgate_obs::metrics::canonical_float;
 /// assert_eq!(canonical_float(0.01), "0.01");
 /// assert_eq!(canonical_float(1.0), "1.0");
 /// assert_eq!(canonical_float(1e-5), "1e-05");

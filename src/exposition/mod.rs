@@ -26,7 +26,7 @@ impl Format {
     /// The exact `Content-Type` of a response in this format.
     ///
     /// ```
-    /// # use agentgate_obs::exposition::Format;
+    /// # use agentgate_obs::metrics::Format;
     /// assert_eq!(Format::Prometheus.content_type(), "text/plain; version=0.0.4; charset=utf-8");
     /// ```
     pub const fn content_type(self) -> &'static str {
@@ -41,7 +41,7 @@ impl Format {
     /// with a quality at least that of `text/plain`, else Prometheus text.
     ///
     /// ```
-    /// # use agentgate_obs::exposition::Format;
+    /// # use agentgate_obs::metrics::Format;
     /// let prometheus_server = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
     /// assert_eq!(Format::negotiate(Some(prometheus_server)), Format::OpenMetrics);
     /// assert_eq!(Format::negotiate(Some("text/plain")), Format::Prometheus);

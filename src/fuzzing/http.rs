@@ -8,9 +8,9 @@ use std::time::Instant;
 use crate::metrics::{Metrics, MetricsConfig};
 use crate::pipeline::drain::Drain;
 use crate::pipeline::{Overflow, Shared};
+use crate::routes::{self, AppState};
 use crate::server::http::{self, Limits, Parsed, Request};
 use crate::server::router::{Dispatch, Handler, QUERY_TOKEN_PATHS, Router};
-use crate::server::routes::{self, AppState};
 
 /// The token the harness's router requires.
 pub const TOKEN: &str = "fuzz-token";

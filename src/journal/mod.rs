@@ -13,7 +13,8 @@
 //! fsync and following it.
 //!
 //! ```
-//! use agentgate_obs::{Observability, EventKind, ProgressEvent};
+//! use agentgate_obs::{Observability, ProgressEvent};
+//! use agentgate_obs::event::EventKind;
 //! use agentgate_obs::journal::{Fsync, JournalConfig};
 //!
 //! let path = std::env::temp_dir().join(format!("doc-journal-{}.ndjson", std::process::id()));
@@ -31,11 +32,12 @@
 //!
 //! Reading: [`JournalReader`] yields the events of one or more journal
 //! files with their `seq`, skipping (and counting) what is not an event;
-//! [`replay`] feeds them through a running [`Observability`](crate::Observability)
-//! so the tracker, metrics, dashboard and `/ws` are the live code paths.
+//! [`Observability::replay`](crate::Observability::replay) feeds them
+//! through a running pipeline so the tracker, metrics, dashboard and `/ws`
+//! are the live code paths.
 
 mod item;
-mod parallel;
+pub(crate) mod parallel;
 mod parse;
 mod read;
 mod replay;
@@ -48,13 +50,14 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+pub use crate::files::DEFAULT_FILE_MODE;
 pub use read::{
     DEFAULT_MAX_LINE_BYTES, ENDLESS_FACTOR, JournalReader, JournalRecord, ReadLimits, ReadReport,
     SkipReason, SkippedLine, order_files,
 };
-pub use replay::{ReplayReport, Speed, replay, replay_with};
+pub use replay::{ReplayReport, Speed};
 
-use crate::pipeline::stats::{EventCounts, PerType};
+use crate::stats::{EventCounts, PerType};
 
 /// When the writer asks the kernel to put the journal on the disk itself
 /// (`fsync`). Lines reach the kernel at every [`flush`](crate::Observability::flush),
@@ -153,7 +156,7 @@ impl JournalConfig {
 
     /// The permissions each new journal file, the first and every one a
     /// rotation starts, is created with (default
-    /// [`DEFAULT_FILE_MODE`](crate::DEFAULT_FILE_MODE), 0600; the umask
+    /// [`DEFAULT_FILE_MODE`](crate::journal::DEFAULT_FILE_MODE), 0600; the umask
     /// still applies). An existing file keeps its own; a rotated file keeps
     /// the one it was created with.
     pub fn mode(mut self, mode: u32) -> Self {
@@ -183,21 +186,21 @@ impl JournalConfig {
         self
     }
 
-    pub(crate) fn validate(&self) -> Result<(), crate::Error> {
+    pub(crate) fn validate(&self) -> Result<(), crate::error::Error> {
         if self.capacity == 0 {
-            return Err(crate::Error::Config(
+            return Err(crate::error::Error::Config(
                 "journal capacity must be at least 1".into(),
             ));
         }
         if self.max_bytes == 0 {
-            return Err(crate::Error::Config(
+            return Err(crate::error::Error::Config(
                 "journal max_bytes must be at least 1".into(),
             ));
         }
         if let Fsync::Every(period) = self.fsync
             && period.is_zero()
         {
-            return Err(crate::Error::Config(
+            return Err(crate::error::Error::Config(
                 "journal fsync period must be above zero".into(),
             ));
         }

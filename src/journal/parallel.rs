@@ -20,12 +20,12 @@ use super::read::{READ_BUFFER, ReadLimits, Spilled, open_input, parse_line, read
 use super::{JournalError, JournalRecord, ReadReport, SkipReason};
 
 /// Parsing threads.
-pub(super) const WORKERS: usize = 2;
+pub(crate) const WORKERS: usize = 2;
 /// Lines per chunk at most.
 const CHUNK_LINES: usize = 1024;
 /// Bytes per chunk past which it is dealt: lines of a usual length fill
 /// [`CHUNK_LINES`] first.
-pub(super) const CHUNK_BYTES: usize = CHUNK_LINES * 256;
+pub(crate) const CHUNK_BYTES: usize = CHUNK_LINES * 256;
 /// Chunks queued per worker, each way.
 const QUEUED: usize = 4;
 
@@ -53,20 +53,20 @@ enum RawLine {
 }
 
 /// What a worker hands back for a chunk.
-pub(super) struct Parsed {
-    pub(super) file: usize,
-    pub(super) lines: u64,
+pub(crate) struct Parsed {
+    pub(crate) file: usize,
+    pub(crate) lines: u64,
     /// Bytes of the chunk's lines.
-    pub(super) bytes: usize,
-    pub(super) records: Vec<JournalRecord>,
+    pub(crate) bytes: usize,
+    pub(crate) records: Vec<JournalRecord>,
     /// Skipped lines of the chunk: line number and why.
-    pub(super) skipped: Vec<(u64, SkipReason)>,
+    pub(crate) skipped: Vec<(u64, SkipReason)>,
 }
 
 type Message = Result<Parsed, JournalError>;
 
 /// The parsed chunks of `files`, in order.
-pub(super) struct ParallelReader {
+pub(crate) struct ParallelReader {
     from_workers: Vec<Receiver<Message>>,
     next: usize,
     /// Emptied record vectors going back to the workers.
@@ -81,7 +81,7 @@ const SPARES: usize = WORKERS * (QUEUED + 2);
 impl ParallelReader {
     /// Starts the reading and parsing threads. `None` if a thread could not
     /// be spawned (the caller then reads sequentially).
-    pub(super) fn start(files: Vec<PathBuf>, limits: ReadLimits) -> Option<ParallelReader> {
+    pub(crate) fn start(files: Vec<PathBuf>, limits: ReadLimits) -> Option<ParallelReader> {
         let mut to_workers = Vec::new();
         let mut from_workers = Vec::new();
         let (spare_raw_tx, spare_raw_rx) = crossbeam_channel::bounded(SPARES);
@@ -113,14 +113,14 @@ impl ParallelReader {
     }
 
     /// Hands an emptied chunk's record vector back for reuse.
-    pub(super) fn recycle(&self, mut records: Vec<JournalRecord>) {
+    pub(crate) fn recycle(&self, mut records: Vec<JournalRecord>) {
         records.clear();
         // A full spare queue drops it: enough are in flight already.
         let _ = self.spare_records.try_send(records);
     }
 
     /// The next parsed chunk; `None` at the end.
-    pub(super) fn next_chunk(&mut self) -> Option<Message> {
+    pub(crate) fn next_chunk(&mut self) -> Option<Message> {
         let message = self.from_workers[self.next].recv().ok()?;
         self.next = (self.next + 1) % self.from_workers.len();
         Some(message)
@@ -128,7 +128,7 @@ impl ParallelReader {
 }
 
 /// Adds a parsed chunk's skips and counts to `report`.
-pub(super) fn account(report: &mut ReadReport, files: &[PathBuf], chunk: &mut Parsed) {
+pub(crate) fn account(report: &mut ReadReport, files: &[PathBuf], chunk: &mut Parsed) {
     report.lines += chunk.lines;
     report.events += chunk.records.len() as u64;
     let path = files.get(chunk.file).cloned().unwrap_or_default();

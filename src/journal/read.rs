@@ -197,7 +197,7 @@ pub struct JournalReader {
     buf: Vec<u8>,
     limits: ReadLimits,
     /// Bytes of the last line yielded or skipped, newline excluded.
-    pub(super) last_line_bytes: usize,
+    pub(crate) last_line_bytes: usize,
     report: ReadReport,
     cache: ParseCache,
 }

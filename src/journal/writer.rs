@@ -74,12 +74,12 @@ pub(crate) fn start(
     config: &JournalConfig,
     counters: Arc<JournalCounters>,
     log: Option<Arc<Dispatch>>,
-) -> Result<(Journal, JournalSink), crate::Error> {
+) -> Result<(Journal, JournalSink), crate::error::Error> {
     let output = Output::open(config, counters.clone(), log.clone()).map_err(|error| {
         let path = config.path().map(ToOwned::to_owned).unwrap_or_default();
         match error {
-            OpenError::NotRegular(kind) => crate::Error::NotARegularFile { path, kind },
-            OpenError::Io(source) => crate::Error::Journal { path, source },
+            OpenError::NotRegular(kind) => crate::error::Error::NotARegularFile { path, kind },
+            OpenError::Io(source) => crate::error::Error::Journal { path, source },
         }
     })?;
     let (tx, rx) = crossbeam_channel::unbounded();
@@ -99,7 +99,7 @@ pub(crate) fn start(
     let thread = std::thread::Builder::new()
         .name("agentgate-obs-journal".into())
         .spawn(move || writer.run())
-        .map_err(|source| crate::Error::Spawn {
+        .map_err(|source| crate::error::Error::Spawn {
             name: "journal",
             source,
         })?;
@@ -447,7 +447,7 @@ impl Writer {
             match event {
                 Ok((seq, event)) => {
                     line.clear();
-                    crate::ws::protocol::write_event_message(line, seq, event);
+                    crate::event::write_wire(line, seq, event);
                     line.push(b'\n');
                     output.push(line, event.event_type());
                 }

@@ -34,7 +34,7 @@ pub struct LogBridgeError(#[source] ::log::SetLoggerError);
 /// succeeded is a no-op.
 ///
 /// ```
-/// let _ = agentgate_obs::install_log_bridge();
+/// let _ = agentgate_obs::logging::install_log_bridge();
 /// log::info!("goes to the running Observability's log, if any");
 /// ```
 pub fn install_log_bridge() -> Result<(), LogBridgeError> {

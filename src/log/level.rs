@@ -7,7 +7,7 @@ use std::str::FromStr;
 /// The severity of a record, from the most verbose to the most severe.
 ///
 /// ```
-/// use agentgate_obs::Level;
+/// use agentgate_obs::logging::Level;
 /// assert!(Level::Error > Level::Warn);
 /// assert_eq!("WARN".parse::<Level>().unwrap(), Level::Warn);
 /// assert_eq!(Level::Info.as_str(), "info");
@@ -109,13 +109,13 @@ fn parse_verbosity(s: &str) -> Option<u8> {
 /// the longest matching directive wins.
 ///
 /// ```
-/// use agentgate_obs::{Level, LogFilter};
+/// use agentgate_obs::logging::{Level, LogFilter};
 /// let filter: LogFilter = "info,agentgate_obs=debug,executor=warn".parse()?;
 /// assert!(filter.enabled(Level::Debug, "agentgate_obs::pipeline"));
 /// assert!(!filter.enabled(Level::Info, "executor::build"));
 /// assert!(filter.enabled(Level::Info, "executors"));
 /// assert!(!LogFilter::off().enabled(Level::Error, "any"));
-/// # Ok::<(), agentgate_obs::InvalidLogFilter>(())
+/// # Ok::<(), agentgate_obs::logging::InvalidLogFilter>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogFilter {

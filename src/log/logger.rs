@@ -11,14 +11,15 @@ use crate::context::current_shared;
 use crate::event::Timestamp;
 
 /// Writes records for one module: `level`, `module`, `message`,
-/// `timestamp`, the calling thread's [`LogContext`](crate::LogContext), and
+/// `timestamp`, the calling thread's [`LogContext`](crate::logging::LogContext), and
 /// extra fields.
 ///
 /// The caller's cost is a level check, a clock read and one channel send:
 /// formatting, redaction and I/O happen on the writer thread.
 ///
 /// ```
-/// use agentgate_obs::{LogContext, Logger, Observability, with_context};
+/// use agentgate_obs::Observability;
+/// use agentgate_obs::logging::{LogContext, Logger, with_context};
 ///
 /// let lines = std::sync::Arc::new(parking_lot::Mutex::new(Vec::<u8>::new()));
 /// # struct W(std::sync::Arc<parking_lot::Mutex<Vec<u8>>>);

@@ -1,5 +1,5 @@
 //! Structured JSON logs: one object per line, stamped with the calling
-//! thread's [`LogContext`](crate::LogContext), redacted, and written by a
+//! thread's [`LogContext`](crate::logging::LogContext), redacted, and written by a
 //! writer thread so that the engine never waits on a disk.
 //!
 //! ```text
@@ -119,12 +119,12 @@ impl LogConfig {
     pub(crate) fn start(
         &self,
         redactor: std::sync::Arc<crate::redact::Redactor>,
-    ) -> Result<Option<LogWriter>, crate::Error> {
+    ) -> Result<Option<LogWriter>, crate::error::Error> {
         let Some(output) = &self.output else {
             return Ok(None);
         };
         if self.capacity == 0 {
-            return Err(crate::Error::Config(
+            return Err(crate::error::Error::Config(
                 "log_capacity must be at least 1".into(),
             ));
         }
@@ -146,12 +146,12 @@ impl LogConfig {
                 };
                 match e {
                     StartError::Open(crate::files::OpenError::NotRegular(kind)) => {
-                        crate::Error::NotARegularFile { path, kind }
+                        crate::error::Error::NotARegularFile { path, kind }
                     }
                     StartError::Open(crate::files::OpenError::Io(source)) => {
-                        crate::Error::LogFile { path, source }
+                        crate::error::Error::LogFile { path, source }
                     }
-                    StartError::Spawn(source) => crate::Error::Spawn {
+                    StartError::Spawn(source) => crate::error::Error::Spawn {
                         name: "log writer",
                         source,
                     },

@@ -1,5 +1,6 @@
-//! The drain thread's sink that logs every processed progress event as a
-//! `Progress: <type>` record, and the pipeline's own error reports.
+//! The drain thread's log of every processed progress event as a
+//! `Progress: <type>` record (a pipeline sink), and the pipeline's own
+//! error reports.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -9,7 +10,6 @@ use super::record::{Body, Record};
 use super::writer::Dispatch;
 use crate::context::LogContext;
 use crate::event::{ProgressEvent, Timestamp};
-use crate::pipeline::drain::{EventInfo, Sink};
 
 /// The `module` of progress lines.
 pub(crate) const PROGRESS_MODULE: &str = "agentgate_obs::progress";
@@ -32,8 +32,9 @@ impl ProgressLog {
     }
 }
 
-impl Sink for ProgressLog {
-    fn event(&mut self, event: &ProgressEvent, _info: &EventInfo) {
+impl ProgressLog {
+    /// Logs one processed event.
+    pub(crate) fn log(&self, event: &ProgressEvent) {
         if !self.enabled {
             return;
         }

@@ -15,7 +15,7 @@ use crate::event::{ProgressEvent, Timestamp};
 /// integers, floats, booleans, and any [`serde_json::Value`] for nested data.
 ///
 /// ```
-/// use agentgate_obs::FieldValue;
+/// use agentgate_obs::logging::FieldValue;
 /// let values: [FieldValue; 4] = ["build".into(), 1234u64.into(), true.into(), serde_json::json!({"a": 1}).into()];
 /// assert!(matches!(values[1], FieldValue::U64(1234)));
 /// ```

@@ -1,6 +1,6 @@
 //! A `tracing_subscriber` layer (cargo feature `tracing`) that writes
 //! `tracing` events through the same formatter, with the current
-//! [`LogContext`](crate::LogContext) at top level.
+//! [`LogContext`](crate::logging::LogContext) at top level.
 
 use std::borrow::Cow;
 use std::fmt::Debug;
@@ -18,15 +18,16 @@ use crate::event::Timestamp;
 /// Writes every `tracing` event to the global writer (see
 /// [`Logger::new`](super::Logger::new)): the event's target as `module`,
 /// its `message` field as `message`, its other fields as extra fields.
-/// Span fields are not copied; use [`with_context`](crate::with_context)
+/// Span fields are not copied; use [`with_context`](crate::logging::with_context)
 /// for the fields every line should carry.
 ///
 /// ```
 /// use tracing_subscriber::layer::SubscriberExt;
-/// let subscriber = tracing_subscriber::registry().with(agentgate_obs::TracingLayer::new());
+/// let subscriber = tracing_subscriber::registry().with(agentgate_obs::logging::TracingLayer::new());
 /// let _ = subscriber; // tracing::subscriber::set_global_default(subscriber)
 /// ```
 #[derive(Clone, Copy, Debug, Default)]
+#[cfg_attr(docsrs, doc(cfg(feature = "tracing")))]
 pub struct TracingLayer {
     _private: (),
 }

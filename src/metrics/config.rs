@@ -1,6 +1,6 @@
 //! [`MetricsConfig`]: bucket boundaries and label limits.
 
-use crate::observability::Error;
+use crate::error::Error;
 
 /// Default bucket upper bounds of the run, iteration and phase duration
 /// histograms, in seconds: agent phases take from tens of milliseconds

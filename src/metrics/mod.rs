@@ -13,7 +13,8 @@
 //!
 //! ```
 //! use agentgate_obs::metrics::{MetricsCollector, MetricsConfig, StandaloneMetrics};
-//! use agentgate_obs::{Phase, RunOutcome};
+//! use agentgate_obs::Phase;
+//! use agentgate_obs::event::RunOutcome;
 //! use std::time::Duration;
 //!
 //! let metrics = StandaloneMetrics::new("agentgate", MetricsConfig::default())?;
@@ -48,13 +49,17 @@ pub use custom::handles::{Counter, Gauge, Histogram};
 pub use custom::vec::{CounterVec, GaugeVec, HistogramVec};
 pub use custom::{MAX_LABELS, MetricError, OVERFLOW};
 #[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub use recorder::MetricsRecorder;
 pub use summary::{Bucket, HistogramSummary, Summary};
 
+pub use crate::exposition::{
+    Format, canonical_float, escape_help, escape_label_value, write_float,
+};
+
+use crate::error::Error;
 use crate::event::{Phase, RunOutcome};
-use crate::exposition::Format;
 use crate::exposition::writer::Kind;
-use crate::observability::Error;
 use crate::pipeline::Shared;
 use crate::redact::Redactor;
 use histogram::{TimeHistogram, Trace};
@@ -315,7 +320,7 @@ impl Metrics {
     /// at zero. To report the engine's numbers yourself, use
     /// [`StandaloneMetrics::new`].
     pub fn new(namespace: &str, config: MetricsConfig) -> Result<Metrics, Error> {
-        crate::observability::validate_namespace(namespace)?;
+        custom::validate_namespace(namespace)?;
         config.validate()?;
         let redactor = Arc::new(Redactor::builtin().clone());
         Ok(Self::build(namespace, &config, None, None, redactor))
@@ -458,7 +463,7 @@ impl Metrics {
     /// ([`MetricsConfig::custom_buckets`], seconds by default); see
     /// [`counter`](Self::counter). Recording is a few atomic operations;
     /// in OpenMetrics each bucket carries an exemplar with the correlation
-    /// id (and run id) of the [`LogContext`](crate::LogContext) its latest
+    /// id (and run id) of the [`LogContext`](crate::logging::LogContext) its latest
     /// observation was made in.
     ///
     /// ```

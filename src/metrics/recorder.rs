@@ -45,6 +45,7 @@ const MAX_DESCRIPTIONS: usize = 10_000;
 /// # Ok::<(), agentgate_obs::Error>(())
 /// ```
 #[derive(Clone, Debug)]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub struct MetricsRecorder {
     metrics: Metrics,
     caches: Arc<Caches>,

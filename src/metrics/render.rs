@@ -9,7 +9,7 @@ use crate::event::{EventType, Phase};
 use crate::exposition::Format;
 use crate::exposition::escape_label_value;
 use crate::exposition::writer::{Kind, Writer};
-use crate::pipeline::stats::EventCounts;
+use crate::stats::EventCounts;
 
 /// OpenMetrics caps an exemplar's label names and values at 128 characters.
 const EXEMPLAR_LABEL_CHARS: usize = 128;

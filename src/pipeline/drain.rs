@@ -48,6 +48,12 @@ pub(crate) trait Sink: Send {
     fn flush(&mut self) {}
 }
 
+impl Sink for crate::log::ProgressLog {
+    fn event(&mut self, event: &ProgressEvent, _info: &EventInfo) {
+        self.log(event);
+    }
+}
+
 /// Events per clock read on the drain thread at most (a read is ~10 ns, as
 /// much as the rest of a hot event's metrics); see [`EventInfo::received`].
 const RECEIPT_EVERY: u32 = 32;

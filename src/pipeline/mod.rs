@@ -15,7 +15,6 @@ pub(crate) mod drain;
 pub(crate) mod envelope;
 pub(crate) mod listeners;
 pub(crate) mod producer;
-pub(crate) mod stats;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -24,9 +23,9 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::event::EventType;
+use crate::stats::Counters;
 use envelope::{Envelope, Key, Msg};
 use listeners::Listeners;
-use stats::Counters;
 
 /// What an emit does when the ring is full.
 ///
@@ -577,7 +576,7 @@ mod tests {
             crate::ProgressEvent::new(
                 "wo",
                 "run",
-                crate::EventKind::PhaseStarted {
+                crate::event::EventKind::PhaseStarted {
                     iteration: 1,
                     phase,
                 },

@@ -14,8 +14,8 @@ use std::sync::{Arc, Weak};
 
 use super::Shared;
 use super::envelope::{Envelope, Key, Msg, NO_CORRELATION, RunIds};
-use super::stats::ProducerCounters;
 use crate::context;
+use crate::stats::ProducerCounters;
 
 /// Runs remembered per thread and pipeline.
 const RUN_CACHE: usize = 16;

@@ -83,7 +83,7 @@ impl TokenCharset {
 /// occurs, also inside a word: choose a distinctive prefix.
 ///
 /// ```
-/// use agentgate_obs::{RedactPattern, TokenCharset};
+/// use agentgate_obs::redact::{RedactPattern, TokenCharset};
 /// // acme_live_ followed by 24 or more letters and digits
 /// let pattern = RedactPattern::prefix("acme_live_").min_len(24).charset(TokenCharset::Alphanumeric);
 /// # let _ = pattern;

@@ -293,10 +293,10 @@ pub(super) fn extend_over_next(s: &[u8], start: usize, end: usize) -> usize {
     let mut from = start;
     loop {
         let mut next = extend_over_pem(s, from, end);
-        if ends_with_ignore_case(&s[start..next], b"bearer") {
-            if let Some((_, cred_end)) = bearer(&s[next - 6..]) {
-                next = next - 6 + cred_end;
-            }
+        if ends_with_ignore_case(&s[start..next], b"bearer")
+            && let Some((_, cred_end)) = bearer(&s[next - 6..])
+        {
+            next = next - 6 + cred_end;
         }
         if next == end {
             return end;

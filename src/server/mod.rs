@@ -34,7 +34,6 @@ pub(crate) mod host;
 pub(crate) mod http;
 mod reader;
 pub(crate) mod router;
-pub(crate) mod routes;
 pub(crate) mod shed;
 
 use std::io::Write;

@@ -367,9 +367,9 @@ mod tests {
         let h = HistogramCell::new(Arc::from([1.0]), crate::pipeline::new_clock());
         h.record(0.5);
         assert!(h.exemplars[0].sampled.lock().is_none());
-        crate::with_context(LogContext::new().correlation_id("req-1"), || h.record(0.25));
+        crate::logging::with_context(LogContext::new().correlation_id("req-1"), || h.record(0.25));
         // Another context refreshes at once, whenever the last refresh was.
-        crate::with_context(LogContext::new().correlation_id("req-2"), || h.record(0.75));
+        crate::logging::with_context(LogContext::new().correlation_id("req-2"), || h.record(0.75));
         let slot = h.exemplars[0].sampled.lock();
         let sampled = slot.as_ref().expect("an exemplar");
         assert_eq!(sampled.context.correlation_id.as_deref(), Some("req-2"));

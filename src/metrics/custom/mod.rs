@@ -29,14 +29,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 
+pub use crate::error::MetricError;
 use crate::exposition::escape_label_value;
 use crate::exposition::writer::Kind;
 use crate::redact::{REDACTED, Redactor};
-pub use error::MetricError;
 pub(crate) use error::Rejection;
 use handles::{CounterCell, GaugeCell, HistogramCell};
-pub(crate) use names::validate_buckets;
 use names::{lint_family, validate_label_name, validate_name};
+pub(crate) use names::{validate_buckets, validate_namespace};
 
 /// The label value of the series that takes every label combination past
 /// a family's series limit (the same word as for gate names).

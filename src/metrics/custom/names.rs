@@ -5,6 +5,7 @@
 //! one of them: `/metrics` passes it with the engine's families too.
 
 use super::MetricError;
+use crate::error::Error;
 use crate::exposition::writer::Kind;
 
 /// The longest metric or label name accepted, in bytes.
@@ -144,6 +145,23 @@ pub(crate) fn validate_buckets(bounds: &[f64]) -> Result<(), String> {
         Err(format!(
             "bounds must be finite and strictly increasing: {bounds:?}"
         ))
+    }
+}
+
+/// Checks a metric name prefix: letters, digits, `_` and `:`, not starting
+/// with a digit.
+pub(crate) fn validate_namespace(namespace: &str) -> Result<(), Error> {
+    let valid = !namespace.is_empty()
+        && !namespace.starts_with(|c: char| c.is_ascii_digit())
+        && namespace
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':');
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::Config(format!(
+            "namespace {namespace:?} is not a valid metric name prefix"
+        )))
     }
 }
 

@@ -3,11 +3,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::http::{Request, Response};
-use super::router::{Handler, Router};
 use crate::exposition::Format;
 use crate::metrics::Metrics;
 use crate::pipeline::Shared;
+use crate::server::http::{Request, Response};
+use crate::server::router::{Handler, Router};
 use crate::tracker::{RunSnapshot, sort_runs};
 
 /// How long `/api/runs` waits for the drain thread before answering 503.

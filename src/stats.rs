@@ -51,7 +51,8 @@ impl PerType {
 /// Counts per event type, as a snapshot.
 ///
 /// ```
-/// # use agentgate_obs::{EventCounts, EventType};
+/// # use agentgate_obs::event::EventType;
+/// # use agentgate_obs::stats::EventCounts;
 /// let counts = EventCounts::default();
 /// assert_eq!(counts[EventType::RunStarted], 0);
 /// assert_eq!(counts.total(), 0);
