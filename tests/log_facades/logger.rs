@@ -89,7 +89,7 @@ fn log_crate_records_come_out_as_the_same_json_with_the_current_context() {
         messages,
         ["cloned 42 files", "kept: pool exhausted", "static message"]
     );
-    assert_eq!(lines[0]["module"], "log_facades");
+    assert_eq!(lines[0]["module"], module_path!());
     assert_eq!(lines[0]["level"], "info");
     assert_eq!(lines[0]["correlationId"], "req-7");
     assert_eq!(lines[0]["runId"], "run-7");

@@ -114,7 +114,7 @@ fn a_panic_inside_a_run_fails_it_with_the_panic_message() {
     let kinds = kinds(&recorder);
     let error = run_failed_error(&kinds);
     assert!(
-        error.starts_with("the run panicked: the verifier fell over at tests/guards.rs:"),
+        error.starts_with("the run panicked: the verifier fell over at tests/pipeline/guards.rs:"),
         "{error}"
     );
     assert!(kinds.iter().any(|k| matches!(
