@@ -1,9 +1,9 @@
 //! Faults while the pipeline is busy: each finishes without deadlock
 //! (guarded by `within`) and loses no accepted event.
 //!
-//! The single-fault cases live elsewhere (`tests/listeners.rs`: one
-//! panicking listener; `tests/shutdown.rs`: shutdown under load with a
-//! listener; `tests/websocket_hostile.rs`: resets with no traffic); here the
+//! The single-fault cases live elsewhere (`tests/pipeline/listeners.rs`: one
+//! panicking listener; `tests/pipeline/shutdown.rs`: shutdown under load with a
+//! listener; `tests/server/websocket_hostile.rs`: resets with no traffic); here the
 //! faults strike under load, with the server and its clients attached.
 
 use crate::common;
@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use agentgate_obs::fuzzing::strict;
 use agentgate_obs::{Observability, Overflow, Phase};
+use common::exposition as strict;
 use common::ws::{Client, client_frame, raw_upgrade, wait_until};
 use common::{Recorder, within};
 use tungstenite::Message;

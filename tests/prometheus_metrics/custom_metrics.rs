@@ -4,9 +4,9 @@
 
 use crate::common;
 
-use agentgate_obs::fuzzing::strict;
 use agentgate_obs::metrics::{MetricError, MetricsConfig, OVERFLOW};
 use agentgate_obs::{LogContext, Observability, with_context};
+use common::exposition as strict;
 use common::metrics::{
     OPENMETRICS, assert_promtool_accepts, scrape_text as scrape, served_with as served,
 };

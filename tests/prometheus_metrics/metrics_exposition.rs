@@ -298,3 +298,35 @@ fn the_summary_gives_quantiles_that_agree_with_the_buckets() {
     };
     assert!(p50 <= le * 1.001, "p50 {p50} above its bucket's bound {le}");
 }
+
+#[test]
+fn the_strict_parser_the_tests_share_refuses_what_a_careful_scraper_refuses() {
+    use common::exposition::parse;
+    assert!(parse("a{l=\"x\\ty\"} 1\n", false).is_err(), "a \\t escape");
+    assert!(parse("a{l=\"x\"} 1", false).is_err(), "no final newline");
+    assert!(
+        parse("a{l=\"x\"} 1\n", true).is_err(),
+        "OpenMetrics without # EOF"
+    );
+    assert!(
+        parse("a 1\n# EOF\n", false).is_err(),
+        "# EOF in the Prometheus format"
+    );
+    assert!(
+        parse("a{l=\"x\",l=\"y\"} 1\n", false).is_err(),
+        "a label twice"
+    );
+    assert!(
+        parse("a 1 # {l=\"x\"} 1\n", false).is_err(),
+        "an exemplar in Prometheus"
+    );
+    assert!(parse("a{1l=\"x\"} 1\n", false).is_err(), "a bad label name");
+    assert!(
+        parse("# TYPE a widget\n", false).is_err(),
+        "an unknown type"
+    );
+    let samples = parse("a{l=\"q\\\"\\\\\\n\"} 2.5\n", false).expect("the three escapes");
+    assert_eq!(samples[0].labels[0].1, "q\"\\\n");
+    let om = parse("a_total{l=\"x\"} 1 # {trace=\"t\"} 0.5 1.0\n# EOF\n", true);
+    assert_eq!(om.expect("an exemplar in OpenMetrics")[0].value, 1.0);
+}
