@@ -1,11 +1,10 @@
-//! Connection floods (DESIGN.md, "Safe to embed": `/health` and `/metrics`
+//! Connection floods (docs/SECURITY.md, "Bounds": `/health` and `/metrics`
 //! keep answering under connection floods). Every attacker on loopback is
 //! 127.0.0.1, so nothing here relies on per-address limits.
 //!
 //! Latencies are printed, not asserted (a loaded machine must not fail
 //! these tests): each probe must be answered 200 within a generous
-//! timeout. The figures printed on the development machine (2 cores) are
-//! in the report of the change that added these tests.
+//! timeout.
 
 use crate::ONE_AT_A_TIME;
 use crate::common;

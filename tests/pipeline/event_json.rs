@@ -1,4 +1,4 @@
-//! The JSON of every event type, exactly as DESIGN.md fixes it, and its
+//! The JSON of every event type, exactly as docs/PROTOCOL.md fixes it, and its
 //! round trip.
 
 use std::sync::Arc;

@@ -1,6 +1,7 @@
 //! The documents that ship with the crate: every relative link in the README
-//! and `docs/` points at a file of this repository, and `docs/METRICS.md`
-//! documents every family the server renders.
+//! and `docs/` points at a file of this repository, so does every file they
+//! name in a code span, and `docs/METRICS.md` documents every family the
+//! server renders.
 
 use crate::common;
 
@@ -96,6 +97,85 @@ fn the_link_check_finds_a_dead_link() {
     let targets = link_targets("see [a](docs/NOPE.md) and [b](https://x.y) \n```\n[c](z)\n```");
     assert_eq!(targets, ["docs/NOPE.md", "https://x.y"]);
     assert!(!repo().join("docs/NOPE.md").exists());
+}
+
+/// The top-level folders of the repository whose files the documents name.
+const FOLDERS: &[&str] = &[
+    ".config", "benches", "deploy", "docs", "examples", "fuzz", "scripts", "src", "tests",
+];
+
+/// The repository paths named in code spans (`` `src/lib.rs` ``) outside
+/// code blocks: each word of a span that starts with one of [`FOLDERS`],
+/// cut before a placeholder or glob (`fuzz/seeds/<target>/` names
+/// `fuzz/seeds/`) and before a test name (`tests/x/main.rs::name`).
+fn mentioned_paths(text: &str) -> Vec<String> {
+    let mut paths = Vec::new();
+    let mut in_code_block = false;
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            in_code_block = !in_code_block;
+            continue;
+        }
+        if in_code_block {
+            continue;
+        }
+        // Odd pieces between backticks are code spans.
+        for span in line.split('`').skip(1).step_by(2) {
+            for word in span.split_whitespace() {
+                let word = word.trim_start_matches(['(', '[', '"', '\'']);
+                let word = word.split("::").next().unwrap_or_default();
+                let word = word
+                    .split(['<', '*', '{', '#', '?'])
+                    .next()
+                    .unwrap_or_default();
+                let word = word.trim_end_matches([',', '.', ';', ':', ')', ']', '"', '\'']);
+                let named = FOLDERS.iter().any(|folder| {
+                    word.strip_prefix(folder)
+                        .is_some_and(|rest| rest.starts_with('/'))
+                });
+                if named {
+                    paths.push(word.to_owned());
+                }
+            }
+        }
+    }
+    paths
+}
+
+#[test]
+fn every_repository_file_the_readme_and_docs_name_in_a_code_span_exists() {
+    let mut missing = Vec::new();
+    for doc in documents() {
+        let text = std::fs::read_to_string(&doc).expect("readable document");
+        for path in mentioned_paths(&text) {
+            if !repo().join(&path).exists() {
+                missing.push(format!("{}: `{path}`", doc.display()));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "files named in the documents that are not in the repository:\n{}",
+        missing.join("\n")
+    );
+}
+
+#[test]
+fn the_path_check_finds_a_file_that_does_not_exist() {
+    let text = "run `scripts/nope` and `cargo test --test x` on `tests/x/main.rs::a_test`,\n\
+                seeds in `fuzz/seeds/<target>/`, `src/dashboard/*.js`, (`docs/NOPE.md`).\n\
+                ```\nsrc/in_a_block.rs\n```\n`target/debug` and `srcs/x`";
+    assert_eq!(
+        mentioned_paths(text),
+        [
+            "scripts/nope",
+            "tests/x/main.rs",
+            "fuzz/seeds/",
+            "src/dashboard/",
+            "docs/NOPE.md"
+        ]
+    );
+    assert!(!repo().join("scripts/nope").exists());
 }
 
 /// The family names (without the namespace) of an exposition.

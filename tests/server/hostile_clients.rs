@@ -1,10 +1,10 @@
 //! Hostile HTTP and WebSocket clients, each kept up while a well-behaved
 //! client probes the server: every hostile request is served or refused as
-//! DESIGN.md says, and the server keeps answering others within 100 ms
+//! docs/SECURITY.md says, and the server keeps answering others within 100 ms
 //! (the median of several probes, so one scheduling hiccup on a loaded
 //! machine does not fail the test; it is a liveness guard, not a benchmark).
 //!
-//! `tests/http_server.rs` and `tests/websocket_hostile.rs` check each refusal
+//! `tests/server/http_server.rs` and `tests/server/websocket_hostile.rs` check each refusal
 //! once; here the refusals come in a steady stream, concurrently.
 
 use crate::common;
@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use common::ws::Client;
 use common::{http_get, http_raw};
 
-/// The liveness bound the issue asks for.
+/// How soon the server answers a well-behaved client while hostile ones are attached.
 const ANSWER_WITHIN: Duration = Duration::from_millis(100);
 
 /// The median time of several `GET /health` round trips, each answered 200.

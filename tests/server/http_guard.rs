@@ -1,8 +1,8 @@
-//! The server's guards at the HTTP level (DESIGN.md, "Safe to embed"):
+//! The server's guards at the HTTP level (docs/SECURITY.md, docs/PROTOCOL.md):
 //! the `Host` allow-list and `Origin` check against DNS rebinding, where
 //! the token may appear, and request framing (RFC 9112 §6.3).
 //!
-//! Flooding is in `tests/connection_flood.rs`.
+//! Flooding is in `tests/floods/connection_flood.rs`.
 
 use crate::common;
 

@@ -110,7 +110,7 @@ fn a_wrong_or_missing_token_gets_a_401_and_health_stays_open() {
         http_get(addr, "/metrics", &["Authorization: Bearer s3cret"]).status,
         200
     );
-    // `?token=` is only for `/` and `/ws` (tests/http_guard.rs).
+    // `?token=` is only for `/` and `/ws` (tests/server/http_guard.rs).
     assert_eq!(
         http_get(addr, "/api/summary", &["Authorization: Bearer s3cret"]).status,
         200

@@ -1,7 +1,7 @@
 //! What one WebSocket client may cost the process the server is embedded
 //! in: replies within a byte budget, messages within a rate, subscriptions
 //! idempotent and answered briefly, and a pong deadline that only the
-//! client's own frames satisfy (DESIGN.md, "Safe to embed").
+//! client's own frames satisfy (docs/SECURITY.md, "Bounds").
 
 use crate::common;
 

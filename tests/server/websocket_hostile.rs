@@ -1,5 +1,6 @@
 //! Hostile and broken WebSocket clients: each is refused or closed as
-//! DESIGN.md says, and the server keeps serving everyone else.
+//! docs/PROTOCOL.md ("Limits and close codes") says, and the server keeps
+//! serving everyone else.
 
 use crate::common;
 
