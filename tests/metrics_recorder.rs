@@ -4,9 +4,9 @@
 mod common;
 
 use agentgate_obs::Error;
-use agentgate_obs::fuzzing::strict;
 use agentgate_obs::logging::{LogContext, with_context};
 use agentgate_obs::metrics::{MetricsConfig, OVERFLOW};
+use common::exposition as strict;
 use common::metrics::{OPENMETRICS, scrape_text as scrape, served_with as served};
 use common::{parse_exposition, sample_value};
 

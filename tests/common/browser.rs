@@ -32,19 +32,10 @@ pub struct Browser {
 }
 
 impl Browser {
-    /// Starts Chromium, or prints a SKIPPED notice and returns `None` when
-    /// it is not installed.
+    /// Starts Chromium; when it is not installed, skips or fails as
+    /// [`external_tool`](super::external_tool) decides.
     pub fn launch_or_skip(test: &str) -> Option<Browser> {
-        if Command::new(CHROMIUM)
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_err()
-        {
-            eprintln!("SKIPPED: {test}: chromium not found (install the Debian package chromium)");
-            return None;
-        }
+        super::external_tool(CHROMIUM, test)?;
         Some(Browser::launch())
     }
 

@@ -3,6 +3,7 @@
 
 pub mod browser;
 pub mod demo;
+pub mod exposition;
 pub mod metrics;
 pub mod prometheus;
 pub mod ws;
@@ -14,6 +15,8 @@ use std::time::Duration;
 
 use agentgate_obs::{Builder, Emitter, Observability, ProgressEvent, Subscription};
 use parking_lot::{Condvar, Mutex};
+
+pub use exposition::ParsedSample;
 
 /// The lines a child process writes to `stdout`, as they come, read on a
 /// thread of their own so that the pipe never fills.
@@ -88,7 +91,7 @@ pub fn within<R: Send + 'static>(
     }
 }
 
-// ---- HTTP and exposition helpers (metrics issue) ----
+// ---- HTTP and exposition helpers ----
 
 /// A raw HTTP response as the metrics tests read it.
 #[derive(Debug)]
@@ -173,95 +176,11 @@ fn parse_http_reply(bytes: &[u8]) -> std::io::Result<HttpReply> {
     })
 }
 
-/// A sample of a text exposition: name, labels in order, value.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ParsedSample {
-    pub name: String,
-    pub labels: Vec<(String, String)>,
-    pub value: f64,
-}
-
-/// A strict parser of Prometheus text 0.0.4 sample lines: label values may
-/// only use the escapes `\\`, `\"` and `\n`; anything else is an error.
-/// Comment lines are skipped; OpenMetrics exemplars (`# {...}`) are cut.
+/// Parses a whole exposition with the strict parser
+/// ([`exposition::parse`]): as OpenMetrics when it ends with `# EOF`, as
+/// the Prometheus text format otherwise.
 pub fn parse_exposition(text: &str) -> Result<Vec<ParsedSample>, String> {
-    let mut samples = Vec::new();
-    for (no, line) in text.lines().enumerate() {
-        if line.starts_with('#') || line.is_empty() {
-            continue;
-        }
-        let err = |m: &str| format!("line {}: {m}: {line:?}", no + 1);
-        let name_end = line.find(['{', ' ']).ok_or_else(|| err("no value"))?;
-        let name = &line[..name_end];
-        if name.is_empty()
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
-        {
-            return Err(err("bad metric name"));
-        }
-        let mut rest = &line[name_end..];
-        let mut labels = Vec::new();
-        if let Some(r) = rest.strip_prefix('{') {
-            let mut chars = r.char_indices().peekable();
-            loop {
-                let start = chars
-                    .peek()
-                    .map(|(i, _)| *i)
-                    .ok_or_else(|| err("open labels"))?;
-                let eq = r[start..].find('=').ok_or_else(|| err("no ="))? + start;
-                let key = &r[start..eq];
-                if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                    return Err(err("bad label name"));
-                }
-                while chars.peek().is_some_and(|(i, _)| *i <= eq) {
-                    chars.next();
-                }
-                if chars.next().map(|(_, c)| c) != Some('"') {
-                    return Err(err("label value not quoted"));
-                }
-                let mut value = String::new();
-                loop {
-                    match chars.next().map(|(_, c)| c) {
-                        Some('\\') => match chars.next().map(|(_, c)| c) {
-                            Some('\\') => value.push('\\'),
-                            Some('"') => value.push('"'),
-                            Some('n') => value.push('\n'),
-                            _ => return Err(err("invalid escape")),
-                        },
-                        Some('"') => break,
-                        Some('\n') => return Err(err("raw newline")),
-                        Some(c) => value.push(c),
-                        None => return Err(err("unterminated label value")),
-                    }
-                }
-                labels.push((key.to_owned(), value));
-                match chars.next() {
-                    Some((_, ',')) => continue,
-                    Some((i, '}')) => {
-                        rest = &r[i + 1..];
-                        break;
-                    }
-                    _ => return Err(err("expected , or }")),
-                }
-            }
-        }
-        let value_text = rest
-            .strip_prefix(' ')
-            .ok_or_else(|| err("no space before value"))?;
-        let value_text = value_text.split(" # ").next().unwrap_or(value_text);
-        let value = match value_text.trim() {
-            "+Inf" => f64::INFINITY,
-            "-Inf" => f64::NEG_INFINITY,
-            v => v.parse().map_err(|_| err("bad value"))?,
-        };
-        samples.push(ParsedSample {
-            name: name.to_owned(),
-            labels,
-            value,
-        });
-    }
-    Ok(samples)
+    exposition::parse(text, text.ends_with("# EOF\n"))
 }
 
 /// The value of the sample with exactly these labels.
@@ -279,22 +198,46 @@ pub fn sample_value(samples: &[ParsedSample], name: &str, labels: &[(&str, &str)
         .map(|s| s.value)
 }
 
-/// The path of an executable on PATH, or `None` after printing a SKIPPED
-/// notice naming the Debian package that provides it.
+/// The path of an external tool (promtool, prometheus, chromium, ...) on
+/// PATH. When it is missing, a check that needs it skips locally: this
+/// prints `SKIPPED:` naming the Debian package to install and returns
+/// `None`. Under `CI=true` it fails the test instead, because CI installs
+/// every tool (`scripts/install-deps`) and a skipped check there would pass
+/// without having checked anything.
 pub fn external_tool(name: &str, test: &str) -> Option<std::path::PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    let found = std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file());
+    let found = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(name))
+            .find(|p| p.is_file())
+    });
     if found.is_none() {
-        println!(
-            "SKIPPED: {test}: `{name}` not found on PATH (install the Debian package prometheus)"
+        let why = format!(
+            "{test}: `{name}` not found on PATH (install the Debian package {}, \
+             or run scripts/install-deps as root)",
+            debian_package(name)
         );
+        if std::env::var("CI").is_ok_and(|ci| ci == "true") {
+            panic!("{why}; under CI=true a missing external tool fails the check");
+        }
+        println!("SKIPPED: {why}");
     }
     found
 }
 
-// ---- JSON log helpers (issue 5) ----
+/// The Debian package that provides `command`, from the one table of them
+/// in `scripts/install-deps` (lines `"command package"`).
+fn debian_package(command: &str) -> String {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/install-deps");
+    let table = std::fs::read_to_string(script).unwrap_or_default();
+    table
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix('"')?.strip_suffix('"'))
+        .filter_map(|entry| entry.split_once(' '))
+        .find(|(c, _)| *c == command)
+        .map_or_else(|| format!("that provides {command}"), |(_, p)| p.to_owned())
+}
+
+// ---- JSON log helpers ----
 
 /// A `Write` that keeps everything in memory, shared between clones: hand
 /// one to `Builder::log_to`, read the lines through another.

@@ -1,0 +1,154 @@
+//! `agentgate-obs demo` as an on-call engineer sees its logs.
+
+use crate::common;
+
+use std::process::{Command, Output};
+
+use common::parse_log_lines;
+
+fn demo(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_agentgate-obs"));
+    cmd.args([
+        "demo",
+        "--work-orders",
+        "12",
+        "--concurrency",
+        "3",
+        "--time-scale",
+        "0",
+        "--exit-when-done",
+        "--listen",
+        "127.0.0.1:0",
+        "--json",
+    ])
+    .args(args)
+    .env_remove("AGENTGATE_LOG");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("the demo runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+#[test]
+fn every_line_the_demo_writes_parses_as_json_and_one_run_can_be_followed_by_correlation_id() {
+    let out = demo(&[], &[]);
+    let lines = parse_log_lines(&String::from_utf8(out.stderr).unwrap());
+    assert!(lines.len() > 100, "{} lines", lines.len());
+    // Stdout is left for the summary.
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let summary: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let started = lines
+        .iter()
+        .filter(|l| l["message"] == "Progress: run_started")
+        .count();
+    assert_eq!(started as u64, summary["runs"]["total"].as_u64().unwrap());
+    // Every engine and progress line of a run carries the run's correlation id.
+    let first = lines
+        .iter()
+        .find(|l| l["message"] == "Run picked up")
+        .unwrap();
+    let (run_id, correlation) = (&first["runId"], &first["correlationId"]);
+    assert!(correlation.as_str().unwrap().starts_with("req-"));
+    let of_run: Vec<_> = lines.iter().filter(|l| &l["runId"] == run_id).collect();
+    assert!(of_run.iter().all(|l| &l["correlationId"] == correlation));
+    let followed: Vec<_> = lines
+        .iter()
+        .filter(|l| &l["correlationId"] == correlation)
+        .collect();
+    assert_eq!(followed.len(), of_run.len());
+    assert!(
+        followed
+            .iter()
+            .any(|l| l["message"] == "Progress: run_completed")
+    );
+    // The demo's fake credentials never reach the log.
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["authorization"].is_null() || l["authorization"] == "[REDACTED]")
+    );
+    assert!(lines.iter().all(|l| !l.to_string().contains("ghp_")));
+}
+
+#[test]
+fn the_demo_appends_its_logs_to_a_file_when_asked() {
+    let path = std::env::temp_dir().join(format!("agentgate-demo-{}.jsonl", std::process::id()));
+    let out = demo(&["--log-file", path.to_str().unwrap()], &[]);
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::remove_file(&path).ok();
+    assert!(parse_log_lines(&text).len() > 100);
+}
+
+#[test]
+fn agentgate_log_sets_the_level_per_module() {
+    let out = demo(&[], &[("AGENTGATE_LOG", "warn,agentgate_obs::demo=debug")]);
+    let lines = parse_log_lines(&String::from_utf8(out.stderr).unwrap());
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["message"] == "Gate checked" && l["level"] == "debug")
+    );
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["module"] != "agentgate_obs::progress")
+    );
+}
+
+#[test]
+fn an_invalid_agentgate_log_is_reported_and_the_default_level_kept() {
+    let out = demo(&[], &[("AGENTGATE_LOG", "loud")]);
+    let lines = parse_log_lines(&String::from_utf8(out.stderr).unwrap());
+    let warning = lines
+        .iter()
+        .find(|l| l["message"] == "ignoring AGENTGATE_LOG")
+        .unwrap();
+    assert_eq!(warning["level"], "warn");
+    assert!(warning["error"].as_str().unwrap().contains("loud"));
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["module"] == "agentgate_obs::progress")
+    );
+    assert!(lines.iter().all(|l| l["level"] != "debug"));
+}
+
+#[test]
+fn a_demo_whose_stdout_is_closed_early_finishes_without_a_panic() {
+    // Regression: `agentgate-obs demo | head` panicked in `println!` once
+    // `head` had exited ("failed printing to stdout: Broken pipe").
+    let mut child = Command::new(env!("CARGO_BIN_EXE_agentgate-obs"))
+        .args([
+            "demo",
+            "--work-orders",
+            "12",
+            "--time-scale",
+            "0",
+            "--exit-when-done",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .env_remove("AGENTGATE_LOG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the demo starts");
+    // The reading end closes before the demo prints anything.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("the demo ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+}
