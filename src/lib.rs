@@ -27,11 +27,13 @@
 
 mod context;
 mod dashboard;
+#[cfg(feature = "cli")]
 pub mod demo;
 mod diagnostics;
 mod emitter;
 mod event;
 pub mod exposition;
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 mod global;

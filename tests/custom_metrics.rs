@@ -1,6 +1,7 @@
 //! The engine's own metrics (`obs.metrics().counter(..)`, `gauge`,
 //! `histogram`) on the same `/metrics`: both formats, promtool, the strict
 //! parser, caps, refusals, redaction and exemplars.
+#![cfg(feature = "fuzzing")]
 
 mod common;
 

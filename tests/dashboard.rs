@@ -1,6 +1,7 @@
 //! The dashboard at `/`, served by the binary and loaded in headless
 //! Chromium: what it shows must be what the server knows, event fields are
 //! text and never markup, and it survives the server going away.
+#![cfg(feature = "cli")]
 
 mod common;
 

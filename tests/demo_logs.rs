@@ -1,4 +1,5 @@
 //! `agentgate-obs demo` as an on-call engineer sees its logs.
+#![cfg(feature = "cli")]
 
 mod common;
 

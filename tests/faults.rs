@@ -5,6 +5,7 @@
 //! panicking listener; `tests/shutdown.rs`: shutdown under load with a
 //! listener; `tests/websocket_hostile.rs`: resets with no traffic); here the
 //! faults strike under load, with the server and its clients attached.
+#![cfg(feature = "fuzzing")]
 
 mod common;
 

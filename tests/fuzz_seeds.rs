@@ -2,6 +2,7 @@
 //! same entry points the fuzz targets call, so each crash the fuzzer ever
 //! found, once its input is copied there, stays fixed on every test run,
 //! without nightly or cargo-fuzz.
+#![cfg(feature = "fuzzing")]
 
 use std::path::Path;
 

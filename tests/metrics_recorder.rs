@@ -1,5 +1,5 @@
 //! The `metrics` crate's macros on our `/metrics` (feature `metrics`).
-#![cfg(feature = "metrics")]
+#![cfg(all(feature = "metrics", feature = "fuzzing"))]
 
 mod common;
 

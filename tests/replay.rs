@@ -1,6 +1,7 @@
 //! Post-mortem: a journal read back through the live code paths looks
 //! exactly like the live process did; bad lines are skipped and counted;
 //! `summary` gates a CI job on it.
+#![cfg(feature = "cli")]
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! `agentgate-obs watch`: the terminal client, run as a process with its
 //! output piped (plain lines, no bars), against the demo and against
 //! pipelines the tests drive.
+#![cfg(feature = "cli")]
 
 mod common;
 
