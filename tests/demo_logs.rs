@@ -28,9 +28,18 @@ fn demo(args: &[&str], env: &[(&str, &str)]) -> Output {
         cmd.env(k, v);
     }
     let out = cmd.output().expect("the demo runs");
-    assert!(
-        out.status.success(),
-        "{}",
+    // Status 0 when every run succeeded, 1 when one did not (seed 42 has a
+    // failure in its first dozen).
+    let summary: serde_json::Value = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .and_then(|line| serde_json::from_str(line).ok())
+        .unwrap_or_default();
+    let all_succeeded = summary["runs"]["succeeded"] == summary["runs"]["total"];
+    assert_eq!(
+        out.status.code(),
+        Some(if all_succeeded { 0 } else { 1 }),
+        "{summary}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     out
@@ -151,7 +160,12 @@ fn a_demo_whose_stdout_is_closed_early_finishes_without_a_panic() {
     let out = child.wait_with_output().expect("the demo ends");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
-    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+    // 1: seed 42 has a failed run in its first dozen.
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "{:?}: {stderr}",
+        out.status
+    );
 }
 
 /// The demo with its stderr on a pseudo-terminal (as when run by hand) and

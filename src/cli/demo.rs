@@ -1,7 +1,6 @@
 //! `agentgate-obs demo`: the simulated engine feeding the real pipeline.
 
 use std::io::{IsTerminal as _, Write as _};
-use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -10,8 +9,8 @@ use agentgate_obs::demo::{DemoConfig, run_engine};
 use agentgate_obs::{Level, Observability, RunOutcome};
 use clap::Args;
 
-use super::report;
 use super::serve::ServeArgs;
+use super::{Exit, Failure, Usage, report};
 
 #[derive(Debug, Args)]
 pub(crate) struct DemoArgs {
@@ -55,9 +54,9 @@ pub(crate) struct DemoArgs {
     events_out: Option<std::path::PathBuf>,
 }
 
-pub(crate) fn run(args: DemoArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
+pub(crate) fn run(args: DemoArgs) -> Result<Exit, Failure> {
     if !(args.time_scale.is_finite() && args.time_scale >= 0.0) {
-        return Err("--time-scale must be a finite number >= 0".into());
+        return Err(Usage("--time-scale must be a finite number >= 0".into()).into());
     }
     let (mut builder, token) = args.serve.builder()?;
     // On a terminal, a line per event would bury the URLs: a status line
@@ -137,7 +136,11 @@ pub(crate) fn run(args: DemoArgs) -> Result<ExitCode, Box<dyn std::error::Error>
         }
     }
     obs.shutdown();
-    Ok(ExitCode::SUCCESS)
+    Ok(if !args.exit_when_done || runs.total() == runs.succeeded {
+        Exit::Ok
+    } else {
+        Exit::RunsFailed
+    })
 }
 
 /// How often the status line is redrawn.

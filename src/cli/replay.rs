@@ -1,7 +1,6 @@
 //! `agentgate-obs replay FILE...`: a journal served as if it were live.
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -11,6 +10,7 @@ use clap::Args;
 
 use super::demo::print_urls;
 use super::serve::ServeArgs;
+use super::{Exit, Failure};
 
 #[derive(Debug, Args)]
 pub(crate) struct ReplayArgs {
@@ -30,7 +30,7 @@ fn parse_speed(text: &str) -> Result<Speed, String> {
     text.parse()
 }
 
-pub(crate) fn run(args: ReplayArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
+pub(crate) fn run(args: ReplayArgs) -> Result<Exit, Failure> {
     let (builder, token) = args.serve.builder()?;
     // Unreadable files are an error before the server starts, not after.
     agentgate_obs::journal::JournalReader::open(&args.files)?;
@@ -61,7 +61,7 @@ pub(crate) fn run(args: ReplayArgs) -> Result<ExitCode, Box<dyn std::error::Erro
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     obs.shutdown();
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Ok)
 }
 
 /// Tells, on stderr, what a replay skipped or found missing.
