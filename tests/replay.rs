@@ -366,6 +366,24 @@ fn summary_gives_the_demos_own_figures_and_exits_0_only_when_every_run_succeeded
 }
 
 #[test]
+fn a_replays_hello_says_source_replay_and_a_live_servers_says_nothing() {
+    let dir = TempDir::new("replay-hello");
+    let path = dir.join("events.ndjson");
+    let live = live_demo(&path, 3, 42);
+    let hello = common::ws::Client::connect(live.local_addr().expect("serving"), "/ws").next_json();
+    assert_eq!(hello["type"], "hello");
+    assert!(hello.get("source").is_none(), "{hello}");
+    drop(live);
+
+    let mut replay = Demo::replay(&[path.to_str().expect("UTF-8 path")]);
+    let loaded = replay.next_line(Duration::from_secs(20));
+    assert!(loaded.starts_with("replayed "), "{loaded}");
+    let hello = common::ws::Client::connect(replay.addr, "/ws").next_json();
+    assert_eq!(hello["type"], "hello");
+    assert_eq!(hello["source"], "replay", "{hello}");
+}
+
+#[test]
 fn the_dashboard_of_a_replay_renders_every_run_of_the_journal() {
     let Some(mut browser) = Browser::launch_or_skip("dashboard renders a replay's runs") else {
         return;
@@ -406,5 +424,18 @@ fn the_dashboard_of_a_replay_renders_every_run_of_the_journal() {
         })
         .collect();
     assert_eq!(shown, expected);
+    // Regression: a replay showed the green "live" dot.
+    let conn = browser.eval(
+        "[document.getElementById('conn').dataset.state, document.getElementById('conn-text').textContent]",
+    );
+    assert_eq!(conn, serde_json::json!(["replay", "replay"]));
+    // Regression: runs that finished before the page opened were missing
+    // from the runs-per-minute plot ("peak 0/min" beside "24 succeeded").
+    // The journal's runs are plotted on its own clock.
+    browser.wait_for(
+        Duration::from_secs(5),
+        "the runs plot counts the journal's 24 finished runs",
+        "document.getElementById('plot-runs').dataset.total === '24'",
+    );
     browser.assert_no_page_errors();
 }

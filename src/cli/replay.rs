@@ -37,6 +37,7 @@ pub(crate) fn run(args: ReplayArgs) -> Result<Exit, Failure> {
     note_missing_rotations(&args.files);
     // Warnings only: a progress line per replayed event would flood stderr.
     let obs = builder
+        .serving_replay()
         .overflow(Overflow::Block)
         .log_level(Level::Warn)
         .start()?;

@@ -40,6 +40,9 @@ pub(crate) struct WsConfig {
     /// Events kept in the replay ring.
     pub(crate) replay: usize,
     pub(crate) limits: ClientLimits,
+    /// The events come from a journal being replayed, not from a live
+    /// engine: `hello` says so.
+    pub(crate) from_journal: bool,
 }
 
 impl Default for WsConfig {
@@ -49,6 +52,7 @@ impl Default for WsConfig {
             max_message: 64 * 1024,
             replay: 10_000,
             limits: ClientLimits::default(),
+            from_journal: false,
         }
     }
 }
@@ -113,7 +117,7 @@ fn accept(
         return refuse(stream, 503, "the pipeline did not answer in time");
     };
     // Sorted and serialized here, not on the drain thread.
-    let start = begin.into_start(hub);
+    let start = begin.into_start(hub, config.from_journal);
 
     let accept_key = tungstenite::handshake::derive_accept_key(key.as_bytes());
     let head = format!(
@@ -194,7 +198,7 @@ enum Begin {
 }
 
 impl Begin {
-    fn into_start(self, hub: &Hub) -> Start {
+    fn into_start(self, hub: &Hub, from_journal: bool) -> Start {
         let (seq, reset, resumed, mut runs) = match self {
             Begin::Resume { since } => (since, false, true, None),
             Begin::Snapshot { seq, reset, runs } => (seq, reset, false, Some(runs)),
@@ -209,6 +213,7 @@ impl Begin {
             seq,
             reset,
             resumed,
+            source: from_journal.then_some("replay"),
             runs: runs.as_deref(),
         };
         Start {

@@ -142,6 +142,9 @@ pub(crate) struct Hello<'a> {
     pub(crate) reset: bool,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub(crate) resumed: bool,
+    /// `"replay"` when the events come from a journal; absent when live.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) source: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) runs: Option<&'a [std::sync::Arc<RunSnapshot>]>,
 }
