@@ -45,6 +45,7 @@
 
 mod context;
 mod dashboard;
+#[cfg(feature = "cli")]
 pub mod demo;
 mod diagnostics;
 mod emitter;
@@ -52,6 +53,7 @@ mod error;
 pub mod event;
 mod exposition;
 mod files;
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 mod global;

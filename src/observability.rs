@@ -219,6 +219,15 @@ impl Builder {
         self
     }
 
+    /// Marks the events this pipeline serves as a journal's, replayed
+    /// ([`journal::replay`](crate::journal::replay)) rather than live: every
+    /// `hello` on `/ws` carries `"source":"replay"` and the dashboard shows
+    /// "replay" where it would show "live".
+    pub fn serving_replay(mut self) -> Self {
+        self.websocket.from_journal = true;
+        self
+    }
+
     /// Events kept for WebSocket clients that fall behind or reconnect
     /// with `?since=SEQ` (default 10,000).
     pub fn websocket_replay(mut self, events: usize) -> Self {

@@ -1,15 +1,18 @@
 //! `agentgate-obs demo`: the simulated engine feeding the real pipeline.
 
-use std::process::ExitCode;
+use std::io::{IsTerminal as _, Write as _};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use agentgate_obs::Observability;
 use agentgate_obs::demo::{DemoConfig, run_engine};
+use agentgate_obs::event::RunOutcome;
+use agentgate_obs::logging::Level;
 use clap::Args;
 
-use super::report;
 use super::serve::ServeArgs;
+use super::{Exit, Failure, Usage, report};
 
 #[derive(Debug, Args)]
 pub(crate) struct DemoArgs {
@@ -41,6 +44,11 @@ pub(crate) struct DemoArgs {
     /// Append the JSON log lines to FILE instead of writing them to stderr.
     #[arg(long, value_name = "FILE")]
     log_file: Option<std::path::PathBuf>,
+    /// Write the JSON log lines to stderr even when it is a terminal (there
+    /// the demo otherwise shows a status line and logs errors only; when
+    /// stderr is not a terminal, the lines always go there).
+    #[arg(long, conflicts_with = "log_file")]
+    log: bool,
     /// Append every event to FILE, one JSON line each, exactly as /ws sends
     /// it (the journal: `agentgate-obs replay FILE` and `summary FILE`
     /// read it back). Rotated at 100 MiB, five old files kept.
@@ -48,13 +56,18 @@ pub(crate) struct DemoArgs {
     events_out: Option<std::path::PathBuf>,
 }
 
-pub(crate) fn run(args: DemoArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
+pub(crate) fn run(args: DemoArgs) -> Result<Exit, Failure> {
     if !(args.time_scale.is_finite() && args.time_scale >= 0.0) {
-        return Err("--time-scale must be a finite number >= 0".into());
+        return Err(Usage("--time-scale must be a finite number >= 0".into()).into());
     }
     let (mut builder, token) = args.serve.builder()?;
+    // On a terminal, a line per event would bury the URLs: a status line
+    // takes their place, and errors still show.
+    let status_line = args.log_file.is_none() && !args.log && std::io::stderr().is_terminal();
     if let Some(path) = &args.log_file {
         builder = builder.log_file(path);
+    } else if status_line {
+        builder = builder.log_level(Level::Error);
     }
     if let Some(path) = &args.events_out {
         builder = builder.journal(path);
@@ -75,8 +88,25 @@ pub(crate) fn run(args: DemoArgs) -> Result<ExitCode, Box<dyn std::error::Error>
         seed: args.seed,
         time_scale: args.time_scale,
     };
-    let tally = run_engine(&emitter, &config, &stop);
-    obs.flush();
+    let tally = if status_line {
+        eprintln!(
+            "agentgate-obs: showing a status line; --log shows the JSON logs, \
+             --log-file FILE keeps them"
+        );
+        let done = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            scope.spawn(|| show_status(&obs, config.work_orders, &done));
+            let tally = run_engine(&emitter, &config, &stop);
+            obs.flush();
+            // Relaxed: a request to stop soon; the scope joins the thread.
+            done.store(true, Ordering::Relaxed);
+            tally
+        })
+    } else {
+        let tally = run_engine(&emitter, &config, &stop);
+        obs.flush();
+        tally
+    };
 
     if !args.exit_when_done {
         say!("all {} runs done; Ctrl-C to stop", tally.total());
@@ -108,7 +138,48 @@ pub(crate) fn run(args: DemoArgs) -> Result<ExitCode, Box<dyn std::error::Error>
         }
     }
     obs.shutdown();
-    Ok(ExitCode::SUCCESS)
+    Ok(if !args.exit_when_done || runs.total() == runs.succeeded {
+        Exit::Ok
+    } else {
+        Exit::RunsFailed
+    })
+}
+
+/// How often the status line is redrawn.
+const STATUS_EVERY: Duration = Duration::from_millis(500);
+
+/// Redraws one status line on stderr (`\r`, then erase the line) until
+/// `done`, then leaves its final state on a line of its own.
+fn show_status(obs: &Observability, work_orders: usize, done: &AtomicBool) {
+    let mut last = (Instant::now(), obs.stats().processed.total());
+    loop {
+        // Relaxed: only this flag is read; the figures come from `obs`.
+        let finished = done.load(Ordering::Relaxed);
+        if !finished {
+            std::thread::sleep(STATUS_EVERY);
+        }
+        let now = (Instant::now(), obs.stats().processed.total());
+        let rate = (now.1 - last.1) as f64 / now.0.duration_since(last.0).as_secs_f64();
+        last = now;
+        let metrics = obs.metrics();
+        let mut line = format!(
+            "\r\x1b[2Kruns: {} active, {} succeeded, {} failed, {} canceled (of {work_orders})",
+            obs.active_runs(),
+            metrics.runs_completed(RunOutcome::Succeeded),
+            metrics.runs_completed(RunOutcome::Failed),
+            metrics.runs_completed(RunOutcome::Canceled),
+        );
+        if !finished {
+            line.push_str(&format!(" · {rate:.0} events/s"));
+        } else {
+            line.push('\n');
+        }
+        // A closed stderr must not stop the demo.
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        if finished {
+            return;
+        }
+    }
 }
 
 /// Prints the server's URLs (never the token: stdout ends up in

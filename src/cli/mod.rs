@@ -43,23 +43,114 @@ enum Command {
 }
 
 pub(crate) fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            // Help and --version are not errors; clap prints them.
+            let _ = error.print();
+            return ExitCode::from(if error.use_stderr() {
+                Exit::Input as u8
+            } else {
+                Exit::Ok as u8
+            });
+        }
+    };
     let result = match cli.command {
         Command::Demo(args) => demo::run(args),
         Command::Replay(args) => replay::run(args),
         Command::Summary(args) => summary::run(args),
         Command::Watch(args) => watch::run(args),
     };
-    match result {
-        Ok(code) => code,
-        Err(error) => {
-            eprintln!("agentgate-obs: {error}");
-            if error.downcast_ref::<Usage>().is_some() {
-                ExitCode::from(2)
-            } else {
-                ExitCode::FAILURE
-            }
+    let exit = result.unwrap_or_else(|failure| {
+        eprintln!("agentgate-obs: {}", failure.message);
+        failure.exit
+    });
+    ExitCode::from(exit as u8)
+}
+
+/// The exit status of every subcommand: the table in docs/OPERATIONS.md,
+/// "Exit codes".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Exit {
+    /// Done as asked; where the command waits for the runs to end
+    /// (`demo --exit-when-done`, `summary`, `watch --until-idle`), every
+    /// run succeeded.
+    Ok = 0,
+    /// Done, but a run failed, was canceled or never finished (or there
+    /// was no run at all).
+    RunsFailed = 1,
+    /// A command line that cannot be acted on, or input that cannot be
+    /// used: a bad flag or value, an address that is not one, a public
+    /// address without a token, a missing or unreadable file (journal,
+    /// token, log), a token the server refuses, a URL that is not its
+    /// stream.
+    Input = 2,
+    /// The environment did not cooperate: the server could not bind its
+    /// address, or the stream to watch could not be reached in time.
+    Unavailable = 3,
+    /// Anything else: the process could not set itself up (a thread, the
+    /// signal handler).
+    Internal = 4,
+}
+
+/// Why a subcommand stopped early: its exit status and what to tell the
+/// user on stderr.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    exit: Exit,
+    message: String,
+}
+
+impl Failure {
+    fn new(exit: Exit, message: impl std::fmt::Display) -> Failure {
+        Failure {
+            exit,
+            message: message.to_string(),
         }
+    }
+}
+
+impl From<Usage> for Failure {
+    fn from(usage: Usage) -> Failure {
+        Failure::new(Exit::Input, usage)
+    }
+}
+
+impl From<agentgate_obs::Error> for Failure {
+    fn from(error: agentgate_obs::Error) -> Failure {
+        use agentgate_obs::Error;
+        let exit = match &error {
+            Error::Config(_)
+            | Error::LogFile { .. }
+            | Error::Journal { .. }
+            | Error::NotARegularFile { .. } => Exit::Input,
+            // The address resolved (`ServeArgs` checks): binding it failed.
+            Error::Bind { .. } => Exit::Unavailable,
+            _ => Exit::Internal,
+        };
+        Failure::new(exit, error)
+    }
+}
+
+impl From<agentgate_obs::journal::JournalError> for Failure {
+    fn from(error: agentgate_obs::journal::JournalError) -> Failure {
+        Failure::new(Exit::Input, error)
+    }
+}
+
+impl From<agentgate_obs::logging::LogBridgeError> for Failure {
+    fn from(error: agentgate_obs::logging::LogBridgeError) -> Failure {
+        Failure::new(Exit::Internal, error)
+    }
+}
+
+impl From<ctrlc::Error> for Failure {
+    fn from(error: ctrlc::Error) -> Failure {
+        Failure::new(
+            Exit::Internal,
+            format_args!("cannot install the Ctrl-C handler: {error}"),
+        )
     }
 }
 

@@ -1,7 +1,6 @@
 //! `agentgate-obs replay FILE...`: a journal served as if it were live.
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -12,6 +11,7 @@ use clap::Args;
 
 use super::demo::print_urls;
 use super::serve::ServeArgs;
+use super::{Exit, Failure};
 
 #[derive(Debug, Args)]
 pub(crate) struct ReplayArgs {
@@ -58,13 +58,14 @@ fn parse_line_cap(text: &str) -> Result<usize, String> {
     }
 }
 
-pub(crate) fn run(args: ReplayArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
+pub(crate) fn run(args: ReplayArgs) -> Result<Exit, Failure> {
     let (builder, token) = args.serve.builder()?;
     // Unreadable files are an error before the server starts, not after.
     agentgate_obs::journal::JournalReader::open_with(&args.files, args.input.limits())?;
     note_missing_rotations(&args.files);
     // Warnings only: a progress line per replayed event would flood stderr.
     let obs = builder
+        .serving_replay()
         .overflow(Overflow::Block)
         .log_level(Level::Warn)
         .start()?;
@@ -89,7 +90,7 @@ pub(crate) fn run(args: ReplayArgs) -> Result<ExitCode, Box<dyn std::error::Erro
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     obs.shutdown();
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Ok)
 }
 
 /// Tells, on stderr, what a replay skipped or found missing.

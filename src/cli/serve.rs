@@ -24,19 +24,33 @@ pub(crate) struct ServeArgs {
 
 impl ServeArgs {
     /// A builder serving on `--listen` with the token, if any (which is
-    /// returned too, for the URLs to print). Refuses a public address
-    /// without a token unless `--allow-public`.
-    pub(crate) fn builder(&self) -> Result<(Builder, Option<Token>), Box<dyn std::error::Error>> {
+    /// returned too, for the URLs to print). Refuses an address that does
+    /// not resolve (a usage error, where failing to bind a real one is
+    /// not), and a public address without a token unless `--allow-public`.
+    pub(crate) fn builder(&self) -> Result<(Builder, Option<Token>), Usage> {
         let (token, note) = self.token.resolve()?;
         if let Some(note) = note {
             eprintln!("agentgate-obs: note: {note}");
         }
+        check_address(&self.listen)?;
         check_public(&self.listen, token.is_some(), self.allow_public)?;
         let mut builder = Observability::builder().serve(self.listen.as_str());
         if let Some(token) = &token {
             builder = builder.token(token.value.as_str());
         }
         Ok((builder, token))
+    }
+}
+
+/// Refuses a `listen` that names no socket address.
+fn check_address(listen: &str) -> Result<(), Usage> {
+    use std::net::ToSocketAddrs;
+    match listen.to_socket_addrs().map(|mut addrs| addrs.next()) {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(Usage(format!("--listen {listen}: resolves to no address"))),
+        Err(e) => Err(Usage(format!(
+            "--listen {listen}: not an address to listen on (HOST:PORT, e.g. 127.0.0.1:3000): {e}"
+        ))),
     }
 }
 
@@ -60,8 +74,8 @@ fn check_public(listen: &str, has_token: bool, allow_public: bool) -> Result<(),
     Ok(())
 }
 
-/// Whether `listen` names only loopback addresses. An address that does
-/// not resolve counts as loopback here: starting the server reports it.
+/// Whether `listen` names only loopback addresses (`check_address` has
+/// refused one that does not resolve).
 fn is_loopback(listen: &str) -> bool {
     use std::net::ToSocketAddrs;
     match listen.to_socket_addrs() {

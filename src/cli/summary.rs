@@ -2,7 +2,6 @@
 //! from a journal, with an exit status a CI job can gate on.
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 
 use agentgate_obs::event::RunOutcome;
@@ -11,7 +10,7 @@ use agentgate_obs::{Observability, Overflow};
 use clap::Args;
 
 use super::replay::{InputArgs, note_missing_rotations, warn_about};
-use super::report;
+use super::{Exit, Failure, report};
 
 #[derive(Debug, Args)]
 pub(crate) struct SummaryArgs {
@@ -26,23 +25,14 @@ pub(crate) struct SummaryArgs {
     json: bool,
 }
 
-/// Exit status when a journal cannot be read (1 means "a run did not succeed").
-const UNREADABLE: u8 = 2;
-
-pub(crate) fn run(args: SummaryArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
+pub(crate) fn run(args: SummaryArgs) -> Result<Exit, Failure> {
     note_missing_rotations(&args.files);
     let obs = Observability::builder()
         .no_log()
         .overflow(Overflow::Block)
         .start()?;
     let limits = args.input.limits();
-    let report = match obs.replay_with(&args.files, Speed::Max, limits, &AtomicBool::new(false)) {
-        Ok(report) => report,
-        Err(error) => {
-            eprintln!("agentgate-obs: {error}");
-            return Ok(ExitCode::from(UNREADABLE));
-        }
-    };
+    let report = obs.replay_with(&args.files, Speed::Max, limits, &AtomicBool::new(false))?;
     warn_about(&report);
     let metrics = obs.metrics();
     let succeeded = metrics.runs_completed(RunOutcome::Succeeded);
@@ -71,8 +61,8 @@ pub(crate) fn run(args: SummaryArgs) -> Result<ExitCode, Box<dyn std::error::Err
     let all_succeeded = runs.total() > 0 && runs.total() == succeeded;
     obs.shutdown();
     Ok(if all_succeeded {
-        ExitCode::SUCCESS
+        Exit::Ok
     } else {
-        ExitCode::FAILURE
+        Exit::RunsFailed
     })
 }

@@ -76,15 +76,35 @@ function authHeaders() {
 // ---- state -----------------------------------------------------------
 
 // Replaces the state with a snapshot (first hello, or a reset after a gap).
-function loadSnapshot(list) {
+// Runs that finished before it (before the page opened, or during the
+// gap) go into the runs-per-minute plot at their own finishing time, each
+// once. A replayed journal's times are its own: the plot shows them as if
+// its last moment were now.
+function loadSnapshot(list, replayed) {
   const previous = runs;
   runs = new Map();
   for (const s of list) {
     if (!s || typeof s !== 'object') continue;
     const run = fromSnapshot(s);
     const old = previous.get(run.key);
-    if (old) run.timeline = old.timeline;
+    if (old) {
+      run.timeline = old.timeline;
+      run.plotted = old.plotted;
+    }
     runs.set(run.key, run);
+  }
+  const now = Date.now();
+  let shift = 0;
+  if (replayed) {
+    let last = 0;
+    for (const run of runs.values()) last = Math.max(last, run.finishedAt, run.startedAt);
+    if (last) shift = now - last;
+  }
+  runsHistory.roll(now);
+  for (const run of runs.values()) {
+    if (run.plotted || run.status === 'running' || !run.finishedAt) continue;
+    runsHistory.addAt(run.finishedAt + shift, 1);
+    run.plotted = true;
   }
   if (selected && !runs.has(selected)) selected = null;
   orderDirty = true;
@@ -166,10 +186,17 @@ function onMessage(text) {
   if (!m || typeof m !== 'object' || typeof m.type !== 'string') return;
   if (m.type === 'hello') {
     attempt = 0;
-    if (!m.resumed) loadSnapshot(Array.isArray(m.runs) ? m.runs : []);
+    const replayed = m.source === 'replay';
+    if (!m.resumed) loadSnapshot(Array.isArray(m.runs) ? m.runs : [], replayed);
     instance = str(m.instance);
     lastSeq = num(m.seq);
-    setConn('live', 'live');
+    if (replayed) {
+      setConn('replay', 'replay');
+      $('conn').title = 'a journal replayed by agentgate-obs replay, not a live engine';
+    } else {
+      setConn('live', 'live');
+      $('conn').title = '';
+    }
     return;
   }
   if (m.type === 'lagged') {
@@ -187,7 +214,10 @@ function onMessage(text) {
   lastSeq = seq;
   countEvent();
   const applied = applyEvent(runs, m);
-  if (applied.finished) runsHistory.add(1);
+  if (applied.finished) {
+    runsHistory.add(1);
+    applied.run.plotted = true;
+  }
   dirty.add(applied.run.key);
   if (applied.created) forget();
   if (applied.reordered) orderDirty = true;

@@ -49,7 +49,8 @@ pub(crate) fn mount(router: Router) -> Router {
 }
 
 /// Every path [`mount`] adds, and whether it is public (served without
-/// the token).
+/// the token). For the HTTP fuzz harness.
+#[cfg(feature = "fuzzing")]
 pub(crate) fn paths() -> impl Iterator<Item = (&'static str, bool)> {
     [("/", false), (STYLE_PATH, true)]
         .into_iter()

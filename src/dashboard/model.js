@@ -40,6 +40,7 @@ function newRun(workOrderId, runId, at) {
     reason: '',
     eventsBefore: 0,
     timeline: [],
+    plotted: false, // counted in the runs-per-minute plot
   };
 }
 

@@ -22,6 +22,14 @@ export class History {
     this.counts[this.counts.length - 1] += n;
   }
 
+  // Counts `n` at time `at` (ms since the epoch) in its slot, if that is
+  // still shown; a time ahead of this one's (another machine's clock)
+  // counts in the current slot. Roll to the present first.
+  addAt(at, n) {
+    const back = Math.max(0, this.slot - Math.floor(at / this.slotMs));
+    if (back < this.counts.length) this.counts[this.counts.length - 1 - back] += n;
+  }
+
   // Moves to the slot of `now`, opening an empty slot for every one passed.
   roll(now) {
     const slot = Math.floor(now / this.slotMs);

@@ -43,6 +43,7 @@ mod read;
 mod replay;
 mod rotate;
 mod scan;
+#[cfg(feature = "fuzzing")]
 pub(crate) use scan::assert_agrees_with_serde;
 pub(crate) mod writer;
 

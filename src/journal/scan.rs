@@ -19,7 +19,7 @@ use crate::event::{
 };
 
 use super::JournalRecord;
-use super::parse::{EventIds, Interner, ParseCache, parse_with_serde, seq_of};
+use super::parse::{EventIds, ParseCache};
 
 /// Reads `line` if it has one of the shapes the scan knows; `None` hands
 /// it to the serde parser.
@@ -153,7 +153,10 @@ pub(super) fn scan(line: &str, cache: &mut ParseCache) -> Option<JournalRecord> 
 /// Panics if the scan reads `line` and the serde parser, which takes every
 /// line the scan gives up on, reads it otherwise or refuses it. For the
 /// fuzzer and the tests.
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn assert_agrees_with_serde(line: &str) {
+    use super::parse::{Interner, parse_with_serde, seq_of};
+
     let Some(ours) = scan(line, &mut ParseCache::default()) else {
         return;
     };

@@ -781,7 +781,7 @@ mod tests {
         let snapshot = snapshot(1_000);
         let (ws, mut peer) = connection();
         let start = Start {
-            hello: Hello::full(&hub.instance, false, snapshot.clone()),
+            hello: Hello::full(&hub.instance, false, false, snapshot.clone()),
             cursor: 1,
         };
         let membership = hub.join(10).expect("room");
@@ -822,7 +822,7 @@ mod tests {
         let junk = vec![0u8; 64 * 1024];
         while (&*stream).write(&junk).is_ok() {}
         let start = Start {
-            hello: Hello::full(&hub.instance, false, snapshot.clone()),
+            hello: Hello::full(&hub.instance, false, false, snapshot.clone()),
             cursor: 1,
         };
         let membership = hub.join(10).expect("room");

@@ -114,22 +114,38 @@ pub(crate) struct Hello {
 
 impl Hello {
     /// `{"type":"hello",…,"seq":SEQ,"resumed":true}`: no runs.
-    pub(crate) fn resumed(instance: &str, seq: u64) -> Hello {
-        Hello::new(instance, seq, false, None)
+    pub(crate) fn resumed(instance: &str, seq: u64, from_journal: bool) -> Hello {
+        Hello::new(instance, seq, false, from_journal, None)
     }
 
     /// A full `hello` starting from `snapshot`.
-    pub(crate) fn full(instance: &str, reset: bool, snapshot: Arc<Snapshot>) -> Hello {
-        Hello::new(instance, snapshot.seq, reset, Some(snapshot))
+    pub(crate) fn full(
+        instance: &str,
+        reset: bool,
+        from_journal: bool,
+        snapshot: Arc<Snapshot>,
+    ) -> Hello {
+        Hello::new(instance, snapshot.seq, reset, from_journal, Some(snapshot))
     }
 
-    fn new(instance: &str, seq: u64, reset: bool, snapshot: Option<Arc<Snapshot>>) -> Hello {
+    /// `from_journal` adds `"source":"replay"`: the events are a journal's,
+    /// not a live engine's.
+    fn new(
+        instance: &str,
+        seq: u64,
+        reset: bool,
+        from_journal: bool,
+        snapshot: Option<Arc<Snapshot>>,
+    ) -> Hello {
         let instance = serde_json::to_string(instance).unwrap_or_else(|_| "\"\"".into());
         let mut fields = format!(
             r#"{{"type":"hello","protocol":{PROTOCOL_VERSION},"instance":{instance},"seq":{seq}"#
         );
         if reset {
             fields.push_str(r#","reset":true"#);
+        }
+        if from_journal {
+            fields.push_str(r#","source":"replay""#);
         }
         if snapshot.is_none() {
             fields.push_str(r#","resumed":true}"#);

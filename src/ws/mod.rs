@@ -42,6 +42,9 @@ pub(crate) struct WsConfig {
     /// Events kept in the replay ring.
     pub(crate) replay: usize,
     pub(crate) limits: ClientLimits,
+    /// The events come from a journal being replayed, not from a live
+    /// engine: `hello` says so.
+    pub(crate) from_journal: bool,
 }
 
 impl Default for WsConfig {
@@ -51,6 +54,7 @@ impl Default for WsConfig {
             max_message: 64 * 1024,
             replay: 10_000,
             limits: ClientLimits::default(),
+            from_journal: false,
         }
     }
 }
@@ -122,7 +126,7 @@ fn accept(
         return Err(busy(stream, leftover, message, None));
     };
     // Sorted and serialized here, not on the drain thread.
-    let Some(start) = begin.into_start(hub) else {
+    let Some(start) = begin.into_start(hub, config.from_journal) else {
         let message = "too many WebSocket snapshots still being sent; retry shortly";
         return Err(busy(stream, leftover, message, None));
     };
@@ -210,11 +214,11 @@ impl Begin {
     /// once, here (one upgrade at a time; the others wait and reuse it),
     /// and only when no snapshot alive can serve: see [`hello`]. `None`
     /// when [`MAX_SNAPSHOTS`] are alive already.
-    fn into_start(self, hub: &Hub) -> Option<Start> {
+    fn into_start(self, hub: &Hub, from_journal: bool) -> Option<Start> {
         let (seq, reset, runs) = match self {
             Begin::Resume { since } => {
                 return Some(Start {
-                    hello: Hello::resumed(&hub.instance, since),
+                    hello: Hello::resumed(&hub.instance, since, from_journal),
                     cursor: since + 1,
                 });
             }
@@ -235,7 +239,7 @@ impl Begin {
         drop(snapshots);
         Some(Start {
             cursor: snapshot.seq() + 1,
-            hello: Hello::full(&hub.instance, reset, snapshot),
+            hello: Hello::full(&hub.instance, reset, from_journal, snapshot),
         })
     }
 }
@@ -345,7 +349,7 @@ mod tests {
 
     fn start(hub: &Hub, seq: u64, reset: bool) -> Option<Start> {
         let runs = runs(100);
-        Begin::Snapshot { seq, reset, runs }.into_start(hub)
+        Begin::Snapshot { seq, reset, runs }.into_start(hub, false)
     }
 
     fn payload(start: &Start) -> serde_json::Value {

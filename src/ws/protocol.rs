@@ -120,6 +120,7 @@ impl Filter {
         self.targets.len()
     }
 
+    #[cfg(feature = "fuzzing")]
     pub(crate) fn targets(&self) -> impl Iterator<Item = &Target> {
         self.targets.iter()
     }

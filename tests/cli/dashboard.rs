@@ -1,6 +1,7 @@
 //! The dashboard at `/`, served by the binary and loaded in headless
 //! Chromium: what it shows must be what the server knows, event fields are
 //! text and never markup, and it survives the server going away.
+#![cfg(feature = "cli")]
 
 use crate::common;
 
@@ -149,6 +150,62 @@ fn the_dashboard_shows_every_run_of_the_demo_with_the_final_state_that_api_runs_
     );
     browser.screenshot(&screenshot_path("dashboard-timeline.png"));
     browser.assert_no_page_errors();
+}
+
+#[test]
+fn the_runs_per_minute_plot_counts_runs_that_finished_before_the_page_opened_and_those_it_sees_finish()
+ {
+    // Regression: the plot counted only the runs the page saw finish, so a
+    // page opened after four runs showed "peak 0/min" beside "4 succeeded".
+    let Some(mut browser) = Browser::launch_or_skip("runs plot counts earlier runs") else {
+        return;
+    };
+    let obs = common::quiet()
+        .serve("127.0.0.1:0")
+        .start()
+        .expect("pipeline starts");
+    let emitter = obs.emitter();
+    let spec = TaskSpec::new("g", Strategy::Fixed, 1);
+    for run in ["run-1", "run-2", "run-3", "run-4"] {
+        emitter.emit_run_started("wo", run, &spec);
+        emitter.emit_run_completed("wo", run, RunResult::Passed, &ExecutionMetrics::default());
+    }
+    emitter.emit_run_started("wo", "run-5", &spec);
+    obs.flush();
+    browser.navigate(&format!("http://{}/", obs.local_addr().expect("serving")));
+    let plot = "[document.getElementById('plot-runs').dataset.total,          document.getElementById('peak-runs').textContent,          document.getElementById('stat-succeeded').textContent,          document.getElementById('conn').dataset.state]";
+    browser.wait_for(
+        Duration::from_secs(10),
+        "the plot counts the four runs of the snapshot",
+        &format!("(() => {{ const p = {plot}; return p[0] === '4' ? p : null; }})()"),
+    );
+    assert_eq!(
+        browser.eval(plot),
+        serde_json::json!(["4", "peak 4/min", "4", "live"])
+    );
+
+    // A run finishing while the page watches counts once more.
+    emitter.emit_run_completed(
+        "wo",
+        "run-5",
+        RunResult::Passed,
+        &ExecutionMetrics::default(),
+    );
+    obs.flush();
+    browser.wait_for(
+        Duration::from_secs(10),
+        "the plot counts the fifth run",
+        "document.getElementById('plot-runs').dataset.total === '5'",
+    );
+    // (Its minute may be the next one: the peak is 4 or 5.)
+    let shown = browser.eval(plot);
+    assert_eq!(shown[2], "5", "{shown}");
+    assert!(
+        shown[1] == "peak 5/min" || shown[1] == "peak 4/min",
+        "{shown}"
+    );
+    browser.assert_no_page_errors();
+    obs.shutdown();
 }
 
 const HOSTILE_RUN: &str = r#"<img src=x onerror="window.__pwned=1;document.title='pwned'">"#;

@@ -1,6 +1,7 @@
 //! The demo's token sources (`--token-file`, `AGENTGATE_TOKEN`), that it
 //! never prints the token, and that it refuses to serve beyond loopback
 //! without one unless told `--allow-public`.
+#![cfg(feature = "cli")]
 
 use crate::common;
 

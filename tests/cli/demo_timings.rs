@@ -1,6 +1,7 @@
 //! The demo's figures agree with the clock: the durations its events report
 //! are the time it really spent, so the dashboard never shows a run p50 of
 //! 44 s beside runs that took 3 s of wall time.
+#![cfg(feature = "cli")]
 
 use crate::common;
 

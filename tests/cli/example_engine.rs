@@ -1,6 +1,7 @@
 //! `examples/engine.rs` end to end: built by cargo (examples get no
 //! `CARGO_BIN_EXE_*`), run against real shell commands, read back through
 //! its own server and its JSON log lines, stopped with Ctrl-C.
+#![cfg(feature = "cli")]
 
 use crate::common;
 
@@ -27,8 +28,16 @@ fn engine_binary() -> &'static PathBuf {
             .args(["build", "--offline", "--example", "engine"])
             .arg("--message-format=json-render-diagnostics")
             .stderr(Stdio::inherit());
-        if cfg!(feature = "tracing") {
-            build.args(["--features", "tracing"]);
+        let features: Vec<&str> = [
+            ("tracing", cfg!(feature = "tracing")),
+            ("metrics", cfg!(feature = "metrics")),
+            ("fuzzing", cfg!(feature = "fuzzing")),
+        ]
+        .into_iter()
+        .filter_map(|(name, on)| on.then_some(name))
+        .collect();
+        if !features.is_empty() {
+            build.args(["--features", &features.join(",")]);
         }
         let out = build.output().expect("cargo runs");
         assert!(out.status.success(), "cargo build --example engine failed");

@@ -9,4 +9,5 @@ mod demo_logs;
 mod demo_security;
 mod demo_timings;
 mod example_engine;
+mod exit_codes;
 mod watch_client;

@@ -1,6 +1,7 @@
 //! `agentgate-obs watch`: the terminal client, run as a process with its
 //! output piped (plain lines, no bars), against the demo and against
 //! pipelines the tests drive.
+#![cfg(feature = "cli")]
 
 use crate::common;
 
@@ -274,7 +275,7 @@ fn watch_with_a_wrong_token_fails_at_once_with_status_2() {
 }
 
 #[test]
-fn watch_gives_up_with_status_2_when_nothing_listens() {
+fn watch_gives_up_with_status_3_when_nothing_listens() {
     // Bind and drop: a port that was free a moment ago.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -289,7 +290,7 @@ fn watch_gives_up_with_status_2_when_nothing_listens() {
         ],
         Duration::from_secs(15),
     );
-    assert_eq!(watched.code, Some(2));
+    assert_eq!(watched.code, Some(3));
     assert!(
         watched.stderr.contains("gave up"),
         "stderr: {}",
@@ -358,7 +359,7 @@ fn watch_shows_hostile_ids_and_texts_from_the_stream_without_a_single_control_ch
     let _ = server.join();
     assert_eq!(
         watched.code,
-        Some(2),
+        Some(3),
         "gave up reconnecting: {}",
         watched.stderr
     );

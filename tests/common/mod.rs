@@ -2,6 +2,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod browser;
+#[cfg(feature = "cli")]
 pub mod demo;
 pub mod exposition;
 pub mod metrics;

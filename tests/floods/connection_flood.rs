@@ -349,6 +349,7 @@ fn api_runs_answers_within_100_ms_while_two_thousand_websocket_upgrades_past_the
 /// A demo server started with the open-file `limits` given to `ulimit`,
 /// 1,500 idle connections held open against it by this process, then 20
 /// `/health` probes: each must be answered 200. Returns the demo's log.
+#[cfg(feature = "cli")] // runs the binary
 fn health_under_idle_connections_with_file_limit(limits: &str) -> Vec<serde_json::Value> {
     let _alone = ONE_AT_A_TIME.lock();
     // This process holds its own 1,500 ends, beyond the common 1,024.
@@ -394,6 +395,7 @@ fn health_under_idle_connections_with_file_limit(limits: &str) -> Vec<serde_json
 }
 
 /// The server's log line about its limit on open files.
+#[cfg(feature = "cli")] // runs the binary
 fn file_limit_line(log: &[serde_json::Value]) -> serde_json::Value {
     log.iter()
         .find(|l| {
@@ -405,6 +407,7 @@ fn file_limit_line(log: &[serde_json::Value]) -> serde_json::Value {
         .unwrap_or_else(|| panic!("no log line about the limit on open files: {log:?}"))
 }
 
+#[cfg(feature = "cli")] // runs the binary
 #[test]
 fn health_answers_20_of_20_under_1500_idle_connections_when_the_engine_starts_with_a_soft_limit_of_1024_files()
  {
@@ -418,6 +421,7 @@ fn health_answers_20_of_20_under_1500_idle_connections_when_the_engine_starts_wi
     assert!(line["maxConnections"].as_u64().is_some(), "{line}");
 }
 
+#[cfg(feature = "cli")] // runs the binary
 #[test]
 fn health_answers_20_of_20_under_1500_idle_connections_when_even_the_hard_limit_is_1024_files() {
     let log = health_under_idle_connections_with_file_limit("-n 1024");

@@ -1,6 +1,7 @@
 //! Post-mortem: a journal read back through the live code paths looks
 //! exactly like the live process did; bad lines are skipped and counted;
 //! `summary` gates a CI job on it.
+#![cfg(feature = "cli")]
 
 use crate::common;
 
@@ -315,7 +316,6 @@ fn summary_gives_the_demos_own_figures_and_exits_0_only_when_every_run_succeeded
         .arg(&path)
         .output()
         .expect("the demo runs");
-    assert!(out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout);
     let demo: Value =
         serde_json::from_str(stdout.lines().last().unwrap_or_default()).expect("JSON summary");
@@ -330,6 +330,7 @@ fn summary_gives_the_demos_own_figures_and_exits_0_only_when_every_run_succeeded
         + demo["runs"]["canceled"].as_u64().unwrap_or(0);
     assert!(failed > 0, "the seed has failures: {demo}");
     assert_eq!(status, Some(1));
+    assert_eq!(out.status.code(), status, "the demo and summary agree");
     // Phase quantiles agree to the millisecond the journal keeps.
     for phase in ["build", "snapshot", "verify", "feedback"] {
         for q in ["p50Ms", "p99Ms"] {
@@ -377,6 +378,24 @@ fn summary_gives_the_demos_own_figures_and_exits_0_only_when_every_run_succeeded
 }
 
 #[test]
+fn a_replays_hello_says_source_replay_and_a_live_servers_says_nothing() {
+    let dir = TempDir::new("replay-hello");
+    let path = dir.join("events.ndjson");
+    let live = live_demo(&path, 3, 42);
+    let hello = common::ws::Client::connect(live.local_addr().expect("serving"), "/ws").next_json();
+    assert_eq!(hello["type"], "hello");
+    assert!(hello.get("source").is_none(), "{hello}");
+    drop(live);
+
+    let mut replay = Demo::replay(&[path.to_str().expect("UTF-8 path")]);
+    let loaded = replay.next_line(Duration::from_secs(20));
+    assert!(loaded.starts_with("replayed "), "{loaded}");
+    let hello = common::ws::Client::connect(replay.addr, "/ws").next_json();
+    assert_eq!(hello["type"], "hello");
+    assert_eq!(hello["source"], "replay", "{hello}");
+}
+
+#[test]
 fn the_dashboard_of_a_replay_renders_every_run_of_the_journal() {
     let Some(mut browser) = Browser::launch_or_skip("dashboard renders a replay's runs") else {
         return;
@@ -417,6 +436,19 @@ fn the_dashboard_of_a_replay_renders_every_run_of_the_journal() {
         })
         .collect();
     assert_eq!(shown, expected);
+    // Regression: a replay showed the green "live" dot.
+    let conn = browser.eval(
+        "[document.getElementById('conn').dataset.state, document.getElementById('conn-text').textContent]",
+    );
+    assert_eq!(conn, serde_json::json!(["replay", "replay"]));
+    // Regression: runs that finished before the page opened were missing
+    // from the runs-per-minute plot ("peak 0/min" beside "24 succeeded").
+    // The journal's runs are plotted on its own clock.
+    browser.wait_for(
+        Duration::from_secs(5),
+        "the runs plot counts the journal's 24 finished runs",
+        "document.getElementById('plot-runs').dataset.total === '24'",
+    );
     browser.assert_no_page_errors();
 }
 
@@ -603,7 +635,8 @@ fn summary_and_replay_of_dev_zero_end_with_a_clear_error_in_bounded_memory() {
             .env_remove("AGENTGATE_TOKEN"),
         &measure(Some("replayed ")),
     );
-    assert_eq!(run.code, Some(1), "{run:?}");
+    // Input that is not a journal: exit 2, as for `summary`.
+    assert_eq!(run.code, Some(2), "{run:?}");
     assert!(run.stderr.contains("no end in sight"), "{}", run.stderr);
     for bad in ["0", "-1", "1k", "+5", ""] {
         let out = agentgate_obs()

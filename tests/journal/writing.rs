@@ -1,6 +1,7 @@
 //! The event journal: every processed event on disk, exactly as `/ws`
 //! sends it, never at the cost of the drain thread, through rotation,
 //! failing disks and shutdown.
+#![cfg(feature = "cli")]
 
 use crate::common;
 

@@ -2,6 +2,7 @@
 //! different seeds) scraped by one real Prometheus through file-based
 //! service discovery, with the shipped rules loaded, as
 //! `docs/OPERATIONS.md` sets it up.
+#![cfg(feature = "cli")]
 
 use crate::common;
 

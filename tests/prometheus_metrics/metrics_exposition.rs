@@ -1,5 +1,6 @@
 //! `/metrics` as a scraper sees it: valid for promtool, exact counts,
 //! escaped labels, OpenMetrics with exemplars, capped gate names.
+#![cfg(feature = "cli")]
 
 use crate::common;
 

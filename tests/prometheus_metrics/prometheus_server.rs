@@ -1,4 +1,5 @@
 //! A real Prometheus server scrapes the demo and agrees with it.
+#![cfg(feature = "cli")]
 
 use crate::common;
 

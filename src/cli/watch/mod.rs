@@ -12,7 +12,6 @@ mod fleet;
 
 use std::io::IsTerminal;
 use std::net::{TcpStream, ToSocketAddrs};
-use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -23,6 +22,7 @@ use tungstenite::client::IntoClientRequest;
 use tungstenite::{HandshakeError, Message, WebSocket};
 
 use super::token::{Source, TOKEN_ENV, Token, TokenArgs};
+use super::{Exit, Failure, Usage};
 use display::Display;
 use fleet::{Change, Fleet, Status};
 
@@ -32,8 +32,6 @@ const TICK: Duration = Duration::from_millis(200);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const BACKOFF_FIRST: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
-/// Exit status when the stream could not be followed at all.
-const EXIT_UNREACHABLE: u8 = 2;
 
 #[derive(Debug, Args)]
 pub(crate) struct WatchArgs {
@@ -51,7 +49,7 @@ pub(crate) struct WatchArgs {
     /// How long the stream must be quiet for --until-idle.
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     idle: Duration,
-    /// Give up (status 2) after being unable to connect for this long
+    /// Give up (status 3) after being unable to connect for this long
     /// [default: forever; 30s with --until-idle].
     #[arg(long, value_parser = humantime::parse_duration)]
     retry_for: Option<Duration>,
@@ -83,10 +81,10 @@ struct ConnectError {
     fatal: bool,
 }
 
-pub(crate) fn run(args: WatchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
+pub(crate) fn run(args: WatchArgs) -> Result<Exit, Failure> {
     // A token in the URL (the dashboard's `?token=` link) moves to the
     // header too: the URL is what messages show and what servers log.
-    let (base, url_token) = take_token(&stream_url(&args.url)?);
+    let (base, url_token) = take_token(&stream_url(&args.url).map_err(Usage)?);
     let (mut token, mut note) = args.token.resolve()?;
     if let Some(from_url) = url_token {
         match &token {
@@ -113,9 +111,7 @@ pub(crate) fn run(args: WatchArgs) -> Result<ExitCode, Box<dyn std::error::Error
             tungstenite::http::HeaderValue::from_str(&format!("Bearer {}", token.value))
                 .ok()
                 .filter(|_| !token.value.is_empty())
-                .ok_or_else(|| {
-                    super::Usage("the token must be non-empty printable ASCII".into())
-                })?,
+                .ok_or_else(|| Usage("the token must be non-empty printable ASCII".into()))?,
         ),
         None => None,
     };
@@ -165,7 +161,7 @@ pub(crate) fn run(args: WatchArgs) -> Result<ExitCode, Box<dyn std::error::Error
             Err(e) if e.fatal => {
                 display.clear();
                 display::tell(&format!("agentgate-obs watch: {shown}: {}", e.message));
-                return Ok(ExitCode::from(EXIT_UNREACHABLE));
+                return Ok(Exit::Input);
             }
             Err(e) => {
                 if retry_for.is_some_and(|limit| down_since.elapsed() >= limit) {
@@ -176,7 +172,7 @@ pub(crate) fn run(args: WatchArgs) -> Result<ExitCode, Box<dyn std::error::Error
                         e.message
                     ));
                     display::say(&display::summary(&fleet, started.elapsed()));
-                    return Ok(ExitCode::from(EXIT_UNREACHABLE));
+                    return Ok(Exit::Unavailable);
                 }
                 let wait = backoff;
                 backoff = (backoff * 2).min(BACKOFF_MAX);
@@ -190,9 +186,9 @@ pub(crate) fn run(args: WatchArgs) -> Result<ExitCode, Box<dyn std::error::Error
     display::say(&display::summary(&fleet, started.elapsed()));
     let all_succeeded = fleet.count(Status::Failed) + fleet.count(Status::Canceled) == 0;
     Ok(match ended {
-        Followed::Idle if all_succeeded => ExitCode::SUCCESS,
-        Followed::Idle => ExitCode::FAILURE,
-        _ => ExitCode::SUCCESS,
+        Followed::Idle if all_succeeded => Exit::Ok,
+        Followed::Idle => Exit::RunsFailed,
+        _ => Exit::Ok,
     })
 }
 
