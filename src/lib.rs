@@ -135,3 +135,9 @@ pub mod runs {
         RUN_TEXT_MAX_BYTES, RunSnapshot, RunStatus, StepStatus,
     };
 }
+
+/// Every Rust block of the README, compiled and run as a doc test, so that
+/// no snippet there calls what does not exist.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

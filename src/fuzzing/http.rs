@@ -84,7 +84,8 @@ impl HttpHarness {
     }
 
     /// Parses `bytes` as the start of a connection and routes the request
-    /// if it is complete. Panics when an answer breaks DESIGN.md's rules.
+    /// if it is complete. Panics when an answer breaks the rules of
+    /// docs/PROTOCOL.md and docs/SECURITY.md.
     pub fn request(&self, bytes: &[u8]) {
         let peer = SocketAddr::from(([127, 0, 0, 1], 40_000));
         let (request, head_len, body_len) = match http::parse_request(bytes, peer, &self.limits) {

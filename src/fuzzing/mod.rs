@@ -4,7 +4,8 @@
 //!
 //! Each function takes arbitrary input, runs it through the same code the
 //! server and pipeline run, and panics when a promise is broken: a crash,
-//! a round trip that changes a value, an answer DESIGN.md does not allow.
+//! a round trip that changes a value, an answer docs/PROTOCOL.md and
+//! docs/SECURITY.md do not allow.
 
 mod http;
 pub mod strict;

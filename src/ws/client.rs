@@ -9,7 +9,7 @@
 //! Client messages are answered within a poll interval.
 //!
 //! The server lives in the engine's process, so what one client can make
-//! it hold is bounded (DESIGN.md, "Safe to embed"):
+//! it hold is bounded (docs/SECURITY.md, "Bounds"):
 //!
 //! - A client's queued bytes are what is left of its `hello` plus its
 //!   output buffer. Events go into the output buffer only while the

@@ -1,4 +1,4 @@
-//! `ws://HOST:PORT/ws`: the live event stream (protocol in DESIGN.md).
+//! `ws://HOST:PORT/ws`: the live event stream (protocol in docs/PROTOCOL.md).
 //!
 //! The HTTP server hands an upgrade request and its socket to
 //! [`upgrade_handler`], which checks the handshake, joins the client to the

@@ -1,4 +1,4 @@
-//! The WebSocket protocol's own messages (DESIGN.md): what a client may
+//! The WebSocket protocol's own messages (docs/PROTOCOL.md): what a client may
 //! send, and the server's answers beside the events themselves.
 
 use std::collections::BTreeSet;

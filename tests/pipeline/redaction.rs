@@ -2,7 +2,7 @@
 //! event can carry (goal, feedback, error, cancel reason, PR URL, CI status,
 //! gate names, agent metrics, metadata at any depth, ids) reach none of
 //! `/ws` (events and the `hello` snapshot), `/api/runs`, `/api/summary`,
-//! `/metrics`, the JSON log lines or a listener. The dashboard renders only
+//! `/metrics`, the JSON log lines, the journal or a listener. The dashboard renders only
 //! what `/ws`, `/api/summary` and `/health` give it (`src/dashboard/*.js`
 //! fetch nothing else; `model.js` reads the same run shape as `/api/runs`),
 //! so it is covered by those.
