@@ -1,0 +1,577 @@
+//! A small blocking HTTP/1.1 client for what the pipeline sends out
+//! (pushes to a Pushgateway, Prometheus remote write): one request per
+//! connection, a deadline on everything, bounded answers.
+//!
+//! It is ours for the same reasons the server is: no async runtime, no
+//! TLS stack or connection pool in an engine that sends a few requests a
+//! minute, and every byte it may hold bounded. It speaks `http://` only;
+//! a receiver behind TLS is reached through a local proxy (see
+//! docs/OPERATIONS.md).
+
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+/// The most of an answer's head (status line and headers) read.
+const MAX_HEAD: usize = 16 * 1024;
+/// The most of an answer's body kept: receivers' bodies are short error
+/// messages, which the logs quote.
+const MAX_BODY: usize = 4 * 1024;
+/// Headers parsed at most.
+const MAX_HEADERS: usize = 64;
+
+/// Where requests go: an `http://host[:port][/path]` URL, checked once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Endpoint {
+    /// `host:port`, to connect to.
+    authority: String,
+    /// The `Host` header: the URL's host and port as written.
+    host_header: String,
+    /// The path and query, `/` when the URL has none.
+    path: String,
+}
+
+/// Why a URL is not an endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{url:?} is not an http:// URL this client can send to: {reason}")]
+pub(crate) struct InvalidEndpoint {
+    /// The URL as given.
+    pub(crate) url: String,
+    /// What is wrong with it.
+    pub(crate) reason: &'static str,
+}
+
+impl Endpoint {
+    /// Parses `http://host[:port][/path][?query]`. No user info, no
+    /// fragment, no `https` (the error says to use a local proxy).
+    pub(crate) fn parse(url: &str) -> Result<Endpoint, InvalidEndpoint> {
+        let invalid = |reason| InvalidEndpoint {
+            url: url.to_owned(),
+            reason,
+        };
+        let rest = if let Some(rest) = strip_prefix_ignore_case(url, "http://") {
+            rest
+        } else if strip_prefix_ignore_case(url, "https://").is_some() {
+            return Err(invalid(
+                "https is not supported: send to a local TLS proxy over http",
+            ));
+        } else {
+            return Err(invalid("it must start with http://"));
+        };
+        if url.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+            return Err(invalid("it contains spaces or control characters"));
+        }
+        let (authority, path) = match rest.find(['/', '?']) {
+            Some(i) if rest.as_bytes()[i] == b'/' => (&rest[..i], &rest[i..]),
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, ""),
+        };
+        if path.contains('#') {
+            return Err(invalid("it has a fragment (#)"));
+        }
+        if authority.contains('@') {
+            return Err(invalid(
+                "user info in the URL is not supported: give a bearer token",
+            ));
+        }
+        if authority.is_empty() {
+            return Err(invalid("it has no host"));
+        }
+        let has_port = match authority.rsplit_once(':') {
+            // An IPv6 literal's colons are inside its brackets.
+            Some((host, port)) if !port.contains(']') => {
+                if host.is_empty() || port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(invalid("its port is not a number"));
+                }
+                if port.parse::<u16>().is_err() {
+                    return Err(invalid("its port is out of range"));
+                }
+                true
+            }
+            _ => false,
+        };
+        let path = if path.is_empty() {
+            "/".to_owned()
+        } else if path.starts_with('?') {
+            format!("/{path}")
+        } else {
+            path.to_owned()
+        };
+        Ok(Endpoint {
+            authority: if has_port {
+                authority.to_owned()
+            } else {
+                format!("{authority}:80")
+            },
+            host_header: authority.to_owned(),
+            path,
+        })
+    }
+
+    /// The path and query of the URL.
+    pub(crate) fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The URL again, for messages.
+    pub(crate) fn url(&self) -> String {
+        format!("http://{}{}", self.host_header, self.path)
+    }
+}
+
+fn strip_prefix_ignore_case<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = text.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &text[prefix.len()..])
+}
+
+/// One request.
+#[derive(Debug)]
+pub(crate) struct Request<'a> {
+    pub(crate) method: &'a str,
+    /// Path and query; the endpoint's when `None`.
+    pub(crate) path: Option<&'a str>,
+    /// Extra headers (`Host`, `Content-Length` and `Connection` are set).
+    pub(crate) headers: &'a [(&'a str, &'a str)],
+    pub(crate) body: &'a [u8],
+}
+
+/// A receiver's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Response {
+    pub(crate) status: u16,
+    /// `Retry-After` in seconds, when given as a number.
+    pub(crate) retry_after: Option<Duration>,
+    /// The start of the body (at most 4 KiB), for messages.
+    pub(crate) body: Vec<u8>,
+}
+
+impl Response {
+    /// The start of the body as text, cut short for a log line.
+    pub(crate) fn body_text(&self) -> String {
+        let text = String::from_utf8_lossy(&self.body);
+        let text = text.trim();
+        match text.char_indices().nth(200) {
+            Some((cut, _)) => format!("{}…", &text[..cut]),
+            None => text.to_owned(),
+        }
+    }
+}
+
+/// Why no answer came.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SendError {
+    /// The host name resolved to no address, or did not resolve.
+    #[error("cannot resolve {authority}: {reason}")]
+    Resolve { authority: String, reason: String },
+    /// Every address refused or timed out.
+    #[error("cannot connect to {authority}: {source}")]
+    Connect {
+        authority: String,
+        source: std::io::Error,
+    },
+    /// The deadline passed.
+    #[error("no answer from {authority} within the deadline")]
+    Timeout { authority: String },
+    /// The connection failed while sending or reading.
+    #[error("connection to {authority} failed: {source}")]
+    Io {
+        authority: String,
+        source: std::io::Error,
+    },
+    /// What came back is not an HTTP/1.x answer.
+    #[error("{authority} answered something that is not HTTP: {reason}")]
+    Malformed {
+        authority: String,
+        reason: &'static str,
+    },
+}
+
+impl SendError {
+    /// A short reason for a metric label: `connect`, `timeout`, `io`,
+    /// `malformed`.
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            SendError::Resolve { .. } | SendError::Connect { .. } => "connect",
+            SendError::Timeout { .. } => "timeout",
+            SendError::Io { .. } => "io",
+            SendError::Malformed { .. } => "malformed",
+        }
+    }
+}
+
+/// Sends `request` to `endpoint` and reads the answer, all before
+/// `deadline`. One connection per request (`Connection: close`): senders
+/// send a few requests a minute, and no pool means nothing to go stale.
+pub(crate) fn send(
+    endpoint: &Endpoint,
+    request: &Request<'_>,
+    deadline: Instant,
+) -> Result<Response, SendError> {
+    let authority = || endpoint.authority.clone();
+    let io = |source: std::io::Error| {
+        if matches!(
+            source.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ) {
+            SendError::Timeout {
+                authority: authority(),
+            }
+        } else {
+            SendError::Io {
+                authority: authority(),
+                source,
+            }
+        }
+    };
+    let mut stream = connect(endpoint, deadline)?;
+    let mut head = String::with_capacity(256);
+    head.push_str(request.method);
+    head.push(' ');
+    head.push_str(request.path.unwrap_or(&endpoint.path));
+    head.push_str(" HTTP/1.1\r\nHost: ");
+    head.push_str(&endpoint.host_header);
+    head.push_str("\r\nConnection: close\r\nContent-Length: ");
+    head.push_str(itoa::Buffer::new().format(request.body.len()));
+    head.push_str("\r\nUser-Agent: agentgate-obs/");
+    head.push_str(env!("CARGO_PKG_VERSION"));
+    for (name, value) in request.headers {
+        head.push_str("\r\n");
+        head.push_str(name);
+        head.push_str(": ");
+        head.push_str(value);
+    }
+    head.push_str("\r\n\r\n");
+    set_timeouts(&stream, deadline).map_err(io)?;
+    stream.write_all(head.as_bytes()).map_err(io)?;
+    // Written in pieces so that the deadline holds for a large body too.
+    for piece in request.body.chunks(64 * 1024) {
+        set_timeouts(&stream, deadline).map_err(io)?;
+        stream.write_all(piece).map_err(io)?;
+    }
+    read_response(&mut stream, deadline).map_err(|error| match error {
+        ReadError::Io(source) => io(source),
+        ReadError::Malformed(reason) => SendError::Malformed {
+            authority: authority(),
+            reason,
+        },
+    })
+}
+
+fn connect(endpoint: &Endpoint, deadline: Instant) -> Result<TcpStream, SendError> {
+    let addrs: Vec<_> = endpoint
+        .authority
+        .to_socket_addrs()
+        .map_err(|e| SendError::Resolve {
+            authority: endpoint.authority.clone(),
+            reason: e.to_string(),
+        })?
+        .collect();
+    let mut last = None;
+    for addr in &addrs {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(SendError::Timeout {
+                authority: endpoint.authority.clone(),
+            });
+        }
+        match TcpStream::connect_timeout(addr, left) {
+            Ok(stream) => {
+                let _ = stream.set_nodelay(true);
+                return Ok(stream);
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(match last {
+        Some(source) if source.kind() == std::io::ErrorKind::TimedOut => SendError::Timeout {
+            authority: endpoint.authority.clone(),
+        },
+        Some(source) => SendError::Connect {
+            authority: endpoint.authority.clone(),
+            source,
+        },
+        None => SendError::Resolve {
+            authority: endpoint.authority.clone(),
+            reason: "no address".to_owned(),
+        },
+    })
+}
+
+/// Socket timeouts set to what is left before `deadline` (at least 1 ms:
+/// zero means "none" to the socket).
+fn set_timeouts(stream: &TcpStream, deadline: Instant) -> std::io::Result<()> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(std::io::ErrorKind::TimedOut.into());
+    }
+    let left = left.max(Duration::from_millis(1));
+    stream.set_read_timeout(Some(left))?;
+    stream.set_write_timeout(Some(left))
+}
+
+enum ReadError {
+    Io(std::io::Error),
+    Malformed(&'static str),
+}
+
+impl From<std::io::Error> for ReadError {
+    fn from(error: std::io::Error) -> Self {
+        ReadError::Io(error)
+    }
+}
+
+/// Reads the head, then the body up to [`MAX_BODY`] (by `Content-Length`,
+/// or to the end of the connection); the rest is not read.
+fn read_response(stream: &mut impl ReadTimeouts, deadline: Instant) -> Result<Response, ReadError> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 4096];
+    let (status, retry_after, length, head_len) = loop {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut parsed = httparse::Response::new(&mut headers);
+        match parsed.parse(&buf) {
+            Ok(httparse::Status::Complete(head_len)) => {
+                let status = parsed.code.ok_or(ReadError::Malformed("no status"))?;
+                if status < 200 {
+                    // 100 Continue and friends: we never ask for them.
+                    buf.drain(..head_len);
+                    continue;
+                }
+                let header = |name: &str| {
+                    parsed
+                        .headers
+                        .iter()
+                        .find(|h| h.name.eq_ignore_ascii_case(name))
+                        .and_then(|h| std::str::from_utf8(h.value).ok())
+                        .map(str::trim)
+                };
+                let retry_after = header("retry-after")
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .map(Duration::from_secs);
+                let length = header("content-length").and_then(|v| v.parse::<usize>().ok());
+                break (status, retry_after, length, head_len);
+            }
+            Ok(httparse::Status::Partial) => {}
+            Err(_) => return Err(ReadError::Malformed("an invalid status line or header")),
+        }
+        if buf.len() >= MAX_HEAD {
+            return Err(ReadError::Malformed("a head longer than 16 KiB"));
+        }
+        stream.left(deadline)?;
+        let n = stream.read(&mut chunk)?;
+        if n == 0 {
+            return Err(ReadError::Malformed(
+                "the connection closed before a whole head",
+            ));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let want = length.unwrap_or(usize::MAX).min(MAX_BODY);
+    let mut body = buf.split_off(head_len);
+    while body.len() < want {
+        if stream.left(deadline).is_err() {
+            break;
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => body.extend_from_slice(&chunk[..n]),
+        }
+    }
+    body.truncate(want);
+    Ok(Response {
+        status,
+        retry_after,
+        body,
+    })
+}
+
+/// A stream whose read timeout follows a deadline: a socket, or a
+/// scripted answer in the tests.
+trait ReadTimeouts: Read {
+    fn left(&mut self, deadline: Instant) -> std::io::Result<()>;
+}
+
+impl ReadTimeouts for TcpStream {
+    fn left(&mut self, deadline: Instant) -> std::io::Result<()> {
+        set_timeouts(self, deadline)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::BufRead;
+    use std::net::TcpListener;
+
+    impl ReadTimeouts for &[u8] {
+        fn left(&mut self, _: Instant) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn soon() -> Instant {
+        Instant::now() + Duration::from_secs(5)
+    }
+
+    #[test]
+    fn an_http_url_gives_its_authority_host_header_and_path() {
+        let e = Endpoint::parse("http://localhost:9091/metrics/job/x?a=1").unwrap();
+        assert_eq!(e.authority, "localhost:9091");
+        assert_eq!(e.host_header, "localhost:9091");
+        assert_eq!(e.path(), "/metrics/job/x?a=1");
+        let e = Endpoint::parse("HTTP://example").unwrap();
+        assert_eq!(e.authority, "example:80");
+        assert_eq!(e.path(), "/");
+        let e = Endpoint::parse("http://[::1]:9090/api/v1/write").unwrap();
+        assert_eq!(e.authority, "[::1]:9090");
+        let e = Endpoint::parse("http://[::1]").unwrap();
+        assert_eq!(e.authority, "[::1]:80");
+        assert_eq!(e.url(), "http://[::1]/");
+    }
+
+    #[test]
+    fn urls_this_client_cannot_send_to_are_refused_with_the_reason() {
+        for (url, why) in [
+            ("https://x", "https is not supported"),
+            ("ftp://x", "must start with http://"),
+            ("x:80", "must start with http://"),
+            ("http://", "no host"),
+            ("http://u:p@x/", "user info"),
+            ("http://x:port/", "not a number"),
+            ("http://x:99999/", "out of range"),
+            ("http://x:/", "not a number"),
+            ("http://x/a b", "spaces"),
+            ("http://x/a\r\nInjected: 1", "control"),
+            ("http://x/#frag", "fragment"),
+        ] {
+            let error = Endpoint::parse(url).expect_err(url);
+            assert!(error.to_string().contains(why), "{url}: {error}");
+        }
+    }
+
+    #[test]
+    fn an_answer_gives_its_status_retry_after_and_the_start_of_its_body() {
+        let answer = b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 7\r\nContent-Length: 5\r\n\r\nslow!extra";
+        let response = read_response(&mut &answer[..], soon()).ok().unwrap();
+        assert_eq!(response.status, 429);
+        assert_eq!(response.retry_after, Some(Duration::from_secs(7)));
+        assert_eq!(response.body, b"slow!");
+    }
+
+    #[test]
+    fn an_interim_100_is_skipped_and_a_body_without_length_is_read_to_the_end() {
+        let answer = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n\r\nall of it";
+        let response = read_response(&mut &answer[..], soon()).ok().unwrap();
+        assert_eq!(response.status, 200);
+        assert_eq!(response.body, b"all of it");
+    }
+
+    #[test]
+    fn a_huge_body_is_kept_only_up_to_its_cap_and_a_huge_head_is_refused() {
+        let mut answer = b"HTTP/1.1 500 Oops\r\n\r\n".to_vec();
+        answer.extend(std::iter::repeat_n(b'x', 1 << 20));
+        let response = read_response(&mut &answer[..], soon()).ok().unwrap();
+        assert_eq!(response.body.len(), MAX_BODY);
+        let mut answer = b"HTTP/1.1 200 OK\r\n".to_vec();
+        answer.extend(std::iter::repeat_n(b'x', 64 * 1024));
+        assert!(matches!(
+            read_response(&mut &answer[..], soon()),
+            Err(ReadError::Malformed(_))
+        ));
+        assert!(matches!(
+            read_response(&mut &b"garbage\r\n\r\n"[..], soon()),
+            Err(ReadError::Malformed(_))
+        ));
+        assert!(matches!(
+            read_response(&mut &b"HTTP/1.1 200"[..], soon()),
+            Err(ReadError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn a_request_reaches_a_server_with_its_headers_and_body() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = std::io::BufReader::new(stream);
+            let mut head = Vec::new();
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                if line == "\r\n" {
+                    break;
+                }
+                head.push(line.trim_end().to_owned());
+            }
+            let mut body = vec![0; 4];
+            reader.read_exact(&mut body).unwrap();
+            reader
+                .get_mut()
+                .write_all(b"HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\n\r\nok")
+                .unwrap();
+            (head, body)
+        });
+        let endpoint = Endpoint::parse(&format!("http://{addr}/metrics/job/j")).unwrap();
+        let request = Request {
+            method: "PUT",
+            path: None,
+            headers: &[("Content-Type", "text/plain")],
+            body: b"a 1\n",
+        };
+        let response = send(&endpoint, &request, soon()).unwrap();
+        assert_eq!(response.status, 202);
+        assert_eq!(response.body_text(), "ok");
+        let (head, body) = server.join().unwrap();
+        assert_eq!(head[0], "PUT /metrics/job/j HTTP/1.1");
+        assert!(head.contains(&format!("Host: {addr}")));
+        assert!(head.contains(&"Content-Length: 4".to_owned()));
+        assert!(head.contains(&"Content-Type: text/plain".to_owned()));
+        assert_eq!(body, b"a 1\n");
+    }
+
+    #[test]
+    fn a_server_that_never_answers_costs_the_deadline_and_no_more() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint =
+            Endpoint::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
+        let request = Request {
+            method: "POST",
+            path: None,
+            headers: &[],
+            body: b"",
+        };
+        let start = Instant::now();
+        let error = send(
+            &endpoint,
+            &request,
+            Instant::now() + Duration::from_millis(300),
+        )
+        .expect_err("no answer");
+        assert_eq!(error.kind(), "timeout", "{error}");
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            start.elapsed()
+        );
+        drop(listener);
+    }
+
+    #[test]
+    fn a_closed_port_is_a_connect_error() {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let endpoint = Endpoint::parse(&format!("http://127.0.0.1:{port}/")).unwrap();
+        let request = Request {
+            method: "POST",
+            path: None,
+            headers: &[],
+            body: b"",
+        };
+        let error = send(&endpoint, &request, soon()).expect_err("refused");
+        assert_eq!(error.kind(), "connect", "{error}");
+    }
+}
