@@ -51,6 +51,8 @@ mod diagnostics;
 mod emitter;
 mod error;
 pub mod event;
+#[allow(dead_code)] // until its first target lands
+mod export;
 mod exposition;
 mod files;
 #[cfg(feature = "fuzzing")]

@@ -220,7 +220,7 @@ impl Builder {
     }
 
     /// Marks the events this pipeline serves as a journal's, replayed
-    /// ([`journal::replay`](crate::journal::replay)) rather than live: every
+    /// ([`Observability::replay`](crate::Observability::replay)) rather than live: every
     /// `hello` on `/ws` carries `"source":"replay"` and the dashboard shows
     /// "replay" where it would show "live".
     pub fn serving_replay(mut self) -> Self {
