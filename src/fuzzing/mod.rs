@@ -232,7 +232,7 @@ pub fn redact_text(text: &str) -> std::borrow::Cow<'_, str> {
 /// Arbitrary text with a credential planted in it, redacted by the
 /// built-in rules: no panic, and the planted credential does not survive,
 /// neither in the text alone nor with the text planted in nested data in
-/// every position a string can take (see [`plant_in_data`]).
+/// every position a string can take (see `plant_in_data`).
 ///
 /// Input layout: `[kind, before, after, pos_hi, pos_lo, len, body…(len), text…]`.
 /// `kind` picks the credential's shape, `body` its characters (mapped into

@@ -157,7 +157,7 @@ impl JournalConfig {
 
     /// The permissions each new journal file, the first and every one a
     /// rotation starts, is created with (default
-    /// [`DEFAULT_FILE_MODE`](crate::journal::DEFAULT_FILE_MODE), 0600; the umask
+    /// [`DEFAULT_FILE_MODE`], 0600; the umask
     /// still applies). An existing file keeps its own; a rotated file keeps
     /// the one it was created with.
     pub fn mode(mut self, mode: u32) -> Self {

@@ -31,7 +31,7 @@ pub const ENDLESS_FACTOR: u64 = 1024;
 /// The path that names standard input.
 const STDIN: &str = "-";
 
-/// Bounds on what a [`JournalReader`] or [`replay_with`](super::replay_with)
+/// Bounds on what a [`JournalReader`] or [`Observability::replay_with`](crate::Observability::replay_with)
 /// reads.
 ///
 /// ```
