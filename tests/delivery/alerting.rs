@@ -207,8 +207,8 @@ fn a_failing_engine_pages_with_its_runbook_through_alertmanager_then_resolves_on
         &prometheus,
         &prom_config,
         &[("agentgate.rules.yml", &rules_with_short_waits())],
-        // Prometheus finds Alertmanager a moment after its first rule
-        // evaluation: the Watchdog's first send is lost and resent only
+        // Prometheus can find Alertmanager only after its first rule
+        // evaluation: the Watchdog's first send is then lost, and resent
         // after this delay (1 min by default).
         &["--rules.alert.resend-delay=1s"],
     );
@@ -233,6 +233,10 @@ fn a_failing_engine_pages_with_its_runbook_through_alertmanager_then_resolves_on
         alert_in(n, "AgentgateRunsFailing", "firing")
     });
     let firing_took = fired.at - failing_since;
+    assert!(
+        firing_took >= Duration::from_secs(15),
+        "fired after {firing_took:?}, before its `for:` (15 s in the copy) elapsed"
+    );
     assert_eq!(fired.body["receiver"], "page", "{:#}", fired.body);
     assert_eq!(fired.path, "/agentgate/page");
     assert_eq!(alert["labels"]["severity"], "page");
