@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod alertmanager;
 pub mod browser;
 #[cfg(feature = "cli")]
 pub mod demo;

@@ -34,6 +34,16 @@ impl Prometheus {
     /// Starts `binary` with `config` as its `prometheus.yml`, after writing
     /// `files` (name, content) beside it: rule files, file-SD target lists.
     pub fn start(binary: &Path, config: &str, files: &[(&str, &str)]) -> Prometheus {
+        Prometheus::start_with_flags(binary, config, files, &[])
+    }
+
+    /// [`Prometheus::start`] with extra command-line `flags`.
+    pub fn start_with_flags(
+        binary: &Path,
+        config: &str,
+        files: &[(&str, &str)],
+        flags: &[&str],
+    ) -> Prometheus {
         let dir = std::env::temp_dir().join(format!(
             "agentgate-obs-prometheus-{}-{}",
             std::process::id(),
@@ -53,6 +63,7 @@ impl Prometheus {
                 dir.join("data").display()
             ))
             .arg(format!("--web.listen-address={addr}"))
+            .args(flags)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

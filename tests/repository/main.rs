@@ -1,9 +1,10 @@
 //! The files that ship beside the code: the documents, the Prometheus
-//! rules in `deploy/` and the fuzz seeds.
+//! rules and the Alertmanager configuration in `deploy/`, and the fuzz seeds.
 
 #[path = "../common/mod.rs"]
 mod common;
 
+mod alertmanager_config;
 mod docs;
 #[cfg(feature = "fuzzing")]
 mod fuzz_seeds;
