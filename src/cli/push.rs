@@ -56,8 +56,10 @@ pub(crate) fn run(args: PushArgs) -> Result<Exit, Failure> {
     warn_about(&report);
     if report.events == 0 {
         // Pushing zeros would replace whatever the group holds, such as
-        // the figures the engine pushed before it died.
-        drop(obs);
+        // the figures the engine pushed before it died; and shutting the
+        // pipeline down pushes. The process exits right after this: its
+        // threads end with it, nothing is sent.
+        std::mem::forget(obs);
         return Err(Failure::new(
             Exit::Input,
             "the journal holds no event: nothing pushed (a push would replace the group with zeros)",

@@ -146,7 +146,9 @@ impl PushGateway {
                 Ok(()) => return Ok(()),
                 Err(failed) => failed,
             };
-            let pause = failed.retry_after.unwrap_or(backoff);
+            // Retry-After is the least the receiver asks for, never less
+            // than the backoff (a `Retry-After: 0` must not make a tight loop).
+            let pause = failed.retry_after.map_or(backoff, |asked| asked.max(backoff));
             let left = deadline.saturating_duration_since(Instant::now());
             // A pause that leaves less than the first backoff for the
             // request itself is not worth taking.
