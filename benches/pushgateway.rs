@@ -33,8 +33,7 @@ fn receiver() -> String {
         for mut stream in listener.incoming().map_while(Result::ok) {
             let mut request = Vec::new();
             let mut chunk = [0u8; 64 * 1024];
-            loop {
-                let Ok(n) = stream.read(&mut chunk) else { break };
+            while let Ok(n) = stream.read(&mut chunk) {
                 if n == 0 {
                     break;
                 }

@@ -244,9 +244,13 @@ mod tests {
         let note = note.unwrap();
         assert!(note.contains("AGENTGATE_PUSH_TOKEN is ignored"), "{note}");
         assert!(!note.contains("env-t") && !note.contains("file-t"));
-        let err = file_or_env_with(None, "--f", "AGENTGATE_PUSH_TOKEN", Some("a b".into()))
-            .unwrap_err();
-        assert!(err.0.contains("AGENTGATE_PUSH_TOKEN holds whitespace"), "{}", err.0);
+        let err =
+            file_or_env_with(None, "--f", "AGENTGATE_PUSH_TOKEN", Some("a b".into())).unwrap_err();
+        assert!(
+            err.0.contains("AGENTGATE_PUSH_TOKEN holds whitespace"),
+            "{}",
+            err.0
+        );
         let _ = std::fs::remove_file(file);
     }
 

@@ -100,7 +100,9 @@ impl PushGateway {
     /// The group's URL, for messages.
     fn url(&self) -> String {
         let base = self.plan.endpoint.url();
-        let base = base.strip_suffix(self.plan.endpoint.path()).unwrap_or(&base);
+        let base = base
+            .strip_suffix(self.plan.endpoint.path())
+            .unwrap_or(&base);
         format!("{base}{}", self.plan.path)
     }
 
@@ -148,7 +150,9 @@ impl PushGateway {
             };
             // Retry-After is the least the receiver asks for, never less
             // than the backoff (a `Retry-After: 0` must not make a tight loop).
-            let pause = failed.retry_after.map_or(backoff, |asked| asked.max(backoff));
+            let pause = failed
+                .retry_after
+                .map_or(backoff, |asked| asked.max(backoff));
             let left = deadline.saturating_duration_since(Instant::now());
             // A pause that leaves less than the first backoff for the
             // request itself is not worth taking.

@@ -42,7 +42,7 @@ const MAX_PUSH_TIMEOUT: Duration = Duration::from_secs(10);
 /// Each process that pushes at the same time needs a grouping key of its
 /// own, or they replace each other's figures.
 ///
-/// ```
+/// ```no_run
 /// use agentgate_obs::metrics::PushGatewayConfig;
 /// use std::time::Duration;
 ///
@@ -315,8 +315,7 @@ const HEX: &[u8; 16] = b"0123456789ABCDEF";
 
 /// RFC 4648 §5 (URL and file name safe) base64, without padding.
 fn base64_url(bytes: &[u8], out: &mut String) {
-    const ALPHABET: &[u8; 64] =
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     for chunk in bytes.chunks(3) {
         let n = chunk
             .iter()
@@ -402,7 +401,10 @@ impl PushFailure {
     pub(crate) fn retryable(self) -> bool {
         matches!(
             self,
-            PushFailure::Connect | PushFailure::Io | PushFailure::ServerError | PushFailure::Throttled
+            PushFailure::Connect
+                | PushFailure::Io
+                | PushFailure::ServerError
+                | PushFailure::Throttled
         )
     }
 

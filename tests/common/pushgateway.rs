@@ -94,9 +94,9 @@ impl Pushgateway {
             let labels = group["labels"].as_object();
             labels.is_some_and(|labels| {
                 labels.len() == key.len()
-                    && key
-                        .iter()
-                        .all(|(name, value)| labels.get(*name).and_then(|v| v.as_str()) == Some(value))
+                    && key.iter().all(|(name, value)| {
+                        labels.get(*name).and_then(|v| v.as_str()) == Some(value)
+                    })
             })
         })
     }
@@ -127,15 +127,19 @@ impl Pushgateway {
 
     /// The value of the series of `metric` in group `key` whose labels,
     /// besides the group's, are exactly `labels`.
-    pub fn value(&self, key: &[(&str, &str)], metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    pub fn value(
+        &self,
+        key: &[(&str, &str)],
+        metric: &str,
+        labels: &[(&str, &str)],
+    ) -> Option<f64> {
         self.series(key, metric)
             .into_iter()
             .find(|(series, _)| {
                 series.len() == key.len() + labels.len()
-                    && key
-                        .iter()
-                        .chain(labels)
-                        .all(|(name, value)| series.get(*name).and_then(|v| v.as_str()) == Some(value))
+                    && key.iter().chain(labels).all(|(name, value)| {
+                        series.get(*name).and_then(|v| v.as_str()) == Some(value)
+                    })
             })
             .map(|(_, value)| value)
     }

@@ -49,7 +49,13 @@ pub struct FakeReceiver {
 
 impl FakeReceiver {
     pub fn start(answer: Answer) -> FakeReceiver {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("a free loopback port");
+        FakeReceiver::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), answer)
+    }
+
+    /// [`start`](Self::start) on `addr`: a receiver that comes up where a
+    /// sender has been failing to connect.
+    pub fn start_on(addr: SocketAddr, answer: Answer) -> FakeReceiver {
+        let listener = TcpListener::bind(addr).expect("the address is free");
         listener.set_nonblocking(true).expect("non-blocking accept");
         let addr = listener.local_addr().expect("its address");
         let received = Arc::new(Mutex::new(Vec::new()));

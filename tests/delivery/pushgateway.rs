@@ -69,12 +69,21 @@ fn an_engine_that_lives_200_ms_delivers_its_final_run_counts_to_the_pushgateway_
     let (started, completed) = gateway_runs(&gateway, &key);
     assert_eq!(started, Some(60.0));
     let tally_by_result = [tally.succeeded, tally.failed, tally.canceled];
-    for (((result, outcome), pushed), counted) in RESULTS.iter().zip(&completed).zip(tally_by_result) {
+    for (((result, outcome), pushed), counted) in
+        RESULTS.iter().zip(&completed).zip(tally_by_result)
+    {
         assert_eq!(*pushed, Some(counted as f64), "runs {result}");
-        assert_eq!(obs.metrics().runs_completed(*outcome), counted, "runs {result}");
+        assert_eq!(
+            obs.metrics().runs_completed(*outcome),
+            counted,
+            "runs {result}"
+        );
     }
     let stats = obs.metrics().push_gateway_stats();
-    assert_eq!((stats.pushes, stats.failed, stats.last), (1, 0, Some(Ok(()))));
+    assert_eq!(
+        (stats.pushes, stats.failed, stats.last),
+        (1, 0, Some(Ok(())))
+    );
 }
 
 /// What an engine against a receiver that misbehaves went through.
@@ -161,7 +170,10 @@ impl Ordeal {
             self.shutdown
         );
         let stats = self.obs.metrics().push_gateway_stats();
-        assert!(stats.pushes >= 3, "periodic pushes and the final one: {stats:?}");
+        assert!(
+            stats.pushes >= 3,
+            "periodic pushes and the final one: {stats:?}"
+        );
         assert_eq!(stats.failed, stats.pushes, "{stats:?}");
         assert_eq!(stats.last, Some(Err(reason)));
         let samples = common::parse_exposition(&self.obs.metrics().render()).expect("parses");
@@ -183,7 +195,11 @@ impl Ordeal {
             "unauthorized",
             "unexpected_status",
         ] {
-            let expected = if other == reason.as_str() { stats.failed } else { 0 };
+            let expected = if other == reason.as_str() {
+                stats.failed
+            } else {
+                0
+            };
             assert_eq!(
                 value(
                     "agentgate_pushgateway_push_failures_total",
@@ -199,10 +215,15 @@ impl Ordeal {
             .filter(|l| {
                 l["module"] == "agentgate_obs::pushgateway"
                     && l["level"] == "warn"
-                    && l["message"].as_str().is_some_and(|m| m.starts_with("push to the Pushgateway failed"))
+                    && l["message"]
+                        .as_str()
+                        .is_some_and(|m| m.starts_with("push to the Pushgateway failed"))
             })
             .count();
-        assert_eq!(periodic, 1, "one line for the run of failures, not one per push");
+        assert_eq!(
+            periodic, 1,
+            "one line for the run of failures, not one per push"
+        );
         let last = lines
             .iter()
             .filter(|l| l["module"] == "agentgate_obs::pushgateway" && l["level"] == "error")
@@ -237,7 +258,11 @@ fn a_pushgateway_answering_429_never_blocks_the_engine_and_its_retry_after_is_ho
     let ordeal = engine_against(&receiver.url());
     ordeal.assert_never_blocked_and_counted(PushFailure::Throttled);
     assert_eq!(final_attempts(&receiver, &ordeal), 1);
-    assert!(ordeal.shutdown < Duration::from_millis(600), "{:?}", ordeal.shutdown);
+    assert!(
+        ordeal.shutdown < Duration::from_millis(600),
+        "{:?}",
+        ordeal.shutdown
+    );
 }
 
 #[test]
@@ -253,7 +278,9 @@ fn a_pushgateway_answering_400_never_blocks_the_engine_and_is_not_retried() {
         .find(|l| l["level"] == "error")
         .expect("the final failure is logged");
     assert!(
-        error["error"].as_str().is_some_and(|e| e.contains("HTTP 400: fake answer")),
+        error["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("HTTP 400: fake answer")),
         "the answer is quoted: {error}"
     );
 }
@@ -263,7 +290,11 @@ fn a_pushgateway_that_never_answers_holds_shutdown_only_for_the_final_wait() {
     let receiver = FakeReceiver::start(Answer::Hang);
     let ordeal = engine_against(&receiver.url());
     ordeal.assert_never_blocked_and_counted(PushFailure::Timeout);
-    assert!(ordeal.shutdown >= WAIT - Duration::from_millis(50), "{:?}", ordeal.shutdown);
+    assert!(
+        ordeal.shutdown >= WAIT - Duration::from_millis(50),
+        "{:?}",
+        ordeal.shutdown
+    );
 }
 
 /// How many requests the final push made: those after the last event was
@@ -275,7 +306,60 @@ fn final_attempts(receiver: &FakeReceiver, ordeal: &Ordeal) -> usize {
     // The final push carries every event; the periodic ones fewer or as
     // many, and only a final push is retried with the same body.
     let last_body = &received.last().expect("requests").body;
-    received.iter().rev().take_while(|r| &r.body == last_body).count()
+    received
+        .iter()
+        .rev()
+        .take_while(|r| &r.body == last_body)
+        .count()
+}
+
+#[test]
+fn a_pushgateway_that_comes_back_is_logged_once_as_failing_and_once_as_back() {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], common::prometheus::free_port()));
+    let log = LogBuffer::new();
+    let obs = Observability::builder()
+        .log_to(log.clone())
+        .push_gateway_config(
+            PushGatewayConfig::new(format!("http://{addr}"))
+                .instance("flaky")
+                .interval(Duration::from_millis(50)),
+        )
+        .start()
+        .expect("the pipeline starts");
+    std::thread::sleep(Duration::from_millis(300));
+    let receiver = FakeReceiver::start_on(addr, Answer::Status(200, None));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while obs.metrics().push_gateway_stats().last != Some(Ok(())) {
+        assert!(
+            Instant::now() < deadline,
+            "no push succeeded once the receiver was up"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    obs.shutdown();
+    let stats = obs.metrics().push_gateway_stats();
+    assert!(stats.failed >= 2, "{stats:?}");
+    assert_eq!(
+        stats.pushes - stats.failed,
+        receiver.received().len() as u64
+    );
+    let lines = log.log_lines();
+    let ours = |level: &str| {
+        lines
+            .iter()
+            .filter(|l| l["module"] == "agentgate_obs::pushgateway" && l["level"] == level)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ours("warn").len(), 1, "one line for the run of failures");
+    let info = ours("info");
+    let back: Vec<_> = info
+        .iter()
+        .filter(|l| l["message"] == "pushes to the Pushgateway succeed again")
+        .collect();
+    assert_eq!(back.len(), 1, "{info:?}");
+    assert_eq!(back[0]["failedPushes"], stats.failed);
+    assert!(ours("error").is_empty());
 }
 
 #[test]
@@ -412,7 +496,10 @@ fn a_sigkilled_engines_journal_pushed_afterwards_gives_exact_counts_twice() {
     );
 
     let (started, finished) = journal_tally(&journal);
-    assert!(started > finished.iter().sum::<u64>(), "runs were in flight");
+    assert!(
+        started > finished.iter().sum::<u64>(),
+        "runs were in flight"
+    );
     for attempt in ["first", "second"] {
         let output = Command::new(bin)
             .arg("push")
@@ -432,7 +519,11 @@ fn a_sigkilled_engines_journal_pushed_afterwards_gives_exact_counts_twice() {
         for ((result, _), (pushed, expected)) in
             RESULTS.iter().zip(pushed_completed.iter().zip(finished))
         {
-            assert_eq!(*pushed, Some(expected as f64), "runs {result} after the {attempt} push");
+            assert_eq!(
+                *pushed,
+                Some(expected as f64),
+                "runs {result} after the {attempt} push"
+            );
         }
     }
 }
@@ -469,7 +560,10 @@ fn push_exits_3_when_the_pushgateway_cannot_be_reached_and_2_on_an_empty_journal
     let receiver = FakeReceiver::start(Answer::Status(200, None));
     let nothing = push(&empty, &receiver.url());
     assert_eq!(nothing.status.code(), Some(2));
-    assert!(receiver.received().is_empty(), "no zeros pushed over a group");
+    assert!(
+        receiver.received().is_empty(),
+        "no zeros pushed over a group"
+    );
 
     let refused = FakeReceiver::start(Answer::Status(401, None));
     assert_eq!(push(&journal, &refused.url()).status.code(), Some(2));
