@@ -67,6 +67,19 @@ pub enum Error {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The URL of a receiver the metrics are sent to (a Pushgateway) is
+    /// not one this crate can send to: not `http://` (a receiver behind
+    /// TLS is reached through a local proxy), user info in it, no host, a
+    /// bad port, or a path where a base URL is expected.
+    #[error("the {target} URL {url:?} cannot be used: {reason}")]
+    InvalidUrl {
+        /// The receiver: `Pushgateway`.
+        target: &'static str,
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// A metric of the engine's could not be registered, for `?` in a
     /// function that sets up the pipeline and the engine's metrics.
     #[error(transparent)]

@@ -9,10 +9,12 @@ use parking_lot::Mutex;
 
 use crate::emitter::Emitter;
 use crate::error::Error;
+use crate::export::pushgateway::PushGateway;
+use crate::export::{Exporter, Schedule};
 use crate::journal::JournalConfig;
 use crate::journal::writer::Journal;
 use crate::log::{LogConfig, LogFilter, LogStats, LogWriter, Logger, ProgressLog};
-use crate::metrics::{Metrics, MetricsConfig};
+use crate::metrics::{Metrics, MetricsConfig, PushGatewayConfig};
 use crate::pipeline::drain::Drain;
 use crate::pipeline::{Overflow, Shared};
 use crate::redact::{RedactConfig, RedactPattern};
@@ -44,6 +46,7 @@ pub struct Builder {
     websocket: WsConfig,
     redaction: RedactConfig,
     journal: Option<JournalConfig>,
+    push_gateway: Option<PushGatewayConfig>,
 }
 
 impl Default for Builder {
@@ -62,6 +65,7 @@ impl Default for Builder {
             websocket: WsConfig::default(),
             redaction: RedactConfig::default(),
             journal: None,
+            push_gateway: None,
         }
     }
 }
@@ -325,6 +329,42 @@ impl Builder {
         self
     }
 
+    /// Pushes the metrics to the Prometheus Pushgateway at `url` (its
+    /// base URL, `http://host:9091`) with the defaults of
+    /// [`PushGatewayConfig::new`]: job `agentgate`, instance the host
+    /// name, every 15 s, and once more at shutdown after the last event is
+    /// processed, waited for up to 5 s. For an engine that exits before a
+    /// scrape would come, or that no Prometheus can reach. [`start`](Self::start)
+    /// fails with [`Error::InvalidUrl`] on a URL it cannot send to.
+    ///
+    /// The pushes run on a thread of their own: the engine and the drain
+    /// thread never wait for them, and a Pushgateway that is down or slow
+    /// costs only that thread's time. Every push is counted
+    /// (`pushgateway_pushes_total`, `pushgateway_push_failures_total`,
+    /// [`Metrics::push_gateway_stats`]) and failures are logged. See
+    /// `docs/OPERATIONS.md`, "Pushing instead of being scraped".
+    ///
+    /// ```no_run
+    /// let obs = agentgate_obs::Observability::builder()
+    ///     .push_gateway("http://127.0.0.1:9091")
+    ///     .start()?;
+    /// // … the engine runs …
+    /// obs.shutdown(); // the final figures are pushed before it returns
+    /// # Ok::<(), agentgate_obs::Error>(())
+    /// ```
+    pub fn push_gateway(self, url: impl Into<String>) -> Self {
+        self.push_gateway_config(PushGatewayConfig::new(url))
+    }
+
+    /// [`push_gateway`](Self::push_gateway) with the job, the grouping
+    /// key, the interval, the final wait, delete on shutdown and a bearer
+    /// token set. One Pushgateway per pipeline: a second call replaces
+    /// the first.
+    pub fn push_gateway_config(mut self, config: PushGatewayConfig) -> Self {
+        self.push_gateway = Some(config);
+        self
+    }
+
     fn validate(&self) -> Result<(), Error> {
         if let Some(journal) = &self.journal {
             journal.validate()?;
@@ -348,6 +388,10 @@ impl Builder {
     /// Starts the drain thread.
     pub fn start(self) -> Result<Observability, Error> {
         self.validate()?;
+        let push_plan = match &self.push_gateway {
+            Some(config) => Some(config.plan()?),
+            None => None,
+        };
         let redactor = Arc::new(self.redaction.build().map_err(Error::Config)?);
         let log = self.log.start(redactor.clone())?;
         let (shared, rx) = Shared::new(self.queue_capacity, self.overflow);
@@ -470,7 +514,8 @@ impl Builder {
                     source,
                 }
             })?;
-        Ok(Observability {
+        let log_dispatch = log.as_ref().map(|l| l.dispatch().clone());
+        let mut obs = Observability {
             emitter: Emitter::new(shared.clone()),
             shared,
             drain: Mutex::new(DrainState::Running(thread)),
@@ -482,7 +527,30 @@ impl Builder {
             server: Mutex::new(server),
             hub,
             journal,
-        })
+            exporters: Mutex::new(Vec::new()),
+            export_wait: Duration::ZERO,
+        };
+        if let Some(plan) = push_plan {
+            let schedule = Schedule {
+                interval: plan.interval,
+                timeout: plan.timeout,
+            };
+            obs.export_wait = obs.export_wait.max(plan.final_wait);
+            let target = PushGateway::new(plan, &obs.metrics, log_dispatch.clone());
+            target.announce();
+            let exporter = Exporter::start(
+                Box::new(target),
+                obs.metrics.clone(),
+                schedule,
+                log_dispatch.clone(),
+            )
+            .map_err(|source| Error::Spawn {
+                name: "pushgateway",
+                source,
+            })?;
+            obs.exporters.lock().push(exporter);
+        }
+        Ok(obs)
     }
 }
 
@@ -567,6 +635,11 @@ pub struct Observability {
     server: Mutex<Option<Server>>,
     hub: Option<Arc<Hub>>,
     journal: Option<Journal>,
+    /// The exporter threads delivering the metrics (a Pushgateway).
+    exporters: Mutex<Vec<crate::export::Exporter>>,
+    /// How long shutdown waits for their final deliveries: the longest
+    /// wait any of them was configured with.
+    export_wait: Duration,
 }
 
 impl std::fmt::Debug for Observability {
@@ -770,6 +843,9 @@ impl Observability {
         }
         drop(state);
         self.shared.collect_leftovers();
+        // After the drain thread: the final figures count every event.
+        let wait = self.export_wait;
+        crate::export::finish_all(std::mem::take(&mut *self.exporters.lock()), wait);
         // Last: every accepted event has reached the hub; clients get it, then 1001.
         if let Some(hub) = &self.hub {
             hub.close_and_wait(WS_GOODBYE);

@@ -11,6 +11,7 @@ use agentgate_obs::event::RunOutcome;
 use agentgate_obs::logging::Level;
 use clap::Args;
 
+use super::delivery::Targets;
 use super::serve::ServeArgs;
 use super::{Exit, Failure, Usage, report};
 
@@ -54,6 +55,15 @@ pub(crate) struct DemoArgs {
     /// read it back). Rotated at 100 MiB, five old files kept.
     #[arg(long, value_name = "FILE")]
     events_out: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    targets: Targets,
+    /// How often to push to the Pushgateway (the last push is at exit).
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = humantime::parse_duration, requires = "push_gateway")]
+    push_interval: Duration,
+    /// At exit, delete the Pushgateway group instead of pushing the final
+    /// figures (for a long-lived engine whose figures must not outlive it).
+    #[arg(long, requires = "push_gateway")]
+    push_delete_on_shutdown: bool,
 }
 
 pub(crate) fn run(args: DemoArgs) -> Result<Exit, Failure> {
@@ -72,6 +82,11 @@ pub(crate) fn run(args: DemoArgs) -> Result<Exit, Failure> {
     if let Some(path) = &args.events_out {
         builder = builder.journal(path);
     }
+    builder = args.targets.apply(builder, |config| {
+        config
+            .interval(args.push_interval)
+            .delete_on_shutdown(args.push_delete_on_shutdown)
+    })?;
     let obs = builder.start()?;
     // The demo owns the process: `log` records come out as JSON lines too.
     agentgate_obs::logging::install_log_bridge()?;

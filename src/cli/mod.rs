@@ -10,7 +10,9 @@ macro_rules! say {
     }};
 }
 
+mod delivery;
 mod demo;
+mod push;
 mod replay;
 mod report;
 mod serve;
@@ -38,6 +40,8 @@ enum Command {
     Replay(replay::ReplayArgs),
     /// Print the `demo --json` summary of a journal; exit 0 only if every run succeeded.
     Summary(summary::SummaryArgs),
+    /// Rebuild the metrics from journal files and push them once (e.g. after a crash); a group is replaced, so pushing twice counts nothing twice.
+    Push(push::PushArgs),
     /// Follow a server's runs in the terminal: a progress bar per active run, a line per finished one.
     Watch(watch::WatchArgs),
 }
@@ -57,6 +61,7 @@ pub(crate) fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Demo(args) => demo::run(args),
+        Command::Push(args) => push::run(args),
         Command::Replay(args) => replay::run(args),
         Command::Summary(args) => summary::run(args),
         Command::Watch(args) => watch::run(args),
@@ -87,7 +92,8 @@ pub(crate) enum Exit {
     /// stream.
     Input = 2,
     /// The environment did not cooperate: the server could not bind its
-    /// address, or the stream to watch could not be reached in time.
+    /// address, the stream to watch could not be reached in time, or
+    /// `push` could not deliver (no answer, 5xx, 429).
     Unavailable = 3,
     /// Anything else: the process could not set itself up (a thread, the
     /// signal handler).
@@ -124,7 +130,8 @@ impl From<agentgate_obs::Error> for Failure {
             Error::Config(_)
             | Error::LogFile { .. }
             | Error::Journal { .. }
-            | Error::NotARegularFile { .. } => Exit::Input,
+            | Error::NotARegularFile { .. }
+            | Error::InvalidUrl { .. } => Exit::Input,
             // The address resolved (`ServeArgs` checks): binding it failed.
             Error::Bind { .. } => Exit::Unavailable,
             _ => Exit::Internal,

@@ -1,5 +1,7 @@
 //! Where `demo` and `watch` get the server's token: `--token`,
-//! `--token-file PATH` or the `AGENTGATE_TOKEN` environment variable.
+//! `--token-file PATH` or the `AGENTGATE_TOKEN` environment variable; and
+//! where a receiver's token comes from (`--push-token-file PATH` or
+//! `AGENTGATE_PUSH_TOKEN`, [`file_or_env`]).
 //!
 //! `--token` is the least private (other local users see a process's
 //! arguments), so the help points at the other two. `--token` and
@@ -82,15 +84,7 @@ impl TokenArgs {
                 let Some(env) = env else {
                     return Ok((None, None));
                 };
-                let value = env
-                    .into_string()
-                    .map_err(|_| Usage(format!("{TOKEN_ENV} is not valid UTF-8")))?;
-                if value.trim().is_empty() {
-                    return Err(Usage(format!(
-                        "{TOKEN_ENV} is set but empty: unset it or give it the token"
-                    )));
-                }
-                (value.trim().to_owned(), Source::Env, TOKEN_ENV)
+                (from_env(TOKEN_ENV, env)?, Source::Env, TOKEN_ENV)
             }
         };
         check(&value, flag)?;
@@ -98,6 +92,50 @@ impl TokenArgs {
             .then(|| format!("{TOKEN_ENV} is ignored: {flag} was given"));
         Ok((Some(Token { value, source }), note))
     }
+}
+
+/// A token for another receiver than our server (a Pushgateway behind a
+/// proxy): from the file given with `file_flag`, or else the environment
+/// variable `env_name`; with a note for stderr when the file overrode the
+/// environment. No flag takes the token itself: other local users can read
+/// a process's arguments.
+pub(crate) fn file_or_env(
+    file: Option<&Path>,
+    file_flag: &str,
+    env_name: &str,
+) -> Result<(Option<Token>, Option<String>), Usage> {
+    file_or_env_with(file, file_flag, env_name, std::env::var_os(env_name))
+}
+
+fn file_or_env_with(
+    file: Option<&Path>,
+    file_flag: &str,
+    env_name: &str,
+    env: Option<OsString>,
+) -> Result<(Option<Token>, Option<String>), Usage> {
+    let env_set = env.is_some();
+    let (value, source, from) = match (file, env) {
+        (Some(path), _) => (read_token_file(path)?, Source::File, file_flag),
+        (None, Some(env)) => (from_env(env_name, env)?, Source::Env, env_name),
+        (None, None) => return Ok((None, None)),
+    };
+    check(&value, from)?;
+    let note = (source == Source::File && env_set)
+        .then(|| format!("{env_name} is ignored: {file_flag} was given"));
+    Ok((Some(Token { value, source }), note))
+}
+
+/// The token in the environment variable `name`, trimmed.
+fn from_env(name: &str, value: OsString) -> Result<String, Usage> {
+    let value = value
+        .into_string()
+        .map_err(|_| Usage(format!("{name} is not valid UTF-8")))?;
+    if value.trim().is_empty() {
+        return Err(Usage(format!(
+            "{name} is set but empty: unset it or give it the token"
+        )));
+    }
+    Ok(value.trim().to_owned())
 }
 
 /// A token the server and an `Authorization` header can carry.
@@ -177,6 +215,43 @@ mod tests {
         assert_eq!(token.unwrap().value, "env-t");
         assert_eq!(note, None);
         assert_eq!(args(None, None).resolve_with(None).unwrap().0, None);
+    }
+
+    #[test]
+    fn a_receivers_token_comes_from_its_file_or_else_its_own_environment_variable() {
+        let none = file_or_env_with(None, "--push-token-file", "AGENTGATE_PUSH_TOKEN", None);
+        assert_eq!(none.unwrap(), (None, None));
+        let (token, note) = file_or_env_with(
+            None,
+            "--push-token-file",
+            "AGENTGATE_PUSH_TOKEN",
+            Some(" env-t \n".into()),
+        )
+        .unwrap();
+        let token = token.unwrap();
+        assert_eq!((token.value.as_str(), token.source), ("env-t", Source::Env));
+        assert_eq!(note, None);
+
+        let file = temp_file("push", "file-t\n");
+        let (token, note) = file_or_env_with(
+            Some(&file),
+            "--push-token-file",
+            "AGENTGATE_PUSH_TOKEN",
+            Some("env-t".into()),
+        )
+        .unwrap();
+        assert_eq!(token.unwrap().value, "file-t");
+        let note = note.unwrap();
+        assert!(note.contains("AGENTGATE_PUSH_TOKEN is ignored"), "{note}");
+        assert!(!note.contains("env-t") && !note.contains("file-t"));
+        let err =
+            file_or_env_with(None, "--f", "AGENTGATE_PUSH_TOKEN", Some("a b".into())).unwrap_err();
+        assert!(
+            err.0.contains("AGENTGATE_PUSH_TOKEN holds whitespace"),
+            "{}",
+            err.0
+        );
+        let _ = std::fs::remove_file(file);
     }
 
     #[test]

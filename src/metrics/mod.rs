@@ -31,6 +31,7 @@ mod config;
 pub(crate) mod custom;
 pub(crate) mod histogram;
 mod labels;
+pub(crate) mod push;
 #[cfg(feature = "metrics")]
 mod recorder;
 mod render;
@@ -48,6 +49,10 @@ pub use config::{
 pub use custom::handles::{Counter, Gauge, Histogram};
 pub use custom::vec::{CounterVec, GaugeVec, HistogramVec};
 pub use custom::{MAX_LABELS, MetricError, OVERFLOW};
+pub use push::{
+    DEFAULT_PUSH_FINAL_WAIT, DEFAULT_PUSH_INTERVAL, DEFAULT_PUSH_JOB, PushFailure,
+    PushGatewayConfig, PushGatewayStats,
+};
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub use recorder::MetricsRecorder;
@@ -162,6 +167,8 @@ struct Names {
     clamped: String,
     phase_duration: String,
     phase_executions: String,
+    push_failures: String,
+    pushes: String,
     run_duration: String,
     runs_completed: String,
     runs_evicted: String,
@@ -199,6 +206,8 @@ impl Names {
             clamped: n("observations_clamped_total"),
             phase_duration: n("phase_duration_seconds"),
             phase_executions: n("phase_executions_total"),
+            push_failures: n("pushgateway_push_failures_total"),
+            pushes: n("pushgateway_pushes_total"),
             run_duration: n("run_duration_seconds"),
             runs_completed: n("runs_completed_total"),
             runs_evicted: n("runs_evicted_total"),
@@ -236,6 +245,8 @@ impl Names {
             (&self.clamped, Counter),
             (&self.phase_duration, Histogram),
             (&self.phase_executions, Counter),
+            (&self.push_failures, Counter),
+            (&self.pushes, Counter),
             (&self.run_duration, Histogram),
             (&self.runs_completed, Counter),
             (&self.runs_evicted, Counter),
@@ -271,6 +282,8 @@ struct Inner {
     http_shed: Arc<crate::server::shed::ShedCounts>,
     /// The journal writer's counters (zero without a journal).
     journal: Arc<crate::journal::JournalCounters>,
+    /// The Pushgateway exporter's counters (zero without one).
+    push: Arc<push::PushCounters>,
     run_duration: TimeHistogram,
     iteration_duration: TimeHistogram,
     phase_duration: [TimeHistogram; 4],
@@ -374,6 +387,7 @@ impl Metrics {
                 ws_clients_closed: Default::default(),
                 http_shed: Arc::default(),
                 journal: Arc::default(),
+                push: Arc::default(),
                 run_duration: durations(),
                 iteration_duration: durations(),
                 phase_duration: std::array::from_fn(|_| durations()),
@@ -566,6 +580,18 @@ impl Metrics {
     /// The journal writer's counters (`journal_*`).
     pub(crate) fn journal_counters(&self) -> Arc<crate::journal::JournalCounters> {
         self.inner.journal.clone()
+    }
+
+    /// The Pushgateway exporter's counters (`pushgateway_*`).
+    pub(crate) fn push_counters(&self) -> Arc<push::PushCounters> {
+        self.inner.push.clone()
+    }
+
+    /// What became of the pushes to the Pushgateway so far
+    /// (`pushgateway_pushes_total`, `pushgateway_push_failures_total`);
+    /// all zero without a [`PushGatewayConfig`].
+    pub fn push_gateway_stats(&self) -> PushGatewayStats {
+        self.inner.push.stats()
     }
 
     /// Runs started so far (`runs_started_total`).

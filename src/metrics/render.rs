@@ -279,6 +279,23 @@ pub(super) fn render(metrics: &Metrics, format: Format, out: &mut String) {
         }
     }
 
+    w.family(
+        &n.push_failures,
+        Kind::Counter,
+        "Pushes to the Pushgateway (and the delete at shutdown) that failed, by reason.",
+    );
+    for reason in super::PushFailure::ALL {
+        w.sample(&n.push_failures, "")
+            .label("reason", reason.as_str())
+            .value_u64(m.push.failed(reason));
+    }
+    w.single_u64(
+        &n.pushes,
+        Kind::Counter,
+        "Pushes to the Pushgateway (and the delete at shutdown) sent, whatever their outcome.",
+        m.push.pushes(),
+    );
+
     histogram(
         &mut w,
         &n.run_duration,

@@ -8,6 +8,8 @@ pub mod demo;
 pub mod exposition;
 pub mod metrics;
 pub mod prometheus;
+pub mod pushgateway;
+pub mod receiver;
 pub mod ws;
 
 use std::io::{self, Write};

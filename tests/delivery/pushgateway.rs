@@ -1,0 +1,572 @@
+//! Pushing to a Prometheus Pushgateway: a short-lived engine's final
+//! figures arrive exactly; a receiver that is down, failing, throttling,
+//! refusing or silent never blocks the engine, and each case is counted;
+//! a SIGKILLed engine's journal is pushed afterwards, exactly, twice.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use agentgate_obs::demo::{DemoConfig, run_engine};
+use agentgate_obs::event::RunOutcome;
+use agentgate_obs::logging::Level;
+use agentgate_obs::metrics::{PushFailure, PushGatewayConfig};
+use agentgate_obs::{Observability, Phase};
+
+use crate::common::pushgateway::Pushgateway;
+use crate::common::receiver::{Answer, FakeReceiver};
+use crate::common::{self, LogBuffer, TempDir};
+
+const RESULTS: [(&str, RunOutcome); 3] = [
+    ("succeeded", RunOutcome::Succeeded),
+    ("failed", RunOutcome::Failed),
+    ("canceled", RunOutcome::Canceled),
+];
+
+/// The Pushgateway's figures of `metric{result}` for each result, and of
+/// `runs_started_total`, in the group `key`.
+fn gateway_runs(gateway: &Pushgateway, key: &[(&str, &str)]) -> (Option<f64>, Vec<Option<f64>>) {
+    let started = gateway.value(key, "agentgate_runs_started_total", &[]);
+    let completed = RESULTS
+        .iter()
+        .map(|(result, _)| {
+            gateway.value(key, "agentgate_runs_completed_total", &[("result", result)])
+        })
+        .collect();
+    (started, completed)
+}
+
+#[test]
+fn an_engine_that_lives_200_ms_delivers_its_final_run_counts_to_the_pushgateway_exactly() {
+    let Some(binary) = Pushgateway::binary("pushgateway: a 200 ms engine's final figures") else {
+        return;
+    };
+    let gateway = Pushgateway::start(&binary);
+    let began = Instant::now();
+    // The default interval (15 s) is far longer than the process lives:
+    // only the push at shutdown can deliver anything.
+    let obs = common::quiet()
+        .push_gateway_config(PushGatewayConfig::new(gateway.url()).instance("short-lived"))
+        .start()
+        .expect("the pipeline starts");
+    let config = DemoConfig {
+        work_orders: 60,
+        concurrency: 2,
+        seed: 7,
+        time_scale: 0.0,
+    };
+    let tally = run_engine(&obs.emitter(), &config, &AtomicBool::new(false));
+    std::thread::sleep(Duration::from_millis(200).saturating_sub(began.elapsed()));
+    obs.shutdown();
+
+    assert!(
+        tally.failed > 0 && tally.succeeded > 0,
+        "the seed gives both results: {tally:?}"
+    );
+    let key = [("job", "agentgate"), ("instance", "short-lived")];
+    let (started, completed) = gateway_runs(&gateway, &key);
+    assert_eq!(started, Some(60.0));
+    let tally_by_result = [tally.succeeded, tally.failed, tally.canceled];
+    for (((result, outcome), pushed), counted) in
+        RESULTS.iter().zip(&completed).zip(tally_by_result)
+    {
+        assert_eq!(*pushed, Some(counted as f64), "runs {result}");
+        assert_eq!(
+            obs.metrics().runs_completed(*outcome),
+            counted,
+            "runs {result}"
+        );
+    }
+    let stats = obs.metrics().push_gateway_stats();
+    assert_eq!(
+        (stats.pushes, stats.failed, stats.last),
+        (1, 0, Some(Ok(())))
+    );
+}
+
+/// What an engine against a receiver that misbehaves went through.
+struct Ordeal {
+    /// The longest a batch of 1,000 emits took.
+    slowest_emits: Duration,
+    /// The longest a `flush()` took while pushes were failing.
+    slowest_flush: Duration,
+    /// How long `shutdown()` took.
+    shutdown: Duration,
+    obs: Observability,
+    log: LogBuffer,
+}
+
+/// The final wait every misbehaving receiver is given.
+const WAIT: Duration = Duration::from_millis(600);
+/// What shutdown may take beyond the final wait on a loaded machine: the
+/// exporter's grace (0.2 s), the log writer, the scheduler.
+const MARGIN: Duration = Duration::from_secs(2);
+
+/// An engine emitting for 400 ms against `url`, pushing every 50 ms,
+/// then shut down.
+fn engine_against(url: &str) -> Ordeal {
+    let log = LogBuffer::new();
+    let obs = Observability::builder()
+        .log_to(log.clone())
+        // Not a progress line per event: the exporter's lines are warnings.
+        .log_level(Level::Warn)
+        .push_gateway_config(
+            PushGatewayConfig::new(url)
+                .instance("ordeal")
+                .interval(Duration::from_millis(50))
+                .final_wait(WAIT),
+        )
+        .start()
+        .expect("the pipeline starts");
+    let run = obs.emitter().run("wo-1", "run-1");
+    let began = Instant::now();
+    let mut slowest_emits = Duration::ZERO;
+    let mut slowest_flush = Duration::ZERO;
+    let mut iteration = 0;
+    while began.elapsed() < Duration::from_millis(400) {
+        let batch = Instant::now();
+        for _ in 0..1_000 {
+            iteration += 1;
+            run.phase_completed(iteration, Phase::Build, true, Duration::from_millis(3));
+        }
+        slowest_emits = slowest_emits.max(batch.elapsed());
+        let flush = Instant::now();
+        obs.flush();
+        slowest_flush = slowest_flush.max(flush.elapsed());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let stopping = Instant::now();
+    obs.shutdown();
+    Ordeal {
+        slowest_emits,
+        slowest_flush,
+        shutdown: stopping.elapsed(),
+        obs,
+        log,
+    }
+}
+
+impl Ordeal {
+    /// Asserts that nothing waited on the receiver, that every request
+    /// failed for `reason` and was counted, on `/metrics` too, and that
+    /// the failures were logged once for the run of them plus once for
+    /// the final push.
+    fn assert_never_blocked_and_counted(&self, reason: PushFailure) {
+        assert!(
+            self.slowest_emits < Duration::from_secs(1),
+            "1,000 emits took {:?}",
+            self.slowest_emits
+        );
+        assert!(
+            self.slowest_flush < Duration::from_secs(1),
+            "a flush took {:?}",
+            self.slowest_flush
+        );
+        assert!(
+            self.shutdown < WAIT + MARGIN,
+            "shutdown took {:?} with a final wait of {WAIT:?}",
+            self.shutdown
+        );
+        let stats = self.obs.metrics().push_gateway_stats();
+        assert!(
+            stats.pushes >= 3,
+            "periodic pushes and the final one: {stats:?}"
+        );
+        assert_eq!(stats.failed, stats.pushes, "{stats:?}");
+        assert_eq!(stats.last, Some(Err(reason)));
+        let samples = common::parse_exposition(&self.obs.metrics().render()).expect("parses");
+        let value = |name: &str, labels: &[(&str, &str)]| {
+            common::sample_value(&samples, name, labels).unwrap_or_else(|| panic!("{name}"))
+        };
+        assert_eq!(
+            value("agentgate_pushgateway_pushes_total", &[]),
+            stats.pushes as f64
+        );
+        for other in [
+            "connect",
+            "io",
+            "malformed",
+            "rejected",
+            "server_error",
+            "throttled",
+            "timeout",
+            "unauthorized",
+            "unexpected_status",
+        ] {
+            let expected = if other == reason.as_str() {
+                stats.failed
+            } else {
+                0
+            };
+            assert_eq!(
+                value(
+                    "agentgate_pushgateway_push_failures_total",
+                    &[("reason", other)]
+                ),
+                expected as f64,
+                "reason {other}"
+            );
+        }
+        let lines = self.log.log_lines();
+        let periodic = lines
+            .iter()
+            .filter(|l| {
+                l["module"] == "agentgate_obs::pushgateway"
+                    && l["level"] == "warn"
+                    && l["message"]
+                        .as_str()
+                        .is_some_and(|m| m.starts_with("push to the Pushgateway failed"))
+            })
+            .count();
+        assert_eq!(
+            periodic, 1,
+            "one line for the run of failures, not one per push"
+        );
+        let last = lines
+            .iter()
+            .filter(|l| l["module"] == "agentgate_obs::pushgateway" && l["level"] == "error")
+            .collect::<Vec<_>>();
+        assert_eq!(last.len(), 1, "the final push's failure is logged");
+        assert_eq!(last[0]["reason"], reason.as_str());
+    }
+}
+
+#[test]
+fn a_pushgateway_that_is_down_never_blocks_the_engine_and_each_refused_connection_is_counted() {
+    let port = common::prometheus::free_port();
+    let ordeal = engine_against(&format!("http://127.0.0.1:{port}"));
+    ordeal.assert_never_blocked_and_counted(PushFailure::Connect);
+}
+
+#[test]
+fn a_pushgateway_answering_500_never_blocks_the_engine_and_is_retried_within_the_final_wait() {
+    let receiver = FakeReceiver::start(Answer::Status(500, None));
+    let ordeal = engine_against(&receiver.url());
+    ordeal.assert_never_blocked_and_counted(PushFailure::ServerError);
+    let stats = ordeal.obs.metrics().push_gateway_stats();
+    assert_eq!(receiver.received().len() as u64, stats.pushes);
+    let finals = final_attempts(&receiver, &ordeal);
+    assert!(finals >= 2, "the final push is tried again: {finals} tries");
+}
+
+#[test]
+fn a_pushgateway_answering_429_never_blocks_the_engine_and_its_retry_after_is_honoured() {
+    // Retry-After: 1 s does not fit in the 0.6 s final wait: no retry.
+    let receiver = FakeReceiver::start(Answer::Status(429, Some(1)));
+    let ordeal = engine_against(&receiver.url());
+    ordeal.assert_never_blocked_and_counted(PushFailure::Throttled);
+    assert_eq!(final_attempts(&receiver, &ordeal), 1);
+    assert!(
+        ordeal.shutdown < Duration::from_millis(600),
+        "{:?}",
+        ordeal.shutdown
+    );
+}
+
+#[test]
+fn a_pushgateway_answering_400_never_blocks_the_engine_and_is_not_retried() {
+    let receiver = FakeReceiver::start(Answer::Status(400, None));
+    let ordeal = engine_against(&receiver.url());
+    ordeal.assert_never_blocked_and_counted(PushFailure::Rejected);
+    assert_eq!(final_attempts(&receiver, &ordeal), 1);
+    let error = ordeal
+        .log
+        .log_lines()
+        .into_iter()
+        .find(|l| l["level"] == "error")
+        .expect("the final failure is logged");
+    assert!(
+        error["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("HTTP 400: fake answer")),
+        "the answer is quoted: {error}"
+    );
+}
+
+#[test]
+fn a_pushgateway_that_never_answers_holds_shutdown_only_for_the_final_wait() {
+    let receiver = FakeReceiver::start(Answer::Hang);
+    let ordeal = engine_against(&receiver.url());
+    ordeal.assert_never_blocked_and_counted(PushFailure::Timeout);
+    assert!(
+        ordeal.shutdown >= WAIT - Duration::from_millis(50),
+        "{:?}",
+        ordeal.shutdown
+    );
+}
+
+/// How many requests the final push made: those after the last event was
+/// emitted (the periodic pushes stop at shutdown).
+fn final_attempts(receiver: &FakeReceiver, ordeal: &Ordeal) -> usize {
+    let stats = ordeal.obs.metrics().push_gateway_stats();
+    let received = receiver.received();
+    assert_eq!(received.len() as u64, stats.pushes);
+    // The final push carries every event; the periodic ones fewer or as
+    // many, and only a final push is retried with the same body.
+    let last_body = &received.last().expect("requests").body;
+    received
+        .iter()
+        .rev()
+        .take_while(|r| &r.body == last_body)
+        .count()
+}
+
+#[test]
+fn a_pushgateway_that_comes_back_is_logged_once_as_failing_and_once_as_back() {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], common::prometheus::free_port()));
+    let log = LogBuffer::new();
+    let obs = Observability::builder()
+        .log_to(log.clone())
+        .push_gateway_config(
+            PushGatewayConfig::new(format!("http://{addr}"))
+                .instance("flaky")
+                .interval(Duration::from_millis(50)),
+        )
+        .start()
+        .expect("the pipeline starts");
+    std::thread::sleep(Duration::from_millis(300));
+    let receiver = FakeReceiver::start_on(addr, Answer::Status(200, None));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while obs.metrics().push_gateway_stats().last != Some(Ok(())) {
+        assert!(
+            Instant::now() < deadline,
+            "no push succeeded once the receiver was up"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    obs.shutdown();
+    let stats = obs.metrics().push_gateway_stats();
+    assert!(stats.failed >= 2, "{stats:?}");
+    assert_eq!(
+        stats.pushes - stats.failed,
+        receiver.received().len() as u64
+    );
+    let lines = log.log_lines();
+    let ours = |level: &str| {
+        lines
+            .iter()
+            .filter(|l| l["module"] == "agentgate_obs::pushgateway" && l["level"] == level)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ours("warn").len(), 1, "one line for the run of failures");
+    let info = ours("info");
+    let back: Vec<_> = info
+        .iter()
+        .filter(|l| l["message"] == "pushes to the Pushgateway succeed again")
+        .collect();
+    assert_eq!(back.len(), 1, "{info:?}");
+    assert_eq!(back[0]["failedPushes"], stats.failed);
+    assert!(ours("error").is_empty());
+}
+
+#[test]
+fn the_bearer_token_and_the_grouping_key_go_with_every_push() {
+    let receiver = FakeReceiver::start(Answer::Status(200, None));
+    let obs = common::quiet()
+        .push_gateway_config(
+            PushGatewayConfig::new(format!("{}/gateway/", receiver.url()))
+                .job("nightly")
+                .instance("runner 7")
+                .label("work_order", "wo/42")
+                .bearer_token("s3cret-token")
+                .interval(Duration::from_millis(50)),
+        )
+        .start()
+        .expect("the pipeline starts");
+    std::thread::sleep(Duration::from_millis(200));
+    obs.shutdown();
+    let received = receiver.received();
+    assert!(received.len() >= 2, "{} requests", received.len());
+    for request in &received {
+        assert_eq!(request.method, "PUT");
+        assert_eq!(
+            request.path,
+            "/gateway/metrics/job/nightly/instance/runner%207/work_order@base64/d28vNDI"
+        );
+        assert_eq!(request.header("authorization"), Some("Bearer s3cret-token"));
+        assert_eq!(
+            request.header("content-type"),
+            Some("text/plain; version=0.0.4; charset=utf-8")
+        );
+        let body = String::from_utf8(request.body.clone()).expect("text");
+        common::parse_exposition(&body).expect("the body is a valid exposition");
+    }
+    let stats = obs.metrics().push_gateway_stats();
+    assert_eq!((stats.pushes, stats.failed), (received.len() as u64, 0));
+}
+
+#[test]
+fn delete_on_shutdown_removes_the_group_that_the_periodic_pushes_filled() {
+    let Some(binary) = Pushgateway::binary("pushgateway: delete on shutdown") else {
+        return;
+    };
+    let gateway = Pushgateway::start(&binary);
+    let key = [("job", "agentgate"), ("instance", "long-lived")];
+    let obs = common::quiet()
+        .push_gateway_config(
+            PushGatewayConfig::new(gateway.url())
+                .instance("long-lived")
+                .interval(Duration::from_millis(50))
+                .delete_on_shutdown(true),
+        )
+        .start()
+        .expect("the pipeline starts");
+    gateway.wait_for_group(&key, Duration::from_secs(10));
+    obs.shutdown();
+    assert!(gateway.group(&key).is_none(), "the group is deleted");
+    assert_eq!(obs.metrics().push_gateway_stats().last, Some(Ok(())));
+}
+
+/// Runs started and finished by result in a journal, read from its lines
+/// (not through the crate's reader): each run's first terminal event
+/// counts, and a torn last line is no event.
+fn journal_tally(path: &Path) -> (u64, [u64; 3]) {
+    let text = String::from_utf8_lossy(&std::fs::read(path).expect("the journal")).into_owned();
+    let mut started = HashSet::new();
+    let mut finished: HashMap<String, usize> = HashMap::new();
+    for line in text.lines() {
+        let Ok(event) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let run = event["runId"].as_str().unwrap_or_default().to_owned();
+        let outcome = match event["type"].as_str() {
+            Some("run:started") => {
+                started.insert(run);
+                continue;
+            }
+            Some("run:completed") => match event["engineResult"].as_str() {
+                Some("passed") => 0,
+                Some("canceled") => 2,
+                _ => 1,
+            },
+            Some("run:failed") => 1,
+            Some("run:canceled") => 2,
+            _ => continue,
+        };
+        if started.contains(&run) {
+            finished.entry(run).or_insert(outcome);
+        }
+    }
+    let mut by_outcome = [0; 3];
+    for outcome in finished.values() {
+        by_outcome[*outcome] += 1;
+    }
+    (started.len() as u64, by_outcome)
+}
+
+#[test]
+fn a_sigkilled_engines_journal_pushed_afterwards_gives_exact_counts_twice() {
+    let Some(binary) = Pushgateway::binary("pushgateway: a SIGKILLed engine's journal") else {
+        return;
+    };
+    let gateway = Pushgateway::start(&binary);
+    let dir = TempDir::new("push-after-kill");
+    let journal = dir.join("events.ndjson");
+    let key = [("job", "crashed"), ("instance", "ci-runner")];
+    let bin = env!("CARGO_BIN_EXE_agentgate-obs");
+    let mut engine = Command::new(bin)
+        .args(["demo", "--listen", "127.0.0.1:0", "--work-orders", "100000"])
+        .args(["--time-scale", "0.02", "--events-out"])
+        .arg(&journal)
+        .args(["--push-gateway", &gateway.url(), "--push-interval", "100ms"])
+        .args(["--push-job", "crashed", "--push-instance", "ci-runner"])
+        .arg("--log-file")
+        .arg(dir.join("log.jsonl"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the demo starts");
+    // Mid-way: the engine has pushed, and finished runs are on disk.
+    gateway.wait_for_group(&key, Duration::from_secs(20));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while journal_tally(&journal).1.iter().sum::<u64>() < 20 {
+        assert!(Instant::now() < deadline, "the engine finishes no run");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    engine.kill().expect("SIGKILL");
+    let status = engine.wait().expect("reaped");
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9),
+        "killed by SIGKILL, no shutdown ran"
+    );
+
+    let (started, finished) = journal_tally(&journal);
+    assert!(
+        started > finished.iter().sum::<u64>(),
+        "runs were in flight"
+    );
+    for attempt in ["first", "second"] {
+        let output = Command::new(bin)
+            .arg("push")
+            .arg(&journal)
+            .args(["--push-gateway", &gateway.url()])
+            .args(["--push-job", "crashed", "--push-instance", "ci-runner"])
+            .output()
+            .expect("push runs");
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{attempt} push: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let (pushed_started, pushed_completed) = gateway_runs(&gateway, &key);
+        assert_eq!(pushed_started, Some(started as f64), "{attempt} push");
+        for ((result, _), (pushed, expected)) in
+            RESULTS.iter().zip(pushed_completed.iter().zip(finished))
+        {
+            assert_eq!(
+                *pushed,
+                Some(expected as f64),
+                "runs {result} after the {attempt} push"
+            );
+        }
+    }
+}
+
+#[test]
+fn push_exits_3_when_the_pushgateway_cannot_be_reached_and_2_on_an_empty_journal() {
+    let dir = TempDir::new("push-exit-codes");
+    let journal = dir.join("events.ndjson");
+    std::fs::write(
+        &journal,
+        concat!(
+            r#"{"type":"run:started","seq":1,"timestamp":"2026-12-02T01:00:00.000Z","workOrderId":"wo","runId":"r","correlationId":"r","taskSpec":{"goal":"g","strategy":"ralph","maxIterations":3}}"#,
+            "\n"
+        ),
+    )
+    .expect("a journal");
+    let empty = dir.join("empty.ndjson");
+    std::fs::write(&empty, "").expect("an empty journal");
+    let bin = env!("CARGO_BIN_EXE_agentgate-obs");
+    let port = common::prometheus::free_port();
+    let push = |file: &Path, url: &str| {
+        Command::new(bin)
+            .arg("push")
+            .arg(file)
+            .args(["--push-gateway", url, "--push-wait", "300ms"])
+            .output()
+            .expect("push runs")
+    };
+    let down = push(&journal, &format!("http://127.0.0.1:{port}"));
+    assert_eq!(down.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&down.stderr);
+    assert!(stderr.contains("could not push"), "{stderr}");
+
+    let receiver = FakeReceiver::start(Answer::Status(200, None));
+    let nothing = push(&empty, &receiver.url());
+    assert_eq!(nothing.status.code(), Some(2));
+    assert!(
+        receiver.received().is_empty(),
+        "no zeros pushed over a group"
+    );
+
+    let refused = FakeReceiver::start(Answer::Status(401, None));
+    assert_eq!(push(&journal, &refused.url()).status.code(), Some(2));
+    let https = push(&journal, "https://127.0.0.1:9091");
+    assert_eq!(https.status.code(), Some(2));
+}
