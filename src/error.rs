@@ -67,6 +67,28 @@ pub enum Error {
         /// The OS error.
         source: std::io::Error,
     },
+    /// A receiver's URL (remote write) is not one the HTTP client can send
+    /// to: not `http://` (a receiver behind TLS is reached through a local
+    /// proxy), no host, a bad port, user info or a fragment.
+    #[error("{url:?} is not a URL the metrics can be sent to: {reason}")]
+    Endpoint {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A one-shot delivery
+    /// ([`Observability::remote_write_once`](crate::Observability::remote_write_once))
+    /// did not deliver every sample: the receiver refused the request, or
+    /// answered errors (or nothing) until the retries or the wait ran out.
+    /// Counted on `/metrics` like any other send.
+    #[error("the metrics did not all reach {url}: {reason}")]
+    Delivery {
+        /// The receiver's URL.
+        url: String,
+        /// The last error.
+        reason: String,
+    },
     /// A metric of the engine's could not be registered, for `?` in a
     /// function that sets up the pipeline and the engine's metrics.
     #[error(transparent)]

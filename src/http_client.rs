@@ -109,6 +109,7 @@ impl Endpoint {
     }
 
     /// The path and query of the URL.
+    #[cfg(test)]
     pub(crate) fn path(&self) -> &str {
         &self.path
     }

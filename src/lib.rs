@@ -51,7 +51,6 @@ mod diagnostics;
 mod emitter;
 mod error;
 pub mod event;
-#[allow(dead_code)] // until its first target lands
 mod export;
 mod exposition;
 mod files;
@@ -60,7 +59,6 @@ mod files;
 pub mod fuzzing;
 mod global;
 mod guard;
-#[allow(dead_code)] // until its first sender lands
 mod http_client;
 pub mod journal;
 #[cfg(test)]

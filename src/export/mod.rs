@@ -9,6 +9,10 @@
 //! as a scrape does: the drain thread and the engine never wait on it, and
 //! a receiver that is down or slow costs only this thread's time.
 
+mod parse;
+mod prompb;
+pub(crate) mod remote_write;
+
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -107,6 +111,7 @@ impl Exporter {
     /// waits for that delivery up to `wait`. Past it the thread is left to
     /// end on its own (its requests carry the same deadline), a warning is
     /// logged, and this returns: shutdown is never held longer.
+    #[cfg(test)]
     pub(crate) fn finish(self, wait: Duration) {
         finish_all(vec![self], wait);
     }

@@ -33,6 +33,7 @@ pub(crate) mod histogram;
 mod labels;
 #[cfg(feature = "metrics")]
 mod recorder;
+pub(crate) mod remote_write;
 mod render;
 pub(crate) mod sink;
 mod summary;
@@ -51,6 +52,7 @@ pub use custom::{MAX_LABELS, MetricError, OVERFLOW};
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub use recorder::MetricsRecorder;
+pub use remote_write::{DEFAULT_REMOTE_WRITE_JOB, RemoteWriteConfig};
 pub use summary::{Bucket, HistogramSummary, Summary};
 
 pub use crate::exposition::{
@@ -157,6 +159,10 @@ struct Names {
     listener_panics: String,
     log_dropped: String,
     log_sink_errors: String,
+    remote_write_dropped: String,
+    remote_write_failed: String,
+    remote_write_retries: String,
+    remote_write_sent: String,
     render_bytes: String,
     render_seconds: String,
     clamped: String,
@@ -194,6 +200,10 @@ impl Names {
             listener_panics: n("listener_panics_total"),
             log_dropped: n("log_records_dropped_total"),
             log_sink_errors: n("log_sink_errors_total"),
+            remote_write_dropped: n("remote_write_samples_dropped_total"),
+            remote_write_failed: n("remote_write_samples_failed_total"),
+            remote_write_retries: n("remote_write_retries_total"),
+            remote_write_sent: n("remote_write_samples_sent_total"),
             render_bytes: n("metrics_render_bytes"),
             render_seconds: n("metrics_render_seconds"),
             clamped: n("observations_clamped_total"),
@@ -236,6 +246,10 @@ impl Names {
             (&self.clamped, Counter),
             (&self.phase_duration, Histogram),
             (&self.phase_executions, Counter),
+            (&self.remote_write_dropped, Counter),
+            (&self.remote_write_failed, Counter),
+            (&self.remote_write_retries, Counter),
+            (&self.remote_write_sent, Counter),
             (&self.run_duration, Histogram),
             (&self.runs_completed, Counter),
             (&self.runs_evicted, Counter),
@@ -271,6 +285,8 @@ struct Inner {
     http_shed: Arc<crate::server::shed::ShedCounts>,
     /// The journal writer's counters (zero without a journal).
     journal: Arc<crate::journal::JournalCounters>,
+    /// The remote write sender's counters (zero without remote write).
+    remote_write: Arc<remote_write::RemoteWriteCounters>,
     run_duration: TimeHistogram,
     iteration_duration: TimeHistogram,
     phase_duration: [TimeHistogram; 4],
@@ -374,6 +390,7 @@ impl Metrics {
                 ws_clients_closed: Default::default(),
                 http_shed: Arc::default(),
                 journal: Arc::default(),
+                remote_write: Arc::default(),
                 run_duration: durations(),
                 iteration_duration: durations(),
                 phase_duration: std::array::from_fn(|_| durations()),
@@ -568,6 +585,11 @@ impl Metrics {
         self.inner.journal.clone()
     }
 
+    /// The remote write sender's counters (`remote_write_*`).
+    pub(crate) fn remote_write_counters(&self) -> Arc<remote_write::RemoteWriteCounters> {
+        self.inner.remote_write.clone()
+    }
+
     /// Runs started so far (`runs_started_total`).
     pub fn runs_started(&self) -> u64 {
         // Relaxed: a count read for reporting.
@@ -659,6 +681,15 @@ impl Metrics {
         self.inner
             .last_render_bytes
             .store((out.len() - before) as u64, Ordering::Relaxed);
+    }
+
+    /// Every family in Prometheus text format, for a sender (remote
+    /// write): the same numbers as a scrape, without touching the render
+    /// time and size that the next scrape reports.
+    pub(crate) fn render_for_export(&self) -> String {
+        let mut out = String::with_capacity(8 * 1024);
+        render::render(self, Format::Prometheus, &mut out);
+        out
     }
 
     /// Count, sum, p50, p90, p99 and max of every histogram series, from

@@ -35,7 +35,8 @@ use crate::exposition::writer::Kind;
 use crate::redact::{REDACTED, Redactor};
 pub(crate) use error::Rejection;
 use handles::{CounterCell, GaugeCell, HistogramCell};
-use names::{lint_family, validate_label_name, validate_name};
+pub(crate) use names::validate_label_name;
+use names::{lint_family, validate_name};
 pub(crate) use names::{validate_buckets, validate_namespace};
 
 /// The label value of the series that takes every label combination past

@@ -50,7 +50,7 @@ pub(super) fn validate_name(name: &str) -> Result<(), MetricError> {
     }
 }
 
-pub(super) fn validate_label_name(label: &str) -> Result<(), &'static str> {
+pub(crate) fn validate_label_name(label: &str) -> Result<(), &'static str> {
     if matches!(label, "le" | "quantile") {
         return Err("reserved for histogram buckets and summary quantiles");
     }
