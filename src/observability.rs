@@ -833,7 +833,12 @@ impl Observability {
     /// delivery of the same figures is then the same samples at the same
     /// time, which Prometheus accepts as duplicates, and nothing counts
     /// twice. (Another value at a timestamp already written is refused with
-    /// a `400`, and counted as dropped.)
+    /// a `400`, and counted as dropped.) Such a delivery carries the series
+    /// the events determine (runs, iterations, phases, gates, deliveries,
+    /// events, durations, the engine's own families) and leaves out those
+    /// of this process's pipeline (queue, renders, logs, journal writer,
+    /// HTTP, WebSocket, remote write): they describe the sender, not the
+    /// journal, and change between two sends.
     ///
     /// Returns the number of samples sent; [`Error::Endpoint`] or
     /// [`Error::Config`] for a `config` that [`Builder::remote_write_config`]

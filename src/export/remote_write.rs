@@ -96,7 +96,11 @@ impl RemoteWrite {
     /// the send's: for a delivery of cumulative figures rebuilt from a
     /// journal, the time of its last event, so that sending them again is
     /// the same sample at the same time (which Prometheus accepts as a
-    /// duplicate) rather than a new point.
+    /// duplicate) rather than a new point. Such a delivery leaves out the
+    /// families of the sending process's own pipeline
+    /// ([`Metrics::is_process_series`]): they are not the journal's, and
+    /// they change from one send to the next (remote write's own counters
+    /// first), which Prometheus would refuse at a timestamp already written.
     pub(crate) fn new(
         config: RemoteWriteConfig,
         metrics: &Metrics,
@@ -128,6 +132,10 @@ impl RemoteWrite {
         let timestamp_ms = self.fixed_timestamp_ms.unwrap_or_else(now_ms);
         let text = metrics.render_for_export();
         let (mut samples, skipped) = parse::samples(&text);
+        if self.fixed_timestamp_ms.is_some() {
+            // Figures rebuilt from a journal: only what the events say.
+            samples.retain(|s| !metrics.is_process_series(&s.name));
+        }
         if skipped > 0 {
             self.warn(
                 "some lines of the exposition were not understood and are not sent",

@@ -590,6 +590,49 @@ impl Metrics {
         self.inner.remote_write.clone()
     }
 
+    /// Whether `series` (a sample's name: a family's, or a histogram's
+    /// `_bucket`, `_sum`, `_count`) belongs to a family that describes this
+    /// process's pipeline rather than what the events say: the ring, the
+    /// renders, the logs, the journal writer, the HTTP server, WebSocket
+    /// clients, remote write, refused registrations. A delivery of figures
+    /// rebuilt from a journal, stamped with the journal's time, leaves them
+    /// out: they would describe the process that rebuilt them, and differ
+    /// from one rebuild to the next.
+    pub(crate) fn is_process_series(&self, series: &str) -> bool {
+        let n = &self.inner.names;
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|suffix| series.strip_suffix(suffix))
+            .filter(|family| *family == n.queue_latency)
+            .unwrap_or(series);
+        [
+            &n.custom_rejected,
+            &n.custom_overflow,
+            &n.queue_capacity,
+            &n.queue_depth,
+            &n.queue_latency,
+            &n.events_dropped,
+            &n.http_shed,
+            &n.journal_dropped,
+            &n.journal_rotations,
+            &n.journal_write_errors,
+            &n.journal_written,
+            &n.listener_panics,
+            &n.log_dropped,
+            &n.log_sink_errors,
+            &n.remote_write_dropped,
+            &n.remote_write_failed,
+            &n.remote_write_retries,
+            &n.remote_write_sent,
+            &n.render_bytes,
+            &n.render_seconds,
+            &n.ws_clients,
+            &n.ws_clients_closed,
+        ]
+        .iter()
+        .any(|name| name.as_str() == family)
+    }
+
     /// Runs started so far (`runs_started_total`).
     pub fn runs_started(&self) -> u64 {
         // Relaxed: a count read for reporting.

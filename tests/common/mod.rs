@@ -7,6 +7,7 @@ pub mod demo;
 pub mod exposition;
 pub mod metrics;
 pub mod prometheus;
+pub mod receiver;
 pub mod ws;
 
 use std::io::{self, Write};
