@@ -54,6 +54,13 @@ pub(crate) struct DemoArgs {
     /// read it back). Rotated at 100 MiB, five old files kept.
     #[arg(long, value_name = "FILE")]
     events_out: Option<std::path::PathBuf>,
+    /// Send the metrics to a Prometheus remote write receiver at URL
+    /// (`http://HOST:9090/api/v1/write`, a Prometheus started with
+    /// --web.enable-remote-write-receiver) every 15 s and once more at
+    /// exit. Every series gets job="agentgate" and instance=<host name>.
+    /// http:// only: reach an https receiver through a local proxy.
+    #[arg(long, value_name = "URL")]
+    remote_write: Option<String>,
 }
 
 pub(crate) fn run(args: DemoArgs) -> Result<Exit, Failure> {
@@ -71,6 +78,9 @@ pub(crate) fn run(args: DemoArgs) -> Result<Exit, Failure> {
     }
     if let Some(path) = &args.events_out {
         builder = builder.journal(path);
+    }
+    if let Some(url) = &args.remote_write {
+        builder = builder.remote_write(url);
     }
     let obs = builder.start()?;
     // The demo owns the process: `log` records come out as JSON lines too.

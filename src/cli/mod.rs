@@ -124,9 +124,12 @@ impl From<agentgate_obs::Error> for Failure {
             Error::Config(_)
             | Error::LogFile { .. }
             | Error::Journal { .. }
-            | Error::NotARegularFile { .. } => Exit::Input,
+            | Error::NotARegularFile { .. }
+            | Error::Endpoint { .. } => Exit::Input,
             // The address resolved (`ServeArgs` checks): binding it failed.
             Error::Bind { .. } => Exit::Unavailable,
+            // A receiver refused the metrics or could not be reached.
+            Error::Delivery { .. } => Exit::Unavailable,
             _ => Exit::Internal,
         };
         Failure::new(exit, error)

@@ -449,3 +449,62 @@ fn a_url_remote_write_cannot_send_to_is_refused_at_start_with_a_typed_error() {
         other => panic!("{other:?}"),
     }
 }
+
+#[cfg(feature = "cli")]
+fn demo(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_agentgate-obs"))
+        .arg("demo")
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--time-scale",
+            "0",
+            "--exit-when-done",
+        ])
+        .args(args)
+        .env_remove("AGENTGATE_TOKEN")
+        .env_remove("AGENTGATE_LOG")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("agentgate-obs runs")
+}
+
+#[cfg(feature = "cli")]
+#[test]
+fn demo_remote_write_sends_the_final_figures_once_at_exit() {
+    let receiver = FakeReceiver::start(Script::Statuses {
+        statuses: vec![204],
+        retry_after: None,
+    });
+    let out = demo(&["--work-orders", "6", "--remote-write", &receiver.url()]);
+    // Exit 0 or 1 (the seed's runs may fail): the demo ran to its end.
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "{out:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let received = receiver.received();
+    assert_eq!(
+        received.len(),
+        1,
+        "one send, at exit (the interval is 15 s)"
+    );
+    assert_eq!(received[0].header("Content-Encoding"), Some("snappy"));
+    let body = snap::raw::Decoder::new()
+        .decompress_vec(&received[0].body)
+        .expect("a snappy block");
+    let name = b"agentgate_runs_completed_total";
+    assert!(body.windows(name.len()).any(|w| w == name));
+}
+
+#[cfg(feature = "cli")]
+#[test]
+fn demo_remote_write_with_a_url_it_cannot_send_to_exits_2_naming_it() {
+    let out = demo(&["--remote-write", "https://prometheus.example/api/v1/write"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("https://prometheus.example/api/v1/write") && stderr.contains("proxy"),
+        "{stderr}"
+    );
+}
