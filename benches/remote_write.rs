@@ -179,6 +179,32 @@ fn drain_interleaved(_: &mut Criterion) {
     drop(pipelines);
 }
 
+/// One send as the exporter thread makes it (render, parse, encode,
+/// compress, a loopback POST answered 204), on a pipeline with the
+/// built-in families and 1,000 runs behind them.
+fn one_send(c: &mut Criterion) {
+    let url = receiver();
+    let obs = builder().start().expect("pipeline starts");
+    let emitter = obs.emitter();
+    for i in 0..1_000u32 {
+        let run = emitter.run(&format!("wo-{i}"), &format!("run-{i}"));
+        run.phase_completed(
+            1,
+            Phase::Build,
+            i % 3 != 0,
+            Duration::from_millis(u64::from(i)),
+        );
+    }
+    obs.flush();
+    let config = RemoteWriteConfig::new(url);
+    c.bench_function("remote write/one send of the built-in families", |b| {
+        b.iter(|| {
+            let sent = obs.remote_write_once(&config, None).expect("delivered");
+            assert!(sent > 0);
+        })
+    });
+}
+
 /// Prints each setup's median burst as a rate, against the first setup's.
 fn report(label: &str, names: &[&str], seconds: &mut [Vec<f64>]) {
     let medians: Vec<f64> = seconds.iter_mut().map(|t| median(t)).collect();
@@ -194,6 +220,6 @@ fn report(label: &str, names: &[&str], seconds: &mut [Vec<f64>]) {
 criterion_group! {
     name = benches;
     config = Criterion::default();
-    targets = drain_interleaved
+    targets = drain_interleaved, one_send
 }
 criterion_main!(benches);

@@ -875,6 +875,9 @@ impl Observability {
 
     /// Stops the pipeline: later emits are counted as dropped, every event
     /// already accepted is processed, then the drain thread is joined.
+    /// With [remote write](Builder::remote_write), the metrics are then
+    /// sent once more, with every accepted event in them, waiting at most
+    /// [`RemoteWriteConfig::final_wait`] (a failure is counted and logged).
     /// With a [journal](Builder::journal), its writer then writes (and,
     /// unless its policy is `Fsync::Never`, syncs) every line it was
     /// handed, within 10 s (a stuck disk is left behind, not waited for).
