@@ -38,8 +38,7 @@ fn receiver() -> String {
             let mut data = Vec::new();
             let mut buf = [0u8; 64 * 1024];
             // The head, then Content-Length bytes of body.
-            loop {
-                let Ok(n) = stream.read(&mut buf) else { break };
+            while let Ok(n) = stream.read(&mut buf) {
                 if n == 0 {
                     break;
                 }

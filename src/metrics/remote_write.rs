@@ -33,12 +33,10 @@ pub const DEFAULT_REMOTE_WRITE_JOB: &str = "agentgate";
 ///     .job("batch-engine")
 ///     .instance("ci-runner-7")
 ///     .label("team", "agents");
-/// let obs = agentgate_obs::Observability::builder()
-///     .no_log()
-///     .remote_write_config(config)
-///     .start()?;
-/// # drop(obs);
-/// # Ok::<(), agentgate_obs::Error>(())
+/// assert_eq!(config.url(), "http://127.0.0.1:9090/api/v1/write");
+/// let builder = agentgate_obs::Observability::builder().remote_write_config(config);
+/// // builder.start()? sends every 30 s and once more at shutdown.
+/// # drop(builder);
 /// ```
 #[derive(Clone)]
 pub struct RemoteWriteConfig {

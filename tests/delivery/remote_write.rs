@@ -192,7 +192,7 @@ fn sending_the_same_cumulative_counters_twice_at_one_timestamp_counts_once_in_pr
 
     let selector = "{job=\"agentgate\",instance=\"replayed\"}";
     prom.wait_for(
-        &format!("agentgate_runs_completed_total{{job=\"agentgate\",instance=\"replayed\",result=\"succeeded\"}}"),
+        "agentgate_runs_completed_total{job=\"agentgate\",instance=\"replayed\",result=\"succeeded\"}",
         5.0,
         Duration::from_secs(10),
     );
