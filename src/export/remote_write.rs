@@ -286,6 +286,11 @@ impl RemoteWrite {
                     let Some(batch) = self.pending.front_mut() else {
                         return;
                     };
+                    if Instant::now() >= deadline {
+                        // The deadline cut this try short: the next
+                        // delivery tries again, and the final one gives up.
+                        return;
+                    }
                     if batch.retries >= self.config.max_retries {
                         let samples = batch.samples;
                         self.pending.pop_front();
