@@ -20,13 +20,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use agentgate_obs::demo::{DemoConfig, run_engine};
-use agentgate_obs::event::EventKind;
 use agentgate_obs::journal::{JournalConfig, JournalReader, Speed};
-use agentgate_obs::{Builder, Observability, Overflow, Phase, RunHandle, Subscription};
+use agentgate_obs::{Builder, Observability, Overflow, Phase, RunHandle};
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
-use parking_lot::Mutex;
 
 mod support;
+
+use support::{LastSeen, median};
 
 const EVENTS: u64 = 100_000;
 
@@ -42,57 +42,6 @@ fn remove_journal(path: &Path) {
         let mut name = path.as_os_str().to_owned();
         name.push(format!(".{n}"));
         let _ = std::fs::remove_file(PathBuf::from(name));
-    }
-}
-
-/// What the drain thread marks during a burst.
-#[derive(Clone, Copy, Default)]
-struct Marks {
-    /// When it processed the burst's last event.
-    last: Option<Instant>,
-    /// Its CPU time when the gate let it go, and at the last event.
-    cpu_at_release: Option<Duration>,
-    cpu_at_last: Option<Duration>,
-}
-
-/// Marks a burst from the drain thread, in a listener subscribed after
-/// the gate's: it sees the burst's first event right after the release.
-struct LastSeen {
-    marks: Arc<Mutex<Marks>>,
-    _sub: Subscription,
-}
-
-impl LastSeen {
-    fn attach(obs: &Observability, last_iteration: u32) -> LastSeen {
-        let marks = Arc::new(Mutex::new(Marks::default()));
-        let mark = marks.clone();
-        let sub = obs.emitter().subscribe(move |e| match e.kind {
-            EventKind::PhaseStarted { iteration: 0, .. } => {
-                mark.lock().cpu_at_release = support::this_thread_cpu();
-            }
-            EventKind::PhaseCompleted { iteration, .. } if iteration == last_iteration => {
-                let cpu = support::this_thread_cpu();
-                let mut marks = mark.lock();
-                marks.last = Some(Instant::now());
-                marks.cpu_at_last = cpu;
-            }
-            _ => {}
-        });
-        LastSeen { marks, _sub: sub }
-    }
-
-    fn reset(&self) {
-        *self.marks.lock() = Marks::default();
-    }
-
-    fn last(&self) -> Option<Instant> {
-        self.marks.lock().last
-    }
-
-    /// The drain thread's CPU time from the release to the last event.
-    fn cpu(&self) -> Option<Duration> {
-        let marks = *self.marks.lock();
-        Some(marks.cpu_at_last?.saturating_sub(marks.cpu_at_release?))
     }
 }
 
@@ -301,11 +250,6 @@ fn report(label: &str, names: &[&str], seconds: &mut [Vec<f64>]) {
             (medians[0] / median - 1.0) * 100.0
         );
     }
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 /// Lines per second the writer thread puts on disk when it has a backlog.

@@ -67,18 +67,30 @@ pub enum Error {
         /// The OS error.
         source: std::io::Error,
     },
-    /// The URL of a receiver the metrics are sent to (a Pushgateway) is
-    /// not one this crate can send to: not `http://` (a receiver behind
+    /// The URL of a receiver the metrics are sent to (a Pushgateway, a remote write
+    /// receiver) is not one this crate can send to: not `http://` (a receiver behind
     /// TLS is reached through a local proxy), user info in it, no host, a
     /// bad port, or a path where a base URL is expected.
     #[error("the {target} URL {url:?} cannot be used: {reason}")]
     InvalidUrl {
-        /// The receiver: `Pushgateway`.
+        /// The receiver: `Pushgateway` or `remote write`.
         target: &'static str,
         /// The URL as given.
         url: String,
         /// What is wrong with it.
         reason: &'static str,
+    },
+    /// A one-shot delivery
+    /// ([`Observability::remote_write_once`](crate::Observability::remote_write_once))
+    /// did not deliver every sample: the receiver refused the request, or
+    /// answered errors (or nothing) until the retries or the wait ran out.
+    /// Counted on `/metrics` like any other send.
+    #[error("the metrics did not all reach {url}: {reason}")]
+    Delivery {
+        /// The receiver's URL.
+        url: String,
+        /// The last error.
+        reason: String,
     },
     /// A metric of the engine's could not be registered, for `?` in a
     /// function that sets up the pipeline and the engine's metrics.

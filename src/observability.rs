@@ -14,7 +14,7 @@ use crate::export::{Exporter, Schedule};
 use crate::journal::JournalConfig;
 use crate::journal::writer::Journal;
 use crate::log::{LogConfig, LogFilter, LogStats, LogWriter, Logger, ProgressLog};
-use crate::metrics::{Metrics, MetricsConfig, PushGatewayConfig};
+use crate::metrics::{Metrics, MetricsConfig, PushGatewayConfig, RemoteWriteConfig};
 use crate::pipeline::drain::Drain;
 use crate::pipeline::{Overflow, Shared};
 use crate::redact::{RedactConfig, RedactPattern};
@@ -47,6 +47,7 @@ pub struct Builder {
     redaction: RedactConfig,
     journal: Option<JournalConfig>,
     push_gateway: Option<PushGatewayConfig>,
+    remote_write: Option<RemoteWriteConfig>,
 }
 
 impl Default for Builder {
@@ -66,6 +67,7 @@ impl Default for Builder {
             redaction: RedactConfig::default(),
             journal: None,
             push_gateway: None,
+            remote_write: None,
         }
     }
 }
@@ -365,7 +367,35 @@ impl Builder {
         self
     }
 
+    /// Sends the metrics to a Prometheus remote write receiver at `url`
+    /// (e.g. `http://127.0.0.1:9090/api/v1/write`, a Prometheus started
+    /// with `--web.enable-remote-write-receiver`) every 15 s and once more
+    /// at shutdown, after the last event is processed: a process that
+    /// lives 200 ms still delivers its final figures. The defaults of
+    /// [`RemoteWriteConfig::new`]; see there for the labels every series
+    /// gets (`job`, `instance`), the retries and the bounded queue.
+    ///
+    /// The sending runs on a thread of its own: the engine and the drain
+    /// thread never wait for the receiver, and shutdown waits for the final
+    /// send at most [`RemoteWriteConfig::final_wait`] (5 s). What was sent,
+    /// retried, failed or dropped is counted on `/metrics`
+    /// (`remote_write_*`). [`start`](Self::start) fails with
+    /// [`Error::InvalidUrl`] when `url` is not an `http://` URL.
+    pub fn remote_write(self, url: impl Into<String>) -> Self {
+        self.remote_write_config(RemoteWriteConfig::new(url))
+    }
+
+    /// [`remote_write`](Self::remote_write) with the interval, waits,
+    /// queue, retries, token and labels set.
+    pub fn remote_write_config(mut self, config: RemoteWriteConfig) -> Self {
+        self.remote_write = Some(config);
+        self
+    }
+
     fn validate(&self) -> Result<(), Error> {
+        if let Some(remote_write) = &self.remote_write {
+            remote_write.validate()?;
+        }
         if let Some(journal) = &self.journal {
             journal.validate()?;
         }
@@ -502,6 +532,43 @@ impl Builder {
             self.token.is_some(),
             log.as_ref().map(|l| l.dispatch()),
         );
+        let mut exporters = Vec::new();
+        let mut export_wait = Duration::ZERO;
+        if let Some(config) = &self.remote_write {
+            let dispatch = log.as_ref().map(|l| l.dispatch().clone());
+            let schedule = crate::export::Schedule {
+                interval: config.interval,
+                timeout: config.timeout,
+            };
+            export_wait = export_wait.max(config.final_wait);
+            let started = crate::export::remote_write::RemoteWrite::new(
+                config.clone(),
+                &metrics,
+                dispatch.clone(),
+                None,
+            )
+            .and_then(|target| {
+                crate::export::Exporter::start(
+                    Box::new(target),
+                    metrics.clone(),
+                    schedule,
+                    dispatch,
+                )
+                .map_err(|source| Error::Spawn {
+                    name: "remote_write",
+                    source,
+                })
+            });
+            match started {
+                Ok(exporter) => exporters.push(exporter),
+                Err(error) => {
+                    if let Some(log) = &log {
+                        log.shutdown();
+                    }
+                    return Err(error);
+                }
+            }
+        }
         let thread = std::thread::Builder::new()
             .name("agentgate-obs-drain".into())
             .spawn(move || drain.run())
@@ -527,8 +594,8 @@ impl Builder {
             server: Mutex::new(server),
             hub,
             journal,
-            exporters: Mutex::new(Vec::new()),
-            export_wait: Duration::ZERO,
+            exporters: Mutex::new(exporters),
+            export_wait,
         };
         if let Some(plan) = push_plan {
             let schedule = Schedule {
@@ -635,10 +702,11 @@ pub struct Observability {
     server: Mutex<Option<Server>>,
     hub: Option<Arc<Hub>>,
     journal: Option<Journal>,
-    /// The exporter threads delivering the metrics (a Pushgateway).
+    /// The exporter threads delivering the metrics (a Pushgateway, remote
+    /// write), finished at shutdown.
     exporters: Mutex<Vec<crate::export::Exporter>>,
-    /// How long shutdown waits for their final deliveries: the longest
-    /// wait any of them was configured with.
+    /// How long shutdown waits for their final deliveries, side by side:
+    /// the longest of their waits.
     export_wait: Duration,
 }
 
@@ -818,8 +886,65 @@ impl Observability {
         }
     }
 
+    /// Sends the metrics to a remote write receiver once, now, and says
+    /// whether every sample arrived: for a process that rebuilt its
+    /// figures (from a journal, say) and must know they were delivered.
+    /// Every event emitted before the call is included (as after
+    /// [`flush`](Self::flush)). `config`'s labels, retries and
+    /// [`final_wait`](RemoteWriteConfig::final_wait) apply; its interval
+    /// does not. Counted on `/metrics` as any other send.
+    ///
+    /// `timestamp_ms` (milliseconds since the Unix epoch) stamps every
+    /// sample instead of the time of the send. For cumulative figures
+    /// rebuilt from a journal, give the time of its last event: a second
+    /// delivery of the same figures is then the same samples at the same
+    /// time, which Prometheus accepts as duplicates, and nothing counts
+    /// twice. (Another value at a timestamp already written is refused with
+    /// a `400`, and counted as dropped.) Such a delivery carries the series
+    /// the events determine (runs, iterations, phases, gates, deliveries,
+    /// events, durations, the engine's own families) and leaves out those
+    /// of this process's pipeline (queue, renders, logs, journal writer,
+    /// HTTP, WebSocket, remote write): they describe the sender, not the
+    /// journal, and change between two sends.
+    ///
+    /// Returns the number of samples sent; [`Error::InvalidUrl`] or
+    /// [`Error::Config`] for a `config` that [`Builder::remote_write_config`]
+    /// would refuse, [`Error::Delivery`] when samples were refused, or
+    /// failed within the wait.
+    pub fn remote_write_once(
+        &self,
+        config: &RemoteWriteConfig,
+        timestamp_ms: Option<i64>,
+    ) -> Result<u64, Error> {
+        let log = self.log.as_ref().map(|l| l.dispatch().clone());
+        let mut target = crate::export::remote_write::RemoteWrite::new(
+            config.clone(),
+            &self.metrics,
+            log,
+            timestamp_ms,
+        )?;
+        self.flush();
+        let deadline = Instant::now() + config.final_wait;
+        let outcome = target.deliver_now(&self.metrics, deadline, true);
+        if outcome.failed == 0 && outcome.dropped == 0 {
+            return Ok(outcome.sent);
+        }
+        Err(Error::Delivery {
+            url: config.url().to_owned(),
+            reason: outcome.error.unwrap_or_else(|| {
+                format!(
+                    "{} samples failed and {} were dropped",
+                    outcome.failed, outcome.dropped
+                )
+            }),
+        })
+    }
+
     /// Stops the pipeline: later emits are counted as dropped, every event
     /// already accepted is processed, then the drain thread is joined.
+    /// With [remote write](Builder::remote_write), the metrics are then
+    /// sent once more, with every accepted event in them, waiting at most
+    /// [`RemoteWriteConfig::final_wait`] (a failure is counted and logged).
     /// With a [journal](Builder::journal), its writer then writes (and,
     /// unless its policy is `Fsync::Never`, syncs) every line it was
     /// handed, within 10 s (a stuck disk is left behind, not waited for).
@@ -843,7 +968,7 @@ impl Observability {
         }
         drop(state);
         self.shared.collect_leftovers();
-        // After the drain thread: the final figures count every event.
+        // After the drain thread: the final deliveries carry every accepted event.
         let wait = self.export_wait;
         crate::export::finish_all(std::mem::take(&mut *self.exporters.lock()), wait);
         // Last: every accepted event has reached the hub; clients get it, then 1001.

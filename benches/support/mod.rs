@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use agentgate_obs::event::EventKind;
 use agentgate_obs::{Observability, Phase, RunHandle, Subscription};
+use parking_lot::Mutex;
 
 /// Times `iters` calls of `f` in batches of `batch`, running `between`
 /// untimed after each (a flush, so that a batch never finds the ring full).
@@ -128,4 +130,61 @@ pub fn this_thread_cpu() -> Option<Duration> {
         u64::try_from(now.tv_sec).ok()?,
         u32::try_from(now.tv_nsec).ok()?,
     ))
+}
+
+/// What the drain thread marks during a burst.
+#[derive(Clone, Copy, Default)]
+pub struct Marks {
+    /// When it processed the burst's last event.
+    last: Option<Instant>,
+    /// Its CPU time when the gate let it go, and at the last event.
+    cpu_at_release: Option<Duration>,
+    cpu_at_last: Option<Duration>,
+}
+
+/// Marks a burst from the drain thread, in a listener subscribed after
+/// the gate's: it sees the burst's first event right after the release.
+pub struct LastSeen {
+    marks: Arc<Mutex<Marks>>,
+    _sub: Subscription,
+}
+
+impl LastSeen {
+    pub fn attach(obs: &Observability, last_iteration: u32) -> LastSeen {
+        let marks = Arc::new(Mutex::new(Marks::default()));
+        let mark = marks.clone();
+        let sub = obs.emitter().subscribe(move |e| match e.kind {
+            EventKind::PhaseStarted { iteration: 0, .. } => {
+                mark.lock().cpu_at_release = this_thread_cpu();
+            }
+            EventKind::PhaseCompleted { iteration, .. } if iteration == last_iteration => {
+                let cpu = this_thread_cpu();
+                let mut marks = mark.lock();
+                marks.last = Some(Instant::now());
+                marks.cpu_at_last = cpu;
+            }
+            _ => {}
+        });
+        LastSeen { marks, _sub: sub }
+    }
+
+    pub fn reset(&self) {
+        *self.marks.lock() = Marks::default();
+    }
+
+    pub fn last(&self) -> Option<Instant> {
+        self.marks.lock().last
+    }
+
+    /// The drain thread's CPU time from the release to the last event.
+    pub fn cpu(&self) -> Option<Duration> {
+        let marks = *self.marks.lock();
+        Some(marks.cpu_at_last?.saturating_sub(marks.cpu_at_release?))
+    }
+}
+
+/// The median of `values` (sorted in place).
+pub fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
 }

@@ -1,5 +1,6 @@
 //! The flags that send the metrics somewhere (`demo`, `push`): a
-//! Pushgateway, its grouping key, its final wait and its token. Each kind
+//! Pushgateway (its grouping key, its final wait and its token) and a
+//! Prometheus remote write receiver. Each kind
 //! of receiver has a struct of flags of its own, flattened side by side
 //! into [`Targets`].
 
@@ -21,6 +22,13 @@ pub(crate) const PUSH_TOKEN_ENV: &str = "AGENTGATE_PUSH_TOKEN";
 pub(crate) struct Targets {
     #[command(flatten)]
     pub(crate) push_gateway: PushGatewayArgs,
+    /// Send the metrics to a Prometheus remote write receiver at URL
+    /// (`http://HOST:9090/api/v1/write`, a Prometheus started with
+    /// --web.enable-remote-write-receiver): every 15 s and once more at
+    /// exit. Every series gets job="agentgate" and instance=<host name>.
+    /// http:// only: reach an https receiver through a local proxy.
+    #[arg(long, value_name = "URL")]
+    pub(crate) remote_write: Option<String>,
 }
 
 impl Targets {
@@ -34,6 +42,9 @@ impl Targets {
     ) -> Result<Builder, Usage> {
         if let Some(config) = self.push_gateway.config()? {
             builder = builder.push_gateway_config(push_gateway(config));
+        }
+        if let Some(url) = &self.remote_write {
+            builder = builder.remote_write(url);
         }
         Ok(builder)
     }

@@ -134,6 +134,8 @@ impl From<agentgate_obs::Error> for Failure {
             | Error::InvalidUrl { .. } => Exit::Input,
             // The address resolved (`ServeArgs` checks): binding it failed.
             Error::Bind { .. } => Exit::Unavailable,
+            // A receiver refused the metrics or could not be reached.
+            Error::Delivery { .. } => Exit::Unavailable,
             _ => Exit::Internal,
         };
         Failure::new(exit, error)

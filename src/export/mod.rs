@@ -9,7 +9,10 @@
 //! as a scrape does: the drain thread and the engine never wait on it, and
 //! a receiver that is down or slow costs only this thread's time.
 
+mod parse;
+mod prompb;
 pub(crate) mod pushgateway;
+pub(crate) mod remote_write;
 
 use std::sync::Arc;
 use std::thread::JoinHandle;

@@ -34,6 +34,7 @@ mod labels;
 pub(crate) mod push;
 #[cfg(feature = "metrics")]
 mod recorder;
+pub(crate) mod remote_write;
 mod render;
 pub(crate) mod sink;
 mod summary;
@@ -56,6 +57,7 @@ pub use push::{
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub use recorder::MetricsRecorder;
+pub use remote_write::{DEFAULT_REMOTE_WRITE_JOB, RemoteWriteConfig};
 pub use summary::{Bucket, HistogramSummary, Summary};
 
 pub use crate::exposition::{
@@ -162,6 +164,10 @@ struct Names {
     listener_panics: String,
     log_dropped: String,
     log_sink_errors: String,
+    remote_write_dropped: String,
+    remote_write_failed: String,
+    remote_write_retries: String,
+    remote_write_sent: String,
     render_bytes: String,
     render_seconds: String,
     clamped: String,
@@ -201,6 +207,10 @@ impl Names {
             listener_panics: n("listener_panics_total"),
             log_dropped: n("log_records_dropped_total"),
             log_sink_errors: n("log_sink_errors_total"),
+            remote_write_dropped: n("remote_write_samples_dropped_total"),
+            remote_write_failed: n("remote_write_samples_failed_total"),
+            remote_write_retries: n("remote_write_retries_total"),
+            remote_write_sent: n("remote_write_samples_sent_total"),
             render_bytes: n("metrics_render_bytes"),
             render_seconds: n("metrics_render_seconds"),
             clamped: n("observations_clamped_total"),
@@ -247,6 +257,10 @@ impl Names {
             (&self.phase_executions, Counter),
             (&self.push_failures, Counter),
             (&self.pushes, Counter),
+            (&self.remote_write_dropped, Counter),
+            (&self.remote_write_failed, Counter),
+            (&self.remote_write_retries, Counter),
+            (&self.remote_write_sent, Counter),
             (&self.run_duration, Histogram),
             (&self.runs_completed, Counter),
             (&self.runs_evicted, Counter),
@@ -284,6 +298,8 @@ struct Inner {
     journal: Arc<crate::journal::JournalCounters>,
     /// The Pushgateway exporter's counters (zero without one).
     push: Arc<push::PushCounters>,
+    /// The remote write sender's counters (zero without remote write).
+    remote_write: Arc<remote_write::RemoteWriteCounters>,
     run_duration: TimeHistogram,
     iteration_duration: TimeHistogram,
     phase_duration: [TimeHistogram; 4],
@@ -388,6 +404,7 @@ impl Metrics {
                 http_shed: Arc::default(),
                 journal: Arc::default(),
                 push: Arc::default(),
+                remote_write: Arc::default(),
                 run_duration: durations(),
                 iteration_duration: durations(),
                 phase_duration: std::array::from_fn(|_| durations()),
@@ -594,6 +611,56 @@ impl Metrics {
         self.inner.push.stats()
     }
 
+    /// The remote write sender's counters (`remote_write_*`).
+    pub(crate) fn remote_write_counters(&self) -> Arc<remote_write::RemoteWriteCounters> {
+        self.inner.remote_write.clone()
+    }
+
+    /// Whether `series` (a sample's name: a family's, or a histogram's
+    /// `_bucket`, `_sum`, `_count`) belongs to a family that describes this
+    /// process's pipeline rather than what the events say: the ring, the
+    /// renders, the logs, the journal writer, the HTTP server, WebSocket
+    /// clients, the Pushgateway and remote write, refused registrations. A delivery of figures
+    /// rebuilt from a journal, stamped with the journal's time, leaves them
+    /// out: they would describe the process that rebuilt them, and differ
+    /// from one rebuild to the next.
+    pub(crate) fn is_process_series(&self, series: &str) -> bool {
+        let n = &self.inner.names;
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|suffix| series.strip_suffix(suffix))
+            .filter(|family| *family == n.queue_latency)
+            .unwrap_or(series);
+        [
+            &n.custom_rejected,
+            &n.custom_overflow,
+            &n.queue_capacity,
+            &n.queue_depth,
+            &n.queue_latency,
+            &n.events_dropped,
+            &n.http_shed,
+            &n.journal_dropped,
+            &n.journal_rotations,
+            &n.journal_write_errors,
+            &n.journal_written,
+            &n.listener_panics,
+            &n.log_dropped,
+            &n.log_sink_errors,
+            &n.push_failures,
+            &n.pushes,
+            &n.remote_write_dropped,
+            &n.remote_write_failed,
+            &n.remote_write_retries,
+            &n.remote_write_sent,
+            &n.render_bytes,
+            &n.render_seconds,
+            &n.ws_clients,
+            &n.ws_clients_closed,
+        ]
+        .iter()
+        .any(|name| name.as_str() == family)
+    }
+
     /// Runs started so far (`runs_started_total`).
     pub fn runs_started(&self) -> u64 {
         // Relaxed: a count read for reporting.
@@ -685,6 +752,15 @@ impl Metrics {
         self.inner
             .last_render_bytes
             .store((out.len() - before) as u64, Ordering::Relaxed);
+    }
+
+    /// Every family in Prometheus text format, for a sender (remote
+    /// write): the same numbers as a scrape, without touching the render
+    /// time and size that the next scrape reports.
+    pub(crate) fn render_for_export(&self) -> String {
+        let mut out = String::with_capacity(8 * 1024);
+        render::render(self, Format::Prometheus, &mut out);
+        out
     }
 
     /// Count, sum, p50, p90, p99 and max of every histogram series, from

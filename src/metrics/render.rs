@@ -4,6 +4,7 @@
 use std::sync::atomic::Ordering;
 
 use super::histogram::{Exemplar, TimeHistogram};
+use super::remote_write::{DropReason, FailReason};
 use super::{Metrics, OUTCOMES, WsCloseReason};
 use crate::event::{EventType, Phase};
 use crate::exposition::Format;
@@ -294,6 +295,40 @@ pub(super) fn render(metrics: &Metrics, format: Format, out: &mut String) {
         Kind::Counter,
         "Pushes to the Pushgateway (and the delete at shutdown) sent, whatever their outcome.",
         m.push.pushes(),
+    );
+
+    let remote = m.remote_write.stats();
+    w.single_u64(
+        &n.remote_write_retries,
+        Kind::Counter,
+        "Remote write requests sent again after a 5xx, a 429 or a connection error.",
+        remote.retries,
+    );
+    w.family(
+        &n.remote_write_dropped,
+        Kind::Counter,
+        "Samples remote write dropped without retrying, by reason (queue_full: the oldest waiting request made room; rejected: the receiver answered a 4xx other than 429).",
+    );
+    for reason in DropReason::ALL {
+        w.sample(&n.remote_write_dropped, "")
+            .label("reason", reason.as_str())
+            .value_u64(remote.dropped[reason as usize]);
+    }
+    w.family(
+        &n.remote_write_failed,
+        Kind::Counter,
+        "Samples remote write gave up on after retries (out of retries, or the final send's wait ended), by the last error (connect, io, malformed, server_error, throttled, timeout).",
+    );
+    for reason in FailReason::ALL {
+        w.sample(&n.remote_write_failed, "")
+            .label("reason", reason.as_str())
+            .value_u64(remote.failed[reason as usize]);
+    }
+    w.single_u64(
+        &n.remote_write_sent,
+        Kind::Counter,
+        "Samples remote write delivered (the receiver answered 2xx).",
+        remote.sent,
     );
 
     histogram(

@@ -79,6 +79,40 @@ impl Prometheus {
         Prometheus::start(binary, &config, &[])
     }
 
+    /// Starts `binary` scraping nothing and taking remote write at
+    /// [`remote_write_url`](Self::remote_write_url); returns once it is ready.
+    pub fn receiving_remote_write(binary: &Path) -> Prometheus {
+        let prom = Prometheus::start_with_flags(
+            binary,
+            "global:\n  scrape_interval: 1m\n",
+            &[],
+            &["--web.enable-remote-write-receiver"],
+        );
+        prom.wait_ready(Duration::from_secs(60));
+        prom
+    }
+
+    /// Where remote write goes.
+    pub fn remote_write_url(&self) -> String {
+        format!("http://{}/api/v1/write", self.addr)
+    }
+
+    /// Waits until `/-/ready` answers 200.
+    pub fn wait_ready(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            let request = format!(
+                "GET /-/ready HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+                self.addr
+            );
+            if super::http_raw(self.addr, request.as_bytes()).is_ok_and(|r| r.status == 200) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("prometheus on {} not ready within {limit:?}", self.addr);
+    }
+
     /// The samples of an instant query: each series' labels and value.
     pub fn query_vector(&self, promql: &str) -> Option<Vec<(serde_json::Value, f64)>> {
         let encoded: String = promql

@@ -1,6 +1,7 @@
-//! A fake receiver of pushed metrics, for the failures a real server will
-//! not produce on demand: it answers every request with one fixed status,
-//! or accepts connections and never answers, and records what it got.
+//! A fake HTTP receiver for the delivery tests, for the failures a real
+//! server will not produce on demand: it answers each request with the
+//! next status of a script (the last one again once the script runs out),
+//! or accepts connections and never answers, and keeps what it was sent.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -11,13 +12,27 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 /// How the fake answers.
-#[derive(Clone, Copy, Debug)]
-pub enum Answer {
-    /// This status, with `Retry-After: SECONDS` when given.
-    Status(u16, Option<u64>),
+#[derive(Clone, Debug)]
+pub enum Script {
+    /// Each request gets the next status, the last one over and over; 429s
+    /// and 5xx carry `Retry-After: SECONDS` when `retry_after` is set.
+    Statuses {
+        statuses: Vec<u16>,
+        retry_after: Option<u64>,
+    },
     /// Reads the request and never answers (the connection stays open
     /// until the receiver is dropped).
     Hang,
+}
+
+impl Script {
+    /// Every request answered with `status`.
+    pub fn always(status: u16) -> Script {
+        Script::Statuses {
+            statuses: vec![status],
+            retry_after: None,
+        }
+    }
 }
 
 /// One request the fake got.
@@ -31,15 +46,16 @@ pub struct Received {
 }
 
 impl Received {
+    /// A header's value (its name matched ignoring case).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
-            .find(|(n, _)| n == name)
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
 }
 
-/// A fake receiver on a free loopback port; stops on drop.
+/// A fake receiver on a loopback port; stops on drop.
 pub struct FakeReceiver {
     pub addr: SocketAddr,
     received: Arc<Mutex<Vec<Received>>>,
@@ -48,13 +64,13 @@ pub struct FakeReceiver {
 }
 
 impl FakeReceiver {
-    pub fn start(answer: Answer) -> FakeReceiver {
-        FakeReceiver::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), answer)
+    pub fn start(script: Script) -> FakeReceiver {
+        FakeReceiver::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), script)
     }
 
     /// [`start`](Self::start) on `addr`: a receiver that comes up where a
     /// sender has been failing to connect.
-    pub fn start_on(addr: SocketAddr, answer: Answer) -> FakeReceiver {
+    pub fn start_on(addr: SocketAddr, script: Script) -> FakeReceiver {
         let listener = TcpListener::bind(addr).expect("the address is free");
         listener.set_nonblocking(true).expect("non-blocking accept");
         let addr = listener.local_addr().expect("its address");
@@ -63,30 +79,40 @@ impl FakeReceiver {
         let held = Arc::new(Mutex::new(Vec::new()));
         let (log, stopping, holding) = (received.clone(), stop.clone(), held.clone());
         std::thread::spawn(move || {
+            let mut answered = 0usize;
             // Relaxed: a request to stop soon.
             while !stopping.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((stream, _)) => {
-                        let _ = stream.set_nonblocking(false);
-                        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-                        if let Some((request, mut stream)) = read_request(stream) {
-                            log.lock().push(request);
-                            match answer {
-                                Answer::Status(status, retry_after) => {
-                                    let mut head = format!(
-                                        "HTTP/1.1 {status} Fake\r\nContent-Length: 12\r\nConnection: close\r\n"
-                                    );
-                                    if let Some(seconds) = retry_after {
-                                        head.push_str(&format!("Retry-After: {seconds}\r\n"));
-                                    }
-                                    head.push_str("\r\nfake answer\n");
-                                    let _ = stream.write_all(head.as_bytes());
-                                }
-                                Answer::Hang => holding.lock().push(stream),
+                let Ok((stream, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(2));
+                    continue;
+                };
+                let _ = stream.set_nonblocking(false);
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+                let Some((request, mut stream)) = read_request(stream) else {
+                    continue;
+                };
+                log.lock().push(request);
+                match &script {
+                    Script::Statuses {
+                        statuses,
+                        retry_after,
+                    } => {
+                        let status = statuses[answered.min(statuses.len() - 1)];
+                        answered += 1;
+                        let retry = match retry_after {
+                            Some(s) if status == 429 || status >= 500 => {
+                                format!("Retry-After: {s}\r\n")
                             }
-                        }
+                            _ => String::new(),
+                        };
+                        let body = format!("scripted {status}\n");
+                        let _ = write!(
+                            stream,
+                            "HTTP/1.1 {status} Scripted\r\n{retry}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                            body.len()
+                        );
                     }
-                    Err(_) => std::thread::sleep(Duration::from_millis(2)),
+                    Script::Hang => holding.lock().push(stream),
                 }
             }
         });
@@ -98,8 +124,14 @@ impl FakeReceiver {
         }
     }
 
+    /// `http://ADDR`, a Pushgateway's base URL.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// `http://ADDR/api/v1/write`, a remote write receiver's URL.
+    pub fn write_url(&self) -> String {
+        format!("http://{}/api/v1/write", self.addr)
     }
 
     /// Every request so far.
@@ -116,10 +148,19 @@ impl Drop for FakeReceiver {
     }
 }
 
+/// A remote write URL on a port where nothing listens (bound, then closed).
+pub fn closed_port_url() -> String {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    format!("http://127.0.0.1:{port}/api/v1/write")
+}
+
 /// Reads one request: the head, then `Content-Length` bytes of body.
 fn read_request(mut stream: TcpStream) -> Option<(Received, TcpStream)> {
     let mut bytes = Vec::new();
-    let mut chunk = [0u8; 16 * 1024];
+    let mut chunk = [0u8; 64 * 1024];
     let head_end = loop {
         if let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") {
             break end;
@@ -152,6 +193,7 @@ fn read_request(mut stream: TcpStream) -> Option<(Received, TcpStream)> {
         }
         body.extend_from_slice(&chunk[..n]);
     }
+    body.truncate(length);
     Some((
         Received {
             method,

@@ -16,7 +16,7 @@ use agentgate_obs::metrics::{PushFailure, PushGatewayConfig};
 use agentgate_obs::{Observability, Phase};
 
 use crate::common::pushgateway::Pushgateway;
-use crate::common::receiver::{Answer, FakeReceiver};
+use crate::common::receiver::{FakeReceiver, Script};
 use crate::common::{self, LogBuffer, TempDir};
 
 const RESULTS: [(&str, RunOutcome); 3] = [
@@ -242,7 +242,7 @@ fn a_pushgateway_that_is_down_never_blocks_the_engine_and_each_refused_connectio
 
 #[test]
 fn a_pushgateway_answering_500_never_blocks_the_engine_and_is_retried_within_the_final_wait() {
-    let receiver = FakeReceiver::start(Answer::Status(500, None));
+    let receiver = FakeReceiver::start(Script::always(500));
     let ordeal = engine_against(&receiver.url());
     ordeal.assert_never_blocked_and_counted(PushFailure::ServerError);
     let stats = ordeal.obs.metrics().push_gateway_stats();
@@ -254,7 +254,10 @@ fn a_pushgateway_answering_500_never_blocks_the_engine_and_is_retried_within_the
 #[test]
 fn a_pushgateway_answering_429_never_blocks_the_engine_and_its_retry_after_is_honoured() {
     // Retry-After: 1 s does not fit in the 0.6 s final wait: no retry.
-    let receiver = FakeReceiver::start(Answer::Status(429, Some(1)));
+    let receiver = FakeReceiver::start(Script::Statuses {
+        statuses: vec![429],
+        retry_after: Some(1),
+    });
     let ordeal = engine_against(&receiver.url());
     ordeal.assert_never_blocked_and_counted(PushFailure::Throttled);
     assert_eq!(final_attempts(&receiver, &ordeal), 1);
@@ -267,7 +270,7 @@ fn a_pushgateway_answering_429_never_blocks_the_engine_and_its_retry_after_is_ho
 
 #[test]
 fn a_pushgateway_answering_400_never_blocks_the_engine_and_is_not_retried() {
-    let receiver = FakeReceiver::start(Answer::Status(400, None));
+    let receiver = FakeReceiver::start(Script::always(400));
     let ordeal = engine_against(&receiver.url());
     ordeal.assert_never_blocked_and_counted(PushFailure::Rejected);
     assert_eq!(final_attempts(&receiver, &ordeal), 1);
@@ -280,14 +283,14 @@ fn a_pushgateway_answering_400_never_blocks_the_engine_and_is_not_retried() {
     assert!(
         error["error"]
             .as_str()
-            .is_some_and(|e| e.contains("HTTP 400: fake answer")),
+            .is_some_and(|e| e.contains("HTTP 400: scripted 400")),
         "the answer is quoted: {error}"
     );
 }
 
 #[test]
 fn a_pushgateway_that_never_answers_holds_shutdown_only_for_the_final_wait() {
-    let receiver = FakeReceiver::start(Answer::Hang);
+    let receiver = FakeReceiver::start(Script::Hang);
     let ordeal = engine_against(&receiver.url());
     ordeal.assert_never_blocked_and_counted(PushFailure::Timeout);
     assert!(
@@ -327,7 +330,7 @@ fn a_pushgateway_that_comes_back_is_logged_once_as_failing_and_once_as_back() {
         .start()
         .expect("the pipeline starts");
     std::thread::sleep(Duration::from_millis(300));
-    let receiver = FakeReceiver::start_on(addr, Answer::Status(200, None));
+    let receiver = FakeReceiver::start_on(addr, Script::always(200));
     let deadline = Instant::now() + Duration::from_secs(10);
     while obs.metrics().push_gateway_stats().last != Some(Ok(())) {
         assert!(
@@ -364,7 +367,7 @@ fn a_pushgateway_that_comes_back_is_logged_once_as_failing_and_once_as_back() {
 
 #[test]
 fn the_bearer_token_and_the_grouping_key_go_with_every_push() {
-    let receiver = FakeReceiver::start(Answer::Status(200, None));
+    let receiver = FakeReceiver::start(Script::always(200));
     let obs = common::quiet()
         .push_gateway_config(
             PushGatewayConfig::new(format!("{}/gateway/", receiver.url()))
@@ -557,7 +560,7 @@ fn push_exits_3_when_the_pushgateway_cannot_be_reached_and_2_on_an_empty_journal
     let stderr = String::from_utf8_lossy(&down.stderr);
     assert!(stderr.contains("could not push"), "{stderr}");
 
-    let receiver = FakeReceiver::start(Answer::Status(200, None));
+    let receiver = FakeReceiver::start(Script::always(200));
     let nothing = push(&empty, &receiver.url());
     assert_eq!(nothing.status.code(), Some(2));
     assert!(
@@ -565,7 +568,7 @@ fn push_exits_3_when_the_pushgateway_cannot_be_reached_and_2_on_an_empty_journal
         "no zeros pushed over a group"
     );
 
-    let refused = FakeReceiver::start(Answer::Status(401, None));
+    let refused = FakeReceiver::start(Script::always(401));
     assert_eq!(push(&journal, &refused.url()).status.code(), Some(2));
     let https = push(&journal, "https://127.0.0.1:9091");
     assert_eq!(https.status.code(), Some(2));
