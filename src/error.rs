@@ -91,6 +91,10 @@ pub enum Error {
         url: String,
         /// The last error.
         reason: String,
+        /// The receiver refused samples (a `4xx` other than `429`): sending
+        /// the same again will not help. Otherwise it could not be reached
+        /// or answered errors, and a later try may succeed.
+        refused: bool,
     },
     /// A metric of the engine's could not be registered, for `?` in a
     /// function that sets up the pipeline and the engine's metrics.

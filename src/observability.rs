@@ -895,12 +895,13 @@ impl Observability {
     /// does not. Counted on `/metrics` as any other send.
     ///
     /// `timestamp_ms` (milliseconds since the Unix epoch) stamps every
-    /// sample instead of the time of the send. For cumulative figures
-    /// rebuilt from a journal, give the time of its last event: a second
-    /// delivery of the same figures is then the same samples at the same
-    /// time, which Prometheus accepts as duplicates, and nothing counts
-    /// twice. (Another value at a timestamp already written is refused with
-    /// a `400`, and counted as dropped.) Such a delivery carries the series
+    /// sample instead of the time of the send. The same cumulative figures
+    /// delivered again count nothing twice: at the same time Prometheus
+    /// takes them as duplicates, at a later one as a point with no change.
+    /// A time older than points the series already have (the engine's own
+    /// sends before it died) is refused as out of order with a `400`, as is
+    /// another value at a time already written, counted as dropped; so
+    /// `agentgate-obs push` stamps the time of the push. Such a delivery carries the series
     /// the events determine (runs, iterations, phases, gates, deliveries,
     /// events, durations, the engine's own families) and leaves out those
     /// of this process's pipeline (queue, renders, logs, journal writer,
@@ -931,6 +932,7 @@ impl Observability {
         }
         Err(Error::Delivery {
             url: config.url().to_owned(),
+            refused: outcome.dropped > 0,
             reason: outcome.error.unwrap_or_else(|| {
                 format!(
                     "{} samples failed and {} were dropped",

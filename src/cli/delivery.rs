@@ -1,15 +1,14 @@
 //! The flags that send the metrics somewhere (`demo`, `push`): a
-//! Pushgateway (its grouping key, its final wait and its token) and a
-//! Prometheus remote write receiver. Each kind
-//! of receiver has a struct of flags of its own, flattened side by side
-//! into [`Targets`].
+//! Pushgateway and a Prometheus remote write receiver, the job, instance
+//! and labels the figures go under, the wait at exit, and the
+//! Pushgateway's token.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use agentgate_obs::Builder;
-use agentgate_obs::metrics::PushGatewayConfig;
-use clap::Args;
+use agentgate_obs::metrics::{DEFAULT_PUSH_JOB, PushGatewayConfig, RemoteWriteConfig};
+use clap::{ArgGroup, Args};
 
 use super::Usage;
 use super::token;
@@ -17,59 +16,36 @@ use super::token;
 /// The environment variable holding the Pushgateway's bearer token.
 pub(crate) const PUSH_TOKEN_ENV: &str = "AGENTGATE_PUSH_TOKEN";
 
-/// Every receiver the metrics may be sent to.
+/// Every receiver the metrics may be sent to, and how.
 #[derive(Debug, Args)]
+#[command(group(ArgGroup::new("receiver").multiple(true).args(["push_gateway", "remote_write"])))]
 pub(crate) struct Targets {
-    #[command(flatten)]
-    pub(crate) push_gateway: PushGatewayArgs,
-    /// Send the metrics to a Prometheus remote write receiver at URL
-    /// (`http://HOST:9090/api/v1/write`, a Prometheus started with
-    /// --web.enable-remote-write-receiver): every 15 s and once more at
-    /// exit. Every series gets job="agentgate" and instance=<host name>.
-    /// http:// only: reach an https receiver through a local proxy.
-    #[arg(long, value_name = "URL")]
-    pub(crate) remote_write: Option<String>,
-}
-
-impl Targets {
-    /// `builder` with every receiver given on the command line, the
-    /// Pushgateway's configuration passed through `push_gateway` for the
-    /// settings only one command has.
-    pub(crate) fn apply(
-        &self,
-        mut builder: Builder,
-        push_gateway: impl FnOnce(PushGatewayConfig) -> PushGatewayConfig,
-    ) -> Result<Builder, Usage> {
-        if let Some(config) = self.push_gateway.config()? {
-            builder = builder.push_gateway_config(push_gateway(config));
-        }
-        if let Some(url) = &self.remote_write {
-            builder = builder.remote_write(url);
-        }
-        Ok(builder)
-    }
-}
-
-#[derive(Debug, Args)]
-pub(crate) struct PushGatewayArgs {
     /// Push the metrics to the Prometheus Pushgateway at URL (its base
     /// URL, e.g. http://127.0.0.1:9091; http only): every interval and
     /// once more at exit. Token: --push-token-file or AGENTGATE_PUSH_TOKEN.
     #[arg(long, value_name = "URL")]
     pub(crate) push_gateway: Option<String>,
-    /// The job of the Pushgateway group.
-    #[arg(long, value_name = "NAME", default_value = agentgate_obs::metrics::DEFAULT_PUSH_JOB, requires = "push_gateway")]
+    /// Send the metrics to a Prometheus remote write receiver at URL
+    /// (http://HOST:9090/api/v1/write, a Prometheus started with
+    /// --web.enable-remote-write-receiver; http only): every 15 s and once
+    /// more at exit.
+    #[arg(long, value_name = "URL")]
+    pub(crate) remote_write: Option<String>,
+    /// The job the figures go under: the Pushgateway group's, and the
+    /// `job` label of every remote write series.
+    #[arg(long, value_name = "NAME", default_value = DEFAULT_PUSH_JOB, requires = "receiver")]
     push_job: String,
-    /// The instance of the Pushgateway group [default: the host name].
-    #[arg(long, value_name = "NAME", requires = "push_gateway")]
+    /// The instance the figures go under (the group's, the series'
+    /// `instance` label) [default: the host name].
+    #[arg(long, value_name = "NAME", requires = "receiver")]
     push_instance: Option<String>,
-    /// One more label of the Pushgateway group, e.g. work_order=wo-7
-    /// (repeatable).
-    #[arg(long, value_name = "NAME=VALUE", value_parser = parse_label, requires = "push_gateway")]
+    /// One more label of the Pushgateway group and of every remote write
+    /// series, e.g. work_order=wo-7 (repeatable).
+    #[arg(long, value_name = "NAME=VALUE", value_parser = parse_label, requires = "receiver")]
     push_label: Vec<(String, String)>,
-    /// How long the push at exit may take before it is given up (tried
+    /// How long the delivery at exit may take before it is given up (tried
     /// again within it after a refused connection, a 5xx or a 429).
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration, requires = "push_gateway")]
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration, requires = "receiver")]
     push_wait: Duration,
     /// Send `Authorization: Bearer TOKEN` to the Pushgateway (behind an
     /// authenticating proxy), the token read from the first line of PATH;
@@ -78,9 +54,31 @@ pub(crate) struct PushGatewayArgs {
     push_token_file: Option<PathBuf>,
 }
 
-impl PushGatewayArgs {
+impl Targets {
+    /// `builder` with every receiver given on the command line, each
+    /// delivered to by an exporter thread every `interval` and at exit
+    /// (where `delete_on_shutdown` deletes the Pushgateway group instead).
+    pub(crate) fn apply(
+        &self,
+        mut builder: Builder,
+        interval: Duration,
+        delete_on_shutdown: bool,
+    ) -> Result<Builder, Usage> {
+        if let Some(config) = self.push_gateway_config()? {
+            builder = builder.push_gateway_config(
+                config
+                    .interval(interval)
+                    .delete_on_shutdown(delete_on_shutdown),
+            );
+        }
+        if let Some(config) = self.remote_write_config() {
+            builder = builder.remote_write_config(config.interval(interval));
+        }
+        Ok(builder)
+    }
+
     /// The Pushgateway's configuration, when `--push-gateway` is given.
-    pub(crate) fn config(&self) -> Result<Option<PushGatewayConfig>, Usage> {
+    pub(crate) fn push_gateway_config(&self) -> Result<Option<PushGatewayConfig>, Usage> {
         let Some(url) = &self.push_gateway else {
             return Ok(None);
         };
@@ -105,6 +103,21 @@ impl PushGatewayArgs {
             config = config.bearer_token(token.value);
         }
         Ok(Some(config))
+    }
+
+    /// Remote write's configuration, when `--remote-write` is given.
+    pub(crate) fn remote_write_config(&self) -> Option<RemoteWriteConfig> {
+        let url = self.remote_write.as_deref()?;
+        let mut config = RemoteWriteConfig::new(url)
+            .job(self.push_job.as_str())
+            .final_wait(self.push_wait);
+        if let Some(instance) = &self.push_instance {
+            config = config.instance(instance.as_str());
+        }
+        for (name, value) in &self.push_label {
+            config = config.label(name.as_str(), value.as_str());
+        }
+        Some(config)
     }
 }
 

@@ -57,8 +57,9 @@ pub(crate) struct DemoArgs {
     events_out: Option<std::path::PathBuf>,
     #[command(flatten)]
     targets: Targets,
-    /// How often to push to the Pushgateway (the last push is at exit).
-    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = humantime::parse_duration, requires = "push_gateway")]
+    /// How often to deliver to the Pushgateway or the remote write
+    /// receiver (the last delivery is at exit).
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = humantime::parse_duration, requires = "receiver")]
     push_interval: Duration,
     /// At exit, delete the Pushgateway group instead of pushing the final
     /// figures (for a long-lived engine whose figures must not outlive it).
@@ -82,11 +83,9 @@ pub(crate) fn run(args: DemoArgs) -> Result<Exit, Failure> {
     if let Some(path) = &args.events_out {
         builder = builder.journal(path);
     }
-    builder = args.targets.apply(builder, |config| {
-        config
-            .interval(args.push_interval)
-            .delete_on_shutdown(args.push_delete_on_shutdown)
-    })?;
+    builder = args
+        .targets
+        .apply(builder, args.push_interval, args.push_delete_on_shutdown)?;
     let obs = builder.start()?;
     // The demo owns the process: `log` records come out as JSON lines too.
     agentgate_obs::logging::install_log_bridge()?;

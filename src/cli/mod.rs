@@ -67,7 +67,7 @@ pub(crate) fn main() -> ExitCode {
         Command::Watch(args) => watch::run(args),
     };
     let exit = result.unwrap_or_else(|failure| {
-        eprintln!("agentgate-obs: {}", failure.message);
+        failure.report();
         failure.exit
     });
     ExitCode::from(exit as u8)
@@ -115,6 +115,11 @@ impl Failure {
             message: message.to_string(),
         }
     }
+
+    /// Says what failed on stderr.
+    fn report(&self) {
+        eprintln!("agentgate-obs: {}", self.message);
+    }
 }
 
 impl From<Usage> for Failure {
@@ -134,7 +139,8 @@ impl From<agentgate_obs::Error> for Failure {
             | Error::InvalidUrl { .. } => Exit::Input,
             // The address resolved (`ServeArgs` checks): binding it failed.
             Error::Bind { .. } => Exit::Unavailable,
-            // A receiver refused the metrics or could not be reached.
+            Error::Delivery { refused: true, .. } => Exit::Input,
+            // Not reached, or errors until the wait ran out: try again later.
             Error::Delivery { .. } => Exit::Unavailable,
             _ => Exit::Internal,
         };

@@ -7,5 +7,6 @@
 mod common;
 
 mod alerting;
+mod crash;
 mod pushgateway;
 mod remote_write;

@@ -1,11 +1,10 @@
 //! Pushing to a Prometheus Pushgateway: a short-lived engine's final
 //! figures arrive exactly; a receiver that is down, failing, throttling,
 //! refusing or silent never blocks the engine, and each case is counted;
-//! a SIGKILLed engine's journal is pushed afterwards, exactly, twice.
+//! `push` of a journal says what became of it in its exit code.
 
-use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
@@ -19,7 +18,7 @@ use crate::common::pushgateway::Pushgateway;
 use crate::common::receiver::{FakeReceiver, Script};
 use crate::common::{self, LogBuffer, TempDir};
 
-const RESULTS: [(&str, RunOutcome); 3] = [
+pub(crate) const RESULTS: [(&str, RunOutcome); 3] = [
     ("succeeded", RunOutcome::Succeeded),
     ("failed", RunOutcome::Failed),
     ("canceled", RunOutcome::Canceled),
@@ -27,7 +26,10 @@ const RESULTS: [(&str, RunOutcome); 3] = [
 
 /// The Pushgateway's figures of `metric{result}` for each result, and of
 /// `runs_started_total`, in the group `key`.
-fn gateway_runs(gateway: &Pushgateway, key: &[(&str, &str)]) -> (Option<f64>, Vec<Option<f64>>) {
+pub(crate) fn gateway_runs(
+    gateway: &Pushgateway,
+    key: &[(&str, &str)],
+) -> (Option<f64>, Vec<Option<f64>>) {
     let started = gateway.value(key, "agentgate_runs_started_total", &[]);
     let completed = RESULTS
         .iter()
@@ -421,114 +423,6 @@ fn delete_on_shutdown_removes_the_group_that_the_periodic_pushes_filled() {
     obs.shutdown();
     assert!(gateway.group(&key).is_none(), "the group is deleted");
     assert_eq!(obs.metrics().push_gateway_stats().last, Some(Ok(())));
-}
-
-/// Runs started and finished by result in a journal, read from its lines
-/// (not through the crate's reader): each run's first terminal event
-/// counts, and a torn last line is no event.
-fn journal_tally(path: &Path) -> (u64, [u64; 3]) {
-    let text = String::from_utf8_lossy(&std::fs::read(path).expect("the journal")).into_owned();
-    let mut started = HashSet::new();
-    let mut finished: HashMap<String, usize> = HashMap::new();
-    for line in text.lines() {
-        let Ok(event) = serde_json::from_str::<serde_json::Value>(line) else {
-            continue;
-        };
-        let run = event["runId"].as_str().unwrap_or_default().to_owned();
-        let outcome = match event["type"].as_str() {
-            Some("run:started") => {
-                started.insert(run);
-                continue;
-            }
-            Some("run:completed") => match event["engineResult"].as_str() {
-                Some("passed") => 0,
-                Some("canceled") => 2,
-                _ => 1,
-            },
-            Some("run:failed") => 1,
-            Some("run:canceled") => 2,
-            _ => continue,
-        };
-        if started.contains(&run) {
-            finished.entry(run).or_insert(outcome);
-        }
-    }
-    let mut by_outcome = [0; 3];
-    for outcome in finished.values() {
-        by_outcome[*outcome] += 1;
-    }
-    (started.len() as u64, by_outcome)
-}
-
-#[test]
-fn a_sigkilled_engines_journal_pushed_afterwards_gives_exact_counts_twice() {
-    let Some(binary) = Pushgateway::binary("pushgateway: a SIGKILLed engine's journal") else {
-        return;
-    };
-    let gateway = Pushgateway::start(&binary);
-    let dir = TempDir::new("push-after-kill");
-    let journal = dir.join("events.ndjson");
-    let key = [("job", "crashed"), ("instance", "ci-runner")];
-    let bin = env!("CARGO_BIN_EXE_agentgate-obs");
-    let mut engine = Command::new(bin)
-        .args(["demo", "--listen", "127.0.0.1:0", "--work-orders", "100000"])
-        .args(["--time-scale", "0.02", "--events-out"])
-        .arg(&journal)
-        .args(["--push-gateway", &gateway.url(), "--push-interval", "100ms"])
-        .args(["--push-job", "crashed", "--push-instance", "ci-runner"])
-        .arg("--log-file")
-        .arg(dir.join("log.jsonl"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the demo starts");
-    // Mid-way: the engine has pushed, and finished runs are on disk.
-    gateway.wait_for_group(&key, Duration::from_secs(20));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while journal_tally(&journal).1.iter().sum::<u64>() < 20 {
-        assert!(Instant::now() < deadline, "the engine finishes no run");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    engine.kill().expect("SIGKILL");
-    let status = engine.wait().expect("reaped");
-    assert_eq!(
-        std::os::unix::process::ExitStatusExt::signal(&status),
-        Some(9),
-        "killed by SIGKILL, no shutdown ran"
-    );
-
-    let (started, finished) = journal_tally(&journal);
-    assert!(
-        started > finished.iter().sum::<u64>(),
-        "runs were in flight"
-    );
-    for attempt in ["first", "second"] {
-        let output = Command::new(bin)
-            .arg("push")
-            .arg(&journal)
-            .args(["--push-gateway", &gateway.url()])
-            .args(["--push-job", "crashed", "--push-instance", "ci-runner"])
-            .output()
-            .expect("push runs");
-        assert_eq!(
-            output.status.code(),
-            Some(0),
-            "{attempt} push: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let (pushed_started, pushed_completed) = gateway_runs(&gateway, &key);
-        assert_eq!(pushed_started, Some(started as f64), "{attempt} push");
-        for ((result, _), (pushed, expected)) in
-            RESULTS.iter().zip(pushed_completed.iter().zip(finished))
-        {
-            assert_eq!(
-                *pushed,
-                Some(expected as f64),
-                "runs {result} after the {attempt} push"
-            );
-        }
-    }
 }
 
 #[test]

@@ -220,7 +220,9 @@ fn sending_the_same_cumulative_counters_twice_at_one_timestamp_counts_once_in_pr
     run_some(&obs, 1, 0);
     let before = dropped(&obs, "rejected");
     match obs.remote_write_once(&config, Some(at)) {
-        Err(Error::Delivery { reason, .. }) => assert!(reason.contains("400"), "{reason}"),
+        Err(Error::Delivery {
+            reason, refused, ..
+        }) => assert!(refused && reason.contains("400"), "{reason}"),
         other => panic!("new values at an old timestamp: {other:?}"),
     }
     assert!(dropped(&obs, "rejected") > before);
