@@ -1,7 +1,9 @@
 //! A strict parser of the two text exposition formats, written from the
 //! format documents rather than from our writer: what it accepts is what a
 //! careful scraper accepts, and it hands back label values unescaped so a
-//! round trip can be compared byte for byte.
+//! round trip can be compared byte for byte. The integration tests parse
+//! with it too (`tests/common/exposition.rs` includes this file), and test
+//! it there.
 
 /// One sample line.
 #[derive(Clone, Debug, PartialEq)]
@@ -235,18 +237,4 @@ fn sample_line(line: &str, openmetrics: bool) -> Result<Sample, String> {
         labels,
         value,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn escapes_other_than_the_three_allowed_are_errors() {
-        assert!(parse("a{l=\"x\\ty\"} 1\n", false).is_err());
-        assert!(parse("a{l=\"x\"} 1", false).is_err(), "no final newline");
-        assert!(parse("a{l=\"x\"} 1\n", true).is_err(), "no # EOF");
-        let samples = parse("a{l=\"q\\\"\\\\\\n\"} 2.5\n", false).unwrap_or_default();
-        assert_eq!(samples[0].labels[0].1, "q\"\\\n");
-    }
 }
