@@ -4,7 +4,7 @@
 //! it is pushed; `push` says in its exit code what became of a delivery.
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -192,9 +192,8 @@ fn a_sigkilled_engines_journal_written_remotely_afterwards_gives_exact_counts_tw
     }
 }
 
-#[test]
-fn push_exits_3_when_the_remote_write_receiver_cannot_be_reached_and_2_when_it_refuses() {
-    let dir = TempDir::new("push-remote-exit-codes");
+/// A journal of one event, and an empty one, in `dir`.
+fn small_journals(dir: &TempDir) -> (PathBuf, PathBuf) {
     let journal = dir.join("events.ndjson");
     std::fs::write(
         &journal,
@@ -204,6 +203,41 @@ fn push_exits_3_when_the_remote_write_receiver_cannot_be_reached_and_2_when_it_r
         ),
     )
     .expect("a journal");
+    let empty = dir.join("empty.ndjson");
+    std::fs::write(&empty, "").expect("an empty journal");
+    (journal, empty)
+}
+
+#[test]
+fn push_exits_3_when_the_pushgateway_cannot_be_reached_and_2_when_it_refuses_or_the_journal_is_empty()
+ {
+    let dir = TempDir::new("push-exit-codes");
+    let (journal, empty) = small_journals(&dir);
+    let push =
+        |file: &Path, url: &str| push(file, &["--push-gateway", url, "--push-wait", "300ms"]);
+    let down = push(&journal, &format!("http://127.0.0.1:{}", free_port()));
+    assert_eq!(down.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&down.stderr);
+    assert!(stderr.contains("could not push"), "{stderr}");
+
+    let receiver = FakeReceiver::start(Script::always(200));
+    let nothing = push(&empty, &receiver.url());
+    assert_eq!(nothing.status.code(), Some(2));
+    assert!(
+        receiver.received().is_empty(),
+        "no zeros pushed over a group"
+    );
+
+    let refused = FakeReceiver::start(Script::always(401));
+    assert_eq!(push(&journal, &refused.url()).status.code(), Some(2));
+    let https = push(&journal, "https://127.0.0.1:9091");
+    assert_eq!(https.status.code(), Some(2));
+}
+
+#[test]
+fn push_exits_3_when_the_remote_write_receiver_cannot_be_reached_and_2_when_it_refuses() {
+    let dir = TempDir::new("push-remote-exit-codes");
+    let (journal, _) = small_journals(&dir);
     let down = format!("http://127.0.0.1:{}/api/v1/write", free_port());
     let unreachable = push(&journal, &["--remote-write", &down, "--push-wait", "300ms"]);
     assert_eq!(unreachable.status.code(), Some(3));

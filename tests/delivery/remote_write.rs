@@ -12,23 +12,13 @@ use agentgate_obs::{Error, ExecutionMetrics, Observability, Strategy, TaskSpec};
 use crate::common;
 use common::prometheus::Prometheus;
 use common::receiver::{FakeReceiver, Script, closed_port_url};
-use common::{external_tool, parse_exposition};
+use common::{external_tool, parse_exposition, sample_value};
 
 /// The value of one series of `/metrics` (labels as `name="value"`, in
 /// the order rendered), 0 when absent.
 fn metric(obs: &Observability, name: &str, labels: &[(&str, &str)]) -> f64 {
     let samples = parse_exposition(&obs.metrics().render()).expect("our exposition parses");
-    samples
-        .iter()
-        .find(|s| {
-            s.name == name
-                && s.labels.len() == labels.len()
-                && s.labels
-                    .iter()
-                    .zip(labels)
-                    .all(|((n, v), (en, ev))| n == en && v == ev)
-        })
-        .map_or(0.0, |s| s.value)
+    sample_value(&samples, name, labels).unwrap_or(0.0)
 }
 
 fn sent(obs: &Observability) -> f64 {
