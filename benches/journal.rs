@@ -26,7 +26,7 @@ use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_
 
 mod support;
 
-use support::{LastSeen, median};
+use support::{Interleaved, LastSeen};
 
 const EVENTS: u64 = 100_000;
 
@@ -165,7 +165,7 @@ fn drain_interleaved(_: &mut Criterion) {
                 .capacity(2 * EVENTS as usize),
         )
     };
-    let setups = [
+    let setups = vec![
         ("no journal", drain_builder()),
         (
             "journal, writer idle during the burst",
@@ -173,83 +173,12 @@ fn drain_interleaved(_: &mut Criterion) {
         ),
         ("file journal", journal(JournalConfig::new(&path))),
     ];
-    let pipelines: Vec<_> = setups
-        .into_iter()
-        .map(|(name, builder)| {
-            let obs = builder.start().expect("pipeline starts");
-            let gate = support::DrainGate::attach(&obs);
-            let last = LastSeen::attach(&obs, EVENTS as u32 - 1);
-            let run = obs.emitter().run("wo-1", "run-1");
-            (name, obs, gate, last, run)
-        })
-        .collect();
-    let mut times = vec![Vec::new(); pipelines.len()];
-    let mut cpu_times = vec![Vec::new(); pipelines.len()];
-    // The rounds go through the six orders of the three setups in turn, so
-    // each setup's bursts follow each other setup's (and its writes, or
-    // the kernel writing them back) equally often.
-    const ORDERS: [[usize; 3]; 6] = [
-        [0, 1, 2],
-        [0, 2, 1],
-        [1, 0, 2],
-        [1, 2, 0],
-        [2, 0, 1],
-        [2, 1, 0],
-    ];
-    assert_eq!(pipelines.len(), 3);
-    for round in 0..ROUNDS {
-        for i in ORDERS[round % ORDERS.len()] {
-            let (_, obs, gate, last, run) = &pipelines[i];
-            // Release: the writer sees it before the burst's first batch.
-            held.store(true, Ordering::Release);
-            last.reset();
-            gate.hold();
-            run.phase_started(0, Phase::Build);
-            for n in 0..EVENTS {
-                run.phase_completed(n as u32, Phase::Build, true, Duration::from_millis(5));
-            }
-            let start = Instant::now();
-            gate.release();
-            let end = loop {
-                match last.last() {
-                    Some(end) => break end,
-                    None => std::thread::sleep(Duration::from_micros(100)),
-                }
-            };
-            times[i].push((end - start).as_secs_f64());
-            if let Some(cpu) = last.cpu() {
-                cpu_times[i].push(cpu.as_secs_f64());
-            }
-            // Release: see above.
-            held.store(false, Ordering::Release);
-            obs.flush();
-        }
-    }
-    let names: Vec<&str> = pipelines.iter().map(|(name, ..)| *name).collect();
-    report(&format!("{ROUNDS} bursts"), &names, &mut times);
-    // The same bursts in the drain thread's own CPU time: what it costs
-    // the drain thread, apart from the waits for a core that a shared
-    // machine's other tenants cause.
-    if cpu_times.iter().all(|t| t.len() == ROUNDS) {
-        let label = format!("{ROUNDS} bursts in drain-thread CPU time");
-        report(&label, &names, &mut cpu_times);
-    } else {
-        println!("drain, interleaved: no drain-thread CPU time (CLOCK_THREAD_CPUTIME_ID failed)");
-    }
-    drop(pipelines);
+    let bench = Interleaved::start("drain, interleaved", EVENTS, setups);
+    // Release: the writer sees it before the burst's first batch; it lets
+    // go once the drain thread processed the burst.
+    bench.run(ROUNDS, |_, before| held.store(before, Ordering::Release));
+    drop(bench);
     remove_journal(&path);
-}
-
-/// Prints each setup's median burst as a rate, against the first setup's.
-fn report(label: &str, names: &[&str], seconds: &mut [Vec<f64>]) {
-    let medians: Vec<f64> = seconds.iter_mut().map(|t| median(t)).collect();
-    for (name, median) in names.iter().zip(&medians) {
-        println!(
-            "drain, interleaved medians of {label}: {name}: {:.2} M events/s ({:+.1} % against no journal)",
-            EVENTS as f64 / median / 1e6,
-            (medians[0] / median - 1.0) * 100.0
-        );
-    }
 }
 
 /// Lines per second the writer thread puts on disk when it has a backlog.

@@ -11,7 +11,7 @@
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use agentgate_obs::metrics::RemoteWriteConfig;
 use agentgate_obs::{Builder, Observability, Overflow, Phase};
@@ -19,7 +19,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 
 mod support;
 
-use support::{LastSeen, median};
+use support::Interleaved;
 
 const EVENTS: u64 = 100_000;
 
@@ -91,7 +91,7 @@ fn remote_write(url: String) -> Builder {
 fn drain_interleaved(_: &mut Criterion) {
     /// Bursts per setup, a multiple of the six orders.
     const ROUNDS: usize = 120;
-    let setups = [
+    let setups = vec![
         ("no remote write", builder()),
         ("remote write, receiver takes all", remote_write(receiver())),
         (
@@ -99,64 +99,12 @@ fn drain_interleaved(_: &mut Criterion) {
             remote_write(closed_port_url()),
         ),
     ];
-    let pipelines: Vec<_> = setups
-        .into_iter()
-        .map(|(name, builder)| {
-            let obs = builder.start().expect("pipeline starts");
-            let gate = support::DrainGate::attach(&obs);
-            let last = LastSeen::attach(&obs, EVENTS as u32 - 1);
-            let run = obs.emitter().run("wo-1", "run-1");
-            (name, obs, gate, last, run)
-        })
-        .collect();
-    let mut times = vec![Vec::new(); pipelines.len()];
-    let mut cpu_times = vec![Vec::new(); pipelines.len()];
-    const ORDERS: [[usize; 3]; 6] = [
-        [0, 1, 2],
-        [0, 2, 1],
-        [1, 0, 2],
-        [1, 2, 0],
-        [2, 0, 1],
-        [2, 1, 0],
-    ];
-    for round in 0..ROUNDS {
-        for i in ORDERS[round % ORDERS.len()] {
-            let (_, obs, gate, last, run) = &pipelines[i];
-            last.reset();
-            gate.hold();
-            run.phase_started(0, Phase::Build);
-            for n in 0..EVENTS {
-                run.phase_completed(n as u32, Phase::Build, true, Duration::from_millis(5));
-            }
-            let start = Instant::now();
-            gate.release();
-            let end = loop {
-                match last.last() {
-                    Some(end) => break end,
-                    None => std::thread::sleep(Duration::from_micros(100)),
-                }
-            };
-            times[i].push((end - start).as_secs_f64());
-            if let Some(cpu) = last.cpu() {
-                cpu_times[i].push(cpu.as_secs_f64());
-            }
-            obs.flush();
-        }
-    }
-    let names: Vec<&str> = pipelines.iter().map(|(name, ..)| *name).collect();
-    report(&format!("{ROUNDS} bursts"), &names, &mut times);
-    if cpu_times.iter().all(|t| t.len() == ROUNDS) {
-        let label = format!("{ROUNDS} bursts in drain-thread CPU time");
-        report(&label, &names, &mut cpu_times);
-    } else {
-        println!(
-            "remote write, interleaved: no drain-thread CPU time (CLOCK_THREAD_CPUTIME_ID failed)"
-        );
-    }
+    let bench = Interleaved::start("remote write, interleaved", EVENTS, setups);
+    bench.run(ROUNDS, |_, _| {});
     // The sends really ran beside the bursts, and each setup counted them.
     let mut counted = Vec::new();
-    for (name, obs, ..) in &pipelines {
-        let text = obs.metrics().render();
+    for (i, name) in bench.names().into_iter().enumerate() {
+        let text = bench.pipeline(i).metrics().render();
         let value = |prefix: &str| -> f64 {
             text.lines()
                 .filter(|l| l.starts_with(prefix))
@@ -175,7 +123,6 @@ fn drain_interleaved(_: &mut Criterion) {
     }
     assert!(counted[1].0 > 0.0, "the receiver got nothing");
     assert!(counted[2].1 > 0.0 && counted[2].2 > 0.0, "nothing failed");
-    drop(pipelines);
 }
 
 /// One send as the exporter thread makes it (render, parse, encode,
@@ -202,18 +149,6 @@ fn one_send(c: &mut Criterion) {
             assert!(sent > 0);
         })
     });
-}
-
-/// Prints each setup's median burst as a rate, against the first setup's.
-fn report(label: &str, names: &[&str], seconds: &mut [Vec<f64>]) {
-    let medians: Vec<f64> = seconds.iter_mut().map(|t| median(t)).collect();
-    for (name, median) in names.iter().zip(&medians) {
-        println!(
-            "remote write, interleaved medians of {label}: {name}: {:.2} M events/s ({:+.1} % against no remote write)",
-            EVENTS as f64 / median / 1e6,
-            (medians[0] / median - 1.0) * 100.0
-        );
-    }
 }
 
 criterion_group! {

@@ -188,3 +188,131 @@ pub fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
 }
+
+/// Pipelines compared burst for burst: each round times one burst of
+/// `phase_completed` events on every pipeline, in the next of all the
+/// orders of them, so that each setup's bursts follow each other setup's
+/// (and what it leaves behind: writes, sends, caches) equally often. The
+/// medians are printed in wall time and in the drain thread's own CPU time,
+/// which leaves out the waits for a core that a shared machine's other
+/// tenants cause.
+pub struct Interleaved {
+    /// What the lines printed start with, e.g. `remote write, interleaved`.
+    what: &'static str,
+    events: u64,
+    pipelines: Vec<(&'static str, Observability, DrainGate, LastSeen, RunHandle)>,
+}
+
+impl Interleaved {
+    /// Starts every setup's pipeline; the first is the baseline.
+    pub fn start(
+        what: &'static str,
+        events: u64,
+        setups: Vec<(&'static str, agentgate_obs::Builder)>,
+    ) -> Interleaved {
+        let pipelines = setups
+            .into_iter()
+            .map(|(name, builder)| {
+                let obs = builder.start().expect("pipeline starts");
+                let gate = DrainGate::attach(&obs);
+                let last = LastSeen::attach(&obs, events as u32 - 1);
+                let run = obs.emitter().run("wo-1", "run-1");
+                (name, obs, gate, last, run)
+            })
+            .collect();
+        Interleaved {
+            what,
+            events,
+            pipelines,
+        }
+    }
+
+    /// The pipeline of setup `i`.
+    pub fn pipeline(&self, i: usize) -> &Observability {
+        &self.pipelines[i].1
+    }
+
+    /// The setups' names, in order.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.pipelines.iter().map(|(name, ..)| *name).collect()
+    }
+
+    /// Runs `rounds` rounds (a multiple of the number of orders), calling
+    /// `around(setup, true)` just before each burst is emitted and
+    /// `around(setup, false)` once the drain thread has processed it; then
+    /// prints the medians against the first setup's.
+    pub fn run(&self, rounds: usize, mut around: impl FnMut(usize, bool)) {
+        let orders = permutations(self.pipelines.len());
+        let mut wall = vec![Vec::new(); self.pipelines.len()];
+        let mut cpu = vec![Vec::new(); self.pipelines.len()];
+        for round in 0..rounds {
+            for &i in &orders[round % orders.len()] {
+                let (_, obs, gate, last, run) = &self.pipelines[i];
+                around(i, true);
+                last.reset();
+                gate.hold();
+                run.phase_started(0, Phase::Build);
+                for n in 0..self.events {
+                    run.phase_completed(n as u32, Phase::Build, true, Duration::from_millis(5));
+                }
+                let start = Instant::now();
+                gate.release();
+                let end = loop {
+                    match last.last() {
+                        Some(end) => break end,
+                        None => std::thread::sleep(Duration::from_micros(100)),
+                    }
+                };
+                wall[i].push((end - start).as_secs_f64());
+                if let Some(time) = last.cpu() {
+                    cpu[i].push(time.as_secs_f64());
+                }
+                around(i, false);
+                obs.flush();
+            }
+        }
+        self.report(&format!("{rounds} bursts"), &mut wall);
+        if cpu.iter().all(|t| t.len() == rounds) {
+            self.report(
+                &format!("{rounds} bursts in drain-thread CPU time"),
+                &mut cpu,
+            );
+        } else {
+            println!(
+                "{}: no drain-thread CPU time (CLOCK_THREAD_CPUTIME_ID failed)",
+                self.what
+            );
+        }
+    }
+
+    /// Prints each setup's median burst as a rate, against the first's.
+    fn report(&self, label: &str, seconds: &mut [Vec<f64>]) {
+        let medians: Vec<f64> = seconds.iter_mut().map(|t| median(t)).collect();
+        let names = self.names();
+        for (name, median) in names.iter().zip(&medians) {
+            println!(
+                "{} medians of {label}: {name}: {:.2} M events/s ({:+.1} % against {})",
+                self.what,
+                self.events as f64 / median / 1e6,
+                (medians[0] / median - 1.0) * 100.0,
+                names[0],
+            );
+        }
+    }
+}
+
+/// Every order of `0..n`.
+fn permutations(n: usize) -> Vec<Vec<usize>> {
+    if n == 0 {
+        return vec![Vec::new()];
+    }
+    let mut orders = Vec::new();
+    for first in 0..n {
+        for rest in permutations(n - 1) {
+            let mut order = vec![first];
+            order.extend(rest.into_iter().map(|i| if i >= first { i + 1 } else { i }));
+            orders.push(order);
+        }
+    }
+    orders
+}
