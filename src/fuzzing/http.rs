@@ -87,8 +87,7 @@ impl HttpHarness {
     /// if it is complete. Panics when an answer breaks the rules of
     /// docs/PROTOCOL.md and docs/SECURITY.md.
     pub fn request(&self, bytes: &[u8]) {
-        let peer = SocketAddr::from(([127, 0, 0, 1], 40_000));
-        let (request, head_len, body_len) = match http::parse_request(bytes, peer, &self.limits) {
+        let (request, head_len, body_len) = match http::parse_request(bytes, &self.limits) {
             Ok(Parsed::Partial) => return,
             Ok(Parsed::Complete {
                 request,

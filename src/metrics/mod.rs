@@ -674,7 +674,6 @@ impl Metrics {
     }
 
     /// Sets the `ws_clients` gauge.
-    #[allow(dead_code)] // Set by the WebSocket layer, which builds on this server.
     pub(crate) fn set_ws_clients(&self, clients: u64) {
         // Relaxed: a gauge.
         self.inner.ws_clients.store(clients, Ordering::Relaxed);

@@ -21,7 +21,6 @@ use crate::tracker::{Applied, RecentHints, RunTracker, SlotHint};
 
 /// What the drain thread knows about an event beyond the event itself.
 #[derive(Clone, Copy, Debug)]
-#[allow(dead_code)] // Read by the metrics, log and WebSocket sinks as they land.
 pub(crate) struct EventInfo {
     /// The drain thread's processing number, from 1.
     pub(crate) seq: u64,

@@ -254,7 +254,6 @@ fn echo(host: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::SocketAddr;
 
     fn request(headers: &[(&str, &str)]) -> Request {
         Request {
@@ -265,7 +264,6 @@ mod tests {
                 .iter()
                 .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
                 .collect(),
-            peer: SocketAddr::from(([127, 0, 0, 1], 1)),
         }
     }
 

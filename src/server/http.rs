@@ -6,7 +6,6 @@
 //! on loopback.
 
 use std::io::{self, Write};
-use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Limits on what a client may send.
@@ -46,8 +45,6 @@ pub(crate) struct Request {
     pub(crate) query: Option<String>,
     /// Header names lowercased; values as text (invalid UTF-8 replaced).
     pub(crate) headers: Vec<(String, String)>,
-    #[allow(dead_code)] // For upgrade handlers (origin checks, logs).
-    pub(crate) peer: SocketAddr,
 }
 
 impl Request {
@@ -199,11 +196,7 @@ pub(crate) enum Parsed {
 /// Parses the start of a connection's input within `limits`. Pure, so the
 /// reader can call it again as bytes trickle in, and the fuzz targets can
 /// call it on anything.
-pub(crate) fn parse_request(
-    buf: &[u8],
-    peer: SocketAddr,
-    limits: &Limits,
-) -> Result<Parsed, Rejection> {
+pub(crate) fn parse_request(buf: &[u8], limits: &Limits) -> Result<Parsed, Rejection> {
     let mut headers = vec![httparse::EMPTY_HEADER; limits.max_headers];
     let mut parsed = httparse::Request::new(&mut headers);
     let head_len = match parsed.parse(buf) {
@@ -237,7 +230,6 @@ pub(crate) fn parse_request(
                 )
             })
             .collect(),
-        peer,
     };
     let body_len = body_length(&request, limits)?;
     Ok(Parsed::Complete {
@@ -313,7 +305,6 @@ mod tests {
             path: "/metrics".into(),
             query: Some("a=1&token=s%3Dcr%2Bt&x".into()),
             headers: Vec::new(),
-            peer: SocketAddr::from(([127, 0, 0, 1], 1)),
         };
         assert_eq!(request.query_param("token").as_deref(), Some("s=cr+t"));
         assert_eq!(request.query_param("x").as_deref(), Some(""));

@@ -165,11 +165,11 @@ impl Server {
             std::thread::Builder::new()
                 .name("agentgate-obs-accept".into())
                 .spawn(move || {
-                    accept_loop(&listener, &stopping, |(stream, peer)| {
+                    accept_loop(&listener, &stopping, |(stream, _)| {
                         // Waits while the reader's intake is full: the kernel's
                         // backlog holds new connections meanwhile. Fails only
                         // once the reader is gone.
-                        intake_tx.send(Intake::New(stream, peer)).is_ok()
+                        intake_tx.send(Intake::New(stream)).is_ok()
                     })
                 })?,
         );

@@ -17,7 +17,7 @@
 //! refused; `GET`/`HEAD` of `/health` and `/metrics` go to their own queue.
 
 use std::io::{self, Read};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
@@ -30,7 +30,7 @@ use super::shed::{ShedCounts, ShedReason};
 /// What reaches the reader.
 pub(crate) enum Intake {
     /// A freshly accepted connection.
-    New(TcpStream, SocketAddr),
+    New(TcpStream),
     /// An answered connection, its write side shut: read away what the
     /// client still sends (so our answer is not destroyed by a reset), then close.
     Linger(TcpStream),
@@ -68,7 +68,6 @@ const PAUSE_MAX: Duration = Duration::from_millis(8);
 
 struct Pending {
     stream: TcpStream,
-    peer: SocketAddr,
     buf: Vec<u8>,
     deadline: Instant,
     /// Set once the head is complete: the request and where its body ends.
@@ -143,14 +142,13 @@ pub(crate) fn run(
         for message in first.into_iter().chain(more) {
             news = true;
             match message {
-                Intake::New(stream, peer) => {
+                Intake::New(stream) => {
                     let max_pending = capacity.pending;
                     admit(
                         &mut pending,
                         max_pending,
                         &mut lingering,
                         stream,
-                        peer,
                         limits,
                         shed,
                     );
@@ -229,7 +227,6 @@ fn admit(
     max_pending: usize,
     lingering: &mut LingerList,
     stream: TcpStream,
-    peer: SocketAddr,
     limits: &Limits,
     shed: &ShedCounts,
 ) {
@@ -267,7 +264,6 @@ fn admit(
     }
     pending.push(Pending {
         stream,
-        peer,
         buf: Vec::new(),
         deadline: Instant::now() + limits.request_timeout,
         head: None,
@@ -371,7 +367,7 @@ fn look_at(p: &mut Pending, now: Instant, limits: &Limits, progressed: &mut bool
     };
     *progressed |= got > 0;
     if got > 0 && p.head.is_none() {
-        match http::parse_request(&p.buf, p.peer, limits) {
+        match http::parse_request(&p.buf, limits) {
             Ok(Parsed::Partial) => {}
             Ok(Parsed::Complete {
                 request,

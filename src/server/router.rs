@@ -54,7 +54,6 @@ pub(crate) enum Handler {
     /// Answers `GET` and `HEAD`.
     Respond(Box<RespondFn>),
     /// Takes over `GET` connections.
-    #[allow(dead_code)] // Used by the WebSocket endpoint, which plugs into this router.
     Upgrade(Box<UpgradeFn>),
 }
 
