@@ -19,6 +19,10 @@ const MAX_HEAD: usize = 16 * 1024;
 const MAX_BODY: usize = 4 * 1024;
 /// Headers parsed at most.
 const MAX_HEADERS: usize = 64;
+/// The longest `Retry-After` taken from a receiver. A larger value (a
+/// buggy or hostile receiver's `18446744073709551615`) would stall a
+/// sender for good, and overflows the clock when added to `now`.
+pub(crate) const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 
 /// Where requests go: an `http://host[:port][/path]` URL, checked once.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -140,7 +144,8 @@ pub(crate) struct Request<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Response {
     pub(crate) status: u16,
-    /// `Retry-After` in seconds, when given as a number.
+    /// `Retry-After` in seconds, when given as a number; at most
+    /// [`MAX_RETRY_AFTER`].
     pub(crate) retry_after: Option<Duration>,
     /// The start of the body (at most 4 KiB), for messages.
     pub(crate) body: Vec<u8>,
@@ -347,7 +352,7 @@ fn read_response(stream: &mut impl ReadTimeouts, deadline: Instant) -> Result<Re
                 };
                 let retry_after = header("retry-after")
                     .and_then(|v| v.parse::<u64>().ok())
-                    .map(Duration::from_secs);
+                    .map(|seconds| Duration::from_secs(seconds).min(MAX_RETRY_AFTER));
                 let length = header("content-length").and_then(|v| v.parse::<usize>().ok());
                 break (status, retry_after, length, head_len);
             }

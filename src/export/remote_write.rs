@@ -8,7 +8,7 @@
 //! samples reach the receiver in time order), within the delivery's
 //! deadline. A `2xx` counts the request's samples as sent. A `5xx`, a
 //! `429` or a connection error is retried after a backoff that doubles
-//! (or the receiver's `Retry-After`, when longer); a wait that would pass
+//! (or the receiver's `Retry-After`, when longer, up to 5 minutes); a wait that would pass
 //! the deadline leaves the request queued for the next delivery. Out of
 //! retries, or still queued when the final delivery's wait ends, its
 //! samples are counted as failed. Any other answer (a `4xx`) drops it: the

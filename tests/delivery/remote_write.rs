@@ -506,3 +506,24 @@ fn demo_remote_write_with_a_url_it_cannot_send_to_exits_2_naming_it() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_retry_after_too_large_for_the_clock_neither_panics_the_sender_nor_outlasts_the_final_wait() {
+    // 2^64 - 1 seconds: added to the clock as asked, it overflows.
+    let receiver = FakeReceiver::start(Script::Statuses {
+        statuses: vec![429],
+        retry_after: Some(u64::MAX),
+    });
+    let obs = common::quiet().start().expect("start");
+    run_some(&obs, 2, 1);
+    let started = Instant::now();
+    let outcome = obs.remote_write_once(&fast(receiver.write_url()), None);
+    let took = started.elapsed();
+    assert!(
+        matches!(outcome, Err(Error::Delivery { refused: false, .. })),
+        "{outcome:?}"
+    );
+    assert!(took < Duration::from_secs(4), "it took {took:?}");
+    assert_eq!(receiver.received().len(), 1, "no retry within the wait");
+    assert_eq!(failed(&obs, "throttled"), samples_per_request(&obs));
+}
