@@ -12,6 +12,11 @@ use crate::http_client::Endpoint;
 /// says otherwise.
 pub const DEFAULT_REMOTE_WRITE_JOB: &str = "agentgate";
 
+/// The longest interval, timeout, final wait and backoff accepted, as for
+/// the Pushgateway: a longer one is a mistake, and one near
+/// `Duration::MAX` overflows the clock when the sender adds it to `now`.
+const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+
 /// Where and how [`Builder::remote_write_config`](crate::Builder::remote_write_config)
 /// sends the metrics: Prometheus remote write 1.0 (a snappy-compressed
 /// protobuf `WriteRequest`), every [`interval`](Self::interval) and once
@@ -103,7 +108,7 @@ impl RemoteWriteConfig {
         &self.url
     }
 
-    /// Between two sends (default 15 s). The first comes one interval
+    /// Between two sends (default 15 s; at most 24 h). The first comes one interval
     /// after start; the last at shutdown, whatever the interval.
     pub fn interval(mut self, interval: Duration) -> Self {
         self.interval = interval;
@@ -111,14 +116,14 @@ impl RemoteWriteConfig {
     }
 
     /// The most one periodic send may take, retries included (default
-    /// 10 s). What it could not send waits for the next one, in the queue.
+    /// 10 s; at most 24 h). What it could not send waits for the next one, in the queue.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
     }
 
     /// How long shutdown waits for the final send, retries included
-    /// (default 5 s). Past it what is unsent is counted as failed and
+    /// (default 5 s; at most 24 h). Past it what is unsent is counted as failed and
     /// shutdown returns.
     pub fn final_wait(mut self, wait: Duration) -> Self {
         self.final_wait = wait;
@@ -143,8 +148,9 @@ impl RemoteWriteConfig {
     }
 
     /// The wait before the first retry and the most a wait grows to,
-    /// doubling after each retry (defaults 100 ms and 5 s). A `Retry-After`
-    /// of the receiver's is waited for when it is longer.
+    /// doubling after each retry (defaults 100 ms and 5 s; the maximum at
+    /// most 24 h). A `Retry-After` of the receiver's is waited for when it
+    /// is longer, up to 5 minutes.
     pub fn backoff(mut self, min: Duration, max: Duration) -> Self {
         self.min_backoff = min;
         self.max_backoff = max;
@@ -205,6 +211,16 @@ impl RemoteWriteConfig {
         ] {
             if value.is_zero() {
                 return config(format!("{what} must be more than zero"));
+            }
+        }
+        for (what, value) in [
+            ("interval", self.interval),
+            ("timeout", self.timeout),
+            ("final_wait", self.final_wait),
+            ("the maximum backoff", self.max_backoff),
+        ] {
+            if value > MAX_DURATION {
+                return config(format!("{what} must be at most 24 h, not {value:?}"));
             }
         }
         if self.min_backoff > self.max_backoff {
@@ -452,6 +468,33 @@ mod tests {
                 other => panic!("{needle}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn durations_too_long_for_the_clock_are_config_errors_not_a_panic_at_shutdown() {
+        let base = || RemoteWriteConfig::new("http://127.0.0.1:9090/api/v1/write");
+        let day = Duration::from_secs(24 * 3600);
+        let cases = [
+            (base().interval(Duration::MAX), "interval"),
+            (base().timeout(Duration::MAX), "timeout"),
+            (base().final_wait(Duration::MAX), "final_wait"),
+            (base().backoff(day, Duration::MAX), "maximum backoff"),
+        ];
+        for (config, needle) in cases {
+            match check(config) {
+                Err(Error::Config(message)) => {
+                    assert!(message.contains(needle), "{message:?} lacks {needle:?}");
+                    assert!(message.contains("24 h"), "{message:?}");
+                }
+                other => panic!("{needle}: {other:?}"),
+            }
+        }
+        let longest = base()
+            .interval(day)
+            .timeout(day)
+            .final_wait(day)
+            .backoff(day, day);
+        assert!(check(longest).is_ok());
     }
 
     #[test]
