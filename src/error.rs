@@ -75,7 +75,9 @@ pub enum Error {
     InvalidUrl {
         /// The receiver: `Pushgateway` or `remote write`.
         target: &'static str,
-        /// The URL as given.
+        /// The URL as given, with its user info replaced by `[REDACTED]`
+        /// and the redaction rules applied: an error must not carry a
+        /// password or an API key on to where it is printed.
         url: String,
         /// What is wrong with it.
         reason: &'static str,
@@ -87,7 +89,8 @@ pub enum Error {
     /// Counted on `/metrics` like any other send.
     #[error("the metrics did not all reach {url}: {reason}")]
     Delivery {
-        /// The receiver's URL.
+        /// The receiver's URL, with the redaction rules applied (an
+        /// `api_key=…` in its query is `[REDACTED]`).
         url: String,
         /// The last error.
         reason: String,

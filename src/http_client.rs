@@ -39,10 +39,26 @@ pub(crate) struct Endpoint {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{url:?} is not an http:// URL this client can send to: {reason}")]
 pub(crate) struct InvalidEndpoint {
-    /// The URL as given.
+    /// The URL as given, but for its user info (see [`without_user_info`]).
     pub(crate) url: String,
     /// What is wrong with it.
     pub(crate) reason: &'static str,
+}
+
+/// `url` with its user info, if any, replaced by `[REDACTED]`: for an
+/// error that quotes a URL. User info is refused (a password or a token
+/// in it), and the error saying so must not carry the secret along.
+pub(crate) fn without_user_info(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end..];
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    match authority.rfind('@') {
+        // The literal rather than `redact::REDACTED`: this layer is below it.
+        Some(at) => format!("{}[REDACTED]{}", &url[..scheme_end], &rest[at..]),
+        None => url.to_owned(),
+    }
 }
 
 impl Endpoint {
@@ -50,7 +66,7 @@ impl Endpoint {
     /// fragment, no `https` (the error says to use a local proxy).
     pub(crate) fn parse(url: &str) -> Result<Endpoint, InvalidEndpoint> {
         let invalid = |reason| InvalidEndpoint {
-            url: url.to_owned(),
+            url: without_user_info(url),
             reason,
         };
         let rest = if let Some(rest) = strip_prefix_ignore_case(url, "http://") {
@@ -452,6 +468,17 @@ mod tests {
             let error = Endpoint::parse(url).expect_err(url);
             assert!(error.to_string().contains(why), "{url}: {error}");
         }
+    }
+
+    #[test]
+    fn a_url_refused_for_its_user_info_does_not_carry_the_password_into_the_error() {
+        let error = Endpoint::parse("http://ci:s3cret-pw@gw:9091/x@y").expect_err("user info");
+        assert_eq!(error.url, "http://[REDACTED]@gw:9091/x@y");
+        assert!(!error.to_string().contains("s3cret"), "{error}");
+        let error = Endpoint::parse("http://tok3n@gw").expect_err("user info");
+        assert!(!error.to_string().contains("tok3n"), "{error}");
+        assert_eq!(without_user_info("http://gw/a@b"), "http://gw/a@b");
+        assert_eq!(without_user_info("no scheme@x"), "no scheme@x");
     }
 
     #[test]

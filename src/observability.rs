@@ -931,7 +931,7 @@ impl Observability {
             return Ok(outcome.sent);
         }
         Err(Error::Delivery {
-            url: config.url().to_owned(),
+            url: crate::metrics::remote_write::url_for_message(config.url()),
             refused: outcome.dropped > 0,
             reason: outcome.error.unwrap_or_else(|| {
                 format!(

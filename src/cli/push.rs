@@ -95,7 +95,8 @@ pub(crate) fn run(args: PushArgs) -> Result<Exit, Failure> {
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
-        let url = config.url();
+        // Without its query, which may hold an API key: stdout is not redacted.
+        let url = config.url().split('?').next().unwrap_or_default();
         match obs.remote_write_once(config, Some(now_ms)) {
             Ok(samples) => {
                 say!("sent {figures} to the remote write receiver at {url}: {samples} samples")

@@ -188,7 +188,7 @@ impl PushGatewayConfig {
         let config = |reason: String| Error::Config(format!("push gateway: {reason}"));
         let invalid_url = |reason: &'static str| Error::InvalidUrl {
             target: "Pushgateway",
-            url: self.url.clone(),
+            url: super::remote_write::url_for_message(&self.url),
             reason,
         };
         let endpoint = Endpoint::parse(&self.url).map_err(|e| invalid_url(e.reason))?;

@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::error::Error;
-use crate::http_client::Endpoint;
+use crate::http_client::{Endpoint, without_user_info};
+use crate::redact::Redactor;
 
 /// The `job` label every series carries unless [`RemoteWriteConfig::job`]
 /// says otherwise.
@@ -199,7 +200,7 @@ impl RemoteWriteConfig {
     pub(crate) fn validate(&self) -> Result<Endpoint, Error> {
         let endpoint = Endpoint::parse(&self.url).map_err(|e| Error::InvalidUrl {
             target: "remote write",
-            url: e.url,
+            url: url_for_message(&self.url),
             reason: e.reason,
         })?;
         let config = |reason: String| Err(Error::Config(format!("remote write: {reason}")));
@@ -267,6 +268,14 @@ impl RemoteWriteConfig {
         }
         Ok(endpoint)
     }
+}
+
+/// A receiver's URL as an error may quote it: no user info, and the
+/// built-in redaction rules applied (an `api_key=…` in the query).
+pub(crate) fn url_for_message(url: &str) -> String {
+    Redactor::builtin()
+        .redact_str(&without_user_info(url))
+        .into_owned()
 }
 
 /// The host's name, for the default `instance` label: what the kernel

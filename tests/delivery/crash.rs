@@ -275,3 +275,43 @@ fn push_exits_3_when_the_remote_write_receiver_cannot_be_reached_and_2_when_it_r
         "{stderr}"
     );
 }
+
+#[test]
+fn push_never_prints_the_password_or_api_key_of_a_receivers_url() {
+    let dir = TempDir::new("push-url-secrets");
+    let (journal, _) = small_journals(&dir);
+    // User info is refused, and the refusal quoted the URL whole.
+    let refused = push(
+        &journal,
+        &["--push-gateway", "http://ci:pw-s3cret-1234@127.0.0.1:9091"],
+    );
+    assert_eq!(refused.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("user info"), "{stderr}");
+    assert!(!stderr.contains("pw-s3cret-1234"), "{stderr}");
+    // An API key in the query: the failure quoted the URL whole.
+    let down = format!(
+        "http://127.0.0.1:{}/api/v1/write?api_key=k3y-s3cret-5678",
+        free_port()
+    );
+    let unreachable = push(&journal, &["--remote-write", &down, "--push-wait", "300ms"]);
+    assert_eq!(unreachable.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&unreachable.stderr);
+    assert!(
+        stderr.contains("api_key="),
+        "the URL is still named: {stderr}"
+    );
+    assert!(!stderr.contains("k3y-s3cret-5678"), "{stderr}");
+    // Taken: the success line names the receiver, not the key.
+    let receiver = FakeReceiver::start(Script::always(204));
+    let url = format!("{}?api_key=k3y-s3cret-5678", receiver.write_url());
+    let sent = push(&journal, &["--remote-write", &url]);
+    assert_eq!(sent.status.code(), Some(0));
+    let output = format!(
+        "{}{}",
+        String::from_utf8_lossy(&sent.stdout),
+        String::from_utf8_lossy(&sent.stderr)
+    );
+    assert!(output.contains(&receiver.write_url()), "{output}");
+    assert!(!output.contains("k3y-s3cret-5678"), "{output}");
+}
