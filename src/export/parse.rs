@@ -93,6 +93,80 @@ fn value(text: &str) -> Option<f64> {
     }
 }
 
+/// Appends `text` (our exposition) to `out` with every label named in
+/// `names` renamed `exported_<name>`, as a scrape without `honor_labels`
+/// renames a label that clashes with a target label. For the Pushgateway,
+/// which overwrites a pushed label named like its grouping key: two series
+/// that differ only in it become one series twice, and the whole push is
+/// refused with a `400`. Comment lines, values and the other labels are
+/// copied as they are; a line this reader does not understand too.
+pub(crate) fn rename_labels(text: &str, names: &[&str], out: &mut String) {
+    for line in text.split_inclusive('\n') {
+        if line.starts_with('#') || !rename_in_line(line, names, out) {
+            out.push_str(line);
+        }
+    }
+}
+
+/// [`rename_labels`] for one sample line; `false` (and nothing written)
+/// when there is nothing to rename or the line is not understood.
+fn rename_in_line(line: &str, names: &[&str], out: &mut String) -> bool {
+    let Some(open) = line.find(['{', ' ']) else {
+        return false;
+    };
+    if line.as_bytes()[open] != b'{' {
+        return false;
+    }
+    // Each label as (name's start, name's end, the value's closing quote).
+    let mut renamed = Vec::new();
+    let mut at = open + 1;
+    loop {
+        let rest = &line[at..];
+        if rest.starts_with('}') {
+            break;
+        }
+        let Some(eq) = rest.find("=\"") else {
+            return false;
+        };
+        let name = &rest[..eq];
+        let Some(close) = closing_quote(&rest[eq + 2..]) else {
+            return false;
+        };
+        if names.contains(&name) {
+            renamed.push(at);
+        }
+        at += eq + 2 + close + 1;
+        if line[at..].starts_with(',') {
+            at += 1;
+        }
+    }
+    if renamed.is_empty() {
+        return false;
+    }
+    let mut copied = 0;
+    for start in renamed {
+        out.push_str(&line[copied..start]);
+        out.push_str("exported_");
+        copied = start;
+    }
+    out.push_str(&line[copied..]);
+    true
+}
+
+/// The byte offset of the quote closing a label value (escapes skipped).
+fn closing_quote(text: &str) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => return Some(i),
+            b'\\' => i += 2,
+            _ => i += 1,
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,6 +217,27 @@ mod tests {
             samples("ok 1\nbroken{a=\"x} 1\nnovalue\nbad 1.2.3\n{a=\"b\"} 1\n");
         assert_eq!(samples.len(), 1);
         assert_eq!(skipped, 4);
+    }
+
+    #[test]
+    fn labels_named_like_the_grouping_key_are_renamed_exported_and_nothing_else_changes() {
+        let text = "# HELP b_total B, job=\"x\".\n# TYPE b_total counter\n\
+                    b_total{job=\"a\\\",job=\\\\\",myjob=\"m\",work_order=\"w\"} 2\n\
+                    c_total{result=\"ok\"} 1\nd 3\nbroken{job=\"x} 1\n";
+        let mut out = String::new();
+        rename_labels(text, &["job", "work_order"], &mut out);
+        assert_eq!(
+            out,
+            "# HELP b_total B, job=\"x\".\n# TYPE b_total counter\n\
+             b_total{exported_job=\"a\\\",job=\\\\\",myjob=\"m\",exported_work_order=\"w\"} 2\n\
+             c_total{result=\"ok\"} 1\nd 3\nbroken{job=\"x} 1\n"
+        );
+        let (renamed, skipped) = samples(&out);
+        assert_eq!(skipped, 1, "the broken line is copied, not fixed");
+        assert_eq!(
+            renamed[0].labels[0],
+            ("exported_job".into(), "a\",job=\\".into())
+        );
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! The Pushgateway as a [`Target`]: the whole exposition `PUT` to the
 //! group's URL (a `PUT` replaces the group, so the Pushgateway holds the
-//! latest figures, never a sum), or the group deleted at shutdown.
+//! latest figures, never a sum), or the group deleted at shutdown. A label
+//! of the engine's named like one of the grouping key goes as
+//! `exported_<name>`, as a scrape without `honor_labels` would have it.
 //!
 //! Every request is counted (`pushgateway_pushes_total`, failures by
 //! reason in `pushgateway_push_failures_total`). Failures are logged the
@@ -35,6 +37,9 @@ pub(crate) struct PushGateway {
     counters: Arc<PushCounters>,
     log: Logger,
     /// The exposition, rendered into the same buffer every time.
+    rendered: String,
+    /// What is pushed: `rendered` with the engine's labels named like the
+    /// grouping key renamed `exported_<name>`.
     body: String,
     /// Failed requests since the last success.
     failing: u64,
@@ -64,6 +69,7 @@ impl PushGateway {
             plan,
             counters: metrics.push_counters(),
             log,
+            rendered: String::with_capacity(16 * 1024),
             body: String::with_capacity(16 * 1024),
             failing: 0,
             logged: None,
@@ -218,8 +224,14 @@ impl Target for PushGateway {
     fn deliver(&mut self, metrics: &Metrics, deadline: Instant, last: bool) {
         let delete = last && self.plan.delete_on_shutdown;
         if !delete {
+            self.rendered.clear();
+            metrics.render_into(Format::Prometheus, &mut self.rendered);
+            // The Pushgateway overwrites a pushed label named like the
+            // grouping key with the key's value: two series that differ
+            // only in it collide, and it refuses the whole push.
+            let names: Vec<&str> = self.plan.grouping.iter().map(|(n, _)| n.as_str()).collect();
             self.body.clear();
-            metrics.render_into(Format::Prometheus, &mut self.body);
+            super::parse::rename_labels(&self.rendered, &names, &mut self.body);
         }
         let outcome = if last {
             self.send_final(delete, deadline)

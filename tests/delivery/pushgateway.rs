@@ -426,3 +426,52 @@ fn delete_on_shutdown_removes_the_group_that_the_periodic_pushes_filled() {
     }
     assert_eq!(obs.metrics().push_gateway_stats().last, Some(Ok(())));
 }
+
+#[test]
+fn an_engine_label_named_like_the_grouping_key_is_kept_as_exported_instead_of_the_push_being_refused()
+ {
+    let Some(binary) = Pushgateway::binary("pushgateway: labels named like the grouping key")
+    else {
+        return;
+    };
+    let gateway = Pushgateway::start(&binary);
+    let obs = common::quiet()
+        .push_gateway_config(
+            PushGatewayConfig::new(gateway.url())
+                .instance("box-1")
+                .label("work_order", "wo-7"),
+        )
+        .start()
+        .expect("the pipeline starts");
+    // Two series that differ only in labels the grouping key overrides:
+    // as pushed, the Pushgateway sees them twice and refuses the group.
+    for (job, count) in [("nightly", 2), ("hourly", 3)] {
+        obs.metrics()
+            .counter(
+                "builds_total",
+                "Builds.",
+                &[("job", job), ("work_order", "wo-1")],
+            )
+            .expect("a counter")
+            .increment(count);
+    }
+    obs.shutdown();
+    let stats = obs.metrics().push_gateway_stats();
+    assert_eq!(stats.last, Some(Ok(())), "{stats:?}");
+    let key = [
+        ("job", "agentgate"),
+        ("instance", "box-1"),
+        ("work_order", "wo-7"),
+    ];
+    for (job, count) in [("nightly", 2.0), ("hourly", 3.0)] {
+        assert_eq!(
+            gateway.value(
+                &key,
+                "agentgate_builds_total",
+                &[("exported_job", job), ("exported_work_order", "wo-1")]
+            ),
+            Some(count),
+            "{job}"
+        );
+    }
+}
