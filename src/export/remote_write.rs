@@ -40,7 +40,11 @@ struct Batch {
     /// The compressed body.
     body: Vec<u8>,
     samples: u64,
+    /// Failed tries that count against `max_retries`.
     retries: u32,
+    /// Sent at least once: sending it again is a retry on
+    /// `remote_write_retries_total`.
+    sent: bool,
 }
 
 /// What one delivery achieved, for a caller that must know
@@ -161,6 +165,7 @@ impl RemoteWrite {
             body: compressed,
             samples: samples.len() as u64,
             retries: 0,
+            sent: false,
         });
         while self.pending.len() > self.config.max_pending {
             if let Some(oldest) = self.pending.pop_front() {
@@ -233,12 +238,19 @@ impl RemoteWrite {
                 std::thread::sleep(at.saturating_duration_since(Instant::now()));
                 self.not_before = None;
             }
-            let Some(batch) = self.pending.front() else {
+            let Some(batch) = self.pending.front_mut() else {
                 return;
             };
             if Instant::now() >= deadline {
                 return;
             }
+            // Counted when it goes out, not when it is planned: a retry
+            // the deadline forestalls was never sent.
+            if batch.sent {
+                self.counters.retried();
+            }
+            batch.sent = true;
+            let batch = &*batch;
             let request = Request {
                 method: "POST",
                 path: None,
@@ -300,7 +312,6 @@ impl RemoteWrite {
                     let wait = retry_after.map_or(self.backoff, |after| after.max(self.backoff));
                     self.backoff = (self.backoff * 2).min(self.config.max_backoff);
                     batch.retries += 1;
-                    self.counters.retried();
                     // Slept at the top of the loop, or by the next delivery
                     // when it would pass this one's deadline.
                     self.not_before = Some(Instant::now() + wait);
@@ -665,7 +676,7 @@ mod tests {
         assert_eq!(rw.pending.len(), 2);
         let stats = metrics.remote_write_counters().stats();
         assert!(stats.dropped[DropReason::QueueFull as usize] > 0);
-        assert_eq!(stats.retries, 1, "the next retry waits for the backoff");
+        assert_eq!(stats.retries, 0, "the next retry waits for the backoff");
         // The final delivery's wait ends before the backoff: both fail.
         let last = rw.deliver_now(&metrics, Instant::now() + Duration::from_millis(50), true);
         assert!(rw.pending.is_empty());

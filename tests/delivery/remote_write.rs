@@ -419,16 +419,26 @@ fn a_full_queue_drops_the_oldest_request_and_counts_its_samples() {
 
 #[test]
 fn a_url_remote_write_cannot_send_to_is_refused_at_start_with_a_typed_error() {
-    for url in [
-        "https://prometheus.example/api/v1/write",
-        "prometheus:9090/api/v1/write",
-        "http://user:pw@127.0.0.1:9090/api/v1/write",
+    for (url, quoted) in [
+        (
+            "https://prometheus.example/api/v1/write",
+            "https://prometheus.example/api/v1/write",
+        ),
+        (
+            "prometheus:9090/api/v1/write",
+            "prometheus:9090/api/v1/write",
+        ),
+        // The error quotes the URL without its password.
+        (
+            "http://user:pw@127.0.0.1:9090/api/v1/write",
+            "http://[REDACTED]@127.0.0.1:9090/api/v1/write",
+        ),
     ] {
         match common::quiet().remote_write(url).start() {
             Err(Error::InvalidUrl {
                 url: got, reason, ..
             }) => {
-                assert_eq!(got, url);
+                assert_eq!(got, quoted);
                 assert!(!reason.is_empty());
             }
             other => panic!("{url}: {other:?}"),
@@ -526,4 +536,25 @@ fn a_retry_after_too_large_for_the_clock_neither_panics_the_sender_nor_outlasts_
     assert!(took < Duration::from_secs(4), "it took {took:?}");
     assert_eq!(receiver.received().len(), 1, "no retry within the wait");
     assert_eq!(failed(&obs, "throttled"), samples_per_request(&obs));
+}
+
+#[test]
+fn a_retry_that_the_final_wait_ends_before_it_is_sent_is_not_counted_as_a_retry() {
+    // One 503, then a backoff (5 s) longer than the final wait (1 s).
+    let receiver = FakeReceiver::start(Script::always(503));
+    let obs = common::quiet()
+        .remote_write_config(
+            fast(receiver.write_url()).backoff(Duration::from_secs(5), Duration::from_secs(5)),
+        )
+        .start()
+        .expect("start");
+    run_some(&obs, 1, 1);
+    shutdown_within(&obs, Duration::from_secs(4));
+    assert_eq!(receiver.received().len(), 1, "sent once, never again");
+    assert_eq!(
+        retries(&obs),
+        0.0,
+        "retries_total counts requests sent again"
+    );
+    assert_eq!(failed(&obs, "server_error"), samples_per_request(&obs));
 }
