@@ -418,11 +418,11 @@ impl Builder {
     /// Starts the drain thread.
     pub fn start(self) -> Result<Observability, Error> {
         self.validate()?;
+        let redactor = Arc::new(self.redaction.build().map_err(Error::Config)?);
         let push_plan = match &self.push_gateway {
-            Some(config) => Some(config.plan()?),
+            Some(config) => Some(config.plan(&redactor)?),
             None => None,
         };
-        let redactor = Arc::new(self.redaction.build().map_err(Error::Config)?);
         let log = self.log.start(redactor.clone())?;
         let (shared, rx) = Shared::new(self.queue_capacity, self.overflow);
         let mut drain = Drain::new(

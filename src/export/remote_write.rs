@@ -114,7 +114,15 @@ impl RemoteWrite {
         let endpoint = config.validate()?;
         Ok(RemoteWrite {
             endpoint,
-            target_labels: config.target_labels(),
+            // Redacted as the engine's label values are: every series has them.
+            target_labels: config
+                .target_labels()
+                .into_iter()
+                .map(|(name, value)| {
+                    let value = metrics.redact_label_value(&name, &value);
+                    (name, value)
+                })
+                .collect(),
             authorization: config.bearer_token.as_ref().map(|t| format!("Bearer {t}")),
             backoff: config.min_backoff,
             config,

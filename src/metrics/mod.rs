@@ -345,6 +345,12 @@ fn nanos(duration: Duration) -> u64 {
 }
 
 impl Metrics {
+    /// `value` of a label named `name` as every output shows it (see
+    /// `custom::redact_label_value`), with this pipeline's rules.
+    pub(crate) fn redact_label_value(&self, name: &str, value: &str) -> String {
+        custom::redact_label_value(self.inner.custom.redactor(), name, value).into_owned()
+    }
+
     /// Series no pipeline and no collector feeds: every family renders,
     /// at zero. To report the engine's numbers yourself, use
     /// [`StandaloneMetrics::new`].

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use crate::error::Error;
 use crate::http_client::{Endpoint, SendError};
+use crate::redact::Redactor;
 
 /// The job name a [`PushGatewayConfig`] pushes under unless told otherwise.
 pub const DEFAULT_PUSH_JOB: &str = "agentgate";
@@ -180,11 +181,17 @@ impl PushGatewayConfig {
 
     /// Checks everything and resolves the host name: what the exporter
     /// needs, or the error [`Builder::start`](crate::Builder::start) returns.
-    pub(crate) fn plan(&self) -> Result<PushPlan, Error> {
-        self.plan_with(host_name)
+    /// The grouping key's values are redacted with `redactor`, as the
+    /// engine's label values are: they become labels of every series.
+    pub(crate) fn plan(&self, redactor: &Redactor) -> Result<PushPlan, Error> {
+        self.plan_with(host_name, redactor)
     }
 
-    fn plan_with(&self, host: impl FnOnce() -> Option<String>) -> Result<PushPlan, Error> {
+    fn plan_with(
+        &self,
+        host: impl FnOnce() -> Option<String>,
+        redactor: &Redactor,
+    ) -> Result<PushPlan, Error> {
         let config = |reason: String| Error::Config(format!("push gateway: {reason}"));
         let invalid_url = |reason: &'static str| Error::InvalidUrl {
             target: "Pushgateway",
@@ -249,6 +256,9 @@ impl PushGatewayConfig {
                 )));
             }
             grouping.push((name.clone(), value.clone()));
+        }
+        for (name, value) in &mut grouping {
+            *value = super::custom::redact_label_value(redactor, name, value).into_owned();
         }
         let mut path = base.trim_end_matches('/').to_owned();
         path.push_str("/metrics");
@@ -523,7 +533,7 @@ mod tests {
     use super::*;
 
     fn plan(config: PushGatewayConfig) -> Result<PushPlan, Error> {
-        config.plan_with(|| Some("box-1".to_owned()))
+        config.plan_with(|| Some("box-1".to_owned()), Redactor::builtin())
     }
 
     #[test]
@@ -592,7 +602,10 @@ mod tests {
         assert!(config_error(base().label("instance", "x")).contains("twice"));
         assert!(config_error(base().label("run", "1").label("run", "2")).contains("twice"));
         assert!(config_error(base().label("__name__", "x")).contains("reserved"));
-        let no_host = base().plan_with(|| None).unwrap_err().to_string();
+        let no_host = base()
+            .plan_with(|| None, Redactor::builtin())
+            .unwrap_err()
+            .to_string();
         assert!(no_host.contains("PushGatewayConfig::instance"), "{no_host}");
     }
 

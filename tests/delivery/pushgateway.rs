@@ -475,3 +475,27 @@ fn an_engine_label_named_like_the_grouping_key_is_kept_as_exported_instead_of_th
         );
     }
 }
+
+/// A GitHub token's shape, which the redaction rules know.
+const TOKEN: &str = "ghp_a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8";
+
+#[test]
+fn grouping_key_values_are_redacted_like_every_other_label_value() {
+    let receiver = FakeReceiver::start(Script::always(200));
+    let obs = common::quiet()
+        .push_gateway_config(
+            PushGatewayConfig::new(receiver.url())
+                .instance(format!("box-{TOKEN}"))
+                .label("api_key", "plain-value"),
+        )
+        .start()
+        .expect("the pipeline starts");
+    obs.shutdown();
+    let path = &receiver.received()[0].path;
+    assert!(!path.contains(TOKEN), "{path}");
+    assert!(!path.contains("plain-value"), "{path}");
+    assert_eq!(
+        path,
+        "/metrics/job/agentgate/instance/box-%5BREDACTED%5D/api_key/%5BREDACTED%5D"
+    );
+}

@@ -558,3 +558,27 @@ fn a_retry_that_the_final_wait_ends_before_it_is_sent_is_not_counted_as_a_retry(
     );
     assert_eq!(failed(&obs, "server_error"), samples_per_request(&obs));
 }
+
+#[test]
+fn remote_write_label_values_are_redacted_like_every_other_label_value() {
+    let token = "ghp_a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8";
+    let receiver = FakeReceiver::start(Script::always(204));
+    let obs = common::quiet()
+        .remote_write_config(
+            fast(receiver.write_url())
+                .instance(format!("box-{token}"))
+                .label("api_key", "plain-value"),
+        )
+        .start()
+        .expect("start");
+    shutdown_within(&obs, Duration::from_secs(4));
+    let request = &receiver.received()[0];
+    let body = snap::raw::Decoder::new()
+        .decompress_vec(&request.body)
+        .expect("snappy");
+    let contains = |needle: &str| body.windows(needle.len()).any(|w| w == needle.as_bytes());
+    assert!(!contains(token));
+    assert!(!contains("plain-value"));
+    assert!(contains("box-[REDACTED]"));
+    assert!(contains("[REDACTED]"));
+}

@@ -393,18 +393,28 @@ impl Registry {
     }
 }
 
+/// A label value as every output shows it: the whole value when the
+/// label's name names a secret, else the credentials inside it, replaced
+/// by `[REDACTED]`. For the engine's series, and for the labels the
+/// senders add (a Pushgateway's grouping key, remote write's labels).
+pub(crate) fn redact_label_value<'a>(
+    redactor: &Redactor,
+    name: &str,
+    value: &'a str,
+) -> std::borrow::Cow<'a, str> {
+    if redactor.is_secret_key(name) {
+        std::borrow::Cow::Borrowed(REDACTED)
+    } else {
+        redactor.redact_str(value)
+    }
+}
+
 impl Family {
     /// Finds or creates the series of `labels` (sorted, names checked).
     fn series(&self, registry: &Registry, labels: &[(&str, &str)], limit: usize) -> Registered {
         let values: Box<[Box<str>]> = labels
             .iter()
-            .map(|&(k, v)| {
-                if registry.redactor.is_secret_key(k) {
-                    Box::from(REDACTED)
-                } else {
-                    Box::from(registry.redactor.redact_str(v).as_ref())
-                }
-            })
+            .map(|&(k, v)| Box::from(redact_label_value(&registry.redactor, k, v).as_ref()))
             .collect();
         let mut series = self.series.lock();
         if let Some(s) = series.get(&values) {
