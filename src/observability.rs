@@ -533,14 +533,13 @@ impl Builder {
             log.as_ref().map(|l| l.dispatch()),
         );
         let mut exporters = Vec::new();
-        let mut export_wait = Duration::ZERO;
         if let Some(config) = &self.remote_write {
             let dispatch = log.as_ref().map(|l| l.dispatch().clone());
             let schedule = crate::export::Schedule {
                 interval: config.interval,
                 timeout: config.timeout,
+                final_wait: config.final_wait,
             };
-            export_wait = export_wait.max(config.final_wait);
             let started = crate::export::remote_write::RemoteWrite::new(
                 config.clone(),
                 &metrics,
@@ -582,7 +581,7 @@ impl Builder {
                 }
             })?;
         let log_dispatch = log.as_ref().map(|l| l.dispatch().clone());
-        let mut obs = Observability {
+        let obs = Observability {
             emitter: Emitter::new(shared.clone()),
             shared,
             drain: Mutex::new(DrainState::Running(thread)),
@@ -595,14 +594,13 @@ impl Builder {
             hub,
             journal,
             exporters: Mutex::new(exporters),
-            export_wait,
         };
         if let Some(plan) = push_plan {
             let schedule = Schedule {
                 interval: plan.interval,
                 timeout: plan.timeout,
+                final_wait: plan.final_wait,
             };
-            obs.export_wait = obs.export_wait.max(plan.final_wait);
             let target = PushGateway::new(plan, &obs.metrics, log_dispatch.clone());
             target.announce();
             let exporter = Exporter::start(
@@ -704,10 +702,9 @@ pub struct Observability {
     journal: Option<Journal>,
     /// The exporter threads delivering the metrics (a Pushgateway, remote
     /// write), finished at shutdown.
+    /// Shutdown waits for their final deliveries side by side, each within
+    /// its own final wait: the longest of them, not their sum.
     exporters: Mutex<Vec<crate::export::Exporter>>,
-    /// How long shutdown waits for their final deliveries, side by side:
-    /// the longest of their waits.
-    export_wait: Duration,
 }
 
 impl std::fmt::Debug for Observability {
@@ -971,8 +968,7 @@ impl Observability {
         drop(state);
         self.shared.collect_leftovers();
         // After the drain thread: the final deliveries carry every accepted event.
-        let wait = self.export_wait;
-        crate::export::finish_all(std::mem::take(&mut *self.exporters.lock()), wait);
+        crate::export::finish_all(std::mem::take(&mut *self.exporters.lock()));
         // Last: every accepted event has reached the hub; clients get it, then 1001.
         if let Some(hub) = &self.hub {
             hub.close_and_wait(WS_GOODBYE);

@@ -41,12 +41,16 @@ pub(crate) struct Schedule {
     pub(crate) interval: Duration,
     /// The most one periodic delivery may take (retries included).
     pub(crate) timeout: Duration,
+    /// The most the final delivery may take, from the call to finish it.
+    pub(crate) final_wait: Duration,
 }
 
 /// An exporter thread: delivers on [`Schedule`], then once more when
 /// [`finish`](Exporter::finish)ed.
 pub(crate) struct Exporter {
     name: &'static str,
+    /// This receiver's own final wait.
+    final_wait: Duration,
     /// Carries the final delivery's deadline.
     finish: Sender<Instant>,
     /// Closed by the thread when it ends.
@@ -74,22 +78,45 @@ impl Exporter {
         let name = target.name();
         let (finish, finish_rx) = crossbeam_channel::bounded::<Instant>(1);
         let (done_tx, done) = crossbeam_channel::bounded::<()>(0);
+        let thread_log = log.clone();
         let thread = std::thread::Builder::new()
             .name(format!("agentgate-obs-{name}"))
             .spawn(move || {
                 // Dropped when the thread ends, however it ends: `finish`
                 // then stops waiting at once.
                 let _done = done_tx;
+                // A delivery that panics costs that delivery alone: the
+                // thread goes on to the next one, and to the final one.
+                let mut deliver = |deadline: Instant, last: bool| {
+                    let delivered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        target.deliver(&metrics, deadline, last)
+                    }));
+                    if let (Err(panic), Some(log)) = (delivered, &thread_log) {
+                        let message = panic
+                            .downcast_ref::<&str>()
+                            .map(|m| (*m).to_owned())
+                            .or_else(|| panic.downcast_ref::<String>().cloned())
+                            .unwrap_or_default();
+                        Logger::bound("agentgate_obs::export", log.clone()).error(
+                            "a delivery panicked; its figures were not delivered, the next delivery is made as usual",
+                            [
+                                ("target", name.into()),
+                                ("last", last.into()),
+                                ("panic", message.into()),
+                            ],
+                        );
+                    }
+                };
                 let mut next = Instant::now() + schedule.interval;
                 loop {
                     let wait = next.saturating_duration_since(Instant::now());
                     match finish_rx.recv_timeout(wait) {
                         Ok(deadline) => {
-                            target.deliver(&metrics, deadline, true);
+                            deliver(deadline, true);
                             return;
                         }
                         Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                            target.deliver(&metrics, Instant::now() + schedule.timeout, false);
+                            deliver(Instant::now() + schedule.timeout, false);
                             // The next one an interval after this one was due,
                             // or from now when delivering took longer.
                             next = (next + schedule.interval).max(Instant::now());
@@ -101,6 +128,7 @@ impl Exporter {
             })?;
         Ok(Exporter {
             name,
+            final_wait: schedule.final_wait,
             finish,
             done,
             thread: Some(thread),
@@ -109,24 +137,28 @@ impl Exporter {
     }
 
     /// Delivers once more, now (call it once every event is processed), and
-    /// waits for that delivery up to `wait`. Past it the thread is left to
-    /// end on its own (its requests carry the same deadline), a warning is
-    /// logged, and this returns: shutdown is never held longer.
+    /// waits for that delivery up to its final wait. Past it the thread is
+    /// left to end on its own (its requests carry the same deadline), a
+    /// warning is logged, and this returns: shutdown is never held longer.
     #[cfg(test)]
-    pub(crate) fn finish(self, wait: Duration) {
-        finish_all(vec![self], wait);
+    pub(crate) fn finish(self) {
+        finish_all(vec![self]);
     }
 }
 
 /// [`Exporter::finish`] for several exporters at once: their final
-/// deliveries run side by side, within one `wait`.
-pub(crate) fn finish_all(exporters: Vec<Exporter>, wait: Duration) {
-    let deadline = Instant::now() + wait;
+/// deliveries run side by side, each within its own final wait, so
+/// shutdown waits for the longest of them, not their sum.
+pub(crate) fn finish_all(exporters: Vec<Exporter>) {
+    let now = Instant::now();
+    let mut last_deadline = now;
     for exporter in &exporters {
+        let deadline = now + exporter.final_wait;
+        last_deadline = last_deadline.max(deadline);
         let _ = exporter.finish.try_send(deadline);
     }
-    // A little past the deadline: the deliveries themselves stop at it.
-    let grace = deadline + Duration::from_millis(200);
+    // A little past the deadlines: the deliveries themselves stop at theirs.
+    let grace = last_deadline + Duration::from_millis(200);
     for mut exporter in exporters {
         let left = grace.saturating_duration_since(Instant::now());
         match exporter.done.recv_timeout(left) {
@@ -136,7 +168,7 @@ pub(crate) fn finish_all(exporters: Vec<Exporter>, wait: Duration) {
                         "the final delivery did not end within its wait; shutdown goes on without it",
                         [
                             ("target", exporter.name.into()),
-                            ("waitMs", (wait.as_millis() as u64).into()),
+                            ("waitMs", (exporter.final_wait.as_millis() as u64).into()),
                         ],
                     );
                 }
@@ -156,13 +188,15 @@ mod tests {
     use crate::metrics::MetricsConfig;
     use parking_lot::Mutex;
 
-    type Calls = Arc<Mutex<Vec<(Instant, bool)>>>;
+    /// When each delivery came, its deadline, and whether it was the last.
+    type Calls = Arc<Mutex<Vec<(Instant, Instant, bool)>>>;
 
-    /// Records every delivery: when it came and whether it was the last.
-    /// Each takes `takes`, whatever its deadline: a receiver that hangs.
+    /// Records every delivery. Each takes `takes`, whatever its deadline
+    /// (a receiver that hangs); the first `panics` ones panic.
     struct Recording {
         calls: Calls,
         takes: Duration,
+        panics: usize,
     }
 
     impl Target for Recording {
@@ -171,8 +205,11 @@ mod tests {
         }
 
         fn deliver(&mut self, _: &Metrics, deadline: Instant, last: bool) {
-            self.calls.lock().push((Instant::now(), last));
-            let _ = deadline;
+            self.calls.lock().push((Instant::now(), deadline, last));
+            if self.panics > 0 {
+                self.panics -= 1;
+                panic!("a bug in a receiver's code");
+            }
             std::thread::sleep(self.takes);
         }
     }
@@ -181,50 +218,114 @@ mod tests {
         Metrics::new("agentgate", MetricsConfig::default()).unwrap()
     }
 
-    fn start(interval: Duration, takes: Duration) -> (Exporter, Calls) {
+    fn start_with(
+        interval: Duration,
+        takes: Duration,
+        final_wait: Duration,
+        panics: usize,
+    ) -> (Exporter, Calls) {
         let calls = Arc::new(Mutex::new(Vec::new()));
         let target = Recording {
             calls: calls.clone(),
             takes,
+            panics,
         };
         let schedule = Schedule {
             interval,
             timeout: Duration::from_secs(1),
+            final_wait,
         };
         let exporter = Exporter::start(Box::new(target), metrics(), schedule, None).unwrap();
         (exporter, calls)
     }
 
+    fn start(interval: Duration, takes: Duration, final_wait: Duration) -> (Exporter, Calls) {
+        start_with(interval, takes, final_wait, 0)
+    }
+
     #[test]
     fn a_short_process_delivers_once_at_finish_even_before_its_first_interval() {
-        let (exporter, calls) = start(Duration::from_secs(60), Duration::ZERO);
+        let (exporter, calls) = start(
+            Duration::from_secs(60),
+            Duration::ZERO,
+            Duration::from_secs(2),
+        );
         std::thread::sleep(Duration::from_millis(50));
-        exporter.finish(Duration::from_secs(2));
+        exporter.finish();
         let calls = calls.lock();
         assert_eq!(calls.len(), 1);
-        assert!(calls[0].1, "the one delivery is the last one");
+        assert!(calls[0].2, "the one delivery is the last one");
     }
 
     #[test]
     fn deliveries_come_every_interval_then_once_more_at_finish() {
-        let (exporter, calls) = start(Duration::from_millis(40), Duration::ZERO);
+        let (exporter, calls) = start(
+            Duration::from_millis(40),
+            Duration::ZERO,
+            Duration::from_secs(2),
+        );
         std::thread::sleep(Duration::from_millis(300));
-        exporter.finish(Duration::from_secs(2));
+        exporter.finish();
         let calls = calls.lock();
         assert!(calls.len() >= 4, "{} deliveries", calls.len());
-        assert!(calls.iter().rev().skip(1).all(|(_, last)| !last));
-        assert!(calls.last().unwrap().1);
+        assert!(calls.iter().rev().skip(1).all(|(_, _, last)| !last));
+        assert!(calls.last().unwrap().2);
     }
 
     #[test]
     fn final_deliveries_that_hang_hold_shutdown_only_for_one_wait_together() {
-        let (first, first_calls) = start(Duration::from_secs(60), Duration::from_secs(30));
-        let (second, second_calls) = start(Duration::from_secs(60), Duration::from_secs(30));
+        let wait = Duration::from_millis(300);
+        let (first, first_calls) = start(Duration::from_secs(60), Duration::from_secs(30), wait);
+        let (second, second_calls) = start(Duration::from_secs(60), Duration::from_secs(30), wait);
         let started = Instant::now();
-        finish_all(vec![first, second], Duration::from_millis(300));
+        finish_all(vec![first, second]);
         let took = started.elapsed();
         assert!(took < Duration::from_secs(3), "finish took {took:?}");
         assert_eq!(first_calls.lock().len(), 1);
         assert_eq!(second_calls.lock().len(), 1);
+    }
+
+    #[test]
+    fn each_final_delivery_gets_its_own_wait_not_the_longest_of_them() {
+        let (short, short_calls) = start(
+            Duration::from_secs(60),
+            Duration::ZERO,
+            Duration::from_millis(100),
+        );
+        let (long, long_calls) = start(
+            Duration::from_secs(60),
+            Duration::ZERO,
+            Duration::from_secs(3),
+        );
+        let started = Instant::now();
+        finish_all(vec![short, long]);
+        let short_deadline = short_calls.lock()[0].1;
+        let long_deadline = long_calls.lock()[0].1;
+        assert!(
+            short_deadline <= started + Duration::from_millis(150),
+            "the short wait became {:?}",
+            short_deadline - started
+        );
+        assert!(long_deadline >= started + Duration::from_secs(3));
+    }
+
+    #[test]
+    fn a_delivery_that_panics_leaves_the_exporter_delivering_and_the_final_delivery_still_made() {
+        let (exporter, calls) = start_with(
+            Duration::from_millis(30),
+            Duration::ZERO,
+            Duration::from_secs(2),
+            1,
+        );
+        // The panicking first one, then periodic ones again (a panic's
+        // backtrace may take a while to print).
+        let waited = Instant::now();
+        while calls.lock().len() < 3 && waited.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        exporter.finish();
+        let calls = calls.lock();
+        assert!(calls.len() >= 4, "{} deliveries", calls.len());
+        assert!(calls.last().unwrap().2, "the final delivery was made");
     }
 }
