@@ -590,6 +590,39 @@ mod tests {
     }
 
     #[test]
+    fn a_receiver_that_reads_slowly_holds_a_send_no_longer_than_its_deadline() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint =
+            Endpoint::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
+        std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            // 64 KiB every 300 ms: each write makes some progress, and the
+            // 16 MiB body would take more than a minute.
+            let mut buf = vec![0u8; 64 * 1024];
+            while stream.read_exact(&mut buf).is_ok() {
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        });
+        let body = vec![b'x'; 16 << 20];
+        let request = Request {
+            method: "POST",
+            path: None,
+            headers: &[],
+            body: &body,
+        };
+        let start = Instant::now();
+        let error = send(
+            &endpoint,
+            &request,
+            Instant::now() + Duration::from_millis(500),
+        )
+        .expect_err("no time to send it all");
+        let took = start.elapsed();
+        assert_eq!(error.kind(), "timeout", "{error}");
+        assert!(took < Duration::from_millis(1500), "{took:?}");
+    }
+
+    #[test]
     fn a_closed_port_is_a_connect_error() {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
