@@ -163,7 +163,8 @@ pub(crate) struct Response {
     /// `Retry-After` in seconds, when given as a number; at most
     /// [`MAX_RETRY_AFTER`].
     pub(crate) retry_after: Option<Duration>,
-    /// The start of the body (at most 4 KiB), for messages.
+    /// The start of an error answer's body (at most 4 KiB, a chunked one
+    /// decoded), for messages; empty for a success, whose body is not read.
     pub(crate) body: Vec<u8>,
 }
 
@@ -342,12 +343,13 @@ impl From<std::io::Error> for ReadError {
     }
 }
 
-/// Reads the head, then the body up to [`MAX_BODY`] (by `Content-Length`,
-/// or to the end of the connection); the rest is not read.
+/// Reads the head, then an error's body up to [`MAX_BODY`] (by
+/// `Content-Length`, to its last chunk, or to the end of the connection);
+/// the rest is not read.
 fn read_response(stream: &mut impl ReadTimeouts, deadline: Instant) -> Result<Response, ReadError> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
-    let (status, retry_after, length, head_len) = loop {
+    let (status, retry_after, length, chunked, head_len) = loop {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut parsed = httparse::Response::new(&mut headers);
         match parsed.parse(&buf) {
@@ -370,7 +372,9 @@ fn read_response(stream: &mut impl ReadTimeouts, deadline: Instant) -> Result<Re
                     .and_then(|v| v.parse::<u64>().ok())
                     .map(|seconds| Duration::from_secs(seconds).min(MAX_RETRY_AFTER));
                 let length = header("content-length").and_then(|v| v.parse::<usize>().ok());
-                break (status, retry_after, length, head_len);
+                let chunked = header("transfer-encoding")
+                    .is_some_and(|v| v.to_ascii_lowercase().ends_with("chunked"));
+                break (status, retry_after, length, chunked, head_len);
             }
             Ok(httparse::Status::Partial) => {}
             Err(_) => return Err(ReadError::Malformed("an invalid status line or header")),
@@ -387,9 +391,17 @@ fn read_response(stream: &mut impl ReadTimeouts, deadline: Instant) -> Result<Re
         }
         buf.extend_from_slice(&chunk[..n]);
     };
-    let want = length.unwrap_or(usize::MAX).min(MAX_BODY);
+    // Only an error's body is read, for the message quoting it: a success's
+    // is of no use (and a `204` has none). Waiting for a body that is not
+    // coming from a receiver that keeps the connection open would cost
+    // the whole deadline after the answer arrived.
+    let want = if (200..300).contains(&status) {
+        0
+    } else {
+        length.unwrap_or(usize::MAX).min(MAX_BODY)
+    };
     let mut body = buf.split_off(head_len);
-    while body.len() < want {
+    while body.len() < want && !(chunked && ends_chunked(&body)) {
         if stream.left(deadline).is_err() {
             break;
         }
@@ -399,11 +411,41 @@ fn read_response(stream: &mut impl ReadTimeouts, deadline: Instant) -> Result<Re
         }
     }
     body.truncate(want);
+    if chunked && let Some(decoded) = dechunk(&body) {
+        body = decoded;
+    }
     Ok(Response {
         status,
         retry_after,
         body,
     })
+}
+
+/// Whether a chunked body has come to its last chunk (`0`, no trailers).
+fn ends_chunked(body: &[u8]) -> bool {
+    body == b"0\r\n\r\n" || body.ends_with(b"\r\n0\r\n\r\n")
+}
+
+/// The content of a chunked body, as far as it is whole; `None` when it is
+/// not chunked as it says (the raw bytes are quoted then).
+fn dechunk(mut raw: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(raw.len());
+    while !raw.is_empty() {
+        let line_end = raw.windows(2).position(|w| w == b"\r\n")?;
+        let size = std::str::from_utf8(&raw[..line_end]).ok()?;
+        // A chunk extension (`;name=value`) follows the size.
+        let size = size.split(';').next()?.trim();
+        let size = usize::from_str_radix(size, 16).ok()?;
+        raw = &raw[line_end + 2..];
+        if size == 0 {
+            break;
+        }
+        // A body cut at the cap: keep what arrived.
+        let take = size.min(raw.len());
+        out.extend_from_slice(&raw[..take]);
+        raw = raw.get(take + 2..).unwrap_or_default();
+    }
+    Some(out)
 }
 
 /// A stream whose read timeout follows a deadline: a socket, or a
@@ -492,10 +534,24 @@ mod tests {
 
     #[test]
     fn an_interim_100_is_skipped_and_a_body_without_length_is_read_to_the_end() {
-        let answer = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n\r\nall of it";
+        let answer = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 500 Oops\r\n\r\nall of it";
         let response = read_response(&mut &answer[..], soon()).ok().unwrap();
-        assert_eq!(response.status, 200);
+        assert_eq!(response.status, 500);
         assert_eq!(response.body, b"all of it");
+    }
+
+    #[test]
+    fn a_success_is_not_read_past_its_head_and_a_chunked_error_body_is_decoded() {
+        // Nothing after the head: reading on would wait for the deadline.
+        let answer = b"HTTP/1.1 200 OK\r\n\r\n";
+        let response = read_response(&mut &answer[..], soon()).ok().unwrap();
+        assert_eq!((response.status, response.body.len()), (200, 0));
+        let answer = b"HTTP/1.1 400 Bad Request\r\nTransfer-Encoding: chunked\r\n\r\n\
+                       6\r\nout of\r\n7;x=y\r\n order\n\r\n0\r\n\r\n";
+        let response = read_response(&mut &answer[..], soon()).ok().unwrap();
+        assert_eq!(response.body_text(), "out of order");
+        assert_eq!(dechunk(b"zz\r\nab"), None);
+        assert!(ends_chunked(b"3\r\nabc\r\n0\r\n\r\n"));
     }
 
     #[test]
@@ -540,7 +596,7 @@ mod tests {
             reader.read_exact(&mut body).unwrap();
             reader
                 .get_mut()
-                .write_all(b"HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\n\r\nok")
+                .write_all(b"HTTP/1.1 409 Conflict\r\nContent-Length: 2\r\n\r\nno")
                 .unwrap();
             (head, body)
         });
@@ -552,8 +608,8 @@ mod tests {
             body: b"a 1\n",
         };
         let response = send(&endpoint, &request, soon()).unwrap();
-        assert_eq!(response.status, 202);
-        assert_eq!(response.body_text(), "ok");
+        assert_eq!(response.status, 409);
+        assert_eq!(response.body_text(), "no");
         let (head, body) = server.join().unwrap();
         assert_eq!(head[0], "PUT /metrics/job/j HTTP/1.1");
         assert!(head.contains(&format!("Host: {addr}")));

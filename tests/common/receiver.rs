@@ -23,6 +23,11 @@ pub enum Script {
     /// Reads the request and never answers (the connection stays open
     /// until the receiver is dropped).
     Hang,
+    /// Answers every request with this status and no `Content-Length`,
+    /// then keeps the connection open (until the receiver is dropped)
+    /// though the sender asked to close it: a `204` has no body, so there
+    /// is nothing to wait for.
+    AnswerAndHold(u16),
 }
 
 impl Script {
@@ -113,6 +118,10 @@ impl FakeReceiver {
                         );
                     }
                     Script::Hang => holding.lock().push(stream),
+                    Script::AnswerAndHold(status) => {
+                        let _ = write!(stream, "HTTP/1.1 {status} Scripted\r\n\r\n");
+                        holding.lock().push(stream);
+                    }
                 }
             }
         });

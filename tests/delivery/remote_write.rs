@@ -582,3 +582,16 @@ fn remote_write_label_values_are_redacted_like_every_other_label_value() {
     assert!(contains("box-[REDACTED]"));
     assert!(contains("[REDACTED]"));
 }
+
+#[test]
+fn a_204_from_a_receiver_that_keeps_the_connection_open_costs_shutdown_no_wait() {
+    let receiver = FakeReceiver::start(Script::AnswerAndHold(204));
+    let obs = common::quiet()
+        .remote_write_config(fast(receiver.write_url()).final_wait(Duration::from_secs(3)))
+        .start()
+        .expect("start");
+    run_some(&obs, 2, 1);
+    // The 204 is the whole answer: nothing to read after it.
+    shutdown_within(&obs, Duration::from_millis(1500));
+    assert_eq!(sent(&obs), samples_per_request(&obs));
+}
