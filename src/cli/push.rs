@@ -110,7 +110,12 @@ pub(crate) fn run(args: PushArgs) -> Result<Exit, Failure> {
         let url = config.url();
         match obs.metrics().push_gateway_stats().last {
             Some(Ok(())) => say!("pushed {figures} to the Pushgateway at {url}"),
-            Some(Err(reason @ (PushFailure::Unauthorized | PushFailure::Rejected))) => {
+            // A redirect (`unexpected_status`) is a wrong URL as much as a 4xx.
+            Some(Err(
+                reason @ (PushFailure::Unauthorized
+                | PushFailure::Rejected
+                | PushFailure::UnexpectedStatus),
+            )) => {
                 failures.push(Failure::new(
                     Exit::Input,
                     format_args!(

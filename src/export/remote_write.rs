@@ -11,7 +11,7 @@
 //! (or the receiver's `Retry-After`, when longer, up to 5 minutes); a wait that would pass
 //! the deadline leaves the request queued for the next delivery. Out of
 //! retries, or still queued when the final delivery's wait ends, its
-//! samples are counted as failed. Any other answer (a `4xx`) drops it: the
+//! samples are counted as failed. Any other answer (a `4xx`, a `3xx`) drops it: the
 //! same bytes would be refused again.
 
 use std::collections::VecDeque;

@@ -337,7 +337,8 @@ impl FailReason {
 pub(crate) enum DropReason {
     /// The queue was full: the oldest request made room for the newest.
     QueueFull = 0,
-    /// The receiver refused the request (a `4xx` other than `429`).
+    /// The receiver refused the request (a `4xx` other than `429`), or
+    /// redirected it (a `3xx`: redirects are not followed).
     Rejected = 1,
 }
 

@@ -315,3 +315,27 @@ fn push_never_prints_the_password_or_api_key_of_a_receivers_url() {
     assert!(output.contains(&receiver.write_url()), "{output}");
     assert!(!output.contains("k3y-s3cret-5678"), "{output}");
 }
+
+#[test]
+fn push_exits_2_when_the_pushgateway_redirects_as_when_remote_write_does() {
+    let dir = TempDir::new("push-redirect");
+    let (journal, _) = small_journals(&dir);
+    // A redirect is a wrong URL (no trailing path, an http-to-https
+    // proxy): trying again later gets the same answer.
+    let redirecting = FakeReceiver::start(Script::always(301));
+    let pushed = push(
+        &journal,
+        &["--push-gateway", &redirecting.url(), "--push-wait", "300ms"],
+    );
+    assert_eq!(pushed.status.code(), Some(2), "{pushed:?}");
+    let written = push(
+        &journal,
+        &[
+            "--remote-write",
+            &redirecting.write_url(),
+            "--push-wait",
+            "300ms",
+        ],
+    );
+    assert_eq!(written.status.code(), Some(2), "{written:?}");
+}
