@@ -923,7 +923,12 @@ impl Observability {
         )?;
         self.flush();
         let deadline = Instant::now() + config.final_wait;
-        let outcome = target.deliver_now(&self.metrics, deadline, true);
+        let outcome = target.deliver_now(
+            &self.metrics,
+            deadline,
+            true,
+            &crate::export::Pause::plain(),
+        );
         if outcome.failed == 0 && outcome.dropped == 0 {
             return Ok(outcome.sent);
         }

@@ -14,6 +14,7 @@ mod prompb;
 pub(crate) mod pushgateway;
 pub(crate) mod remote_write;
 
+use std::cell::Cell;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -29,9 +30,54 @@ pub(crate) trait Target: Send + 'static {
     fn name(&self) -> &'static str;
 
     /// Delivers `metrics` as they are now, giving up at `deadline`; `last`
-    /// on the final delivery at shutdown. Counts and logs its own outcome:
-    /// what failed and why differs per receiver.
-    fn deliver(&mut self, metrics: &Metrics, deadline: Instant, last: bool);
+    /// on the final delivery at shutdown. Waits between tries through
+    /// `pause`, and ends a periodic delivery when it says shutdown began.
+    /// Counts and logs its own outcome: what failed and why differs per
+    /// receiver.
+    fn deliver(&mut self, metrics: &Metrics, deadline: Instant, last: bool, pause: &Pause<'_>);
+}
+
+/// How a delivery waits between tries. A periodic delivery stops waiting
+/// as soon as shutdown begins, so that the final one starts at once within
+/// its wait instead of after the periodic one's timeout (what it had
+/// queued then goes with the final delivery, or is counted as failed).
+pub(crate) struct Pause<'a> {
+    /// The exporter's finish channel, and where a final deadline received
+    /// while pausing is kept for the exporter; `None`: a plain sleep.
+    finish: Option<(&'a Receiver<Instant>, &'a Cell<Option<Instant>>)>,
+}
+
+impl Pause<'_> {
+    /// A plain sleep: for the final delivery, and a one-shot one.
+    pub(crate) fn plain() -> Pause<'static> {
+        Pause { finish: None }
+    }
+
+    /// Waits `wait`; `false` as soon as shutdown began (or had begun), when
+    /// the delivery should end.
+    pub(crate) fn sleep(&self, wait: Duration) -> bool {
+        let Some((finish, finishing)) = self.finish else {
+            std::thread::sleep(wait);
+            return true;
+        };
+        if finishing.get().is_some() {
+            return false;
+        }
+        match finish.recv_timeout(wait) {
+            Ok(deadline) => {
+                finishing.set(Some(deadline));
+                false
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => true,
+            // The exporter was dropped: the thread ends after this delivery.
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => false,
+        }
+    }
+
+    /// Whether shutdown began: the delivery should end now.
+    pub(crate) fn stopped(&self) -> bool {
+        self.finish.is_some() && !self.sleep(Duration::ZERO)
+    }
 }
 
 /// When an exporter delivers.
@@ -87,9 +133,9 @@ impl Exporter {
                 let _done = done_tx;
                 // A delivery that panics costs that delivery alone: the
                 // thread goes on to the next one, and to the final one.
-                let mut deliver = |deadline: Instant, last: bool| {
+                let mut deliver = |deadline: Instant, last: bool, pause: &Pause<'_>| {
                     let delivered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        target.deliver(&metrics, deadline, last)
+                        target.deliver(&metrics, deadline, last, pause)
                     }));
                     if let (Err(panic), Some(log)) = (delivered, &thread_log) {
                         let message = panic
@@ -107,16 +153,25 @@ impl Exporter {
                         );
                     }
                 };
+                // A final deadline that came while a periodic delivery paused.
+                let finishing = Cell::new(None);
                 let mut next = Instant::now() + schedule.interval;
                 loop {
+                    if let Some(deadline) = finishing.take() {
+                        deliver(deadline, true, &Pause::plain());
+                        return;
+                    }
                     let wait = next.saturating_duration_since(Instant::now());
                     match finish_rx.recv_timeout(wait) {
                         Ok(deadline) => {
-                            deliver(deadline, true);
+                            deliver(deadline, true, &Pause::plain());
                             return;
                         }
                         Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                            deliver(Instant::now() + schedule.timeout, false);
+                            let pause = Pause {
+                                finish: Some((&finish_rx, &finishing)),
+                            };
+                            deliver(Instant::now() + schedule.timeout, false, &pause);
                             // The next one an interval after this one was due,
                             // or from now when delivering took longer.
                             next = (next + schedule.interval).max(Instant::now());
@@ -204,7 +259,7 @@ mod tests {
             "recording"
         }
 
-        fn deliver(&mut self, _: &Metrics, deadline: Instant, last: bool) {
+        fn deliver(&mut self, _: &Metrics, deadline: Instant, last: bool, _: &Pause<'_>) {
             self.calls.lock().push((Instant::now(), deadline, last));
             if self.panics > 0 {
                 self.panics -= 1;

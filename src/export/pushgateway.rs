@@ -14,7 +14,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::Target;
+use super::{Pause, Target};
 use crate::exposition::Format;
 use crate::http_client::{self, Request};
 use crate::log::{Dispatch, Logger};
@@ -221,7 +221,8 @@ impl Target for PushGateway {
         "pushgateway"
     }
 
-    fn deliver(&mut self, metrics: &Metrics, deadline: Instant, last: bool) {
+    fn deliver(&mut self, metrics: &Metrics, deadline: Instant, last: bool, _: &Pause<'_>) {
+        // A periodic push is one request, not retried: nothing to pause.
         let delete = last && self.plan.delete_on_shutdown;
         if !delete {
             self.rendered.clear();

@@ -18,9 +18,9 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::Target;
 use super::parse::{self, TextSample};
 use super::prompb::{self, Series};
+use super::{Pause, Target};
 use crate::http_client::{self, Endpoint, Request, Response, SendError};
 use crate::log::{Dispatch, FieldValue, Logger};
 use crate::metrics::Metrics;
@@ -227,8 +227,9 @@ impl RemoteWrite {
         body
     }
 
-    /// Sends the queue, oldest first, until it is empty or `deadline`.
-    fn send_pending(&mut self, deadline: Instant, outcome: &mut Outcome) {
+    /// Sends the queue, oldest first, until it is empty, `deadline`, or
+    /// `pause` says shutdown began.
+    fn send_pending(&mut self, deadline: Instant, pause: &Pause<'_>, outcome: &mut Outcome) {
         let mut headers: Vec<(&str, &str)> = vec![
             ("Content-Encoding", "snappy"),
             ("Content-Type", "application/x-protobuf"),
@@ -239,11 +240,17 @@ impl RemoteWrite {
             headers.push(("Authorization", value));
         }
         loop {
+            if pause.stopped() {
+                // The final delivery sends what is queued, now.
+                return;
+            }
             if let Some(at) = self.not_before {
                 if at >= deadline {
                     return;
                 }
-                std::thread::sleep(at.saturating_duration_since(Instant::now()));
+                if !pause.sleep(at.saturating_duration_since(Instant::now())) {
+                    return;
+                }
                 self.not_before = None;
             }
             let Some(batch) = self.pending.front_mut() else {
@@ -347,10 +354,11 @@ impl RemoteWrite {
         metrics: &Metrics,
         deadline: Instant,
         last: bool,
+        pause: &Pause<'_>,
     ) -> Outcome {
         let mut outcome = Outcome::default();
         self.enqueue(metrics, &mut outcome);
-        self.send_pending(deadline, &mut outcome);
+        self.send_pending(deadline, pause, &mut outcome);
         if last {
             // Nothing will try these again.
             let reason = self.last_error.unwrap_or(FailReason::Timeout);
@@ -394,8 +402,8 @@ impl Target for RemoteWrite {
         "remote_write"
     }
 
-    fn deliver(&mut self, metrics: &Metrics, deadline: Instant, last: bool) {
-        self.deliver_now(metrics, deadline, last);
+    fn deliver(&mut self, metrics: &Metrics, deadline: Instant, last: bool, pause: &Pause<'_>) {
+        self.deliver_now(metrics, deadline, last, pause);
     }
 }
 
@@ -528,7 +536,7 @@ mod tests {
         let receiver = fake(&[204]);
         let metrics = metrics();
         let mut rw = sender(&receiver.url, &metrics, Some(1_700_000_000_000));
-        let outcome = rw.deliver_now(&metrics, soon(), true);
+        let outcome = rw.deliver_now(&metrics, soon(), true, &Pause::plain());
         let requests = receiver.requests.lock();
         let head = String::from_utf8_lossy(&requests[0]).to_string();
         assert!(
@@ -583,7 +591,7 @@ mod tests {
         let metrics = metrics();
         let config = RemoteWriteConfig::new(&receiver.url).bearer_token("t0k3n");
         let mut rw = RemoteWrite::new(config, &metrics, None, None).unwrap();
-        rw.deliver_now(&metrics, soon(), true);
+        rw.deliver_now(&metrics, soon(), true, &Pause::plain());
         let head = String::from_utf8_lossy(&receiver.requests.lock()[0]).to_string();
         assert!(
             head.contains("\r\nAuthorization: Bearer t0k3n\r\n"),
@@ -600,7 +608,7 @@ mod tests {
             .unwrap()
             .increment(1);
         let mut rw = sender(&receiver.url, &metrics, Some(5));
-        rw.deliver_now(&metrics, soon(), true);
+        rw.deliver_now(&metrics, soon(), true, &Pause::plain());
         let labels = [
             ("__name__", "agentgate_builds_total"),
             ("exported_job", "nightly"),
@@ -625,7 +633,7 @@ mod tests {
         let receiver = fake(&[503, 500, 200]);
         let metrics = metrics();
         let mut rw = sender(&receiver.url, &metrics, None);
-        let outcome = rw.deliver_now(&metrics, soon(), true);
+        let outcome = rw.deliver_now(&metrics, soon(), true, &Pause::plain());
         assert!(outcome.sent > 0);
         let stats = metrics.remote_write_counters().stats();
         assert_eq!(stats.retries, 2);
@@ -639,7 +647,7 @@ mod tests {
         let receiver = fake(&[429]);
         let metrics = metrics();
         let mut rw = sender(&receiver.url, &metrics, None);
-        let outcome = rw.deliver_now(&metrics, soon(), true);
+        let outcome = rw.deliver_now(&metrics, soon(), true, &Pause::plain());
         let stats = metrics.remote_write_counters().stats();
         assert_eq!(stats.retries, 2);
         assert_eq!(stats.sent, 0);
@@ -653,7 +661,7 @@ mod tests {
         let receiver = fake(&[400]);
         let metrics = metrics();
         let mut rw = sender(&receiver.url, &metrics, None);
-        let outcome = rw.deliver_now(&metrics, soon(), true);
+        let outcome = rw.deliver_now(&metrics, soon(), true, &Pause::plain());
         let stats = metrics.remote_write_counters().stats();
         assert_eq!(stats.retries, 0);
         assert!(outcome.dropped > 0);
@@ -679,14 +687,19 @@ mod tests {
             .backoff(Duration::from_secs(60), Duration::from_secs(60));
         let mut rw = RemoteWrite::new(config, &metrics, None, None).unwrap();
         for _ in 0..3 {
-            rw.deliver_now(&metrics, soon(), false);
+            rw.deliver_now(&metrics, soon(), false, &Pause::plain());
         }
         assert_eq!(rw.pending.len(), 2);
         let stats = metrics.remote_write_counters().stats();
         assert!(stats.dropped[DropReason::QueueFull as usize] > 0);
         assert_eq!(stats.retries, 0, "the next retry waits for the backoff");
         // The final delivery's wait ends before the backoff: both fail.
-        let last = rw.deliver_now(&metrics, Instant::now() + Duration::from_millis(50), true);
+        let last = rw.deliver_now(
+            &metrics,
+            Instant::now() + Duration::from_millis(50),
+            true,
+            &Pause::plain(),
+        );
         assert!(rw.pending.is_empty());
         let stats = metrics.remote_write_counters().stats();
         assert_eq!(stats.failed[FailReason::Connect as usize], last.failed);

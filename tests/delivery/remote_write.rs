@@ -595,3 +595,26 @@ fn a_204_from_a_receiver_that_keeps_the_connection_open_costs_shutdown_no_wait()
     shutdown_within(&obs, Duration::from_millis(1500));
     assert_eq!(sent(&obs), samples_per_request(&obs));
 }
+
+#[test]
+fn a_shutdown_during_a_periodic_sends_backoff_still_makes_the_final_send_and_counts_its_samples() {
+    let obs = common::quiet()
+        .remote_write_config(
+            fast(closed_port_url())
+                .interval(Duration::from_millis(50))
+                .timeout(Duration::from_secs(20))
+                .max_retries(100)
+                // The first periodic send fails, then waits 3 s for its
+                // retry: shutdown comes in that wait.
+                .backoff(Duration::from_secs(3), Duration::from_secs(3)),
+        )
+        .start()
+        .expect("start");
+    run_some(&obs, 2, 1);
+    std::thread::sleep(Duration::from_millis(300));
+    shutdown_within(&obs, Duration::from_secs(3));
+    // The periodic send's request and the final one's, both given up on
+    // when the final wait (1 s) ended before the retry was due.
+    assert_eq!(failed(&obs, "connect"), 2.0 * samples_per_request(&obs));
+    assert_eq!(sent(&obs), 0.0);
+}
