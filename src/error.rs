@@ -92,7 +92,8 @@ pub enum Error {
         /// The receiver's URL, with the redaction rules applied (an
         /// `api_key=…` in its query is `[REDACTED]`).
         url: String,
-        /// The last error.
+        /// The last error (the start of the receiver's answer, say),
+        /// redacted.
         reason: String,
         /// The receiver refused samples (a `4xx` other than `429`): sending
         /// the same again will not help. Otherwise it could not be reached

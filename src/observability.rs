@@ -935,12 +935,13 @@ impl Observability {
         Err(Error::Delivery {
             url: crate::metrics::remote_write::url_for_message(config.url()),
             refused: outcome.dropped > 0,
-            reason: outcome.error.unwrap_or_else(|| {
+            // It may quote the receiver's answer, which may quote the request.
+            reason: self.metrics.redact(&outcome.error.unwrap_or_else(|| {
                 format!(
                     "{} samples failed and {} were dropped",
                     outcome.failed, outcome.dropped
                 )
-            }),
+            })),
         })
     }
 

@@ -345,6 +345,12 @@ fn nanos(duration: Duration) -> u64 {
 }
 
 impl Metrics {
+    /// `text` with this pipeline's redaction rules applied: for a message
+    /// that leaves through no redacting output (an error returned).
+    pub(crate) fn redact(&self, text: &str) -> String {
+        self.inner.custom.redactor().redact_str(text).into_owned()
+    }
+
     /// `value` of a label named `name` as every output shows it (see
     /// `custom::redact_label_value`), with this pipeline's rules.
     pub(crate) fn redact_label_value(&self, name: &str, value: &str) -> String {

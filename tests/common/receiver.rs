@@ -28,6 +28,9 @@ pub enum Script {
     /// though the sender asked to close it: a `204` has no body, so there
     /// is nothing to wait for.
     AnswerAndHold(u16),
+    /// Answers every request with this status and body (an error page
+    /// that quotes the request, say).
+    Answer { status: u16, body: String },
 }
 
 impl Script {
@@ -118,6 +121,13 @@ impl FakeReceiver {
                         );
                     }
                     Script::Hang => holding.lock().push(stream),
+                    Script::Answer { status, body } => {
+                        let _ = write!(
+                            stream,
+                            "HTTP/1.1 {status} Scripted\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                            body.len()
+                        );
+                    }
                     Script::AnswerAndHold(status) => {
                         let _ = write!(stream, "HTTP/1.1 {status} Scripted\r\n\r\n");
                         holding.lock().push(stream);

@@ -618,3 +618,23 @@ fn a_shutdown_during_a_periodic_sends_backoff_still_makes_the_final_send_and_cou
     assert_eq!(failed(&obs, "connect"), 2.0 * samples_per_request(&obs));
     assert_eq!(sent(&obs), 0.0);
 }
+
+#[test]
+fn a_refusal_that_quotes_the_token_back_does_not_carry_it_into_the_error() {
+    // A proxy's error page echoing the request's headers.
+    let receiver = FakeReceiver::start(Script::Answer {
+        status: 400,
+        body: "bad request; you sent Authorization: Bearer s3cret-t0ken-9876".to_owned(),
+    });
+    let obs = common::quiet().start().expect("start");
+    run_some(&obs, 1, 0);
+    let config = fast(receiver.write_url()).bearer_token("s3cret-t0ken-9876");
+    match obs.remote_write_once(&config, None) {
+        Err(error @ Error::Delivery { refused: true, .. }) => {
+            let message = error.to_string();
+            assert!(message.contains("bad request"), "{message}");
+            assert!(!message.contains("s3cret-t0ken-9876"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
