@@ -94,18 +94,30 @@ fn value(text: &str) -> Option<f64> {
 }
 
 /// Appends `text` (our exposition) to `out` with every label named in
-/// `names` renamed `exported_<name>`, as a scrape without `honor_labels`
-/// renames a label that clashes with a target label. For the Pushgateway,
-/// which overwrites a pushed label named like its grouping key: two series
-/// that differ only in it become one series twice, and the whole push is
-/// refused with a `400`. Comment lines, values and the other labels are
-/// copied as they are; a line this reader does not understand too.
+/// `names` renamed as a scrape without `honor_labels` renames a label that
+/// clashes with a target label: `exported_<name>`, prefixed again while
+/// that name is taken too. For the Pushgateway, which overwrites a pushed
+/// label named like its grouping key: two series that differ only in it
+/// become one series twice, and the whole push is refused with a `400`.
+/// Comment lines, values and the other labels are copied as they are; a
+/// line this reader does not understand too.
 pub(crate) fn rename_labels(text: &str, names: &[&str], out: &mut String) {
     for line in text.split_inclusive('\n') {
         if line.starts_with('#') || !rename_in_line(line, names, out) {
             out.push_str(line);
         }
     }
+}
+
+/// The name a label named like a target label takes, as Prometheus's
+/// scrape gives it: `exported_<name>`, prefixed again while `taken` says
+/// that name is in use.
+pub(crate) fn exported_name(name: &str, taken: impl Fn(&str) -> bool) -> String {
+    let mut exported = format!("exported_{name}");
+    while taken(&exported) {
+        exported.insert_str(0, "exported_");
+    }
+    exported
 }
 
 /// [`rename_labels`] for one sample line; `false` (and nothing written)
@@ -117,8 +129,8 @@ fn rename_in_line(line: &str, names: &[&str], out: &mut String) -> bool {
     if line.as_bytes()[open] != b'{' {
         return false;
     }
-    // Each label as (name's start, name's end, the value's closing quote).
-    let mut renamed = Vec::new();
+    // Each label name's span.
+    let mut labels: Vec<(usize, usize)> = Vec::new();
     let mut at = open + 1;
     loop {
         let rest = &line[at..];
@@ -128,26 +140,31 @@ fn rename_in_line(line: &str, names: &[&str], out: &mut String) -> bool {
         let Some(eq) = rest.find("=\"") else {
             return false;
         };
-        let name = &rest[..eq];
         let Some(close) = closing_quote(&rest[eq + 2..]) else {
             return false;
         };
-        if names.contains(&name) {
-            renamed.push(at);
-        }
+        labels.push((at, at + eq));
         at += eq + 2 + close + 1;
         if line[at..].starts_with(',') {
             at += 1;
         }
     }
-    if renamed.is_empty() {
+    let name_of = |&(start, end): &(usize, usize)| &line[start..end];
+    if !labels.iter().any(|label| names.contains(&name_of(label))) {
         return false;
     }
     let mut copied = 0;
-    for start in renamed {
-        out.push_str(&line[copied..start]);
-        out.push_str("exported_");
-        copied = start;
+    for label in &labels {
+        let name = name_of(label);
+        if !names.contains(&name) {
+            continue;
+        }
+        let exported = exported_name(name, |candidate| {
+            names.contains(&candidate) || labels.iter().any(|l| name_of(l) == candidate)
+        });
+        out.push_str(&line[copied..label.0]);
+        out.push_str(&exported);
+        copied = label.1;
     }
     out.push_str(&line[copied..]);
     true
@@ -234,6 +251,16 @@ mod tests {
         );
         let (renamed, skipped) = samples(&out);
         assert_eq!(skipped, 1, "the broken line is copied, not fixed");
+        let mut out = String::new();
+        rename_labels(
+            "b{exported_job=\"old\",job=\"new\"} 1\n",
+            &["job"],
+            &mut out,
+        );
+        assert_eq!(
+            out, "b{exported_job=\"old\",exported_exported_job=\"new\"} 1\n",
+            "a taken exported_ name is prefixed again, as a scrape does"
+        );
         assert_eq!(
             renamed[0].labels[0],
             ("exported_job".into(), "a\",job=\\".into())

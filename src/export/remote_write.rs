@@ -198,10 +198,16 @@ impl RemoteWrite {
             // An empty value is no label to Prometheus.
             sample.labels.retain(|(_, value)| !value.is_empty());
             // A label of the engine's named like a target label keeps its
-            // value under another name, as a scrape without honor_labels.
-            for (name, _) in &mut sample.labels {
+            // value under another name, as a scrape without honor_labels:
+            // `exported_<name>`, prefixed again while that name is taken.
+            for i in 0..sample.labels.len() {
+                let name = &sample.labels[i].0;
                 if self.target_labels.iter().any(|(n, _)| n == name) {
-                    *name = format!("exported_{name}");
+                    let exported = parse::exported_name(name, |candidate| {
+                        sample.labels.iter().any(|(n, _)| n == candidate)
+                            || self.target_labels.iter().any(|(n, _)| n == candidate)
+                    });
+                    sample.labels[i].0 = exported;
                 }
             }
         }

@@ -499,3 +499,38 @@ fn grouping_key_values_are_redacted_like_every_other_label_value() {
         "/metrics/job/agentgate/instance/box-%5BREDACTED%5D/api_key/%5BREDACTED%5D"
     );
 }
+
+#[test]
+fn a_series_with_both_job_and_exported_job_labels_is_pushed_instead_of_refused() {
+    let Some(binary) = Pushgateway::binary("pushgateway: exported_ clashes") else {
+        return;
+    };
+    let gateway = Pushgateway::start(&binary);
+    let obs = common::quiet()
+        .push_gateway_config(PushGatewayConfig::new(gateway.url()).instance("clash"))
+        .start()
+        .expect("the pipeline starts");
+    obs.metrics()
+        .counter(
+            "builds_total",
+            "Builds.",
+            &[("job", "nightly"), ("exported_job", "old")],
+        )
+        .expect("a counter")
+        .increment(4);
+    obs.shutdown();
+    let stats = obs.metrics().push_gateway_stats();
+    assert_eq!(stats.last, Some(Ok(())), "{stats:?}");
+    let key = [("job", "agentgate"), ("instance", "clash")];
+    assert_eq!(
+        gateway.value(
+            &key,
+            "agentgate_builds_total",
+            &[
+                ("exported_job", "old"),
+                ("exported_exported_job", "nightly")
+            ]
+        ),
+        Some(4.0)
+    );
+}

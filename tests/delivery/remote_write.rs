@@ -638,3 +638,33 @@ fn a_refusal_that_quotes_the_token_back_does_not_carry_it_into_the_error() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn a_series_with_both_job_and_exported_job_labels_reaches_prometheus_instead_of_failing_every_send()
+{
+    let Some(binary) = external_tool("prometheus", "remote write: exported_ clashes") else {
+        return;
+    };
+    let prom = Prometheus::receiving_remote_write(&binary);
+    let obs = common::quiet()
+        .remote_write_config(RemoteWriteConfig::new(prom.remote_write_url()).instance("clash"))
+        .start()
+        .expect("start");
+    obs.metrics()
+        .counter(
+            "builds_total",
+            "Builds.",
+            &[("job", "nightly"), ("exported_job", "old")],
+        )
+        .expect("a counter")
+        .increment(4);
+    shutdown_within(&obs, Duration::from_secs(5));
+    // As a scrape renames it: `job` taken, `exported_job` taken too.
+    assert_eq!(dropped(&obs, "rejected"), 0.0, "the request was refused");
+    prom.wait_for(
+        "agentgate_builds_total{job=\"agentgate\",instance=\"clash\",\
+         exported_job=\"old\",exported_exported_job=\"nightly\"}",
+        4.0,
+        Duration::from_secs(30),
+    );
+}
