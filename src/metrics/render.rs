@@ -9,6 +9,7 @@ use super::{Metrics, OUTCOMES, WsCloseReason};
 use crate::event::{EventType, Phase};
 use crate::exposition::Format;
 use crate::exposition::escape_label_value;
+use crate::exposition::proto::Encoder;
 use crate::exposition::writer::{Kind, Writer};
 use crate::stats::EventCounts;
 
@@ -27,10 +28,19 @@ fn event_types_sorted() -> [EventType; EventType::COUNT] {
 }
 
 pub(super) fn render(metrics: &Metrics, format: Format, out: &mut String) {
+    let mut custom = super::custom::render::Cursor::new(&metrics.inner.custom);
+    write(metrics, Writer::new(out, format).interleave(&mut custom));
+}
+
+/// The protobuf exposition, into `encoder`.
+pub(super) fn render_protobuf(metrics: &Metrics, encoder: &mut Encoder) {
+    let mut custom = super::custom::render::Cursor::new(&metrics.inner.custom);
+    write(metrics, Writer::protobuf(encoder).interleave(&mut custom));
+}
+
+fn write(metrics: &Metrics, mut w: Writer<'_>) {
     let m = &*metrics.inner;
     let n = &m.names;
-    let mut custom = super::custom::render::Cursor::new(&m.custom);
-    let mut w = Writer::new(out, format).interleave(&mut custom);
     let pipeline = m.pipeline.as_deref();
     let relaxed = |a: &std::sync::atomic::AtomicU64| {
         // Relaxed: counters read for reporting; each is monotonic on its own.
@@ -246,11 +256,29 @@ pub(super) fn render(metrics: &Metrics, format: Format, out: &mut String) {
         ));
     }
     clamped.sort_by_key(|(name, phase, _)| (*name, *phase));
+    let clamped_order = clamped.clone();
     for (name, phase, h) in clamped {
         let s = w.sample(&n.clamped, "").label("histogram", name);
         match phase {
             Some(phase) => s.label("phase", phase).value_u64(h.clamped()),
             None => s.value_u64(h.clamped()),
+        }
+    }
+
+    w.family(&n.native_reductions, Kind::Counter, "Times a duration histogram's native schema was lowered (pairs of buckets merged) to keep within its bucket limit (MetricsConfig::native_max_buckets), by histogram.");
+    let serving_native = w.wants_native();
+    for (name, phase, h) in &clamped_order {
+        if serving_native {
+            // Lowered now, when this render serves the buckets, rather than
+            // counted only by the next scrape: some histograms sort after
+            // this family.
+            let _ = h.read_with(false, true);
+        }
+        let s = w.sample(&n.native_reductions, "").label("histogram", name);
+        let reductions = u64::from(h.schema_reductions());
+        match phase {
+            Some(phase) => s.label("phase", phase).value_u64(reductions),
+            None => s.value_u64(reductions),
         }
     }
 
@@ -393,9 +421,10 @@ fn histogram_labeled(
     series: &[(&str, &TimeHistogram)],
 ) {
     w.family(name, Kind::Histogram, help);
-    let openmetrics = w.format() == Format::OpenMetrics;
+    let openmetrics = w.wants_exemplars();
+    let native = w.wants_native();
     for (value, h) in series {
-        let read = h.read(openmetrics);
+        let read = h.read_with(openmetrics, native);
         for ((le, count), exemplar) in h.le().iter().zip(&read.cumulative).zip(&read.exemplars) {
             let s = w.sample(name, "_bucket");
             if !label.is_empty() {
@@ -419,6 +448,9 @@ fn histogram_labeled(
             s.label(label, value);
         }
         s.value_f64(read.sum_seconds);
+        if let Some(native) = &read.native {
+            w.native(native);
+        }
         let s = w.sample(name, "_count");
         if !label.is_empty() {
             s.label(label, value);
