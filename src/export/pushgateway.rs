@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::Target;
-use crate::exposition::Format;
+use crate::exposition::{Format, PROTOBUF_CONTENT_TYPE};
 use crate::http_client::{self, Request};
 use crate::log::{Dispatch, Logger};
 use crate::metrics::Metrics;
@@ -36,6 +36,8 @@ pub(crate) struct PushGateway {
     log: Logger,
     /// The exposition, rendered into the same buffer every time.
     body: String,
+    /// The protobuf exposition, when the plan asks for it.
+    protobuf: Vec<u8>,
     /// Failed requests since the last success.
     failing: u64,
     /// When the current run of failures was last logged.
@@ -65,6 +67,7 @@ impl PushGateway {
             counters: metrics.push_counters(),
             log,
             body: String::with_capacity(16 * 1024),
+            protobuf: Vec::new(),
             failing: 0,
             logged: None,
         }
@@ -93,6 +96,7 @@ impl PushGateway {
                     (self.plan.final_wait.as_millis() as u64).into(),
                 ),
                 ("deleteOnShutdown", self.plan.delete_on_shutdown.into()),
+                ("protobuf", self.plan.protobuf.into()),
             ],
         );
     }
@@ -110,7 +114,14 @@ impl PushGateway {
     fn send(&self, delete: bool, deadline: Instant) -> Result<(), Failed> {
         let mut headers = Vec::with_capacity(2);
         if !delete {
-            headers.push(("Content-Type", CONTENT_TYPE));
+            headers.push((
+                "Content-Type",
+                if self.plan.protobuf {
+                    PROTOBUF_CONTENT_TYPE
+                } else {
+                    CONTENT_TYPE
+                },
+            ));
         }
         if let Some(authorization) = &self.plan.authorization {
             headers.push(("Authorization", authorization.as_str()));
@@ -119,7 +130,11 @@ impl PushGateway {
             method: if delete { "DELETE" } else { "PUT" },
             path: Some(&self.plan.path),
             headers: &headers,
-            body: if delete { b"" } else { self.body.as_bytes() },
+            body: match (delete, self.plan.protobuf) {
+                (true, _) => b"",
+                (false, true) => &self.protobuf,
+                (false, false) => self.body.as_bytes(),
+            },
         };
         match http_client::send(&self.plan.endpoint, &request, deadline) {
             Ok(response) => match PushFailure::from_status(response.status) {
@@ -218,8 +233,12 @@ impl Target for PushGateway {
     fn deliver(&mut self, metrics: &Metrics, deadline: Instant, last: bool) {
         let delete = last && self.plan.delete_on_shutdown;
         if !delete {
-            self.body.clear();
-            metrics.render_into(Format::Prometheus, &mut self.body);
+            if self.plan.protobuf {
+                self.protobuf = metrics.render_protobuf();
+            } else {
+                self.body.clear();
+                metrics.render_into(Format::Prometheus, &mut self.body);
+            }
         }
         let outcome = if last {
             self.send_final(delete, deadline)

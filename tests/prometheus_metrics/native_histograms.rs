@@ -364,3 +364,70 @@ print(json.dumps(families))
         .sum();
     assert_eq!(spanned as usize, metric["deltas"].as_array().map_or(0, Vec::len));
 }
+
+#[test]
+fn a_protobuf_push_carries_every_family_as_delimited_messages_with_the_protobuf_content_type() {
+    use agentgate_obs::metrics::PushGatewayConfig;
+    use common::receiver::{FakeReceiver, Script};
+
+    let gateway = FakeReceiver::start(Script::always(200));
+    let obs = common::quiet()
+        .push_gateway_config(
+            PushGatewayConfig::new(gateway.url())
+                .instance("native")
+                .protobuf(true),
+        )
+        .start()
+        .expect("start");
+    let config = DemoConfig {
+        work_orders: 5,
+        concurrency: 1,
+        seed: 3,
+        time_scale: 0.0,
+    };
+    run_engine(&obs.emitter(), &config, &AtomicBool::new(false));
+    obs.flush();
+    drop(obs);
+    let pushes = gateway.received();
+    let last = pushes.last().expect("the final push");
+    assert_eq!(last.method, "PUT");
+    assert_eq!(
+        last.header("content-type"),
+        Some(
+            "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited"
+        )
+    );
+    // Length-delimited messages that end exactly at the body's end, one
+    // per family, each starting with its name (field 1).
+    let body = &last.body;
+    let mut names = Vec::new();
+    let mut pos = 0;
+    while pos < body.len() {
+        let (len, width) = varint(&body[pos..]);
+        let message = &body[pos + width..pos + width + len as usize];
+        assert_eq!(message[0], 0x0A, "a family starts with its name");
+        let (name_len, w) = varint(&message[1..]);
+        names.push(String::from_utf8_lossy(&message[1 + w..1 + w + name_len as usize]).to_string());
+        pos += width + len as usize;
+    }
+    assert_eq!(pos, body.len());
+    for name in [
+        "agentgate_runs_started_total",
+        "agentgate_phase_duration_seconds",
+        "agentgate_pushgateway_pushes_total",
+    ] {
+        assert!(names.iter().any(|n| n == name), "{name} not pushed: {names:?}");
+    }
+}
+
+/// A varint and how many bytes it took.
+fn varint(bytes: &[u8]) -> (u64, usize) {
+    let mut n = 0;
+    for (i, b) in bytes.iter().enumerate().take(10) {
+        n |= u64::from(b & 0x7F) << (7 * i);
+        if b & 0x80 == 0 {
+            return (n, i + 1);
+        }
+    }
+    panic!("a truncated varint");
+}
