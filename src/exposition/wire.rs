@@ -121,7 +121,13 @@ mod tests {
 
     #[test]
     fn zigzag_matches_the_protobuf_table() {
-        for (n, z) in [(0, 0), (-1, 1), (1, 2), (-2, 3), (2_147_483_647, 4_294_967_294)] {
+        for (n, z) in [
+            (0, 0),
+            (-1, 1),
+            (1, 2),
+            (-2, 3),
+            (2_147_483_647, 4_294_967_294),
+        ] {
             assert_eq!(zigzag(n), z, "{n}");
         }
         assert_eq!(zigzag(i64::MIN), u64::MAX);

@@ -244,9 +244,9 @@ impl<'a> Writer<'a> {
                 out.push('"');
             }
             out.push_str("} ");
-            write_float(observed,  out);
+            write_float(observed, out);
             out.push(' ');
-            write_u64(millis / 1000,  out);
+            write_u64(millis / 1000, out);
             out.push('.');
             let frac = millis % 1000;
             // Three digits, so the timestamp reads back as the same millisecond.

@@ -554,7 +554,11 @@ pub fn protobuf_round_trip(data: &[u8]) {
             (3, Some(h)) => h.count as f64 == s.value,
             _ => false,
         };
-        assert!(found, "{} {labels:?} = {} differs in protobuf: {metric:?}", s.name, s.value);
+        assert!(
+            found,
+            "{} {labels:?} = {} differs in protobuf: {metric:?}",
+            s.name, s.value
+        );
         expected += usize::from(part == 0 || part == 3);
     }
     let written: usize = families
@@ -569,11 +573,21 @@ pub fn protobuf_round_trip(data: &[u8]) {
             let Some(h) = &m.histogram else { continue };
             let Some(schema_now) = h.schema else {
                 // The engine's own histograms keep classic buckets only.
-                assert!(family.name == "fuzz_fuzz_size_seconds", "{} lacks native buckets", family.name);
+                assert!(
+                    family.name == "fuzz_fuzz_size_seconds",
+                    "{} lacks native buckets",
+                    family.name
+                );
                 continue;
             };
-            assert!((i64::from(crate::metrics::MIN_NATIVE_SCHEMA)..=i64::from(schema)).contains(&schema_now));
-            assert_eq!(h.zero_threshold, Some(crate::metrics::NATIVE_ZERO_THRESHOLD));
+            assert!(
+                (i64::from(crate::metrics::MIN_NATIVE_SCHEMA)..=i64::from(schema))
+                    .contains(&schema_now)
+            );
+            assert_eq!(
+                h.zero_threshold,
+                Some(crate::metrics::NATIVE_ZERO_THRESHOLD)
+            );
             let mut running = 0i64;
             let mut total = h.zero_count;
             let mut populated = 0;
@@ -584,10 +598,21 @@ pub fn protobuf_round_trip(data: &[u8]) {
                 populated += usize::from(running > 0);
             }
             let span_buckets: u64 = h.spans.iter().map(|s| s.1).sum();
-            assert_eq!(span_buckets, h.deltas.len() as u64, "spans and deltas disagree");
-            assert_eq!(total, h.count, "native buckets of {} {:?}", family.name, m.labels);
+            assert_eq!(
+                span_buckets,
+                h.deltas.len() as u64,
+                "spans and deltas disagree"
+            );
+            assert_eq!(
+                total, h.count,
+                "native buckets of {} {:?}",
+                family.name, m.labels
+            );
             let capped = schema_now > i64::from(crate::metrics::MIN_NATIVE_SCHEMA);
-            assert!(!capped || populated <= max_buckets as usize, "{populated} buckets");
+            assert!(
+                !capped || populated <= max_buckets as usize,
+                "{populated} buckets"
+            );
         }
     }
 }
@@ -604,7 +629,10 @@ mod tests {
         for input in [
             &[][..],
             &[3, 0],
-            &[8, 2, b'a', 0, b'"', b'\\', b'\n', 0, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF],
+            &[
+                8, 2, b'a', 0, b'"', b'\\', b'\n', 0, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
+                0xFF,
+            ],
             &[0xF4, 1, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
             &wide,
         ] {

@@ -31,13 +31,13 @@ mod config;
 pub(crate) mod custom;
 pub(crate) mod histogram;
 mod labels;
+mod native;
 pub(crate) mod push;
 #[cfg(feature = "metrics")]
 mod recorder;
 pub(crate) mod remote_write;
 mod render;
 pub(crate) mod sink;
-mod native;
 mod summary;
 
 use std::sync::Arc;
@@ -49,12 +49,12 @@ pub use config::{
     DEFAULT_DURATION_BUCKETS, DEFAULT_GATE_LABEL_LIMIT, DEFAULT_LATENCY_BUCKETS, MetricsConfig,
 };
 pub use custom::handles::{Counter, Gauge, Histogram};
+pub use custom::vec::{CounterVec, GaugeVec, HistogramVec};
+pub use custom::{MAX_LABELS, MetricError, OVERFLOW};
 pub use native::{
     DEFAULT_NATIVE_MAX_BUCKETS, DEFAULT_NATIVE_SCHEMA, MAX_NATIVE_SCHEMA, MIN_NATIVE_SCHEMA,
     NATIVE_ZERO_THRESHOLD,
 };
-pub use custom::vec::{CounterVec, GaugeVec, HistogramVec};
-pub use custom::{MAX_LABELS, MetricError, OVERFLOW};
 pub use push::{
     DEFAULT_PUSH_FINAL_WAIT, DEFAULT_PUSH_INTERVAL, DEFAULT_PUSH_JOB, PushFailure,
     PushGatewayConfig, PushGatewayStats,
@@ -66,7 +66,8 @@ pub use remote_write::{DEFAULT_REMOTE_WRITE_JOB, RemoteWriteConfig};
 pub use summary::{Bucket, HistogramSummary, Summary};
 
 pub use crate::exposition::{
-    Exposition, Format, PROTOBUF_CONTENT_TYPE, canonical_float, escape_help, escape_label_value, write_float,
+    Exposition, Format, PROTOBUF_CONTENT_TYPE, canonical_float, escape_help, escape_label_value,
+    write_float,
 };
 
 use crate::error::Error;

@@ -289,12 +289,14 @@ mod tests {
                 if key != expected {
                     let upper = 2f64.powf(f64::from(expected) / 2f64.powi(i32::from(schema)));
                     let near = ((seconds - upper) / upper).abs() < 1e-12
-                        || ((seconds
-                            - upper / 2f64.powf(1.0 / 2f64.powi(i32::from(schema))))
+                        || ((seconds - upper / 2f64.powf(1.0 / 2f64.powi(i32::from(schema))))
                             / upper)
                             .abs()
                             < 1e-12;
-                    assert!(near, "schema {schema}: {nanos} ns in {key}, Go says {expected}");
+                    assert!(
+                        near,
+                        "schema {schema}: {nanos} ns in {key}, Go says {expected}"
+                    );
                 }
             }
         }
@@ -353,7 +355,9 @@ mod tests {
         }
         let mut from_go = std::collections::BTreeMap::new();
         for &v in &values {
-            *from_go.entry(golang_key(v as f64 / 1e9, capped.schema as i8)).or_insert(0u64) += 1;
+            *from_go
+                .entry(golang_key(v as f64 / 1e9, capped.schema as i8))
+                .or_insert(0u64) += 1;
         }
         assert_eq!(buckets, from_go.into_iter().collect::<Vec<_>>());
     }

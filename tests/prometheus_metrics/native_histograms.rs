@@ -88,8 +88,7 @@ fn close_to(a: f64, b: f64, relative: f64) -> bool {
 }
 
 #[test]
-fn a_prometheus_with_native_histograms_gets_the_build_phase_exactly_from_the_protobuf_exposition()
-{
+fn a_prometheus_with_native_histograms_gets_the_build_phase_exactly_from_the_protobuf_exposition() {
     let Some(binary) = external_tool("prometheus", "native histograms in Prometheus") else {
         return;
     };
@@ -146,7 +145,8 @@ fn a_prometheus_without_the_flag_keeps_the_bucket_series_and_the_shipped_rules_e
     };
     let (_obs, addr) = finished_demo(30);
     let count = build_summary(addr)["count"].as_f64().expect("count");
-    let rules_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/prometheus/agentgate.rules.yml");
+    let rules_path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/prometheus/agentgate.rules.yml");
     let rules = std::fs::read_to_string(rules_path).expect("the shipped rules");
     let config = format!(
         "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\nrule_files: ['agentgate.rules.yml']\nscrape_configs:\n  - job_name: agentgate\n    static_configs:\n      - targets: ['{addr}']\n"
@@ -307,8 +307,14 @@ print(json.dumps(families))
         assert_eq!(escaped, help, "{name}");
     }
     for (name, value) in [
-        ("agentgate_runs_started_total", "agentgate_runs_started_total"),
-        ("agentgate_event_queue_capacity", "agentgate_event_queue_capacity"),
+        (
+            "agentgate_runs_started_total",
+            "agentgate_runs_started_total",
+        ),
+        (
+            "agentgate_event_queue_capacity",
+            "agentgate_event_queue_capacity",
+        ),
     ] {
         let family = families.iter().find(|f| f["name"] == name).expect(name);
         let ours = common::sample_value(&samples, value, &[]).expect("text value");
@@ -362,7 +368,10 @@ print(json.dumps(families))
         .iter()
         .map(|s| s[1].as_i64().expect("length"))
         .sum();
-    assert_eq!(spanned as usize, metric["deltas"].as_array().map_or(0, Vec::len));
+    assert_eq!(
+        spanned as usize,
+        metric["deltas"].as_array().map_or(0, Vec::len)
+    );
 }
 
 #[test]
@@ -416,7 +425,10 @@ fn a_protobuf_push_carries_every_family_as_delimited_messages_with_the_protobuf_
         "agentgate_phase_duration_seconds",
         "agentgate_pushgateway_pushes_total",
     ] {
-        assert!(names.iter().any(|n| n == name), "{name} not pushed: {names:?}");
+        assert!(
+            names.iter().any(|n| n == name),
+            "{name} not pushed: {names:?}"
+        );
     }
 }
 
