@@ -152,7 +152,7 @@ impl MetricsConfig {
     /// [`DEFAULT_NATIVE_MAX_BUCKETS`](super::DEFAULT_NATIVE_MAX_BUCKETS),
     /// 160): past it, the schema is lowered (pairs of buckets merged)
     /// until it fits, and each step is counted in
-    /// `native_histogram_schema_reductions_total`.
+    /// `native_schema_reductions_total`.
     pub fn native_max_buckets(mut self, max: u32) -> Self {
         self.native_max_buckets = max;
         self

@@ -221,7 +221,7 @@ impl Names {
             render_bytes: n("metrics_render_bytes"),
             render_seconds: n("metrics_render_seconds"),
             clamped: n("observations_clamped_total"),
-            native_reductions: n("native_histogram_schema_reductions_total"),
+            native_reductions: n("native_schema_reductions_total"),
             phase_duration: n("phase_duration_seconds"),
             phase_executions: n("phase_executions_total"),
             push_failures: n("pushgateway_push_failures_total"),

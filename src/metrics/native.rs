@@ -17,7 +17,7 @@
 //! merging each pair of neighbours exactly (bucket `k` goes to `ceil(k/2)`),
 //! as client_golang does when it observes. Counts only grow, so a series'
 //! schema only ever goes down; each step down is counted once
-//! (`native_histogram_schema_reductions_total`).
+//! (`native_schema_reductions_total`).
 
 use std::sync::atomic::{AtomicU32, Ordering};
 

@@ -242,7 +242,6 @@ fn write(metrics: &Metrics, mut w: Writer<'_>) {
     w.sample(&n.render_seconds, "")
         .value_f64(relaxed(&m.last_render_nanos) as f64 / 1e9);
 
-    w.family(&n.clamped, Kind::Counter, "Observations outside the quantile histograms' range (1 us to 24 h), recorded at its edge, by histogram.");
     let mut clamped: Vec<(&str, Option<&str>, &TimeHistogram)> = vec![
         (&n.queue_latency, None, &m.queue_latency),
         (&n.iteration_duration, None, &m.iteration_duration),
@@ -256,18 +255,9 @@ fn write(metrics: &Metrics, mut w: Writer<'_>) {
         ));
     }
     clamped.sort_by_key(|(name, phase, _)| (*name, *phase));
-    let clamped_order = clamped.clone();
-    for (name, phase, h) in clamped {
-        let s = w.sample(&n.clamped, "").label("histogram", name);
-        match phase {
-            Some(phase) => s.label("phase", phase).value_u64(h.clamped()),
-            None => s.value_u64(h.clamped()),
-        }
-    }
-
     w.family(&n.native_reductions, Kind::Counter, "Times a duration histogram's native schema was lowered (pairs of buckets merged) to keep within its bucket limit (MetricsConfig::native_max_buckets), by histogram.");
     let serving_native = w.wants_native();
-    for (name, phase, h) in &clamped_order {
+    for (name, phase, h) in &clamped {
         if serving_native {
             // Lowered now, when this render serves the buckets, rather than
             // counted only by the next scrape: some histograms sort after
@@ -279,6 +269,15 @@ fn write(metrics: &Metrics, mut w: Writer<'_>) {
         match phase {
             Some(phase) => s.label("phase", phase).value_u64(reductions),
             None => s.value_u64(reductions),
+        }
+    }
+
+    w.family(&n.clamped, Kind::Counter, "Observations outside the quantile histograms' range (1 us to 24 h), recorded at its edge, by histogram.");
+    for (name, phase, h) in clamped {
+        let s = w.sample(&n.clamped, "").label("histogram", name);
+        match phase {
+            Some(phase) => s.label("phase", phase).value_u64(h.clamped()),
+            None => s.value_u64(h.clamped()),
         }
     }
 
