@@ -23,7 +23,7 @@
 //! Like client_golang, it leaves out the `+Inf` bucket (`sample_count` is
 //! its count) and families without series.
 
-use super::wire::{close, open, open_delimited, put_double, put_sint, put_string, put_uint};
+use super::wire::{self, close, open, open_delimited, put_double, put_sint, put_string, put_uint};
 use super::writer::Kind;
 
 /// Native (sparse exponential) buckets of one histogram series: bucket
@@ -39,6 +39,9 @@ pub(crate) struct Native {
     /// Each populated bucket's count minus the previous one's (the first
     /// minus zero), in span order.
     pub(crate) deltas: Vec<i64>,
+    /// The same for negative values (bucket `k` holding `[-2^(k/2^s), -2^((k-1)/2^s))`).
+    pub(crate) negative_spans: Vec<(i32, u32)>,
+    pub(crate) negative_deltas: Vec<i64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,8 +60,9 @@ pub(crate) struct Encoder {
     family: Option<(usize, usize)>,
     kind: Kind,
     suffix: Suffix,
-    /// The current sample's labels: names, and values unescaped into `values`.
-    labels: Vec<(String, std::ops::Range<usize>)>,
+    /// The current sample's labels: name and value (unescaped), as ranges
+    /// of `values`, which is reused from sample to sample.
+    labels: Vec<(std::ops::Range<usize>, std::ops::Range<usize>)>,
     values: String,
     /// Content starts of the open `Metric` and its `Histogram`.
     histogram: Option<(usize, usize)>,
@@ -126,15 +130,23 @@ impl Encoder {
     }
 
     pub(crate) fn label(&mut self, key: &str, value: &str) {
+        let key = self.push(key);
         let start = self.values.len();
         self.values.push_str(value);
-        self.labels.push((key.to_owned(), start..self.values.len()));
+        self.labels.push((key, start..self.values.len()));
     }
 
     pub(crate) fn label_escaped(&mut self, key: &str, escaped: &str) {
+        let key = self.push(key);
         let start = self.values.len();
         unescape(escaped, &mut self.values);
-        self.labels.push((key.to_owned(), start..self.values.len()));
+        self.labels.push((key, start..self.values.len()));
+    }
+
+    fn push(&mut self, text: &str) -> std::ops::Range<usize> {
+        let start = self.values.len();
+        self.values.push_str(text);
+        start..self.values.len()
     }
 
     fn open_metric(&mut self) -> usize {
@@ -143,13 +155,21 @@ impl Encoder {
         }
         let metric = open(&mut self.out, 4);
         for (name, value) in &self.labels {
+            let name = &self.values[name.clone()];
             if self.kind == Kind::Histogram && name == "le" {
                 continue;
             }
-            let pair = open(&mut self.out, 1);
+            let value = &self.values[value.clone()];
+            // A pair's length is known up front: no room to make later.
+            let len = 2
+                + wire::varint_len(name.len() as u64)
+                + name.len()
+                + wire::varint_len(value.len() as u64)
+                + value.len();
+            wire::put_varint(&mut self.out, wire::tag(1, wire::LEN));
+            wire::put_varint(&mut self.out, len as u64);
             put_string(&mut self.out, 1, name);
-            put_string(&mut self.out, 2, &self.values[value.clone()]);
-            close(&mut self.out, pair);
+            put_string(&mut self.out, 2, value);
         }
         metric
     }
@@ -209,7 +229,7 @@ impl Encoder {
         let Some((name, range)) = self.labels.last() else {
             return;
         };
-        if name != "le" || self.kind != Kind::Histogram {
+        if &self.values[name.clone()] != "le" || self.kind != Kind::Histogram {
             return self.value_u64(count);
         }
         let le = &self.values[range.clone()];
@@ -249,14 +269,19 @@ impl Encoder {
         put_sint(out, 5, i64::from(native.schema));
         put_double(out, 6, native.zero_threshold);
         put_uint(out, 7, native.zero_count);
-        for &(offset, length) in &native.spans {
-            let span = open(out, 12);
-            put_sint(out, 1, i64::from(offset));
-            put_uint(out, 2, u64::from(length));
-            close(out, span);
-        }
-        for &delta in &native.deltas {
-            put_sint(out, 13, delta);
+        for (span_field, delta_field, spans, deltas) in [
+            (9, 10, &native.negative_spans, &native.negative_deltas),
+            (12, 13, &native.spans, &native.deltas),
+        ] {
+            for &(offset, length) in spans {
+                let span = open(out, span_field);
+                put_sint(out, 1, i64::from(offset));
+                put_uint(out, 2, u64::from(length));
+                close(out, span);
+            }
+            for &delta in deltas {
+                put_sint(out, delta_field, delta);
+            }
         }
     }
 
@@ -324,6 +349,8 @@ pub(crate) mod decode {
         pub(crate) zero_count: u64,
         pub(crate) spans: Vec<(i64, u64)>,
         pub(crate) deltas: Vec<i64>,
+        pub(crate) negative_spans: Vec<(i64, u64)>,
+        pub(crate) negative_deltas: Vec<i64>,
     }
 
     /// Labels, value, timestamp in ms.
@@ -472,7 +499,7 @@ pub(crate) mod decode {
                 (5, Value::Varint(n)) => h.schema = Some(unzig(n)),
                 (6, Value::Fixed(x)) => h.zero_threshold = Some(x),
                 (7, Value::Varint(n)) => h.zero_count = n,
-                (12, Value::Bytes(b)) => {
+                (9 | 12, Value::Bytes(b)) => {
                     let mut span = (0, 0);
                     each(b, |f, v| {
                         match (f, v) {
@@ -482,8 +509,13 @@ pub(crate) mod decode {
                         }
                         Ok(())
                     })?;
-                    h.spans.push(span);
+                    if f == 9 {
+                        h.negative_spans.push(span);
+                    } else {
+                        h.spans.push(span);
+                    }
                 }
+                (10, Value::Varint(n)) => h.negative_deltas.push(unzig(n)),
                 (13, Value::Varint(n)) => h.deltas.push(unzig(n)),
                 _ => return Err(format!("unexpected Histogram field {f}")),
             }
@@ -568,6 +600,7 @@ mod tests {
             zero_count: 1,
             spans: vec![(-5, 2)],
             deltas: vec![1, -1],
+            ..Native::default()
         });
         w.sample("lat_seconds", "_count")
             .label("phase", "build")
@@ -625,6 +658,7 @@ mod tests {
                             zero_count: 1,
                             spans: vec![(-5, 2)],
                             deltas: vec![1, -1],
+                            ..Histogram::default()
                         }),
                     }],
                 },

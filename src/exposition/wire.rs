@@ -82,9 +82,12 @@ pub(crate) fn close(out: &mut Vec<u8>, start: usize) {
         out.resize(out.len() + extra, 0);
         out.copy_within(start..start + len, start + extra);
     }
-    let mut prefix = Vec::with_capacity(width);
-    put_varint(&mut prefix, len as u64);
-    out[start - 1..start - 1 + width].copy_from_slice(&prefix);
+    let mut n = len as u64;
+    for byte in &mut out[start - 1..start - 1 + width] {
+        *byte = (n as u8 & 0x7F) | 0x80;
+        n >>= 7;
+    }
+    out[start + width - 2] &= 0x7F;
 }
 
 /// Starts a length-delimited message of a stream (the `delimited` encoding:

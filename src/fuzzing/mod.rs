@@ -495,7 +495,16 @@ pub fn protobuf_round_trip(data: &[u8]) {
             metrics.observe_run(nanos >> 8, None);
             metrics.observe_queue_latencies(&[nanos >> 20, nanos % 1_000], None);
             if let Ok(h) = &histogram {
-                h.record(nanos as f64 / 1e9);
+                // Negative, zero, tiny, huge and infinite values too.
+                let value = match nanos % 11 {
+                    0 => -(nanos as f64) / 1e9,
+                    1 => 0.0,
+                    2 => f64::from_bits(nanos >> 12),
+                    3 => nanos as f64 * 1e12,
+                    4 if nanos % 3 == 0 => f64::INFINITY,
+                    _ => nanos as f64 / 1e9,
+                };
+                h.record(value);
             }
         }
     }

@@ -57,6 +57,7 @@ pub struct MetricsConfig {
     pub(crate) custom_family_limit: usize,
     pub(crate) custom_series_limit: usize,
     pub(crate) native_histograms: bool,
+    pub(crate) custom_native_histograms: bool,
     pub(crate) native_schema: i8,
     pub(crate) native_max_buckets: u32,
 }
@@ -71,6 +72,7 @@ impl Default for MetricsConfig {
             custom_family_limit: DEFAULT_CUSTOM_FAMILY_LIMIT,
             custom_series_limit: DEFAULT_CUSTOM_SERIES_LIMIT,
             native_histograms: true,
+            custom_native_histograms: true,
             native_schema: super::native::DEFAULT_NATIVE_SCHEMA,
             native_max_buckets: super::native::DEFAULT_NATIVE_MAX_BUCKETS,
         }
@@ -135,6 +137,18 @@ impl MetricsConfig {
     /// formats never carry them.
     pub fn native_histograms(mut self, enabled: bool) -> Self {
         self.native_histograms = enabled;
+        self
+    }
+
+    /// Whether the engine's own histograms ([`Metrics::histogram`](super::Metrics::histogram),
+    /// the `metrics` crate's `histogram!`) keep native buckets too
+    /// (default `true`, and only while
+    /// [`native_histograms`](Self::native_histograms) is on). Off, they
+    /// keep their classic buckets alone and recording skips the native
+    /// count: the opt-out for an engine whose histograms are not
+    /// durations, or that records on its hottest path.
+    pub fn custom_native_histograms(mut self, enabled: bool) -> Self {
+        self.custom_native_histograms = enabled;
         self
     }
 

@@ -31,7 +31,7 @@ mod config;
 pub(crate) mod custom;
 pub(crate) mod histogram;
 mod labels;
-mod native;
+pub(crate) mod native;
 pub(crate) mod push;
 #[cfg(feature = "metrics")]
 mod recorder;
@@ -397,6 +397,8 @@ impl Metrics {
                 families: config.custom_family_limit,
                 series: config.custom_series_limit,
                 buckets: &config.custom_buckets,
+                native: (config.native_histograms && config.custom_native_histograms)
+                    .then_some((config.native_schema, config.native_max_buckets)),
             },
             &names.families(),
             redactor,

@@ -255,8 +255,9 @@ fn write(metrics: &Metrics, mut w: Writer<'_>) {
         ));
     }
     clamped.sort_by_key(|(name, phase, _)| (*name, *phase));
-    w.family(&n.native_reductions, Kind::Counter, "Times a duration histogram's native schema was lowered (pairs of buckets merged) to keep within its bucket limit (MetricsConfig::native_max_buckets), by histogram.");
+    w.family(&n.native_reductions, Kind::Counter, "Times a histogram's native schema was lowered (pairs of buckets merged) to keep within its bucket limit (MetricsConfig::native_max_buckets), by histogram (the engine's own: summed over the family's series).");
     let serving_native = w.wants_native();
+    let mut reductions: Vec<(&str, Option<&str>, u64)> = Vec::new();
     for (name, phase, h) in &clamped {
         if serving_native {
             // Lowered now, when this render serves the buckets, rather than
@@ -264,11 +265,31 @@ fn write(metrics: &Metrics, mut w: Writer<'_>) {
             // this family.
             let _ = h.read_with(false, true);
         }
+        reductions.push((name, *phase, u64::from(h.schema_reductions())));
+    }
+    let custom_families = m.custom.families();
+    if m.custom.native_enabled() {
+        for family in custom_families.iter() {
+            let mut steps = None;
+            for series in family.sorted.load().iter() {
+                if let super::custom::Cell::Histogram(h) = &series.cell {
+                    if serving_native {
+                        let _ = h.read_native();
+                    }
+                    *steps.get_or_insert(0) += u64::from(h.reductions.get());
+                }
+            }
+            if let Some(steps) = steps {
+                reductions.push((&family.name, None, steps));
+            }
+        }
+    }
+    reductions.sort_unstable();
+    for (name, phase, value) in reductions {
         let s = w.sample(&n.native_reductions, "").label("histogram", name);
-        let reductions = u64::from(h.schema_reductions());
         match phase {
-            Some(phase) => s.label("phase", phase).value_u64(reductions),
-            None => s.value_u64(reductions),
+            Some(phase) => s.label("phase", phase).value_u64(value),
+            None => s.value_u64(value),
         }
     }
 

@@ -93,6 +93,11 @@ impl Cursor<'_> {
             }
         }
         labels(w.sample(&family.name, "_sum"), family, s).value_f64(sum);
+        if w.wants_native()
+            && let Some(native) = h.read_native()
+        {
+            w.native(&native);
+        }
         labels(w.sample(&family.name, "_count"), family, s)
             .value_u64(cumulative.last().copied().unwrap_or(0));
     }
