@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::exposition::Format;
+use crate::exposition::Exposition;
 use crate::metrics::Metrics;
 use crate::pipeline::Shared;
 use crate::server::http::{Request, Response};
@@ -176,8 +176,12 @@ fn list_runs(shared: &Arc<Shared>, request: &Request) -> Response {
 }
 
 fn scrape(metrics: &Metrics, request: &Request) -> Response {
-    let format = Format::negotiate(request.header("accept"));
-    Response::new(200, format.content_type(), metrics.render_as(format))
+    let exposition = Exposition::negotiate(request.header("accept"));
+    Response::new(
+        200,
+        exposition.content_type(),
+        metrics.render_exposition(exposition),
+    )
 }
 
 fn health_check(state: &AppState) -> Response {

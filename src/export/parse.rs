@@ -109,17 +109,6 @@ pub(crate) fn rename_labels(text: &str, names: &[&str], out: &mut String) {
     }
 }
 
-/// The name a label named like a target label takes, as Prometheus's
-/// scrape gives it: `exported_<name>`, prefixed again while `taken` says
-/// that name is in use.
-pub(crate) fn exported_name(name: &str, taken: impl Fn(&str) -> bool) -> String {
-    let mut exported = format!("exported_{name}");
-    while taken(&exported) {
-        exported.insert_str(0, "exported_");
-    }
-    exported
-}
-
 /// [`rename_labels`] for one sample line; `false` (and nothing written)
 /// when there is nothing to rename or the line is not understood.
 fn rename_in_line(line: &str, names: &[&str], out: &mut String) -> bool {
@@ -159,7 +148,7 @@ fn rename_in_line(line: &str, names: &[&str], out: &mut String) -> bool {
         if !names.contains(&name) {
             continue;
         }
-        let exported = exported_name(name, |candidate| {
+        let exported = crate::exposition::exported_name(name, |candidate| {
             names.contains(&candidate) || labels.iter().any(|l| name_of(l) == candidate)
         });
         out.push_str(&line[copied..label.0]);

@@ -14,12 +14,7 @@
 //! bring a protobuf crate and a build step for four messages of two
 //! field kinds.
 
-/// Wire type 0: a varint.
-const VARINT: u8 = 0;
-/// Wire type 1: eight bytes, little-endian (a `double`).
-const FIXED64: u8 = 1;
-/// Wire type 2: a length, then that many bytes (strings, messages).
-const LEN: u8 = 2;
+use crate::exposition::wire::{FIXED64, LEN, VARINT, put_string, put_varint, varint_len};
 
 /// One series and its one sample.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,24 +29,7 @@ pub(crate) struct Series<'a> {
 
 const fn tag(field: u8, wire: u8) -> u8 {
     // Every field number here is below 16: the tag is one byte.
-    (field << 3) | wire
-}
-
-fn varint_len(mut n: u64) -> usize {
-    let mut len = 1;
-    while n >= 0x80 {
-        n >>= 7;
-        len += 1;
-    }
-    len
-}
-
-fn put_varint(out: &mut Vec<u8>, mut n: u64) {
-    while n >= 0x80 {
-        out.push((n as u8) | 0x80);
-        n >>= 7;
-    }
-    out.push(n as u8);
+    crate::exposition::wire::tag(field as u32, wire) as u8
 }
 
 /// A length-delimited field's size: tag, length, content.
@@ -75,12 +53,6 @@ fn series_len(series: &Series<'_>) -> usize {
         .map(|(name, value)| len_field(label_len(name, value)))
         .sum();
     labels + len_field(sample_len(series.timestamp_ms))
-}
-
-fn put_string(out: &mut Vec<u8>, field: u8, text: &str) {
-    out.push(tag(field, LEN));
-    put_varint(out, text.len() as u64);
-    out.extend_from_slice(text.as_bytes());
 }
 
 /// Appends the `WriteRequest` holding `series` to `out`, unframed (the
@@ -161,27 +133,6 @@ mod tests {
             labels,
             value: 0.0,
             timestamp_ms: 1_700_000_000_000,
-        }
-    }
-
-    #[test]
-    fn varints_match_the_protobuf_examples() {
-        for (n, bytes) in [
-            (0u64, &[0x00][..]),
-            (1, &[0x01]),
-            (127, &[0x7F]),
-            (128, &[0x80, 0x01]),
-            (150, &[0x96, 0x01]),
-            (300, &[0xAC, 0x02]),
-            (
-                u64::MAX,
-                &[0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01],
-            ),
-        ] {
-            let mut out = Vec::new();
-            put_varint(&mut out, n);
-            assert_eq!(out, bytes, "{n}");
-            assert_eq!(varint_len(n), bytes.len(), "{n}");
         }
     }
 }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{Pause, Target};
-use crate::exposition::Format;
+use crate::exposition::{Format, PROTOBUF_CONTENT_TYPE};
 use crate::http_client::{self, Request};
 use crate::log::{Dispatch, Logger};
 use crate::metrics::Metrics;
@@ -41,6 +41,8 @@ pub(crate) struct PushGateway {
     /// What is pushed: `rendered` with the engine's labels named like the
     /// grouping key renamed `exported_<name>`.
     body: String,
+    /// The protobuf exposition, when the plan asks for it.
+    protobuf: Vec<u8>,
     /// Failed requests since the last success.
     failing: u64,
     /// When the current run of failures was last logged.
@@ -71,6 +73,7 @@ impl PushGateway {
             log,
             rendered: String::with_capacity(16 * 1024),
             body: String::with_capacity(16 * 1024),
+            protobuf: Vec::new(),
             failing: 0,
             logged: None,
         }
@@ -99,6 +102,7 @@ impl PushGateway {
                     (self.plan.final_wait.as_millis() as u64).into(),
                 ),
                 ("deleteOnShutdown", self.plan.delete_on_shutdown.into()),
+                ("protobuf", self.plan.protobuf.into()),
             ],
         );
     }
@@ -116,7 +120,14 @@ impl PushGateway {
     fn send(&self, delete: bool, deadline: Instant) -> Result<(), Failed> {
         let mut headers = Vec::with_capacity(2);
         if !delete {
-            headers.push(("Content-Type", CONTENT_TYPE));
+            headers.push((
+                "Content-Type",
+                if self.plan.protobuf {
+                    PROTOBUF_CONTENT_TYPE
+                } else {
+                    CONTENT_TYPE
+                },
+            ));
         }
         if let Some(authorization) = &self.plan.authorization {
             headers.push(("Authorization", authorization.as_str()));
@@ -125,7 +136,11 @@ impl PushGateway {
             method: if delete { "DELETE" } else { "PUT" },
             path: Some(&self.plan.path),
             headers: &headers,
-            body: if delete { b"" } else { self.body.as_bytes() },
+            body: match (delete, self.plan.protobuf) {
+                (true, _) => b"",
+                (false, true) => &self.protobuf,
+                (false, false) => self.body.as_bytes(),
+            },
         };
         match http_client::send(&self.plan.endpoint, &request, deadline) {
             Ok(response) => match PushFailure::from_status(response.status) {
@@ -225,14 +240,18 @@ impl Target for PushGateway {
         // A periodic push is one request, not retried: nothing to pause.
         let delete = last && self.plan.delete_on_shutdown;
         if !delete {
-            self.rendered.clear();
-            metrics.render_into(Format::Prometheus, &mut self.rendered);
             // The Pushgateway overwrites a pushed label named like the
             // grouping key with the key's value: two series that differ
             // only in it collide, and it refuses the whole push.
             let names: Vec<&str> = self.plan.grouping.iter().map(|(n, _)| n.as_str()).collect();
-            self.body.clear();
-            super::parse::rename_labels(&self.rendered, &names, &mut self.body);
+            if self.plan.protobuf {
+                self.protobuf = metrics.render_protobuf_renaming(&names);
+            } else {
+                self.rendered.clear();
+                metrics.render_into(Format::Prometheus, &mut self.rendered);
+                self.body.clear();
+                super::parse::rename_labels(&self.rendered, &names, &mut self.body);
+            }
         }
         let outcome = if last {
             self.send_final(delete, deadline)

@@ -203,7 +203,7 @@ impl RemoteWrite {
             for i in 0..sample.labels.len() {
                 let name = &sample.labels[i].0;
                 if self.target_labels.iter().any(|(n, _)| n == name) {
-                    let exported = parse::exported_name(name, |candidate| {
+                    let exported = crate::exposition::exported_name(name, |candidate| {
                         sample.labels.iter().any(|(n, _)| n == candidate)
                             || self.target_labels.iter().any(|(n, _)| n == candidate)
                     });

@@ -444,3 +444,215 @@ fn plant(kind: u8, body: &[u8]) -> (String, String) {
         }
     }
 }
+
+/// An arbitrary registry rendered as protobuf and as text, the protobuf
+/// read back by the decoder in `exposition::proto` (a walk over the wire
+/// format independent of the encoder): every text sample is in the
+/// protobuf with the same labels and value, nothing else is, and every
+/// native histogram counts each observation exactly once within its
+/// bucket cap.
+///
+/// Input layout: `[schema, max_buckets, rest…]`; `rest` is split on NUL
+/// into at most 16 chunks: chunk `i` names a gate (checked, passing when
+/// `i` is odd), a label value of the engine's own counter, gauge and
+/// histogram, and its bytes (taken eight at a time, little-endian) are
+/// durations in nanoseconds observed as phase, run and queue latencies,
+/// and as seconds by the engine's histogram.
+pub fn protobuf_round_trip(data: &[u8]) {
+    use crate::event::Phase;
+    use crate::exposition::proto::decode;
+
+    let [schema, max_buckets, rest @ ..] = data else {
+        return;
+    };
+    let schema = (*schema as i8).rem_euclid(13) - 4;
+    let max_buckets = u32::from(*max_buckets % 64) + 1;
+    let config = MetricsConfig::default()
+        .gate_label_limit(EXPOSITION_GATE_LIMIT)
+        .native_schema(schema)
+        .native_max_buckets(max_buckets);
+    let metrics = match Metrics::new("fuzz", config) {
+        Ok(metrics) => metrics,
+        Err(e) => panic!("a valid configuration was refused: {e}"),
+    };
+    for (i, chunk) in rest.split(|&b| b == 0).take(16).enumerate() {
+        let value = String::from_utf8_lossy(chunk);
+        metrics.record_gate_check(&value, i % 2 == 1);
+        let labels = [("key", value.as_ref())];
+        if let Ok(c) = metrics.counter("fuzz_things_total", "Things.", &labels) {
+            c.increment(i as u64 + 1);
+        }
+        if let Ok(g) = metrics.gauge("fuzz_level", "Level.", &labels) {
+            g.set(-(i as f64) / 3.0);
+        }
+        let histogram = metrics.histogram("fuzz_size_seconds", "Sizes.", &labels);
+        for word in chunk.chunks(8) {
+            let mut bytes = [0u8; 8];
+            bytes[..word.len()].copy_from_slice(word);
+            let nanos = u64::from_le_bytes(bytes);
+            let phase = Phase::ALL[nanos as usize % Phase::ALL.len()];
+            metrics.observe_phase(phase, nanos, None);
+            metrics.observe_run(nanos >> 8, None);
+            metrics.observe_queue_latencies(&[nanos >> 20, nanos % 1_000], None);
+            if let Ok(h) = &histogram {
+                // Negative, zero, tiny, huge and infinite values too.
+                let value = match nanos % 11 {
+                    0 => -(nanos as f64) / 1e9,
+                    1 => 0.0,
+                    2 => f64::from_bits(nanos >> 12),
+                    3 => nanos as f64 * 1e12,
+                    4 if nanos % 3 == 0 => f64::INFINITY,
+                    _ => nanos as f64 / 1e9,
+                };
+                h.record(value);
+            }
+        }
+    }
+
+    // Schema reductions are counted when native buckets are first served:
+    // serve them once, so that both forms below show the same counts.
+    let _ = metrics.render_protobuf();
+    let text = metrics.render_as(Format::Prometheus);
+    let samples = match strict::parse(&text, false) {
+        Ok(samples) => samples,
+        Err(e) => panic!("text exposition rejected: {e}\n{text}"),
+    };
+    let bytes = metrics.render_protobuf();
+    let families = match decode::families(&bytes) {
+        Ok(families) => families,
+        Err(e) => panic!("protobuf exposition does not decode: {e}"),
+    };
+    // The render gauges describe the previous render: compare all else.
+    let rendered = |name: &str| name.starts_with("fuzz_metrics_render_");
+    let mut expected = 0;
+    for s in samples.iter().filter(|s| !rendered(&s.name)) {
+        let (family_name, part) = [("_bucket", 1), ("_sum", 2), ("_count", 3)]
+            .iter()
+            .find_map(|(suffix, part)| {
+                let base = s.name.strip_suffix(suffix)?;
+                families
+                    .iter()
+                    .any(|f| f.name == base && f.kind == 4)
+                    .then_some((base, *part))
+            })
+            .unwrap_or((s.name.as_str(), 0));
+        let Some(family) = families.iter().find(|f| f.name == family_name) else {
+            panic!("{} has no family in the protobuf exposition", s.name);
+        };
+        let le = s.labels.iter().find(|(k, _)| k == "le").map(|(_, v)| v);
+        let labels: Vec<(String, String)> = s
+            .labels
+            .iter()
+            .filter(|(k, _)| part != 1 || k != "le")
+            .cloned()
+            .collect();
+        let Some(metric) = family.metrics.iter().find(|m| m.labels == labels) else {
+            panic!("{} {labels:?} missing from the protobuf exposition", s.name);
+        };
+        let same = |a: f64, b: f64| a == b || (a.is_nan() && b.is_nan());
+        let found = match (part, &metric.histogram) {
+            (0, None) => metric.value.is_some_and(|v| same(v, s.value)),
+            (1, Some(h)) => match le.map(String::as_str) {
+                Some("+Inf") => h.count as f64 == s.value,
+                Some(le) => h.buckets.iter().any(|(upper, count, _)| {
+                    le.parse::<f64>().is_ok_and(|b| b == *upper) && *count as f64 == s.value
+                }),
+                None => false,
+            },
+            (2, Some(h)) => same(h.sum, s.value),
+            (3, Some(h)) => h.count as f64 == s.value,
+            _ => false,
+        };
+        assert!(
+            found,
+            "{} {labels:?} = {} differs in protobuf: {metric:?}",
+            s.name, s.value
+        );
+        expected += usize::from(part == 0 || part == 3);
+    }
+    let written: usize = families
+        .iter()
+        .filter(|f| !rendered(&f.name))
+        .map(|f| f.metrics.len())
+        .sum();
+    assert_eq!(written, expected, "series in protobuf but not in text");
+
+    for family in &families {
+        for m in &family.metrics {
+            let Some(h) = &m.histogram else { continue };
+            let Some(schema_now) = h.schema else {
+                // The engine's own histograms keep classic buckets only.
+                assert!(
+                    family.name == "fuzz_fuzz_size_seconds",
+                    "{} lacks native buckets",
+                    family.name
+                );
+                continue;
+            };
+            assert!(
+                (i64::from(crate::metrics::MIN_NATIVE_SCHEMA)..=i64::from(schema))
+                    .contains(&schema_now)
+            );
+            assert_eq!(
+                h.zero_threshold,
+                Some(crate::metrics::NATIVE_ZERO_THRESHOLD)
+            );
+            let mut total = h.zero_count;
+            let mut populated = 0;
+            // Negative observations have buckets of their own, delta-coded
+            // apart from the positive ones.
+            for (spans, deltas) in [
+                (&h.spans, &h.deltas),
+                (&h.negative_spans, &h.negative_deltas),
+            ] {
+                let mut running = 0i64;
+                for &d in deltas {
+                    running += d;
+                    assert!(running >= 0, "a negative bucket count in {}", family.name);
+                    total += running as u64;
+                    populated += usize::from(running > 0);
+                }
+                let span_buckets: u64 = spans.iter().map(|s| s.1).sum();
+                assert_eq!(
+                    span_buckets,
+                    deltas.len() as u64,
+                    "spans and deltas disagree"
+                );
+            }
+            assert_eq!(
+                total, h.count,
+                "native buckets of {} {:?}",
+                family.name, m.labels
+            );
+            let capped = schema_now > i64::from(crate::metrics::MIN_NATIVE_SCHEMA);
+            assert!(
+                !capped || populated <= max_buckets as usize,
+                "{populated} buckets"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_protobuf_exposition_holds_every_text_sample_and_exact_native_counts() {
+        let mut wide = vec![3u8, 160];
+        for i in 0..400u64 {
+            wide.extend_from_slice(&(i * i * 7_777 + 1).to_le_bytes()[..7]);
+            wide.push(if i % 50 == 0 { 0 } else { 1 });
+        }
+        for input in [
+            &[][..],
+            &[3, 0],
+            &[
+                8, 2, b'a', 0, b'"', b'\\', b'\n', 0, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
+                0xFF,
+            ],
+            &[0xF4, 1, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
+            &wide,
+        ] {
+            super::protobuf_round_trip(input);
+        }
+    }
+}

@@ -56,6 +56,10 @@ pub struct MetricsConfig {
     pub(crate) custom_buckets: Vec<f64>,
     pub(crate) custom_family_limit: usize,
     pub(crate) custom_series_limit: usize,
+    pub(crate) native_histograms: bool,
+    pub(crate) custom_native_histograms: bool,
+    pub(crate) native_schema: i8,
+    pub(crate) native_max_buckets: u32,
 }
 
 impl Default for MetricsConfig {
@@ -67,6 +71,10 @@ impl Default for MetricsConfig {
             custom_buckets: DEFAULT_CUSTOM_BUCKETS.to_vec(),
             custom_family_limit: DEFAULT_CUSTOM_FAMILY_LIMIT,
             custom_series_limit: DEFAULT_CUSTOM_SERIES_LIMIT,
+            native_histograms: true,
+            custom_native_histograms: true,
+            native_schema: super::native::DEFAULT_NATIVE_SCHEMA,
+            native_max_buckets: super::native::DEFAULT_NATIVE_MAX_BUCKETS,
         }
     }
 }
@@ -123,7 +131,60 @@ impl MetricsConfig {
         self
     }
 
+    /// Whether the duration histograms (run, iteration and phase
+    /// durations, queue latency) keep native buckets beside their classic
+    /// ones, served in the protobuf exposition (default `true`). The text
+    /// formats never carry them.
+    pub fn native_histograms(mut self, enabled: bool) -> Self {
+        self.native_histograms = enabled;
+        self
+    }
+
+    /// Whether the engine's own histograms ([`Metrics::histogram`](super::Metrics::histogram),
+    /// the `metrics` crate's `histogram!`) keep native buckets too
+    /// (default `true`, and only while
+    /// [`native_histograms`](Self::native_histograms) is on). Off, they
+    /// keep their classic buckets alone and recording skips the native
+    /// count: the opt-out for an engine whose histograms are not
+    /// durations, or that records on its hottest path.
+    pub fn custom_native_histograms(mut self, enabled: bool) -> Self {
+        self.custom_native_histograms = enabled;
+        self
+    }
+
+    /// The native buckets' schema, from -4 to 8 (default
+    /// [`DEFAULT_NATIVE_SCHEMA`](super::DEFAULT_NATIVE_SCHEMA), 3): each
+    /// bucket is `2^(2^-schema)` times as wide as the one below it, about
+    /// 1.09 at 3. A series keeps `64 * 2^schema` counters (4 KiB at 3,
+    /// 128 KiB at 8).
+    pub fn native_schema(mut self, schema: i8) -> Self {
+        self.native_schema = schema;
+        self
+    }
+
+    /// The most native buckets a series exposes (default
+    /// [`DEFAULT_NATIVE_MAX_BUCKETS`](super::DEFAULT_NATIVE_MAX_BUCKETS),
+    /// 160): past it, the schema is lowered (pairs of buckets merged)
+    /// until it fits, and each step is counted in
+    /// `native_schema_reductions_total`.
+    pub fn native_max_buckets(mut self, max: u32) -> Self {
+        self.native_max_buckets = max;
+        self
+    }
+
     pub(crate) fn validate(&self) -> Result<(), Error> {
+        use super::native::{MAX_NATIVE_SCHEMA, MIN_NATIVE_SCHEMA};
+        if !(MIN_NATIVE_SCHEMA..=MAX_NATIVE_SCHEMA).contains(&self.native_schema) {
+            return Err(Error::Config(format!(
+                "native_schema must be from {MIN_NATIVE_SCHEMA} to {MAX_NATIVE_SCHEMA}: {}",
+                self.native_schema
+            )));
+        }
+        if self.native_max_buckets == 0 {
+            return Err(Error::Config(
+                "native_max_buckets must be at least 1".to_owned(),
+            ));
+        }
         crate::metrics::custom::validate_buckets(&self.custom_buckets)
             .map_err(|reason| Error::Config(format!("custom_buckets: {reason}")))?;
         for (what, bounds) in [

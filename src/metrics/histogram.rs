@@ -14,7 +14,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use hdrhistogram::Histogram;
 use parking_lot::Mutex;
 
+use super::native::{Counts, Layout, Reductions};
 use crate::exposition::canonical_float;
+use crate::exposition::proto::Native;
 
 /// The hdrhistogram's range: 1 µs to 24 h, in microseconds.
 pub(crate) const HDR_LOW_MICROS: u64 = 1;
@@ -64,6 +66,8 @@ struct State {
     count: u64,
     sum_nanos: u128,
     hdr: Histogram<u64>,
+    /// Native buckets, unless they are turned off.
+    native: Option<Counts>,
 }
 
 /// What a reader copies out for one exposition.
@@ -74,6 +78,16 @@ pub(crate) struct Read {
     pub(crate) exemplars: Vec<Option<Exemplar>>,
     pub(crate) count: u64,
     pub(crate) sum_seconds: f64,
+    /// Native buckets, when asked for and kept.
+    pub(crate) native: Option<Native>,
+}
+
+/// Native buckets for a histogram: their layout (shared by every series
+/// of one schema) and the cap on populated buckets per series.
+#[derive(Clone, Debug)]
+pub(crate) struct NativeSpec {
+    pub(crate) layout: Arc<Layout>,
+    pub(crate) max_buckets: u32,
 }
 
 /// Quantiles from the hdrhistogram, in seconds.
@@ -174,6 +188,8 @@ pub(crate) struct TimeHistogram {
     /// touching the lock the drain thread takes per observation.
     clamped: AtomicU64,
     reader: Mutex<Option<Accumulated>>,
+    native: Option<NativeSpec>,
+    reductions: Reductions,
 }
 
 impl std::fmt::Debug for TimeHistogram {
@@ -187,7 +203,14 @@ impl std::fmt::Debug for TimeHistogram {
 impl TimeHistogram {
     /// `bounds` in seconds, validated by the caller (finite, positive,
     /// strictly increasing).
+    #[cfg(test)]
     pub(crate) fn new(bounds: &[f64]) -> Self {
+        Self::with_native(bounds, None)
+    }
+
+    /// As [`new`](Self::new), with native buckets counted as well when
+    /// `native` is given.
+    pub(crate) fn with_native(bounds: &[f64], native: Option<NativeSpec>) -> Self {
         let bounds_nanos: Box<[u64]> = bounds
             .iter()
             .map(|&s| (s * 1e9).round().min(u64::MAX as f64) as u64)
@@ -213,9 +236,12 @@ impl TimeHistogram {
                 count: 0,
                 sum_nanos: 0,
                 hdr: new_hdr(),
+                native: native.as_ref().map(|n| Counts::new(&n.layout)),
             }),
             clamped: AtomicU64::new(0),
             reader: Mutex::new(None),
+            native,
+            reductions: Reductions::default(),
         }
     }
 
@@ -257,6 +283,9 @@ impl TimeHistogram {
             state.sum_nanos += u128::from(nanos);
             // In range by the clamp above, so recording cannot fail.
             let _ = state.hdr.record(micros);
+            if let (Some(counts), Some(spec)) = (state.native.as_mut(), &self.native) {
+                counts.observe(&spec.layout, nanos);
+            }
             match trace {
                 Some(t) => refresh_exemplar(&mut state.exemplars[bucket], t, nanos),
                 None => None,
@@ -285,6 +314,11 @@ impl TimeHistogram {
                 state.sum_nanos += u128::from(n);
                 clamped += u64::from(!(HDR_LOW_MICROS..=HDR_HIGH_MICROS).contains(&micros));
                 runs.add(&mut state.hdr, micros);
+            }
+            if let (Some(counts), Some(spec)) = (state.native.as_mut(), &self.native) {
+                for &n in nanos {
+                    counts.observe(&spec.layout, n);
+                }
             }
             runs.finish(&mut state.hdr);
             let bucket = self.bucket_of(first);
@@ -323,6 +357,9 @@ impl TimeHistogram {
                 state.sum_nanos += u128::from(p.nanos);
                 clamped += u64::from(!(HDR_LOW_MICROS..=HDR_HIGH_MICROS).contains(&micros));
                 runs.add(&mut state.hdr, micros);
+                if let (Some(counts), Some(spec)) = (state.native.as_mut(), &self.native) {
+                    counts.observe(&spec.layout, p.nanos);
+                }
                 if let Some((run_id, correlation_id)) = traces.get(p.trace as usize) {
                     let t = Trace {
                         run_id,
@@ -351,17 +388,35 @@ impl TimeHistogram {
     /// drain thread, which takes it per observation, wait and sleep
     /// under a tight scrape loop.
     pub(crate) fn read(&self, with_exemplars: bool) -> Read {
+        self.read_with(with_exemplars, false)
+    }
+
+    /// As [`read`](Self::read), with the native buckets when `with_native`
+    /// (and they are kept), lowered to the series' bucket cap.
+    pub(crate) fn read_with(&self, with_exemplars: bool, with_native: bool) -> Read {
         let n = self.le.len();
         let mut cumulative = Vec::with_capacity(n);
         let mut exemplars = Vec::with_capacity(n);
+        let spec = self.native.as_ref().filter(|_| with_native);
+        let mut native_counts = Vec::with_capacity(spec.map_or(0, |s| s.layout.len()));
+        let mut zero = 0;
         let (count, sum_nanos) = {
             let state = self.state.lock();
             cumulative.extend_from_slice(&state.buckets);
             if with_exemplars {
                 exemplars.extend_from_slice(&state.exemplars);
             }
+            if let (Some(counts), Some(_)) = (&state.native, spec) {
+                native_counts.extend_from_slice(&counts.buckets);
+                zero = counts.zero;
+            }
             (state.count, state.sum_nanos)
         };
+        let native = spec.map(|spec| {
+            let (native, reductions) = spec.layout.native(zero, &native_counts, spec.max_buckets);
+            self.reductions.reach(reductions);
+            native
+        });
         exemplars.resize(n, None);
         let mut running = 0;
         for c in &mut cumulative {
@@ -373,7 +428,14 @@ impl TimeHistogram {
             exemplars,
             count,
             sum_seconds: nanos_to_seconds(sum_nanos),
+            native,
         }
+    }
+
+    /// How many times this series' native schema was lowered to keep
+    /// within its bucket cap.
+    pub(crate) fn schema_reductions(&self) -> u32 {
+        self.reductions.get()
     }
 
     /// Observations recorded at the hdrhistogram's edge because they were

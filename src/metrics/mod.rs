@@ -31,6 +31,7 @@ mod config;
 pub(crate) mod custom;
 pub(crate) mod histogram;
 mod labels;
+pub(crate) mod native;
 pub(crate) mod push;
 #[cfg(feature = "metrics")]
 mod recorder;
@@ -50,6 +51,10 @@ pub use config::{
 pub use custom::handles::{Counter, Gauge, Histogram};
 pub use custom::vec::{CounterVec, GaugeVec, HistogramVec};
 pub use custom::{MAX_LABELS, MetricError, OVERFLOW};
+pub use native::{
+    DEFAULT_NATIVE_MAX_BUCKETS, DEFAULT_NATIVE_SCHEMA, MAX_NATIVE_SCHEMA, MIN_NATIVE_SCHEMA,
+    NATIVE_ZERO_THRESHOLD,
+};
 pub use push::{
     DEFAULT_PUSH_FINAL_WAIT, DEFAULT_PUSH_INTERVAL, DEFAULT_PUSH_JOB, PushFailure,
     PushGatewayConfig, PushGatewayStats,
@@ -61,7 +66,8 @@ pub use remote_write::{DEFAULT_REMOTE_WRITE_JOB, RemoteWriteConfig};
 pub use summary::{Bucket, HistogramSummary, Summary};
 
 pub use crate::exposition::{
-    Format, canonical_float, escape_help, escape_label_value, write_float,
+    Exposition, Format, PROTOBUF_CONTENT_TYPE, canonical_float, escape_help, escape_label_value,
+    write_float,
 };
 
 use crate::error::Error;
@@ -69,7 +75,7 @@ use crate::event::{Phase, RunOutcome};
 use crate::exposition::writer::Kind;
 use crate::pipeline::Shared;
 use crate::redact::Redactor;
-use histogram::{TimeHistogram, Trace};
+use histogram::{NativeSpec, TimeHistogram, Trace};
 use labels::GateLabels;
 
 /// The original engine interface for metrics, so an engine can be tested
@@ -171,6 +177,7 @@ struct Names {
     render_bytes: String,
     render_seconds: String,
     clamped: String,
+    native_reductions: String,
     phase_duration: String,
     phase_executions: String,
     push_failures: String,
@@ -214,6 +221,7 @@ impl Names {
             render_bytes: n("metrics_render_bytes"),
             render_seconds: n("metrics_render_seconds"),
             clamped: n("observations_clamped_total"),
+            native_reductions: n("native_schema_reductions_total"),
             phase_duration: n("phase_duration_seconds"),
             phase_executions: n("phase_executions_total"),
             push_failures: n("pushgateway_push_failures_total"),
@@ -253,6 +261,7 @@ impl Names {
             (&self.render_bytes, Gauge),
             (&self.render_seconds, Gauge),
             (&self.clamped, Counter),
+            (&self.native_reductions, Counter),
             (&self.phase_duration, Histogram),
             (&self.phase_executions, Counter),
             (&self.push_failures, Counter),
@@ -385,7 +394,11 @@ impl Metrics {
         log: Option<Arc<crate::log::Dispatch>>,
         redactor: Arc<Redactor>,
     ) -> Metrics {
-        let durations = || TimeHistogram::new(&config.duration_buckets);
+        let native = config.native_histograms.then(|| NativeSpec {
+            layout: Arc::new(native::Layout::new(config.native_schema)),
+            max_buckets: config.native_max_buckets,
+        });
+        let durations = || TimeHistogram::with_native(&config.duration_buckets, native.clone());
         let names = Names::new(namespace);
         let clock = pipeline
             .as_ref()
@@ -396,6 +409,8 @@ impl Metrics {
                 families: config.custom_family_limit,
                 series: config.custom_series_limit,
                 buckets: &config.custom_buckets,
+                native: (config.native_histograms && config.custom_native_histograms)
+                    .then_some((config.native_schema, config.native_max_buckets)),
             },
             &names.families(),
             redactor,
@@ -420,7 +435,7 @@ impl Metrics {
                 run_duration: durations(),
                 iteration_duration: durations(),
                 phase_duration: std::array::from_fn(|_| durations()),
-                queue_latency: TimeHistogram::new(&config.latency_buckets),
+                queue_latency: TimeHistogram::with_native(&config.latency_buckets, native.clone()),
                 last_render_nanos: AtomicU64::new(0),
                 last_render_bytes: AtomicU64::new(0),
                 pipeline,
@@ -763,6 +778,42 @@ impl Metrics {
         self.inner
             .last_render_bytes
             .store((out.len() - before) as u64, Ordering::Relaxed);
+    }
+
+    /// Every family in the protobuf exposition ([`PROTOBUF_CONTENT_TYPE`]):
+    /// delimited `io.prometheus.client.MetricFamily` messages, the
+    /// duration histograms with native buckets beside their classic ones.
+    /// Records its own render time and size, as
+    /// [`render_into`](Self::render_into) does.
+    pub fn render_protobuf(&self) -> Vec<u8> {
+        self.render_protobuf_renaming(&[])
+    }
+
+    /// [`render_protobuf`](Self::render_protobuf) with each label named in
+    /// `renamed` written as `exported_<name>`: a push's grouping key
+    /// overwrites labels named like it.
+    pub(crate) fn render_protobuf_renaming(&self, renamed: &[&str]) -> Vec<u8> {
+        let started = std::time::Instant::now();
+        let mut encoder =
+            crate::exposition::proto::Encoder::new(Vec::with_capacity(8 * 1024)).renaming(renamed);
+        render::render_protobuf(self, &mut encoder);
+        let out = encoder.into_bytes();
+        // Relaxed: gauges (also below).
+        self.inner
+            .last_render_nanos
+            .store(nanos(started.elapsed()), Ordering::Relaxed);
+        self.inner
+            .last_render_bytes
+            .store(out.len() as u64, Ordering::Relaxed);
+        out
+    }
+
+    /// Renders in what `exposition` names: text, or protobuf bytes.
+    pub fn render_exposition(&self, exposition: Exposition) -> Vec<u8> {
+        match exposition {
+            Exposition::Text(format) => self.render_as(format).into_bytes(),
+            Exposition::Protobuf => self.render_protobuf(),
+        }
     }
 
     /// Every family in Prometheus text format, for a sender (remote

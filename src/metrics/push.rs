@@ -71,6 +71,7 @@ pub struct PushGatewayConfig {
     final_wait: Duration,
     delete_on_shutdown: bool,
     token: Option<String>,
+    protobuf: bool,
 }
 
 impl std::fmt::Debug for PushGatewayConfig {
@@ -84,6 +85,7 @@ impl std::fmt::Debug for PushGatewayConfig {
             .field("interval", &self.interval)
             .field("final_wait", &self.final_wait)
             .field("delete_on_shutdown", &self.delete_on_shutdown)
+            .field("protobuf", &self.protobuf)
             .field("token", &self.token.as_ref().map(|_| "…"))
             .finish()
     }
@@ -108,6 +110,7 @@ impl PushGatewayConfig {
             final_wait: DEFAULT_PUSH_FINAL_WAIT,
             delete_on_shutdown: false,
             token: None,
+            protobuf: false,
         }
     }
 
@@ -163,6 +166,15 @@ impl PushGatewayConfig {
     /// or its final figures are gone before Prometheus scrapes them.
     pub fn delete_on_shutdown(mut self, delete: bool) -> Self {
         self.delete_on_shutdown = delete;
+        self
+    }
+
+    /// Pushes the protobuf exposition instead of text 0.0.4 (default
+    /// off), so that the duration histograms' native buckets reach the
+    /// Pushgateway (one that stores native histograms: 1.5 or later) and
+    /// a Prometheus with native histograms enabled scraping it.
+    pub fn protobuf(mut self, protobuf: bool) -> Self {
+        self.protobuf = protobuf;
         self
     }
 
@@ -274,6 +286,7 @@ impl PushGatewayConfig {
             timeout: self.interval.min(MAX_PUSH_TIMEOUT),
             final_wait: self.final_wait,
             delete_on_shutdown: self.delete_on_shutdown,
+            protobuf: self.protobuf,
         })
     }
 }
@@ -293,6 +306,8 @@ pub(crate) struct PushPlan {
     pub(crate) timeout: Duration,
     pub(crate) final_wait: Duration,
     pub(crate) delete_on_shutdown: bool,
+    /// Push the protobuf exposition rather than text.
+    pub(crate) protobuf: bool,
 }
 
 /// Appends `/name/value` to a grouping key path as the Pushgateway's API

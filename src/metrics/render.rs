@@ -9,6 +9,7 @@ use super::{Metrics, OUTCOMES, WsCloseReason};
 use crate::event::{EventType, Phase};
 use crate::exposition::Format;
 use crate::exposition::escape_label_value;
+use crate::exposition::proto::Encoder;
 use crate::exposition::writer::{Kind, Writer};
 use crate::stats::EventCounts;
 
@@ -27,10 +28,19 @@ fn event_types_sorted() -> [EventType; EventType::COUNT] {
 }
 
 pub(super) fn render(metrics: &Metrics, format: Format, out: &mut String) {
+    let mut custom = super::custom::render::Cursor::new(&metrics.inner.custom);
+    write(metrics, Writer::new(out, format).interleave(&mut custom));
+}
+
+/// The protobuf exposition, into `encoder`.
+pub(super) fn render_protobuf(metrics: &Metrics, encoder: &mut Encoder) {
+    let mut custom = super::custom::render::Cursor::new(&metrics.inner.custom);
+    write(metrics, Writer::protobuf(encoder).interleave(&mut custom));
+}
+
+fn write(metrics: &Metrics, mut w: Writer<'_>) {
     let m = &*metrics.inner;
     let n = &m.names;
-    let mut custom = super::custom::render::Cursor::new(&m.custom);
-    let mut w = Writer::new(out, format).interleave(&mut custom);
     let pipeline = m.pipeline.as_deref();
     let relaxed = |a: &std::sync::atomic::AtomicU64| {
         // Relaxed: counters read for reporting; each is monotonic on its own.
@@ -232,7 +242,6 @@ pub(super) fn render(metrics: &Metrics, format: Format, out: &mut String) {
     w.sample(&n.render_seconds, "")
         .value_f64(relaxed(&m.last_render_nanos) as f64 / 1e9);
 
-    w.family(&n.clamped, Kind::Counter, "Observations outside the quantile histograms' range (1 us to 24 h), recorded at its edge, by histogram.");
     let mut clamped: Vec<(&str, Option<&str>, &TimeHistogram)> = vec![
         (&n.queue_latency, None, &m.queue_latency),
         (&n.iteration_duration, None, &m.iteration_duration),
@@ -246,6 +255,45 @@ pub(super) fn render(metrics: &Metrics, format: Format, out: &mut String) {
         ));
     }
     clamped.sort_by_key(|(name, phase, _)| (*name, *phase));
+    w.family(&n.native_reductions, Kind::Counter, "Times a histogram's native schema was lowered (pairs of buckets merged) to keep within its bucket limit (MetricsConfig::native_max_buckets), by histogram (the engine's own: summed over the family's series).");
+    let serving_native = w.wants_native();
+    let mut reductions: Vec<(&str, Option<&str>, u64)> = Vec::new();
+    for (name, phase, h) in &clamped {
+        if serving_native {
+            // Lowered now, when this render serves the buckets, rather than
+            // counted only by the next scrape: some histograms sort after
+            // this family.
+            let _ = h.read_with(false, true);
+        }
+        reductions.push((name, *phase, u64::from(h.schema_reductions())));
+    }
+    let custom_families = m.custom.families();
+    if m.custom.native_enabled() {
+        for family in custom_families.iter() {
+            let mut steps = None;
+            for series in family.sorted.load().iter() {
+                if let super::custom::Cell::Histogram(h) = &series.cell {
+                    if serving_native {
+                        let _ = h.read_native();
+                    }
+                    *steps.get_or_insert(0) += u64::from(h.reductions.get());
+                }
+            }
+            if let Some(steps) = steps {
+                reductions.push((&family.name, None, steps));
+            }
+        }
+    }
+    reductions.sort_unstable();
+    for (name, phase, value) in reductions {
+        let s = w.sample(&n.native_reductions, "").label("histogram", name);
+        match phase {
+            Some(phase) => s.label("phase", phase).value_u64(value),
+            None => s.value_u64(value),
+        }
+    }
+
+    w.family(&n.clamped, Kind::Counter, "Observations outside the quantile histograms' range (1 us to 24 h), recorded at its edge, by histogram.");
     for (name, phase, h) in clamped {
         let s = w.sample(&n.clamped, "").label("histogram", name);
         match phase {
@@ -393,9 +441,10 @@ fn histogram_labeled(
     series: &[(&str, &TimeHistogram)],
 ) {
     w.family(name, Kind::Histogram, help);
-    let openmetrics = w.format() == Format::OpenMetrics;
+    let openmetrics = w.wants_exemplars();
+    let native = w.wants_native();
     for (value, h) in series {
-        let read = h.read(openmetrics);
+        let read = h.read_with(openmetrics, native);
         for ((le, count), exemplar) in h.le().iter().zip(&read.cumulative).zip(&read.exemplars) {
             let s = w.sample(name, "_bucket");
             if !label.is_empty() {
@@ -419,6 +468,9 @@ fn histogram_labeled(
             s.label(label, value);
         }
         s.value_f64(read.sum_seconds);
+        if let Some(native) = &read.native {
+            w.native(native);
+        }
         let s = w.sample(name, "_count");
         if !label.is_empty() {
             s.label(label, value);

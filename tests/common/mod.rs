@@ -7,6 +7,7 @@ pub mod browser;
 pub mod demo;
 pub mod exposition;
 pub mod metrics;
+pub mod metrics_proto;
 pub mod prometheus;
 pub mod pushgateway;
 pub mod receiver;
@@ -226,6 +227,30 @@ pub fn external_tool(name: &str, test: &str) -> Option<std::path::PathBuf> {
         println!("SKIPPED: {why}");
     }
     found
+}
+
+/// Whether python3 imports `module` (say `google.protobuf`), with the
+/// same rule as [`external_tool`]: missing, it skips locally (printing
+/// `SKIPPED:` and the Debian package) and fails under `CI=true`.
+pub fn python_module(module: &str, test: &str) -> bool {
+    let imported = std::process::Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !imported {
+        let why = format!(
+            "{test}: python3 cannot import `{module}` (install the Debian package {}, \
+             or run scripts/install-deps as root)",
+            debian_package(&format!("python3:{module}"))
+        );
+        if std::env::var("CI").is_ok_and(|ci| ci == "true") {
+            panic!("{why}; under CI=true a missing external tool fails the check");
+        }
+        println!("SKIPPED: {why}");
+    }
+    imported
 }
 
 /// The Debian package that provides `command`, from the one table of them

@@ -70,6 +70,36 @@ impl Pushgateway {
         format!("http://{}", self.addr)
     }
 
+    /// Its own `/metrics` in the protobuf exposition: every pushed
+    /// family, native buckets included (HTTP/1.0, so the body is the raw
+    /// bytes, not chunks).
+    pub fn protobuf_exposition(&self) -> Vec<u8> {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(self.addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+        stream
+            .write_all(
+                format!(
+                    "GET /metrics HTTP/1.0\r\nAccept: {}\r\n\r\n",
+                    agentgate_obs::metrics::PROTOBUF_CONTENT_TYPE
+                )
+                .as_bytes(),
+            )
+            .expect("request");
+        let mut reply = Vec::new();
+        stream.read_to_end(&mut reply).expect("reply");
+        let head = reply
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("a complete head");
+        let status = String::from_utf8_lossy(&reply[..head]).to_string();
+        assert!(status.starts_with("HTTP/1.0 200"), "{status}");
+        assert!(status.contains("encoding=delimited"), "{status}");
+        reply.split_off(head + 4)
+    }
+
     /// Every group it holds (`/api/v1/metrics`).
     pub fn groups(&self) -> Vec<serde_json::Value> {
         let reply = super::http_raw(

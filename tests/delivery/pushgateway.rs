@@ -534,3 +534,85 @@ fn a_series_with_both_job_and_exported_job_labels_is_pushed_instead_of_refused()
         Some(4.0)
     );
 }
+
+#[test]
+fn a_protobuf_push_keeps_its_native_buckets_in_a_real_pushgateway_and_renames_labels_named_like_the_key()
+ {
+    let test = "pushgateway: a protobuf push";
+    let Some(binary) = Pushgateway::binary(test) else {
+        return;
+    };
+    let gateway = Pushgateway::start(&binary);
+    let obs = common::quiet()
+        .push_gateway_config(
+            PushGatewayConfig::new(gateway.url())
+                .instance("pb")
+                .label("work_order", "wo-7")
+                .protobuf(true),
+        )
+        .start()
+        .expect("the pipeline starts");
+    for (job, count) in [("nightly", 2), ("hourly", 3)] {
+        obs.metrics()
+            .counter("builds_total", "Builds.", &[("job", job)])
+            .expect("a counter")
+            .increment(count);
+    }
+    let config = DemoConfig {
+        work_orders: 5,
+        concurrency: 1,
+        seed: 3,
+        time_scale: 0.0,
+    };
+    run_engine(&obs.emitter(), &config, &AtomicBool::new(false));
+    obs.shutdown();
+    let stats = obs.metrics().push_gateway_stats();
+    assert_eq!(stats.last, Some(Ok(())), "{stats:?}");
+
+    let key = [
+        ("job", "agentgate"),
+        ("instance", "pb"),
+        ("work_order", "wo-7"),
+    ];
+    for (job, count) in [("nightly", 2.0), ("hourly", 3.0)] {
+        assert_eq!(
+            gateway.value(&key, "agentgate_builds_total", &[("exported_job", job)]),
+            Some(count),
+            "{job}"
+        );
+    }
+    // What the Pushgateway serves in protobuf holds the build phase's
+    // native buckets exactly as the engine rendered them.
+    let Some(served) = common::metrics_proto::decode(&gateway.protobuf_exposition(), test) else {
+        return;
+    };
+    let Some(ours) = common::metrics_proto::decode(&obs.metrics().render_protobuf(), test) else {
+        return;
+    };
+    let build = |families: &[serde_json::Value]| {
+        families
+            .iter()
+            .find(|f| f["name"] == "agentgate_phase_duration_seconds")
+            .and_then(|f| {
+                f["metrics"]
+                    .as_array()?
+                    .iter()
+                    .find(|m| m["labels"]["phase"] == "build")
+                    .cloned()
+            })
+            .expect("the build phase's histogram")
+    };
+    let (served, ours) = (build(&served), build(&ours));
+    assert_eq!(served["schema"], 3, "{served}");
+    for field in [
+        "count",
+        "sum",
+        "zero_threshold",
+        "zero_count",
+        "spans",
+        "deltas",
+    ] {
+        assert_eq!(served[field], ours[field], "{field}");
+    }
+    assert!(served["count"].as_u64() > Some(0), "{served}");
+}

@@ -8,4 +8,5 @@ mod custom_metrics;
 mod fleet;
 mod metrics_collector;
 mod metrics_exposition;
+mod native_histograms;
 mod prometheus_server;

@@ -49,6 +49,13 @@ fn every_event_json_seed_decodes_and_survives_the_round_trip() {
 }
 
 #[test]
+fn every_protobuf_exposition_seed_decodes_to_the_text_samples_with_exact_native_counts() {
+    for (_name, bytes) in seeds("protobuf_exposition") {
+        fuzzing::protobuf_round_trip(&bytes);
+    }
+}
+
+#[test]
 fn every_exposition_seed_parses_back_to_its_label_values() {
     for (_name, bytes) in seeds("exposition_labels") {
         let text = String::from_utf8_lossy(&bytes);

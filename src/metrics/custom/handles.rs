@@ -188,6 +188,9 @@ pub(crate) struct HistogramCell {
     pub(crate) sum_bits: AtomicU64,
     pub(crate) exemplars: Box<[ExemplarSlot]>,
     pub(crate) clock: quanta::Clock,
+    /// Native buckets, unless turned off, and the series' bucket cap.
+    pub(crate) native: Option<(crate::metrics::native::AtomicNative, u32)>,
+    pub(crate) reductions: crate::metrics::native::Reductions,
 }
 
 impl HistogramCell {
@@ -199,7 +202,29 @@ impl HistogramCell {
             sum_bits: AtomicU64::new(0f64.to_bits()),
             exemplars: (0..n).map(|_| ExemplarSlot::default()).collect(),
             clock,
+            native: None,
+            reductions: Default::default(),
         }
+    }
+
+    /// Keeps native buckets as well, as `native` says.
+    pub(crate) fn with_native(mut self, native: Option<super::CustomNative>) -> Self {
+        self.native = native.map(|n| {
+            (
+                crate::metrics::native::AtomicNative::new(n.schema, n.bounds),
+                n.max_buckets,
+            )
+        });
+        self
+    }
+
+    /// The native buckets within the series' cap, the schema steps it took
+    /// counted once.
+    pub(crate) fn read_native(&self) -> Option<crate::exposition::proto::Native> {
+        let (native, max_buckets) = self.native.as_ref()?;
+        let (native, reductions) = native.native(*max_buckets);
+        self.reductions.reach(reductions);
+        Some(native)
     }
 
     /// Records one observation. NaN is ignored: it belongs in no bucket
@@ -219,6 +244,9 @@ impl HistogramCell {
         let bucket = self.bounds.partition_point(|&b| b < value);
         self.buckets[bucket].fetch_add(n, Ordering::Relaxed);
         add_f64(&self.sum_bits, value * n as f64);
+        if let Some((native, _)) = &self.native {
+            native.record_n(value, n);
+        }
         let replaced = context::with_current(|current| {
             let current = current.filter(|c| c.correlation_id.is_some() || c.run_id.is_some())?;
             self.refresh(&self.exemplars[bucket], current, value)

@@ -135,6 +135,9 @@ pub(crate) struct Registry {
     family_limit: usize,
     series_limit: usize,
     default_buckets: Arc<[f64]>,
+    /// Native buckets of the histograms: schema and fraction bounds, and
+    /// the per-series cap; `None` when turned off.
+    native: Option<CustomNative>,
     /// Series names the built-in families imply, to their family.
     builtin: HashMap<String, String>,
     redactor: Arc<Redactor>,
@@ -150,6 +153,16 @@ pub(crate) struct Limits<'a> {
     pub(crate) families: usize,
     pub(crate) series: usize,
     pub(crate) buckets: &'a [f64],
+    /// Native buckets for the histograms: schema and per-series cap.
+    pub(crate) native: Option<(i8, u32)>,
+}
+
+/// How the engine's histograms keep native buckets.
+#[derive(Debug, Clone)]
+pub(crate) struct CustomNative {
+    pub(crate) schema: i8,
+    pub(crate) bounds: Arc<[f64]>,
+    pub(crate) max_buckets: u32,
 }
 
 impl Registry {
@@ -169,6 +182,11 @@ impl Registry {
             family_limit: limits.families,
             series_limit: limits.series,
             default_buckets: Arc::from(limits.buckets),
+            native: limits.native.map(|(schema, max_buckets)| CustomNative {
+                schema,
+                bounds: crate::metrics::native::fraction_bounds(schema),
+                max_buckets,
+            }),
             builtin,
             redactor,
             clock,
@@ -189,6 +207,11 @@ impl Registry {
     pub(crate) fn max_series(&self) -> usize {
         self.family_limit
             .saturating_mul(self.series_limit.saturating_add(1))
+    }
+
+    /// Whether the histograms keep native buckets.
+    pub(crate) fn native_enabled(&self) -> bool {
+        self.native.is_some()
     }
 
     pub(crate) fn clock(&self) -> &quanta::Clock {
@@ -440,10 +463,10 @@ impl Family {
             };
         }
         let cell = match (self.kind, &self.bounds) {
-            (Kind::Histogram, Some(bounds)) => Cell::Histogram(Arc::new(HistogramCell::new(
-                bounds.clone(),
-                registry.clock.clone(),
-            ))),
+            (Kind::Histogram, Some(bounds)) => Cell::Histogram(Arc::new(
+                HistogramCell::new(bounds.clone(), registry.clock.clone())
+                    .with_native(registry.native.clone()),
+            )),
             (Kind::Gauge, _) => Cell::Gauge(Arc::default()),
             _ => Cell::Counter(Arc::default()),
         };
@@ -499,6 +522,7 @@ mod tests {
                 families: 3,
                 series,
                 buckets: &[1.0],
+                native: None,
             },
             &[
                 ("ns_runs_started_total", Kind::Counter),

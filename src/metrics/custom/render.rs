@@ -5,7 +5,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::handles::{HistogramCell, Sampled};
 use super::{Cell, Family, Origin, Registry, Series};
-use crate::exposition::Format;
 use crate::exposition::writer::{Interleave, Writer};
 
 /// Walks the families in name order as the built-in ones are written.
@@ -33,20 +32,19 @@ impl<'r> Cursor<'r> {
 }
 
 impl Interleave for Cursor<'_> {
-    fn before(&mut self, next: Option<&str>, out: &mut String, format: Format) {
+    fn before(&mut self, next: Option<&str>, w: &mut Writer<'_>) {
         while let Some(family) = self.families.get(self.next) {
             if next.is_some_and(|n| *family.name >= *n) {
                 return;
             }
-            self.write(family, out, format);
+            self.write(family, w);
             self.next += 1;
         }
     }
 }
 
 impl Cursor<'_> {
-    fn write(&self, family: &Family, out: &mut String, format: Format) {
-        let mut w = Writer::new(out, format);
+    fn write(&self, family: &Family, w: &mut Writer<'_>) {
         let help = family.help.lock().clone();
         // promtool lints an empty help text.
         let help: &str = match (help.is_empty(), family.origin) {
@@ -63,13 +61,13 @@ impl Cursor<'_> {
                         .value_u64(c.0.load(std::sync::atomic::Ordering::Relaxed));
                 }
                 Cell::Gauge(g) => labels(w.sample(&family.name, ""), family, s).value_f64(g.get()),
-                Cell::Histogram(h) => self.histogram(&mut w, family, s, h),
+                Cell::Histogram(h) => self.histogram(w, family, s, h),
             }
         }
     }
 
     fn histogram(&self, w: &mut Writer<'_>, family: &Family, s: &Series, h: &HistogramCell) {
-        let openmetrics = w.format() == Format::OpenMetrics;
+        let openmetrics = w.wants_exemplars();
         let (cumulative, sum) = h.read();
         for (i, (le, count)) in family.le.iter().zip(&cumulative).enumerate() {
             let sample = labels(w.sample(&family.name, "_bucket"), family, s);
@@ -95,6 +93,11 @@ impl Cursor<'_> {
             }
         }
         labels(w.sample(&family.name, "_sum"), family, s).value_f64(sum);
+        if w.wants_native()
+            && let Some(native) = h.read_native()
+        {
+            w.native(&native);
+        }
         labels(w.sample(&family.name, "_count"), family, s)
             .value_u64(cumulative.last().copied().unwrap_or(0));
     }
