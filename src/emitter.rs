@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::event::{
     DeliveryResult, EventKind, EventType, ExecutionMetrics, Metadata, Phase, PhaseTimings,
-    ProgressEvent, RunOutcome, RunResult, TaskSpec,
+    ProgressEvent, RunOutcome, RunResult, RunTrace, SpanId, TaskSpec, TraceId, TraceParent,
 };
 use crate::pipeline::Shared;
 use crate::pipeline::envelope::{
@@ -211,11 +211,42 @@ impl Emitter {
     /// assert_eq!(obs.runs()[0].phase_timings.build, Some(1234));
     /// ```
     pub fn run(&self, work_order_id: &str, run_id: &str) -> RunHandle {
-        let key = producer::register_run(&self.shared, work_order_id, run_id);
+        self.run_with(work_order_id, run_id, None)
+    }
+
+    /// [`run`](Self::run) for a run that joins its caller's trace: the
+    /// engine got `traceparent` with the request that started the run, and
+    /// the run's events (`traceId`), its log lines and its exported spans
+    /// (the root span a child of the caller's span) carry the caller's
+    /// trace id.
+    ///
+    /// ```
+    /// # use agentgate_obs::{Observability, TraceParent};
+    /// let obs = Observability::builder().no_log().start()?;
+    /// let caller = TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
+    /// let run = obs.emitter().run_in_trace("wo-1", "run-1", &caller);
+    /// assert_eq!(run.trace_id(), caller.trace_id);
+    /// # Ok::<(), agentgate_obs::Error>(())
+    /// ```
+    pub fn run_in_trace(&self, work_order_id: &str, run_id: &str, traceparent: &TraceParent) -> RunHandle {
+        self.run_with(work_order_id, run_id, Some(traceparent))
+    }
+
+    pub(crate) fn run_with(
+        &self,
+        work_order_id: &str,
+        run_id: &str,
+        traceparent: Option<&TraceParent>,
+    ) -> RunHandle {
+        // Once per handle, not per emit: a few arithmetic instructions of
+        // a thread-local generator.
+        let trace = RunTrace::new(traceparent);
+        let key = producer::register_run(&self.shared, work_order_id, run_id, Some(trace));
         RunHandle {
             inner: Arc::new(HandleInner {
                 emitter: self.clone(),
                 key,
+                trace,
             }),
         }
     }
@@ -430,7 +461,7 @@ impl Emitter {
     fn emit_uncached(&self, work_order_id: &str, run_id: &str, body: Body) {
         let ty = body.event_type();
         self.shared.counters.emitted_fallback.add(ty);
-        let key = producer::register_run(&self.shared, work_order_id, run_id);
+        let key = producer::register_run(&self.shared, work_order_id, run_id, None);
         self.send(self.shared.clock.raw(), key, NO_CORRELATION, body, ty);
         self.shared.send_reliable(Msg::UnregisterRun(key));
     }
@@ -566,6 +597,7 @@ impl ProgressEmitter for Emitter {
 struct HandleInner {
     emitter: Emitter,
     key: Key,
+    trace: RunTrace,
 }
 
 impl Drop for HandleInner {
@@ -613,6 +645,34 @@ impl RunHandle {
     #[inline]
     fn emit(&self, body: Body) {
         self.inner.emitter.emit_keyed(self.inner.key, body);
+    }
+
+    /// The trace this handle's run is in: the id its events carry as
+    /// `traceId`, unless another handle of the same run emitted the run's
+    /// first event (the pipeline keeps the first trace a run gets).
+    pub fn trace_id(&self) -> TraceId {
+        self.inner.trace.trace_id
+    }
+
+    /// The span of the run itself (the root span of its trace, as
+    /// exported over OTLP).
+    pub fn span_id(&self) -> SpanId {
+        self.inner.trace.root
+    }
+
+    /// A `traceparent` naming the run's span: what the engine passes on to
+    /// the services it calls so that their spans nest under the run.
+    pub fn traceparent(&self) -> TraceParent {
+        TraceParent {
+            trace_id: self.inner.trace.trace_id,
+            parent_id: self.inner.trace.root,
+            flags: 1,
+        }
+    }
+
+    /// The handle's trace, for the guards' log contexts.
+    pub(crate) fn trace(&self) -> RunTrace {
+        self.inner.trace
     }
 
     /// The pipeline's clock now, in raw ticks (what events are stamped with).

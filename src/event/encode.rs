@@ -36,6 +36,12 @@ pub(crate) fn write_wire(out: &mut Vec<u8>, seq: u64, event: &ProgressEvent) {
     w.string(&event.run_id);
     w.key("correlationId");
     w.string(&event.correlation_id);
+    if let Some(trace_id) = event.trace_id {
+        w.key("traceId");
+        w.out.push(b'"');
+        trace_id.write_hex(w.out);
+        w.out.push(b'"');
+    }
     payload(&mut w, &event.kind);
     if let Some(metadata) = &event.metadata {
         w.key("metadata");

@@ -15,7 +15,7 @@ use std::str::FromStr;
 
 use crate::event::{
     EventKind, ExecutionMetrics, GateSummary, Phase, PhaseTimings, ProgressEvent, TaskSpec,
-    Timestamp,
+    Timestamp, TraceId,
 };
 
 use super::JournalRecord;
@@ -37,6 +37,11 @@ pub(super) fn scan(line: &str, cache: &mut ParseCache) -> Option<JournalRecord> 
     let run_id = at.string()?;
     at.expect(br#","correlationId":""#)?;
     let correlation_id = at.string()?;
+    let trace_id = match at.optional(|at| at.string_field(br#","traceId":""#))? {
+        // Anything but an id is serde's to refuse.
+        Some(hex) => Some(TraceId::from_hex(hex)?),
+        None => None,
+    };
     let kind = match ty {
         "phase:started" => EventKind::PhaseStarted {
             iteration: at.u32_field(br#","iteration":"#)?,
@@ -144,6 +149,7 @@ pub(super) fn scan(line: &str, cache: &mut ParseCache) -> Option<JournalRecord> 
             work_order_id,
             run_id,
             correlation_id,
+            trace_id,
             metadata: None,
             kind,
         },

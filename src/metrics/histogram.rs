@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use hdrhistogram::Histogram;
 use parking_lot::Mutex;
 
+use crate::event::TraceId;
 use crate::exposition::canonical_float;
 
 /// The hdrhistogram's range: 1 µs to 24 h, in microseconds.
@@ -35,6 +36,7 @@ fn new_hdr() -> Histogram<u64> {
 pub(crate) struct Exemplar {
     pub(crate) run_id: Arc<str>,
     pub(crate) correlation_id: Arc<str>,
+    pub(crate) trace_id: Option<TraceId>,
     /// The observed value; kept in nanoseconds so that the drain thread,
     /// which refreshes it per observation, does no floating-point division.
     pub(crate) nanos: u64,
@@ -54,6 +56,7 @@ impl Exemplar {
 pub(crate) struct Trace<'a> {
     pub(crate) run_id: &'a Arc<str>,
     pub(crate) correlation_id: &'a Arc<str>,
+    pub(crate) trace_id: Option<TraceId>,
     pub(crate) millis: u64,
 }
 
@@ -99,6 +102,7 @@ fn refresh_exemplar(slot: &mut Option<Exemplar>, t: Trace<'_>, nanos: u64) -> Op
         // Same millisecond: keep the strings if they are the same run's.
         if Arc::ptr_eq(&current.run_id, t.run_id)
             && Arc::ptr_eq(&current.correlation_id, t.correlation_id)
+            && current.trace_id == t.trace_id
         {
             current.nanos = nanos;
         }
@@ -107,6 +111,7 @@ fn refresh_exemplar(slot: &mut Option<Exemplar>, t: Trace<'_>, nanos: u64) -> Op
     slot.replace(Exemplar {
         run_id: t.run_id.clone(),
         correlation_id: t.correlation_id.clone(),
+        trace_id: t.trace_id,
         nanos,
         millis: t.millis,
     })
@@ -307,7 +312,7 @@ impl TimeHistogram {
     pub(crate) fn observe_traced(
         &self,
         items: &[Pending],
-        traces: &[(Arc<str>, Arc<str>)],
+        traces: &[(Arc<str>, Arc<str>, Option<TraceId>)],
         replaced: &mut Vec<Exemplar>,
     ) {
         let mut clamped = 0;
@@ -323,10 +328,11 @@ impl TimeHistogram {
                 state.sum_nanos += u128::from(p.nanos);
                 clamped += u64::from(!(HDR_LOW_MICROS..=HDR_HIGH_MICROS).contains(&micros));
                 runs.add(&mut state.hdr, micros);
-                if let Some((run_id, correlation_id)) = traces.get(p.trace as usize) {
+                if let Some((run_id, correlation_id, trace_id)) = traces.get(p.trace as usize) {
                     let t = Trace {
                         run_id,
                         correlation_id,
+                        trace_id: *trace_id,
                         millis: p.millis,
                     };
                     if let Some(old) = refresh_exemplar(&mut state.exemplars[bucket], t, p.nanos) {
@@ -445,7 +451,10 @@ mod tests {
     fn a_traced_batch_records_what_one_observe_per_value_records() {
         let run: Arc<str> = Arc::from("run");
         let other: Arc<str> = Arc::from("other");
-        let traces = [(run.clone(), run.clone()), (other.clone(), other.clone())];
+        let traces = [
+            (run.clone(), run.clone(), Some(TraceId::random())),
+            (other.clone(), other.clone(), None),
+        ];
         let values = [
             (5_000_000, 7, 0),
             (50_000_000, 7, 1),
@@ -454,12 +463,13 @@ mod tests {
         ];
         let one_by_one = TimeHistogram::new(&[0.01, 0.1]);
         for &(nanos, millis, t) in &values {
-            let (run_id, correlation_id) = &traces[t];
+            let (run_id, correlation_id, trace_id) = &traces[t];
             one_by_one.observe(
                 nanos,
                 Some(Trace {
                     run_id,
                     correlation_id,
+                    trace_id: *trace_id,
                     millis,
                 }),
             );

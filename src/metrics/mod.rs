@@ -710,7 +710,7 @@ impl Metrics {
         &self,
         phase: Phase,
         items: &[histogram::Pending],
-        traces: &[(Arc<str>, Arc<str>)],
+        traces: &[(Arc<str>, Arc<str>, Option<crate::event::TraceId>)],
         replaced: &mut Vec<histogram::Exemplar>,
     ) {
         self.inner.phase_duration[phase.index()].observe_traced(items, traces, replaced);

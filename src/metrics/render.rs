@@ -16,6 +16,8 @@ use crate::stats::EventCounts;
 const EXEMPLAR_LABEL_CHARS: usize = 128;
 pub(super) const RUN_ID: &str = "run_id";
 pub(super) const CORRELATION_ID: &str = "correlation_id";
+/// The exemplar label of the run's W3C trace id (OpenTelemetry's name).
+pub(super) const TRACE_ID: &str = "trace_id";
 
 const BOOLS: [&str; 2] = ["false", "true"];
 
@@ -405,10 +407,14 @@ fn histogram_labeled(
             match exemplar.as_ref().filter(|_| openmetrics) {
                 Some(e) => {
                     let (run, correlation) = exemplar_labels(e);
-                    let labels = [
+                    let trace = e.trace_id.map(|t| t.to_string()).unwrap_or_default();
+                    let mut labels = vec![
                         (CORRELATION_ID, correlation.as_str()),
                         (RUN_ID, run.as_str()),
                     ];
+                    if !trace.is_empty() {
+                        labels.push((TRACE_ID, trace.as_str()));
+                    }
                     s.value_with_exemplar(*count, Some((&labels, e.seconds(), e.millis)));
                 }
                 None => s.value_with_exemplar(*count, None),
@@ -430,13 +436,15 @@ fn histogram_labeled(
 /// The exemplar's ids, escaped, each cut to fit OpenMetrics' 128-character
 /// limit on an exemplar's labels.
 fn exemplar_labels(e: &Exemplar) -> (String, String) {
-    exemplar_ids(&e.run_id, &e.correlation_id)
+    exemplar_ids(&e.run_id, &e.correlation_id, e.trace_id.is_some())
 }
 
 /// A run id and a correlation id, escaped, each cut so that together they
-/// fit OpenMetrics' 128-character limit on an exemplar's labels.
-pub(super) fn exemplar_ids(run_id: &str, correlation_id: &str) -> (String, String) {
-    let budget = EXEMPLAR_LABEL_CHARS - RUN_ID.len() - CORRELATION_ID.len();
+/// fit OpenMetrics' 128-character limit on an exemplar's labels, with room
+/// for `trace_id` (40 characters) when `with_trace`.
+pub(super) fn exemplar_ids(run_id: &str, correlation_id: &str, with_trace: bool) -> (String, String) {
+    let trace = if with_trace { TRACE_ID.len() + 32 } else { 0 };
+    let budget = EXEMPLAR_LABEL_CHARS - RUN_ID.len() - CORRELATION_ID.len() - trace;
     let run_chars = run_id.chars().count();
     let corr_chars = correlation_id.chars().count();
     let (run_max, corr_max) = if run_chars + corr_chars <= budget {
