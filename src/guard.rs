@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::context::LogContext;
 use crate::emitter::{Emitter, RunHandle, bodies};
 use crate::event::{
-    ExecutionMetrics, Metadata, Phase, PhaseTimings, RunResult, SpanId, TaskSpec, TraceParent,
+    ExecutionMetrics, Metadata, Phase, PhaseTimings, RunResult, TaskSpec, TraceParent,
 };
 use crate::panic_hook;
 use crate::pipeline::envelope::Body;
@@ -576,7 +576,13 @@ impl PhaseGuard<'_> {
         let mut ctx = self.run.log_context();
         ctx.iteration = Some(self.iteration);
         ctx.phase = Some(self.phase);
-        ctx.span_id = Some(phase_span(self.run.handle.trace().root, self.iteration, self.phase));
+        ctx.span_id = Some(
+            self.run
+                .handle
+                .trace()
+                .root
+                .phase_child(self.iteration, self.phase),
+        );
         ctx
     }
 
@@ -641,10 +647,4 @@ fn check_gate(handle: &RunHandle, iteration: u32, name: &str, f: impl FnOnce() -
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-/// The span id of `phase` in `iteration` of the run whose span is `root`:
-/// the same on the engine's thread and on the drain thread.
-pub(crate) fn phase_span(root: SpanId, iteration: u32, phase: Phase) -> SpanId {
-    root.child(iteration, 1 + phase.index() as u8)
 }

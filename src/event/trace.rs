@@ -97,6 +97,12 @@ impl SpanId {
         SpanId(NonZeroU64::new(z).unwrap_or(NonZeroU64::MIN))
     }
 
+    /// The span id of `phase` in `iteration` of the run whose span is
+    /// `self`: the same on the engine's thread and on the drain thread.
+    pub(crate) fn phase_child(self, iteration: u32, phase: super::Phase) -> SpanId {
+        self.child(iteration, 1 + phase.index() as u8)
+    }
+
     /// [`child`](Self::child)'s slot for the delivery span.
     pub(crate) const DELIVERY_SLOT: u8 = 0xD0;
 

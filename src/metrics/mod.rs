@@ -34,6 +34,7 @@ mod labels;
 pub(crate) mod push;
 #[cfg(feature = "metrics")]
 mod recorder;
+pub(crate) mod otlp;
 pub(crate) mod remote_write;
 mod render;
 pub(crate) mod sink;
@@ -57,6 +58,7 @@ pub use push::{
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub use recorder::MetricsRecorder;
+pub use otlp::{DEFAULT_SERVICE_NAME, OtlpConfig, OtlpProtocol};
 pub use remote_write::{DEFAULT_REMOTE_WRITE_JOB, RemoteWriteConfig};
 pub use summary::{Bucket, HistogramSummary, Summary};
 
@@ -164,6 +166,10 @@ struct Names {
     listener_panics: String,
     log_dropped: String,
     log_sink_errors: String,
+    otlp_dropped: String,
+    otlp_exported: String,
+    otlp_failed: String,
+    otlp_retries: String,
     remote_write_dropped: String,
     remote_write_failed: String,
     remote_write_retries: String,
@@ -207,6 +213,10 @@ impl Names {
             listener_panics: n("listener_panics_total"),
             log_dropped: n("log_records_dropped_total"),
             log_sink_errors: n("log_sink_errors_total"),
+            otlp_dropped: n("otlp_spans_dropped_total"),
+            otlp_exported: n("otlp_spans_exported_total"),
+            otlp_failed: n("otlp_spans_failed_total"),
+            otlp_retries: n("otlp_retries_total"),
             remote_write_dropped: n("remote_write_samples_dropped_total"),
             remote_write_failed: n("remote_write_samples_failed_total"),
             remote_write_retries: n("remote_write_retries_total"),
@@ -257,6 +267,10 @@ impl Names {
             (&self.phase_executions, Counter),
             (&self.push_failures, Counter),
             (&self.pushes, Counter),
+            (&self.otlp_dropped, Counter),
+            (&self.otlp_exported, Counter),
+            (&self.otlp_failed, Counter),
+            (&self.otlp_retries, Counter),
             (&self.remote_write_dropped, Counter),
             (&self.remote_write_failed, Counter),
             (&self.remote_write_retries, Counter),
@@ -300,6 +314,7 @@ struct Inner {
     push: Arc<push::PushCounters>,
     /// The remote write sender's counters (zero without remote write).
     remote_write: Arc<remote_write::RemoteWriteCounters>,
+    otlp: Arc<otlp::OtlpCounters>,
     run_duration: TimeHistogram,
     iteration_duration: TimeHistogram,
     phase_duration: [TimeHistogram; 4],
@@ -405,6 +420,7 @@ impl Metrics {
                 journal: Arc::default(),
                 push: Arc::default(),
                 remote_write: Arc::default(),
+                otlp: Arc::default(),
                 run_duration: durations(),
                 iteration_duration: durations(),
                 phase_duration: std::array::from_fn(|_| durations()),
@@ -611,6 +627,11 @@ impl Metrics {
         self.inner.push.stats()
     }
 
+    /// The OTLP exporter's counters (`otlp_*`).
+    pub(crate) fn otlp_counters(&self) -> Arc<otlp::OtlpCounters> {
+        self.inner.otlp.clone()
+    }
+
     /// The remote write sender's counters (`remote_write_*`).
     pub(crate) fn remote_write_counters(&self) -> Arc<remote_write::RemoteWriteCounters> {
         self.inner.remote_write.clone()
@@ -648,6 +669,10 @@ impl Metrics {
             &n.log_sink_errors,
             &n.push_failures,
             &n.pushes,
+            &n.otlp_dropped,
+            &n.otlp_exported,
+            &n.otlp_failed,
+            &n.otlp_retries,
             &n.remote_write_dropped,
             &n.remote_write_failed,
             &n.remote_write_retries,
