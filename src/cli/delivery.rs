@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use agentgate_obs::Builder;
-use agentgate_obs::metrics::PushGatewayConfig;
+use agentgate_obs::metrics::{OtlpConfig, PushGatewayConfig};
 use clap::Args;
 
 use super::Usage;
@@ -29,6 +29,14 @@ pub(crate) struct Targets {
     /// http:// only: reach an https receiver through a local proxy.
     #[arg(long, value_name = "URL")]
     pub(crate) remote_write: Option<String>,
+    /// Export every run as an OpenTelemetry trace over OTLP/HTTP to URL: a
+    /// collector's base URL (http://HOST:4318, /v1/traces is added) or its
+    /// traces URL. The OTEL_EXPORTER_OTLP_* variables, OTEL_SERVICE_NAME
+    /// and OTEL_RESOURCE_ATTRIBUTES apply (protocol, headers, resource);
+    /// with OTEL_EXPORTER_OTLP_ENDPOINT set, traces are exported without
+    /// this flag. http:// only.
+    #[arg(long, value_name = "URL")]
+    pub(crate) otlp: Option<String>,
 }
 
 impl Targets {
@@ -45,6 +53,14 @@ impl Targets {
         }
         if let Some(url) = &self.remote_write {
             builder = builder.remote_write(url);
+        }
+        builder = builder.otlp_from_env();
+        if let Some(url) = &self.otlp {
+            let config = OtlpConfig::from_env()
+                .map_err(|e| Usage(e.to_string()))?
+                .unwrap_or_else(|| OtlpConfig::new(url.as_str()))
+                .endpoint(url.as_str());
+            builder = builder.otlp_config(config);
         }
         Ok(builder)
     }

@@ -162,6 +162,13 @@ impl OtlpConfig {
         Ok(Some(config))
     }
 
+    /// Another endpoint, as [`new`](Self::new) takes it, the other
+    /// settings kept (a `--otlp` flag over the `OTEL_*` variables).
+    pub fn endpoint(mut self, endpoint: impl Into<String>) -> Self {
+        self.url = base_to_traces(&endpoint.into());
+        self
+    }
+
     /// The URL spans are posted to.
     pub fn traces_url(&self) -> &str {
         &self.url
@@ -211,6 +218,13 @@ impl OtlpConfig {
     /// The longest a finished span waits before it is sent (default 1 s).
     pub fn interval(mut self, interval: Duration) -> Self {
         self.interval = interval;
+        self
+    }
+
+    /// The most one periodic delivery may take, retries included
+    /// (default 10 s); what it could not send waits for the next one.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
         self
     }
 

@@ -7,6 +7,7 @@ pub mod browser;
 pub mod demo;
 pub mod exposition;
 pub mod metrics;
+pub mod otlp;
 pub mod prometheus;
 pub mod pushgateway;
 pub mod receiver;

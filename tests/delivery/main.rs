@@ -7,5 +7,6 @@
 mod common;
 
 mod alerting;
+mod otlp;
 mod pushgateway;
 mod remote_write;
