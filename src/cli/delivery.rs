@@ -56,10 +56,8 @@ impl Targets {
         }
         builder = builder.otlp_from_env();
         if let Some(url) = &self.otlp {
-            let config = OtlpConfig::from_env()
-                .map_err(|e| Usage(e.to_string()))?
-                .unwrap_or_else(|| OtlpConfig::new(url.as_str()))
-                .endpoint(url.as_str());
+            let config =
+                OtlpConfig::from_env_with_endpoint(url).map_err(|e| Usage(e.to_string()))?;
             builder = builder.otlp_config(config);
         }
         Ok(builder)

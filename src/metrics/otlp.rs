@@ -124,20 +124,40 @@ impl OtlpConfig {
         OtlpConfig::from_vars(|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()))
     }
 
+    /// `endpoint` (as [`new`](Self::new) takes it) with every other
+    /// setting from the standard variables, as [`from_env`](Self::from_env)
+    /// reads them: what a `--otlp URL` flag means.
+    pub fn from_env_with_endpoint(endpoint: &str) -> Result<OtlpConfig, Error> {
+        OtlpConfig::from_vars_with(
+            |name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()),
+            Some(endpoint),
+        )
+        .map(|config| config.unwrap_or_else(|| OtlpConfig::new(endpoint)))
+    }
+
     pub(crate) fn from_vars(
         var: impl Fn(&str) -> Option<String>,
     ) -> Result<Option<OtlpConfig>, Error> {
+        OtlpConfig::from_vars_with(var, None)
+    }
+
+    fn from_vars_with(
+        var: impl Fn(&str) -> Option<String>,
+        endpoint: Option<&str>,
+    ) -> Result<Option<OtlpConfig>, Error> {
         let mut config = match (
+            endpoint,
             var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
             var("OTEL_EXPORTER_OTLP_ENDPOINT"),
         ) {
-            (Some(traces), _) => {
+            (Some(endpoint), _, _) => OtlpConfig::new(endpoint),
+            (None, Some(traces), _) => {
                 let mut config = OtlpConfig::new(traces.trim());
                 config.url = traces.trim().to_owned();
                 config
             }
-            (None, Some(base)) => OtlpConfig::new(base.trim()),
-            (None, None) => return Ok(None),
+            (None, None, Some(base)) => OtlpConfig::new(base.trim()),
+            (None, None, None) => return Ok(None),
         };
         if let Some(protocol) = var("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
             .or_else(|| var("OTEL_EXPORTER_OTLP_PROTOCOL"))

@@ -454,3 +454,110 @@ fn a_hanging_receiver_fills_the_queue_and_the_spans_beyond_are_dropped_not_waite
     assert!(dropped > 0.0, "nothing counted dropped");
     assert_eq!(dropped + failed, SPANS, "every span is accounted for");
 }
+
+#[cfg(feature = "cli")]
+fn demo(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_agentgate-obs"));
+    command
+        .arg("demo")
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--time-scale",
+            "0",
+            "--exit-when-done",
+            "--work-orders",
+            "3",
+        ])
+        .args(args)
+        .env_remove("AGENTGATE_TOKEN")
+        .env_remove("AGENTGATE_LOG")
+        .stdin(std::process::Stdio::null());
+    for (name, _) in std::env::vars() {
+        if name.starts_with("OTEL_") {
+            command.env_remove(name);
+        }
+    }
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command.output().expect("agentgate-obs runs")
+}
+
+/// Every span of the requests `receiver` got, decoded.
+#[cfg(feature = "cli")]
+fn received_spans(
+    decoder: &common::otlp::Decoder,
+    receiver: &FakeReceiver,
+    content_type: &str,
+) -> Vec<Value> {
+    let requests = receiver.received();
+    for request in &requests {
+        assert_eq!(request.path, "/v1/traces");
+        assert_eq!(request.header("content-type"), Some(content_type));
+    }
+    let bodies: Vec<Vec<u8>> = requests.into_iter().map(|r| r.body).collect();
+    decoder.spans(content_type, &bodies)
+}
+
+#[cfg(feature = "cli")]
+#[test]
+fn demo_otlp_exports_every_run_as_a_trace_by_exit() {
+    let test = "demo_otlp_exports_every_run_as_a_trace_by_exit";
+    let Some(decoder) = decoder(test) else { return };
+    let receiver = FakeReceiver::start(Script::always(200));
+    let out = demo(&["--otlp", &receiver.url()], &[]);
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "{out:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let spans = received_spans(&decoder, &receiver, "application/x-protobuf");
+    let roots = spans.iter().filter(|s| s["name"] == "run").count();
+    assert_eq!(roots, 3, "one root span per work order's run");
+    assert!(spans.iter().any(|s| s["name"] == "phase build"));
+}
+
+#[cfg(feature = "cli")]
+#[test]
+fn demo_reads_the_standard_otel_variables() {
+    let test = "demo_reads_the_standard_otel_variables";
+    let Some(decoder) = decoder(test) else { return };
+    let receiver = FakeReceiver::start(Script::always(200));
+    let out = demo(
+        &[],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.url()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "x-api-key=s%20cret"),
+            ("OTEL_SERVICE_NAME", "demo-engine"),
+            ("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=ci"),
+        ],
+    );
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "{out:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let requests = receiver.received();
+    assert!(!requests.is_empty());
+    assert!(requests.iter().all(|r| r.header("x-api-key") == Some("s cret")));
+    let spans = received_spans(&decoder, &receiver, "application/json");
+    assert!(!spans.is_empty());
+    for span in &spans {
+        assert_eq!(span["resource"]["service.name"], "demo-engine");
+        assert_eq!(span["resource"]["deployment.environment"], "ci");
+    }
+}
+
+#[cfg(feature = "cli")]
+#[test]
+fn demo_with_an_otlp_protocol_it_cannot_speak_exits_2_naming_it() {
+    let out = demo(
+        &["--otlp", "http://127.0.0.1:4317"],
+        &[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("grpc"), "{stderr}");
+}
