@@ -229,9 +229,12 @@ impl TraceParent {
         if !lower_hex(trace) || !lower_hex(parent) || flags.len() < 2 || !lower_hex(&flags[..2]) {
             return Err(fail("the ids and flags are lowercase hex"));
         }
-        let trace_id = TraceId::from_hex(trace).ok_or(fail("the trace id is not 32 hex digits, not all zero"))?;
-        let parent_id = SpanId::from_hex(parent).ok_or(fail("the parent id is not 16 hex digits, not all zero"))?;
-        let flags = u8::from_str_radix(&flags[..2], 16).map_err(|_| fail("the flags are not hex"))?;
+        let trace_id = TraceId::from_hex(trace)
+            .ok_or(fail("the trace id is not 32 hex digits, not all zero"))?;
+        let parent_id = SpanId::from_hex(parent)
+            .ok_or(fail("the parent id is not 16 hex digits, not all zero"))?;
+        let flags =
+            u8::from_str_radix(&flags[..2], 16).map_err(|_| fail("the flags are not hex"))?;
         Ok(TraceParent {
             trace_id,
             parent_id,
@@ -242,7 +245,11 @@ impl TraceParent {
 
 impl fmt::Display for TraceParent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "00-{}-{}-{:02x}", self.trace_id, self.parent_id, self.flags)
+        write!(
+            f,
+            "00-{}-{}-{:02x}",
+            self.trace_id, self.parent_id, self.flags
+        )
     }
 }
 
@@ -306,7 +313,8 @@ mod tests {
         ] {
             assert!(TraceParent::parse(bad).is_err(), "{bad:?}");
         }
-        let future = TraceParent::parse("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what-ever");
+        let future =
+            TraceParent::parse("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what-ever");
         assert!(future.is_ok());
     }
 

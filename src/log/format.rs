@@ -219,7 +219,14 @@ fn write_progress(out: &mut Vec<u8>, timestamp: Timestamp, event: &ProgressEvent
         payload_fallback(out, event);
         return;
     };
-    for key in ["type", "timestamp", "workOrderId", "runId", "correlationId", "traceId"] {
+    for key in [
+        "type",
+        "timestamp",
+        "workOrderId",
+        "runId",
+        "correlationId",
+        "traceId",
+    ] {
         payload.remove(key);
     }
     let iteration = payload.remove("iteration");

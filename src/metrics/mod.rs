@@ -31,10 +31,10 @@ mod config;
 pub(crate) mod custom;
 pub(crate) mod histogram;
 mod labels;
+pub(crate) mod otlp;
 pub(crate) mod push;
 #[cfg(feature = "metrics")]
 mod recorder;
-pub(crate) mod otlp;
 pub(crate) mod remote_write;
 mod render;
 pub(crate) mod sink;
@@ -51,6 +51,7 @@ pub use config::{
 pub use custom::handles::{Counter, Gauge, Histogram};
 pub use custom::vec::{CounterVec, GaugeVec, HistogramVec};
 pub use custom::{MAX_LABELS, MetricError, OVERFLOW};
+pub use otlp::{DEFAULT_SERVICE_NAME, OtlpConfig, OtlpProtocol};
 pub use push::{
     DEFAULT_PUSH_FINAL_WAIT, DEFAULT_PUSH_INTERVAL, DEFAULT_PUSH_JOB, PushFailure,
     PushGatewayConfig, PushGatewayStats,
@@ -58,7 +59,6 @@ pub use push::{
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub use recorder::MetricsRecorder;
-pub use otlp::{DEFAULT_SERVICE_NAME, OtlpConfig, OtlpProtocol};
 pub use remote_write::{DEFAULT_REMOTE_WRITE_JOB, RemoteWriteConfig};
 pub use summary::{Bucket, HistogramSummary, Summary};
 

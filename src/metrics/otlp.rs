@@ -59,7 +59,6 @@ pub struct OtlpConfig {
     pub(crate) resource: Vec<(String, String)>,
     pub(crate) max_queue: usize,
     pub(crate) max_batch: usize,
-    pub(crate) max_pending: usize,
     pub(crate) interval: Duration,
     pub(crate) timeout: Duration,
     pub(crate) final_wait: Duration,
@@ -102,7 +101,6 @@ impl OtlpConfig {
             resource: Vec::new(),
             max_queue: 2048,
             max_batch: 512,
-            max_pending: 8,
             interval: Duration::from_secs(1),
             timeout: Duration::from_secs(10),
             final_wait: Duration::from_secs(5),
@@ -159,16 +157,21 @@ impl OtlpConfig {
             (None, None, Some(base)) => OtlpConfig::new(base.trim()),
             (None, None, None) => return Ok(None),
         };
-        if let Some(protocol) = var("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
-            .or_else(|| var("OTEL_EXPORTER_OTLP_PROTOCOL"))
+        if let Some(protocol) =
+            var("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL").or_else(|| var("OTEL_EXPORTER_OTLP_PROTOCOL"))
         {
             config.protocol = OtlpProtocol::parse(&protocol)?;
         }
-        for name in ["OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TRACES_HEADERS"] {
+        for name in [
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+        ] {
             if let Some(list) = var(name) {
                 for (key, value) in key_values(&list, name)? {
                     // The traces-specific variable wins over the general one.
-                    config.headers.retain(|(k, _)| !k.eq_ignore_ascii_case(&key));
+                    config
+                        .headers
+                        .retain(|(k, _)| !k.eq_ignore_ascii_case(&key));
                     config.headers.push((key, value));
                 }
             }
@@ -220,8 +223,10 @@ impl OtlpConfig {
         self
     }
 
-    /// Spans waiting for the exporter thread at most (default 2048). A
-    /// span that finds the queue full is dropped and counted in
+    /// Spans waiting for the exporter thread at most (default 2048), and
+    /// spans in requests waiting for the receiver at most (the same
+    /// number; the oldest request makes room). A span that finds no room
+    /// is dropped and counted in
     /// `otlp_spans_dropped_total{reason="queue_full"}`: the drain thread
     /// never waits for the receiver.
     pub fn max_queue(mut self, spans: usize) -> Self {
@@ -304,8 +309,8 @@ impl OtlpConfig {
         if self.min_backoff > self.max_backoff {
             return config("the minimum backoff is above the maximum".to_owned());
         }
-        if self.max_queue == 0 || self.max_batch == 0 || self.max_pending == 0 {
-            return config("max_queue, max_batch and max_pending must be at least 1".to_owned());
+        if self.max_queue == 0 || self.max_batch == 0 {
+            return config("max_queue and max_batch must be at least 1".to_owned());
         }
         for (name, value) in &self.headers {
             let token = !name.is_empty()
@@ -316,7 +321,9 @@ impl OtlpConfig {
                 return config(format!("header name {name:?} is not an HTTP token"));
             }
             if value.bytes().any(|b| b.is_ascii_control() && b != b'\t') {
-                return config(format!("header {name:?}: a value without control characters"));
+                return config(format!(
+                    "header {name:?}: a value without control characters"
+                ));
             }
         }
         Ok(endpoint)
@@ -388,7 +395,11 @@ pub(crate) enum SpanDrop {
 }
 
 impl SpanDrop {
-    pub(crate) const ALL: [SpanDrop; 3] = [SpanDrop::QueueFull, SpanDrop::Rejected, SpanDrop::TooManyRuns];
+    pub(crate) const ALL: [SpanDrop; 3] = [
+        SpanDrop::QueueFull,
+        SpanDrop::Rejected,
+        SpanDrop::TooManyRuns,
+    ];
 
     pub(crate) fn as_str(self) -> &'static str {
         match self {
@@ -455,7 +466,12 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        move |name| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+        move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        }
     }
 
     #[test]
@@ -463,9 +479,15 @@ mod tests {
         let config = OtlpConfig::from_vars(vars(&[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/"),
             ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
-            ("OTEL_EXPORTER_OTLP_HEADERS", "api-key=s%3Dcret, x-tenant=t1"),
+            (
+                "OTEL_EXPORTER_OTLP_HEADERS",
+                "api-key=s%3Dcret, x-tenant=t1",
+            ),
             ("OTEL_SERVICE_NAME", "engine"),
-            ("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=ci,service.name=ignored"),
+            (
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "deployment.environment=ci,service.name=ignored",
+            ),
         ]))
         .unwrap()
         .unwrap();
@@ -473,18 +495,27 @@ mod tests {
         assert_eq!(config.protocol, OtlpProtocol::HttpJson);
         assert_eq!(
             config.headers,
-            [("api-key".into(), "s=cret".into()), ("x-tenant".into(), "t1".into())]
+            [
+                ("api-key".into(), "s=cret".into()),
+                ("x-tenant".into(), "t1".into())
+            ]
         );
         assert_eq!(config.resolved_service_name(), "engine");
         assert!(config.validate().is_ok());
-        assert!(!format!("{config:?}").contains("cret"), "no header value in a debug print");
+        assert!(
+            !format!("{config:?}").contains("cret"),
+            "no header value in a debug print"
+        );
     }
 
     #[test]
     fn the_traces_endpoint_is_used_as_it_is_and_wins_over_the_base_one() {
         let config = OtlpConfig::from_vars(vars(&[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://base:4318"),
-            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://traces:9999/custom/path"),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                "http://traces:9999/custom/path",
+            ),
         ]))
         .unwrap()
         .unwrap();
@@ -495,13 +526,32 @@ mod tests {
     #[test]
     fn grpc_and_malformed_lists_are_config_errors() {
         for pairs in [
-            [("OTEL_EXPORTER_OTLP_ENDPOINT", "http://h:4317"), ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")],
-            [("OTEL_EXPORTER_OTLP_ENDPOINT", "http://h:4318"), ("OTEL_EXPORTER_OTLP_HEADERS", "novalue")],
+            [
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://h:4317"),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ],
+            [
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://h:4318"),
+                ("OTEL_EXPORTER_OTLP_HEADERS", "novalue"),
+            ],
         ] {
-            assert!(matches!(OtlpConfig::from_vars(vars(&pairs)), Err(Error::Config(_))));
+            assert!(matches!(
+                OtlpConfig::from_vars(vars(&pairs)),
+                Err(Error::Config(_))
+            ));
         }
-        assert!(OtlpConfig::new("http://h/").header("bad name", "v").validate().is_err());
-        assert!(OtlpConfig::new("http://h/").header("x", "a\r\nb: c").validate().is_err());
+        assert!(
+            OtlpConfig::new("http://h/")
+                .header("bad name", "v")
+                .validate()
+                .is_err()
+        );
+        assert!(
+            OtlpConfig::new("http://h/")
+                .header("x", "a\r\nb: c")
+                .validate()
+                .is_err()
+        );
         assert!(matches!(
             OtlpConfig::new("https://h/").validate(),
             Err(Error::InvalidUrl { .. })

@@ -477,7 +477,11 @@ fn exemplar_labels(e: &Exemplar) -> (String, String) {
 /// A run id and a correlation id, escaped, each cut so that together they
 /// fit OpenMetrics' 128-character limit on an exemplar's labels, with room
 /// for `trace_id` (40 characters) when `with_trace`.
-pub(super) fn exemplar_ids(run_id: &str, correlation_id: &str, with_trace: bool) -> (String, String) {
+pub(super) fn exemplar_ids(
+    run_id: &str,
+    correlation_id: &str,
+    with_trace: bool,
+) -> (String, String) {
     let trace = if with_trace { TRACE_ID.len() + 32 } else { 0 };
     let budget = EXEMPLAR_LABEL_CHARS - RUN_ID.len() - CORRELATION_ID.len() - trace;
     let run_chars = run_id.chars().count();

@@ -366,7 +366,14 @@ impl Drain {
         };
         let received = receipt.stamp(ticks);
         let trace = entry.trace;
-        info.deliver(&mut entry.event, &mut entry.hint, ticks, received, nanos, trace);
+        info.deliver(
+            &mut entry.event,
+            &mut entry.hint,
+            ticks,
+            received,
+            nanos,
+            trace,
+        );
     }
 
     /// A whole event (`emit`, replay): redacted here, since nothing about

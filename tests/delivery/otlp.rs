@@ -125,7 +125,9 @@ fn runs_export_as_traces(protocol: OtlpProtocol, content_type: &str, test: &str)
         .expect("starts");
     let events: Arc<Mutex<Vec<ProgressEvent>>> = Arc::default();
     let seen = events.clone();
-    let _sub = obs.emitter().subscribe(move |e| seen.lock().push(e.clone()));
+    let _sub = obs
+        .emitter()
+        .subscribe(move |e| seen.lock().push(e.clone()));
     run_engine(&obs);
     obs.flush();
     let openmetrics = obs.metrics().render_as(Format::OpenMetrics);
@@ -140,7 +142,11 @@ fn runs_export_as_traces(protocol: OtlpProtocol, content_type: &str, test: &str)
     }
     let bodies: Vec<Vec<u8>> = requests.iter().map(|r| r.body.clone()).collect();
     let spans = decoder.spans(content_type, &bodies);
-    assert_eq!(exported(&obs), spans.len() as f64, "every span counted exported");
+    assert_eq!(
+        exported(&obs),
+        spans.len() as f64,
+        "every span counted exported"
+    );
 
     // The resource and the scope.
     for span in &spans {
@@ -197,7 +203,10 @@ fn runs_export_as_traces(protocol: OtlpProtocol, content_type: &str, test: &str)
     assert_eq!(joined["traceId"], caller.trace_id.to_string());
     assert_eq!(joined["parentSpanId"], caller.parent_id.to_string());
     for root in roots.iter().filter(|r| run_id(r) != Some("run-joined")) {
-        assert_eq!(root["parentSpanId"], "", "a run of its own trace has no parent");
+        assert_eq!(
+            root["parentSpanId"], "",
+            "a run of its own trace has no parent"
+        );
     }
 
     // Error status exactly on the runs that did not succeed and the
@@ -210,7 +219,11 @@ fn runs_export_as_traces(protocol: OtlpProtocol, content_type: &str, test: &str)
             Some("run-canceled") => (2, "user asked"),
             _ => (2, "run failed: failed_verification"),
         };
-        assert_eq!((code(root), root["status"]["message"].as_str().unwrap()), expected, "{root}");
+        assert_eq!(
+            (code(root), root["status"]["message"].as_str().unwrap()),
+            expected,
+            "{root}"
+        );
     }
     let errors: Vec<&Value> = spans
         .iter()
@@ -262,7 +275,10 @@ fn runs_export_as_traces(protocol: OtlpProtocol, content_type: &str, test: &str)
                         && attr(s, "agentgate.iteration") == Some(&Value::from(*iteration))
                 })
                 .unwrap_or_else(|| panic!("no span for {event:?}"));
-            let (start, end) = (span["start"].as_u64().unwrap(), span["end"].as_u64().unwrap());
+            let (start, end) = (
+                span["start"].as_u64().unwrap(),
+                span["end"].as_u64().unwrap(),
+            );
             assert_eq!((end - start) / 1_000_000, *duration_ms, "{span}");
             assert!(
                 start / 1_000_000 >= event.timestamp.as_millis() - duration_ms - 1
@@ -287,7 +303,11 @@ fn runs_export_as_traces(protocol: OtlpProtocol, content_type: &str, test: &str)
     for line in &journal {
         let line: Value = serde_json::from_str(line).unwrap();
         let run = line["runId"].as_str().unwrap();
-        assert_eq!(line["traceId"].as_str(), Some(trace_of[run].as_str()), "{line}");
+        assert_eq!(
+            line["traceId"].as_str(),
+            Some(trace_of[run].as_str()),
+            "{line}"
+        );
     }
     let logs = std::fs::read_to_string(&log_path).unwrap();
     let building: Vec<Value> = logs
@@ -298,7 +318,11 @@ fn runs_export_as_traces(protocol: OtlpProtocol, content_type: &str, test: &str)
     assert_eq!(building.len(), 4);
     for line in &building {
         let run = line["runId"].as_str().unwrap();
-        assert_eq!(line["trace_id"].as_str(), Some(trace_of[run].as_str()), "{line}");
+        assert_eq!(
+            line["trace_id"].as_str(),
+            Some(trace_of[run].as_str()),
+            "{line}"
+        );
         let span = by_id
             .get(line["span_id"].as_str().unwrap_or_default())
             .unwrap_or_else(|| panic!("the log line's span was not exported: {line}"));
@@ -312,7 +336,11 @@ fn runs_export_as_traces(protocol: OtlpProtocol, content_type: &str, test: &str)
     assert!(!progress_lines.is_empty());
     for line in &progress_lines {
         let run = line["runId"].as_str().unwrap();
-        assert_eq!(line["trace_id"].as_str(), Some(trace_of[run].as_str()), "{line}");
+        assert_eq!(
+            line["trace_id"].as_str(),
+            Some(trace_of[run].as_str()),
+            "{line}"
+        );
     }
 
     // Exemplars carry exported trace ids.
@@ -323,7 +351,10 @@ fn runs_export_as_traces(protocol: OtlpProtocol, content_type: &str, test: &str)
         .collect();
     assert!(!exemplar_traces.is_empty(), "no exemplar with a trace id");
     for trace in exemplar_traces {
-        assert!(traces.contains(&trace.to_owned()), "exemplar trace {trace} was not exported");
+        assert!(
+            traces.contains(&trace.to_owned()),
+            "exemplar trace {trace} was not exported"
+        );
     }
 }
 
@@ -347,7 +378,10 @@ fn runs_export_as_otlp_json_traces_with_hex_ids_that_the_official_definitions_de
 
 /// Starts a pipeline exporting to `url` with fast retries, runs 20 runs
 /// and shuts down; returns it and how long the runs took and shutdown took.
-fn engine_against(url: &str, config: impl FnOnce(OtlpConfig) -> OtlpConfig) -> (Observability, Duration, Duration) {
+fn engine_against(
+    url: &str,
+    config: impl FnOnce(OtlpConfig) -> OtlpConfig,
+) -> (Observability, Duration, Duration) {
     let obs = common::quiet()
         .otlp_config(config(
             OtlpConfig::new(url)
@@ -379,14 +413,21 @@ fn engine_against(url: &str, config: impl FnOnce(OtlpConfig) -> OtlpConfig) -> (
 const SPANS: f64 = 60.0;
 
 fn counted(obs: &Observability, family: &str, reason: &str) -> f64 {
-    metric(obs, &format!("agentgate_otlp_spans_{family}_total"), &[("reason", reason)])
+    metric(
+        obs,
+        &format!("agentgate_otlp_spans_{family}_total"),
+        &[("reason", reason)],
+    )
 }
 
 #[test]
 fn a_receiver_that_is_down_costs_the_engine_nothing_and_its_spans_are_counted_failed() {
     let (obs, ran, stopped) = engine_against(&closed_port_url(), |c| c);
     assert!(ran < Duration::from_secs(1), "the runs took {ran:?}");
-    assert!(stopped < Duration::from_secs(4), "shutdown took {stopped:?}");
+    assert!(
+        stopped < Duration::from_secs(4),
+        "shutdown took {stopped:?}"
+    );
     assert_eq!(obs.active_runs(), 0);
     assert_eq!(exported(&obs), 0.0);
     assert_eq!(counted(&obs, "failed", "connect"), SPANS);
@@ -445,12 +486,22 @@ fn a_hanging_receiver_fills_the_queue_and_the_spans_beyond_are_dropped_not_waite
             .final_wait(Duration::from_millis(300))
     });
     assert!(ran < Duration::from_secs(1), "the runs took {ran:?}");
-    assert!(stopped < Duration::from_secs(3), "shutdown took {stopped:?}");
+    assert!(
+        stopped < Duration::from_secs(3),
+        "shutdown took {stopped:?}"
+    );
     let dropped = counted(&obs, "dropped", "queue_full");
-    let failed: f64 = ["connect", "io", "malformed", "server_error", "throttled", "timeout"]
-        .iter()
-        .map(|r| counted(&obs, "failed", r))
-        .sum();
+    let failed: f64 = [
+        "connect",
+        "io",
+        "malformed",
+        "server_error",
+        "throttled",
+        "timeout",
+    ]
+    .iter()
+    .map(|r| counted(&obs, "failed", r))
+    .sum();
     assert!(dropped > 0.0, "nothing counted dropped");
     assert_eq!(dropped + failed, SPANS, "every span is accounted for");
 }
@@ -541,7 +592,11 @@ fn demo_reads_the_standard_otel_variables() {
     );
     let requests = receiver.received();
     assert!(!requests.is_empty());
-    assert!(requests.iter().all(|r| r.header("x-api-key") == Some("s cret")));
+    assert!(
+        requests
+            .iter()
+            .all(|r| r.header("x-api-key") == Some("s cret"))
+    );
     let spans = received_spans(&decoder, &receiver, "application/json");
     assert!(!spans.is_empty());
     for span in &spans {

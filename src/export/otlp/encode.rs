@@ -21,7 +21,7 @@
 //! front of it: one pass, no size pre-computation, no protobuf crate and
 //! no build step for a dozen fields.
 
-use super::spans::{SpanData, SpanEvent, Status, Value};
+use super::spans::{GateEvent, SpanData, Status, Value};
 
 const VARINT: u8 = 0;
 const FIXED64: u8 = 1;
@@ -79,6 +79,7 @@ fn put_key_value(out: &mut Vec<u8>, field: u32, key: &str, value: &Value) {
     put_message(out, field, |kv| {
         put_bytes(kv, 1, key.as_bytes());
         put_message(kv, 2, |any| match value {
+            Value::Static(s) => put_bytes(any, 1, s.as_bytes()),
             Value::Str(s) => put_bytes(any, 1, s.as_bytes()),
             Value::Bool(b) => {
                 put_tag(any, 2, VARINT);
@@ -103,16 +104,16 @@ fn put_span(out: &mut Vec<u8>, span: &SpanData) {
         if let Some(parent) = span.parent {
             put_bytes(s, 4, &parent.to_bytes());
         }
-        put_bytes(s, 5, span.name.as_bytes());
+        put_bytes(s, 5, span.name().as_bytes());
         put_tag(s, 6, VARINT);
         put_varint(s, KIND_INTERNAL);
         put_fixed64(s, 7, span.start_ns);
         put_fixed64(s, 8, span.end_ns);
-        for (key, value) in &span.attributes {
+        for (key, value) in &span.attributes() {
             put_key_value(s, 9, key, value);
         }
-        for event in &span.events {
-            put_event(s, event);
+        for gate in &span.gates {
+            put_event(s, gate);
         }
         if let Status::Error(message) = &span.status {
             put_message(s, 15, |st| {
@@ -124,11 +125,12 @@ fn put_span(out: &mut Vec<u8>, span: &SpanData) {
     });
 }
 
-fn put_event(out: &mut Vec<u8>, event: &SpanEvent) {
+fn put_event(out: &mut Vec<u8>, gate: &GateEvent) {
+    let (name, attributes) = gate.name_and_attributes();
     put_message(out, 11, |e| {
-        put_fixed64(e, 1, event.time_ns);
-        put_bytes(e, 2, event.name.as_bytes());
-        for (key, value) in &event.attributes {
+        put_fixed64(e, 1, gate.time_ns);
+        put_bytes(e, 2, name.as_bytes());
+        for (key, value) in &attributes {
             put_key_value(e, 3, key, value);
         }
     });
@@ -140,7 +142,7 @@ pub(crate) fn protobuf(resource: &Resource, spans: &[SpanData]) -> Vec<u8> {
     put_message(&mut out, 1, |rs| {
         put_message(rs, 1, |r| {
             for (key, value) in &resource.attributes {
-                put_key_value(r, 1, key, &Value::from(value.as_str()));
+                put_key_value(r, 1, key, &Value::from(value));
             }
         });
         put_message(rs, 2, |ss| {
@@ -159,6 +161,7 @@ pub(crate) fn protobuf(resource: &Resource, spans: &[SpanData]) -> Vec<u8> {
 fn json_value(value: &Value) -> serde_json::Value {
     use serde_json::json;
     match value {
+        Value::Static(s) => json!({ "stringValue": s }),
         Value::Str(s) => json!({ "stringValue": &**s }),
         Value::Bool(b) => json!({ "boolValue": b }),
         // OTLP JSON writes 64-bit integers as strings.
@@ -186,16 +189,19 @@ pub(crate) fn json(resource: &Resource, spans: &[SpanData]) -> Vec<u8> {
             let mut s = json!({
                 "traceId": span.trace_id.to_string(),
                 "spanId": span.span_id.to_string(),
-                "name": span.name,
+                "name": span.name(),
                 "kind": KIND_INTERNAL,
                 "startTimeUnixNano": span.start_ns.to_string(),
                 "endTimeUnixNano": span.end_ns.to_string(),
-                "attributes": json_attributes(span.attributes.iter().map(|(k, v)| (k.as_str(), v))),
-                "events": span.events.iter().map(|e| json!({
-                    "timeUnixNano": e.time_ns.to_string(),
-                    "name": e.name,
-                    "attributes": json_attributes(e.attributes.iter().map(|(k, v)| (*k, v))),
-                })).collect::<Vec<_>>(),
+                "attributes": json_attributes(span.attributes().iter().map(|(k, v)| (k.as_ref(), v))),
+                "events": span.gates.iter().map(|gate| {
+                    let (name, attributes) = gate.name_and_attributes();
+                    json!({
+                        "timeUnixNano": gate.time_ns.to_string(),
+                        "name": name,
+                        "attributes": json_attributes(attributes.iter().map(|(k, v)| (k.as_ref(), v))),
+                    })
+                }).collect::<Vec<_>>(),
             });
             if let Some(parent) = span.parent {
                 s["parentSpanId"] = json!(parent.to_string());
@@ -206,15 +212,15 @@ pub(crate) fn json(resource: &Resource, spans: &[SpanData]) -> Vec<u8> {
             s
         })
         .collect();
-    let resource_attributes: Vec<(String, Value)> = resource
+    let resource_attributes: Vec<(&str, Value)> = resource
         .attributes
         .iter()
-        .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
+        .map(|(k, v)| (k.as_str(), Value::from(v)))
         .collect();
     let request = json!({
         "resourceSpans": [{
             "resource": {
-                "attributes": json_attributes(resource_attributes.iter().map(|(k, v)| (k.as_str(), v))),
+                "attributes": json_attributes(resource_attributes.iter().map(|(k, v)| (*k, v))),
             },
             "scopeSpans": [{
                 "scope": { "name": resource.scope_name, "version": resource.scope_version },
@@ -228,6 +234,7 @@ pub(crate) fn json(resource: &Resource, spans: &[SpanData]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use super::super::spans::What;
     use crate::event::{SpanId, TraceId};
 
     #[test]
@@ -244,12 +251,16 @@ mod tests {
             trace_id: TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap(),
             span_id: SpanId::from_hex("00f067aa0ba902b7").unwrap(),
             parent: None,
-            name: "run".into(),
             start_ns: 1,
             end_ns: 2,
-            attributes: vec![],
-            events: vec![],
+            what: What::Iteration {
+                iteration: 1,
+                success: None,
+            },
+            gates: vec![],
+            metadata: None,
             status: Status::Unset,
+            unfinished: false,
         };
         let mut out = Vec::new();
         put_span(&mut out, &span);

@@ -21,6 +21,7 @@ pub(crate) mod spans;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
@@ -50,7 +51,9 @@ pub(crate) struct Otlp {
     config: OtlpConfig,
     resource: Resource,
     headers: Vec<(String, String)>,
-    spans: Receiver<SpanData>,
+    spans: Receiver<Vec<SpanData>>,
+    /// Spans in the channel, shared with the span sink (its bound).
+    queued: Arc<AtomicUsize>,
     counters: Arc<OtlpCounters>,
     log: Option<Logger>,
     pending: VecDeque<Batch>,
@@ -69,7 +72,11 @@ pub(crate) fn start(
     log: Option<Arc<Dispatch>>,
 ) -> Result<(SpanSink, Otlp), crate::error::Error> {
     let endpoint = config.validate()?;
-    let (tx, rx) = crossbeam_channel::bounded(config.max_queue);
+    // Unbounded as a channel, bounded in spans by `queued`: the sink hands
+    // over batches and counts what finds no room.
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let queued = Arc::new(AtomicUsize::new(0));
+    let max_queue = config.max_queue;
     let counters = metrics.otlp_counters();
     let mut attributes = vec![("service.name".to_owned(), config.resolved_service_name())];
     attributes.extend(
@@ -102,6 +109,7 @@ pub(crate) fn start(
         headers,
         config,
         spans: rx,
+        queued: queued.clone(),
         counters: counters.clone(),
         log: log.map(|log| Logger::bound("agentgate_obs::otlp", log)),
         pending: VecDeque::new(),
@@ -110,13 +118,18 @@ pub(crate) fn start(
         last_warning: None,
         suppressed: 0,
     };
-    Ok((SpanSink::new(tx, counters), target))
+    Ok((SpanSink::new(tx, queued, max_queue, counters), target))
 }
 
 impl Otlp {
     /// Takes what the queue holds into requests.
     fn enqueue(&mut self) {
-        let mut spans: Vec<SpanData> = self.spans.try_iter().collect();
+        let mut spans: Vec<SpanData> = Vec::new();
+        for batch in self.spans.try_iter() {
+            // Relaxed: the sink's bound, see `SpanSink::hand_off`.
+            self.queued.fetch_sub(batch.len(), Ordering::Relaxed);
+            spans.extend(batch);
+        }
         while !spans.is_empty() {
             let rest = spans.split_off(spans.len().min(self.config.max_batch));
             let body = match self.config.protocol {
@@ -130,7 +143,11 @@ impl Otlp {
             });
             spans = rest;
         }
-        while self.pending.len() > self.config.max_pending {
+        // Bounded in spans, as the queue is: what waits for the receiver
+        // and what waits in the queue stay within `max_queue` each.
+        while self.pending.len() > 1
+            && self.pending.iter().map(|b| b.spans).sum::<u64>() > self.config.max_queue as u64
+        {
             if let Some(oldest) = self.pending.pop_front() {
                 self.counters.dropped(SpanDrop::QueueFull, oldest.spans);
                 self.warn(

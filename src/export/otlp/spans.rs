@@ -1,6 +1,6 @@
 //! Runs turned into spans on the drain thread: a sink like the others,
-//! which keeps each open run's open spans and hands every finished span
-//! to the exporter thread through a bounded queue it never waits on.
+//! which keeps each open run's open spans and hands the finished ones to
+//! the exporter thread in batches, through a queue it never waits on.
 //!
 //! The trace of a run: the run is the root span; iterations are its
 //! children; phases the children of their iteration (`phase build`);
@@ -9,13 +9,24 @@
 //! its `phase_started` and lasts exactly its measured duration, so its
 //! length is its `durationMs`. Status ERROR, with the message, is set on
 //! failed and canceled runs and on failed phases, nowhere else.
+//!
+//! A span here is typed data ([`What`]): what it is and the numbers and
+//! ids it carries, without a string or a vector of attributes built per
+//! span. The exporter thread turns it into attributes as it encodes
+//! ([`SpanData::attributes`]), so the drain thread pays for a few stores
+//! and a move per span rather than for allocations.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crossbeam_channel::{Sender, TrySendError};
+use crossbeam_channel::Sender;
 
-use crate::event::{EventKind, Metadata, Phase, ProgressEvent, RunOutcome, SpanId, TraceId};
+use crate::event::{
+    EventKind, Metadata, Phase, ProgressEvent, RunOutcome, RunResult, SpanId, Strategy, TraceId,
+};
 use crate::metrics::otlp::{OtlpCounters, SpanDrop};
 use crate::pipeline::drain::{EventInfo, Sink};
 
@@ -26,24 +37,36 @@ const MAX_OPEN_RUNS: usize = 10_000;
 /// Metadata entries a span takes as attributes at most.
 const MAX_METADATA_ATTRIBUTES: usize = 32;
 
-/// An attribute's value.
+/// Spans handed to the exporter thread at once: one channel operation
+/// per batch instead of per span.
+const HAND_OFF: usize = 256;
+
+/// An attribute's value, as the encoders write it.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Value {
+    /// A name of ours (a phase, a strategy, a result): no allocation.
+    Static(&'static str),
     Str(Arc<str>),
     Int(i64),
     Bool(bool),
     Double(f64),
 }
 
-impl From<&str> for Value {
-    fn from(s: &str) -> Value {
-        Value::Str(Arc::from(s))
+impl From<&'static str> for Value {
+    fn from(s: &'static str) -> Value {
+        Value::Static(s)
     }
 }
 
 impl From<&Arc<str>> for Value {
     fn from(s: &Arc<str>) -> Value {
         Value::Str(s.clone())
+    }
+}
+
+impl From<&String> for Value {
+    fn from(s: &String) -> Value {
+        Value::Str(Arc::from(s.as_str()))
     }
 }
 
@@ -54,47 +77,248 @@ pub(crate) enum Status {
     Error(String),
 }
 
-/// An event inside a span (a gate check).
+/// A gate check, an event of its iteration's span.
 #[derive(Clone, Debug)]
-pub(crate) struct SpanEvent {
+pub(crate) struct GateEvent {
     pub(crate) time_ns: u64,
-    pub(crate) name: String,
-    pub(crate) attributes: Vec<(&'static str, Value)>,
+    pub(crate) gate: String,
+    pub(crate) passed: bool,
+    pub(crate) iteration: u32,
+    pub(crate) duration_ms: Option<u64>,
 }
 
-/// A finished span, ready to encode.
+/// What a run's root span knows.
+#[derive(Clone, Debug)]
+pub(crate) struct RunInfo {
+    pub(crate) work_order_id: Arc<str>,
+    pub(crate) run_id: Arc<str>,
+    /// When it is not the run id.
+    pub(crate) correlation_id: Option<Arc<str>>,
+    pub(crate) task: Option<(Strategy, u32, String)>,
+    pub(crate) outcome: Option<RunOutcome>,
+    pub(crate) engine_result: Option<RunResult>,
+    pub(crate) iterations: Option<u32>,
+    pub(crate) duration_ms: Option<u64>,
+    /// `error.type` of a run that did not succeed.
+    pub(crate) error_type: Option<&'static str>,
+    pub(crate) pr_url: Option<String>,
+}
+
+/// What a span is, with what it carries.
+#[derive(Clone, Debug)]
+pub(crate) enum What {
+    Run(Box<RunInfo>),
+    Iteration {
+        iteration: u32,
+        success: Option<bool>,
+    },
+    Phase {
+        iteration: u32,
+        phase: Phase,
+        /// `None` while open, or when its end never came.
+        end: Option<(bool, u64)>,
+    },
+    Delivery {
+        success: Option<bool>,
+        pr_url: Option<String>,
+        ci_status: Option<String>,
+    },
+}
+
+/// A span, open on the drain thread or finished on its way out.
 #[derive(Clone, Debug)]
 pub(crate) struct SpanData {
     pub(crate) trace_id: TraceId,
     pub(crate) span_id: SpanId,
     pub(crate) parent: Option<SpanId>,
-    pub(crate) name: String,
     pub(crate) start_ns: u64,
     pub(crate) end_ns: u64,
-    pub(crate) attributes: Vec<(String, Value)>,
-    pub(crate) events: Vec<SpanEvent>,
+    pub(crate) what: What,
+    pub(crate) gates: Vec<GateEvent>,
+    /// The end event's (the start event's, for a run) metadata, redacted
+    /// on entry to the pipeline like every output's.
+    pub(crate) metadata: Option<Arc<Metadata>>,
     pub(crate) status: Status,
+    /// Ended by another event than its own end.
+    pub(crate) unfinished: bool,
 }
 
-/// A span being built.
-struct Open {
-    span: SpanData,
-    iteration: u32,
+/// A phase span's name, a literal per phase.
+fn phase_name(phase: Phase) -> &'static str {
+    match phase {
+        Phase::Build => "phase build",
+        Phase::Snapshot => "phase snapshot",
+        Phase::Verify => "phase verify",
+        Phase::Feedback => "phase feedback",
+    }
+}
+
+type Attributes = Vec<(Cow<'static, str>, Value)>;
+
+fn push(out: &mut Attributes, key: &'static str, value: impl Into<Value>) {
+    out.push((Cow::Borrowed(key), value.into()));
+}
+
+impl SpanData {
+    /// The span's name: `run`, `iteration`, `phase PHASE`, `delivery`.
+    pub(crate) fn name(&self) -> &'static str {
+        match &self.what {
+            What::Run(_) => "run",
+            What::Iteration { .. } => "iteration",
+            What::Phase { phase, .. } => phase_name(*phase),
+            What::Delivery { .. } => "delivery",
+        }
+    }
+
+    /// The span's attributes: `agentgate.*` where OpenTelemetry has no
+    /// convention, `error.type` where it has one. Built on the exporter
+    /// thread.
+    pub(crate) fn attributes(&self) -> Attributes {
+        let mut out = Attributes::with_capacity(12);
+        match &self.what {
+            What::Run(run) => {
+                push(&mut out, "agentgate.work_order.id", &run.work_order_id);
+                push(&mut out, "agentgate.run.id", &run.run_id);
+                if let Some(id) = &run.correlation_id {
+                    push(&mut out, "agentgate.correlation.id", id);
+                }
+                if let Some((strategy, max_iterations, goal)) = &run.task {
+                    push(&mut out, "agentgate.strategy", strategy.as_str());
+                    push(&mut out, "agentgate.max_iterations", Value::Int(i64::from(*max_iterations)));
+                    push(&mut out, "agentgate.goal", goal);
+                }
+                if let Some(outcome) = run.outcome {
+                    push(&mut out, "agentgate.run.result", outcome.as_str());
+                }
+                if let Some(result) = run.engine_result {
+                    push(&mut out, "agentgate.run.engine_result", result.as_str());
+                }
+                if let Some(n) = run.iterations {
+                    push(&mut out, "agentgate.run.iterations", Value::Int(i64::from(n)));
+                }
+                if let Some(ms) = run.duration_ms {
+                    push(&mut out, "agentgate.duration_ms", Value::Int(ms as i64));
+                }
+                if let Some(url) = &run.pr_url {
+                    push(&mut out, "agentgate.delivery.pr_url", url);
+                }
+                if let Some(error_type) = run.error_type {
+                    push(&mut out, "error.type", error_type);
+                }
+            }
+            What::Iteration { iteration, success } => {
+                push(&mut out, "agentgate.iteration", Value::Int(i64::from(*iteration)));
+                if let Some(success) = success {
+                    push(&mut out, "agentgate.iteration.success", Value::Bool(*success));
+                }
+            }
+            What::Phase {
+                iteration,
+                phase,
+                end,
+            } => {
+                push(&mut out, "agentgate.iteration", Value::Int(i64::from(*iteration)));
+                push(&mut out, "agentgate.phase", phase.as_str());
+                if let Some((success, duration_ms)) = end {
+                    push(&mut out, "agentgate.phase.success", Value::Bool(*success));
+                    push(&mut out, "agentgate.duration_ms", Value::Int(*duration_ms as i64));
+                }
+            }
+            What::Delivery {
+                success,
+                pr_url,
+                ci_status,
+            } => {
+                if let Some(success) = success {
+                    push(&mut out, "agentgate.delivery.success", Value::Bool(*success));
+                }
+                if let Some(url) = pr_url {
+                    push(&mut out, "agentgate.delivery.pr_url", url);
+                }
+                if let Some(ci) = ci_status {
+                    push(&mut out, "agentgate.delivery.ci_status", ci);
+                }
+            }
+        }
+        if self.unfinished {
+            push(&mut out, "agentgate.unfinished", Value::Bool(true));
+        }
+        if let Some(metadata) = &self.metadata {
+            for (key, value) in metadata.iter().take(MAX_METADATA_ATTRIBUTES) {
+                let value = match value {
+                    serde_json::Value::String(s) => Value::from(s),
+                    serde_json::Value::Bool(b) => Value::Bool(*b),
+                    serde_json::Value::Number(n) => match n.as_i64() {
+                        Some(i) => Value::Int(i),
+                        None => Value::Double(n.as_f64().unwrap_or(0.0)),
+                    },
+                    serde_json::Value::Null => continue,
+                    other => Value::from(&other.to_string()),
+                };
+                out.push((Cow::Owned(format!("agentgate.metadata.{key}")), value));
+            }
+        }
+        out
+    }
+}
+
+impl GateEvent {
+    /// The event's name, `gate NAME`, and attributes.
+    pub(crate) fn name_and_attributes(&self) -> (String, Attributes) {
+        let mut out = Attributes::with_capacity(4);
+        push(&mut out, "agentgate.gate.name", &self.gate);
+        push(&mut out, "agentgate.gate.passed", Value::Bool(self.passed));
+        push(&mut out, "agentgate.iteration", Value::Int(i64::from(self.iteration)));
+        if let Some(ms) = self.duration_ms {
+            push(&mut out, "agentgate.duration_ms", Value::Int(ms as i64));
+        }
+        (format!("gate {}", self.gate), out)
+    }
 }
 
 /// One run's open spans.
 struct RunSpans {
-    trace_id: TraceId,
     root: SpanData,
-    iteration: Option<Open>,
-    phase: Option<(Phase, Open)>,
-    delivery: Option<Open>,
+    iteration: Option<SpanData>,
+    phase: Option<SpanData>,
+    delivery: Option<SpanData>,
+}
+
+/// Hashes run ids with FxHash's multiply-rotate: a run's id is hashed on
+/// every event, and SipHash's resistance to chosen collisions buys
+/// nothing for ids the engine chose.
+#[derive(Default)]
+struct FxHasher(u64);
+
+impl Hasher for FxHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x517c_c1b7_2722_0a95;
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(K);
+        }
+        for &b in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+        }
+    }
 }
 
 /// The drain thread's span builder.
 pub(crate) struct SpanSink {
-    runs: HashMap<Arc<str>, RunSpans>,
-    queue: Sender<SpanData>,
+    /// Boxed: a run's open spans move in and out of the map as a pointer.
+    runs: HashMap<Arc<str>, Box<RunSpans>, BuildHasherDefault<FxHasher>>,
+    /// Finished spans not yet handed over.
+    batch: Vec<SpanData>,
+    queue: Sender<Vec<SpanData>>,
+    /// Spans handed over and not yet taken by the exporter thread.
+    queued: Arc<AtomicUsize>,
+    max_queue: usize,
     counters: Arc<OtlpCounters>,
 }
 
@@ -102,281 +326,395 @@ fn nanos(event: &ProgressEvent) -> u64 {
     event.timestamp.as_millis().saturating_mul(1_000_000)
 }
 
-fn attr(key: &str, value: impl Into<Value>) -> (String, Value) {
-    (key.to_owned(), value.into())
+/// A span its end event never came for, ended by what came instead.
+fn unfinished(mut span: SpanData, at: u64) -> SpanData {
+    span.end_ns = at.max(span.start_ns);
+    span.unfinished = true;
+    span
 }
 
-/// The event's metadata (redacted on entry to the pipeline, like every
-/// output's) as `agentgate.metadata.KEY` attributes.
-fn metadata_attributes(metadata: Option<&Arc<Metadata>>, out: &mut Vec<(String, Value)>) {
-    let Some(metadata) = metadata else { return };
-    for (key, value) in metadata.iter().take(MAX_METADATA_ATTRIBUTES) {
-        let value = match value {
-            serde_json::Value::String(s) => Value::from(s.as_str()),
-            serde_json::Value::Bool(b) => Value::Bool(*b),
-            serde_json::Value::Number(n) => match n.as_i64() {
-                Some(i) => Value::Int(i),
-                None => Value::Double(n.as_f64().unwrap_or(0.0)),
-            },
-            serde_json::Value::Null => continue,
-            other => Value::from(other.to_string().as_str()),
-        };
-        out.push((format!("agentgate.metadata.{key}"), value));
-    }
-}
-
-impl SpanSink {
-    pub(crate) fn new(queue: Sender<SpanData>, counters: Arc<OtlpCounters>) -> SpanSink {
-        SpanSink {
-            runs: HashMap::new(),
-            queue,
-            counters,
-        }
-    }
-
-    /// Hands a finished span to the exporter thread, or counts it dropped.
-    fn send(&self, span: SpanData) {
-        match self.queue.try_send(span) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                self.counters.dropped(SpanDrop::QueueFull, 1);
-            }
-        }
-    }
-
-    fn start_run(&mut self, event: &ProgressEvent, info: &EventInfo) -> Option<&mut RunSpans> {
-        let trace_id = event.trace_id?;
-        if !self.runs.contains_key(&event.run_id) {
-            if self.runs.len() >= MAX_OPEN_RUNS {
-                self.counters.dropped(SpanDrop::TooManyRuns, 1);
-                return None;
-            }
-            // The handle's root span when it chose this trace; otherwise
-            // (the `&str` API, `emit`, a replay) a new one.
-            let chosen = info.trace.filter(|t| t.trace_id == trace_id);
-            let mut attributes = vec![
-                attr("agentgate.work_order.id", &event.work_order_id),
-                attr("agentgate.run.id", &event.run_id),
-            ];
-            if event.correlation_id != event.run_id {
-                attributes.push(attr("agentgate.correlation.id", &event.correlation_id));
-            }
-            let root = SpanData {
-                trace_id,
-                span_id: chosen.map_or_else(SpanId::random, |t| t.root),
-                parent: chosen.and_then(|t| t.parent),
-                name: "run".to_owned(),
-                start_ns: nanos(event),
-                end_ns: nanos(event),
-                attributes,
-                events: Vec::new(),
-                status: Status::Unset,
-            };
-            self.runs.insert(
-                event.run_id.clone(),
-                RunSpans {
-                    trace_id,
-                    root,
-                    iteration: None,
-                    phase: None,
-                    delivery: None,
-                },
-            );
-        }
-        self.runs.get_mut(&event.run_id)
-    }
-
-    fn child(run: &RunSpans, span_id: SpanId, parent: SpanId, name: String, start: u64) -> SpanData {
+impl RunSpans {
+    fn child(&self, span_id: SpanId, parent: SpanId, what: What, start: u64) -> SpanData {
         SpanData {
-            trace_id: run.trace_id,
+            trace_id: self.root.trace_id,
             span_id,
             parent: Some(parent),
-            name,
             start_ns: start,
             end_ns: start,
-            attributes: Vec::new(),
-            events: Vec::new(),
+            what,
+            gates: Vec::new(),
+            metadata: None,
             status: Status::Unset,
+            unfinished: false,
         }
     }
 
-    fn handle(&mut self, event: &ProgressEvent, info: &EventInfo) {
-        let mut finished: Vec<SpanData> = Vec::new();
-        let terminal = event.event_type().is_terminal();
-        let Some(run) = self.start_run(event, info) else {
-            return;
-        };
+    /// The span a phase of `iteration` nests in.
+    fn phase_parent(&self, iteration: u32) -> SpanId {
+        match &self.iteration {
+            Some(span) if matches!(span.what, What::Iteration { iteration: i, .. } if i == iteration) => {
+                span.span_id
+            }
+            _ => self.root.span_id,
+        }
+    }
+
+    fn iteration_span(&self, iteration: u32, at: u64) -> SpanData {
+        let root = self.root.span_id;
+        self.child(
+            root.child(iteration, 0),
+            root,
+            What::Iteration {
+                iteration,
+                success: None,
+            },
+            at,
+        )
+    }
+
+    fn phase_span(&self, iteration: u32, phase: Phase, at: u64) -> SpanData {
+        self.child(
+            self.root.span_id.phase_child(iteration, phase),
+            self.phase_parent(iteration),
+            What::Phase {
+                iteration,
+                phase,
+                end: None,
+            },
+            at,
+        )
+    }
+
+    fn delivery_span(&self, at: u64) -> SpanData {
+        let root = self.root.span_id;
+        self.child(
+            root.child(0, SpanId::DELIVERY_SLOT),
+            root,
+            What::Delivery {
+                success: None,
+                pr_url: None,
+                ci_status: None,
+            },
+            at,
+        )
+    }
+
+    fn run_info(&mut self) -> &mut RunInfo {
+        match &mut self.root.what {
+            What::Run(info) => info,
+            // The root is built as a run and never changes kind.
+            _ => unreachable!("a run's root span is a run"),
+        }
+    }
+
+    /// Applies `event`; ended spans go to `out`.
+    fn apply(&mut self, event: &ProgressEvent, info: &EventInfo, out: &mut Vec<SpanData>) {
         let at = nanos(event);
-        let root_id = run.root.span_id;
         match &event.kind {
             EventKind::RunStarted { task_spec } => {
-                run.root.start_ns = at;
-                let attrs = &mut run.root.attributes;
-                attrs.push(attr("agentgate.strategy", task_spec.strategy.as_str()));
-                attrs.push(("agentgate.max_iterations".into(), Value::Int(i64::from(task_spec.max_iterations))));
-                attrs.push(attr("agentgate.goal", task_spec.goal.as_str()));
-                metadata_attributes(event.metadata.as_ref(), attrs);
+                self.root.start_ns = at;
+                self.root.metadata = event.metadata.clone();
+                self.run_info().task = Some((
+                    task_spec.strategy,
+                    task_spec.max_iterations,
+                    task_spec.goal.clone(),
+                ));
             }
             EventKind::IterationStarted { iteration, .. } => {
-                if let Some(open) = run.iteration.take() {
-                    finished.push(unfinished(open.span, at));
+                if let Some(open) = self.iteration.take() {
+                    out.push(unfinished(open, at));
                 }
-                let mut span = Self::child(run, root_id.child(*iteration, 0), root_id, format!("iteration {iteration}"), at);
-                span.attributes.push(("agentgate.iteration".into(), Value::Int(i64::from(*iteration))));
-                run.iteration = Some(Open { span, iteration: *iteration });
+                self.iteration = Some(self.iteration_span(*iteration, at));
             }
-            EventKind::IterationCompleted { iteration, success, .. } => {
-                let mut open = match run.iteration.take() {
-                    Some(open) if open.iteration == *iteration => open,
+            EventKind::IterationCompleted {
+                iteration, success, ..
+            } => {
+                let mut span = match self.iteration.take() {
+                    Some(open)
+                        if matches!(open.what, What::Iteration { iteration: i, .. } if i == *iteration) =>
+                    {
+                        open
+                    }
                     other => {
                         if let Some(open) = other {
-                            finished.push(unfinished(open.span, at));
+                            out.push(unfinished(open, at));
                         }
-                        let mut span = Self::child(run, root_id.child(*iteration, 0), root_id, format!("iteration {iteration}"), at);
-                        span.attributes.push(("agentgate.iteration".into(), Value::Int(i64::from(*iteration))));
-                        Open { span, iteration: *iteration }
+                        self.iteration_span(*iteration, at)
                     }
                 };
-                open.span.end_ns = at.max(open.span.start_ns);
-                open.span.attributes.push(("agentgate.iteration.success".into(), Value::Bool(*success)));
-                metadata_attributes(event.metadata.as_ref(), &mut open.span.attributes);
-                finished.push(open.span);
+                span.end_ns = at.max(span.start_ns);
+                span.what = What::Iteration {
+                    iteration: *iteration,
+                    success: Some(*success),
+                };
+                span.metadata = event.metadata.clone();
+                out.push(span);
             }
             EventKind::PhaseStarted { iteration, phase } => {
-                if let Some((_, open)) = run.phase.take() {
-                    finished.push(unfinished(open.span, at));
+                if let Some(open) = self.phase.take() {
+                    out.push(unfinished(open, at));
                 }
-                let parent = match &run.iteration {
-                    Some(open) if open.iteration == *iteration => open.span.span_id,
-                    _ => root_id,
-                };
-                let mut span = Self::child(run, root_id.phase_child(*iteration, *phase), parent, format!("phase {phase}"), at);
-                span.attributes.push(("agentgate.iteration".into(), Value::Int(i64::from(*iteration))));
-                span.attributes.push(attr("agentgate.phase", phase.as_str()));
-                run.phase = Some((*phase, Open { span, iteration: *iteration }));
+                self.phase = Some(self.phase_span(*iteration, *phase, at));
             }
-            EventKind::PhaseCompleted { iteration, phase, success, duration_ms } => {
+            EventKind::PhaseCompleted {
+                iteration,
+                phase,
+                success,
+                duration_ms,
+            } => {
                 let exact = info.nanos.unwrap_or(duration_ms.saturating_mul(1_000_000));
-                let mut open = match run.phase.take() {
-                    Some((p, open)) if p == *phase && open.iteration == *iteration => open,
+                let mut span = match self.phase.take() {
+                    Some(open)
+                        if matches!(open.what, What::Phase { iteration: i, phase: p, .. } if i == *iteration && p == *phase) =>
+                    {
+                        open
+                    }
                     other => {
-                        if let Some((_, open)) = other {
-                            finished.push(unfinished(open.span, at));
+                        if let Some(open) = other {
+                            out.push(unfinished(open, at));
                         }
                         // No start seen: the span ends at this event.
-                        let parent = match &run.iteration {
-                            Some(open) if open.iteration == *iteration => open.span.span_id,
-                            _ => root_id,
-                        };
-                        let mut span = Self::child(run, root_id.phase_child(*iteration, *phase), parent, format!("phase {phase}"), at.saturating_sub(exact));
-                        span.attributes.push(("agentgate.iteration".into(), Value::Int(i64::from(*iteration))));
-                        span.attributes.push(attr("agentgate.phase", phase.as_str()));
-                        Open { span, iteration: *iteration }
+                        self.phase_span(*iteration, *phase, at.saturating_sub(exact))
                     }
                 };
                 // The measured duration, not the difference of two
                 // millisecond timestamps: the span lasts its durationMs.
-                open.span.end_ns = open.span.start_ns.saturating_add(exact);
-                open.span.attributes.push(("agentgate.phase.success".into(), Value::Bool(*success)));
-                open.span.attributes.push(("agentgate.duration_ms".into(), Value::Int(*duration_ms as i64)));
+                span.end_ns = span.start_ns.saturating_add(exact);
+                span.what = What::Phase {
+                    iteration: *iteration,
+                    phase: *phase,
+                    end: Some((*success, *duration_ms)),
+                };
                 if !success {
-                    open.span.status = Status::Error(format!("phase {phase} failed"));
+                    span.status = Status::Error(format!("{} failed", phase_name(*phase)));
                 }
-                metadata_attributes(event.metadata.as_ref(), &mut open.span.attributes);
-                finished.push(open.span);
+                span.metadata = event.metadata.clone();
+                out.push(span);
             }
-            EventKind::GateChecked { iteration, gate, passed, duration_ms } => {
-                let mut attributes = vec![
-                    ("agentgate.gate.name", Value::from(gate.as_str())),
-                    ("agentgate.gate.passed", Value::Bool(*passed)),
-                    ("agentgate.iteration", Value::Int(i64::from(*iteration))),
-                ];
-                if let Some(ms) = duration_ms {
-                    attributes.push(("agentgate.duration_ms", Value::Int(*ms as i64)));
-                }
-                let gate_event = SpanEvent { time_ns: at, name: format!("gate {gate}"), attributes };
-                match &mut run.iteration {
-                    Some(open) if open.iteration == *iteration => open.span.events.push(gate_event),
-                    _ => run.root.events.push(gate_event),
+            EventKind::GateChecked {
+                iteration,
+                gate,
+                passed,
+                duration_ms,
+            } => {
+                let gate = GateEvent {
+                    time_ns: at,
+                    gate: gate.clone(),
+                    passed: *passed,
+                    iteration: *iteration,
+                    duration_ms: *duration_ms,
+                };
+                match &mut self.iteration {
+                    Some(span)
+                        if matches!(span.what, What::Iteration { iteration: i, .. } if i == *iteration) =>
+                    {
+                        span.gates.push(gate)
+                    }
+                    _ => self.root.gates.push(gate),
                 }
             }
             EventKind::DeliveryStarted => {
-                if let Some(open) = run.delivery.take() {
-                    finished.push(unfinished(open.span, at));
+                if let Some(open) = self.delivery.take() {
+                    out.push(unfinished(open, at));
                 }
-                let span = Self::child(run, root_id.child(0, SpanId::DELIVERY_SLOT), root_id, "delivery".to_owned(), at);
-                run.delivery = Some(Open { span, iteration: 0 });
+                self.delivery = Some(self.delivery_span(at));
             }
-            EventKind::DeliveryCompleted { success, pr_url, ci_status } => {
-                let mut span = match run.delivery.take() {
-                    Some(open) => open.span,
-                    None => Self::child(run, root_id.child(0, SpanId::DELIVERY_SLOT), root_id, "delivery".to_owned(), at),
+            EventKind::DeliveryCompleted {
+                success,
+                pr_url,
+                ci_status,
+            } => {
+                let mut span = match self.delivery.take() {
+                    Some(open) => open,
+                    None => self.delivery_span(at),
                 };
                 span.end_ns = at.max(span.start_ns);
-                span.attributes.push(("agentgate.delivery.success".into(), Value::Bool(*success)));
+                span.what = What::Delivery {
+                    success: Some(*success),
+                    pr_url: pr_url.clone(),
+                    ci_status: ci_status.clone(),
+                };
+                span.metadata = event.metadata.clone();
+                out.push(span);
                 if let Some(url) = pr_url {
-                    span.attributes.push(attr("agentgate.delivery.pr_url", url.as_str()));
-                    run.root.attributes.push(attr("agentgate.delivery.pr_url", url.as_str()));
+                    self.run_info().pr_url = Some(url.clone());
                 }
-                if let Some(ci) = ci_status {
-                    span.attributes.push(attr("agentgate.delivery.ci_status", ci.as_str()));
-                }
-                metadata_attributes(event.metadata.as_ref(), &mut span.attributes);
-                finished.push(span);
             }
-            EventKind::RunCompleted { result, engine_result, iterations, duration_ms, .. } => {
-                let attrs = &mut run.root.attributes;
-                attrs.push(attr("agentgate.run.result", result.as_str()));
-                attrs.push(attr("agentgate.run.engine_result", engine_result.as_str()));
-                attrs.push(("agentgate.run.iterations".into(), Value::Int(i64::from(*iterations))));
-                attrs.push(("agentgate.duration_ms".into(), Value::Int(*duration_ms as i64)));
+            EventKind::RunCompleted {
+                result,
+                engine_result,
+                iterations,
+                duration_ms,
+                ..
+            } => {
+                let run = self.run_info();
+                run.outcome = Some(*result);
+                run.engine_result = Some(*engine_result);
+                run.iterations = Some(*iterations);
+                run.duration_ms = Some(*duration_ms);
                 if *result != RunOutcome::Succeeded {
-                    attrs.push(attr("error.type", engine_result.as_str()));
-                    run.root.status = Status::Error(format!("run {}: {}", result.as_str(), engine_result.as_str()));
+                    run.error_type = Some(engine_result.as_str());
+                    self.root.status = Status::Error(format!(
+                        "run {}: {}",
+                        result.as_str(),
+                        engine_result.as_str()
+                    ));
                 }
             }
             EventKind::RunCanceled { reason } => {
-                run.root.attributes.push(attr("agentgate.run.result", RunOutcome::Canceled.as_str()));
-                run.root.attributes.push(attr("error.type", "canceled"));
-                run.root.status = Status::Error(reason.clone());
+                let run = self.run_info();
+                run.outcome = Some(RunOutcome::Canceled);
+                run.error_type = Some("canceled");
+                self.root.status = Status::Error(reason.clone());
             }
             EventKind::RunFailed { error } => {
-                run.root.attributes.push(attr("agentgate.run.result", RunOutcome::Failed.as_str()));
-                run.root.attributes.push(attr("error.type", "run_failed"));
-                run.root.status = Status::Error(error.clone());
+                let run = self.run_info();
+                run.outcome = Some(RunOutcome::Failed);
+                run.error_type = Some("run_failed");
+                self.root.status = Status::Error(error.clone());
             }
         }
-        if terminal {
-            if let Some(mut run) = self.runs.remove(&event.run_id) {
-                if let Some((_, open)) = run.phase.take() {
-                    finished.push(unfinished(open.span, at));
-                }
-                if let Some(open) = run.iteration.take() {
-                    finished.push(unfinished(open.span, at));
-                }
-                if let Some(open) = run.delivery.take() {
-                    finished.push(unfinished(open.span, at));
-                }
-                metadata_attributes(event.metadata.as_ref(), &mut run.root.attributes);
-                run.root.end_ns = at.max(run.root.start_ns);
-                finished.push(run.root);
-            }
+    }
+
+    /// Ends every open span and the root at `at`.
+    fn end(mut self: Box<Self>, event: &ProgressEvent, out: &mut Vec<SpanData>) {
+        let at = nanos(event);
+        for open in [self.phase.take(), self.iteration.take(), self.delivery.take()]
+            .into_iter()
+            .flatten()
+        {
+            out.push(unfinished(open, at));
         }
-        for span in finished {
-            self.send(span);
+        if event.metadata.is_some() {
+            self.root.metadata = event.metadata.clone();
         }
+        self.root.end_ns = at.max(self.root.start_ns);
+        out.push(self.root);
     }
 }
 
-/// A span its end event never came for, ended by what came instead.
-fn unfinished(mut span: SpanData, at: u64) -> SpanData {
-    span.end_ns = at.max(span.start_ns);
-    span.attributes.push(("agentgate.unfinished".into(), Value::Bool(true)));
-    span
+impl SpanSink {
+    pub(crate) fn new(
+        queue: Sender<Vec<SpanData>>,
+        queued: Arc<AtomicUsize>,
+        max_queue: usize,
+        counters: Arc<OtlpCounters>,
+    ) -> SpanSink {
+        SpanSink {
+            runs: HashMap::default(),
+            batch: Vec::with_capacity(HAND_OFF),
+            queue,
+            queued,
+            max_queue,
+            counters,
+        }
+    }
+
+    /// Hands the finished spans to the exporter thread, as many as the
+    /// queue has room for; the rest are dropped and counted. Never waits.
+    fn hand_off(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        // Relaxed: a bound, not a synchronisation; the exporter thread
+        // takes the spans through the channel.
+        let room = self
+            .max_queue
+            .saturating_sub(self.queued.load(Ordering::Relaxed));
+        if room < self.batch.len() {
+            let dropped = self.batch.len() - room;
+            self.counters.dropped(SpanDrop::QueueFull, dropped as u64);
+            self.batch.truncate(room);
+        }
+        if self.batch.is_empty() {
+            return;
+        }
+        let n = self.batch.len();
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(HAND_OFF));
+        // Relaxed: see above.
+        self.queued.fetch_add(n, Ordering::Relaxed);
+        if self.queue.send(batch).is_err() {
+            // The exporter thread is gone (shutdown): nothing takes them.
+            self.queued.fetch_sub(n, Ordering::Relaxed);
+            self.counters.dropped(SpanDrop::QueueFull, n as u64);
+        }
+    }
+
+    /// A new run's spans, from its first event.
+    fn open_run(event: &ProgressEvent, trace_id: TraceId, info: &EventInfo) -> Box<RunSpans> {
+        // The handle's root span when it chose this trace; otherwise (the
+        // `&str` API, `emit`, a replay) a new one.
+        let chosen = info.trace.filter(|t| t.trace_id == trace_id);
+        let correlation_id = (event.correlation_id != event.run_id).then(|| event.correlation_id.clone());
+        Box::new(RunSpans {
+            root: SpanData {
+                trace_id,
+                span_id: chosen.map_or_else(SpanId::random, |t| t.root),
+                parent: chosen.and_then(|t| t.parent),
+                start_ns: nanos(event),
+                end_ns: nanos(event),
+                what: What::Run(Box::new(RunInfo {
+                    work_order_id: event.work_order_id.clone(),
+                    run_id: event.run_id.clone(),
+                    correlation_id,
+                    task: None,
+                    outcome: None,
+                    engine_result: None,
+                    iterations: None,
+                    duration_ms: None,
+                    error_type: None,
+                    pr_url: None,
+                })),
+                gates: Vec::new(),
+                metadata: None,
+                status: Status::Unset,
+                unfinished: false,
+            },
+            iteration: None,
+            phase: None,
+            delivery: None,
+        })
+    }
+
+    fn handle(&mut self, event: &ProgressEvent, info: &EventInfo) {
+        // The pipeline gives every tracked run's events a trace id.
+        let Some(trace_id) = event.trace_id else {
+            return;
+        };
+        let before = self.batch.len();
+        match self.runs.get_mut(&event.run_id) {
+            Some(run) => run.apply(event, info, &mut self.batch),
+            None => {
+                if self.runs.len() >= MAX_OPEN_RUNS {
+                    self.counters.dropped(SpanDrop::TooManyRuns, 1);
+                    return;
+                }
+                let mut run = SpanSink::open_run(event, trace_id, info);
+                run.apply(event, info, &mut self.batch);
+                if !event.event_type().is_terminal() {
+                    self.runs.insert(event.run_id.clone(), run);
+                } else {
+                    run.end(event, &mut self.batch);
+                }
+            }
+        }
+        if event.event_type().is_terminal()
+            && let Some(run) = self.runs.remove(&event.run_id)
+        {
+            run.end(event, &mut self.batch);
+        }
+        if self.batch.len() >= HAND_OFF && self.batch.len() > before {
+            self.hand_off();
+        }
+    }
 }
 
 impl Sink for SpanSink {
     fn event(&mut self, event: &ProgressEvent, info: &EventInfo) {
         self.handle(event, info);
+    }
+
+    fn flush(&mut self) {
+        self.hand_off();
     }
 }

@@ -112,11 +112,8 @@ impl Cursor<'_> {
         let correlation = e.context.correlation_id.as_deref().unwrap_or(run);
         let run = redactor.redact_str(run);
         let correlation = redactor.redact_str(correlation);
-        let (run, correlation) = super::super::render::exemplar_ids(
-            &run,
-            &correlation,
-            e.context.trace_id.is_some(),
-        );
+        let (run, correlation) =
+            super::super::render::exemplar_ids(&run, &correlation, e.context.trace_id.is_some());
         (correlation, run)
     }
 
