@@ -58,7 +58,8 @@ fn receiver() -> String {
                     }
                 }
             }
-            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
         }
     });
     url
@@ -188,7 +189,10 @@ fn drain_with_otlp(_: &mut Criterion) {
         }
     }
     let events = (RUNS * EVENTS_PER_RUN) as f64;
-    for (label, times) in [("wall time", &mut wall), ("drain-thread CPU time", &mut cpu)] {
+    for (label, times) in [
+        ("wall time", &mut wall),
+        ("drain-thread CPU time", &mut cpu),
+    ] {
         if times.iter().any(|t| t.len() != ROUNDS) {
             println!("drain with OTLP: no {label}");
             continue;

@@ -797,7 +797,9 @@ mod tests {
     fn recorded(obs: &Observability) -> (Arc<Mutex<Vec<ProgressEvent>>>, Subscription) {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let sink = seen.clone();
-        let sub = obs.emitter().subscribe(move |e| sink.lock().push(e.clone()));
+        let sub = obs
+            .emitter()
+            .subscribe(move |e| sink.lock().push(e.clone()));
         (seen, sub)
     }
 
@@ -827,7 +829,11 @@ mod tests {
         let caller =
             TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
         let run = obs.emitter().run_in_trace("wo", "run-1", &caller);
-        assert_ne!(run.span_id(), caller.parent_id, "the run is a span of its own");
+        assert_ne!(
+            run.span_id(),
+            caller.parent_id,
+            "the run is a span of its own"
+        );
         assert_eq!(run.traceparent().trace_id, caller.trace_id);
         assert_eq!(run.traceparent().parent_id, run.span_id());
         run.started(&TaskSpec::new("g", Strategy::Fixed, 1));

@@ -484,7 +484,8 @@ mod tests {
                     event.metadata = Some(metadata.clone());
                 }
                 if i % 3 == 0 {
-                    event.trace_id = crate::event::TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736");
+                    event.trace_id =
+                        crate::event::TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736");
                 }
                 event
             })

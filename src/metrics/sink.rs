@@ -11,6 +11,9 @@ use crate::pipeline::drain::{EventInfo, Sink};
 /// histogram alone cost a tenth of the drain thread's time.
 const LATENCY_BATCH: usize = 256;
 
+/// An exemplar's ids: run, correlation, trace.
+type Ids = (Arc<str>, Arc<str>, Option<TraceId>);
+
 /// The drain thread's metrics sink.
 pub(crate) struct MetricsSink {
     metrics: Metrics,
@@ -21,7 +24,7 @@ pub(crate) struct MetricsSink {
     /// scrapes after it see them all).
     latencies: Vec<u64>,
     /// The exemplar for the batch: its first event's ids.
-    latency_exemplar: Option<(Arc<str>, Arc<str>, Option<TraceId>, u64)>,
+    latency_exemplar: Option<(Ids, u64)>,
     /// Phase durations not yet recorded, per phase, flushed with the
     /// latencies: one histogram lock per batch instead of per event.
     phases: [Vec<Pending>; Phase::ALL.len()],
@@ -29,7 +32,7 @@ pub(crate) struct MetricsSink {
     executions: [[u64; 2]; Phase::ALL.len()],
     /// The ids the pending phase durations refer to (`Pending::trace`),
     /// one entry per change of run or correlation id.
-    traces: Vec<(Arc<str>, Arc<str>, Option<TraceId>)>,
+    traces: Vec<Ids>,
     /// Exemplars replaced by a flush, released after the histogram's lock.
     replaced: Vec<Exemplar>,
 }
@@ -80,9 +83,11 @@ impl Sink for MetricsSink {
         let waited = self.clock.delta_as_nanos(info.ticks, info.received);
         if self.latencies.is_empty() {
             self.latency_exemplar = Some((
-                event.run_id.clone(),
-                event.correlation_id.clone(),
-                event.trace_id,
+                (
+                    event.run_id.clone(),
+                    event.correlation_id.clone(),
+                    event.trace_id,
+                ),
                 trace.millis,
             ));
         }
@@ -135,7 +140,7 @@ impl Sink for MetricsSink {
         let exemplar = self.latency_exemplar.take();
         let trace = exemplar
             .as_ref()
-            .map(|(run_id, correlation_id, trace_id, millis)| Trace {
+            .map(|((run_id, correlation_id, trace_id), millis)| Trace {
                 run_id,
                 correlation_id,
                 trace_id: *trace_id,

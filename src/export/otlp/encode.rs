@@ -64,15 +64,33 @@ fn put_fixed64(out: &mut Vec<u8>, field: u32, n: u64) {
     out.extend_from_slice(&n.to_le_bytes());
 }
 
-/// Writes field `field` as a message whose content `body` writes.
+/// Writes field `field` as a message whose content `body` writes. One
+/// byte is kept for the length, enough below 128 bytes (attributes, most
+/// values); a longer message moves its bytes once to make room, so the
+/// bytes of a request move about once per enclosing message of 128 bytes
+/// or more (a span, the scope, the resource), not once per level.
 fn put_message(out: &mut Vec<u8>, field: u32, body: impl FnOnce(&mut Vec<u8>)) {
     put_tag(out, field, LEN);
-    let start = out.len();
+    let slot = out.len();
+    out.push(0);
     body(out);
-    let len = out.len() - start;
-    let mut prefix = Vec::with_capacity(5);
-    put_varint(&mut prefix, len as u64);
-    out.splice(start..start, prefix);
+    let len = out.len() - slot - 1;
+    if len < 0x80 {
+        out[slot] = len as u8;
+        return;
+    }
+    let mut prefix = [0u8; 10];
+    let mut n = 0;
+    let mut rest = len as u64;
+    while rest >= 0x80 {
+        prefix[n] = (rest as u8) | 0x80;
+        rest >>= 7;
+        n += 1;
+    }
+    prefix[n] = rest as u8;
+    n += 1;
+    out[slot] = prefix[0];
+    out.splice(slot + 1..slot + 1, prefix[1..n].iter().copied());
 }
 
 fn put_key_value(out: &mut Vec<u8>, field: u32, key: &str, value: &Value) {
@@ -233,8 +251,8 @@ pub(crate) fn json(resource: &Resource, spans: &[SpanData]) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use super::super::spans::What;
+    use super::*;
     use crate::event::{SpanId, TraceId};
 
     #[test]

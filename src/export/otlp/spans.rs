@@ -184,7 +184,11 @@ impl SpanData {
                 }
                 if let Some((strategy, max_iterations, goal)) = &run.task {
                     push(&mut out, "agentgate.strategy", strategy.as_str());
-                    push(&mut out, "agentgate.max_iterations", Value::Int(i64::from(*max_iterations)));
+                    push(
+                        &mut out,
+                        "agentgate.max_iterations",
+                        Value::Int(i64::from(*max_iterations)),
+                    );
                     push(&mut out, "agentgate.goal", goal);
                 }
                 if let Some(outcome) = run.outcome {
@@ -194,7 +198,11 @@ impl SpanData {
                     push(&mut out, "agentgate.run.engine_result", result.as_str());
                 }
                 if let Some(n) = run.iterations {
-                    push(&mut out, "agentgate.run.iterations", Value::Int(i64::from(n)));
+                    push(
+                        &mut out,
+                        "agentgate.run.iterations",
+                        Value::Int(i64::from(n)),
+                    );
                 }
                 if let Some(ms) = run.duration_ms {
                     push(&mut out, "agentgate.duration_ms", Value::Int(ms as i64));
@@ -207,9 +215,17 @@ impl SpanData {
                 }
             }
             What::Iteration { iteration, success } => {
-                push(&mut out, "agentgate.iteration", Value::Int(i64::from(*iteration)));
+                push(
+                    &mut out,
+                    "agentgate.iteration",
+                    Value::Int(i64::from(*iteration)),
+                );
                 if let Some(success) = success {
-                    push(&mut out, "agentgate.iteration.success", Value::Bool(*success));
+                    push(
+                        &mut out,
+                        "agentgate.iteration.success",
+                        Value::Bool(*success),
+                    );
                 }
             }
             What::Phase {
@@ -217,11 +233,19 @@ impl SpanData {
                 phase,
                 end,
             } => {
-                push(&mut out, "agentgate.iteration", Value::Int(i64::from(*iteration)));
+                push(
+                    &mut out,
+                    "agentgate.iteration",
+                    Value::Int(i64::from(*iteration)),
+                );
                 push(&mut out, "agentgate.phase", phase.as_str());
                 if let Some((success, duration_ms)) = end {
                     push(&mut out, "agentgate.phase.success", Value::Bool(*success));
-                    push(&mut out, "agentgate.duration_ms", Value::Int(*duration_ms as i64));
+                    push(
+                        &mut out,
+                        "agentgate.duration_ms",
+                        Value::Int(*duration_ms as i64),
+                    );
                 }
             }
             What::Delivery {
@@ -230,7 +254,11 @@ impl SpanData {
                 ci_status,
             } => {
                 if let Some(success) = success {
-                    push(&mut out, "agentgate.delivery.success", Value::Bool(*success));
+                    push(
+                        &mut out,
+                        "agentgate.delivery.success",
+                        Value::Bool(*success),
+                    );
                 }
                 if let Some(url) = pr_url {
                     push(&mut out, "agentgate.delivery.pr_url", url);
@@ -268,7 +296,11 @@ impl GateEvent {
         let mut out = Attributes::with_capacity(4);
         push(&mut out, "agentgate.gate.name", &self.gate);
         push(&mut out, "agentgate.gate.passed", Value::Bool(self.passed));
-        push(&mut out, "agentgate.iteration", Value::Int(i64::from(self.iteration)));
+        push(
+            &mut out,
+            "agentgate.iteration",
+            Value::Int(i64::from(self.iteration)),
+        );
         if let Some(ms) = self.duration_ms {
             push(&mut out, "agentgate.duration_ms", Value::Int(ms as i64));
         }
@@ -430,9 +462,7 @@ impl RunSpans {
                 iteration, success, ..
             } => {
                 let mut span = match self.iteration.take() {
-                    Some(open)
-                        if matches!(open.what, What::Iteration { iteration: i, .. } if i == *iteration) =>
-                    {
+                    Some(open) if matches!(open.what, What::Iteration { iteration: i, .. } if i == *iteration) => {
                         open
                     }
                     other => {
@@ -464,9 +494,7 @@ impl RunSpans {
             } => {
                 let exact = info.nanos.unwrap_or(duration_ms.saturating_mul(1_000_000));
                 let mut span = match self.phase.take() {
-                    Some(open)
-                        if matches!(open.what, What::Phase { iteration: i, phase: p, .. } if i == *iteration && p == *phase) =>
-                    {
+                    Some(open) if matches!(open.what, What::Phase { iteration: i, phase: p, .. } if i == *iteration && p == *phase) => {
                         open
                     }
                     other => {
@@ -505,9 +533,7 @@ impl RunSpans {
                     duration_ms: *duration_ms,
                 };
                 match &mut self.iteration {
-                    Some(span)
-                        if matches!(span.what, What::Iteration { iteration: i, .. } if i == *iteration) =>
-                    {
+                    Some(span) if matches!(span.what, What::Iteration { iteration: i, .. } if i == *iteration) => {
                         span.gates.push(gate)
                     }
                     _ => self.root.gates.push(gate),
@@ -579,9 +605,13 @@ impl RunSpans {
     /// Ends every open span and the root at `at`.
     fn end(mut self: Box<Self>, event: &ProgressEvent, out: &mut Vec<SpanData>) {
         let at = nanos(event);
-        for open in [self.phase.take(), self.iteration.take(), self.delivery.take()]
-            .into_iter()
-            .flatten()
+        for open in [
+            self.phase.take(),
+            self.iteration.take(),
+            self.delivery.take(),
+        ]
+        .into_iter()
+        .flatten()
         {
             out.push(unfinished(open, at));
         }
@@ -645,7 +675,8 @@ impl SpanSink {
         // The handle's root span when it chose this trace; otherwise (the
         // `&str` API, `emit`, a replay) a new one.
         let chosen = info.trace.filter(|t| t.trace_id == trace_id);
-        let correlation_id = (event.correlation_id != event.run_id).then(|| event.correlation_id.clone());
+        let correlation_id =
+            (event.correlation_id != event.run_id).then(|| event.correlation_id.clone());
         Box::new(RunSpans {
             root: SpanData {
                 trace_id,
