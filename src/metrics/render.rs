@@ -257,6 +257,40 @@ pub(super) fn render(metrics: &Metrics, format: Format, out: &mut String) {
         }
     }
 
+    let otlp = m.otlp.stats();
+    w.single_u64(
+        &n.otlp_retries,
+        Kind::Counter,
+        "OTLP requests sent again after a 429, 502, 503, 504 or a connection error.",
+        otlp.retries,
+    );
+    w.family(
+        &n.otlp_dropped,
+        Kind::Counter,
+        "Spans the OTLP exporter dropped without a try, by reason (queue_full: the queue to the exporter thread or its requests waiting for the receiver were full; rejected: the receiver answered a 4xx other than 429; too_many_runs: more runs open at once than the span builder keeps).",
+    );
+    for reason in SpanDrop::ALL {
+        w.sample(&n.otlp_dropped, "")
+            .label("reason", reason.as_str())
+            .value_u64(otlp.dropped[reason as usize]);
+    }
+    w.single_u64(
+        &n.otlp_exported,
+        Kind::Counter,
+        "Spans the OTLP receiver accepted (2xx).",
+        otlp.exported,
+    );
+    w.family(
+        &n.otlp_failed,
+        Kind::Counter,
+        "Spans the OTLP exporter gave up on (out of retries, a 5xx it may not retry, or the final flush's wait ended), by the last error (connect, io, malformed, server_error, throttled, timeout).",
+    );
+    for reason in FailReason::ALL {
+        w.sample(&n.otlp_failed, "")
+            .label("reason", reason.as_str())
+            .value_u64(otlp.failed[reason as usize]);
+    }
+
     let phase_series: Vec<(&str, &TimeHistogram)> = phases_sorted()
         .into_iter()
         .map(|p| (p.as_str(), &m.phase_duration[p.index()]))
@@ -298,40 +332,6 @@ pub(super) fn render(metrics: &Metrics, format: Format, out: &mut String) {
         Kind::Counter,
         "Pushes to the Pushgateway (and the delete at shutdown) sent, whatever their outcome.",
         m.push.pushes(),
-    );
-
-    let otlp = m.otlp.stats();
-    w.family(
-        &n.otlp_dropped,
-        Kind::Counter,
-        "Spans the OTLP exporter dropped without a try, by reason (queue_full: the queue to the exporter thread or its requests waiting for the receiver were full; rejected: the receiver answered a 4xx other than 429; too_many_runs: more runs open at once than the span builder keeps).",
-    );
-    for reason in SpanDrop::ALL {
-        w.sample(&n.otlp_dropped, "")
-            .label("reason", reason.as_str())
-            .value_u64(otlp.dropped[reason as usize]);
-    }
-    w.single_u64(
-        &n.otlp_exported,
-        Kind::Counter,
-        "Spans the OTLP receiver accepted (2xx).",
-        otlp.exported,
-    );
-    w.family(
-        &n.otlp_failed,
-        Kind::Counter,
-        "Spans the OTLP exporter gave up on (out of retries, a 5xx it may not retry, or the final flush's wait ended), by the last error (connect, io, malformed, server_error, throttled, timeout).",
-    );
-    for reason in FailReason::ALL {
-        w.sample(&n.otlp_failed, "")
-            .label("reason", reason.as_str())
-            .value_u64(otlp.failed[reason as usize]);
-    }
-    w.single_u64(
-        &n.otlp_retries,
-        Kind::Counter,
-        "OTLP requests sent again after a 429, 502, 503, 504 or a connection error.",
-        otlp.retries,
     );
 
     let remote = m.remote_write.stats();

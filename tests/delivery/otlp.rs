@@ -92,7 +92,14 @@ fn run_engine(obs: &Observability) {
     let mut run = emitter.start_run_in_trace("wo-3", "run-joined", &spec, &caller);
     let mut iteration = run.iteration(1, 3, None);
     let phase = iteration.phase(Phase::Build);
-    phase.in_context(|| log.info("building", []));
+    let tool = obs
+        .metrics()
+        .histogram("tool_seconds", "Tool calls.", &[])
+        .expect("a custom histogram");
+    phase.in_context(|| {
+        log.info("building", []);
+        tool.record(0.5);
+    });
     phase.succeed();
     iteration.fail();
     run.finish(RunResult::FailedVerification, &ExecutionMetrics::default());
@@ -350,6 +357,14 @@ fn runs_export_as_traces(protocol: OtlpProtocol, content_type: &str, test: &str)
         .filter_map(|rest| rest.split('"').next())
         .collect();
     assert!(!exemplar_traces.is_empty(), "no exemplar with a trace id");
+    let tool_exemplar = openmetrics
+        .lines()
+        .find(|l| l.starts_with("agentgate_tool_seconds_bucket") && l.contains(" # {"))
+        .expect("the engine's histogram has an exemplar");
+    assert!(
+        tool_exemplar.contains(&format!("trace_id=\"{}\"", trace_of["run-joined"])),
+        "{tool_exemplar}"
+    );
     for trace in exemplar_traces {
         assert!(
             traces.contains(&trace.to_owned()),
