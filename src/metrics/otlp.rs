@@ -390,22 +390,15 @@ pub(crate) enum SpanDrop {
     QueueFull = 0,
     /// The receiver refused the request (a `4xx` other than `429`).
     Rejected = 1,
-    /// More runs open at once than the span builder keeps.
-    TooManyRuns = 2,
 }
 
 impl SpanDrop {
-    pub(crate) const ALL: [SpanDrop; 3] = [
-        SpanDrop::QueueFull,
-        SpanDrop::Rejected,
-        SpanDrop::TooManyRuns,
-    ];
+    pub(crate) const ALL: [SpanDrop; 2] = [SpanDrop::QueueFull, SpanDrop::Rejected];
 
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             SpanDrop::QueueFull => "queue_full",
             SpanDrop::Rejected => "rejected",
-            SpanDrop::TooManyRuns => "too_many_runs",
         }
     }
 }

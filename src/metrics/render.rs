@@ -267,7 +267,7 @@ pub(super) fn render(metrics: &Metrics, format: Format, out: &mut String) {
     w.family(
         &n.otlp_dropped,
         Kind::Counter,
-        "Spans the OTLP exporter dropped without a try, by reason (queue_full: the queue to the exporter thread or its requests waiting for the receiver were full; rejected: the receiver answered a 4xx other than 429; too_many_runs: more runs open at once than the span builder keeps).",
+        "Spans the OTLP exporter dropped without a try, by reason (queue_full: the queue to the exporter thread or its requests waiting for the receiver were full; rejected: the receiver answered a 4xx other than 429).",
     );
     for reason in SpanDrop::ALL {
         w.sample(&n.otlp_dropped, "")

@@ -17,7 +17,7 @@
 //! and a move per span rather than for allocations.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -30,8 +30,9 @@ use crate::event::{
 use crate::metrics::otlp::{OtlpCounters, SpanDrop};
 use crate::pipeline::drain::{EventInfo, Sink};
 
-/// Runs open at once that the sink follows at most; the spans of runs
-/// beyond are dropped and counted (`too_many_runs`).
+/// Runs open at once that the sink follows at most. A new run beyond
+/// ends the oldest open one's spans at once, marked unfinished (a run the
+/// engine never ended must not keep every later run out of the traces).
 const MAX_OPEN_RUNS: usize = 10_000;
 
 /// Metadata entries a span takes as attributes at most.
@@ -345,6 +346,10 @@ impl Hasher for FxHasher {
 pub(crate) struct SpanSink {
     /// Boxed: a run's open spans move in and out of the map as a pointer.
     runs: HashMap<Arc<str>, Box<RunSpans>, BuildHasherDefault<FxHasher>>,
+    /// Run ids in the order their runs opened; ids of runs ended since
+    /// are skipped (and cleared out when they are half of it).
+    opened: VecDeque<Arc<str>>,
+    max_open_runs: usize,
     /// Finished spans not yet handed over.
     batch: Vec<SpanData>,
     queue: Sender<Vec<SpanData>>,
@@ -632,6 +637,8 @@ impl SpanSink {
     ) -> SpanSink {
         SpanSink {
             runs: HashMap::default(),
+            opened: VecDeque::new(),
+            max_open_runs: MAX_OPEN_RUNS,
             batch: Vec::with_capacity(HAND_OFF),
             queue,
             queued,
@@ -667,6 +674,25 @@ impl SpanSink {
             // The exporter thread is gone (shutdown): nothing takes them.
             self.queued.fetch_sub(n, Ordering::Relaxed);
             self.counters.dropped(SpanDrop::QueueFull, n as u64);
+        }
+    }
+
+    /// Ends the spans of the run open longest, at `event`'s time.
+    fn evict_oldest(&mut self, event: &ProgressEvent) {
+        while let Some(id) = self.opened.pop_front() {
+            if let Some(run) = self.runs.remove(&id) {
+                let mut ended = Vec::new();
+                run.end(event, &mut ended);
+                for mut span in ended {
+                    span.unfinished = true;
+                    // The other run's metadata is not this one's.
+                    if matches!(span.what, What::Run(_)) && span.metadata.is_some() {
+                        span.metadata = None;
+                    }
+                    self.batch.push(span);
+                }
+                return;
+            }
         }
     }
 
@@ -716,16 +742,20 @@ impl SpanSink {
         match self.runs.get_mut(&event.run_id) {
             Some(run) => run.apply(event, info, &mut self.batch),
             None => {
-                if self.runs.len() >= MAX_OPEN_RUNS {
-                    self.counters.dropped(SpanDrop::TooManyRuns, 1);
-                    return;
-                }
                 let mut run = SpanSink::open_run(event, trace_id, info);
                 run.apply(event, info, &mut self.batch);
-                if !event.event_type().is_terminal() {
-                    self.runs.insert(event.run_id.clone(), run);
-                } else {
+                if event.event_type().is_terminal() {
                     run.end(event, &mut self.batch);
+                } else {
+                    if self.runs.len() >= self.max_open_runs {
+                        self.evict_oldest(event);
+                    }
+                    self.runs.insert(event.run_id.clone(), run);
+                    self.opened.push_back(event.run_id.clone());
+                    if self.opened.len() > 2 * self.max_open_runs {
+                        let runs = &self.runs;
+                        self.opened.retain(|id| runs.contains_key(id));
+                    }
                 }
             }
         }
@@ -747,5 +777,161 @@ impl Sink for SpanSink {
 
     fn flush(&mut self) {
         self.hand_off();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{ExecutionMetrics, TaskSpec, Timestamp};
+
+    fn sink(
+        max_queue: usize,
+    ) -> (
+        SpanSink,
+        crossbeam_channel::Receiver<Vec<SpanData>>,
+        Arc<OtlpCounters>,
+    ) {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let counters = Arc::new(OtlpCounters::default());
+        let sink = SpanSink::new(tx, Arc::default(), max_queue, counters.clone());
+        (sink, rx, counters)
+    }
+
+    fn feed(sink: &mut SpanSink, run: &str, millis: u64, kind: EventKind, nanos: Option<u64>) {
+        let mut event = ProgressEvent::new("wo", run, kind);
+        event.timestamp = Timestamp::from_millis(millis);
+        // As the tracker sets it: one trace per run.
+        event.trace_id = TraceId::from_bytes([run.len() as u8 + 1; 16]);
+        let info = EventInfo {
+            seq: 1,
+            ticks: 0,
+            received: 0,
+            nanos,
+            applied: Default::default(),
+            trace: None,
+        };
+        sink.event(&event, &info);
+    }
+
+    fn spans(
+        sink: &mut SpanSink,
+        rx: &crossbeam_channel::Receiver<Vec<SpanData>>,
+    ) -> Vec<SpanData> {
+        sink.flush();
+        rx.try_iter().flatten().collect()
+    }
+
+    fn started() -> EventKind {
+        EventKind::RunStarted {
+            task_spec: TaskSpec::new("g", Strategy::Fixed, 2),
+        }
+    }
+
+    #[test]
+    fn a_phase_span_lasts_its_measured_duration_and_nests_in_its_iteration_under_the_run() {
+        let (mut sink, rx, _) = sink(100);
+        feed(&mut sink, "r", 1_000, started(), None);
+        feed(
+            &mut sink,
+            "r",
+            1_001,
+            EventKind::IterationStarted {
+                iteration: 1,
+                max_iterations: 2,
+                feedback: None,
+            },
+            None,
+        );
+        feed(
+            &mut sink,
+            "r",
+            1_002,
+            EventKind::PhaseStarted {
+                iteration: 1,
+                phase: Phase::Build,
+            },
+            None,
+        );
+        let done = EventKind::PhaseCompleted {
+            iteration: 1,
+            phase: Phase::Build,
+            success: false,
+            duration_ms: 7,
+        };
+        feed(&mut sink, "r", 1_010, done, Some(7_400_000));
+        let iteration_done = EventKind::IterationCompleted {
+            iteration: 1,
+            success: false,
+            phase_timings: Default::default(),
+            gate_results: Vec::new(),
+        };
+        feed(&mut sink, "r", 1_011, iteration_done, None);
+        let completed = EventKind::RunCompleted {
+            result: RunOutcome::Failed,
+            engine_result: RunResult::FailedBuild,
+            iterations: 1,
+            duration_ms: 12,
+            metrics: Box::new(ExecutionMetrics::default()),
+        };
+        feed(&mut sink, "r", 1_012, completed, None);
+        let spans = spans(&mut sink, &rx);
+        let names: Vec<&str> = spans.iter().map(SpanData::name).collect();
+        assert_eq!(names, ["phase build", "iteration", "run"]);
+        let (phase, iteration, run) = (&spans[0], &spans[1], &spans[2]);
+        assert_eq!(phase.start_ns, 1_002_000_000);
+        assert_eq!(phase.end_ns - phase.start_ns, 7_400_000);
+        assert_eq!(phase.parent, Some(iteration.span_id));
+        assert_eq!(iteration.parent, Some(run.span_id));
+        assert_eq!(run.parent, None);
+        assert_eq!(phase.status, Status::Error("phase build failed".into()));
+        assert_eq!(iteration.status, Status::Unset);
+        assert_eq!(run.status, Status::Error("run failed: failed_build".into()));
+        assert!(spans.iter().all(|s| s.trace_id == run.trace_id));
+    }
+
+    #[test]
+    fn past_the_most_open_runs_a_new_run_ends_the_oldest_runs_spans_as_unfinished() {
+        let (mut sink, rx, _) = sink(100);
+        sink.max_open_runs = 2;
+        for (i, run) in ["a", "bb", "ccc"].into_iter().enumerate() {
+            feed(&mut sink, run, 1_000 + i as u64, started(), None);
+            let iteration = EventKind::IterationStarted {
+                iteration: 1,
+                max_iterations: 2,
+                feedback: None,
+            };
+            feed(&mut sink, run, 1_000 + i as u64, iteration, None);
+        }
+        let spans = spans(&mut sink, &rx);
+        assert_eq!(spans.len(), 2, "the oldest run's iteration and root");
+        assert!(spans.iter().all(|s| s.unfinished));
+        assert!(matches!(&spans[1].what, What::Run(info) if &*info.run_id == "a"));
+        assert_eq!(sink.runs.len(), 2);
+    }
+
+    #[test]
+    fn a_full_queue_drops_the_spans_beyond_it_and_counts_them_without_waiting() {
+        let (mut sink, rx, counters) = sink(1);
+        feed(&mut sink, "r", 1_000, started(), None);
+        feed(&mut sink, "r", 1_001, EventKind::DeliveryStarted, None);
+        let delivered = EventKind::DeliveryCompleted {
+            success: true,
+            pr_url: None,
+            ci_status: None,
+        };
+        feed(&mut sink, "r", 1_002, delivered, None);
+        feed(
+            &mut sink,
+            "r",
+            1_003,
+            EventKind::RunCanceled {
+                reason: "user".into(),
+            },
+            None,
+        );
+        let spans = spans(&mut sink, &rx);
+        assert_eq!(spans.len(), 1);
+        assert_eq!(counters.stats().dropped[SpanDrop::QueueFull as usize], 1);
     }
 }
