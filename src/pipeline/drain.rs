@@ -49,6 +49,11 @@ pub(crate) trait Sink: Send {
     /// Called when the ring runs empty and before every control message:
     /// a sink that batches publishes what it holds.
     fn flush(&mut self) {}
+
+    /// Called once when the pipeline stops, after the last event and
+    /// before the last [`flush`](Self::flush): a sink that holds state
+    /// about runs still open settles it.
+    fn finish(&mut self) {}
 }
 
 impl Sink for crate::log::ProgressLog {
@@ -232,6 +237,9 @@ impl Drain {
                 // The emitters see the pipeline closed; take what raced in.
                 while let Ok(envelope) = self.rx.try_recv() {
                     self.handle(envelope);
+                }
+                for sink in &mut self.sinks {
+                    sink.finish();
                 }
                 self.flush_sinks();
                 break;

@@ -607,9 +607,16 @@ impl RunSpans {
         }
     }
 
-    /// Ends every open span and the root at `at`.
+    /// Ends every open span and the root at `event`.
     fn end(mut self: Box<Self>, event: &ProgressEvent, out: &mut Vec<SpanData>) {
-        let at = nanos(event);
+        if event.metadata.is_some() {
+            self.root.metadata = event.metadata.clone();
+        }
+        self.end_at(nanos(event), out);
+    }
+
+    /// Ends every open span and the root at `at`, in nanoseconds.
+    fn end_at(mut self: Box<Self>, at: u64, out: &mut Vec<SpanData>) {
         for open in [
             self.phase.take(),
             self.iteration.take(),
@@ -619,9 +626,6 @@ impl RunSpans {
         .flatten()
         {
             out.push(unfinished(open, at));
-        }
-        if event.metadata.is_some() {
-            self.root.metadata = event.metadata.clone();
         }
         self.root.end_ns = at.max(self.root.start_ns);
         out.push(self.root);
@@ -778,6 +782,25 @@ impl Sink for SpanSink {
     fn flush(&mut self) {
         self.hand_off();
     }
+
+    /// The runs still open at shutdown are exported as they stand, every
+    /// span of theirs marked unfinished and ended now: the final flush
+    /// then carries them.
+    fn finish(&mut self) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        let mut ended = Vec::new();
+        for id in std::mem::take(&mut self.opened) {
+            if let Some(run) = self.runs.remove(&id) {
+                run.end_at(now, &mut ended);
+            }
+        }
+        for mut span in ended {
+            span.unfinished = true;
+            self.batch.push(span);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -908,6 +931,12 @@ mod tests {
         assert!(spans.iter().all(|s| s.unfinished));
         assert!(matches!(&spans[1].what, What::Run(info) if &*info.run_id == "a"));
         assert_eq!(sink.runs.len(), 2);
+        // At shutdown the two still open go out too, unfinished.
+        sink.finish();
+        let rest = self::spans(&mut sink, &rx);
+        assert_eq!(rest.len(), 4);
+        assert!(rest.iter().all(|s| s.unfinished && s.end_ns >= s.start_ns));
+        assert!(sink.runs.is_empty());
     }
 
     #[test]
