@@ -23,7 +23,7 @@ use std::cell::{Cell, RefCell};
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use crate::event::Phase;
+use crate::event::{Phase, SpanId, TraceId};
 
 /// The context fields. Every field is optional; set ones override the
 /// enclosing scope's.
@@ -39,6 +39,12 @@ pub struct LogContext {
     pub phase: Option<Phase>,
     /// Correlation id; progress events emitted in this scope carry it.
     pub correlation_id: Option<Arc<str>>,
+    /// The W3C trace of the run (`trace_id` on log lines, exemplars);
+    /// the guards' contexts set it.
+    pub trace_id: Option<TraceId>,
+    /// The span the scope is in (`span_id` on log lines): the run's, an
+    /// iteration's or a phase's, as exported over OTLP.
+    pub span_id: Option<SpanId>,
 }
 
 thread_local! {
@@ -111,6 +117,14 @@ impl LogContext {
         self
     }
 
+    /// Sets the trace and span (from a [`RunHandle`](crate::RunHandle), or
+    /// a `traceparent` the engine received).
+    pub fn trace(mut self, trace_id: TraceId, span_id: SpanId) -> Self {
+        self.trace_id = Some(trace_id);
+        self.span_id = Some(span_id);
+        self
+    }
+
     /// The calling thread's current context (empty outside any scope).
     pub fn current() -> LogContext {
         CURRENT.with_borrow(|c| c.0.as_deref().cloned().unwrap_or_default())
@@ -125,6 +139,8 @@ impl LogContext {
             iteration: self.iteration.or(outer.iteration),
             phase: self.phase.or(outer.phase),
             correlation_id: self.correlation_id.or_else(|| outer.correlation_id.clone()),
+            trace_id: self.trace_id.or(outer.trace_id),
+            span_id: self.span_id.or(outer.span_id),
         }
     }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::event::{
     DeliveryResult, EventKind, EventType, ExecutionMetrics, Metadata, Phase, PhaseTimings,
-    ProgressEvent, RunOutcome, RunResult, TaskSpec,
+    ProgressEvent, RunOutcome, RunResult, RunTrace, SpanId, TaskSpec, TraceId, TraceParent,
 };
 use crate::pipeline::Shared;
 use crate::pipeline::envelope::{
@@ -211,11 +211,47 @@ impl Emitter {
     /// assert_eq!(obs.runs()[0].phase_timings.build, Some(1234));
     /// ```
     pub fn run(&self, work_order_id: &str, run_id: &str) -> RunHandle {
-        let key = producer::register_run(&self.shared, work_order_id, run_id);
+        self.run_with(work_order_id, run_id, None)
+    }
+
+    /// [`run`](Self::run) for a run that joins its caller's trace: the
+    /// engine got `traceparent` with the request that started the run, and
+    /// the run's events (`traceId`), its log lines and its exported spans
+    /// (the root span a child of the caller's span) carry the caller's
+    /// trace id.
+    ///
+    /// ```
+    /// # use agentgate_obs::{Observability, TraceParent};
+    /// let obs = Observability::builder().no_log().start()?;
+    /// let caller = TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
+    /// let run = obs.emitter().run_in_trace("wo-1", "run-1", &caller);
+    /// assert_eq!(run.trace_id(), caller.trace_id);
+    /// # Ok::<(), agentgate_obs::Error>(())
+    /// ```
+    pub fn run_in_trace(
+        &self,
+        work_order_id: &str,
+        run_id: &str,
+        traceparent: &TraceParent,
+    ) -> RunHandle {
+        self.run_with(work_order_id, run_id, Some(traceparent))
+    }
+
+    pub(crate) fn run_with(
+        &self,
+        work_order_id: &str,
+        run_id: &str,
+        traceparent: Option<&TraceParent>,
+    ) -> RunHandle {
+        // Once per handle, not per emit: a few arithmetic instructions of
+        // a thread-local generator.
+        let trace = RunTrace::new(traceparent);
+        let key = producer::register_run(&self.shared, work_order_id, run_id, Some(trace));
         RunHandle {
             inner: Arc::new(HandleInner {
                 emitter: self.clone(),
                 key,
+                trace,
             }),
         }
     }
@@ -430,7 +466,7 @@ impl Emitter {
     fn emit_uncached(&self, work_order_id: &str, run_id: &str, body: Body) {
         let ty = body.event_type();
         self.shared.counters.emitted_fallback.add(ty);
-        let key = producer::register_run(&self.shared, work_order_id, run_id);
+        let key = producer::register_run(&self.shared, work_order_id, run_id, None);
         self.send(self.shared.clock.raw(), key, NO_CORRELATION, body, ty);
         self.shared.send_reliable(Msg::UnregisterRun(key));
     }
@@ -566,6 +602,7 @@ impl ProgressEmitter for Emitter {
 struct HandleInner {
     emitter: Emitter,
     key: Key,
+    trace: RunTrace,
 }
 
 impl Drop for HandleInner {
@@ -613,6 +650,34 @@ impl RunHandle {
     #[inline]
     fn emit(&self, body: Body) {
         self.inner.emitter.emit_keyed(self.inner.key, body);
+    }
+
+    /// The trace this handle's run is in: the id its events carry as
+    /// `traceId`, unless another handle of the same run emitted the run's
+    /// first event (the pipeline keeps the first trace a run gets).
+    pub fn trace_id(&self) -> TraceId {
+        self.inner.trace.trace_id
+    }
+
+    /// The span of the run itself (the root span of its trace, as
+    /// exported over OTLP).
+    pub fn span_id(&self) -> SpanId {
+        self.inner.trace.root
+    }
+
+    /// A `traceparent` naming the run's span: what the engine passes on to
+    /// the services it calls so that their spans nest under the run.
+    pub fn traceparent(&self) -> TraceParent {
+        TraceParent {
+            trace_id: self.inner.trace.trace_id,
+            parent_id: self.inner.trace.root,
+            flags: 1,
+        }
+    }
+
+    /// The handle's trace, for the guards' log contexts.
+    pub(crate) fn trace(&self) -> RunTrace {
+        self.inner.trace
     }
 
     /// The pipeline's clock now, in raw ticks (what events are stamped with).
@@ -720,4 +785,77 @@ impl WithMetadata<'_> {
     }
 
     emits!(metadata_methods);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Observability;
+    use crate::event::Strategy;
+    use parking_lot::Mutex;
+
+    fn recorded(obs: &Observability) -> (Arc<Mutex<Vec<ProgressEvent>>>, Subscription) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        let sub = obs
+            .emitter()
+            .subscribe(move |e| sink.lock().push(e.clone()));
+        (seen, sub)
+    }
+
+    #[test]
+    fn every_event_of_a_run_carries_the_trace_of_its_first_whichever_handle_sent_it() {
+        let obs = Observability::builder().no_log().start().unwrap();
+        let (seen, _sub) = recorded(&obs);
+        let first = obs.emitter().run("wo", "run-1");
+        let second = obs.emitter().run("wo", "run-1");
+        assert_ne!(first.trace_id(), second.trace_id());
+        first.started(&TaskSpec::new("g", Strategy::Fixed, 1));
+        second.phase_started(1, Phase::Build);
+        obs.emitter()
+            .emit_phase_started("wo", "run-1", 1, Phase::Verify);
+        obs.flush();
+        let events = seen.lock();
+        assert_eq!(events.len(), 3);
+        for event in events.iter() {
+            assert_eq!(event.trace_id, Some(first.trace_id()), "{event:?}");
+        }
+    }
+
+    #[test]
+    fn a_run_started_in_a_callers_trace_carries_the_callers_trace_id() {
+        let obs = Observability::builder().no_log().start().unwrap();
+        let (seen, _sub) = recorded(&obs);
+        let caller =
+            TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
+        let run = obs.emitter().run_in_trace("wo", "run-1", &caller);
+        assert_ne!(
+            run.span_id(),
+            caller.parent_id,
+            "the run is a span of its own"
+        );
+        assert_eq!(run.traceparent().trace_id, caller.trace_id);
+        assert_eq!(run.traceparent().parent_id, run.span_id());
+        run.started(&TaskSpec::new("g", Strategy::Fixed, 1));
+        obs.flush();
+        assert_eq!(seen.lock()[0].trace_id, Some(caller.trace_id));
+    }
+
+    #[test]
+    fn runs_of_the_str_api_get_traces_of_their_own_and_a_whole_event_keeps_its_trace() {
+        let obs = Observability::builder().no_log().start().unwrap();
+        let (seen, _sub) = recorded(&obs);
+        let spec = TaskSpec::new("g", Strategy::Fixed, 1);
+        obs.emitter().emit_run_started("wo", "run-a", &spec);
+        obs.emitter().emit_run_started("wo", "run-b", &spec);
+        let kept = TraceId::from_hex("0af7651916cd43dd8448eb211c80319c").unwrap();
+        let mut whole = ProgressEvent::new("wo", "run-c", EventKind::DeliveryStarted);
+        whole.trace_id = Some(kept);
+        obs.emitter().emit(whole);
+        obs.flush();
+        let events = seen.lock();
+        let (a, b) = (events[0].trace_id, events[1].trace_id);
+        assert!(a.is_some() && b.is_some() && a != b);
+        assert_eq!(events[2].trace_id, Some(kept));
+    }
 }

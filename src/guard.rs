@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use crate::context::LogContext;
 use crate::emitter::{Emitter, RunHandle, bodies};
-use crate::event::{ExecutionMetrics, Metadata, Phase, PhaseTimings, RunResult, TaskSpec};
+use crate::event::{
+    ExecutionMetrics, Metadata, Phase, PhaseTimings, RunResult, TaskSpec, TraceParent,
+};
 use crate::panic_hook;
 use crate::pipeline::envelope::Body;
 
@@ -30,9 +32,43 @@ impl Emitter {
     /// # Ok::<(), agentgate_obs::Error>(())
     /// ```
     pub fn start_run(&self, work_order_id: &str, run_id: &str, task_spec: &TaskSpec) -> RunGuard {
+        self.start_run_with(work_order_id, run_id, task_spec, None)
+    }
+
+    /// [`start_run`](Self::start_run) for a run that joins its caller's
+    /// trace (see [`Emitter::run_in_trace`]): the engine received
+    /// `traceparent` with the request that started the run.
+    ///
+    /// ```
+    /// # use agentgate_obs::{Observability, Strategy, TaskSpec, TraceParent};
+    /// let obs = Observability::builder().no_log().start()?;
+    /// let caller = TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
+    /// let spec = TaskSpec::new("fix it", Strategy::Ralph, 3);
+    /// let run = obs.emitter().start_run_in_trace("wo-1", "run-1", &spec, &caller);
+    /// assert_eq!(run.log_context().trace_id, Some(caller.trace_id));
+    /// # run.cancel("example");
+    /// # Ok::<(), agentgate_obs::Error>(())
+    /// ```
+    pub fn start_run_in_trace(
+        &self,
+        work_order_id: &str,
+        run_id: &str,
+        task_spec: &TaskSpec,
+        traceparent: &TraceParent,
+    ) -> RunGuard {
+        self.start_run_with(work_order_id, run_id, task_spec, Some(traceparent))
+    }
+
+    fn start_run_with(
+        &self,
+        work_order_id: &str,
+        run_id: &str,
+        task_spec: &TaskSpec,
+        traceparent: Option<&TraceParent>,
+    ) -> RunGuard {
         panic_hook::install();
         panic_hook::keep_messages();
-        let handle = self.run(work_order_id, run_id);
+        let handle = self.run_with(work_order_id, run_id, traceparent);
         let started = handle.now();
         handle.emit_at(started, bodies::run_started(task_spec));
         RunGuard {
@@ -207,11 +243,14 @@ impl RunGuard {
         }
     }
 
-    /// The run's ids as a [`LogContext`].
+    /// The run's ids, its trace and its span as a [`LogContext`].
     pub fn log_context(&self) -> LogContext {
+        let trace = self.handle.trace();
         LogContext {
             work_order_id: Some(self.work_order_id.clone()),
             run_id: Some(self.run_id.clone()),
+            trace_id: Some(trace.trace_id),
+            span_id: Some(trace.root),
             ..LogContext::default()
         }
     }
@@ -385,10 +424,11 @@ impl IterationGuard<'_> {
         self.timings
     }
 
-    /// The run's ids and the iteration as a [`LogContext`].
+    /// The run's ids, the iteration and its span as a [`LogContext`].
     pub fn log_context(&self) -> LogContext {
         let mut ctx = self.run.log_context();
         ctx.iteration = Some(self.iteration);
+        ctx.span_id = Some(self.run.handle.trace().root.child(self.iteration, 0));
         ctx
     }
 
@@ -530,11 +570,19 @@ impl PhaseGuard<'_> {
         check_gate(&self.run.handle, self.iteration, name, f)
     }
 
-    /// The run's ids, the iteration and the phase as a [`LogContext`].
+    /// The run's ids, the iteration, the phase and its span as a
+    /// [`LogContext`].
     pub fn log_context(&self) -> LogContext {
         let mut ctx = self.run.log_context();
         ctx.iteration = Some(self.iteration);
         ctx.phase = Some(self.phase);
+        ctx.span_id = Some(
+            self.run
+                .handle
+                .trace()
+                .root
+                .phase_child(self.iteration, self.phase),
+        );
         ctx
     }
 

@@ -79,8 +79,8 @@ mod ws;
 pub use emitter::{Emitter, ProgressEmitter, RunHandle, Subscription, WithMetadata};
 pub use error::Error;
 pub use event::{
-    DeliveryResult, ExecutionMetrics, Metadata, Phase, PhaseTimings, ProgressEvent, RunResult,
-    Strategy, TaskSpec,
+    DeliveryResult, ExecutionMetrics, InvalidTraceparent, Metadata, Phase, PhaseTimings,
+    ProgressEvent, RunResult, SpanId, Strategy, TaskSpec, TraceId, TraceParent,
 };
 pub use global::global;
 pub use guard::{IterationGuard, PhaseGuard, RunGuard};

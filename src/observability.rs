@@ -48,6 +48,9 @@ pub struct Builder {
     journal: Option<JournalConfig>,
     push_gateway: Option<PushGatewayConfig>,
     remote_write: Option<RemoteWriteConfig>,
+    otlp: Option<crate::metrics::OtlpConfig>,
+    /// Why the `OTEL_*` variables could not be read, reported by `start`.
+    otlp_env_error: Option<String>,
 }
 
 impl Default for Builder {
@@ -68,6 +71,8 @@ impl Default for Builder {
             journal: None,
             push_gateway: None,
             remote_write: None,
+            otlp: None,
+            otlp_env_error: None,
         }
     }
 }
@@ -392,7 +397,46 @@ impl Builder {
         self
     }
 
+    /// Exports every run as an OTLP trace to `endpoint`, a collector's
+    /// `http://` base URL (`/v1/traces` is added) or its traces URL; see
+    /// [`OtlpConfig::new`](crate::metrics::OtlpConfig::new). Spans are
+    /// built on the drain thread and sent by a thread of their own over
+    /// OTLP/HTTP (protobuf by default): the engine and the drain thread
+    /// never wait for the receiver; shutdown waits for the last spans at
+    /// most [`OtlpConfig::final_wait`](crate::metrics::OtlpConfig::final_wait)
+    /// (5 s). What was exported, dropped or failed is counted on
+    /// `/metrics` (`otlp_*`).
+    pub fn otlp(self, endpoint: impl Into<String>) -> Self {
+        self.otlp_config(crate::metrics::OtlpConfig::new(endpoint))
+    }
+
+    /// [`otlp`](Self::otlp) with every setting given.
+    pub fn otlp_config(mut self, config: crate::metrics::OtlpConfig) -> Self {
+        self.otlp = Some(config);
+        self
+    }
+
+    /// [`otlp_config`](Self::otlp_config) from the standard variables
+    /// ([`OtlpConfig::from_env`](crate::metrics::OtlpConfig::from_env)):
+    /// nothing changes when no `OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT` is
+    /// set; a variable that cannot be read makes [`start`](Self::start)
+    /// fail with [`Error::Config`].
+    pub fn otlp_from_env(mut self) -> Self {
+        match crate::metrics::OtlpConfig::from_env() {
+            Ok(Some(config)) => self.otlp = Some(config),
+            Ok(None) => {}
+            Err(error) => self.otlp_env_error = Some(error.to_string()),
+        }
+        self
+    }
+
     fn validate(&self) -> Result<(), Error> {
+        if let Some(error) = &self.otlp_env_error {
+            return Err(Error::Config(error.clone()));
+        }
+        if let Some(otlp) = &self.otlp {
+            otlp.validate()?;
+        }
         if let Some(remote_write) = &self.remote_write {
             remote_write.validate()?;
         }
@@ -560,6 +604,40 @@ impl Builder {
             });
             match started {
                 Ok(exporter) => exporters.push(exporter),
+                Err(error) => {
+                    if let Some(log) = &log {
+                        log.shutdown();
+                    }
+                    return Err(error);
+                }
+            }
+        }
+        if let Some(config) = &self.otlp {
+            let dispatch = log.as_ref().map(|l| l.dispatch().clone());
+            let schedule = crate::export::Schedule {
+                interval: config.interval,
+                timeout: config.timeout,
+                final_wait: config.final_wait,
+            };
+            let started = crate::export::otlp::start(config.clone(), &metrics, dispatch.clone())
+                .and_then(|(sink, target)| {
+                    crate::export::Exporter::start(
+                        Box::new(target),
+                        metrics.clone(),
+                        schedule,
+                        dispatch,
+                    )
+                    .map(|exporter| (sink, exporter))
+                    .map_err(|source| Error::Spawn {
+                        name: "otlp",
+                        source,
+                    })
+                });
+            match started {
+                Ok((sink, exporter)) => {
+                    drain.sinks.push(Box::new(sink));
+                    exporters.push(exporter);
+                }
                 Err(error) => {
                     if let Some(log) = &log {
                         log.shutdown();

@@ -40,7 +40,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::{
     EventKind, GOAL_MAX_CHARS, GateSummary, Phase, PhaseTimings, ProgressEvent, RunOutcome,
-    RunResult, TRUNCATION_MARKER, TaskSpec, Timestamp, bound_bytes, truncate_chars,
+    RunResult, TRUNCATION_MARKER, TaskSpec, Timestamp, TraceId, bound_bytes, truncate_chars,
 };
 
 /// The most gate results one iteration keeps.
@@ -306,6 +306,8 @@ struct Slot {
     /// first); `NIL` at the ends and for finished runs.
     prev: u32,
     next: u32,
+    /// The run's trace, set by its first event.
+    trace: Option<TraceId>,
 }
 
 /// The state of every run, bounded in memory.
@@ -494,6 +496,7 @@ impl RunTracker {
         let slot = match self.free.pop() {
             Some(slot) => {
                 self.slots[slot as usize].run = Some(run);
+                self.slots[slot as usize].trace = None;
                 slot
             }
             None => {
@@ -502,6 +505,7 @@ impl RunTracker {
                     run: Some(run),
                     prev: NIL,
                     next: NIL,
+                    trace: None,
                 });
                 (self.slots.len() - 1) as u32
             }
@@ -548,7 +552,15 @@ impl RunTracker {
         {
             self.lru_touch(slot);
         }
-        let Some(run) = self.slots[slot as usize].run.as_mut() else {
+        let entry = &mut self.slots[slot as usize];
+        // The first event fixes the run's trace: the one its handle chose
+        // or its event carries (a replayed journal), else a new one. Every
+        // later event of the run carries it, whichever handle sent it.
+        let trace_id = *entry
+            .trace
+            .get_or_insert_with(|| event.trace_id.unwrap_or_else(TraceId::random));
+        event.trace_id = Some(trace_id);
+        let Some(run) = entry.run.as_mut() else {
             return applied;
         };
         // In place unless a snapshot still holds this version of the run.

@@ -1,13 +1,13 @@
 //! The flags that send the metrics somewhere (`demo`, `push`): a
 //! Pushgateway and a Prometheus remote write receiver, the job, instance
 //! and labels the figures go under, the wait at exit, and the
-//! Pushgateway's token.
+//! Pushgateway's token; and the one that sends runs as traces (`demo`).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use agentgate_obs::Builder;
-use agentgate_obs::metrics::{DEFAULT_PUSH_JOB, PushGatewayConfig, RemoteWriteConfig};
+use agentgate_obs::metrics::{DEFAULT_PUSH_JOB, OtlpConfig, PushGatewayConfig, RemoteWriteConfig};
 use clap::{ArgGroup, Args};
 
 use super::Usage;
@@ -118,6 +118,32 @@ impl Targets {
             config = config.label(name.as_str(), value.as_str());
         }
         Some(config)
+    }
+}
+
+/// Where runs go as traces.
+#[derive(Debug, Args)]
+pub(crate) struct Traces {
+    /// Export every run as an OpenTelemetry trace over OTLP/HTTP to URL: a
+    /// collector's base URL (http://HOST:4318, /v1/traces is added) or its
+    /// traces URL. The OTEL_EXPORTER_OTLP_* variables, OTEL_SERVICE_NAME
+    /// and OTEL_RESOURCE_ATTRIBUTES apply (protocol, headers, resource);
+    /// with OTEL_EXPORTER_OTLP_ENDPOINT set, traces are exported without
+    /// this flag. http:// only.
+    #[arg(long, value_name = "URL")]
+    otlp: Option<String>,
+}
+
+impl Traces {
+    /// `builder` exporting traces to `--otlp`, or where the standard
+    /// variables say.
+    pub(crate) fn apply(&self, builder: Builder) -> Result<Builder, Usage> {
+        let builder = builder.otlp_from_env();
+        let Some(url) = &self.otlp else {
+            return Ok(builder);
+        };
+        let config = OtlpConfig::from_env_with_endpoint(url).map_err(|e| Usage(e.to_string()))?;
+        Ok(builder.otlp_config(config))
     }
 }
 

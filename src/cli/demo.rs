@@ -11,7 +11,7 @@ use agentgate_obs::event::RunOutcome;
 use agentgate_obs::logging::Level;
 use clap::Args;
 
-use super::delivery::Targets;
+use super::delivery::{Targets, Traces};
 use super::serve::ServeArgs;
 use super::{Exit, Failure, Usage, report};
 
@@ -57,6 +57,8 @@ pub(crate) struct DemoArgs {
     events_out: Option<std::path::PathBuf>,
     #[command(flatten)]
     targets: Targets,
+    #[command(flatten)]
+    traces: Traces,
     /// How often to deliver to the Pushgateway or the remote write
     /// receiver (the last delivery is at exit).
     #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = humantime::parse_duration, requires = "receiver")]
@@ -86,6 +88,7 @@ pub(crate) fn run(args: DemoArgs) -> Result<Exit, Failure> {
     builder = args
         .targets
         .apply(builder, args.push_interval, args.push_delete_on_shutdown)?;
+    builder = args.traces.apply(builder)?;
     let obs = builder.start()?;
     // The demo owns the process: `log` records come out as JSON lines too.
     agentgate_obs::logging::install_log_bridge()?;

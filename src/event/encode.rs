@@ -36,6 +36,12 @@ pub(crate) fn write_wire(out: &mut Vec<u8>, seq: u64, event: &ProgressEvent) {
     w.string(&event.run_id);
     w.key("correlationId");
     w.string(&event.correlation_id);
+    if let Some(trace_id) = event.trace_id {
+        w.key("traceId");
+        w.out.push(b'"');
+        trace_id.write_hex(w.out);
+        w.out.push(b'"');
+    }
     payload(&mut w, &event.kind);
     if let Some(metadata) = &event.metadata {
         w.key("metadata");
@@ -476,6 +482,10 @@ mod tests {
                 if i % 2 == 0 {
                     event.correlation_id = Arc::from("req\u{0}9");
                     event.metadata = Some(metadata.clone());
+                }
+                if i % 3 == 0 {
+                    event.trace_id =
+                        crate::event::TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736");
                 }
                 event
             })

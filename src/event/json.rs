@@ -58,6 +58,9 @@ impl Serialize for WireEvent<'_> {
         map.serialize_entry("workOrderId", &*e.work_order_id)?;
         map.serialize_entry("runId", &*e.run_id)?;
         map.serialize_entry("correlationId", &*e.correlation_id)?;
+        if let Some(trace_id) = &e.trace_id {
+            map.serialize_entry("traceId", trace_id)?;
+        }
         serialize_payload(&e.kind, &mut map)?;
         if let Some(metadata) = &e.metadata {
             map.serialize_entry("metadata", &**metadata)?;

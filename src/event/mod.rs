@@ -7,6 +7,7 @@
 mod encode;
 mod json;
 mod timestamp;
+mod trace;
 mod types;
 
 use std::sync::Arc;
@@ -17,6 +18,8 @@ use serde::{Deserialize, Serialize};
 pub(crate) use encode::write_wire;
 pub use json::{TypeStyle, WireEvent};
 pub use timestamp::{InvalidTimestamp, Timestamp};
+pub(crate) use trace::RunTrace;
+pub use trace::{InvalidTraceparent, SpanId, TraceId, TraceParent};
 pub use types::{
     DeliveryResult, ExecutionMetrics, GOAL_MAX_CHARS, GateSummary, Phase, PhaseTimings, RunOutcome,
     RunResult, Strategy, TaskSpec, UnknownVariant,
@@ -292,6 +295,11 @@ pub struct ProgressEvent {
     pub run_id: Arc<str>,
     /// The emitting thread's context correlation id, else the run id.
     pub correlation_id: Arc<str>,
+    /// The W3C trace of the run (`traceId`): set by the pipeline, which
+    /// gives every run one at its first event (the caller's when the run
+    /// was started with a [`TraceParent`]); `None` on an event the
+    /// pipeline has not processed, or from a journal written without it.
+    pub trace_id: Option<TraceId>,
     /// Extra fields from the engine, under `metadata`.
     pub metadata: Option<Arc<Metadata>>,
     /// The payload.
@@ -307,6 +315,7 @@ impl ProgressEvent {
             work_order_id: Arc::from(work_order_id),
             correlation_id: run_id.clone(),
             run_id,
+            trace_id: None,
             metadata: None,
             kind,
         }
@@ -339,6 +348,8 @@ impl<'de> Deserialize<'de> for ProgressEvent {
             run_id: Arc<str>,
             correlation_id: Option<Arc<str>>,
             #[serde(default)]
+            trace_id: Option<TraceId>,
+            #[serde(default)]
             metadata: Option<Arc<Metadata>>,
             #[serde(flatten)]
             kind: EventKind,
@@ -349,6 +360,7 @@ impl<'de> Deserialize<'de> for ProgressEvent {
             correlation_id: repr.correlation_id.unwrap_or_else(|| repr.run_id.clone()),
             work_order_id: repr.work_order_id,
             run_id: repr.run_id,
+            trace_id: repr.trace_id,
             metadata: repr.metadata,
             kind: repr.kind,
         })

@@ -9,6 +9,7 @@
 //! as a scrape does: the drain thread and the engine never wait on it, and
 //! a receiver that is down or slow costs only this thread's time.
 
+pub(crate) mod otlp;
 mod parse;
 mod prompb;
 pub(crate) mod pushgateway;

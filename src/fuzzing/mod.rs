@@ -198,6 +198,7 @@ pub fn exposition_round_trip(values: &[String]) {
         let trace = crate::metrics::histogram::Trace {
             run_id: &run,
             correlation_id: &run,
+            trace_id: None,
             millis: i as u64,
         };
         metrics.observe_run((i as u64 + 1) * 1_000_000, Some(trace));

@@ -22,7 +22,7 @@
 
 use std::sync::Arc;
 
-use crate::event::{EventKind, EventType, Metadata, Phase, ProgressEvent, Timestamp};
+use crate::event::{EventKind, EventType, Metadata, Phase, ProgressEvent, Timestamp, TraceId};
 
 /// Id slots on each side: a direct-mapped cache, so a fleet of runs
 /// larger than this only costs more id messages.
@@ -46,6 +46,9 @@ pub(super) struct Ids {
     work_order_id: Arc<str>,
     run_id: Arc<str>,
     correlation_id: Arc<str>,
+    /// Part of the ids: a run's trace is set once, by its first event, so
+    /// it changes for the same strings at most once.
+    trace_id: Option<TraceId>,
 }
 
 impl Ids {
@@ -54,6 +57,7 @@ impl Ids {
             work_order_id: event.work_order_id.clone(),
             run_id: event.run_id.clone(),
             correlation_id: event.correlation_id.clone(),
+            trace_id: event.trace_id,
         }
     }
 
@@ -61,6 +65,7 @@ impl Ids {
         Arc::ptr_eq(&self.run_id, &event.run_id)
             && Arc::ptr_eq(&self.correlation_id, &event.correlation_id)
             && Arc::ptr_eq(&self.work_order_id, &event.work_order_id)
+            && self.trace_id == event.trace_id
     }
 }
 
@@ -335,6 +340,8 @@ pub(super) struct Encoder {
     /// The addresses of the ids `last` holds, which that slot keeps alive:
     /// the per-event check compares them without going through the table.
     last_ids: [usize; 3],
+    /// The trace id of the last event's ids.
+    last_trace: Option<TraceId>,
     batch: Batch,
     /// The `seq` the batch's next event takes: its events' `seq` follow
     /// from their places, so they must run on without a gap.
@@ -348,6 +355,7 @@ impl Encoder {
             last: 0,
             // No `Arc` lives at address 0: matches no event.
             last_ids: [0; 3],
+            last_trace: None,
             batch: Batch::new(),
             next_seq: NO_EVENT,
         }
@@ -396,7 +404,8 @@ impl Encoder {
         let items = &mut self.batch.items;
         let ms_fits = ms_fits(ms);
         let room = items.len() < items.capacity();
-        if !(same_ids & room & ms_fits & (seq == self.next_seq)) {
+        let same_trace = event.trace_id == self.last_trace;
+        if !(same_ids & same_trace & room & ms_fits & (seq == self.next_seq)) {
             return false;
         }
         let Some(item) = Item::inline(event, ms & MS_MASK) else {
@@ -436,6 +445,7 @@ impl Encoder {
             }
             self.last = slot;
             self.last_ids = id_addresses(event);
+            self.last_trace = event.trace_id;
         }
         let ms = millis.wrapping_sub(self.batch.base.millis);
         let inline = if ms_fits(ms) {
@@ -547,6 +557,7 @@ impl Decoder {
                             work_order_id: ids.work_order_id,
                             run_id: ids.run_id,
                             correlation_id: ids.correlation_id,
+                            trace_id: ids.trace_id,
                             metadata: None,
                             kind: EventKind::DeliveryStarted,
                         });

@@ -20,7 +20,7 @@ use super::scan::{LastTimestamp, scan};
 
 use crate::event::{
     EventKind, EventType, ExecutionMetrics, GateSummary, Metadata, Phase, PhaseTimings,
-    ProgressEvent, RunOutcome, RunResult, TaskSpec, Timestamp,
+    ProgressEvent, RunOutcome, RunResult, TaskSpec, Timestamp, TraceId,
 };
 
 /// Every field any event line may hold.
@@ -36,6 +36,8 @@ struct Flat<'a> {
     run_id: Cow<'a, str>,
     #[serde(borrow, default)]
     correlation_id: Option<Cow<'a, str>>,
+    #[serde(default)]
+    trace_id: Option<TraceId>,
     #[serde(default)]
     metadata: Option<Metadata>,
     #[serde(default)]
@@ -221,6 +223,7 @@ pub(super) fn parse_with_serde(
         work_order_id,
         run_id,
         correlation_id,
+        trace_id: flat.trace_id,
         metadata: flat.metadata.take().map(Arc::new),
         kind,
     })

@@ -15,7 +15,7 @@ use std::str::FromStr;
 
 use crate::event::{
     EventKind, ExecutionMetrics, GateSummary, Phase, PhaseTimings, ProgressEvent, TaskSpec,
-    Timestamp,
+    Timestamp, TraceId,
 };
 
 use super::JournalRecord;
@@ -37,6 +37,11 @@ pub(super) fn scan(line: &str, cache: &mut ParseCache) -> Option<JournalRecord> 
     let run_id = at.string()?;
     at.expect(br#","correlationId":""#)?;
     let correlation_id = at.string()?;
+    let trace_id = match at.optional(|at| at.string_field(br#","traceId":""#))? {
+        // Anything but an id is serde's to refuse.
+        Some(hex) => Some(TraceId::from_hex(hex)?),
+        None => None,
+    };
     let kind = match ty {
         "phase:started" => EventKind::PhaseStarted {
             iteration: at.u32_field(br#","iteration":"#)?,
@@ -144,6 +149,7 @@ pub(super) fn scan(line: &str, cache: &mut ParseCache) -> Option<JournalRecord> 
             work_order_id,
             run_id,
             correlation_id,
+            trace_id,
             metadata: None,
             kind,
         },
@@ -383,6 +389,10 @@ mod tests {
     fn lines() -> Vec<String> {
         let head = r#"{"type":"TYPE","seq":42,"timestamp":"2026-12-02T01:00:00.123Z","workOrderId":"wo-1","runId":"run-1","correlationId":"run-1""#;
         let other = head.replace(r#""correlationId":"run-1""#, r#""correlationId":"req-9""#);
+        let traced = head.replace(
+            r#""correlationId":"run-1""#,
+            r#""correlationId":"run-1","traceId":"4bf92f3577b34da6a3ce929d0e0e4736""#,
+        );
         let bodies = [
             ("phase:started", r#","iteration":1,"phase":"build"}"#),
             (
@@ -438,7 +448,8 @@ mod tests {
         bodies
             .iter()
             .flat_map(|(ty, body)| {
-                [head, other.as_str()].map(|h| format!("{}{body}", h.replace("TYPE", ty)))
+                [head, other.as_str(), traced.as_str()]
+                    .map(|h| format!("{}{body}", h.replace("TYPE", ty)))
             })
             .collect()
     }
@@ -458,7 +469,19 @@ mod tests {
                 None => assert!(line.contains('\\'), "not scanned: {line}"),
             }
         }
-        assert_eq!(scanned, lines().len() - 2);
+        assert_eq!(scanned, lines().len() - 3);
+    }
+
+    #[test]
+    fn a_trace_id_that_is_no_trace_id_is_refused_by_the_scan_and_by_serde_alike() {
+        let mut cache = ParseCache::default();
+        for bad in ["", "00000000000000000000000000000000", "4bf92f35", "zz"] {
+            let line = format!(
+                r#"{{"type":"delivery:started","seq":1,"timestamp":"2026-12-02T01:00:00.123Z","workOrderId":"w","runId":"r","correlationId":"r","traceId":"{bad}"}}"#
+            );
+            assert!(scan(&line, &mut cache).is_none(), "{line}");
+            assert!(serde_reading(&line).is_none(), "{line}");
+        }
     }
 
     #[test]

@@ -14,11 +14,11 @@ use serde_json::Value;
 
 use super::record::{Body, FieldValue, Record};
 use crate::context::LogContext;
-use crate::event::{ProgressEvent, Timestamp};
+use crate::event::{ProgressEvent, SpanId, Timestamp, TraceId};
 use crate::redact::{REDACTED, Redactor};
 
 /// Keys an extra field can never take.
-const CORE_KEYS: [&str; 9] = [
+const CORE_KEYS: [&str; 11] = [
     "level",
     "module",
     "message",
@@ -28,6 +28,8 @@ const CORE_KEYS: [&str; 9] = [
     "iteration",
     "phase",
     "correlationId",
+    "trace_id",
+    "span_id",
 ];
 
 /// The context part of a line.
@@ -38,6 +40,8 @@ struct Ctx<'a> {
     iteration: Option<u64>,
     phase: Option<&'a str>,
     correlation_id: Option<&'a str>,
+    trace_id: Option<TraceId>,
+    span_id: Option<SpanId>,
 }
 
 impl<'a> From<&'a LogContext> for Ctx<'a> {
@@ -48,6 +52,8 @@ impl<'a> From<&'a LogContext> for Ctx<'a> {
             iteration: c.iteration.map(u64::from),
             phase: c.phase.map(|p| p.as_str()),
             correlation_id: c.correlation_id.as_deref(),
+            trace_id: c.trace_id,
+            span_id: c.span_id,
         }
     }
 }
@@ -141,6 +147,18 @@ fn write_context(out: &mut Vec<u8>, ctx: &Ctx<'_>, r: Option<&Redactor>) {
     text(out, "phase", ctx.phase);
     // Like progress events: the run id stands in for a missing correlation id.
     text(out, "correlationId", ctx.correlation_id.or(ctx.run_id));
+    // OpenTelemetry's names for log records, so that log backends join
+    // the line to its trace.
+    if let Some(trace_id) = ctx.trace_id {
+        out.extend_from_slice(b",\"trace_id\":\"");
+        trace_id.write_hex(out);
+        out.push(b'"');
+        if let Some(span_id) = ctx.span_id {
+            out.extend_from_slice(b",\"span_id\":\"");
+            span_id.write_hex(out);
+            out.push(b'"');
+        }
+    }
 }
 
 /// Writes `,"key":`, renaming a core key to `extra.key`.
@@ -201,7 +219,14 @@ fn write_progress(out: &mut Vec<u8>, timestamp: Timestamp, event: &ProgressEvent
         payload_fallback(out, event);
         return;
     };
-    for key in ["type", "timestamp", "workOrderId", "runId", "correlationId"] {
+    for key in [
+        "type",
+        "timestamp",
+        "workOrderId",
+        "runId",
+        "correlationId",
+        "traceId",
+    ] {
         payload.remove(key);
     }
     let iteration = payload.remove("iteration");
@@ -212,6 +237,8 @@ fn write_progress(out: &mut Vec<u8>, timestamp: Timestamp, event: &ProgressEvent
         iteration: iteration.as_ref().and_then(Value::as_u64),
         phase: phase.as_ref().and_then(Value::as_str),
         correlation_id: Some(&event.correlation_id),
+        trace_id: event.trace_id,
+        span_id: None,
     };
     write_context(out, &ctx, None);
     out.extend_from_slice(b",\"eventType\":");
@@ -227,6 +254,7 @@ fn payload_fallback(out: &mut Vec<u8>, event: &ProgressEvent) {
         work_order_id: Some(&event.work_order_id),
         run_id: Some(&event.run_id),
         correlation_id: Some(&event.correlation_id),
+        trace_id: event.trace_id,
         ..Ctx::default()
     };
     write_context(out, &ctx, None);

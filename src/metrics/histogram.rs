@@ -15,6 +15,7 @@ use hdrhistogram::Histogram;
 use parking_lot::Mutex;
 
 use super::native::{Counts, Layout, Reductions};
+use crate::event::TraceId;
 use crate::exposition::canonical_float;
 use crate::exposition::proto::Native;
 
@@ -37,6 +38,7 @@ fn new_hdr() -> Histogram<u64> {
 pub(crate) struct Exemplar {
     pub(crate) run_id: Arc<str>,
     pub(crate) correlation_id: Arc<str>,
+    pub(crate) trace_id: Option<TraceId>,
     /// The observed value; kept in nanoseconds so that the drain thread,
     /// which refreshes it per observation, does no floating-point division.
     pub(crate) nanos: u64,
@@ -56,6 +58,7 @@ impl Exemplar {
 pub(crate) struct Trace<'a> {
     pub(crate) run_id: &'a Arc<str>,
     pub(crate) correlation_id: &'a Arc<str>,
+    pub(crate) trace_id: Option<TraceId>,
     pub(crate) millis: u64,
 }
 
@@ -113,6 +116,7 @@ fn refresh_exemplar(slot: &mut Option<Exemplar>, t: Trace<'_>, nanos: u64) -> Op
         // Same millisecond: keep the strings if they are the same run's.
         if Arc::ptr_eq(&current.run_id, t.run_id)
             && Arc::ptr_eq(&current.correlation_id, t.correlation_id)
+            && current.trace_id == t.trace_id
         {
             current.nanos = nanos;
         }
@@ -121,6 +125,7 @@ fn refresh_exemplar(slot: &mut Option<Exemplar>, t: Trace<'_>, nanos: u64) -> Op
     slot.replace(Exemplar {
         run_id: t.run_id.clone(),
         correlation_id: t.correlation_id.clone(),
+        trace_id: t.trace_id,
         nanos,
         millis: t.millis,
     })
@@ -341,7 +346,7 @@ impl TimeHistogram {
     pub(crate) fn observe_traced(
         &self,
         items: &[Pending],
-        traces: &[(Arc<str>, Arc<str>)],
+        traces: &[(Arc<str>, Arc<str>, Option<TraceId>)],
         replaced: &mut Vec<Exemplar>,
     ) {
         let mut clamped = 0;
@@ -360,10 +365,11 @@ impl TimeHistogram {
                 if let (Some(counts), Some(spec)) = (state.native.as_mut(), &self.native) {
                     counts.observe(&spec.layout, p.nanos);
                 }
-                if let Some((run_id, correlation_id)) = traces.get(p.trace as usize) {
+                if let Some((run_id, correlation_id, trace_id)) = traces.get(p.trace as usize) {
                     let t = Trace {
                         run_id,
                         correlation_id,
+                        trace_id: *trace_id,
                         millis: p.millis,
                     };
                     if let Some(old) = refresh_exemplar(&mut state.exemplars[bucket], t, p.nanos) {
@@ -507,7 +513,10 @@ mod tests {
     fn a_traced_batch_records_what_one_observe_per_value_records() {
         let run: Arc<str> = Arc::from("run");
         let other: Arc<str> = Arc::from("other");
-        let traces = [(run.clone(), run.clone()), (other.clone(), other.clone())];
+        let traces = [
+            (run.clone(), run.clone(), Some(TraceId::random())),
+            (other.clone(), other.clone(), None),
+        ];
         let values = [
             (5_000_000, 7, 0),
             (50_000_000, 7, 1),
@@ -516,12 +525,13 @@ mod tests {
         ];
         let one_by_one = TimeHistogram::new(&[0.01, 0.1]);
         for &(nanos, millis, t) in &values {
-            let (run_id, correlation_id) = &traces[t];
+            let (run_id, correlation_id, trace_id) = &traces[t];
             one_by_one.observe(
                 nanos,
                 Some(Trace {
                     run_id,
                     correlation_id,
+                    trace_id: *trace_id,
                     millis,
                 }),
             );

@@ -32,6 +32,7 @@ pub(crate) mod custom;
 pub(crate) mod histogram;
 mod labels;
 pub(crate) mod native;
+pub(crate) mod otlp;
 pub(crate) mod push;
 #[cfg(feature = "metrics")]
 mod recorder;
@@ -55,6 +56,7 @@ pub use native::{
     DEFAULT_NATIVE_MAX_BUCKETS, DEFAULT_NATIVE_SCHEMA, MAX_NATIVE_SCHEMA, MIN_NATIVE_SCHEMA,
     NATIVE_ZERO_THRESHOLD,
 };
+pub use otlp::{DEFAULT_SERVICE_NAME, OtlpConfig, OtlpProtocol};
 pub use push::{
     DEFAULT_PUSH_FINAL_WAIT, DEFAULT_PUSH_INTERVAL, DEFAULT_PUSH_JOB, PushFailure,
     PushGatewayConfig, PushGatewayStats,
@@ -170,6 +172,10 @@ struct Names {
     listener_panics: String,
     log_dropped: String,
     log_sink_errors: String,
+    otlp_dropped: String,
+    otlp_exported: String,
+    otlp_failed: String,
+    otlp_retries: String,
     remote_write_dropped: String,
     remote_write_failed: String,
     remote_write_retries: String,
@@ -214,6 +220,10 @@ impl Names {
             listener_panics: n("listener_panics_total"),
             log_dropped: n("log_records_dropped_total"),
             log_sink_errors: n("log_sink_errors_total"),
+            otlp_dropped: n("otlp_spans_dropped_total"),
+            otlp_exported: n("otlp_spans_exported_total"),
+            otlp_failed: n("otlp_spans_failed_total"),
+            otlp_retries: n("otlp_retries_total"),
             remote_write_dropped: n("remote_write_samples_dropped_total"),
             remote_write_failed: n("remote_write_samples_failed_total"),
             remote_write_retries: n("remote_write_retries_total"),
@@ -266,6 +276,10 @@ impl Names {
             (&self.phase_executions, Counter),
             (&self.push_failures, Counter),
             (&self.pushes, Counter),
+            (&self.otlp_dropped, Counter),
+            (&self.otlp_exported, Counter),
+            (&self.otlp_failed, Counter),
+            (&self.otlp_retries, Counter),
             (&self.remote_write_dropped, Counter),
             (&self.remote_write_failed, Counter),
             (&self.remote_write_retries, Counter),
@@ -309,6 +323,7 @@ struct Inner {
     push: Arc<push::PushCounters>,
     /// The remote write sender's counters (zero without remote write).
     remote_write: Arc<remote_write::RemoteWriteCounters>,
+    otlp: Arc<otlp::OtlpCounters>,
     run_duration: TimeHistogram,
     iteration_duration: TimeHistogram,
     phase_duration: [TimeHistogram; 4],
@@ -432,6 +447,7 @@ impl Metrics {
                 journal: Arc::default(),
                 push: Arc::default(),
                 remote_write: Arc::default(),
+                otlp: Arc::default(),
                 run_duration: durations(),
                 iteration_duration: durations(),
                 phase_duration: std::array::from_fn(|_| durations()),
@@ -638,6 +654,11 @@ impl Metrics {
         self.inner.push.stats()
     }
 
+    /// The OTLP exporter's counters (`otlp_*`).
+    pub(crate) fn otlp_counters(&self) -> Arc<otlp::OtlpCounters> {
+        self.inner.otlp.clone()
+    }
+
     /// The remote write sender's counters (`remote_write_*`).
     pub(crate) fn remote_write_counters(&self) -> Arc<remote_write::RemoteWriteCounters> {
         self.inner.remote_write.clone()
@@ -675,6 +696,10 @@ impl Metrics {
             &n.log_sink_errors,
             &n.push_failures,
             &n.pushes,
+            &n.otlp_dropped,
+            &n.otlp_exported,
+            &n.otlp_failed,
+            &n.otlp_retries,
             &n.remote_write_dropped,
             &n.remote_write_failed,
             &n.remote_write_retries,
@@ -736,7 +761,7 @@ impl Metrics {
         &self,
         phase: Phase,
         items: &[histogram::Pending],
-        traces: &[(Arc<str>, Arc<str>)],
+        traces: &[(Arc<str>, Arc<str>, Option<crate::event::TraceId>)],
         replaced: &mut Vec<histogram::Exemplar>,
     ) {
         self.inner.phase_duration[phase.index()].observe_traced(items, traces, replaced);

@@ -4,6 +4,7 @@
 use std::sync::atomic::Ordering;
 
 use super::histogram::{Exemplar, TimeHistogram};
+use super::otlp::SpanDrop;
 use super::remote_write::{DropReason, FailReason};
 use super::{Metrics, OUTCOMES, WsCloseReason};
 use crate::event::{EventType, Phase};
@@ -17,6 +18,8 @@ use crate::stats::EventCounts;
 const EXEMPLAR_LABEL_CHARS: usize = 128;
 pub(super) const RUN_ID: &str = "run_id";
 pub(super) const CORRELATION_ID: &str = "correlation_id";
+/// The exemplar label of the run's W3C trace id (OpenTelemetry's name).
+pub(super) const TRACE_ID: &str = "trace_id";
 
 const BOOLS: [&str; 2] = ["false", "true"];
 
@@ -302,6 +305,40 @@ fn write(metrics: &Metrics, mut w: Writer<'_>) {
         }
     }
 
+    let otlp = m.otlp.stats();
+    w.single_u64(
+        &n.otlp_retries,
+        Kind::Counter,
+        "OTLP requests sent again after a 429, 502, 503, 504 or a connection error.",
+        otlp.retries,
+    );
+    w.family(
+        &n.otlp_dropped,
+        Kind::Counter,
+        "Spans the OTLP exporter dropped without a try, by reason (queue_full: the queue to the exporter thread or its requests waiting for the receiver were full; rejected: the receiver answered a 4xx other than 429).",
+    );
+    for reason in SpanDrop::ALL {
+        w.sample(&n.otlp_dropped, "")
+            .label("reason", reason.as_str())
+            .value_u64(otlp.dropped[reason as usize]);
+    }
+    w.single_u64(
+        &n.otlp_exported,
+        Kind::Counter,
+        "Spans the OTLP receiver accepted (2xx).",
+        otlp.exported,
+    );
+    w.family(
+        &n.otlp_failed,
+        Kind::Counter,
+        "Spans the OTLP exporter gave up on (out of retries, a 5xx it may not retry, or the final flush's wait ended), by the last error (connect, io, malformed, server_error, throttled, timeout).",
+    );
+    for reason in FailReason::ALL {
+        w.sample(&n.otlp_failed, "")
+            .label("reason", reason.as_str())
+            .value_u64(otlp.failed[reason as usize]);
+    }
+
     let phase_series: Vec<(&str, &TimeHistogram)> = phases_sorted()
         .into_iter()
         .map(|p| (p.as_str(), &m.phase_duration[p.index()]))
@@ -454,10 +491,14 @@ fn histogram_labeled(
             match exemplar.as_ref().filter(|_| openmetrics) {
                 Some(e) => {
                     let (run, correlation) = exemplar_labels(e);
-                    let labels = [
+                    let trace = e.trace_id.map(|t| t.to_string()).unwrap_or_default();
+                    let mut labels = vec![
                         (CORRELATION_ID, correlation.as_str()),
                         (RUN_ID, run.as_str()),
                     ];
+                    if !trace.is_empty() {
+                        labels.push((TRACE_ID, trace.as_str()));
+                    }
                     s.value_with_exemplar(*count, Some((&labels, e.seconds(), e.millis)));
                 }
                 None => s.value_with_exemplar(*count, None),
@@ -482,13 +523,19 @@ fn histogram_labeled(
 /// The exemplar's ids, escaped, each cut to fit OpenMetrics' 128-character
 /// limit on an exemplar's labels.
 fn exemplar_labels(e: &Exemplar) -> (String, String) {
-    exemplar_ids(&e.run_id, &e.correlation_id)
+    exemplar_ids(&e.run_id, &e.correlation_id, e.trace_id.is_some())
 }
 
 /// A run id and a correlation id, escaped, each cut so that together they
-/// fit OpenMetrics' 128-character limit on an exemplar's labels.
-pub(super) fn exemplar_ids(run_id: &str, correlation_id: &str) -> (String, String) {
-    let budget = EXEMPLAR_LABEL_CHARS - RUN_ID.len() - CORRELATION_ID.len();
+/// fit OpenMetrics' 128-character limit on an exemplar's labels, with room
+/// for `trace_id` (40 characters) when `with_trace`.
+pub(super) fn exemplar_ids(
+    run_id: &str,
+    correlation_id: &str,
+    with_trace: bool,
+) -> (String, String) {
+    let trace = if with_trace { TRACE_ID.len() + 32 } else { 0 };
+    let budget = EXEMPLAR_LABEL_CHARS - RUN_ID.len() - CORRELATION_ID.len() - trace;
     let run_chars = run_id.chars().count();
     let corr_chars = correlation_id.chars().count();
     let (run_max, corr_max) = if run_chars + corr_chars <= budget {

@@ -4,12 +4,15 @@ use std::sync::Arc;
 
 use super::Metrics;
 use super::histogram::{Exemplar, Pending, Trace};
-use crate::event::{EventKind, Phase, ProgressEvent};
+use crate::event::{EventKind, Phase, ProgressEvent, TraceId};
 use crate::pipeline::drain::{EventInfo, Sink};
 
 /// Queue latencies recorded per lock at most: one lock per event for this
 /// histogram alone cost a tenth of the drain thread's time.
 const LATENCY_BATCH: usize = 256;
+
+/// An exemplar's ids: run, correlation, trace.
+type Ids = (Arc<str>, Arc<str>, Option<TraceId>);
 
 /// The drain thread's metrics sink.
 pub(crate) struct MetricsSink {
@@ -21,7 +24,7 @@ pub(crate) struct MetricsSink {
     /// scrapes after it see them all).
     latencies: Vec<u64>,
     /// The exemplar for the batch: its first event's ids.
-    latency_exemplar: Option<(Arc<str>, Arc<str>, u64)>,
+    latency_exemplar: Option<(Ids, u64)>,
     /// Phase durations not yet recorded, per phase, flushed with the
     /// latencies: one histogram lock per batch instead of per event.
     phases: [Vec<Pending>; Phase::ALL.len()],
@@ -29,7 +32,7 @@ pub(crate) struct MetricsSink {
     executions: [[u64; 2]; Phase::ALL.len()],
     /// The ids the pending phase durations refer to (`Pending::trace`),
     /// one entry per change of run or correlation id.
-    traces: Vec<(Arc<str>, Arc<str>)>,
+    traces: Vec<Ids>,
     /// Exemplars replaced by a flush, released after the histogram's lock.
     replaced: Vec<Exemplar>,
 }
@@ -50,12 +53,17 @@ impl MetricsSink {
 
     /// The index of `event`'s ids in `traces`, adding them on a change.
     fn trace_of(&mut self, event: &ProgressEvent) -> u32 {
-        let same = self.traces.last().is_some_and(|(run, correlation)| {
-            Arc::ptr_eq(run, &event.run_id) && Arc::ptr_eq(correlation, &event.correlation_id)
+        let same = self.traces.last().is_some_and(|(run, correlation, trace)| {
+            Arc::ptr_eq(run, &event.run_id)
+                && Arc::ptr_eq(correlation, &event.correlation_id)
+                && *trace == event.trace_id
         });
         if !same {
-            self.traces
-                .push((event.run_id.clone(), event.correlation_id.clone()));
+            self.traces.push((
+                event.run_id.clone(),
+                event.correlation_id.clone(),
+                event.trace_id,
+            ));
         }
         (self.traces.len() - 1) as u32
     }
@@ -69,13 +77,17 @@ impl Sink for MetricsSink {
         let trace = Trace {
             run_id: &event.run_id,
             correlation_id: &event.correlation_id,
+            trace_id: event.trace_id,
             millis: event.timestamp.as_millis(),
         };
         let waited = self.clock.delta_as_nanos(info.ticks, info.received);
         if self.latencies.is_empty() {
             self.latency_exemplar = Some((
-                event.run_id.clone(),
-                event.correlation_id.clone(),
+                (
+                    event.run_id.clone(),
+                    event.correlation_id.clone(),
+                    event.trace_id,
+                ),
                 trace.millis,
             ));
         }
@@ -128,9 +140,10 @@ impl Sink for MetricsSink {
         let exemplar = self.latency_exemplar.take();
         let trace = exemplar
             .as_ref()
-            .map(|(run_id, correlation_id, millis)| Trace {
+            .map(|((run_id, correlation_id, trace_id), millis)| Trace {
                 run_id,
                 correlation_id,
+                trace_id: *trace_id,
                 millis: *millis,
             });
         self.metrics.observe_queue_latencies(&self.latencies, trace);

@@ -14,7 +14,7 @@ use super::clock::WallClock;
 use super::envelope::{Annotated, Body, Envelope, Key, Msg, NO_CORRELATION, RunIds};
 use super::listeners::{Listener, Listeners};
 use super::producer;
-use crate::event::{EventKind, Metadata, ProgressEvent};
+use crate::event::{EventKind, Metadata, ProgressEvent, RunTrace};
 use crate::journal::writer::JournalSink;
 use crate::redact::{CleanIds, Redactor};
 use crate::tracker::{Applied, RecentHints, RunTracker, SlotHint};
@@ -35,6 +35,9 @@ pub(crate) struct EventInfo {
     pub(crate) nanos: Option<u64>,
     /// What the event did to its run.
     pub(crate) applied: Applied,
+    /// The trace the run's handle chose (root span, caller's span), for
+    /// events that came through one.
+    pub(crate) trace: Option<RunTrace>,
 }
 
 /// A component fed by the drain thread, in processing order.
@@ -45,6 +48,11 @@ pub(crate) trait Sink: Send {
     /// Called when the ring runs empty and before every control message:
     /// a sink that batches publishes what it holds.
     fn flush(&mut self) {}
+
+    /// Called once when the pipeline stops, after the last event and
+    /// before the last [`flush`](Self::flush): a sink that holds state
+    /// about runs still open settles it.
+    fn finish(&mut self) {}
 }
 
 impl Sink for crate::log::ProgressLog {
@@ -103,6 +111,7 @@ type KeyMap<V> = HashMap<Key, V, BuildHasherDefault<KeyHasher>>;
 /// that processing one clones and drops no `Arc`s.
 struct RunEntry {
     event: ProgressEvent,
+    trace: Option<RunTrace>,
     /// The correlation key `event.correlation_id` stands for.
     correlation: Key,
     hint: SlotHint,
@@ -116,9 +125,11 @@ impl RunEntry {
                 correlation_id: ids.run_id.clone(),
                 work_order_id: ids.work_order_id,
                 run_id: ids.run_id,
+                trace_id: ids.trace.map(|t| t.trace_id),
                 metadata: None,
                 kind: EventKind::DeliveryStarted,
             },
+            trace: ids.trace,
             correlation: NO_CORRELATION,
             hint: SlotHint::default(),
         }
@@ -225,6 +236,9 @@ impl Drain {
                 // The emitters see the pipeline closed; take what raced in.
                 while let Ok(envelope) = self.rx.try_recv() {
                     self.handle(envelope);
+                }
+                for sink in &mut self.sinks {
+                    sink.finish();
                 }
                 self.flush_sinks();
                 break;
@@ -358,7 +372,15 @@ impl Drain {
             log: log.as_deref(),
         };
         let received = receipt.stamp(ticks);
-        info.deliver(&mut entry.event, &mut entry.hint, ticks, received, nanos);
+        let trace = entry.trace;
+        info.deliver(
+            &mut entry.event,
+            &mut entry.hint,
+            ticks,
+            received,
+            nanos,
+            trace,
+        );
     }
 
     /// A whole event (`emit`, replay): redacted here, since nothing about
@@ -387,7 +409,7 @@ impl Drain {
             listeners,
             log: log.as_deref(),
         }
-        .deliver(&mut event, hint, ticks, received, None);
+        .deliver(&mut event, hint, ticks, received, None, None);
     }
 }
 
@@ -412,6 +434,7 @@ impl Delivery<'_> {
         ticks: u64,
         received: u64,
         nanos: Option<u64>,
+        trace: Option<RunTrace>,
     ) {
         let ty = event.event_type();
         let applied = self.tracker.apply(event, hint);
@@ -432,6 +455,7 @@ impl Delivery<'_> {
             received,
             nanos,
             applied,
+            trace,
         };
         for sink in self.sinks.iter_mut() {
             sink.event(event, &info);

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::event::{EventKind, EventType, Metadata, Phase, PhaseTimings, ProgressEvent};
+use crate::event::{EventKind, EventType, Metadata, Phase, PhaseTimings, ProgressEvent, RunTrace};
 use crate::pipeline::drain::Drain;
 
 /// A key standing for a string registered with the drain thread.
@@ -76,11 +76,13 @@ pub(crate) struct Annotated {
     pub(crate) metadata: Arc<Metadata>,
 }
 
-/// The two ids of a run, shared by every event of it.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+/// The two ids of a run, shared by every event of it, and its trace when
+/// the handle registering it chose one.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct RunIds {
     pub(crate) work_order_id: Arc<str>,
     pub(crate) run_id: Arc<str>,
+    pub(crate) trace: Option<RunTrace>,
 }
 
 /// An event's payload. The frequent ones are inline `Copy` data; the rest,

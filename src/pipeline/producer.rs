@@ -15,6 +15,7 @@ use std::sync::{Arc, Weak};
 use super::Shared;
 use super::envelope::{Envelope, Key, Msg, NO_CORRELATION, RunIds};
 use crate::context;
+use crate::event::RunTrace;
 use crate::stats::ProducerCounters;
 
 /// Runs remembered per thread and pipeline.
@@ -143,7 +144,7 @@ impl PipelineCache {
 
     #[cold]
     fn register_run(&mut self, shared: &Shared, work_order_id: &str, run_id: &str) -> Key {
-        let key = register_run(shared, work_order_id, run_id);
+        let key = register_run(shared, work_order_id, run_id, None);
         if self.runs.len() == RUN_CACHE
             && let Some(evicted) = self.runs.pop()
         {
@@ -222,14 +223,21 @@ impl Drop for PipelineCache {
     }
 }
 
-/// Registers a run with the drain thread and returns its new key.
-pub(crate) fn register_run(shared: &Shared, work_order_id: &str, run_id: &str) -> Key {
+/// Registers a run with the drain thread and returns its new key;
+/// `trace` is the run's place in its trace when the caller chose it.
+pub(crate) fn register_run(
+    shared: &Shared,
+    work_order_id: &str,
+    run_id: &str,
+    trace: Option<RunTrace>,
+) -> Key {
     let key = shared.next_key();
     shared.send_reliable(Msg::RegisterRun {
         key,
         ids: Box::new(RunIds {
             work_order_id: Arc::from(work_order_id),
             run_id: Arc::from(run_id),
+            trace,
         }),
     });
     key

@@ -8,6 +8,7 @@ pub mod demo;
 pub mod exposition;
 pub mod metrics;
 pub mod metrics_proto;
+pub mod otlp;
 pub mod prometheus;
 pub mod pushgateway;
 pub mod receiver;

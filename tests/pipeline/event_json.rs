@@ -18,6 +18,7 @@ fn event(kind: EventKind) -> ProgressEvent {
         work_order_id: Arc::from("wo-1"),
         run_id: Arc::from("run-1"),
         correlation_id: Arc::from("req-9"),
+        trace_id: None,
         metadata: None,
         kind,
     }

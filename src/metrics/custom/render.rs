@@ -86,6 +86,10 @@ impl Cursor<'_> {
                     if !run.is_empty() {
                         pairs.push((super::super::render::RUN_ID, run.as_str()));
                     }
+                    let trace = e.context.trace_id.map(|t| t.to_string());
+                    if let Some(trace) = &trace {
+                        pairs.push((super::super::render::TRACE_ID, trace.as_str()));
+                    }
                     let millis = self.wall_millis(e.ticks);
                     sample.value_with_exemplar(*count, Some((&pairs, e.value, millis)));
                 }
@@ -111,7 +115,8 @@ impl Cursor<'_> {
         let correlation = e.context.correlation_id.as_deref().unwrap_or(run);
         let run = redactor.redact_str(run);
         let correlation = redactor.redact_str(correlation);
-        let (run, correlation) = super::super::render::exemplar_ids(&run, &correlation);
+        let (run, correlation) =
+            super::super::render::exemplar_ids(&run, &correlation, e.context.trace_id.is_some());
         (correlation, run)
     }
 

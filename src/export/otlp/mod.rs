@@ -1,0 +1,336 @@
+//! Runs exported as OTLP traces over HTTP, with no async runtime: spans
+//! are built on the drain thread ([`spans::SpanSink`]) and handed through
+//! a bounded queue to an exporter thread ([`super::Exporter`]) that sends
+//! them with our blocking HTTP/1.1 client (`src/http_client.rs`).
+//!
+//! Every interval the thread takes what the queue holds, encodes it in
+//! requests of at most `max_batch` spans (protobuf or JSON) and sends
+//! them oldest first within the delivery's deadline. A `2xx` counts the
+//! request's spans as exported. A `429`, `502`, `503`, `504` or a
+//! connection error is retried after a backoff that doubles (or the
+//! receiver's `Retry-After`, when longer), as OTLP/HTTP specifies; a wait
+//! past the deadline leaves the request for the next delivery. Another
+//! `4xx` drops the request (counted `rejected`); another `5xx` gives up on
+//! it (counted `failed`, `server_error`). At shutdown, after the last
+//! event is processed, one more delivery gets the final wait; what is
+//! still unsent then is counted failed. The drain thread never waits: a
+//! span that finds the queue full is dropped and counted.
+
+pub(crate) mod encode;
+pub(crate) mod spans;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+
+use super::{Pause, Target};
+use crate::http_client::{self, Endpoint, Request, Response, SendError};
+use crate::log::{Dispatch, FieldValue, Logger};
+use crate::metrics::otlp::{OtlpCounters, SpanDrop};
+use crate::metrics::remote_write::FailReason;
+use crate::metrics::{Metrics, OtlpConfig, OtlpProtocol};
+use encode::Resource;
+use spans::{SpanData, SpanSink};
+
+/// At most one warning per this long.
+const LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// One request waiting to be sent.
+struct Batch {
+    body: Vec<u8>,
+    spans: u64,
+    retries: u32,
+}
+
+/// The OTLP receiver, as an exporter [`Target`].
+pub(crate) struct Otlp {
+    endpoint: Endpoint,
+    config: OtlpConfig,
+    resource: Resource,
+    headers: Vec<(String, String)>,
+    spans: Receiver<Vec<SpanData>>,
+    /// Spans in the channel, shared with the span sink (its bound).
+    queued: Arc<AtomicUsize>,
+    counters: Arc<OtlpCounters>,
+    log: Option<Logger>,
+    pending: VecDeque<Batch>,
+    backoff: Duration,
+    not_before: Option<Instant>,
+    last_error: Option<FailReason>,
+    last_warning: Option<Instant>,
+    suppressed: u64,
+}
+
+/// The span builder for the drain thread and the target for the exporter
+/// thread, joined by a queue of `config.max_queue` spans.
+pub(crate) fn start(
+    config: OtlpConfig,
+    metrics: &Metrics,
+    log: Option<Arc<Dispatch>>,
+) -> Result<(SpanSink, Otlp), crate::error::Error> {
+    let endpoint = config.validate()?;
+    // Unbounded as a channel, bounded in spans by `queued`: the sink hands
+    // over batches and counts what finds no room.
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let queued = Arc::new(AtomicUsize::new(0));
+    let max_queue = config.max_queue;
+    let counters = metrics.otlp_counters();
+    let mut attributes = vec![("service.name".to_owned(), config.resolved_service_name())];
+    attributes.extend(
+        config
+            .resource
+            .iter()
+            .filter(|(k, _)| k != "service.name")
+            .cloned(),
+    );
+    let content_type = match config.protocol {
+        OtlpProtocol::HttpProtobuf => "application/x-protobuf",
+        OtlpProtocol::HttpJson => "application/json",
+    };
+    let mut headers = vec![("Content-Type".to_owned(), content_type.to_owned())];
+    headers.extend(
+        config
+            .headers
+            .iter()
+            .filter(|(k, _)| !k.eq_ignore_ascii_case("content-type"))
+            .cloned(),
+    );
+    let target = Otlp {
+        endpoint,
+        backoff: config.min_backoff,
+        resource: Resource {
+            attributes,
+            scope_name: env!("CARGO_PKG_NAME"),
+            scope_version: env!("CARGO_PKG_VERSION"),
+        },
+        headers,
+        config,
+        spans: rx,
+        queued: queued.clone(),
+        counters: counters.clone(),
+        log: log.map(|log| Logger::bound("agentgate_obs::otlp", log)),
+        pending: VecDeque::new(),
+        not_before: None,
+        last_error: None,
+        last_warning: None,
+        suppressed: 0,
+    };
+    Ok((SpanSink::new(tx, queued, max_queue, counters), target))
+}
+
+impl Otlp {
+    /// Takes what the queue holds into requests.
+    fn enqueue(&mut self) {
+        let mut spans: Vec<SpanData> = Vec::new();
+        for batch in self.spans.try_iter() {
+            // Relaxed: the sink's bound, see `SpanSink::hand_off`.
+            self.queued.fetch_sub(batch.len(), Ordering::Relaxed);
+            spans.extend(batch);
+        }
+        while !spans.is_empty() {
+            let rest = spans.split_off(spans.len().min(self.config.max_batch));
+            let body = match self.config.protocol {
+                OtlpProtocol::HttpProtobuf => encode::protobuf(&self.resource, &spans),
+                OtlpProtocol::HttpJson => encode::json(&self.resource, &spans),
+            };
+            self.pending.push_back(Batch {
+                body,
+                spans: spans.len() as u64,
+                retries: 0,
+            });
+            spans = rest;
+        }
+        // Bounded in spans, as the queue is: what waits for the receiver
+        // and what waits in the queue stay within `max_queue` each.
+        while self.pending.len() > 1
+            && self.pending.iter().map(|b| b.spans).sum::<u64>() > self.config.max_queue as u64
+        {
+            if let Some(oldest) = self.pending.pop_front() {
+                self.counters.dropped(SpanDrop::QueueFull, oldest.spans);
+                self.warn(
+                    "the OTLP requests waiting for the receiver are too many: the oldest is dropped",
+                    vec![("spans", oldest.spans.into())],
+                );
+            }
+        }
+    }
+
+    fn send_pending(&mut self, deadline: Instant, pause: &Pause<'_>) {
+        let headers: Vec<(String, String)> = self.headers.clone();
+        let headers: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        loop {
+            if let Some(at) = self.not_before {
+                if at >= deadline {
+                    return;
+                }
+                // Shutdown cuts a periodic delivery's wait short: the
+                // final flush sends what is pending, within its own wait.
+                if !pause.sleep(at.saturating_duration_since(Instant::now())) {
+                    return;
+                }
+                self.not_before = None;
+            }
+            let Some(batch) = self.pending.front() else {
+                return;
+            };
+            if Instant::now() >= deadline {
+                return;
+            }
+            let request = Request {
+                method: "POST",
+                path: None,
+                headers: &headers,
+                body: &batch.body,
+            };
+            // A retry is counted when it goes out, not when it is planned:
+            // shutdown may forestall it.
+            if batch.retries > 0 {
+                self.counters.retried();
+            }
+            let answer = http_client::send(&self.endpoint, &request, deadline);
+            match classify(answer) {
+                Verdict::Sent => {
+                    let spans = batch.spans;
+                    self.pending.pop_front();
+                    self.counters.exported(spans);
+                    self.backoff = self.config.min_backoff;
+                    self.last_error = None;
+                }
+                Verdict::Rejected(status, body) => {
+                    let spans = batch.spans;
+                    self.pending.pop_front();
+                    self.counters.dropped(SpanDrop::Rejected, spans);
+                    self.warn(
+                        "the OTLP receiver refused a request; its spans are dropped",
+                        vec![
+                            ("status", u64::from(status).into()),
+                            ("body", body.into()),
+                            ("spans", spans.into()),
+                        ],
+                    );
+                }
+                Verdict::Fail(reason, message) => {
+                    let spans = batch.spans;
+                    self.pending.pop_front();
+                    self.give_up(reason, spans, message);
+                }
+                Verdict::Retry(reason, retry_after, message) => {
+                    self.last_error = Some(reason);
+                    if Instant::now() >= deadline {
+                        return;
+                    }
+                    let Some(batch) = self.pending.front_mut() else {
+                        return;
+                    };
+                    if batch.retries >= self.config.max_retries {
+                        let spans = batch.spans;
+                        self.pending.pop_front();
+                        self.give_up(reason, spans, message);
+                        continue;
+                    }
+                    let wait = retry_after.map_or(self.backoff, |after| after.max(self.backoff));
+                    self.backoff = (self.backoff * 2).min(self.config.max_backoff);
+                    batch.retries += 1;
+                    self.not_before = Some(Instant::now() + wait);
+                }
+            }
+        }
+    }
+
+    fn give_up(&mut self, reason: FailReason, spans: u64, message: String) {
+        self.counters.failed(reason, spans);
+        self.warn(
+            "the OTLP exporter gave up on a request",
+            vec![
+                ("reason", reason.as_str().into()),
+                ("error", message.into()),
+                ("spans", spans.into()),
+            ],
+        );
+    }
+
+    fn warn(&mut self, message: &'static str, mut fields: Vec<(&'static str, FieldValue)>) {
+        let Some(log) = &self.log else {
+            return;
+        };
+        let now = Instant::now();
+        if self
+            .last_warning
+            .is_some_and(|at| now.duration_since(at) < LOG_EVERY)
+        {
+            self.suppressed += 1;
+            return;
+        }
+        self.last_warning = Some(now);
+        fields.push(("url", self.endpoint.url().into()));
+        if self.suppressed > 0 {
+            fields.push(("warningsSuppressed", self.suppressed.into()));
+            self.suppressed = 0;
+        }
+        log.warn(message, fields);
+    }
+}
+
+impl Target for Otlp {
+    fn name(&self) -> &'static str {
+        "otlp"
+    }
+
+    fn deliver(&mut self, _metrics: &Metrics, deadline: Instant, last: bool, pause: &Pause<'_>) {
+        self.enqueue();
+        self.send_pending(deadline, pause);
+        if last {
+            // Nothing will try these again.
+            let reason = self.last_error.unwrap_or(FailReason::Timeout);
+            while let Some(batch) = self.pending.pop_front() {
+                self.give_up(
+                    reason,
+                    batch.spans,
+                    "the final flush's wait ended before this request could be sent".to_owned(),
+                );
+            }
+        }
+    }
+}
+
+enum Verdict {
+    Sent,
+    Rejected(u16, String),
+    /// Not to be retried: a 5xx that OTLP does not retry.
+    Fail(FailReason, String),
+    Retry(FailReason, Option<Duration>, String),
+}
+
+fn classify(answer: Result<Response, SendError>) -> Verdict {
+    match answer {
+        Ok(response) if (200..300).contains(&response.status) => Verdict::Sent,
+        Ok(response) => {
+            let message = format!(
+                "the receiver answered {}: {}",
+                response.status,
+                response.body_text()
+            );
+            match response.status {
+                429 => Verdict::Retry(FailReason::Throttled, response.retry_after, message),
+                502..=504 => Verdict::Retry(FailReason::ServerError, response.retry_after, message),
+                500.. => Verdict::Fail(FailReason::ServerError, message),
+                status => Verdict::Rejected(status, response.body_text()),
+            }
+        }
+        Err(error) => {
+            let reason = match error.kind() {
+                "connect" => FailReason::Connect,
+                "io" => FailReason::Io,
+                "malformed" => FailReason::Malformed,
+                _ => FailReason::Timeout,
+            };
+            Verdict::Retry(reason, None, error.to_string())
+        }
+    }
+}
