@@ -14,7 +14,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use hdrhistogram::Histogram;
 use parking_lot::Mutex;
 
-use super::native::{Counts, Layout, Reductions};
+use super::cells::Cells;
+use super::native::{Layout, Reductions};
 use crate::event::TraceId;
 use crate::exposition::canonical_float;
 use crate::exposition::proto::Native;
@@ -69,8 +70,10 @@ struct State {
     count: u64,
     sum_nanos: u128,
     hdr: Histogram<u64>,
-    /// Native buckets, unless they are turned off.
-    native: Option<Counts>,
+    /// With native buckets on, the counts of the cells (native buckets cut
+    /// at the classic bounds) instead of `buckets`: both are read from
+    /// them.
+    cells: Option<Box<[u64]>>,
 }
 
 /// What a reader copies out for one exposition.
@@ -85,12 +88,44 @@ pub(crate) struct Read {
     pub(crate) native: Option<Native>,
 }
 
+/// Where an observation was counted.
+#[derive(Clone, Copy, Debug)]
+enum Counted {
+    Classic(usize),
+    /// A cell of the native layout cut at the classic bounds.
+    Cell(usize),
+}
+
 /// Native buckets for a histogram: their layout (shared by every series
 /// of one schema) and the cap on populated buckets per series.
 #[derive(Clone, Debug)]
 pub(crate) struct NativeSpec {
     pub(crate) layout: Arc<Layout>,
     pub(crate) max_buckets: u32,
+    /// The cells counted, for the classic bounds they serve (built once
+    /// for the histograms that share their bounds).
+    pub(crate) cells: Arc<Cells>,
+}
+
+impl NativeSpec {
+    /// `layout` and `max_buckets`, with the cells of `layout` cut at the
+    /// classic `bounds` (seconds).
+    pub(crate) fn new(layout: Arc<Layout>, max_buckets: u32, bounds: &[f64]) -> NativeSpec {
+        let cells = Arc::new(Cells::new(&layout, &bounds_in_nanos(bounds)));
+        NativeSpec {
+            layout,
+            max_buckets,
+            cells,
+        }
+    }
+}
+
+/// Classic bounds in seconds as the nanoseconds they are compared with.
+fn bounds_in_nanos(bounds: &[f64]) -> Box<[u64]> {
+    bounds
+        .iter()
+        .map(|&s| (s * 1e9).round().min(u64::MAX as f64) as u64)
+        .collect()
 }
 
 /// Quantiles from the hdrhistogram, in seconds.
@@ -216,10 +251,14 @@ impl TimeHistogram {
     /// As [`new`](Self::new), with native buckets counted as well when
     /// `native` is given.
     pub(crate) fn with_native(bounds: &[f64], native: Option<NativeSpec>) -> Self {
-        let bounds_nanos: Box<[u64]> = bounds
-            .iter()
-            .map(|&s| (s * 1e9).round().min(u64::MAX as f64) as u64)
-            .collect();
+        let bounds_nanos = bounds_in_nanos(bounds);
+        // Cells cut at other bounds would count in the wrong buckets.
+        let native = native.map(|mut spec| {
+            if !spec.cells.serves(&bounds_nanos) {
+                spec.cells = Arc::new(Cells::new(&spec.layout, &bounds_nanos));
+            }
+            spec
+        });
         let le: Box<[String]> = bounds
             .iter()
             .copied()
@@ -241,7 +280,9 @@ impl TimeHistogram {
                 count: 0,
                 sum_nanos: 0,
                 hdr: new_hdr(),
-                native: native.as_ref().map(|n| Counts::new(&n.layout)),
+                cells: native
+                    .as_ref()
+                    .map(|n| vec![0; n.cells.len()].into_boxed_slice()),
             }),
             clamped: AtomicU64::new(0),
             reader: Mutex::new(None),
@@ -271,9 +312,40 @@ impl TimeHistogram {
         bucket
     }
 
+    /// Counts `nanos` in its classic bucket, or in its cell when native
+    /// buckets are on; returns where it was counted, which
+    /// [`classic_of`](Self::classic_of) turns into its classic bucket when
+    /// an exemplar needs it.
+    #[inline(always)]
+    fn count_bucket(&self, state: &mut State, nanos: u64) -> Counted {
+        match (state.cells.as_mut(), &self.native) {
+            (Some(counts), Some(spec)) => {
+                let cell = spec.cells.cell_of(nanos);
+                if let Some(count) = counts.get_mut(cell) {
+                    *count += 1;
+                }
+                Counted::Cell(cell)
+            }
+            _ => {
+                let bucket = self.bucket_of(nanos);
+                state.buckets[bucket] += 1;
+                Counted::Classic(bucket)
+            }
+        }
+    }
+
+    /// The classic bucket of what [`count_bucket`](Self::count_bucket)
+    /// counted.
+    #[inline]
+    fn classic_of(&self, counted: Counted) -> usize {
+        match (counted, &self.native) {
+            (Counted::Cell(cell), Some(spec)) => spec.cells.classic_of(cell),
+            (Counted::Classic(bucket), _) | (Counted::Cell(bucket), None) => bucket,
+        }
+    }
+
     /// Records one observation of `nanos` nanoseconds.
     pub(crate) fn observe(&self, nanos: u64, trace: Option<Trace<'_>>) {
-        let bucket = self.bucket_of(nanos);
         let micros = nanos / 1_000;
         let clamped = !(HDR_LOW_MICROS..=HDR_HIGH_MICROS).contains(&micros);
         let micros = micros.clamp(HDR_LOW_MICROS, HDR_HIGH_MICROS);
@@ -283,16 +355,16 @@ impl TimeHistogram {
         }
         let old = {
             let mut state = self.state.lock();
-            state.buckets[bucket] += 1;
+            let counted = self.count_bucket(&mut state, nanos);
             state.count += 1;
             state.sum_nanos += u128::from(nanos);
             // In range by the clamp above, so recording cannot fail.
             let _ = state.hdr.record(micros);
-            if let (Some(counts), Some(spec)) = (state.native.as_mut(), &self.native) {
-                counts.observe(&spec.layout, nanos);
-            }
             match trace {
-                Some(t) => refresh_exemplar(&mut state.exemplars[bucket], t, nanos),
+                Some(t) => {
+                    let bucket = self.classic_of(counted);
+                    refresh_exemplar(&mut state.exemplars[bucket], t, nanos)
+                }
                 None => None,
             }
         };
@@ -311,19 +383,28 @@ impl TimeHistogram {
         let old = {
             let mut state = self.state.lock();
             let state = &mut *state;
+            // The choice between cells and classic buckets made once for
+            // the batch, not per observation.
+            match (state.cells.as_deref_mut(), &self.native) {
+                (Some(counts), Some(spec)) => {
+                    for &n in nanos {
+                        if let Some(count) = counts.get_mut(spec.cells.cell_of(n)) {
+                            *count += 1;
+                        }
+                    }
+                }
+                _ => {
+                    for &n in nanos {
+                        state.buckets[self.bucket_of(n)] += 1;
+                    }
+                }
+            }
             for &n in nanos {
-                let bucket = self.bucket_of(n);
                 let micros = n / 1_000;
-                state.buckets[bucket] += 1;
                 state.count += 1;
                 state.sum_nanos += u128::from(n);
                 clamped += u64::from(!(HDR_LOW_MICROS..=HDR_HIGH_MICROS).contains(&micros));
                 runs.add(&mut state.hdr, micros);
-            }
-            if let (Some(counts), Some(spec)) = (state.native.as_mut(), &self.native) {
-                for &n in nanos {
-                    counts.observe(&spec.layout, n);
-                }
             }
             runs.finish(&mut state.hdr);
             let bucket = self.bucket_of(first);
@@ -355,16 +436,12 @@ impl TimeHistogram {
             let mut state = self.state.lock();
             let state = &mut *state;
             for p in items {
-                let bucket = self.bucket_of(p.nanos);
+                let counted = self.count_bucket(state, p.nanos);
                 let micros = p.nanos / 1_000;
-                state.buckets[bucket] += 1;
                 state.count += 1;
                 state.sum_nanos += u128::from(p.nanos);
                 clamped += u64::from(!(HDR_LOW_MICROS..=HDR_HIGH_MICROS).contains(&micros));
                 runs.add(&mut state.hdr, micros);
-                if let (Some(counts), Some(spec)) = (state.native.as_mut(), &self.native) {
-                    counts.observe(&spec.layout, p.nanos);
-                }
                 if let Some((run_id, correlation_id, trace_id)) = traces.get(p.trace as usize) {
                     let t = Trace {
                         run_id,
@@ -372,6 +449,7 @@ impl TimeHistogram {
                         trace_id: *trace_id,
                         millis: p.millis,
                     };
+                    let bucket = self.classic_of(counted);
                     if let Some(old) = refresh_exemplar(&mut state.exemplars[bucket], t, p.nanos) {
                         replaced.push(old);
                     }
@@ -403,25 +481,29 @@ impl TimeHistogram {
         let n = self.le.len();
         let mut cumulative = Vec::with_capacity(n);
         let mut exemplars = Vec::with_capacity(n);
-        let spec = self.native.as_ref().filter(|_| with_native);
-        let mut native_counts = Vec::with_capacity(spec.map_or(0, |s| s.layout.len()));
-        let mut zero = 0;
+        let spec = self.native.as_ref();
+        let mut cells = Vec::with_capacity(spec.map_or(0, |s| s.cells.len()));
         let (count, sum_nanos) = {
             let state = self.state.lock();
             cumulative.extend_from_slice(&state.buckets);
             if with_exemplars {
                 exemplars.extend_from_slice(&state.exemplars);
             }
-            if let (Some(counts), Some(_)) = (&state.native, spec) {
-                native_counts.extend_from_slice(&counts.buckets);
-                zero = counts.zero;
+            if let Some(counts) = &state.cells {
+                cells.extend_from_slice(counts);
             }
             (state.count, state.sum_nanos)
         };
-        let native = spec.map(|spec| {
-            let (native, reductions) = spec.layout.native(zero, &native_counts, spec.max_buckets);
-            self.reductions.reach(reductions);
-            native
+        let native = spec.and_then(|spec| {
+            let mut native_counts = vec![0; if with_native { spec.layout.len() } else { 0 }];
+            let native_out = with_native.then_some(&mut native_counts[..]);
+            let zero = spec.cells.fold(&cells, &mut cumulative, native_out);
+            with_native.then(|| {
+                let (native, reductions) =
+                    spec.layout.native(zero, &native_counts, spec.max_buckets);
+                self.reductions.reach(reductions);
+                native
+            })
         });
         exemplars.resize(n, None);
         let mut running = 0;
@@ -578,6 +660,45 @@ mod tests {
             let expected = h.bounds_nanos.partition_point(|&b| b < v);
             assert_eq!(h.bucket_of(v), expected, "{v}");
         }
+    }
+
+    /// Every bound, its neighbours, and every power of two and its
+    /// neighbours: where a bucket search can be off by one.
+    fn edge_values(bounds_nanos: &[u64]) -> Vec<u64> {
+        let mut values = vec![0, 1, u64::MAX];
+        for &b in bounds_nanos {
+            values.extend([b.saturating_sub(1), b, b.saturating_add(1)]);
+        }
+        for k in 0..64 {
+            values.extend([(1u64 << k) - 1, 1 << k, (1u64 << k).saturating_add(1)]);
+        }
+        values
+    }
+
+    #[test]
+    fn classic_counts_are_the_same_with_native_buckets_on_and_off() {
+        let bounds = crate::metrics::config::DEFAULT_DURATION_BUCKETS;
+        let off = TimeHistogram::new(bounds);
+        let layout = Arc::new(Layout::new(3));
+        let on = TimeHistogram::with_native(bounds, Some(NativeSpec::new(layout, 160, bounds)));
+        let values = edge_values(&off.bounds_nanos);
+        for h in [&off, &on] {
+            for &v in &values {
+                h.observe(v, None);
+            }
+            h.observe_many(&values, None);
+        }
+        assert_eq!(off.read(false).cumulative, on.read(false).cumulative);
+        assert_eq!(off.read(false).count, on.read(false).count);
+    }
+
+    #[test]
+    fn cells_cut_at_other_bounds_are_not_used() {
+        let layout = Arc::new(Layout::new(3));
+        let spec = NativeSpec::new(layout, 160, &[1.0, 2.0]);
+        let h = TimeHistogram::with_native(&[0.5, 1.5], Some(spec));
+        h.observe(1_200_000_000, None);
+        assert_eq!(h.read(false).cumulative, vec![0, 1, 1]);
     }
 
     #[test]

@@ -27,6 +27,7 @@
 //! # Ok::<(), agentgate_obs::Error>(())
 //! ```
 
+mod cells;
 mod config;
 pub(crate) mod custom;
 pub(crate) mod histogram;
@@ -409,11 +410,16 @@ impl Metrics {
         log: Option<Arc<crate::log::Dispatch>>,
         redactor: Arc<Redactor>,
     ) -> Metrics {
-        let native = config.native_histograms.then(|| NativeSpec {
-            layout: Arc::new(native::Layout::new(config.native_schema)),
-            max_buckets: config.native_max_buckets,
-        });
-        let durations = || TimeHistogram::with_native(&config.duration_buckets, native.clone());
+        let layout = config
+            .native_histograms
+            .then(|| Arc::new(native::Layout::new(config.native_schema)));
+        let native = |bounds: &[f64]| {
+            let layout = layout.clone()?;
+            Some(NativeSpec::new(layout, config.native_max_buckets, bounds))
+        };
+        let duration_native = native(&config.duration_buckets);
+        let durations =
+            || TimeHistogram::with_native(&config.duration_buckets, duration_native.clone());
         let names = Names::new(namespace);
         let clock = pipeline
             .as_ref()
@@ -451,7 +457,10 @@ impl Metrics {
                 run_duration: durations(),
                 iteration_duration: durations(),
                 phase_duration: std::array::from_fn(|_| durations()),
-                queue_latency: TimeHistogram::with_native(&config.latency_buckets, native.clone()),
+                queue_latency: TimeHistogram::with_native(
+                    &config.latency_buckets,
+                    native(&config.latency_buckets),
+                ),
                 last_render_nanos: AtomicU64::new(0),
                 last_render_bytes: AtomicU64::new(0),
                 pipeline,

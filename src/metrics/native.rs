@@ -1,16 +1,15 @@
 //! Native (sparse exponential) histogram buckets for the duration
-//! histograms, counted exactly on the drain thread beside the classic
-//! buckets and the hdrhistogram.
+//! histograms, counted exactly on the drain thread beside the hdrhistogram.
 //!
 //! Bucket `k` of schema `s` holds the values in `(2^((k-1)/2^s), 2^(k/2^s)]`
 //! seconds, as client_golang and Prometheus define them. Observations are
 //! integer nanoseconds, so a [`Layout`] turns each bucket's upper bound
-//! into the largest nanosecond count inside it, once: finding an
-//! observation's bucket is then the same integer search as for the classic
-//! buckets (start at its power of two, a few comparisons), with no
-//! floating point on the drain thread. The layout covers every `u64` of
-//! nanoseconds at the configured schema (`64 * 2^s` buckets, 4 KiB per
-//! series at the default schema 3), so counting never allocates.
+//! into the largest nanosecond count inside it, once, with no floating
+//! point on the drain thread. The layout covers every `u64` of nanoseconds
+//! at the configured schema (`64 * 2^s` buckets at schema `s`), so
+//! counting never allocates. A histogram counts into the layout's buckets
+//! cut at its classic bounds (`cells.rs`), from which its native and its
+//! classic buckets are both summed when read.
 //!
 //! The per-series bucket limit is applied when the buckets are read: while
 //! more buckets are populated than allowed, the schema is lowered by one,
@@ -25,6 +24,7 @@ use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
 
+use super::cells::Search;
 use crate::exposition::proto::Native;
 
 /// The default schema: buckets grow by a factor of `2^(1/8)`, about 1.09.
@@ -45,23 +45,10 @@ pub(crate) struct Layout {
     schema: i8,
     /// The key of the first bucket (the one holding 1 ns).
     first_key: i32,
-    /// Per bucket, the largest nanosecond count inside it, increasing; the
-    /// last is `u64::MAX`.
-    upper: Box<[u64]>,
-    /// Where the walk to a value's bucket starts, from its top bits: each
-    /// power of two `2^j` is cut into `2^SUB_BITS` equal parts, and a
-    /// value in part `t` of `2^j` has its bucket at or a step or two past
-    /// `base[j] + offset[t]` (`offset[t]` is `2^schema * log2(1 + t/64)`,
-    /// rounded down: how far into the power of two the part starts, in
-    /// buckets). Two tables of 64 entries, so they stay in cache beside the
-    /// hdrhistogram's; a binary search here cost the drain thread a sixth
-    /// of its time in mispredicted branches.
-    base: [u32; 64],
-    offset: [u32; 1 << SUB_BITS],
+    /// Per bucket, the largest nanosecond count inside it, increasing (the
+    /// last is `u64::MAX`), and the search over them.
+    search: Search,
 }
-
-/// How finely each power of two is cut for [`Layout::index_of`].
-const SUB_BITS: u32 = 6;
 
 impl Layout {
     /// `schema` within [`MIN_NATIVE_SCHEMA`]`..=`[`MAX_NATIVE_SCHEMA`] (the
@@ -93,63 +80,27 @@ impl Layout {
             }
             k += 1;
         }
-        let parts = 1u128 << SUB_BITS;
-        let offset: [u32; 1 << SUB_BITS] = std::array::from_fn(|t| {
-            (per_octave.max(1.0) * (1.0 + t as f64 / parts as f64).log2()).floor() as u32
-        });
-        let base = std::array::from_fn(|j| {
-            (0..parts)
-                .map(|t| {
-                    let power = 1u128 << j;
-                    // The part's lowest integer: 2^j + ceil(t * 2^j / parts).
-                    let lowest = power + (t * power).div_ceil(parts);
-                    let lowest = u64::try_from(lowest).unwrap_or(u64::MAX);
-                    let start = upper.partition_point(|&u| u < lowest) as u32;
-                    start.saturating_sub(offset[t as usize])
-                })
-                .min()
-                .unwrap_or(0)
-        });
-        upper.extend([u64::MAX; 2]);
         Layout {
             schema,
             first_key,
-            upper: upper.into_boxed_slice(),
-            base,
-            offset,
+            search: Search::new(upper),
         }
     }
 
     /// How many buckets a series keeps.
     pub(crate) fn len(&self) -> usize {
-        self.upper.len() - 2
+        self.search.len()
+    }
+
+    /// Per bucket, the largest nanosecond count inside it.
+    pub(crate) fn upper(&self) -> &[u64] {
+        self.search.upper()
     }
 
     /// The bucket (an index, not a key) of `nanos` ≥ 1.
-    #[inline]
+    #[cfg(test)]
     pub(crate) fn index_of(&self, nanos: u64) -> usize {
-        let j = nanos.checked_ilog2().unwrap_or(0);
-        // The bits after the leading one, as many as SUB_BITS.
-        let part = if j >= SUB_BITS {
-            (nanos >> (j - SUB_BITS)) as usize
-        } else {
-            (nanos << (SUB_BITS - j)) as usize
-        } & ((1 << SUB_BITS) - 1);
-        let start = (self.base[j as usize] + self.offset[part]) as usize;
-        // Up to schema 3 the bucket is within two steps of `start`: three
-        // independent loads and no branch to mispredict (`upper` ends with
-        // two extra u64::MAX, so the reads stay in bounds).
-        let ahead = usize::from(self.upper[start] < nanos)
-            + usize::from(self.upper[start + 1] < nanos)
-            + usize::from(self.upper[start + 2] < nanos);
-        let mut i = start + ahead;
-        if ahead == 3 {
-            // Finer schemas: walk on. The last bound is u64::MAX.
-            while self.upper[i] < nanos {
-                i += 1;
-            }
-        }
-        i
+        self.search.slot_of(nanos)
     }
 
     /// The native buckets of `counts` (one per bucket of this layout),
@@ -229,31 +180,6 @@ fn spans(populated: &[(i32, u64)]) -> (Vec<(i32, u32)>, Vec<i64>) {
     (spans, deltas)
 }
 
-/// A series' native counters, kept beside its classic buckets.
-#[derive(Debug)]
-pub(crate) struct Counts {
-    pub(crate) zero: u64,
-    pub(crate) buckets: Box<[u64]>,
-}
-
-impl Counts {
-    pub(crate) fn new(layout: &Layout) -> Self {
-        Counts {
-            zero: 0,
-            buckets: vec![0; layout.len()].into_boxed_slice(),
-        }
-    }
-
-    #[inline]
-    pub(crate) fn observe(&mut self, layout: &Layout, nanos: u64) {
-        if nanos == 0 {
-            self.zero += 1;
-        } else {
-            self.buckets[layout.index_of(nanos)] += 1;
-        }
-    }
-}
-
 /// The schema steps a series has taken down so far, to count each once.
 #[derive(Debug, Default)]
 pub(crate) struct Reductions(AtomicU32);
@@ -277,6 +203,29 @@ impl Reductions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A series' native counts as a histogram's cells add up to them.
+    struct Counts {
+        zero: u64,
+        buckets: Box<[u64]>,
+    }
+
+    impl Counts {
+        fn new(len: usize) -> Self {
+            Counts {
+                zero: 0,
+                buckets: vec![0; len].into_boxed_slice(),
+            }
+        }
+
+        fn observe(&mut self, layout: &Layout, nanos: u64) {
+            if nanos == 0 {
+                self.zero += 1;
+            } else {
+                self.buckets[layout.index_of(nanos)] += 1;
+            }
+        }
+    }
 
     /// The key client_golang computes for `seconds` (math.Frexp and a
     /// search among the schema's bounds, or the exponent for schema ≤ 0).
@@ -354,14 +303,14 @@ mod tests {
         assert_eq!(layout.first_key + layout.index_of(1_000_000_001) as i32, 1);
         assert_eq!(layout.first_key + layout.index_of(500_000_000) as i32, -8);
         assert_eq!(layout.first_key + layout.index_of(500_000_001) as i32, -7);
-        assert_eq!(*layout.upper.last().unwrap_or(&0), u64::MAX);
+        assert_eq!(*layout.upper().last().unwrap_or(&0), u64::MAX);
         assert_eq!(layout.len(), 64 * 8 + 1);
     }
 
     #[test]
     fn lowering_the_schema_merges_pairs_exactly_and_keeps_every_count() {
         let layout = Layout::new(3);
-        let mut counts = Counts::new(&layout);
+        let mut counts = Counts::new(layout.len());
         let values: Vec<u64> = (1..=5000).map(|i| i * 1_234_567).collect();
         for &v in &values {
             counts.observe(&layout, v);
@@ -416,10 +365,12 @@ mod tests {
 
     #[test]
     fn the_search_from_the_top_bits_finds_what_a_full_search_finds() {
-        for schema in [-4, 0, 3, 8] {
+        for schema in [-4, 0, 3, 6, 7, 8] {
             let layout = Layout::new(schema);
+            // Two comparisons from the start bucket up to schema 6.
+            assert_eq!(layout.search.walks(), schema > 6, "schema {schema}");
             let mut values = vec![1u64, 2, 3, u64::MAX, u64::MAX - 1];
-            for &u in layout.upper.iter().take(layout.len() - 1) {
+            for &u in layout.upper().iter().take(layout.len() - 1) {
                 values.extend([u, u + 1, u.saturating_sub(1).max(1)]);
             }
             let mut x = 0x9E37_79B9_7F4A_7C15u64;
@@ -430,7 +381,7 @@ mod tests {
                 values.push((x >> (x % 64)).max(1));
             }
             for n in values {
-                let expected = layout.upper.partition_point(|&u| u < n);
+                let expected = layout.upper().partition_point(|&u| u < n);
                 assert_eq!(layout.index_of(n), expected, "schema {schema}, {n} ns");
             }
         }
