@@ -130,18 +130,18 @@ impl Otlp {
             self.queued.fetch_sub(batch.len(), Ordering::Relaxed);
             spans.extend(batch);
         }
-        while !spans.is_empty() {
-            let rest = spans.split_off(spans.len().min(self.config.max_batch));
+        // Requests of `max_batch` spans each, encoded in place: splitting
+        // the rest off request by request copied it every time.
+        for request in spans.chunks(self.config.max_batch.max(1)) {
             let body = match self.config.protocol {
-                OtlpProtocol::HttpProtobuf => encode::protobuf(&self.resource, &spans),
-                OtlpProtocol::HttpJson => encode::json(&self.resource, &spans),
+                OtlpProtocol::HttpProtobuf => encode::protobuf(&self.resource, request),
+                OtlpProtocol::HttpJson => encode::json(&self.resource, request),
             };
             self.pending.push_back(Batch {
                 body,
-                spans: spans.len() as u64,
+                spans: request.len() as u64,
                 retries: 0,
             });
-            spans = rest;
         }
         // Bounded in spans, as the queue is: what waits for the receiver
         // and what waits in the queue stay within `max_queue` each.
