@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::log::{Dispatch, Logger};
+use crate::log::{Dispatch, FieldValue, Logger};
 use crate::metrics::Metrics;
 
 /// A receiver of the metrics.
@@ -235,6 +235,49 @@ pub(crate) fn finish_all(exporters: Vec<Exporter>) {
                 }
             }
         }
+    }
+}
+
+/// How often a failing receiver is warned about at most: one that stays
+/// down must not fill the log.
+const WARN_EVERY: Duration = Duration::from_secs(60);
+
+/// A receiver's warnings, at most one per [`WARN_EVERY`]; the next one
+/// says how many were left out.
+#[derive(Debug, Default)]
+pub(crate) struct Warnings {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl Warnings {
+    /// Logs `message` with `fields` and the receiver's `url`, unless one
+    /// was logged less than [`WARN_EVERY`] ago.
+    pub(crate) fn warn(
+        &mut self,
+        log: Option<&Logger>,
+        url: impl FnOnce() -> String,
+        message: &'static str,
+        mut fields: Vec<(&'static str, FieldValue)>,
+    ) {
+        let Some(log) = log else {
+            return;
+        };
+        let now = Instant::now();
+        if self
+            .last
+            .is_some_and(|at| now.duration_since(at) < WARN_EVERY)
+        {
+            self.suppressed += 1;
+            return;
+        }
+        self.last = Some(now);
+        fields.push(("url", url().into()));
+        if self.suppressed > 0 {
+            fields.push(("warningsSuppressed", self.suppressed.into()));
+            self.suppressed = 0;
+        }
+        log.warn(message, fields);
     }
 }
 

@@ -20,19 +20,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::parse::{self, TextSample};
 use super::prompb::{self, Series};
-use super::{Pause, Target};
+use super::{Pause, Target, Warnings};
 use crate::http_client::{self, Endpoint, Request, Response, SendError};
 use crate::log::{Dispatch, FieldValue, Logger};
 use crate::metrics::Metrics;
 use crate::metrics::RemoteWriteConfig;
-use crate::metrics::remote_write::{DropReason, FailReason, RemoteWriteCounters};
+use crate::metrics::delivery::{DeliveryCounters, DropReason, FailReason};
 
 /// The protocol version header's value for remote write 1.0.
 const VERSION: &str = "0.1.0";
-
-/// At most one warning per this long; the ones in between are counted and
-/// the next warning says how many.
-const LOG_EVERY: Duration = Duration::from_secs(60);
 
 /// One request waiting to be sent.
 #[derive(Debug)]
@@ -68,7 +64,7 @@ pub(crate) struct RemoteWrite {
     /// Every sample's timestamp when set (a one-shot delivery of figures
     /// rebuilt from a journal); the time of the send otherwise.
     fixed_timestamp_ms: Option<i64>,
-    counters: Arc<RemoteWriteCounters>,
+    counters: Arc<DeliveryCounters>,
     log: Option<Logger>,
     pending: VecDeque<Batch>,
     /// The next retry's wait.
@@ -79,8 +75,7 @@ pub(crate) struct RemoteWrite {
     /// Why the last try failed, until one succeeds: also why the requests
     /// queued behind it were not sent.
     last_error: Option<FailReason>,
-    last_warning: Option<Instant>,
-    suppressed: u64,
+    warnings: Warnings,
     /// A warning was logged since the last success: say when it works again.
     troubled: bool,
 }
@@ -132,8 +127,7 @@ impl RemoteWrite {
             pending: VecDeque::new(),
             not_before: None,
             last_error: None,
-            last_warning: None,
-            suppressed: 0,
+            warnings: Warnings::default(),
             troubled: false,
         })
     }
@@ -283,7 +277,7 @@ impl RemoteWrite {
                 Verdict::Sent => {
                     let samples = batch.samples;
                     self.pending.pop_front();
-                    self.counters.sent(samples);
+                    self.counters.delivered(samples);
                     outcome.sent += samples;
                     self.backoff = self.config.min_backoff;
                     self.last_error = None;
@@ -378,28 +372,11 @@ impl RemoteWrite {
         outcome
     }
 
-    /// A warning, at most one per [`LOG_EVERY`]; the next one says how
-    /// many were left out.
-    fn warn(&mut self, message: &'static str, mut fields: Vec<(&'static str, FieldValue)>) {
-        let Some(log) = &self.log else {
-            return;
-        };
+    /// A warning, at most one a minute (see [`Warnings`]).
+    fn warn(&mut self, message: &'static str, fields: Vec<(&'static str, FieldValue)>) {
         self.troubled = true;
-        let now = Instant::now();
-        if self
-            .last_warning
-            .is_some_and(|at| now.duration_since(at) < LOG_EVERY)
-        {
-            self.suppressed += 1;
-            return;
-        }
-        self.last_warning = Some(now);
-        fields.push(("url", self.endpoint.url().into()));
-        if self.suppressed > 0 {
-            fields.push(("warningsSuppressed", self.suppressed.into()));
-            self.suppressed = 0;
-        }
-        log.warn(message, fields);
+        self.warnings
+            .warn(self.log.as_ref(), || self.endpoint.url(), message, fields);
     }
 }
 
@@ -586,7 +563,7 @@ mod tests {
         assert!(of_events < all.len() as u64);
         assert!(of_events > 0);
         assert_eq!(outcome.sent, of_events);
-        assert_eq!(metrics.remote_write_counters().stats().sent, of_events);
+        assert_eq!(metrics.remote_write_counters().stats().delivered, of_events);
         let name = b"agentgate_remote_write_samples_sent_total";
         assert!(!body.windows(name.len()).any(|w| w == name));
     }
@@ -643,7 +620,7 @@ mod tests {
         assert!(outcome.sent > 0);
         let stats = metrics.remote_write_counters().stats();
         assert_eq!(stats.retries, 2);
-        assert_eq!(stats.sent, outcome.sent);
+        assert_eq!(stats.delivered, outcome.sent);
         assert_eq!(stats.failed, [0; 6]);
         assert_eq!(receiver.requests.lock().len(), 3);
     }
@@ -656,7 +633,7 @@ mod tests {
         let outcome = rw.deliver_now(&metrics, soon(), true, &Pause::plain());
         let stats = metrics.remote_write_counters().stats();
         assert_eq!(stats.retries, 2);
-        assert_eq!(stats.sent, 0);
+        assert_eq!(stats.delivered, 0);
         assert!(outcome.failed > 0);
         assert_eq!(stats.failed[FailReason::Throttled as usize], outcome.failed);
         assert_eq!(receiver.requests.lock().len(), 3, "one try and two retries");

@@ -30,6 +30,7 @@
 mod cells;
 mod config;
 pub(crate) mod custom;
+pub(crate) mod delivery;
 pub(crate) mod histogram;
 mod labels;
 pub(crate) mod native;
@@ -323,8 +324,8 @@ struct Inner {
     /// The Pushgateway exporter's counters (zero without one).
     push: Arc<push::PushCounters>,
     /// The remote write sender's counters (zero without remote write).
-    remote_write: Arc<remote_write::RemoteWriteCounters>,
-    otlp: Arc<otlp::OtlpCounters>,
+    remote_write: Arc<delivery::DeliveryCounters>,
+    otlp: Arc<delivery::DeliveryCounters>,
     run_duration: TimeHistogram,
     iteration_duration: TimeHistogram,
     phase_duration: [TimeHistogram; 4],
@@ -664,12 +665,12 @@ impl Metrics {
     }
 
     /// The OTLP exporter's counters (`otlp_*`).
-    pub(crate) fn otlp_counters(&self) -> Arc<otlp::OtlpCounters> {
+    pub(crate) fn otlp_counters(&self) -> Arc<delivery::DeliveryCounters> {
         self.inner.otlp.clone()
     }
 
     /// The remote write sender's counters (`remote_write_*`).
-    pub(crate) fn remote_write_counters(&self) -> Arc<remote_write::RemoteWriteCounters> {
+    pub(crate) fn remote_write_counters(&self) -> Arc<delivery::DeliveryCounters> {
         self.inner.remote_write.clone()
     }
 

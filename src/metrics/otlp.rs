@@ -3,12 +3,10 @@
 //! (`otlp_*` on `/metrics`). The spans are built on the drain thread and
 //! sent by an exporter thread (`src/export/otlp/`).
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::error::Error;
 use crate::http_client::Endpoint;
-use crate::metrics::remote_write::FailReason;
 
 /// The service name when neither [`OtlpConfig::service_name`] nor
 /// `OTEL_SERVICE_NAME` nor `service.name` in `OTEL_RESOURCE_ATTRIBUTES`
@@ -379,75 +377,6 @@ fn percent_decode(s: &str) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Why spans were dropped without a try: `reason` of
-/// `otlp_spans_dropped_total`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum SpanDrop {
-    /// The queue to the exporter thread, or its requests waiting for the
-    /// receiver, were full.
-    QueueFull = 0,
-    /// The receiver refused the request (a `4xx` other than `429`).
-    Rejected = 1,
-}
-
-impl SpanDrop {
-    pub(crate) const ALL: [SpanDrop; 2] = [SpanDrop::QueueFull, SpanDrop::Rejected];
-
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            SpanDrop::QueueFull => "queue_full",
-            SpanDrop::Rejected => "rejected",
-        }
-    }
-}
-
-/// What the OTLP exporter counts (zero without it), rendered as `otlp_*`.
-#[derive(Debug, Default)]
-pub(crate) struct OtlpCounters {
-    exported: AtomicU64,
-    dropped: [AtomicU64; SpanDrop::ALL.len()],
-    failed: [AtomicU64; FailReason::ALL.len()],
-    retries: AtomicU64,
-}
-
-/// The counters' values.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct OtlpStats {
-    pub(crate) exported: u64,
-    pub(crate) dropped: [u64; SpanDrop::ALL.len()],
-    pub(crate) failed: [u64; FailReason::ALL.len()],
-    pub(crate) retries: u64,
-}
-
-impl OtlpCounters {
-    // Relaxed throughout: counts for reporting.
-    pub(crate) fn exported(&self, spans: u64) {
-        self.exported.fetch_add(spans, Ordering::Relaxed);
-    }
-
-    pub(crate) fn dropped(&self, reason: SpanDrop, spans: u64) {
-        self.dropped[reason as usize].fetch_add(spans, Ordering::Relaxed);
-    }
-
-    pub(crate) fn failed(&self, reason: FailReason, spans: u64) {
-        self.failed[reason as usize].fetch_add(spans, Ordering::Relaxed);
-    }
-
-    pub(crate) fn retried(&self) {
-        self.retries.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn stats(&self) -> OtlpStats {
-        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        OtlpStats {
-            exported: load(&self.exported),
-            dropped: std::array::from_fn(|i| load(&self.dropped[i])),
-            failed: std::array::from_fn(|i| load(&self.failed[i])),
-            retries: load(&self.retries),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,6 @@
 //! counters its sender keeps (`remote_write_*` on `/metrics`). The sender
 //! itself is an exporter thread (`src/export/remote_write.rs`).
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::error::Error;
@@ -290,119 +289,6 @@ fn host_name() -> String {
         .unwrap_or_else(|| "unknown".to_owned())
 }
 
-/// Why samples were given up on after a retryable error: the label
-/// `reason` of `remote_write_samples_failed_total`, a fixed set.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum FailReason {
-    /// No connection: the host did not resolve or refused.
-    Connect = 0,
-    /// The connection broke while sending or reading.
-    Io = 1,
-    /// The answer was not HTTP.
-    Malformed = 2,
-    /// The receiver answered `5xx`.
-    ServerError = 3,
-    /// The receiver answered `429 Too Many Requests`.
-    Throttled = 4,
-    /// No answer before the deadline, or no time left to try.
-    Timeout = 5,
-}
-
-impl FailReason {
-    /// Every reason, in label order (sorted), matching the discriminants.
-    pub(crate) const ALL: [FailReason; 6] = [
-        FailReason::Connect,
-        FailReason::Io,
-        FailReason::Malformed,
-        FailReason::ServerError,
-        FailReason::Throttled,
-        FailReason::Timeout,
-    ];
-
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            FailReason::Connect => "connect",
-            FailReason::Io => "io",
-            FailReason::Malformed => "malformed",
-            FailReason::ServerError => "server_error",
-            FailReason::Throttled => "throttled",
-            FailReason::Timeout => "timeout",
-        }
-    }
-}
-
-/// Why samples were dropped without a retry: the label `reason` of
-/// `remote_write_samples_dropped_total`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum DropReason {
-    /// The queue was full: the oldest request made room for the newest.
-    QueueFull = 0,
-    /// The receiver refused the request (a `4xx` other than `429`), or
-    /// redirected it (a `3xx`: redirects are not followed).
-    Rejected = 1,
-}
-
-impl DropReason {
-    /// Every reason, in label order (sorted), matching the discriminants.
-    pub(crate) const ALL: [DropReason; 2] = [DropReason::QueueFull, DropReason::Rejected];
-
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            DropReason::QueueFull => "queue_full",
-            DropReason::Rejected => "rejected",
-        }
-    }
-}
-
-/// What the remote write sender counts (zero without remote write),
-/// rendered as `remote_write_*`.
-#[derive(Debug, Default)]
-pub(crate) struct RemoteWriteCounters {
-    sent: AtomicU64,
-    failed: [AtomicU64; FailReason::ALL.len()],
-    dropped: [AtomicU64; DropReason::ALL.len()],
-    retries: AtomicU64,
-}
-
-/// The counters' values, for rendering and tests.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct RemoteWriteStats {
-    pub(crate) sent: u64,
-    pub(crate) failed: [u64; FailReason::ALL.len()],
-    pub(crate) dropped: [u64; DropReason::ALL.len()],
-    pub(crate) retries: u64,
-}
-
-impl RemoteWriteCounters {
-    // Relaxed throughout: counts written by the sender thread alone and
-    // read for reporting.
-    pub(crate) fn sent(&self, samples: u64) {
-        self.sent.fetch_add(samples, Ordering::Relaxed);
-    }
-
-    pub(crate) fn failed(&self, reason: FailReason, samples: u64) {
-        self.failed[reason as usize].fetch_add(samples, Ordering::Relaxed);
-    }
-
-    pub(crate) fn dropped(&self, reason: DropReason, samples: u64) {
-        self.dropped[reason as usize].fetch_add(samples, Ordering::Relaxed);
-    }
-
-    pub(crate) fn retried(&self) {
-        self.retries.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn stats(&self) -> RemoteWriteStats {
-        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        RemoteWriteStats {
-            sent: load(&self.sent),
-            failed: std::array::from_fn(|i| load(&self.failed[i])),
-            dropped: std::array::from_fn(|i| load(&self.dropped[i])),
-            retries: load(&self.retries),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -511,19 +397,5 @@ mod tests {
     fn the_token_never_shows_in_a_debug_print() {
         let config = RemoteWriteConfig::new("http://h/").bearer_token("s3cr3t-value");
         assert!(!format!("{config:?}").contains("s3cr3t"));
-    }
-
-    #[test]
-    fn counters_add_up_by_reason() {
-        let counters = RemoteWriteCounters::default();
-        counters.sent(10);
-        counters.failed(FailReason::Throttled, 3);
-        counters.dropped(DropReason::Rejected, 4);
-        counters.retried();
-        let stats = counters.stats();
-        assert_eq!(stats.sent, 10);
-        assert_eq!(stats.failed[FailReason::Throttled as usize], 3);
-        assert_eq!(stats.dropped[DropReason::Rejected as usize], 4);
-        assert_eq!(stats.retries, 1);
     }
 }

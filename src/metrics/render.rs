@@ -3,9 +3,8 @@
 
 use std::sync::atomic::Ordering;
 
+use super::delivery::{DropReason, FailReason};
 use super::histogram::{Exemplar, TimeHistogram};
-use super::otlp::SpanDrop;
-use super::remote_write::{DropReason, FailReason};
 use super::{Metrics, OUTCOMES, WsCloseReason};
 use crate::event::{EventType, Phase};
 use crate::exposition::Format;
@@ -317,7 +316,7 @@ fn write(metrics: &Metrics, mut w: Writer<'_>) {
         Kind::Counter,
         "Spans the OTLP exporter dropped without a try, by reason (queue_full: the queue to the exporter thread or its requests waiting for the receiver were full; rejected: the receiver answered a 4xx other than 429).",
     );
-    for reason in SpanDrop::ALL {
+    for reason in DropReason::ALL {
         w.sample(&n.otlp_dropped, "")
             .label("reason", reason.as_str())
             .value_u64(otlp.dropped[reason as usize]);
@@ -326,7 +325,7 @@ fn write(metrics: &Metrics, mut w: Writer<'_>) {
         &n.otlp_exported,
         Kind::Counter,
         "Spans the OTLP receiver accepted (2xx).",
-        otlp.exported,
+        otlp.delivered,
     );
     w.family(
         &n.otlp_failed,
@@ -413,7 +412,7 @@ fn write(metrics: &Metrics, mut w: Writer<'_>) {
         &n.remote_write_sent,
         Kind::Counter,
         "Samples remote write delivered (the receiver answered 2xx).",
-        remote.sent,
+        remote.delivered,
     );
 
     histogram(

@@ -26,17 +26,14 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 
-use super::{Pause, Target};
+use super::{Pause, Target, Warnings};
 use crate::http_client::{self, Endpoint, Request, Response, SendError};
 use crate::log::{Dispatch, FieldValue, Logger};
-use crate::metrics::otlp::{OtlpCounters, SpanDrop};
-use crate::metrics::remote_write::FailReason;
+use crate::metrics::delivery::FailReason;
+use crate::metrics::delivery::{DeliveryCounters, DropReason};
 use crate::metrics::{Metrics, OtlpConfig, OtlpProtocol};
 use encode::Resource;
 use spans::{SpanData, SpanSink};
-
-/// At most one warning per this long.
-const LOG_EVERY: Duration = Duration::from_secs(60);
 
 /// One request waiting to be sent.
 struct Batch {
@@ -54,14 +51,13 @@ pub(crate) struct Otlp {
     spans: Receiver<Vec<SpanData>>,
     /// Spans in the channel, shared with the span sink (its bound).
     queued: Arc<AtomicUsize>,
-    counters: Arc<OtlpCounters>,
+    counters: Arc<DeliveryCounters>,
     log: Option<Logger>,
     pending: VecDeque<Batch>,
     backoff: Duration,
     not_before: Option<Instant>,
     last_error: Option<FailReason>,
-    last_warning: Option<Instant>,
-    suppressed: u64,
+    warnings: Warnings,
 }
 
 /// The span builder for the drain thread and the target for the exporter
@@ -115,8 +111,7 @@ pub(crate) fn start(
         pending: VecDeque::new(),
         not_before: None,
         last_error: None,
-        last_warning: None,
-        suppressed: 0,
+        warnings: Warnings::default(),
     };
     Ok((SpanSink::new(tx, queued, max_queue, counters), target))
 }
@@ -149,7 +144,7 @@ impl Otlp {
             && self.pending.iter().map(|b| b.spans).sum::<u64>() > self.config.max_queue as u64
         {
             if let Some(oldest) = self.pending.pop_front() {
-                self.counters.dropped(SpanDrop::QueueFull, oldest.spans);
+                self.counters.dropped(DropReason::QueueFull, oldest.spans);
                 self.warn(
                     "the OTLP requests waiting for the receiver are too many: the oldest is dropped",
                     vec![("spans", oldest.spans.into())],
@@ -198,14 +193,14 @@ impl Otlp {
                 Verdict::Sent => {
                     let spans = batch.spans;
                     self.pending.pop_front();
-                    self.counters.exported(spans);
+                    self.counters.delivered(spans);
                     self.backoff = self.config.min_backoff;
                     self.last_error = None;
                 }
                 Verdict::Rejected(status, body) => {
                     let spans = batch.spans;
                     self.pending.pop_front();
-                    self.counters.dropped(SpanDrop::Rejected, spans);
+                    self.counters.dropped(DropReason::Rejected, spans);
                     self.warn(
                         "the OTLP receiver refused a request; its spans are dropped",
                         vec![
@@ -255,25 +250,10 @@ impl Otlp {
         );
     }
 
-    fn warn(&mut self, message: &'static str, mut fields: Vec<(&'static str, FieldValue)>) {
-        let Some(log) = &self.log else {
-            return;
-        };
-        let now = Instant::now();
-        if self
-            .last_warning
-            .is_some_and(|at| now.duration_since(at) < LOG_EVERY)
-        {
-            self.suppressed += 1;
-            return;
-        }
-        self.last_warning = Some(now);
-        fields.push(("url", self.endpoint.url().into()));
-        if self.suppressed > 0 {
-            fields.push(("warningsSuppressed", self.suppressed.into()));
-            self.suppressed = 0;
-        }
-        log.warn(message, fields);
+    /// A warning, at most one a minute (see [`Warnings`]).
+    fn warn(&mut self, message: &'static str, fields: Vec<(&'static str, FieldValue)>) {
+        self.warnings
+            .warn(self.log.as_ref(), || self.endpoint.url(), message, fields);
     }
 }
 

@@ -27,7 +27,7 @@ use crossbeam_channel::Sender;
 use crate::event::{
     EventKind, Metadata, Phase, ProgressEvent, RunOutcome, RunResult, SpanId, Strategy, TraceId,
 };
-use crate::metrics::otlp::{OtlpCounters, SpanDrop};
+use crate::metrics::delivery::{DeliveryCounters, DropReason};
 use crate::pipeline::drain::{EventInfo, Sink};
 
 /// Runs open at once that the sink follows at most. A new run beyond
@@ -356,7 +356,7 @@ pub(crate) struct SpanSink {
     /// Spans handed over and not yet taken by the exporter thread.
     queued: Arc<AtomicUsize>,
     max_queue: usize,
-    counters: Arc<OtlpCounters>,
+    counters: Arc<DeliveryCounters>,
 }
 
 fn nanos(event: &ProgressEvent) -> u64 {
@@ -637,7 +637,7 @@ impl SpanSink {
         queue: Sender<Vec<SpanData>>,
         queued: Arc<AtomicUsize>,
         max_queue: usize,
-        counters: Arc<OtlpCounters>,
+        counters: Arc<DeliveryCounters>,
     ) -> SpanSink {
         SpanSink {
             runs: HashMap::default(),
@@ -664,7 +664,7 @@ impl SpanSink {
             .saturating_sub(self.queued.load(Ordering::Relaxed));
         if room < self.batch.len() {
             let dropped = self.batch.len() - room;
-            self.counters.dropped(SpanDrop::QueueFull, dropped as u64);
+            self.counters.dropped(DropReason::QueueFull, dropped as u64);
             self.batch.truncate(room);
         }
         if self.batch.is_empty() {
@@ -677,7 +677,7 @@ impl SpanSink {
         if self.queue.send(batch).is_err() {
             // The exporter thread is gone (shutdown): nothing takes them.
             self.queued.fetch_sub(n, Ordering::Relaxed);
-            self.counters.dropped(SpanDrop::QueueFull, n as u64);
+            self.counters.dropped(DropReason::QueueFull, n as u64);
         }
     }
 
@@ -813,10 +813,10 @@ mod tests {
     ) -> (
         SpanSink,
         crossbeam_channel::Receiver<Vec<SpanData>>,
-        Arc<OtlpCounters>,
+        Arc<DeliveryCounters>,
     ) {
         let (tx, rx) = crossbeam_channel::unbounded();
-        let counters = Arc::new(OtlpCounters::default());
+        let counters = Arc::new(DeliveryCounters::default());
         let sink = SpanSink::new(tx, Arc::default(), max_queue, counters.clone());
         (sink, rx, counters)
     }
@@ -961,6 +961,6 @@ mod tests {
         );
         let spans = spans(&mut sink, &rx);
         assert_eq!(spans.len(), 1);
-        assert_eq!(counters.stats().dropped[SpanDrop::QueueFull as usize], 1);
+        assert_eq!(counters.stats().dropped[DropReason::QueueFull as usize], 1);
     }
 }
