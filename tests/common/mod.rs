@@ -230,19 +230,27 @@ pub fn external_tool(name: &str, test: &str) -> Option<std::path::PathBuf> {
     found
 }
 
-/// Whether python3 imports `module` (say `google.protobuf`), with the
-/// same rule as [`external_tool`]: missing, it skips locally (printing
-/// `SKIPPED:` and the Debian package) and fails under `CI=true`.
-pub fn python_module(module: &str, test: &str) -> bool {
-    let imported = std::process::Command::new("python3")
-        .args(["-c", &format!("import {module}")])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !imported {
+/// A python3 that imports `module` (say `google.protobuf`): Debian's
+/// `/usr/bin/python3` first, whose modules the Debian packages serve, then
+/// the one on `PATH` (which may be another installation, pyenv's say).
+/// With the same rule as [`external_tool`]: when none does, it skips
+/// locally (printing `SKIPPED:` and the Debian package) and fails under
+/// `CI=true`.
+pub fn python_module(module: &str, test: &str) -> Option<&'static str> {
+    let imports = |python: &str| {
+        std::process::Command::new(python)
+            .args(["-c", &format!("import {module}")])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let found = ["/usr/bin/python3", "python3"]
+        .into_iter()
+        .find(|python| imports(python));
+    if found.is_none() {
         let why = format!(
-            "{test}: python3 cannot import `{module}` (install the Debian package {}, \
+            "{test}: no python3 imports `{module}` (install the Debian package {}, \
              or run scripts/install-deps as root)",
             debian_package(&format!("python3:{module}"))
         );
@@ -251,7 +259,7 @@ pub fn python_module(module: &str, test: &str) -> bool {
         }
         println!("SKIPPED: {why}");
     }
-    imported
+    found
 }
 
 /// The Debian package that provides `command`, from the one table of them
