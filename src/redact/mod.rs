@@ -38,8 +38,8 @@ use keys::{builtin_secret_key, is_secret_location, normalize};
 use shapes::{
     AUTH_SCHEMES, aws_key_id_len, aws_secret, bearer, contains, count, encoded_url_password,
     ends_with_ignore_case, extend_over_next, github_len, gitlab_len, google_len, is_base64url,
-    is_escape, is_key_char, is_value_end, jwt_len, npm_len, openai_len, pem_len, sendgrid_len,
-    slack_len, slack_webhook_len, stripe_len, url_password, vault_len,
+    is_escape, is_key_char, is_value_end, jwt_len, npm_len, openai_len, pem_before, pem_len,
+    sendgrid_len, slack_len, slack_webhook_len, stripe_len, url_password, vault_len,
 };
 
 /// What a redacted value becomes.
@@ -342,6 +342,11 @@ impl Redactor {
             }
             match self.match_at(bytes, i) {
                 Some((start, end)) => {
+                    let start = if start > i {
+                        pem_before(bytes, i, start).unwrap_or(start)
+                    } else {
+                        start
+                    };
                     let end =
                         self.extend_over_flag(bytes, start, extend_over_next(bytes, start, end));
                     // Every rule starts and ends a match at an ASCII byte

@@ -281,6 +281,22 @@ pub(super) fn pem_len(s: &[u8]) -> Option<usize> {
     }
 }
 
+/// Where a PEM block starts whose header lies between a rule's trigger and
+/// the span it matched: a flag named `--secret-----BEGIN … PRIVATE KEY-----`
+/// takes the label's first word for its value, and the block's body would
+/// be left readable after it. The match then starts at the header.
+pub(super) fn pem_before(s: &[u8], trigger: usize, start: usize) -> Option<usize> {
+    let mut from = trigger;
+    while let Some(p) = find(&s[from..start], b"-----BEGIN") {
+        let p = from + p;
+        if pem_len(&s[p..]).is_some() {
+            return Some(p);
+        }
+        from = p + 1;
+    }
+    None
+}
+
 /// A match whose characters run into the start of another credential
 /// would leave that credential's rest readable after it: a match running
 /// into a PEM header (`token=-----BEGIN …`, a base64url body followed by

@@ -348,6 +348,18 @@ fn a_bearer_credential_running_into_a_pem_header_takes_the_block() {
 }
 
 #[test]
+fn a_secret_flag_whose_name_runs_into_a_pem_header_does_not_leave_the_body_readable() {
+    // Found by the fuzzer: `--secret-----BEGIN` was taken for a flag whose
+    // argument was the label's first word, and the key's body stayed.
+    let pem =
+        "-----BEGIN OPENSSH PRIVATE KEY-----\noP0btttttttAHOVc\n-----END OPENSSH PRIVATE KEY-----";
+    assert_eq!(
+        red(&format!("\n----secret-------_{pem}\nrest")),
+        "\n----secret-------_[REDACTED]\nrest"
+    );
+}
+
+#[test]
 fn the_user_part_of_a_url_is_scanned_too() {
     let token = format!("ghp_{}", "a1B2".repeat(9));
     assert_eq!(
