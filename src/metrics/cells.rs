@@ -19,12 +19,13 @@ const SUB_BITS: u32 = 6;
 /// Each power of two `2^j` is cut into `2^SUB_BITS` equal parts, and the
 /// start table holds, per part, the slot of its smallest value; its rows
 /// go by leading zeros, so that 0 (64 of them) has a row of its own. Where
-/// no part spans more than three slots (native buckets up to schema 6,
-/// cut at classic bounds further apart than a part), a value's slot is
+/// no part spans more than three slots (native buckets up to schema 6, cut
+/// at classic bounds no closer than a part's width), a value's slot is
 /// found with two comparisons and no branch to mispredict; a binary search
 /// cost the drain thread a sixth of its time in mispredicted branches.
-/// 16 KiB, of which the few parts an engine's durations fall into are
-/// read.
+/// Where some part spans more (finer schemas, bounds packed closely), every
+/// search walks on from there. The table is 16.25 KiB, of which the few
+/// parts an engine's durations fall into are read.
 #[derive(Debug)]
 pub(crate) struct Search {
     /// The bounds, then `u64::MAX` twice more, so that the two
@@ -88,11 +89,6 @@ impl Search {
     /// How many slots there are.
     pub(crate) fn len(&self) -> usize {
         self.upper.len() - 2
-    }
-
-    /// The slots' upper bounds.
-    pub(crate) fn upper(&self) -> &[u64] {
-        &self.upper[..self.len()]
     }
 
     /// The slot of `nanos`: the first whose upper bound it does not
@@ -269,6 +265,10 @@ mod tests {
             nanos(DEFAULT_DURATION_BUCKETS),
             nanos(DEFAULT_LATENCY_BUCKETS),
             fine,
+            // Bounds that round to 0 ns and to the same nanosecond.
+            nanos(&[1e-10, 4e-10, 1e-9, 1.2e-9, 3e-9, 1.0]),
+            // A bound at the clock's end.
+            vec![5, 1_000, u64::MAX],
         ];
         for schema in [-4, 0, 3, 5, 8] {
             let layout = Layout::new(schema);

@@ -24,7 +24,6 @@ use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
 
-use super::cells::Search;
 use crate::exposition::proto::Native;
 
 /// The default schema: buckets grow by a factor of `2^(1/8)`, about 1.09.
@@ -46,8 +45,9 @@ pub(crate) struct Layout {
     /// The key of the first bucket (the one holding 1 ns).
     first_key: i32,
     /// Per bucket, the largest nanosecond count inside it, increasing (the
-    /// last is `u64::MAX`), and the search over them.
-    search: Search,
+    /// last is `u64::MAX`). The drain thread searches the cells cut from
+    /// them ([`Cells`](super::cells::Cells)), never these.
+    upper: Box<[u64]>,
 }
 
 impl Layout {
@@ -83,24 +83,24 @@ impl Layout {
         Layout {
             schema,
             first_key,
-            search: Search::new(upper),
+            upper: upper.into_boxed_slice(),
         }
     }
 
     /// How many buckets a series keeps.
     pub(crate) fn len(&self) -> usize {
-        self.search.len()
+        self.upper.len()
     }
 
     /// Per bucket, the largest nanosecond count inside it.
     pub(crate) fn upper(&self) -> &[u64] {
-        self.search.upper()
+        &self.upper
     }
 
     /// The bucket (an index, not a key) of `nanos` ≥ 1.
     #[cfg(test)]
     pub(crate) fn index_of(&self, nanos: u64) -> usize {
-        self.search.slot_of(nanos)
+        self.upper.partition_point(|&u| u < nanos)
     }
 
     /// The native buckets of `counts` (one per bucket of this layout),
@@ -203,6 +203,7 @@ impl Reductions {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::cells::Search;
 
     /// A series' native counts as a histogram's cells add up to them.
     struct Counts {
@@ -367,8 +368,9 @@ mod tests {
     fn the_search_from_the_top_bits_finds_what_a_full_search_finds() {
         for schema in [-4, 0, 3, 6, 7, 8] {
             let layout = Layout::new(schema);
+            let search = Search::new(layout.upper().to_vec());
             // Two comparisons from the start bucket up to schema 6.
-            assert_eq!(layout.search.walks(), schema > 6, "schema {schema}");
+            assert_eq!(search.walks(), schema > 6, "schema {schema}");
             let mut values = vec![1u64, 2, 3, u64::MAX, u64::MAX - 1];
             for &u in layout.upper().iter().take(layout.len() - 1) {
                 values.extend([u, u + 1, u.saturating_sub(1).max(1)]);
@@ -382,7 +384,7 @@ mod tests {
             }
             for n in values {
                 let expected = layout.upper().partition_point(|&u| u < n);
-                assert_eq!(layout.index_of(n), expected, "schema {schema}, {n} ns");
+                assert_eq!(search.slot_of(n), expected, "schema {schema}, {n} ns");
             }
         }
     }
