@@ -232,6 +232,17 @@ pub(crate) struct Applied {
     pub(crate) duplicate_terminal: bool,
     /// Making room for the event's run evicted an active run.
     pub(crate) evicted_active: bool,
+    /// Where the tracker keeps the event's run, while it keeps it: a key
+    /// for other per-run state that costs no hashing of the run's ids.
+    pub(crate) slot: Option<RunSlot>,
+}
+
+/// A run's place in the tracker: its slot, and the slot's generation,
+/// which changes when the slot is freed for another run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RunSlot {
+    pub(crate) index: u32,
+    pub(crate) generation: u32,
 }
 
 /// A cached position in the tracker, so the drain thread need not hash a
@@ -553,6 +564,10 @@ impl RunTracker {
             self.lru_touch(slot);
         }
         let entry = &mut self.slots[slot as usize];
+        applied.slot = Some(RunSlot {
+            index: slot,
+            generation: entry.generation,
+        });
         // The first event fixes the run's trace: the one its handle chose
         // or its event carries (a replayed journal), else a new one. Every
         // later event of the run carries it, whichever handle sent it.
