@@ -36,6 +36,34 @@ pub(crate) trait Target: Send + 'static {
     /// Counts and logs its own outcome: what failed and why differs per
     /// receiver.
     fn deliver(&mut self, metrics: &Metrics, deadline: Instant, last: bool, pause: &Pause<'_>);
+
+    /// Waits between deliveries, until `until`, or until `finish` brings
+    /// the final delivery's deadline (returned). A target fed between
+    /// deliveries (OTLP's spans) takes what it is fed meanwhile.
+    fn idle(&mut self, until: Instant, finish: &Receiver<Instant>) -> Idle {
+        idle(until, finish)
+    }
+}
+
+/// How waiting between deliveries ended.
+#[derive(Debug)]
+pub(crate) enum Idle {
+    /// The next delivery is due.
+    Due,
+    /// The final delivery is asked for, by this deadline.
+    Finish(Instant),
+    /// The exporter was dropped without finishing.
+    Dropped,
+}
+
+/// Waits on `finish` until `until`: [`Target::idle`] for a target fed by
+/// nothing but the metrics.
+pub(crate) fn idle(until: Instant, finish: &Receiver<Instant>) -> Idle {
+    match finish.recv_timeout(until.saturating_duration_since(Instant::now())) {
+        Ok(deadline) => Idle::Finish(deadline),
+        Err(crossbeam_channel::RecvTimeoutError::Timeout) => Idle::Due,
+        Err(crossbeam_channel::RecvTimeoutError::Disconnected) => Idle::Dropped,
+    }
 }
 
 /// How a delivery waits between tries. A periodic delivery stops waiting
@@ -134,7 +162,10 @@ impl Exporter {
                 let _done = done_tx;
                 // A delivery that panics costs that delivery alone: the
                 // thread goes on to the next one, and to the final one.
-                let mut deliver = |deadline: Instant, last: bool, pause: &Pause<'_>| {
+                let deliver = |target: &mut Box<dyn Target>,
+                               deadline: Instant,
+                               last: bool,
+                               pause: &Pause<'_>| {
                     let delivered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                         target.deliver(&metrics, deadline, last, pause)
                     }));
@@ -159,26 +190,24 @@ impl Exporter {
                 let mut next = Instant::now() + schedule.interval;
                 loop {
                     if let Some(deadline) = finishing.take() {
-                        deliver(deadline, true, &Pause::plain());
+                        deliver(&mut target, deadline, true, &Pause::plain());
                         return;
                     }
-                    let wait = next.saturating_duration_since(Instant::now());
-                    match finish_rx.recv_timeout(wait) {
-                        Ok(deadline) => {
-                            deliver(deadline, true, &Pause::plain());
+                    match target.idle(next, &finish_rx) {
+                        Idle::Finish(deadline) => {
+                            deliver(&mut target, deadline, true, &Pause::plain());
                             return;
                         }
-                        Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                        Idle::Due => {
                             let pause = Pause {
                                 finish: Some((&finish_rx, &finishing)),
                             };
-                            deliver(Instant::now() + schedule.timeout, false, &pause);
+                            deliver(&mut target, Instant::now() + schedule.timeout, false, &pause);
                             // The next one an interval after this one was due,
                             // or from now when delivering took longer.
                             next = (next + schedule.interval).max(Instant::now());
                         }
-                        // The exporter was dropped without finishing.
-                        Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+                        Idle::Dropped => return,
                     }
                 }
             })?;
