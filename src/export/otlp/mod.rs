@@ -1,7 +1,8 @@
 //! Runs exported as OTLP traces over HTTP, with no async runtime: spans
-//! are built on the drain thread ([`spans::SpanSink`]) and handed through
-//! a bounded queue to an exporter thread ([`super::Exporter`]) that sends
-//! them with our blocking HTTP/1.1 client (`src/http_client.rs`).
+//! are built on the drain thread ([`sink::SpanSink`]) and handed as
+//! compact records ([`records::Records`]) through a bounded queue to an
+//! exporter thread ([`super::Exporter`]) that encodes them and sends them
+//! with our blocking HTTP/1.1 client (`src/http_client.rs`).
 //!
 //! Every interval the thread takes what the queue holds, encodes it in
 //! requests of at most `max_batch` spans (protobuf or JSON) and sends
@@ -17,6 +18,8 @@
 //! span that finds the queue full is dropped and counted.
 
 pub(crate) mod encode;
+pub(crate) mod records;
+pub(crate) mod sink;
 pub(crate) mod spans;
 
 use std::collections::VecDeque;
@@ -24,16 +27,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, Sender};
 
-use super::{Pause, Target, Warnings};
+use super::{Idle, Pause, Target, Warnings};
 use crate::http_client::{self, Endpoint, Request, Response, SendError};
 use crate::log::{Dispatch, FieldValue, Logger};
 use crate::metrics::delivery::FailReason;
 use crate::metrics::delivery::{DeliveryCounters, DropReason};
 use crate::metrics::{Metrics, OtlpConfig, OtlpProtocol};
 use encode::Resource;
-use spans::{SpanData, SpanSink};
+use records::Records;
+use sink::SpanSink;
+use spans::SpanData;
 
 /// One request waiting to be sent.
 struct Batch {
@@ -48,7 +53,11 @@ pub(crate) struct Otlp {
     config: OtlpConfig,
     resource: Resource,
     headers: Vec<(String, String)>,
-    spans: Receiver<Vec<SpanData>>,
+    spans: Receiver<Records>,
+    /// Spans taken from the queue, not yet in a request.
+    waiting: Vec<SpanData>,
+    /// Emptied batches, back to the drain thread to fill again.
+    recycle: Sender<Records>,
     /// Spans in the channel, shared with the span sink (its bound).
     queued: Arc<AtomicUsize>,
     counters: Arc<DeliveryCounters>,
@@ -71,6 +80,11 @@ pub(crate) fn start(
     // Unbounded as a channel, bounded in spans by `queued`: the sink hands
     // over batches and counts what finds no room.
     let (tx, rx) = crossbeam_channel::unbounded();
+    // Emptied batches wait for the drain thread to fill them again, as
+    // many as the queue can hold: a burst that allocated fresh ones paid
+    // for the page faults of memory the exporter thread had just freed.
+    let (recycle, recycled) =
+        crossbeam_channel::bounded(config.max_queue.div_ceil(sink::HAND_OFF) + 2);
     let queued = Arc::new(AtomicUsize::new(0));
     let max_queue = config.max_queue;
     let counters = metrics.otlp_counters();
@@ -105,6 +119,8 @@ pub(crate) fn start(
         headers,
         config,
         spans: rx,
+        waiting: Vec::new(),
+        recycle,
         queued: queued.clone(),
         counters: counters.clone(),
         log: log.map(|log| Logger::bound("agentgate_obs::otlp", log)),
@@ -113,21 +129,37 @@ pub(crate) fn start(
         last_error: None,
         warnings: Warnings::default(),
     };
-    Ok((SpanSink::new(tx, queued, max_queue, counters), target))
+    Ok((
+        SpanSink::new(tx, recycled, queued, max_queue, counters),
+        target,
+    ))
 }
 
 impl Otlp {
-    /// Takes what the queue holds into requests.
-    fn enqueue(&mut self) {
-        let mut spans: Vec<SpanData> = Vec::new();
-        for batch in self.spans.try_iter() {
-            // Relaxed: the sink's bound, see `SpanSink::hand_off`.
-            self.queued.fetch_sub(batch.len(), Ordering::Relaxed);
-            spans.extend(batch);
-        }
-        // Requests of `max_batch` spans each, encoded in place: splitting
-        // the rest off request by request copied it every time.
-        for request in spans.chunks(self.config.max_batch.max(1)) {
+    /// Takes a batch from the drain thread: its spans join those waiting
+    /// to make a request, and the emptied batch goes back to be filled
+    /// again while its memory is still warm.
+    fn take(&mut self, mut batch: Records) {
+        // Relaxed: the sink's bound, see `SpanSink::hand_off`.
+        self.queued.fetch_sub(batch.spans.len(), Ordering::Relaxed);
+        batch.to_spans(&mut self.waiting);
+        batch.clear();
+        let _ = self.recycle.try_send(batch);
+        self.package(false);
+    }
+
+    /// Encodes the waiting spans into requests of `max_batch` spans, and
+    /// the rest into a smaller one when `all`.
+    fn package(&mut self, all: bool) {
+        let max_batch = self.config.max_batch.max(1);
+        let whole = if all {
+            self.waiting.len()
+        } else {
+            self.waiting.len() - self.waiting.len() % max_batch
+        };
+        // Encoded in place: splitting the rest off request by request
+        // copied it every time.
+        for request in self.waiting[..whole].chunks(max_batch) {
             let body = match self.config.protocol {
                 OtlpProtocol::HttpProtobuf => encode::protobuf(&self.resource, request),
                 OtlpProtocol::HttpJson => encode::json(&self.resource, request),
@@ -138,6 +170,7 @@ impl Otlp {
                 retries: 0,
             });
         }
+        self.waiting.drain(..whole);
         // Bounded in spans, as the queue is: what waits for the receiver
         // and what waits in the queue stay within `max_queue` each.
         while self.pending.len() > 1
@@ -151,6 +184,14 @@ impl Otlp {
                 );
             }
         }
+    }
+
+    /// Takes what the queue holds into requests.
+    fn enqueue(&mut self) {
+        while let Ok(batch) = self.spans.try_recv() {
+            self.take(batch);
+        }
+        self.package(true);
     }
 
     fn send_pending(&mut self, deadline: Instant, pause: &Pause<'_>) {
@@ -260,6 +301,27 @@ impl Otlp {
 impl Target for Otlp {
     fn name(&self) -> &'static str {
         "otlp"
+    }
+
+    /// Takes the drain thread's batches as they come: their memory goes
+    /// back to it at once instead of a delivery later, when it had to
+    /// take fresh memory for the batches in between.
+    fn idle(&mut self, until: Instant, finish: &Receiver<Instant>) -> Idle {
+        loop {
+            let wait = until.saturating_duration_since(Instant::now());
+            crossbeam_channel::select! {
+                recv(self.spans) -> batch => match batch {
+                    Ok(batch) => self.take(batch),
+                    // The pipeline is gone: only the final delivery is left.
+                    Err(_) => return super::idle(until, finish),
+                },
+                recv(finish) -> deadline => return match deadline {
+                    Ok(deadline) => Idle::Finish(deadline),
+                    Err(_) => Idle::Dropped,
+                },
+                default(wait) => return Idle::Due,
+            }
+        }
     }
 
     fn deliver(&mut self, _metrics: &Metrics, deadline: Instant, last: bool, pause: &Pause<'_>) {

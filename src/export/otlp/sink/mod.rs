@@ -1,0 +1,671 @@
+//! Runs turned into spans on the drain thread: a sink like the others,
+//! which follows each open run's open spans and writes the finished ones
+//! as [`Records`] for the exporter thread, through a queue it never waits
+//! on.
+//!
+//! The trace of a run: the run is the root span; iterations are its
+//! children; phases the children of their iteration (`phase build`);
+//! gate checks are events of the iteration's span; the delivery is a
+//! child of the run. Times are the events' own: a phase's span starts at
+//! its `phase_started` and lasts exactly its measured duration, so its
+//! length is its `durationMs`. Status ERROR, with the message, is set on
+//! failed and canceled runs and on failed phases, nowhere else.
+//!
+//! What an event costs here is kept to a few stores: a run is found by
+//! the tracker's slot for it (no hashing of its id), its state lives in a
+//! box reused from run to run (its strings keep their room), a finished
+//! span is a fixed-size record in a batch the exporter thread sends back
+//! once it has encoded it, and span ids are derived there.
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crossbeam_channel::{Receiver, Sender};
+
+use super::records::{GateRecord, Kind, Record, Records, RunRecord, RunStatus, Text};
+use crate::event::{
+    EventKind, Metadata, Phase, ProgressEvent, RunOutcome, RunResult, SpanId, Strategy, TraceId,
+};
+use crate::metrics::delivery::{DeliveryCounters, DropReason};
+use crate::pipeline::drain::{EventInfo, Sink};
+
+/// Spans handed to the exporter thread at once: one channel operation
+/// per batch instead of per span.
+pub(crate) const HAND_OFF: usize = 256;
+
+/// Boxes of ended runs kept for the next ones: enough for the runs that
+/// end and begin between two hand-offs, without holding one per slot the
+/// tracker ever used.
+const SPARE: usize = 64;
+
+/// A gate check of an open span, its name in the run's `text`.
+#[derive(Clone, Debug)]
+struct Gate {
+    time_ns: u64,
+    name: Range<usize>,
+    passed: bool,
+    iteration: u32,
+    duration_ms: Option<u64>,
+}
+
+/// An open phase span.
+#[derive(Clone, Copy, Debug)]
+struct OpenPhase {
+    iteration: u32,
+    phase: Phase,
+    start_ns: u64,
+    /// Whether it nests in its iteration's span (open when it started).
+    in_iteration: bool,
+}
+
+/// One open run: its root span's state and its open spans.
+#[derive(Debug)]
+struct OpenRun {
+    /// The tracker slot's generation when the run opened: another means
+    /// the tracker let the run go and gave its slot to another.
+    generation: u32,
+    trace_id: TraceId,
+    root: SpanId,
+    parent: Option<SpanId>,
+    /// Where the run's trace and root span are in the batch being
+    /// filled: `(seq, index)`, once written there.
+    head: Option<(u64, u32)>,
+    start_ns: u64,
+    /// The run's strings, one after the other: its ids (copied, see
+    /// [`RunRecord`]), goal, reason, pull request and gate names. The
+    /// exporter thread gets them in one copy.
+    text: String,
+    work_order_id: Range<usize>,
+    run_id: Range<usize>,
+    correlation_id: Option<Range<usize>>,
+    task: Option<(Strategy, u32, Range<usize>)>,
+    outcome: Option<RunOutcome>,
+    engine_result: Option<RunResult>,
+    iterations: Option<u32>,
+    duration_ms: Option<u64>,
+    pr_url: Option<Range<usize>>,
+    /// Set on a canceled or failed run: its reason.
+    message: Option<Range<usize>>,
+    /// Completed without succeeding.
+    completed_unsuccessfully: bool,
+    metadata: Option<Arc<Metadata>>,
+    /// The open iteration: its number and start.
+    iteration: Option<(u32, u64)>,
+    phase: Option<OpenPhase>,
+    /// The open delivery's start.
+    delivery: Option<u64>,
+    /// Gate checks of the open iteration, and of the run itself (those
+    /// of no open iteration).
+    iteration_gates: Vec<Gate>,
+    root_gates: Vec<Gate>,
+}
+
+fn nanos(event: &ProgressEvent) -> u64 {
+    event.timestamp.as_millis().saturating_mul(1_000_000)
+}
+
+impl OpenRun {
+    fn new() -> OpenRun {
+        OpenRun {
+            generation: 0,
+            trace_id: TraceId::random(),
+            root: SpanId::random(),
+            parent: None,
+            head: None,
+            start_ns: 0,
+            text: String::new(),
+            work_order_id: 0..0,
+            run_id: 0..0,
+            correlation_id: None,
+            task: None,
+            outcome: None,
+            engine_result: None,
+            iterations: None,
+            duration_ms: None,
+            pr_url: None,
+            message: None,
+            completed_unsuccessfully: false,
+            metadata: None,
+            iteration: None,
+            phase: None,
+            delivery: None,
+            iteration_gates: Vec::new(),
+            root_gates: Vec::new(),
+        }
+    }
+
+    /// Keeps `s` in the run's text; where it went.
+    fn keep(&mut self, s: &str) -> Range<usize> {
+        let start = self.text.len();
+        self.text.push_str(s);
+        start..self.text.len()
+    }
+
+    /// Makes it the run of `event`, its first event here. Resets field by
+    /// field: its string and vectors keep their room.
+    fn open(
+        &mut self,
+        event: &ProgressEvent,
+        trace_id: TraceId,
+        info: &EventInfo,
+        generation: u32,
+    ) {
+        // The handle's root span when it chose this trace; otherwise (the
+        // `&str` API, `emit`, a replay) a new one.
+        let chosen = info.trace.filter(|t| t.trace_id == trace_id);
+        self.generation = generation;
+        self.trace_id = trace_id;
+        self.root = chosen.map_or_else(SpanId::random, |t| t.root);
+        self.parent = chosen.and_then(|t| t.parent);
+        self.head = None;
+        self.start_ns = nanos(event);
+        self.text.clear();
+        self.work_order_id = self.keep(&event.work_order_id);
+        self.run_id = self.keep(&event.run_id);
+        let own_correlation = Arc::ptr_eq(&event.correlation_id, &event.run_id)
+            || event.correlation_id == event.run_id;
+        self.correlation_id = (!own_correlation).then(|| self.keep(&event.correlation_id));
+        self.task = None;
+        self.outcome = None;
+        self.engine_result = None;
+        self.iterations = None;
+        self.duration_ms = None;
+        self.pr_url = None;
+        self.message = None;
+        self.completed_unsuccessfully = false;
+        self.metadata = None;
+        self.iteration = None;
+        self.phase = None;
+        self.delivery = None;
+        self.iteration_gates.clear();
+        self.root_gates.clear();
+    }
+
+    /// A record of a span of this run, in `out`'s batch.
+    fn record(
+        &mut self,
+        out: &mut Records,
+        (start_ns, end_ns): (u64, u64),
+        kind: Kind,
+        unfinished: bool,
+    ) -> Record {
+        let head = match self.head {
+            Some((seq, head)) if seq == out.seq => head,
+            _ => {
+                let head = out.head(self.trace_id, self.root);
+                self.head = Some((out.seq, head));
+                head
+            }
+        };
+        Record {
+            head,
+            metadata: 0,
+            start_ns,
+            end_ns: end_ns.max(start_ns),
+            kind,
+            in_iteration: false,
+            unfinished,
+        }
+    }
+
+    /// Writes `gates` to `out`, their names in one copy of the part of the
+    /// run's text that holds them (or at `base`, when the whole text is
+    /// already there); the range of them a span refers to.
+    fn gates(
+        out: &mut Records,
+        text: &str,
+        base: Option<u32>,
+        gates: &mut Vec<Gate>,
+    ) -> (u32, u32) {
+        let start = out.gate_count();
+        let (Some(first), Some(last)) = (gates.first(), gates.last()) else {
+            return (start, start);
+        };
+        let (base, from) = match base {
+            Some(base) => (base, 0),
+            None => {
+                let from = first.name.start;
+                let to = last.name.end.max(from);
+                (out.texts(text.get(from..to).unwrap_or_default()), from)
+            }
+        };
+        for gate in gates.drain(..) {
+            out.gate(GateRecord {
+                time_ns: gate.time_ns,
+                gate: Text::part(base, gate.name.start - from..gate.name.end - from),
+                passed: gate.passed,
+                iteration: gate.iteration,
+                duration_ms: gate.duration_ms,
+            });
+        }
+        (start, out.gate_count())
+    }
+
+    /// Ends the open iteration `(iteration, start)` at `end`, with its gate
+    /// checks; `success` when its own end came.
+    fn end_iteration(
+        &mut self,
+        (iteration, start): (u32, u64),
+        end: u64,
+        success: Option<bool>,
+        metadata: &Option<Arc<Metadata>>,
+        out: &mut Records,
+    ) {
+        let gates = OpenRun::gates(out, &self.text, None, &mut self.iteration_gates);
+        let kind = Kind::Iteration {
+            iteration,
+            success,
+            gates,
+        };
+        let mut record = self.record(out, (start, end), kind, success.is_none());
+        record.metadata = out.metadata(metadata);
+        out.spans.push(record);
+    }
+
+    /// A phase span whose end never came, ended at `at`.
+    fn end_phase_unfinished(&mut self, open: OpenPhase, at: u64, out: &mut Records) {
+        let kind = Kind::Phase {
+            iteration: open.iteration,
+            phase: open.phase,
+            success: None,
+            duration_ms: 0,
+        };
+        let mut record = self.record(out, (open.start_ns, at), kind, true);
+        record.in_iteration = open.in_iteration;
+        out.spans.push(record);
+    }
+
+    /// Whether a phase of `iteration` nests in the open iteration's span.
+    fn in_iteration(&self, iteration: u32) -> bool {
+        matches!(self.iteration, Some((i, _)) if i == iteration)
+    }
+
+    /// Applies `event`; ended spans go to `out`. Returns whether the
+    /// event ends the run.
+    fn apply(&mut self, event: &ProgressEvent, info: &EventInfo, out: &mut Records) -> bool {
+        let at = nanos(event);
+        match &event.kind {
+            EventKind::RunStarted { task_spec } => {
+                self.start_ns = at;
+                self.metadata = event.metadata.clone();
+                let goal = self.keep(&task_spec.goal);
+                self.task = Some((task_spec.strategy, task_spec.max_iterations, goal));
+            }
+            EventKind::IterationStarted { iteration, .. } => {
+                if let Some(open) = self.iteration.take() {
+                    self.end_iteration(open, at, None, &None, out);
+                }
+                self.iteration = Some((*iteration, at));
+            }
+            EventKind::IterationCompleted {
+                iteration, success, ..
+            } => {
+                let start = match self.iteration.take() {
+                    Some((i, start)) if i == *iteration => start,
+                    other => {
+                        if let Some(open) = other {
+                            self.end_iteration(open, at, None, &None, out);
+                        }
+                        at
+                    }
+                };
+                self.end_iteration(
+                    (*iteration, start),
+                    at,
+                    Some(*success),
+                    &event.metadata,
+                    out,
+                );
+            }
+            EventKind::PhaseStarted { iteration, phase } => {
+                if let Some(open) = self.phase.take() {
+                    self.end_phase_unfinished(open, at, out);
+                }
+                self.phase = Some(OpenPhase {
+                    iteration: *iteration,
+                    phase: *phase,
+                    start_ns: at,
+                    in_iteration: self.in_iteration(*iteration),
+                });
+            }
+            EventKind::PhaseCompleted {
+                iteration,
+                phase,
+                success,
+                duration_ms,
+            } => {
+                let exact = info.nanos.unwrap_or(duration_ms.saturating_mul(1_000_000));
+                let open = match self.phase.take() {
+                    Some(open) if open.iteration == *iteration && open.phase == *phase => open,
+                    other => {
+                        if let Some(open) = other {
+                            self.end_phase_unfinished(open, at, out);
+                        }
+                        // No start seen: the span ends at this event.
+                        OpenPhase {
+                            iteration: *iteration,
+                            phase: *phase,
+                            start_ns: at.saturating_sub(exact),
+                            in_iteration: self.in_iteration(*iteration),
+                        }
+                    }
+                };
+                // The measured duration, not the difference of two
+                // millisecond timestamps: the span lasts its durationMs.
+                let kind = Kind::Phase {
+                    iteration: *iteration,
+                    phase: *phase,
+                    success: Some(*success),
+                    duration_ms: *duration_ms,
+                };
+                let end = open.start_ns.saturating_add(exact);
+                let mut record = self.record(out, (open.start_ns, end), kind, false);
+                record.in_iteration = open.in_iteration;
+                if event.metadata.is_some() {
+                    record.metadata = out.metadata(&event.metadata);
+                }
+                out.spans.push(record);
+            }
+            EventKind::GateChecked {
+                iteration,
+                gate,
+                passed,
+                duration_ms,
+            } => {
+                let gate = Gate {
+                    time_ns: at,
+                    name: self.keep(gate),
+                    passed: *passed,
+                    iteration: *iteration,
+                    duration_ms: *duration_ms,
+                };
+                if self.in_iteration(*iteration) {
+                    self.iteration_gates.push(gate);
+                } else {
+                    self.root_gates.push(gate);
+                }
+            }
+            EventKind::DeliveryStarted => {
+                if let Some(start) = self.delivery.take() {
+                    self.end_delivery_unfinished(start, at, out);
+                }
+                self.delivery = Some(at);
+            }
+            EventKind::DeliveryCompleted {
+                success,
+                pr_url,
+                ci_status,
+            } => {
+                let start = self.delivery.take().unwrap_or(at);
+                let pr = pr_url.as_deref().map(|url| out.text(url));
+                let ci = ci_status.as_deref().map(|ci| out.text(ci));
+                let texts = out.delivery(pr, ci);
+                let kind = Kind::Delivery {
+                    success: Some(*success),
+                    texts,
+                };
+                let mut record = self.record(out, (start, at), kind, false);
+                record.metadata = out.metadata(&event.metadata);
+                out.spans.push(record);
+                if let Some(url) = pr_url {
+                    self.pr_url = Some(self.keep(url));
+                }
+            }
+            EventKind::RunCompleted {
+                result,
+                engine_result,
+                iterations,
+                duration_ms,
+                ..
+            } => {
+                self.outcome = Some(*result);
+                self.engine_result = Some(*engine_result);
+                self.iterations = Some(*iterations);
+                self.duration_ms = Some(*duration_ms);
+                if *result != RunOutcome::Succeeded {
+                    self.completed_unsuccessfully = true;
+                }
+                return true;
+            }
+            EventKind::RunCanceled { reason } => {
+                self.outcome = Some(RunOutcome::Canceled);
+                self.message = Some(self.keep(reason));
+                return true;
+            }
+            EventKind::RunFailed { error } => {
+                self.outcome = Some(RunOutcome::Failed);
+                self.message = Some(self.keep(error));
+                return true;
+            }
+        }
+        false
+    }
+
+    fn end_delivery_unfinished(&mut self, start: u64, at: u64, out: &mut Records) {
+        let kind = Kind::Delivery {
+            success: None,
+            texts: out.delivery(None, None),
+        };
+        let record = self.record(out, (start, at), kind, true);
+        out.spans.push(record);
+    }
+
+    /// Ends every open span and the root at `at`; every one of them
+    /// `unfinished` when the run's own end did not come.
+    fn end_at(&mut self, at: u64, unfinished: bool, out: &mut Records) {
+        if let Some(open) = self.phase.take() {
+            self.end_phase_unfinished(open, at, out);
+        }
+        if let Some(open) = self.iteration.take() {
+            self.end_iteration(open, at, None, &None, out);
+        }
+        if let Some(start) = self.delivery.take() {
+            self.end_delivery_unfinished(start, at, out);
+        }
+        let base = out.texts(&self.text);
+        let gates = OpenRun::gates(out, &self.text, Some(base), &mut self.root_gates);
+        let part = |range: &Range<usize>| Text::part(base, range.clone());
+        let status = match &self.message {
+            Some(message) => RunStatus::Message(part(message)),
+            None if self.completed_unsuccessfully => RunStatus::Completed,
+            None => RunStatus::Unset,
+        };
+        let run = RunRecord {
+            parent: self.parent,
+            work_order_id: part(&self.work_order_id),
+            run_id: part(&self.run_id),
+            correlation_id: self.correlation_id.as_ref().map(part),
+            task: self
+                .task
+                .as_ref()
+                .map(|(strategy, max, goal)| (*strategy, *max, part(goal))),
+            outcome: self.outcome,
+            engine_result: self.engine_result,
+            iterations: self.iterations,
+            duration_ms: self.duration_ms,
+            pr_url: self.pr_url.as_ref().map(part),
+            status,
+        };
+        let metadata = out.metadata(&self.metadata.take());
+        let kind = Kind::Run {
+            run: out.run(run),
+            gates,
+        };
+        let mut record = self.record(out, (self.start_ns, at), kind, unfinished);
+        record.metadata = metadata;
+        out.spans.push(record);
+    }
+}
+
+/// The drain thread's span builder.
+pub(crate) struct SpanSink {
+    /// Per tracker slot, the run open there.
+    slots: Vec<Option<Box<OpenRun>>>,
+    /// Boxes of ended runs, for the next runs: boxed, so that a run
+    /// moves between its slot and here as a pointer.
+    #[allow(clippy::vec_box)]
+    spare: Vec<Box<OpenRun>>,
+    /// Finished spans not yet handed over.
+    records: Records,
+    queue: Sender<Records>,
+    /// Batches the exporter thread emptied, to fill again.
+    recycled: Receiver<Records>,
+    /// Spans handed over and not yet taken by the exporter thread.
+    queued: Arc<AtomicUsize>,
+    max_queue: usize,
+    counters: Arc<DeliveryCounters>,
+}
+
+impl std::fmt::Debug for SpanSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SpanSink")
+            .field("open_runs", &self.open_runs())
+            .field("max_queue", &self.max_queue)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SpanSink {
+    pub(crate) fn new(
+        queue: Sender<Records>,
+        recycled: Receiver<Records>,
+        queued: Arc<AtomicUsize>,
+        max_queue: usize,
+        counters: Arc<DeliveryCounters>,
+    ) -> SpanSink {
+        SpanSink {
+            slots: Vec::new(),
+            spare: Vec::new(),
+            records: Records::with_capacity(HAND_OFF),
+            queue,
+            recycled,
+            queued,
+            max_queue,
+            counters,
+        }
+    }
+
+    /// How many runs it follows.
+    fn open_runs(&self) -> usize {
+        self.slots.iter().filter(|s| s.is_some()).count()
+    }
+
+    /// Hands the finished spans to the exporter thread, as many as the
+    /// queue has room for; the rest are dropped and counted. Never waits.
+    fn hand_off(&mut self) {
+        if self.records.is_empty() {
+            return;
+        }
+        // Relaxed: a bound, not a synchronisation; the exporter thread
+        // takes the spans through the channel.
+        let room = self
+            .max_queue
+            .saturating_sub(self.queued.load(Ordering::Relaxed));
+        let n = self.records.spans.len();
+        if room < n {
+            self.counters
+                .dropped(DropReason::QueueFull, (n - room) as u64);
+            self.records.spans.truncate(room);
+        }
+        if self.records.is_empty() {
+            self.records.clear();
+            // Its heads are gone: no run may find its own here any more.
+            self.records.seq = self.records.seq.wrapping_add(1);
+            return;
+        }
+        let n = self.records.spans.len();
+        let fresh = self
+            .recycled
+            .try_recv()
+            .unwrap_or_else(|_| Records::with_capacity(HAND_OFF));
+        let batch = std::mem::replace(&mut self.records, fresh);
+        // A new number: the runs' heads written to the last batch are not
+        // in this one.
+        self.records.seq = batch.seq.wrapping_add(1);
+        // Relaxed: see above.
+        self.queued.fetch_add(n, Ordering::Relaxed);
+        if self.queue.send(batch).is_err() {
+            // The exporter thread is gone (shutdown): nothing takes them.
+            self.queued.fetch_sub(n, Ordering::Relaxed);
+            self.counters.dropped(DropReason::QueueFull, n as u64);
+        }
+    }
+
+    fn handle(&mut self, event: &ProgressEvent, info: &EventInfo) {
+        // The pipeline says where the tracker keeps every run it tracks,
+        // and gives their events a trace id.
+        let Some(slot) = info.applied.slot else {
+            return;
+        };
+        let index = slot.index as usize;
+        if index >= self.slots.len() {
+            self.slots.resize_with(index + 1, || None);
+        }
+        let SpanSink {
+            slots,
+            spare,
+            records,
+            ..
+        } = self;
+        let entry = &mut slots[index];
+        let run = match entry {
+            Some(run) if run.generation == slot.generation => run,
+            _ => {
+                let Some(trace_id) = event.trace_id else {
+                    return;
+                };
+                if let Some(mut gone) = entry.take() {
+                    // The tracker let that run go (evicted it to make
+                    // room) and gave its slot to this one.
+                    gone.end_at(nanos(event), true, records);
+                    if spare.len() < SPARE {
+                        spare.push(gone);
+                    }
+                }
+                let mut run = spare.pop().unwrap_or_else(|| Box::new(OpenRun::new()));
+                run.open(event, trace_id, info, slot.generation);
+                entry.insert(run)
+            }
+        };
+        if run.apply(event, info, records) {
+            if event.metadata.is_some() {
+                run.metadata = event.metadata.clone();
+            }
+            run.end_at(nanos(event), false, records);
+            if let Some(ended) = entry.take()
+                && spare.len() < SPARE
+            {
+                spare.push(ended);
+            }
+        }
+        if self.records.spans.len() >= HAND_OFF {
+            self.hand_off();
+        }
+    }
+}
+
+impl Sink for SpanSink {
+    fn event(&mut self, event: &ProgressEvent, info: &EventInfo) {
+        self.handle(event, info);
+    }
+
+    fn flush(&mut self) {
+        self.hand_off();
+    }
+
+    /// The runs still open at shutdown are exported as they stand, every
+    /// span of theirs marked unfinished and ended now: the final flush
+    /// then carries them.
+    fn finish(&mut self) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        for mut run in std::mem::take(&mut self.slots).into_iter().flatten() {
+            run.end_at(now, true, &mut self.records);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

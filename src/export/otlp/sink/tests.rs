@@ -1,0 +1,343 @@
+//! The span sink, fed events as the pipeline feeds it.
+
+use super::*;
+use crate::event::{ExecutionMetrics, TaskSpec, Timestamp};
+use crate::export::otlp::spans::{SpanData, Status, What};
+use crate::tracker::{Applied, RunSlot};
+
+fn sink(
+    max_queue: usize,
+) -> (
+    SpanSink,
+    crossbeam_channel::Receiver<Records>,
+    Arc<DeliveryCounters>,
+) {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let (_, recycled) = crossbeam_channel::bounded(1);
+    let counters = Arc::new(DeliveryCounters::default());
+    let sink = SpanSink::new(tx, recycled, Arc::default(), max_queue, counters.clone());
+    (sink, rx, counters)
+}
+
+/// As the tracker would place it: a slot per run name's length.
+fn slot_of(run: &str) -> RunSlot {
+    RunSlot {
+        index: run.len() as u32,
+        generation: 0,
+    }
+}
+
+fn feed(sink: &mut SpanSink, run: &str, millis: u64, kind: EventKind, nanos: Option<u64>) {
+    feed_at(sink, run, slot_of(run), millis, kind, nanos);
+}
+
+fn feed_at(
+    sink: &mut SpanSink,
+    run: &str,
+    slot: RunSlot,
+    millis: u64,
+    kind: EventKind,
+    nanos: Option<u64>,
+) {
+    let mut event = ProgressEvent::new("wo", run, kind);
+    event.timestamp = Timestamp::from_millis(millis);
+    // As the tracker sets it: one trace per run.
+    event.trace_id = TraceId::from_bytes([run.len() as u8 + 1; 16]);
+    let info = EventInfo {
+        seq: 1,
+        ticks: 0,
+        received: 0,
+        nanos,
+        applied: Applied {
+            slot: Some(slot),
+            ..Applied::default()
+        },
+        trace: None,
+    };
+    sink.event(&event, &info);
+}
+
+fn spans(sink: &mut SpanSink, rx: &crossbeam_channel::Receiver<Records>) -> Vec<SpanData> {
+    sink.flush();
+    let mut spans = Vec::new();
+    for records in rx.try_iter() {
+        records.to_spans(&mut spans);
+    }
+    spans
+}
+
+fn started() -> EventKind {
+    EventKind::RunStarted {
+        task_spec: TaskSpec::new("g", Strategy::Fixed, 2),
+    }
+}
+
+#[test]
+fn a_phase_span_lasts_its_measured_duration_and_nests_in_its_iteration_under_the_run() {
+    let (mut sink, rx, _) = sink(100);
+    feed(&mut sink, "r", 1_000, started(), None);
+    feed(
+        &mut sink,
+        "r",
+        1_001,
+        EventKind::IterationStarted {
+            iteration: 1,
+            max_iterations: 2,
+            feedback: None,
+        },
+        None,
+    );
+    feed(
+        &mut sink,
+        "r",
+        1_002,
+        EventKind::PhaseStarted {
+            iteration: 1,
+            phase: Phase::Build,
+        },
+        None,
+    );
+    let done = EventKind::PhaseCompleted {
+        iteration: 1,
+        phase: Phase::Build,
+        success: false,
+        duration_ms: 7,
+    };
+    feed(&mut sink, "r", 1_010, done, Some(7_400_000));
+    let iteration_done = EventKind::IterationCompleted {
+        iteration: 1,
+        success: false,
+        phase_timings: Default::default(),
+        gate_results: Vec::new(),
+    };
+    feed(&mut sink, "r", 1_011, iteration_done, None);
+    let completed = EventKind::RunCompleted {
+        result: RunOutcome::Failed,
+        engine_result: RunResult::FailedBuild,
+        iterations: 1,
+        duration_ms: 12,
+        metrics: Box::new(ExecutionMetrics::default()),
+    };
+    feed(&mut sink, "r", 1_012, completed, None);
+    let spans = spans(&mut sink, &rx);
+    let names: Vec<&str> = spans.iter().map(SpanData::name).collect();
+    assert_eq!(names, ["phase build", "iteration", "run"]);
+    let (phase, iteration, run) = (&spans[0], &spans[1], &spans[2]);
+    assert_eq!(phase.start_ns, 1_002_000_000);
+    assert_eq!(phase.end_ns - phase.start_ns, 7_400_000);
+    assert_eq!(phase.parent, Some(iteration.span_id));
+    assert_eq!(iteration.parent, Some(run.span_id));
+    assert_eq!(run.parent, None);
+    assert_eq!(phase.status, Status::Error("phase build failed".into()));
+    assert_eq!(iteration.status, Status::Unset);
+    assert_eq!(run.status, Status::Error("run failed: failed_build".into()));
+    assert!(spans.iter().all(|s| s.trace_id == run.trace_id));
+}
+
+#[test]
+fn a_run_the_tracker_let_go_ends_unfinished_when_its_slot_takes_another_run() {
+    let (mut sink, rx, _) = sink(100);
+    let iteration = || EventKind::IterationStarted {
+        iteration: 1,
+        max_iterations: 2,
+        feedback: None,
+    };
+    let first = RunSlot {
+        index: 0,
+        generation: 0,
+    };
+    feed_at(&mut sink, "a", first, 1_000, started(), None);
+    feed_at(&mut sink, "a", first, 1_001, iteration(), None);
+    feed(&mut sink, "bb", 1_002, started(), None);
+    // The tracker evicted "a" and gave its slot to "ccc".
+    let reused = RunSlot {
+        index: 0,
+        generation: 1,
+    };
+    feed_at(&mut sink, "ccc", reused, 1_003, started(), None);
+    let spans = spans(&mut sink, &rx);
+    assert_eq!(spans.len(), 2, "the evicted run's iteration and root");
+    assert!(
+        spans
+            .iter()
+            .all(|s| s.unfinished && s.end_ns == 1_003_000_000)
+    );
+    assert!(matches!(&spans[1].what, What::Run(info) if &*info.run_id == "a"));
+    assert_eq!(sink.open_runs(), 2);
+    // At shutdown the two still open go out too, unfinished.
+    sink.finish();
+    let rest = self::spans(&mut sink, &rx);
+    assert_eq!(rest.len(), 2);
+    assert!(rest.iter().all(|s| s.unfinished && s.end_ns >= s.start_ns));
+    assert_eq!(sink.open_runs(), 0);
+}
+
+#[test]
+fn a_runs_ids_strings_and_gates_reach_its_spans_across_hand_offs() {
+    let (mut sink, rx, _) = sink(100);
+    let slot = slot_of("rr");
+    let feed = |sink: &mut SpanSink, millis: u64, kind: EventKind| {
+        let mut event = ProgressEvent::new("wo-9", "rr", kind);
+        event.correlation_id = Arc::from("corr-1");
+        event.timestamp = Timestamp::from_millis(millis);
+        event.trace_id = TraceId::from_bytes([7; 16]);
+        if matches!(event.kind, EventKind::RunStarted { .. }) {
+            let mut metadata = Metadata::new();
+            metadata.insert("k".into(), serde_json::json!("v"));
+            event.metadata = Some(Arc::new(metadata));
+        }
+        let info = EventInfo {
+            seq: 1,
+            ticks: 0,
+            received: 0,
+            nanos: None,
+            applied: Applied {
+                slot: Some(slot),
+                ..Applied::default()
+            },
+            trace: None,
+        };
+        sink.event(&event, &info);
+    };
+    let gate = |iteration: u32, gate: &str, passed: bool| EventKind::GateChecked {
+        iteration,
+        gate: gate.into(),
+        passed,
+        duration_ms: Some(3),
+    };
+    feed(
+        &mut sink,
+        1_000,
+        EventKind::RunStarted {
+            task_spec: TaskSpec::new("ship it", Strategy::Fixed, 2),
+        },
+    );
+    let iteration = EventKind::IterationStarted {
+        iteration: 1,
+        max_iterations: 2,
+        feedback: None,
+    };
+    feed(&mut sink, 1_001, iteration);
+    feed(&mut sink, 1_002, gate(1, "lint", true));
+    // A hand-off between a run's events: its later spans go in
+    // another batch, which must carry the run's trace and root again.
+    let mut spans = self::spans(&mut sink, &rx);
+    assert!(spans.is_empty());
+    let long = "a gate whose name is longer than most";
+    feed(&mut sink, 1_003, gate(1, long, false));
+    feed(&mut sink, 1_004, gate(9, "orphan", true));
+    let iteration_done = EventKind::IterationCompleted {
+        iteration: 1,
+        success: false,
+        phase_timings: Default::default(),
+        gate_results: Vec::new(),
+    };
+    feed(&mut sink, 1_005, iteration_done);
+    spans.extend(self::spans(&mut sink, &rx));
+    feed(&mut sink, 1_006, EventKind::DeliveryStarted);
+    let delivered = EventKind::DeliveryCompleted {
+        success: true,
+        pr_url: Some("https://git.example/pr/1".into()),
+        ci_status: Some("green".into()),
+    };
+    feed(&mut sink, 1_007, delivered);
+    let canceled = EventKind::RunCanceled {
+        reason: "user asked".into(),
+    };
+    feed(&mut sink, 1_008, canceled);
+    spans.extend(self::spans(&mut sink, &rx));
+
+    let names: Vec<&str> = spans.iter().map(SpanData::name).collect();
+    assert_eq!(names, ["iteration", "delivery", "run"]);
+    let (iteration, delivery, run) = (&spans[0], &spans[1], &spans[2]);
+    assert!(spans.iter().all(|s| s.trace_id == run.trace_id));
+    assert_eq!(iteration.parent, Some(run.span_id));
+    assert_eq!(delivery.parent, Some(run.span_id));
+    let gates = |s: &SpanData| -> Vec<(String, bool)> {
+        s.gates.iter().map(|g| (g.gate.clone(), g.passed)).collect()
+    };
+    assert_eq!(
+        gates(iteration),
+        [("lint".to_owned(), true), (long.to_owned(), false)]
+    );
+    assert_eq!(gates(run), [("orphan".to_owned(), true)]);
+    assert!(matches!(
+        &delivery.what,
+        What::Delivery { success: Some(true), pr_url: Some(url), ci_status: Some(ci) }
+            if url == "https://git.example/pr/1" && ci == "green"
+    ));
+    let What::Run(info) = &run.what else {
+        panic!("the root is the run: {run:?}")
+    };
+    assert_eq!(&*info.work_order_id, "wo-9");
+    assert_eq!(&*info.run_id, "rr");
+    assert_eq!(info.correlation_id.as_deref(), Some("corr-1"));
+    assert_eq!(info.task, Some((Strategy::Fixed, 2, "ship it".to_owned())));
+    assert_eq!(info.pr_url.as_deref(), Some("https://git.example/pr/1"));
+    assert_eq!(info.outcome, Some(RunOutcome::Canceled));
+    assert_eq!(info.error_type, Some("canceled"));
+    assert_eq!(run.status, Status::Error("user asked".into()));
+    let metadata = run.metadata.as_ref().expect("the run's start metadata");
+    assert_eq!(metadata.get("k"), Some(&serde_json::json!("v")));
+    assert!(!run.unfinished && !iteration.unfinished);
+}
+
+#[test]
+fn a_run_whose_spans_were_all_dropped_writes_its_trace_again_for_the_next_batch() {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let (_, recycled) = crossbeam_channel::bounded(1);
+    let queued = Arc::new(AtomicUsize::new(0));
+    let counters = Arc::new(DeliveryCounters::default());
+    let mut sink = SpanSink::new(tx, recycled, queued.clone(), 1, counters.clone());
+    let phase = |phase: Phase| EventKind::PhaseCompleted {
+        iteration: 1,
+        phase,
+        success: true,
+        duration_ms: 1,
+    };
+    feed(&mut sink, "r", 1_000, started(), None);
+    feed(&mut sink, "r", 1_001, phase(Phase::Build), None);
+    sink.flush();
+    // The queue is full: the next batch is dropped whole.
+    feed(&mut sink, "r", 1_002, phase(Phase::Verify), None);
+    sink.flush();
+    assert_eq!(counters.stats().dropped[DropReason::QueueFull as usize], 1);
+    queued.store(0, Ordering::Relaxed);
+    feed(
+        &mut sink,
+        "r",
+        1_003,
+        EventKind::RunFailed { error: "e".into() },
+        None,
+    );
+    let spans = spans(&mut sink, &rx);
+    assert_eq!(spans.len(), 2, "the build phase and the run");
+    let expected = TraceId::from_bytes([2; 16]);
+    assert!(spans.iter().all(|s| Some(s.trace_id) == expected));
+    assert_eq!(spans[0].parent, Some(spans[1].span_id));
+}
+
+#[test]
+fn a_full_queue_drops_the_spans_beyond_it_and_counts_them_without_waiting() {
+    let (mut sink, rx, counters) = sink(1);
+    feed(&mut sink, "r", 1_000, started(), None);
+    feed(&mut sink, "r", 1_001, EventKind::DeliveryStarted, None);
+    let delivered = EventKind::DeliveryCompleted {
+        success: true,
+        pr_url: None,
+        ci_status: None,
+    };
+    feed(&mut sink, "r", 1_002, delivered, None);
+    feed(
+        &mut sink,
+        "r",
+        1_003,
+        EventKind::RunCanceled {
+            reason: "user".into(),
+        },
+        None,
+    );
+    let spans = spans(&mut sink, &rx);
+    assert_eq!(spans.len(), 1);
+    assert_eq!(counters.stats().dropped[DropReason::QueueFull as usize], 1);
+}
