@@ -62,44 +62,65 @@ pub(crate) struct RunRecord {
 }
 
 /// What a span is, in 16 bytes. `gates` are its gate checks,
-/// `gates[start..end]`.
+/// `gates[start..end]`. A child without `success` is unfinished: its own
+/// end never came.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Kind {
-    /// A run's root; its record is `runs[run]`.
-    Run { run: u32, gates: (u32, u32) },
+    /// A run's root; its record is `runs[run]`. `unfinished`: ended at
+    /// shutdown or by the tracker's eviction, not by its own end.
+    Run {
+        run: u32,
+        gates: (u32, u32),
+        unfinished: bool,
+    },
     Iteration {
         iteration: u32,
         success: Option<bool>,
         gates: (u32, u32),
     },
-    /// `success` and `duration_ms` once its end came.
+    /// `success` and `duration_ms` once its end came; `in_iteration`:
+    /// it nests in its iteration's span, not the run's.
     Phase {
         iteration: u32,
         phase: Phase,
         success: Option<bool>,
+        in_iteration: bool,
         duration_ms: u64,
     },
     /// Its pull request and CI status are `deliveries[texts]`.
     Delivery { success: Option<bool>, texts: u32 },
 }
 
-/// A gate check, an event of its span.
+impl Kind {
+    /// Ended by another event than its own end.
+    fn unfinished(&self) -> bool {
+        match *self {
+            Kind::Run { unfinished, .. } => unfinished,
+            Kind::Iteration { success, .. }
+            | Kind::Phase { success, .. }
+            | Kind::Delivery { success, .. } => success.is_none(),
+        }
+    }
+}
+
+/// A gate check, an event of its span: 32 bytes.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct GateRecord {
     pub(crate) time_ns: u64,
     pub(crate) gate: Text,
-    pub(crate) passed: bool,
+    /// Meaningful when `timed`: an `Option<u64>` would take 16 bytes.
+    pub(crate) duration_ms: u64,
     pub(crate) iteration: u32,
-    pub(crate) duration_ms: Option<u64>,
+    pub(crate) passed: bool,
+    pub(crate) timed: bool,
 }
 
 /// A finished span. A child's span id, and its parent's, follow from its
 /// run's root span and what it is (`SpanId::child`): the exporter thread
 /// computes them, not the drain thread.
 ///
-/// 48 bytes: every byte a run's spans take crosses between the cores, and
-/// at 88 bytes a span that crossing cost the drain thread more than
-/// writing them did.
+/// 40 bytes: every byte of a run's spans crosses from the drain thread's
+/// core to the exporter thread's, and the drain thread pays for it.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Record {
     /// Its run's trace and root span: `heads[head]`.
@@ -109,11 +130,10 @@ pub(crate) struct Record {
     pub(crate) start_ns: u64,
     pub(crate) end_ns: u64,
     pub(crate) kind: Kind,
-    /// A phase's: whether it nests in its iteration's span, not the run's.
-    pub(crate) in_iteration: bool,
-    /// Ended by another event than its own end.
-    pub(crate) unfinished: bool,
 }
+
+const _: () = assert!(std::mem::size_of::<Record>() == 40);
+const _: () = assert!(std::mem::size_of::<GateRecord>() == 32);
 
 /// One hand-off of finished spans.
 #[derive(Debug, Default)]
@@ -259,8 +279,9 @@ impl Records {
                 unfinished: true,
             };
         };
+        let unfinished = record.kind.unfinished();
         let (span_id, parent, what, status, gates) = match record.kind {
-            Kind::Run { run, gates } => {
+            Kind::Run { run, gates, .. } => {
                 let parent = self.runs.get(run as usize).and_then(|r| r.parent);
                 let (what, status) = self.run_root(run);
                 (root, parent, what, status, gates)
@@ -280,9 +301,10 @@ impl Records {
                 iteration,
                 phase,
                 success,
+                in_iteration,
                 duration_ms,
             } => {
-                let parent = if record.in_iteration {
+                let parent = if in_iteration {
                     root.child(iteration, 0)
                 } else {
                     root
@@ -344,7 +366,7 @@ impl Records {
                     gate: self.string(g.gate),
                     passed: g.passed,
                     iteration: g.iteration,
-                    duration_ms: g.duration_ms,
+                    duration_ms: g.timed.then_some(g.duration_ms),
                 })
                 .collect(),
             metadata: (record.metadata as usize)
@@ -352,7 +374,7 @@ impl Records {
                 .and_then(|i| self.metadata.get(i))
                 .cloned(),
             status,
-            unfinished: record.unfinished,
+            unfinished,
         }
     }
 

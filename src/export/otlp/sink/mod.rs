@@ -183,13 +183,7 @@ impl OpenRun {
     }
 
     /// A record of a span of this run, in `out`'s batch.
-    fn record(
-        &mut self,
-        out: &mut Records,
-        (start_ns, end_ns): (u64, u64),
-        kind: Kind,
-        unfinished: bool,
-    ) -> Record {
+    fn record(&mut self, out: &mut Records, (start_ns, end_ns): (u64, u64), kind: Kind) -> Record {
         let head = match self.head {
             Some((seq, head)) if seq == out.seq => head,
             _ => {
@@ -204,8 +198,6 @@ impl OpenRun {
             start_ns,
             end_ns: end_ns.max(start_ns),
             kind,
-            in_iteration: false,
-            unfinished,
         }
     }
 
@@ -236,7 +228,8 @@ impl OpenRun {
                 gate: Text::part(base, gate.name.start - from..gate.name.end - from),
                 passed: gate.passed,
                 iteration: gate.iteration,
-                duration_ms: gate.duration_ms,
+                duration_ms: gate.duration_ms.unwrap_or(0),
+                timed: gate.duration_ms.is_some(),
             });
         }
         (start, out.gate_count())
@@ -258,7 +251,7 @@ impl OpenRun {
             success,
             gates,
         };
-        let mut record = self.record(out, (start, end), kind, success.is_none());
+        let mut record = self.record(out, (start, end), kind);
         record.metadata = out.metadata(metadata);
         out.spans.push(record);
     }
@@ -269,10 +262,10 @@ impl OpenRun {
             iteration: open.iteration,
             phase: open.phase,
             success: None,
+            in_iteration: open.in_iteration,
             duration_ms: 0,
         };
-        let mut record = self.record(out, (open.start_ns, at), kind, true);
-        record.in_iteration = open.in_iteration;
+        let record = self.record(out, (open.start_ns, at), kind);
         out.spans.push(record);
     }
 
@@ -357,11 +350,11 @@ impl OpenRun {
                     iteration: *iteration,
                     phase: *phase,
                     success: Some(*success),
+                    in_iteration: open.in_iteration,
                     duration_ms: *duration_ms,
                 };
                 let end = open.start_ns.saturating_add(exact);
-                let mut record = self.record(out, (open.start_ns, end), kind, false);
-                record.in_iteration = open.in_iteration;
+                let mut record = self.record(out, (open.start_ns, end), kind);
                 if event.metadata.is_some() {
                     record.metadata = out.metadata(&event.metadata);
                 }
@@ -405,7 +398,7 @@ impl OpenRun {
                     success: Some(*success),
                     texts,
                 };
-                let mut record = self.record(out, (start, at), kind, false);
+                let mut record = self.record(out, (start, at), kind);
                 record.metadata = out.metadata(&event.metadata);
                 out.spans.push(record);
                 if let Some(url) = pr_url {
@@ -447,7 +440,7 @@ impl OpenRun {
             success: None,
             texts: out.delivery(None, None),
         };
-        let record = self.record(out, (start, at), kind, true);
+        let record = self.record(out, (start, at), kind);
         out.spans.push(record);
     }
 
@@ -491,8 +484,9 @@ impl OpenRun {
         let kind = Kind::Run {
             run: out.run(run),
             gates,
+            unfinished,
         };
-        let mut record = self.record(out, (self.start_ns, at), kind, unfinished);
+        let mut record = self.record(out, (self.start_ns, at), kind);
         record.metadata = metadata;
         out.spans.push(record);
     }
