@@ -109,6 +109,15 @@ impl Pause<'_> {
     }
 }
 
+/// A panic's message, when it has one.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|m| (*m).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default()
+}
+
 /// When an exporter delivers.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Schedule {
@@ -170,20 +179,35 @@ impl Exporter {
                         target.deliver(&metrics, deadline, last, pause)
                     }));
                     if let (Err(panic), Some(log)) = (delivered, &thread_log) {
-                        let message = panic
-                            .downcast_ref::<&str>()
-                            .map(|m| (*m).to_owned())
-                            .or_else(|| panic.downcast_ref::<String>().cloned())
-                            .unwrap_or_default();
                         Logger::bound("agentgate_obs::export", log.clone()).error(
                             "a delivery panicked; its figures were not delivered, the next delivery is made as usual",
                             [
                                 ("target", name.into()),
                                 ("last", last.into()),
-                                ("panic", message.into()),
+                                ("panic", panic_message(&*panic).into()),
                             ],
                         );
                     }
+                };
+                // What a target does between deliveries is guarded as a
+                // delivery is: a panic there costs what it was taking, and
+                // the next delivery comes at once.
+                let idle = |target: &mut Box<dyn Target>, until: Instant| {
+                    let idled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        target.idle(until, &finish_rx)
+                    }));
+                    idled.unwrap_or_else(|panic| {
+                        if let Some(log) = &thread_log {
+                            Logger::bound("agentgate_obs::export", log.clone()).error(
+                                "a target panicked between deliveries; what it was taking is lost, the next delivery is made now",
+                                [
+                                    ("target", name.into()),
+                                    ("panic", panic_message(&*panic).into()),
+                                ],
+                            );
+                        }
+                        Idle::Due
+                    })
                 };
                 // A final deadline that came while a periodic delivery paused.
                 let finishing = Cell::new(None);
@@ -193,7 +217,7 @@ impl Exporter {
                         deliver(&mut target, deadline, true, &Pause::plain());
                         return;
                     }
-                    match target.idle(next, &finish_rx) {
+                    match idle(&mut target, next) {
                         Idle::Finish(deadline) => {
                             deliver(&mut target, deadline, true, &Pause::plain());
                             return;

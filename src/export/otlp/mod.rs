@@ -63,6 +63,8 @@ pub(crate) struct Otlp {
     counters: Arc<DeliveryCounters>,
     log: Option<Logger>,
     pending: VecDeque<Batch>,
+    /// The spans in `pending`.
+    pending_spans: u64,
     backoff: Duration,
     not_before: Option<Instant>,
     last_error: Option<FailReason>,
@@ -125,6 +127,7 @@ pub(crate) fn start(
         counters: counters.clone(),
         log: log.map(|log| Logger::bound("agentgate_obs::otlp", log)),
         pending: VecDeque::new(),
+        pending_spans: 0,
         not_before: None,
         last_error: None,
         warnings: Warnings::default(),
@@ -151,7 +154,9 @@ impl Otlp {
     /// Encodes the waiting spans into requests of `max_batch` spans, and
     /// the rest into a smaller one when `all`.
     fn package(&mut self, all: bool) {
-        let max_batch = self.config.max_batch.max(1);
+        // A request never holds more than the queue may: with `max_batch`
+        // above `max_queue`, spans would otherwise wait here unbounded.
+        let max_batch = self.config.max_batch.min(self.config.max_queue).max(1);
         let whole = if all {
             self.waiting.len()
         } else {
@@ -164,6 +169,7 @@ impl Otlp {
                 OtlpProtocol::HttpProtobuf => encode::protobuf(&self.resource, request),
                 OtlpProtocol::HttpJson => encode::json(&self.resource, request),
             };
+            self.pending_spans += request.len() as u64;
             self.pending.push_back(Batch {
                 body,
                 spans: request.len() as u64,
@@ -173,10 +179,8 @@ impl Otlp {
         self.waiting.drain(..whole);
         // Bounded in spans, as the queue is: what waits for the receiver
         // and what waits in the queue stay within `max_queue` each.
-        while self.pending.len() > 1
-            && self.pending.iter().map(|b| b.spans).sum::<u64>() > self.config.max_queue as u64
-        {
-            if let Some(oldest) = self.pending.pop_front() {
+        while self.pending.len() > 1 && self.pending_spans > self.config.max_queue as u64 {
+            if let Some(oldest) = self.pop_request() {
                 self.counters.dropped(DropReason::QueueFull, oldest.spans);
                 self.warn(
                     "the OTLP requests waiting for the receiver are too many: the oldest is dropped",
@@ -184,6 +188,13 @@ impl Otlp {
                 );
             }
         }
+    }
+
+    /// The oldest request waiting for the receiver, taken off the list.
+    fn pop_request(&mut self) -> Option<Batch> {
+        let batch = self.pending.pop_front()?;
+        self.pending_spans -= batch.spans;
+        Some(batch)
     }
 
     /// Takes what the queue holds into requests.
@@ -233,14 +244,14 @@ impl Otlp {
             match classify(answer) {
                 Verdict::Sent => {
                     let spans = batch.spans;
-                    self.pending.pop_front();
+                    self.pop_request();
                     self.counters.delivered(spans);
                     self.backoff = self.config.min_backoff;
                     self.last_error = None;
                 }
                 Verdict::Rejected(status, body) => {
                     let spans = batch.spans;
-                    self.pending.pop_front();
+                    self.pop_request();
                     self.counters.dropped(DropReason::Rejected, spans);
                     self.warn(
                         "the OTLP receiver refused a request; its spans are dropped",
@@ -253,7 +264,7 @@ impl Otlp {
                 }
                 Verdict::Fail(reason, message) => {
                     let spans = batch.spans;
-                    self.pending.pop_front();
+                    self.pop_request();
                     self.give_up(reason, spans, message);
                 }
                 Verdict::Retry(reason, retry_after, message) => {
@@ -266,7 +277,7 @@ impl Otlp {
                     };
                     if batch.retries >= self.config.max_retries {
                         let spans = batch.spans;
-                        self.pending.pop_front();
+                        self.pop_request();
                         self.give_up(reason, spans, message);
                         continue;
                     }
@@ -306,9 +317,23 @@ impl Target for Otlp {
     /// Takes the drain thread's batches as they come: their memory goes
     /// back to it at once instead of a delivery later, when it had to
     /// take fresh memory for the batches in between.
+    ///
+    /// Not while the requests waiting for the receiver hold `max_queue`
+    /// spans: the batches then stay in the queue, whose bound drops the
+    /// newest spans on the drain thread, before they cost the work of
+    /// encoding only to be dropped here.
     fn idle(&mut self, until: Instant, finish: &Receiver<Instant>) -> Idle {
         loop {
-            let wait = until.saturating_duration_since(Instant::now());
+            // A ready batch always wins a select over its timeout: under a
+            // steady stream of batches the delivery must still come.
+            let now = Instant::now();
+            if now >= until {
+                return Idle::Due;
+            }
+            if self.pending_spans >= self.config.max_queue as u64 {
+                return super::idle(until, finish);
+            }
+            let wait = until.saturating_duration_since(now);
             crossbeam_channel::select! {
                 recv(self.spans) -> batch => match batch {
                     Ok(batch) => self.take(batch),
@@ -330,7 +355,7 @@ impl Target for Otlp {
         if last {
             // Nothing will try these again.
             let reason = self.last_error.unwrap_or(FailReason::Timeout);
-            while let Some(batch) = self.pending.pop_front() {
+            while let Some(batch) = self.pop_request() {
                 self.give_up(
                     reason,
                     batch.spans,
@@ -374,5 +399,88 @@ fn classify(answer: Result<Response, SendError>) -> Verdict {
             };
             Verdict::Retry(reason, None, error.to_string())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{EventKind, Phase, ProgressEvent, TraceId};
+    use crate::pipeline::drain::{EventInfo, Sink};
+    use crate::tracker::{Applied, RunSlot};
+
+    /// A sink and its target for a receiver nobody listens on.
+    fn otlp(max_queue: usize) -> (SpanSink, Otlp, Metrics) {
+        let metrics = Metrics::new("agentgate", Default::default()).expect("metrics");
+        let config = OtlpConfig::new("http://127.0.0.1:9")
+            .max_queue(max_queue)
+            .max_batch(64);
+        let (sink, target) = start(config, &metrics, None).expect("a valid configuration");
+        (sink, target, metrics)
+    }
+
+    /// `runs` whole runs of one phase each: two spans a run.
+    fn feed(sink: &mut SpanSink, runs: std::ops::Range<u32>) {
+        for i in runs {
+            let slot = RunSlot {
+                index: i % 64,
+                generation: i / 64,
+            };
+            let info = EventInfo {
+                seq: 1,
+                ticks: 0,
+                received: 0,
+                nanos: None,
+                applied: Applied {
+                    slot: Some(slot),
+                    ..Applied::default()
+                },
+                trace: None,
+            };
+            let done = EventKind::PhaseCompleted {
+                iteration: 1,
+                phase: Phase::Build,
+                success: true,
+                duration_ms: 1,
+            };
+            let failed = EventKind::RunFailed { error: "e".into() };
+            for kind in [done, failed] {
+                let mut event = ProgressEvent::new("wo", "r", kind);
+                event.trace_id = Some(TraceId::random());
+                sink.event(&event, &info);
+            }
+        }
+        sink.flush();
+    }
+
+    #[test]
+    fn batches_ready_when_a_delivery_is_due_do_not_keep_it_from_coming() {
+        // Found in review: a ready batch always won the select over its
+        // timeout, so a steady stream of batches kept deliveries away.
+        let (mut sink, mut target, _metrics) = otlp(1 << 20);
+        let (_finish, finish) = crossbeam_channel::bounded::<Instant>(1);
+        feed(&mut sink, 0..2_560);
+        assert_eq!(target.queued.load(Ordering::Relaxed), 5_120);
+        let idled = target.idle(Instant::now(), &finish);
+        assert!(matches!(idled, Idle::Due), "{idled:?}");
+        // The delivery takes them, not the wait before it.
+        assert_eq!(target.queued.load(Ordering::Relaxed), 5_120);
+    }
+
+    #[test]
+    fn batches_stay_in_the_queue_while_the_waiting_requests_hold_max_queue_spans() {
+        let (mut sink, mut target, metrics) = otlp(128);
+        let (_finish, finish) = crossbeam_channel::bounded::<Instant>(1);
+        feed(&mut sink, 0..64);
+        let _ = target.idle(Instant::now() + Duration::from_millis(20), &finish);
+        assert_eq!(target.pending_spans, 128, "taken and encoded");
+        // The receiver holds nothing more: these wait in the queue, and
+        // what does not fit there is dropped by the sink, not encoded.
+        feed(&mut sink, 64..192);
+        let _ = target.idle(Instant::now() + Duration::from_millis(20), &finish);
+        assert_eq!(target.pending_spans, 128);
+        assert_eq!(target.queued.load(Ordering::Relaxed), 128);
+        let dropped = metrics.otlp_counters().stats().dropped[DropReason::QueueFull as usize];
+        assert_eq!(dropped, 128);
     }
 }

@@ -39,6 +39,10 @@ pub(crate) const HAND_OFF: usize = 256;
 /// tracker ever used.
 const SPARE: usize = 64;
 
+/// The room a spare box keeps for its run's text, and for gate checks.
+const SPARE_TEXT: usize = 1024;
+const SPARE_GATES: usize = 32;
+
 /// A gate check of an open span, its name in the run's `text`.
 #[derive(Clone, Debug)]
 struct Gate {
@@ -73,8 +77,9 @@ struct OpenRun {
     head: Option<(u64, u32)>,
     start_ns: u64,
     /// The run's strings, one after the other: its ids (copied, see
-    /// [`RunRecord`]), goal, reason, pull request and gate names. The
-    /// exporter thread gets them in one copy.
+    /// [`RunRecord`]), goal, reason, pull request and the names of gate
+    /// checks of no open iteration. The exporter thread gets them in one
+    /// copy.
     text: String,
     work_order_id: Range<usize>,
     run_id: Range<usize>,
@@ -99,6 +104,9 @@ struct OpenRun {
     /// of no open iteration).
     iteration_gates: Vec<Gate>,
     root_gates: Vec<Gate>,
+    /// The names of the open iteration's gate checks: emptied with it, so
+    /// that a long run's text does not keep every name it ever checked.
+    iteration_text: String,
 }
 
 fn nanos(event: &ProgressEvent) -> u64 {
@@ -132,6 +140,7 @@ impl OpenRun {
             delivery: None,
             iteration_gates: Vec::new(),
             root_gates: Vec::new(),
+            iteration_text: String::new(),
         }
     }
 
@@ -179,6 +188,7 @@ impl OpenRun {
         self.phase = None;
         self.delivery = None;
         self.iteration_gates.clear();
+        self.iteration_text.clear();
         self.root_gates.clear();
     }
 
@@ -245,7 +255,8 @@ impl OpenRun {
         metadata: &Option<Arc<Metadata>>,
         out: &mut Records,
     ) {
-        let gates = OpenRun::gates(out, &self.text, None, &mut self.iteration_gates);
+        let gates = OpenRun::gates(out, &self.iteration_text, None, &mut self.iteration_gates);
+        self.iteration_text.clear();
         let kind = Kind::Iteration {
             iteration,
             success,
@@ -366,14 +377,22 @@ impl OpenRun {
                 passed,
                 duration_ms,
             } => {
+                let of_iteration = self.in_iteration(*iteration);
+                let name = if of_iteration {
+                    let start = self.iteration_text.len();
+                    self.iteration_text.push_str(gate);
+                    start..self.iteration_text.len()
+                } else {
+                    self.keep(gate)
+                };
                 let gate = Gate {
                     time_ns: at,
-                    name: self.keep(gate),
+                    name,
                     passed: *passed,
                     iteration: *iteration,
                     duration_ms: *duration_ms,
                 };
-                if self.in_iteration(*iteration) {
+                if of_iteration {
                     self.iteration_gates.push(gate);
                 } else {
                     self.root_gates.push(gate);
@@ -490,6 +509,20 @@ impl OpenRun {
         record.metadata = metadata;
         out.spans.push(record);
     }
+}
+
+/// Keeps an ended run's box for the next run, its room cut back when a
+/// long run grew it: the spare boxes hold a few KiB each at most.
+#[allow(clippy::vec_box)]
+fn release(spare: &mut Vec<Box<OpenRun>>, mut run: Box<OpenRun>) {
+    if spare.len() >= SPARE {
+        return;
+    }
+    run.text.shrink_to(SPARE_TEXT);
+    run.iteration_text.shrink_to(SPARE_TEXT);
+    run.iteration_gates.shrink_to(SPARE_GATES);
+    run.root_gates.shrink_to(SPARE_GATES);
+    spare.push(run);
 }
 
 /// The drain thread's span builder.
@@ -613,9 +646,7 @@ impl SpanSink {
                     // The tracker let that run go (evicted it to make
                     // room) and gave its slot to this one.
                     gone.end_at(nanos(event), true, records);
-                    if spare.len() < SPARE {
-                        spare.push(gone);
-                    }
+                    release(spare, gone);
                 }
                 let mut run = spare.pop().unwrap_or_else(|| Box::new(OpenRun::new()));
                 run.open(event, trace_id, info, slot.generation);
@@ -627,10 +658,8 @@ impl SpanSink {
                 run.metadata = event.metadata.clone();
             }
             run.end_at(nanos(event), false, records);
-            if let Some(ended) = entry.take()
-                && spare.len() < SPARE
-            {
-                spare.push(ended);
+            if let Some(ended) = entry.take() {
+                release(spare, ended);
             }
         }
         if self.records.spans.len() >= HAND_OFF {
