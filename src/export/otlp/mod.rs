@@ -326,11 +326,10 @@ impl Target for Otlp {
         loop {
             // A ready batch always wins a select over its timeout: under a
             // steady stream of batches the delivery must still come.
+            // Shutdown first, as the other targets' wait has it: a delivery
+            // that ran late must not keep the final one waiting.
             let now = Instant::now();
-            if now >= until {
-                return Idle::Due;
-            }
-            if self.pending_spans >= self.config.max_queue as u64 {
+            if now >= until || self.pending_spans >= self.config.max_queue as u64 {
                 return super::idle(until, finish);
             }
             let wait = until.saturating_duration_since(now);
@@ -465,6 +464,21 @@ mod tests {
         assert!(matches!(idled, Idle::Due), "{idled:?}");
         // The delivery takes them, not the wait before it.
         assert_eq!(target.queued.load(Ordering::Relaxed), 5_120);
+    }
+
+    #[test]
+    fn a_shutdown_waiting_when_a_delivery_is_due_comes_first() {
+        // Found by the hanging-receiver test: after a late delivery the next
+        // was due at once, again and again, and the final one never came.
+        let (_sink, mut target, _metrics) = otlp(16);
+        let (finish_tx, finish) = crossbeam_channel::bounded::<Instant>(1);
+        let deadline = Instant::now() + Duration::from_secs(1);
+        finish_tx.send(deadline).expect("room for the deadline");
+        let idled = target.idle(Instant::now(), &finish);
+        assert!(
+            matches!(idled, Idle::Finish(d) if d == deadline),
+            "{idled:?}"
+        );
     }
 
     #[test]

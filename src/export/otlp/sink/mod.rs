@@ -518,10 +518,15 @@ fn release(spare: &mut Vec<Box<OpenRun>>, mut run: Box<OpenRun>) {
     if spare.len() >= SPARE {
         return;
     }
-    run.text.shrink_to(SPARE_TEXT);
-    run.iteration_text.shrink_to(SPARE_TEXT);
-    run.iteration_gates.shrink_to(SPARE_GATES);
-    run.root_gates.shrink_to(SPARE_GATES);
+    // Checked here first: most runs never grow past these.
+    if run.text.capacity() > SPARE_TEXT || run.iteration_text.capacity() > SPARE_TEXT {
+        run.text.shrink_to(SPARE_TEXT);
+        run.iteration_text.shrink_to(SPARE_TEXT);
+    }
+    if run.iteration_gates.capacity() > SPARE_GATES || run.root_gates.capacity() > SPARE_GATES {
+        run.iteration_gates.shrink_to(SPARE_GATES);
+        run.root_gates.shrink_to(SPARE_GATES);
+    }
     spare.push(run);
 }
 
