@@ -40,6 +40,25 @@ pub(crate) struct EventInfo {
     pub(crate) trace: Option<RunTrace>,
 }
 
+#[cfg(test)]
+impl EventInfo {
+    /// What the drain thread says of an event whose run the tracker keeps
+    /// at `slot`, for sinks fed by hand in tests.
+    pub(crate) fn at_slot(slot: crate::tracker::RunSlot, nanos: Option<u64>) -> EventInfo {
+        EventInfo {
+            seq: 1,
+            ticks: 0,
+            received: 0,
+            nanos,
+            applied: Applied {
+                slot: Some(slot),
+                ..Applied::default()
+            },
+            trace: None,
+        }
+    }
+}
+
 /// A component fed by the drain thread, in processing order.
 pub(crate) trait Sink: Send {
     /// Called once per processed event, before the listeners.

@@ -406,7 +406,7 @@ mod tests {
     use super::*;
     use crate::event::{EventKind, Phase, ProgressEvent, TraceId};
     use crate::pipeline::drain::{EventInfo, Sink};
-    use crate::tracker::{Applied, RunSlot};
+    use crate::tracker::RunSlot;
 
     /// A sink and its target for a receiver nobody listens on.
     fn otlp(max_queue: usize) -> (SpanSink, Otlp, Metrics) {
@@ -425,17 +425,7 @@ mod tests {
                 index: i % 64,
                 generation: i / 64,
             };
-            let info = EventInfo {
-                seq: 1,
-                ticks: 0,
-                received: 0,
-                nanos: None,
-                applied: Applied {
-                    slot: Some(slot),
-                    ..Applied::default()
-                },
-                trace: None,
-            };
+            let info = EventInfo::at_slot(slot, None);
             let done = EventKind::PhaseCompleted {
                 iteration: 1,
                 phase: Phase::Build,

@@ -3,7 +3,7 @@
 use super::*;
 use crate::event::{ExecutionMetrics, TaskSpec, Timestamp};
 use crate::export::otlp::spans::{SpanData, Status, What};
-use crate::tracker::{Applied, RunSlot};
+use crate::tracker::RunSlot;
 
 fn sink(
     max_queue: usize,
@@ -43,17 +43,7 @@ fn feed_at(
     event.timestamp = Timestamp::from_millis(millis);
     // As the tracker sets it: one trace per run.
     event.trace_id = TraceId::from_bytes([run.len() as u8 + 1; 16]);
-    let info = EventInfo {
-        seq: 1,
-        ticks: 0,
-        received: 0,
-        nanos,
-        applied: Applied {
-            slot: Some(slot),
-            ..Applied::default()
-        },
-        trace: None,
-    };
+    let info = EventInfo::at_slot(slot, nanos);
     sink.event(&event, &info);
 }
 
@@ -186,17 +176,7 @@ fn a_runs_ids_strings_and_gates_reach_its_spans_across_hand_offs() {
             metadata.insert("k".into(), serde_json::json!("v"));
             event.metadata = Some(Arc::new(metadata));
         }
-        let info = EventInfo {
-            seq: 1,
-            ticks: 0,
-            received: 0,
-            nanos: None,
-            applied: Applied {
-                slot: Some(slot),
-                ..Applied::default()
-            },
-            trace: None,
-        };
+        let info = EventInfo::at_slot(slot, None);
         sink.event(&event, &info);
     };
     let gate = |iteration: u32, gate: &str, passed: bool| EventKind::GateChecked {
