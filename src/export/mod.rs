@@ -109,13 +109,30 @@ impl Pause<'_> {
     }
 }
 
-/// A panic's message, when it has one.
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|m| (*m).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_default()
+/// Runs `work`, a part of an exporter thread's work: a panic in it is
+/// caught and logged as `message` with `fields` and the panic's message,
+/// and costs that part alone (`None`).
+fn guarded<T, const N: usize>(
+    log: Option<&Arc<Dispatch>>,
+    message: &'static str,
+    fields: [(&'static str, FieldValue); N],
+    work: impl FnOnce() -> T,
+) -> Option<T> {
+    let panic = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)) {
+        Ok(done) => return Some(done),
+        Err(panic) => panic,
+    };
+    if let Some(log) = log {
+        let text = panic
+            .downcast_ref::<&str>()
+            .map(|m| (*m).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        let mut fields = Vec::from(fields);
+        fields.push(("panic", text.into()));
+        Logger::bound("agentgate_obs::export", log.clone()).error(message, fields);
+    }
+    None
 }
 
 /// When an exporter delivers.
@@ -175,39 +192,24 @@ impl Exporter {
                                deadline: Instant,
                                last: bool,
                                pause: &Pause<'_>| {
-                    let delivered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        target.deliver(&metrics, deadline, last, pause)
-                    }));
-                    if let (Err(panic), Some(log)) = (delivered, &thread_log) {
-                        Logger::bound("agentgate_obs::export", log.clone()).error(
-                            "a delivery panicked; its figures were not delivered, the next delivery is made as usual",
-                            [
-                                ("target", name.into()),
-                                ("last", last.into()),
-                                ("panic", panic_message(&*panic).into()),
-                            ],
-                        );
-                    }
+                    guarded(
+                        thread_log.as_ref(),
+                        "a delivery panicked; its figures were not delivered, the next delivery is made as usual",
+                        [("target", name.into()), ("last", last.into())],
+                        || target.deliver(&metrics, deadline, last, pause),
+                    );
                 };
                 // What a target does between deliveries is guarded as a
                 // delivery is: a panic there costs what it was taking, and
                 // the next delivery comes at once.
                 let idle = |target: &mut Box<dyn Target>, until: Instant| {
-                    let idled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        target.idle(until, &finish_rx)
-                    }));
-                    idled.unwrap_or_else(|panic| {
-                        if let Some(log) = &thread_log {
-                            Logger::bound("agentgate_obs::export", log.clone()).error(
-                                "a target panicked between deliveries; what it was taking is lost, the next delivery is made now",
-                                [
-                                    ("target", name.into()),
-                                    ("panic", panic_message(&*panic).into()),
-                                ],
-                            );
-                        }
-                        Idle::Due
-                    })
+                    guarded(
+                        thread_log.as_ref(),
+                        "a target panicked between deliveries; what it was taking is lost, the next delivery is made now",
+                        [("target", name.into())],
+                        || target.idle(until, &finish_rx),
+                    )
+                    .unwrap_or(Idle::Due)
                 };
                 // A final deadline that came while a periodic delivery paused.
                 let finishing = Cell::new(None);

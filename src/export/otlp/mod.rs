@@ -4,9 +4,10 @@
 //! exporter thread ([`super::Exporter`]) that encodes them and sends them
 //! with our blocking HTTP/1.1 client (`src/http_client.rs`).
 //!
-//! Every interval the thread takes what the queue holds, encodes it in
-//! requests of at most `max_batch` spans (protobuf or JSON) and sends
-//! them oldest first within the delivery's deadline. A `2xx` counts the
+//! The thread takes the drain thread's batches as they come, encodes their
+//! spans in requests of at most `max_batch` spans (protobuf or JSON), and
+//! every interval sends the requests oldest first within the delivery's
+//! deadline. A `2xx` counts the
 //! request's spans as exported. A `429`, `502`, `503`, `504` or a
 //! connection error is retried after a backoff that doubles (or the
 //! receiver's `Retry-After`, when longer), as OTLP/HTTP specifies; a wait
@@ -32,8 +33,7 @@ use crossbeam_channel::{Receiver, Sender};
 use super::{Idle, Pause, Target, Warnings};
 use crate::http_client::{self, Endpoint, Request, Response, SendError};
 use crate::log::{Dispatch, FieldValue, Logger};
-use crate::metrics::delivery::FailReason;
-use crate::metrics::delivery::{DeliveryCounters, DropReason};
+use crate::metrics::delivery::{DeliveryCounters, DropReason, FailReason};
 use crate::metrics::{Metrics, OtlpConfig, OtlpProtocol};
 use encode::Resource;
 use records::Records;
@@ -63,8 +63,6 @@ pub(crate) struct Otlp {
     counters: Arc<DeliveryCounters>,
     log: Option<Logger>,
     pending: VecDeque<Batch>,
-    /// The spans in `pending`.
-    pending_spans: u64,
     backoff: Duration,
     not_before: Option<Instant>,
     last_error: Option<FailReason>,
@@ -127,7 +125,6 @@ pub(crate) fn start(
         counters: counters.clone(),
         log: log.map(|log| Logger::bound("agentgate_obs::otlp", log)),
         pending: VecDeque::new(),
-        pending_spans: 0,
         not_before: None,
         last_error: None,
         warnings: Warnings::default(),
@@ -169,7 +166,6 @@ impl Otlp {
                 OtlpProtocol::HttpProtobuf => encode::protobuf(&self.resource, request),
                 OtlpProtocol::HttpJson => encode::json(&self.resource, request),
             };
-            self.pending_spans += request.len() as u64;
             self.pending.push_back(Batch {
                 body,
                 spans: request.len() as u64,
@@ -179,8 +175,8 @@ impl Otlp {
         self.waiting.drain(..whole);
         // Bounded in spans, as the queue is: what waits for the receiver
         // and what waits in the queue stay within `max_queue` each.
-        while self.pending.len() > 1 && self.pending_spans > self.config.max_queue as u64 {
-            if let Some(oldest) = self.pop_request() {
+        while self.pending.len() > 1 && self.pending_spans() > self.config.max_queue as u64 {
+            if let Some(oldest) = self.pending.pop_front() {
                 self.counters.dropped(DropReason::QueueFull, oldest.spans);
                 self.warn(
                     "the OTLP requests waiting for the receiver are too many: the oldest is dropped",
@@ -190,11 +186,10 @@ impl Otlp {
         }
     }
 
-    /// The oldest request waiting for the receiver, taken off the list.
-    fn pop_request(&mut self) -> Option<Batch> {
-        let batch = self.pending.pop_front()?;
-        self.pending_spans -= batch.spans;
-        Some(batch)
+    /// The spans in the requests waiting for the receiver (`max_queue`
+    /// at most, in requests of `max_batch`).
+    fn pending_spans(&self) -> u64 {
+        self.pending.iter().map(|b| b.spans).sum()
     }
 
     /// Takes what the queue holds into requests.
@@ -244,14 +239,14 @@ impl Otlp {
             match classify(answer) {
                 Verdict::Sent => {
                     let spans = batch.spans;
-                    self.pop_request();
+                    self.pending.pop_front();
                     self.counters.delivered(spans);
                     self.backoff = self.config.min_backoff;
                     self.last_error = None;
                 }
                 Verdict::Rejected(status, body) => {
                     let spans = batch.spans;
-                    self.pop_request();
+                    self.pending.pop_front();
                     self.counters.dropped(DropReason::Rejected, spans);
                     self.warn(
                         "the OTLP receiver refused a request; its spans are dropped",
@@ -264,7 +259,7 @@ impl Otlp {
                 }
                 Verdict::Fail(reason, message) => {
                     let spans = batch.spans;
-                    self.pop_request();
+                    self.pending.pop_front();
                     self.give_up(reason, spans, message);
                 }
                 Verdict::Retry(reason, retry_after, message) => {
@@ -277,7 +272,7 @@ impl Otlp {
                     };
                     if batch.retries >= self.config.max_retries {
                         let spans = batch.spans;
-                        self.pop_request();
+                        self.pending.pop_front();
                         self.give_up(reason, spans, message);
                         continue;
                     }
@@ -329,7 +324,7 @@ impl Target for Otlp {
             // Shutdown first, as the other targets' wait has it: a delivery
             // that ran late must not keep the final one waiting.
             let now = Instant::now();
-            if now >= until || self.pending_spans >= self.config.max_queue as u64 {
+            if now >= until || self.pending_spans() >= self.config.max_queue as u64 {
                 return super::idle(until, finish);
             }
             let wait = until.saturating_duration_since(now);
@@ -354,7 +349,7 @@ impl Target for Otlp {
         if last {
             // Nothing will try these again.
             let reason = self.last_error.unwrap_or(FailReason::Timeout);
-            while let Some(batch) = self.pop_request() {
+            while let Some(batch) = self.pending.pop_front() {
                 self.give_up(
                     reason,
                     batch.spans,
@@ -477,12 +472,12 @@ mod tests {
         let (_finish, finish) = crossbeam_channel::bounded::<Instant>(1);
         feed(&mut sink, 0..64);
         let _ = target.idle(Instant::now() + Duration::from_millis(20), &finish);
-        assert_eq!(target.pending_spans, 128, "taken and encoded");
+        assert_eq!(target.pending_spans(), 128, "taken and encoded");
         // The receiver holds nothing more: these wait in the queue, and
         // what does not fit there is dropped by the sink, not encoded.
         feed(&mut sink, 64..192);
         let _ = target.idle(Instant::now() + Duration::from_millis(20), &finish);
-        assert_eq!(target.pending_spans, 128);
+        assert_eq!(target.pending_spans(), 128);
         assert_eq!(target.queued.load(Ordering::Relaxed), 128);
         let dropped = metrics.otlp_counters().stats().dropped[DropReason::QueueFull as usize];
         assert_eq!(dropped, 128);

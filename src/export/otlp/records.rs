@@ -381,21 +381,7 @@ impl Records {
     fn run_root(&self, index: u32) -> (What, Status) {
         let Some(run) = self.runs.get(index as usize) else {
             // Records and runs are written together: unreachable.
-            return (
-                What::Run(Box::new(RunInfo {
-                    work_order_id: Arc::from(""),
-                    run_id: Arc::from(""),
-                    correlation_id: None,
-                    task: None,
-                    outcome: None,
-                    engine_result: None,
-                    iterations: None,
-                    duration_ms: None,
-                    error_type: None,
-                    pr_url: None,
-                })),
-                Status::Unset,
-            );
+            return (What::Run(Box::default()), Status::Unset);
         };
         let status = match run.status {
             RunStatus::Unset => Status::Unset,

@@ -59,7 +59,7 @@ pub(crate) struct GateEvent {
 }
 
 /// What a run's root span knows.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct RunInfo {
     pub(crate) work_order_id: Arc<str>,
     pub(crate) run_id: Arc<str>,

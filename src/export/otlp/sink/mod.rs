@@ -63,6 +63,26 @@ struct OpenPhase {
     in_iteration: bool,
 }
 
+/// What a run learns from its events, and its open spans; text as
+/// ranges of its [`OpenRun::text`].
+#[derive(Debug, Default)]
+struct RunState {
+    task: Option<(Strategy, u32, Range<usize>)>,
+    outcome: Option<RunOutcome>,
+    engine_result: Option<RunResult>,
+    iterations: Option<u32>,
+    duration_ms: Option<u64>,
+    pr_url: Option<Range<usize>>,
+    /// Set on a canceled or failed run: its reason.
+    message: Option<Range<usize>>,
+    metadata: Option<Arc<Metadata>>,
+    /// The open iteration: its number and start.
+    iteration: Option<(u32, u64)>,
+    phase: Option<OpenPhase>,
+    /// The open delivery's start.
+    delivery: Option<u64>,
+}
+
 /// One open run: its root span's state and its open spans.
 #[derive(Debug)]
 struct OpenRun {
@@ -84,22 +104,8 @@ struct OpenRun {
     work_order_id: Range<usize>,
     run_id: Range<usize>,
     correlation_id: Option<Range<usize>>,
-    task: Option<(Strategy, u32, Range<usize>)>,
-    outcome: Option<RunOutcome>,
-    engine_result: Option<RunResult>,
-    iterations: Option<u32>,
-    duration_ms: Option<u64>,
-    pr_url: Option<Range<usize>>,
-    /// Set on a canceled or failed run: its reason.
-    message: Option<Range<usize>>,
-    /// Completed without succeeding.
-    completed_unsuccessfully: bool,
-    metadata: Option<Arc<Metadata>>,
-    /// The open iteration: its number and start.
-    iteration: Option<(u32, u64)>,
-    phase: Option<OpenPhase>,
-    /// The open delivery's start.
-    delivery: Option<u64>,
+    /// All the rest, `Default` when the run opens.
+    state: RunState,
     /// Gate checks of the open iteration, and of the run itself (those
     /// of no open iteration).
     iteration_gates: Vec<Gate>,
@@ -126,18 +132,7 @@ impl OpenRun {
             work_order_id: 0..0,
             run_id: 0..0,
             correlation_id: None,
-            task: None,
-            outcome: None,
-            engine_result: None,
-            iterations: None,
-            duration_ms: None,
-            pr_url: None,
-            message: None,
-            completed_unsuccessfully: false,
-            metadata: None,
-            iteration: None,
-            phase: None,
-            delivery: None,
+            state: RunState::default(),
             iteration_gates: Vec::new(),
             root_gates: Vec::new(),
             iteration_text: String::new(),
@@ -151,8 +146,8 @@ impl OpenRun {
         start..self.text.len()
     }
 
-    /// Makes it the run of `event`, its first event here. Resets field by
-    /// field: its string and vectors keep their room.
+    /// Makes it the run of `event`, its first event here; its strings and
+    /// vectors keep their room.
     fn open(
         &mut self,
         event: &ProgressEvent,
@@ -175,18 +170,7 @@ impl OpenRun {
         let own_correlation = Arc::ptr_eq(&event.correlation_id, &event.run_id)
             || event.correlation_id == event.run_id;
         self.correlation_id = (!own_correlation).then(|| self.keep(&event.correlation_id));
-        self.task = None;
-        self.outcome = None;
-        self.engine_result = None;
-        self.iterations = None;
-        self.duration_ms = None;
-        self.pr_url = None;
-        self.message = None;
-        self.completed_unsuccessfully = false;
-        self.metadata = None;
-        self.iteration = None;
-        self.phase = None;
-        self.delivery = None;
+        self.state = RunState::default();
         self.iteration_gates.clear();
         self.iteration_text.clear();
         self.root_gates.clear();
@@ -211,31 +195,15 @@ impl OpenRun {
         }
     }
 
-    /// Writes `gates` to `out`, their names in one copy of the part of the
-    /// run's text that holds them (or at `base`, when the whole text is
-    /// already there); the range of them a span refers to.
-    fn gates(
-        out: &mut Records,
-        text: &str,
-        base: Option<u32>,
-        gates: &mut Vec<Gate>,
-    ) -> (u32, u32) {
+    /// Writes `gates` to `out`, their names from the text their ranges
+    /// refer to, kept at `base` (see [`Records::texts`]); the range of
+    /// them a span refers to.
+    fn gates(out: &mut Records, base: u32, gates: &mut Vec<Gate>) -> (u32, u32) {
         let start = out.gate_count();
-        let (Some(first), Some(last)) = (gates.first(), gates.last()) else {
-            return (start, start);
-        };
-        let (base, from) = match base {
-            Some(base) => (base, 0),
-            None => {
-                let from = first.name.start;
-                let to = last.name.end.max(from);
-                (out.texts(text.get(from..to).unwrap_or_default()), from)
-            }
-        };
         for gate in gates.drain(..) {
             out.gate(GateRecord {
                 time_ns: gate.time_ns,
-                gate: Text::part(base, gate.name.start - from..gate.name.end - from),
+                gate: Text::part(base, gate.name),
                 passed: gate.passed,
                 iteration: gate.iteration,
                 duration_ms: gate.duration_ms.unwrap_or(0),
@@ -255,7 +223,8 @@ impl OpenRun {
         metadata: &Option<Arc<Metadata>>,
         out: &mut Records,
     ) {
-        let gates = OpenRun::gates(out, &self.iteration_text, None, &mut self.iteration_gates);
+        let base = out.texts(&self.iteration_text);
+        let gates = OpenRun::gates(out, base, &mut self.iteration_gates);
         self.iteration_text.clear();
         let kind = Kind::Iteration {
             iteration,
@@ -282,7 +251,7 @@ impl OpenRun {
 
     /// Whether a phase of `iteration` nests in the open iteration's span.
     fn in_iteration(&self, iteration: u32) -> bool {
-        matches!(self.iteration, Some((i, _)) if i == iteration)
+        matches!(self.state.iteration, Some((i, _)) if i == iteration)
     }
 
     /// Applies `event`; ended spans go to `out`. Returns whether the
@@ -292,20 +261,20 @@ impl OpenRun {
         match &event.kind {
             EventKind::RunStarted { task_spec } => {
                 self.start_ns = at;
-                self.metadata = event.metadata.clone();
+                self.state.metadata = event.metadata.clone();
                 let goal = self.keep(&task_spec.goal);
-                self.task = Some((task_spec.strategy, task_spec.max_iterations, goal));
+                self.state.task = Some((task_spec.strategy, task_spec.max_iterations, goal));
             }
             EventKind::IterationStarted { iteration, .. } => {
-                if let Some(open) = self.iteration.take() {
+                if let Some(open) = self.state.iteration.take() {
                     self.end_iteration(open, at, None, &None, out);
                 }
-                self.iteration = Some((*iteration, at));
+                self.state.iteration = Some((*iteration, at));
             }
             EventKind::IterationCompleted {
                 iteration, success, ..
             } => {
-                let start = match self.iteration.take() {
+                let start = match self.state.iteration.take() {
                     Some((i, start)) if i == *iteration => start,
                     other => {
                         if let Some(open) = other {
@@ -323,10 +292,10 @@ impl OpenRun {
                 );
             }
             EventKind::PhaseStarted { iteration, phase } => {
-                if let Some(open) = self.phase.take() {
+                if let Some(open) = self.state.phase.take() {
                     self.end_phase_unfinished(open, at, out);
                 }
-                self.phase = Some(OpenPhase {
+                self.state.phase = Some(OpenPhase {
                     iteration: *iteration,
                     phase: *phase,
                     start_ns: at,
@@ -340,7 +309,7 @@ impl OpenRun {
                 duration_ms,
             } => {
                 let exact = info.nanos.unwrap_or(duration_ms.saturating_mul(1_000_000));
-                let open = match self.phase.take() {
+                let open = match self.state.phase.take() {
                     Some(open) if open.iteration == *iteration && open.phase == *phase => open,
                     other => {
                         if let Some(open) = other {
@@ -366,9 +335,7 @@ impl OpenRun {
                 };
                 let end = open.start_ns.saturating_add(exact);
                 let mut record = self.record(out, (open.start_ns, end), kind);
-                if event.metadata.is_some() {
-                    record.metadata = out.metadata(&event.metadata);
-                }
+                record.metadata = out.metadata(&event.metadata);
                 out.spans.push(record);
             }
             EventKind::GateChecked {
@@ -399,17 +366,17 @@ impl OpenRun {
                 }
             }
             EventKind::DeliveryStarted => {
-                if let Some(start) = self.delivery.take() {
+                if let Some(start) = self.state.delivery.take() {
                     self.end_delivery_unfinished(start, at, out);
                 }
-                self.delivery = Some(at);
+                self.state.delivery = Some(at);
             }
             EventKind::DeliveryCompleted {
                 success,
                 pr_url,
                 ci_status,
             } => {
-                let start = self.delivery.take().unwrap_or(at);
+                let start = self.state.delivery.take().unwrap_or(at);
                 let pr = pr_url.as_deref().map(|url| out.text(url));
                 let ci = ci_status.as_deref().map(|ci| out.text(ci));
                 let texts = out.delivery(pr, ci);
@@ -421,7 +388,7 @@ impl OpenRun {
                 record.metadata = out.metadata(&event.metadata);
                 out.spans.push(record);
                 if let Some(url) = pr_url {
-                    self.pr_url = Some(self.keep(url));
+                    self.state.pr_url = Some(self.keep(url));
                 }
             }
             EventKind::RunCompleted {
@@ -431,23 +398,20 @@ impl OpenRun {
                 duration_ms,
                 ..
             } => {
-                self.outcome = Some(*result);
-                self.engine_result = Some(*engine_result);
-                self.iterations = Some(*iterations);
-                self.duration_ms = Some(*duration_ms);
-                if *result != RunOutcome::Succeeded {
-                    self.completed_unsuccessfully = true;
-                }
+                self.state.outcome = Some(*result);
+                self.state.engine_result = Some(*engine_result);
+                self.state.iterations = Some(*iterations);
+                self.state.duration_ms = Some(*duration_ms);
                 return true;
             }
             EventKind::RunCanceled { reason } => {
-                self.outcome = Some(RunOutcome::Canceled);
-                self.message = Some(self.keep(reason));
+                self.state.outcome = Some(RunOutcome::Canceled);
+                self.state.message = Some(self.keep(reason));
                 return true;
             }
             EventKind::RunFailed { error } => {
-                self.outcome = Some(RunOutcome::Failed);
-                self.message = Some(self.keep(error));
+                self.state.outcome = Some(RunOutcome::Failed);
+                self.state.message = Some(self.keep(error));
                 return true;
             }
         }
@@ -466,22 +430,22 @@ impl OpenRun {
     /// Ends every open span and the root at `at`; every one of them
     /// `unfinished` when the run's own end did not come.
     fn end_at(&mut self, at: u64, unfinished: bool, out: &mut Records) {
-        if let Some(open) = self.phase.take() {
+        if let Some(open) = self.state.phase.take() {
             self.end_phase_unfinished(open, at, out);
         }
-        if let Some(open) = self.iteration.take() {
+        if let Some(open) = self.state.iteration.take() {
             self.end_iteration(open, at, None, &None, out);
         }
-        if let Some(start) = self.delivery.take() {
+        if let Some(start) = self.state.delivery.take() {
             self.end_delivery_unfinished(start, at, out);
         }
         let base = out.texts(&self.text);
-        let gates = OpenRun::gates(out, &self.text, Some(base), &mut self.root_gates);
+        let gates = OpenRun::gates(out, base, &mut self.root_gates);
         let part = |range: &Range<usize>| Text::part(base, range.clone());
-        let status = match &self.message {
-            Some(message) => RunStatus::Message(part(message)),
-            None if self.completed_unsuccessfully => RunStatus::Completed,
-            None => RunStatus::Unset,
+        let status = match (&self.state.message, self.state.outcome) {
+            (Some(message), _) => RunStatus::Message(part(message)),
+            (None, Some(outcome)) if outcome != RunOutcome::Succeeded => RunStatus::Completed,
+            (None, _) => RunStatus::Unset,
         };
         let run = RunRecord {
             parent: self.parent,
@@ -489,17 +453,18 @@ impl OpenRun {
             run_id: part(&self.run_id),
             correlation_id: self.correlation_id.as_ref().map(part),
             task: self
+                .state
                 .task
                 .as_ref()
                 .map(|(strategy, max, goal)| (*strategy, *max, part(goal))),
-            outcome: self.outcome,
-            engine_result: self.engine_result,
-            iterations: self.iterations,
-            duration_ms: self.duration_ms,
-            pr_url: self.pr_url.as_ref().map(part),
+            outcome: self.state.outcome,
+            engine_result: self.state.engine_result,
+            iterations: self.state.iterations,
+            duration_ms: self.state.duration_ms,
+            pr_url: self.state.pr_url.as_ref().map(part),
             status,
         };
-        let metadata = out.metadata(&self.metadata.take());
+        let metadata = out.metadata(&self.state.metadata.take());
         let kind = Kind::Run {
             run: out.run(run),
             gates,
@@ -660,7 +625,7 @@ impl SpanSink {
         };
         if run.apply(event, info, records) {
             if event.metadata.is_some() {
-                run.metadata = event.metadata.clone();
+                run.state.metadata = event.metadata.clone();
             }
             run.end_at(nanos(event), false, records);
             if let Some(ended) = entry.take() {
