@@ -1,7 +1,8 @@
 //! OTLP trace export's settings ([`OtlpConfig`], also read from the
 //! standard `OTEL_*` variables) and the counters its sender keeps
-//! (`otlp_*` on `/metrics`). The spans are built on the drain thread and
-//! sent by an exporter thread (`src/export/otlp/`).
+//! (`otlp_*` on `/metrics`). The drain thread hands the events of each
+//! run to an exporter thread, which builds the spans and sends them
+//! (`src/export/otlp/`).
 
 use std::time::Duration;
 
@@ -221,12 +222,13 @@ impl OtlpConfig {
         self
     }
 
-    /// Spans waiting for the exporter thread at most (default 2048), and
-    /// spans in requests waiting for the receiver at most (the same
-    /// number; the oldest request makes room). A span that finds no room
-    /// is dropped and counted in
-    /// `otlp_spans_dropped_total{reason="queue_full"}`: the drain thread
-    /// never waits for the receiver.
+    /// Spans in requests waiting for the receiver at most (default 2048;
+    /// the oldest request makes room), and a quarter of the events the
+    /// drain thread hands the exporter thread without its taking them. A
+    /// batch of events that finds no room is dropped: the spans it would
+    /// have ended, and the later spans of the runs it touched, are
+    /// counted in `otlp_spans_dropped_total{reason="queue_full"}`. The
+    /// drain thread never waits for the receiver.
     pub fn max_queue(mut self, spans: usize) -> Self {
         self.max_queue = spans;
         self

@@ -1,11 +1,13 @@
-//! Runs exported as OTLP traces over HTTP, with no async runtime: spans
-//! are built on the drain thread ([`sink::SpanSink`]) and handed as
-//! compact records ([`records::Records`]) through a bounded queue to an
-//! exporter thread ([`super::Exporter`]) that encodes them and sends them
-//! with our blocking HTTP/1.1 client (`src/http_client.rs`).
+//! Runs exported as OTLP traces over HTTP, with no async runtime: the
+//! drain thread ([`feed::TraceFeed`]) hands each event of a run as a
+//! compact step ([`steps::Steps`]) through a bounded queue to an exporter
+//! thread ([`super::Exporter`]) that builds the spans
+//! ([`builder::SpanBuilder`]), encodes them and sends them with our
+//! blocking HTTP/1.1 client (`src/http_client.rs`).
 //!
-//! The thread takes the drain thread's batches as they come, encodes their
-//! spans in requests of at most `max_batch` spans (protobuf or JSON), and
+//! The thread takes the drain thread's batches when it rings, builds and
+//! encodes their spans in requests of at most `max_batch` spans (protobuf
+//! or JSON), and
 //! every interval sends the requests oldest first within the delivery's
 //! deadline. A `2xx` counts the
 //! request's spans as exported. A `429`, `502`, `503`, `504` or a
@@ -16,12 +18,17 @@
 //! it (counted `failed`, `server_error`). At shutdown, after the last
 //! event is processed, one more delivery gets the final wait; what is
 //! still unsent then is counted failed. The drain thread never waits: a
-//! span that finds the queue full is dropped and counted.
+//! batch of steps that finds the queue full is dropped, and the spans it
+//! would have ended are counted.
 
+pub(crate) mod builder;
 pub(crate) mod encode;
+pub(crate) mod feed;
 pub(crate) mod records;
-pub(crate) mod sink;
 pub(crate) mod spans;
+pub(crate) mod steps;
+#[cfg(test)]
+pub(crate) mod testing;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -35,10 +42,11 @@ use crate::http_client::{self, Endpoint, Request, Response, SendError};
 use crate::log::{Dispatch, FieldValue, Logger};
 use crate::metrics::delivery::{DeliveryCounters, DropReason, FailReason};
 use crate::metrics::{Metrics, OtlpConfig, OtlpProtocol};
+use builder::SpanBuilder;
 use encode::Resource;
-use records::Records;
-use sink::SpanSink;
+use feed::{HandOff, TraceFeed};
 use spans::SpanData;
+use steps::Steps;
 
 /// One request waiting to be sent.
 struct Batch {
@@ -53,12 +61,15 @@ pub(crate) struct Otlp {
     config: OtlpConfig,
     resource: Resource,
     headers: Vec<(String, String)>,
-    spans: Receiver<Records>,
-    /// Spans taken from the queue, not yet in a request.
+    steps: Receiver<Steps>,
+    /// Rung by the drain thread when it rests or half the queue is taken.
+    rung: Receiver<()>,
+    builder: SpanBuilder,
+    /// Spans built, not yet in a request.
     waiting: Vec<SpanData>,
     /// Emptied batches, back to the drain thread to fill again.
-    recycle: Sender<Records>,
-    /// Spans in the channel, shared with the span sink (its bound).
+    recycle: Sender<Steps>,
+    /// Steps in the channel, shared with the feed (its bound).
     queued: Arc<AtomicUsize>,
     counters: Arc<DeliveryCounters>,
     log: Option<Logger>,
@@ -69,24 +80,24 @@ pub(crate) struct Otlp {
     warnings: Warnings,
 }
 
-/// The span builder for the drain thread and the target for the exporter
-/// thread, joined by a queue of `config.max_queue` spans.
+/// The feed for the drain thread and the target for the exporter thread,
+/// joined by a queue of `4 * config.max_queue` steps.
 pub(crate) fn start(
     config: OtlpConfig,
     metrics: &Metrics,
     log: Option<Arc<Dispatch>>,
-) -> Result<(SpanSink, Otlp), crate::error::Error> {
+) -> Result<(TraceFeed, Otlp), crate::error::Error> {
     let endpoint = config.validate()?;
-    // Unbounded as a channel, bounded in spans by `queued`: the sink hands
+    // Unbounded as a channel, bounded in steps by `queued`: the feed hands
     // over batches and counts what finds no room.
     let (tx, rx) = crossbeam_channel::unbounded();
+    let capacity = config.max_queue.saturating_mul(feed::STEPS_PER_SPAN);
     // Emptied batches wait for the drain thread to fill them again, as
     // many as the queue can hold: a burst that allocated fresh ones paid
     // for the page faults of memory the exporter thread had just freed.
-    let (recycle, recycled) =
-        crossbeam_channel::bounded(config.max_queue.div_ceil(sink::HAND_OFF) + 2);
+    let (recycle, recycled) = crossbeam_channel::bounded(capacity.div_ceil(feed::BATCH) + 2);
     let queued = Arc::new(AtomicUsize::new(0));
-    let max_queue = config.max_queue;
+    let (doorbell, rung) = crossbeam_channel::bounded(1);
     let counters = metrics.otlp_counters();
     let mut attributes = vec![("service.name".to_owned(), config.resolved_service_name())];
     attributes.extend(
@@ -118,7 +129,9 @@ pub(crate) fn start(
         },
         headers,
         config,
-        spans: rx,
+        steps: rx,
+        rung,
+        builder: SpanBuilder::new(),
         waiting: Vec::new(),
         recycle,
         queued: queued.clone(),
@@ -129,20 +142,24 @@ pub(crate) fn start(
         last_error: None,
         warnings: Warnings::default(),
     };
-    Ok((
-        SpanSink::new(tx, recycled, queued, max_queue, counters),
-        target,
-    ))
+    let hand_off = HandOff {
+        queue: tx,
+        recycled,
+        doorbell,
+        queued,
+        capacity,
+    };
+    Ok((TraceFeed::new(hand_off, counters), target))
 }
 
 impl Otlp {
-    /// Takes a batch from the drain thread: its spans join those waiting
-    /// to make a request, and the emptied batch goes back to be filled
-    /// again while its memory is still warm.
-    fn take(&mut self, mut batch: Records) {
-        // Relaxed: the sink's bound, see `SpanSink::hand_off`.
-        self.queued.fetch_sub(batch.spans.len(), Ordering::Relaxed);
-        batch.to_spans(&mut self.waiting);
+    /// Takes a batch from the drain thread: the spans its steps end join
+    /// those waiting to make a request, and the emptied batch goes back to
+    /// be filled again while its memory is still warm.
+    fn take(&mut self, mut batch: Steps) {
+        // Relaxed: the feed's bound, see `TraceFeed::hand_off`.
+        self.queued.fetch_sub(batch.steps.len(), Ordering::Relaxed);
+        self.builder.read(&batch, &mut self.waiting);
         batch.clear();
         let _ = self.recycle.try_send(batch);
         self.package(false);
@@ -194,7 +211,7 @@ impl Otlp {
 
     /// Takes what the queue holds into requests.
     fn enqueue(&mut self) {
-        while let Ok(batch) = self.spans.try_recv() {
+        while let Ok(batch) = self.steps.try_recv() {
             self.take(batch);
         }
         self.package(true);
@@ -309,28 +326,33 @@ impl Target for Otlp {
         "otlp"
     }
 
-    /// Takes the drain thread's batches as they come: their memory goes
-    /// back to it at once instead of a delivery later, when it had to
-    /// take fresh memory for the batches in between.
+    /// Takes the drain thread's batches when it rings (as it rests, or
+    /// when half the queue is taken): their memory goes back to it then
+    /// instead of a delivery later, when it had to take fresh memory for
+    /// the batches in between.
     ///
     /// Not while the requests waiting for the receiver hold `max_queue`
     /// spans: the batches then stay in the queue, whose bound drops the
-    /// newest spans on the drain thread, before they cost the work of
-    /// encoding only to be dropped here.
+    /// newest on the drain thread, before they cost the work of building
+    /// and encoding spans only to be dropped here.
     fn idle(&mut self, until: Instant, finish: &Receiver<Instant>) -> Idle {
         loop {
-            // A ready batch always wins a select over its timeout: under a
-            // steady stream of batches the delivery must still come.
-            // Shutdown first, as the other targets' wait has it: a delivery
-            // that ran late must not keep the final one waiting.
+            // A ring always wins a select over its timeout: under a steady
+            // stream of batches the delivery must still come. Shutdown
+            // first, as the other targets' wait has it: a delivery that
+            // ran late must not keep the final one waiting.
             let now = Instant::now();
             if now >= until || self.pending_spans() >= self.config.max_queue as u64 {
                 return super::idle(until, finish);
             }
             let wait = until.saturating_duration_since(now);
             crossbeam_channel::select! {
-                recv(self.spans) -> batch => match batch {
-                    Ok(batch) => self.take(batch),
+                recv(self.rung) -> rung => match rung {
+                    Ok(()) => {
+                        while let Ok(batch) = self.steps.try_recv() {
+                            self.take(batch);
+                        }
+                    }
                     // The pipeline is gone: only the final delivery is left.
                     Err(_) => return super::idle(until, finish),
                 },
@@ -404,7 +426,7 @@ mod tests {
     use crate::tracker::RunSlot;
 
     /// A sink and its target for a receiver nobody listens on.
-    fn otlp(max_queue: usize) -> (SpanSink, Otlp, Metrics) {
+    fn otlp(max_queue: usize) -> (TraceFeed, Otlp, Metrics) {
         let metrics = Metrics::new("agentgate", Default::default()).expect("metrics");
         let config = OtlpConfig::new("http://127.0.0.1:9")
             .max_queue(max_queue)
@@ -413,8 +435,9 @@ mod tests {
         (sink, target, metrics)
     }
 
-    /// `runs` whole runs of one phase each: two spans a run.
-    fn feed(sink: &mut SpanSink, runs: std::ops::Range<u32>) {
+    /// `runs` whole runs of one phase each: two spans and three steps a
+    /// run.
+    fn feed(sink: &mut TraceFeed, runs: std::ops::Range<u32>) {
         for i in runs {
             let slot = RunSlot {
                 index: i % 64,
@@ -444,11 +467,11 @@ mod tests {
         let (mut sink, mut target, _metrics) = otlp(1 << 20);
         let (_finish, finish) = crossbeam_channel::bounded::<Instant>(1);
         feed(&mut sink, 0..2_560);
-        assert_eq!(target.queued.load(Ordering::Relaxed), 5_120);
+        assert_eq!(target.queued.load(Ordering::Relaxed), 7_680);
         let idled = target.idle(Instant::now(), &finish);
         assert!(matches!(idled, Idle::Due), "{idled:?}");
         // The delivery takes them, not the wait before it.
-        assert_eq!(target.queued.load(Ordering::Relaxed), 5_120);
+        assert_eq!(target.queued.load(Ordering::Relaxed), 7_680);
     }
 
     #[test]
@@ -468,18 +491,21 @@ mod tests {
 
     #[test]
     fn batches_stay_in_the_queue_while_the_waiting_requests_hold_max_queue_spans() {
+        // A queue of 512 steps: 170 runs of this kind.
         let (mut sink, mut target, metrics) = otlp(128);
         let (_finish, finish) = crossbeam_channel::bounded::<Instant>(1);
         feed(&mut sink, 0..64);
         let _ = target.idle(Instant::now() + Duration::from_millis(20), &finish);
-        assert_eq!(target.pending_spans(), 128, "taken and encoded");
+        assert_eq!(target.pending_spans(), 128, "taken, built and encoded");
         // The receiver holds nothing more: these wait in the queue, and
-        // what does not fit there is dropped by the sink, not encoded.
-        feed(&mut sink, 64..192);
+        // what does not fit there is dropped by the feed, not built.
+        feed(&mut sink, 64..128);
         let _ = target.idle(Instant::now() + Duration::from_millis(20), &finish);
         assert_eq!(target.pending_spans(), 128);
-        assert_eq!(target.queued.load(Ordering::Relaxed), 128);
+        assert_eq!(target.queued.load(Ordering::Relaxed), 192);
+        feed(&mut sink, 128..256);
+        assert_eq!(target.queued.load(Ordering::Relaxed), 192);
         let dropped = metrics.otlp_counters().stats().dropped[DropReason::QueueFull as usize];
-        assert_eq!(dropped, 128);
+        assert_eq!(dropped, 256, "the second batch's two spans a run");
     }
 }

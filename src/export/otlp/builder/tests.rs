@@ -1,23 +1,16 @@
-//! The span sink, fed events as the pipeline feeds it.
+//! The spans of runs, fed as the pipeline feeds them: through the drain
+//! thread's feed, then the builder.
 
-use super::*;
-use crate::event::{ExecutionMetrics, TaskSpec, Timestamp};
+use std::sync::Arc;
+
+use crate::event::{
+    EventKind, ExecutionMetrics, Metadata, Phase, ProgressEvent, RunOutcome, RunResult, Strategy,
+    TaskSpec, Timestamp, TraceId,
+};
 use crate::export::otlp::spans::{SpanData, Status, What};
+use crate::export::otlp::testing::Pipe;
+use crate::pipeline::drain::EventInfo;
 use crate::tracker::RunSlot;
-
-fn sink(
-    max_queue: usize,
-) -> (
-    SpanSink,
-    crossbeam_channel::Receiver<Records>,
-    Arc<DeliveryCounters>,
-) {
-    let (tx, rx) = crossbeam_channel::unbounded();
-    let (_, recycled) = crossbeam_channel::bounded(1);
-    let counters = Arc::new(DeliveryCounters::default());
-    let sink = SpanSink::new(tx, recycled, Arc::default(), max_queue, counters.clone());
-    (sink, rx, counters)
-}
 
 /// As the tracker would place it: a slot per run name's length.
 fn slot_of(run: &str) -> RunSlot {
@@ -27,33 +20,8 @@ fn slot_of(run: &str) -> RunSlot {
     }
 }
 
-fn feed(sink: &mut SpanSink, run: &str, millis: u64, kind: EventKind, nanos: Option<u64>) {
-    feed_at(sink, run, slot_of(run), millis, kind, nanos);
-}
-
-fn feed_at(
-    sink: &mut SpanSink,
-    run: &str,
-    slot: RunSlot,
-    millis: u64,
-    kind: EventKind,
-    nanos: Option<u64>,
-) {
-    let mut event = ProgressEvent::new("wo", run, kind);
-    event.timestamp = Timestamp::from_millis(millis);
-    // As the tracker sets it: one trace per run.
-    event.trace_id = TraceId::from_bytes([run.len() as u8 + 1; 16]);
-    let info = EventInfo::at_slot(slot, nanos);
-    sink.event(&event, &info);
-}
-
-fn spans(sink: &mut SpanSink, rx: &crossbeam_channel::Receiver<Records>) -> Vec<SpanData> {
-    sink.flush();
-    let mut spans = Vec::new();
-    for records in rx.try_iter() {
-        records.to_spans(&mut spans);
-    }
-    spans
+fn feed(pipe: &mut Pipe, run: &str, millis: u64, kind: EventKind, nanos: Option<u64>) {
+    pipe.feed_at(run, slot_of(run), millis, kind, nanos);
 }
 
 fn started() -> EventKind {
@@ -64,7 +32,7 @@ fn started() -> EventKind {
 
 #[test]
 fn a_phase_span_lasts_its_measured_duration_and_nests_in_its_iteration_under_the_run() {
-    let (mut sink, rx, _) = sink(100);
+    let mut sink = Pipe::new(100);
     feed(&mut sink, "r", 1_000, started(), None);
     feed(
         &mut sink,
@@ -109,7 +77,7 @@ fn a_phase_span_lasts_its_measured_duration_and_nests_in_its_iteration_under_the
         metrics: Box::new(ExecutionMetrics::default()),
     };
     feed(&mut sink, "r", 1_012, completed, None);
-    let spans = spans(&mut sink, &rx);
+    let spans = sink.spans();
     let names: Vec<&str> = spans.iter().map(SpanData::name).collect();
     assert_eq!(names, ["phase build", "iteration", "run"]);
     let (phase, iteration, run) = (&spans[0], &spans[1], &spans[2]);
@@ -126,7 +94,7 @@ fn a_phase_span_lasts_its_measured_duration_and_nests_in_its_iteration_under_the
 
 #[test]
 fn a_run_the_tracker_let_go_ends_unfinished_when_its_slot_takes_another_run() {
-    let (mut sink, rx, _) = sink(100);
+    let mut sink = Pipe::new(100);
     let iteration = || EventKind::IterationStarted {
         iteration: 1,
         max_iterations: 2,
@@ -136,16 +104,16 @@ fn a_run_the_tracker_let_go_ends_unfinished_when_its_slot_takes_another_run() {
         index: 0,
         generation: 0,
     };
-    feed_at(&mut sink, "a", first, 1_000, started(), None);
-    feed_at(&mut sink, "a", first, 1_001, iteration(), None);
+    sink.feed_at("a", first, 1_000, started(), None);
+    sink.feed_at("a", first, 1_001, iteration(), None);
     feed(&mut sink, "bb", 1_002, started(), None);
     // The tracker evicted "a" and gave its slot to "ccc".
     let reused = RunSlot {
         index: 0,
         generation: 1,
     };
-    feed_at(&mut sink, "ccc", reused, 1_003, started(), None);
-    let spans = spans(&mut sink, &rx);
+    sink.feed_at("ccc", reused, 1_003, started(), None);
+    let spans = sink.spans();
     assert_eq!(spans.len(), 2, "the evicted run's iteration and root");
     assert!(
         spans
@@ -153,20 +121,20 @@ fn a_run_the_tracker_let_go_ends_unfinished_when_its_slot_takes_another_run() {
             .all(|s| s.unfinished && s.end_ns == 1_003_000_000)
     );
     assert!(matches!(&spans[1].what, What::Run(info) if &*info.run_id == "a"));
-    assert_eq!(sink.open_runs(), 2);
+    assert_eq!(sink.builder.open_runs(), 2);
     // At shutdown the two still open go out too, unfinished.
     sink.finish();
-    let rest = self::spans(&mut sink, &rx);
+    let rest = sink.spans();
     assert_eq!(rest.len(), 2);
     assert!(rest.iter().all(|s| s.unfinished && s.end_ns >= s.start_ns));
-    assert_eq!(sink.open_runs(), 0);
+    assert_eq!(sink.builder.open_runs(), 0);
 }
 
 #[test]
 fn a_runs_ids_strings_and_gates_reach_its_spans_across_hand_offs() {
-    let (mut sink, rx, _) = sink(100);
+    let mut sink = Pipe::new(100);
     let slot = slot_of("rr");
-    let feed = |sink: &mut SpanSink, millis: u64, kind: EventKind| {
+    let feed = |sink: &mut Pipe, millis: u64, kind: EventKind| {
         let mut event = ProgressEvent::new("wo-9", "rr", kind);
         event.correlation_id = Arc::from("corr-1");
         event.timestamp = Timestamp::from_millis(millis);
@@ -201,7 +169,7 @@ fn a_runs_ids_strings_and_gates_reach_its_spans_across_hand_offs() {
     feed(&mut sink, 1_002, gate(1, "lint", true));
     // A hand-off between a run's events: its later spans go in
     // another batch, which must carry the run's trace and root again.
-    let mut spans = self::spans(&mut sink, &rx);
+    let mut spans = sink.spans();
     assert!(spans.is_empty());
     let long = "a gate whose name is longer than most";
     feed(&mut sink, 1_003, gate(1, long, false));
@@ -213,7 +181,7 @@ fn a_runs_ids_strings_and_gates_reach_its_spans_across_hand_offs() {
         gate_results: Vec::new(),
     };
     feed(&mut sink, 1_005, iteration_done);
-    spans.extend(self::spans(&mut sink, &rx));
+    spans.extend(sink.spans());
     feed(&mut sink, 1_006, EventKind::DeliveryStarted);
     let delivered = EventKind::DeliveryCompleted {
         success: true,
@@ -225,7 +193,7 @@ fn a_runs_ids_strings_and_gates_reach_its_spans_across_hand_offs() {
         reason: "user asked".into(),
     };
     feed(&mut sink, 1_008, canceled);
-    spans.extend(self::spans(&mut sink, &rx));
+    spans.extend(sink.spans());
 
     let names: Vec<&str> = spans.iter().map(SpanData::name).collect();
     assert_eq!(names, ["iteration", "delivery", "run"]);
@@ -260,64 +228,4 @@ fn a_runs_ids_strings_and_gates_reach_its_spans_across_hand_offs() {
     let metadata = run.metadata.as_ref().expect("the run's start metadata");
     assert_eq!(metadata.get("k"), Some(&serde_json::json!("v")));
     assert!(!run.unfinished && !iteration.unfinished);
-}
-
-#[test]
-fn a_run_whose_spans_were_all_dropped_writes_its_trace_again_for_the_next_batch() {
-    let (tx, rx) = crossbeam_channel::unbounded();
-    let (_, recycled) = crossbeam_channel::bounded(1);
-    let queued = Arc::new(AtomicUsize::new(0));
-    let counters = Arc::new(DeliveryCounters::default());
-    let mut sink = SpanSink::new(tx, recycled, queued.clone(), 1, counters.clone());
-    let phase = |phase: Phase| EventKind::PhaseCompleted {
-        iteration: 1,
-        phase,
-        success: true,
-        duration_ms: 1,
-    };
-    feed(&mut sink, "r", 1_000, started(), None);
-    feed(&mut sink, "r", 1_001, phase(Phase::Build), None);
-    sink.flush();
-    // The queue is full: the next batch is dropped whole.
-    feed(&mut sink, "r", 1_002, phase(Phase::Verify), None);
-    sink.flush();
-    assert_eq!(counters.stats().dropped[DropReason::QueueFull as usize], 1);
-    queued.store(0, Ordering::Relaxed);
-    feed(
-        &mut sink,
-        "r",
-        1_003,
-        EventKind::RunFailed { error: "e".into() },
-        None,
-    );
-    let spans = spans(&mut sink, &rx);
-    assert_eq!(spans.len(), 2, "the build phase and the run");
-    let expected = TraceId::from_bytes([2; 16]);
-    assert!(spans.iter().all(|s| Some(s.trace_id) == expected));
-    assert_eq!(spans[0].parent, Some(spans[1].span_id));
-}
-
-#[test]
-fn a_full_queue_drops_the_spans_beyond_it_and_counts_them_without_waiting() {
-    let (mut sink, rx, counters) = sink(1);
-    feed(&mut sink, "r", 1_000, started(), None);
-    feed(&mut sink, "r", 1_001, EventKind::DeliveryStarted, None);
-    let delivered = EventKind::DeliveryCompleted {
-        success: true,
-        pr_url: None,
-        ci_status: None,
-    };
-    feed(&mut sink, "r", 1_002, delivered, None);
-    feed(
-        &mut sink,
-        "r",
-        1_003,
-        EventKind::RunCanceled {
-            reason: "user".into(),
-        },
-        None,
-    );
-    let spans = spans(&mut sink, &rx);
-    assert_eq!(spans.len(), 1);
-    assert_eq!(counters.stats().dropped[DropReason::QueueFull as usize], 1);
 }

@@ -1,7 +1,6 @@
-//! Runs turned into spans on the drain thread: a sink like the others,
-//! which follows each open run's open spans and writes the finished ones
-//! as [`Records`] for the exporter thread, through a queue it never waits
-//! on.
+//! Runs turned into spans on the exporter thread: the builder follows
+//! each open run's open spans through its [`Steps`] and writes the
+//! finished ones as [`Records`].
 //!
 //! The trace of a run: the run is the root span; iterations are its
 //! children; phases the children of their iteration (`phase build`);
@@ -11,28 +10,17 @@
 //! length is its `durationMs`. Status ERROR, with the message, is set on
 //! failed and canceled runs and on failed phases, nowhere else.
 //!
-//! What an event costs here is kept to a few stores: a run is found by
-//! the tracker's slot for it (no hashing of its id), its state lives in a
-//! box reused from run to run (its strings keep their room), a finished
-//! span is a fixed-size record in a batch the exporter thread sends back
-//! once it has encoded it, and span ids are derived there.
+//! Which spans each event ends is also what the drain thread counts when
+//! it drops steps ([`Nesting`](super::feed::Nesting)): the two must agree,
+//! and a test holds them to it.
 
 use std::ops::Range;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-use crossbeam_channel::{Receiver, Sender};
 
 use super::records::{GateRecord, Kind, Record, Records, RunRecord, RunStatus, Text};
-use crate::event::{
-    EventKind, Metadata, Phase, ProgressEvent, RunOutcome, RunResult, SpanId, Strategy, TraceId,
-};
-use crate::metrics::delivery::{DeliveryCounters, DropReason};
-use crate::pipeline::drain::{EventInfo, Sink};
-
-/// Spans handed to the exporter thread at once: one channel operation
-/// per batch instead of per span.
-pub(crate) const HAND_OFF: usize = 256;
+use super::spans::SpanData;
+use super::steps::{Event, Head, Steps};
+use crate::event::{Metadata, Phase, RunOutcome, RunResult, SpanId, Strategy, TraceId};
 
 /// Boxes of ended runs kept for the next ones: enough for the runs that
 /// end and begin between two hand-offs, without holding one per slot the
@@ -86,9 +74,6 @@ struct RunState {
 /// One open run: its root span's state and its open spans.
 #[derive(Debug)]
 struct OpenRun {
-    /// The tracker slot's generation when the run opened: another means
-    /// the tracker let the run go and gave its slot to another.
-    generation: u32,
     trace_id: TraceId,
     root: SpanId,
     parent: Option<SpanId>,
@@ -115,14 +100,9 @@ struct OpenRun {
     iteration_text: String,
 }
 
-fn nanos(event: &ProgressEvent) -> u64 {
-    event.timestamp.as_millis().saturating_mul(1_000_000)
-}
-
 impl OpenRun {
     fn new() -> OpenRun {
         OpenRun {
-            generation: 0,
             trace_id: TraceId::random(),
             root: SpanId::random(),
             parent: None,
@@ -146,30 +126,20 @@ impl OpenRun {
         start..self.text.len()
     }
 
-    /// Makes it the run of `event`, its first event here; its strings and
+    /// Makes it the run of an [`Event::Open`] at `at`; its strings and
     /// vectors keep their room.
-    fn open(
-        &mut self,
-        event: &ProgressEvent,
-        trace_id: TraceId,
-        info: &EventInfo,
-        generation: u32,
-    ) {
+    fn open(&mut self, head: Head, ids: [&str; 2], correlation_id: Option<&str>, at: u64) {
+        self.trace_id = head.trace_id;
         // The handle's root span when it chose this trace; otherwise (the
         // `&str` API, `emit`, a replay) a new one.
-        let chosen = info.trace.filter(|t| t.trace_id == trace_id);
-        self.generation = generation;
-        self.trace_id = trace_id;
-        self.root = chosen.map_or_else(SpanId::random, |t| t.root);
-        self.parent = chosen.and_then(|t| t.parent);
+        self.root = head.root.map_or_else(SpanId::random, |(root, _)| root);
+        self.parent = head.root.and_then(|(_, parent)| parent);
         self.head = None;
-        self.start_ns = nanos(event);
+        self.start_ns = at;
         self.text.clear();
-        self.work_order_id = self.keep(&event.work_order_id);
-        self.run_id = self.keep(&event.run_id);
-        let own_correlation = Arc::ptr_eq(&event.correlation_id, &event.run_id)
-            || event.correlation_id == event.run_id;
-        self.correlation_id = (!own_correlation).then(|| self.keep(&event.correlation_id));
+        self.work_order_id = self.keep(ids[0]);
+        self.run_id = self.keep(ids[1]);
+        self.correlation_id = correlation_id.map(|c| self.keep(c));
         self.state = RunState::default();
         self.iteration_gates.clear();
         self.iteration_text.clear();
@@ -220,7 +190,7 @@ impl OpenRun {
         (iteration, start): (u32, u64),
         end: u64,
         success: Option<bool>,
-        metadata: &Option<Arc<Metadata>>,
+        metadata: Option<&Arc<Metadata>>,
         out: &mut Records,
     ) {
         let base = out.texts(&self.iteration_text);
@@ -256,95 +226,96 @@ impl OpenRun {
 
     /// Applies `event`; ended spans go to `out`. Returns whether the
     /// event ends the run.
-    fn apply(&mut self, event: &ProgressEvent, info: &EventInfo, out: &mut Records) -> bool {
-        let at = nanos(event);
-        match &event.kind {
-            EventKind::RunStarted { task_spec } => {
-                self.start_ns = at;
-                self.state.metadata = event.metadata.clone();
-                let goal = self.keep(&task_spec.goal);
-                self.state.task = Some((task_spec.strategy, task_spec.max_iterations, goal));
-            }
-            EventKind::IterationStarted { iteration, .. } => {
-                if let Some(open) = self.state.iteration.take() {
-                    self.end_iteration(open, at, None, &None, out);
-                }
-                self.state.iteration = Some((*iteration, at));
-            }
-            EventKind::IterationCompleted {
-                iteration, success, ..
+    fn apply(
+        &mut self,
+        event: Event<'_>,
+        at: u64,
+        metadata: Option<&Arc<Metadata>>,
+        out: &mut Records,
+    ) -> bool {
+        match event {
+            Event::RunStarted {
+                strategy,
+                max_iterations,
+                goal,
             } => {
+                self.start_ns = at;
+                self.state.metadata = metadata.cloned();
+                let goal = self.keep(goal);
+                self.state.task = Some((strategy, max_iterations, goal));
+            }
+            Event::IterationStarted { iteration } => {
+                if let Some(open) = self.state.iteration.take() {
+                    self.end_iteration(open, at, None, None, out);
+                }
+                self.state.iteration = Some((iteration, at));
+            }
+            Event::IterationCompleted { iteration, success } => {
                 let start = match self.state.iteration.take() {
-                    Some((i, start)) if i == *iteration => start,
+                    Some((i, start)) if i == iteration => start,
                     other => {
                         if let Some(open) = other {
-                            self.end_iteration(open, at, None, &None, out);
+                            self.end_iteration(open, at, None, None, out);
                         }
                         at
                     }
                 };
-                self.end_iteration(
-                    (*iteration, start),
-                    at,
-                    Some(*success),
-                    &event.metadata,
-                    out,
-                );
+                self.end_iteration((iteration, start), at, Some(success), metadata, out);
             }
-            EventKind::PhaseStarted { iteration, phase } => {
+            Event::PhaseStarted { iteration, phase } => {
                 if let Some(open) = self.state.phase.take() {
                     self.end_phase_unfinished(open, at, out);
                 }
                 self.state.phase = Some(OpenPhase {
-                    iteration: *iteration,
-                    phase: *phase,
+                    iteration,
+                    phase,
                     start_ns: at,
-                    in_iteration: self.in_iteration(*iteration),
+                    in_iteration: self.in_iteration(iteration),
                 });
             }
-            EventKind::PhaseCompleted {
+            Event::PhaseCompleted {
                 iteration,
                 phase,
                 success,
                 duration_ms,
+                exact,
             } => {
-                let exact = info.nanos.unwrap_or(duration_ms.saturating_mul(1_000_000));
                 let open = match self.state.phase.take() {
-                    Some(open) if open.iteration == *iteration && open.phase == *phase => open,
+                    Some(open) if open.iteration == iteration && open.phase == phase => open,
                     other => {
                         if let Some(open) = other {
                             self.end_phase_unfinished(open, at, out);
                         }
                         // No start seen: the span ends at this event.
                         OpenPhase {
-                            iteration: *iteration,
-                            phase: *phase,
+                            iteration,
+                            phase,
                             start_ns: at.saturating_sub(exact),
-                            in_iteration: self.in_iteration(*iteration),
+                            in_iteration: self.in_iteration(iteration),
                         }
                     }
                 };
                 // The measured duration, not the difference of two
                 // millisecond timestamps: the span lasts its durationMs.
                 let kind = Kind::Phase {
-                    iteration: *iteration,
-                    phase: *phase,
-                    success: Some(*success),
+                    iteration,
+                    phase,
+                    success: Some(success),
                     in_iteration: open.in_iteration,
-                    duration_ms: *duration_ms,
+                    duration_ms,
                 };
                 let end = open.start_ns.saturating_add(exact);
                 let mut record = self.record(out, (open.start_ns, end), kind);
-                record.metadata = out.metadata(&event.metadata);
+                record.metadata = out.metadata(metadata);
                 out.spans.push(record);
             }
-            EventKind::GateChecked {
+            Event::GateChecked {
                 iteration,
                 gate,
                 passed,
                 duration_ms,
             } => {
-                let of_iteration = self.in_iteration(*iteration);
+                let of_iteration = self.in_iteration(iteration);
                 let name = if of_iteration {
                     let start = self.iteration_text.len();
                     self.iteration_text.push_str(gate);
@@ -355,9 +326,9 @@ impl OpenRun {
                 let gate = Gate {
                     time_ns: at,
                     name,
-                    passed: *passed,
-                    iteration: *iteration,
-                    duration_ms: *duration_ms,
+                    passed,
+                    iteration,
+                    duration_ms,
                 };
                 if of_iteration {
                     self.iteration_gates.push(gate);
@@ -365,55 +336,56 @@ impl OpenRun {
                     self.root_gates.push(gate);
                 }
             }
-            EventKind::DeliveryStarted => {
+            Event::DeliveryStarted => {
                 if let Some(start) = self.state.delivery.take() {
                     self.end_delivery_unfinished(start, at, out);
                 }
                 self.state.delivery = Some(at);
             }
-            EventKind::DeliveryCompleted {
+            Event::DeliveryCompleted {
                 success,
                 pr_url,
                 ci_status,
             } => {
                 let start = self.state.delivery.take().unwrap_or(at);
-                let pr = pr_url.as_deref().map(|url| out.text(url));
-                let ci = ci_status.as_deref().map(|ci| out.text(ci));
+                let pr = pr_url.map(|url| out.text(url));
+                let ci = ci_status.map(|ci| out.text(ci));
                 let texts = out.delivery(pr, ci);
                 let kind = Kind::Delivery {
-                    success: Some(*success),
+                    success: Some(success),
                     texts,
                 };
                 let mut record = self.record(out, (start, at), kind);
-                record.metadata = out.metadata(&event.metadata);
+                record.metadata = out.metadata(metadata);
                 out.spans.push(record);
                 if let Some(url) = pr_url {
                     self.state.pr_url = Some(self.keep(url));
                 }
             }
-            EventKind::RunCompleted {
+            Event::RunCompleted {
                 result,
                 engine_result,
                 iterations,
                 duration_ms,
-                ..
             } => {
-                self.state.outcome = Some(*result);
-                self.state.engine_result = Some(*engine_result);
-                self.state.iterations = Some(*iterations);
-                self.state.duration_ms = Some(*duration_ms);
+                self.state.outcome = Some(result);
+                self.state.engine_result = Some(engine_result);
+                self.state.iterations = Some(iterations);
+                self.state.duration_ms = Some(duration_ms);
                 return true;
             }
-            EventKind::RunCanceled { reason } => {
+            Event::RunCanceled { reason } => {
                 self.state.outcome = Some(RunOutcome::Canceled);
                 self.state.message = Some(self.keep(reason));
                 return true;
             }
-            EventKind::RunFailed { error } => {
+            Event::RunFailed { error } => {
                 self.state.outcome = Some(RunOutcome::Failed);
                 self.state.message = Some(self.keep(error));
                 return true;
             }
+            // Read by the builder itself.
+            Event::Open { .. } | Event::Finish => {}
         }
         false
     }
@@ -434,7 +406,7 @@ impl OpenRun {
             self.end_phase_unfinished(open, at, out);
         }
         if let Some(open) = self.state.iteration.take() {
-            self.end_iteration(open, at, None, &None, out);
+            self.end_iteration(open, at, None, None, out);
         }
         if let Some(start) = self.state.delivery.take() {
             self.end_delivery_unfinished(start, at, out);
@@ -464,7 +436,7 @@ impl OpenRun {
             pr_url: self.state.pr_url.as_ref().map(part),
             status,
         };
-        let metadata = out.metadata(&self.state.metadata.take());
+        let metadata = out.metadata(self.state.metadata.take().as_ref());
         let kind = Kind::Run {
             run: out.run(run),
             gates,
@@ -495,167 +467,108 @@ fn release(spare: &mut Vec<Box<OpenRun>>, mut run: Box<OpenRun>) {
     spare.push(run);
 }
 
-/// The drain thread's span builder.
-pub(crate) struct SpanSink {
+/// The exporter thread's span builder.
+pub(crate) struct SpanBuilder {
     /// Per tracker slot, the run open there.
     slots: Vec<Option<Box<OpenRun>>>,
     /// Boxes of ended runs, for the next runs: boxed, so that a run
     /// moves between its slot and here as a pointer.
     #[allow(clippy::vec_box)]
     spare: Vec<Box<OpenRun>>,
-    /// Finished spans not yet handed over.
+    /// Finished spans of the batch being read.
     records: Records,
-    queue: Sender<Records>,
-    /// Batches the exporter thread emptied, to fill again.
-    recycled: Receiver<Records>,
-    /// Spans handed over and not yet taken by the exporter thread.
-    queued: Arc<AtomicUsize>,
-    max_queue: usize,
-    counters: Arc<DeliveryCounters>,
 }
 
-impl std::fmt::Debug for SpanSink {
+impl std::fmt::Debug for SpanBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SpanSink")
+        f.debug_struct("SpanBuilder")
             .field("open_runs", &self.open_runs())
-            .field("max_queue", &self.max_queue)
             .finish_non_exhaustive()
     }
 }
 
-impl SpanSink {
-    pub(crate) fn new(
-        queue: Sender<Records>,
-        recycled: Receiver<Records>,
-        queued: Arc<AtomicUsize>,
-        max_queue: usize,
-        counters: Arc<DeliveryCounters>,
-    ) -> SpanSink {
-        SpanSink {
+impl SpanBuilder {
+    pub(crate) fn new() -> SpanBuilder {
+        SpanBuilder {
             slots: Vec::new(),
             spare: Vec::new(),
-            records: Records::with_capacity(HAND_OFF),
-            queue,
-            recycled,
-            queued,
-            max_queue,
-            counters,
+            records: Records::with_capacity(256),
         }
     }
 
     /// How many runs it follows.
-    fn open_runs(&self) -> usize {
-        self.slots.iter().filter(|s| s.is_some()).count()
+    pub(crate) fn open_runs(&self) -> usize {
+        self.slots.iter().flatten().count()
     }
 
-    /// Hands the finished spans to the exporter thread, as many as the
-    /// queue has room for; the rest are dropped and counted. Never waits.
-    fn hand_off(&mut self) {
-        if self.records.is_empty() {
-            return;
+    /// Reads a batch of steps; the spans they end go to `out`.
+    pub(crate) fn read(&mut self, steps: &Steps, out: &mut Vec<SpanData>) {
+        for &index in &steps.discards {
+            // Some of this run's steps were dropped: none of its spans
+            // is made (the drain thread counted them dropped).
+            if let Some(run) = self.slots.get_mut(index as usize).and_then(Option::take) {
+                release(&mut self.spare, run);
+            }
         }
-        // Relaxed: a bound, not a synchronisation; the exporter thread
-        // takes the spans through the channel.
-        let room = self
-            .max_queue
-            .saturating_sub(self.queued.load(Ordering::Relaxed));
-        let n = self.records.spans.len();
-        if room < n {
-            self.counters
-                .dropped(DropReason::QueueFull, (n - room) as u64);
-            self.records.spans.truncate(room);
-        }
-        if self.records.is_empty() {
-            self.records.clear();
-            // Its heads are gone: no run may find its own here any more.
-            self.records.seq = self.records.seq.wrapping_add(1);
-            return;
-        }
-        let n = self.records.spans.len();
-        let fresh = self
-            .recycled
-            .try_recv()
-            .unwrap_or_else(|_| Records::with_capacity(HAND_OFF));
-        let batch = std::mem::replace(&mut self.records, fresh);
-        // A new number: the runs' heads written to the last batch are not
-        // in this one.
-        self.records.seq = batch.seq.wrapping_add(1);
-        // Relaxed: see above.
-        self.queued.fetch_add(n, Ordering::Relaxed);
-        if self.queue.send(batch).is_err() {
-            // The exporter thread is gone (shutdown): nothing takes them.
-            self.queued.fetch_sub(n, Ordering::Relaxed);
-            self.counters.dropped(DropReason::QueueFull, n as u64);
-        }
+        steps.read(|slot, at, metadata, event| self.apply(slot, at, metadata, event));
+        self.records.to_spans(out);
+        self.records.clear();
+        // Its heads are gone: no run may find its own there any more.
+        self.records.seq = self.records.seq.wrapping_add(1);
     }
 
-    fn handle(&mut self, event: &ProgressEvent, info: &EventInfo) {
-        // The pipeline says where the tracker keeps every run it tracks,
-        // and gives their events a trace id.
-        let Some(slot) = info.applied.slot else {
-            return;
-        };
-        let index = slot.index as usize;
-        if index >= self.slots.len() {
-            self.slots.resize_with(index + 1, || None);
-        }
-        let SpanSink {
+    fn apply(&mut self, index: u32, at: u64, metadata: Option<&Arc<Metadata>>, event: Event<'_>) {
+        let index = index as usize;
+        let SpanBuilder {
             slots,
             spare,
             records,
-            ..
         } = self;
-        let entry = &mut slots[index];
-        let run = match entry {
-            Some(run) if run.generation == slot.generation => run,
-            _ => {
-                let Some(trace_id) = event.trace_id else {
-                    return;
-                };
-                if let Some(mut gone) = entry.take() {
+        match event {
+            Event::Open {
+                head,
+                work_order_id,
+                run_id,
+                correlation_id,
+            } => {
+                if index >= slots.len() {
+                    slots.resize_with(index + 1, || None);
+                }
+                if let Some(mut gone) = slots[index].take() {
                     // The tracker let that run go (evicted it to make
                     // room) and gave its slot to this one.
-                    gone.end_at(nanos(event), true, records);
+                    gone.end_at(at, true, records);
                     release(spare, gone);
                 }
                 let mut run = spare.pop().unwrap_or_else(|| Box::new(OpenRun::new()));
-                run.open(event, trace_id, info, slot.generation);
-                entry.insert(run)
+                run.open(head, [work_order_id, run_id], correlation_id, at);
+                slots[index] = Some(run);
             }
-        };
-        if run.apply(event, info, records) {
-            if event.metadata.is_some() {
-                run.state.metadata = event.metadata.clone();
+            // The runs still open at shutdown are exported as they stand,
+            // every span of theirs marked unfinished.
+            Event::Finish => {
+                for mut run in slots.iter_mut().filter_map(Option::take) {
+                    run.end_at(at, true, records);
+                }
             }
-            run.end_at(nanos(event), false, records);
-            if let Some(ended) = entry.take() {
-                release(spare, ended);
+            event => {
+                // The drain thread opens every run it sends steps of.
+                let Some(entry) = slots.get_mut(index) else {
+                    return;
+                };
+                let Some(run) = entry else {
+                    return;
+                };
+                if run.apply(event, at, metadata, records) {
+                    if let Some(metadata) = metadata {
+                        run.state.metadata = Some(Arc::clone(metadata));
+                    }
+                    run.end_at(at, false, records);
+                    if let Some(ended) = entry.take() {
+                        release(spare, ended);
+                    }
+                }
             }
-        }
-        if self.records.spans.len() >= HAND_OFF {
-            self.hand_off();
-        }
-    }
-}
-
-impl Sink for SpanSink {
-    fn event(&mut self, event: &ProgressEvent, info: &EventInfo) {
-        self.handle(event, info);
-    }
-
-    fn flush(&mut self) {
-        self.hand_off();
-    }
-
-    /// The runs still open at shutdown are exported as they stand, every
-    /// span of theirs marked unfinished and ended now: the final flush
-    /// then carries them.
-    fn finish(&mut self) {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
-        for mut run in std::mem::take(&mut self.slots).into_iter().flatten() {
-            run.end_at(now, true, &mut self.records);
         }
     }
 }
