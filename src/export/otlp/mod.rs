@@ -24,7 +24,6 @@
 pub(crate) mod builder;
 pub(crate) mod encode;
 pub(crate) mod feed;
-pub(crate) mod records;
 pub(crate) mod spans;
 pub(crate) mod steps;
 #[cfg(test)]

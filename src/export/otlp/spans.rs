@@ -1,8 +1,7 @@
 //! Spans as the exporter thread encodes them: typed data ([`What`]),
 //! what a span is and the numbers and ids it carries, turned into
-//! attributes only as it is encoded ([`SpanData::attributes`]). The drain
-//! thread writes finished spans as records (`super::records`); the
-//! exporter thread makes these of them.
+//! attributes only as it is encoded ([`SpanData::attributes`]). The
+//! builder (`super::builder`) makes them.
 
 use std::borrow::Cow;
 use std::sync::Arc;

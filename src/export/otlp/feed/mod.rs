@@ -132,6 +132,10 @@ pub(crate) struct TraceFeed {
     /// store waited for its line to come back from that core).
     steps: Steps,
     hand_off: HandOff,
+    /// Steps a batch holds before it is handed over: [`BATCH`], or the
+    /// whole queue when that is smaller, so that a small queue is not
+    /// always found full by a batch larger than it.
+    batch: usize,
     /// Batches were handed over since the doorbell last rang.
     unrung: bool,
     counters: Arc<DeliveryCounters>,
@@ -143,6 +147,7 @@ impl TraceFeed {
             slots: Vec::new(),
             discards: Vec::new(),
             steps: Steps::with_capacity(BATCH),
+            batch: BATCH.min(hand_off.capacity).max(1),
             hand_off,
             unrung: false,
             counters,
@@ -307,7 +312,7 @@ impl TraceFeed {
         }
         self.steps.closes += closes;
         self.steps.event(at.index, event, info.nanos);
-        if self.steps.steps.len() >= BATCH {
+        if self.steps.steps.len() >= self.batch {
             self.hand_off(false);
         }
     }
@@ -354,7 +359,7 @@ impl Sink for TraceFeed {
             },
         };
         self.steps.push(step);
-        if self.steps.steps.len() >= BATCH {
+        if self.steps.steps.len() >= self.batch {
             self.hand_off(false);
         }
     }
