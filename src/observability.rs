@@ -399,9 +399,10 @@ impl Builder {
 
     /// Exports every run as an OTLP trace to `endpoint`, a collector's
     /// `http://` base URL (`/v1/traces` is added) or its traces URL; see
-    /// [`OtlpConfig::new`](crate::metrics::OtlpConfig::new). Spans are
-    /// built on the drain thread and sent by a thread of their own over
-    /// OTLP/HTTP (protobuf by default): the engine and the drain thread
+    /// [`OtlpConfig::new`](crate::metrics::OtlpConfig::new). The drain
+    /// thread hands each run's events to a thread of their own, which
+    /// builds the spans and sends them over OTLP/HTTP (protobuf by
+    /// default): the engine and the drain thread
     /// never wait for the receiver; shutdown waits for the last spans at
     /// most [`OtlpConfig::final_wait`](crate::metrics::OtlpConfig::final_wait)
     /// (5 s). What was exported, dropped or failed is counted on

@@ -223,12 +223,12 @@ impl OtlpConfig {
     }
 
     /// Spans in requests waiting for the receiver at most (default 2048;
-    /// the oldest request makes room), and a quarter of the events the
-    /// drain thread hands the exporter thread without its taking them. A
-    /// batch of events that finds no room is dropped: the spans it would
-    /// have ended, and the later spans of the runs it touched, are
-    /// counted in `otlp_spans_dropped_total{reason="queue_full"}`. The
-    /// drain thread never waits for the receiver.
+    /// the oldest request makes room). The queue of events from the drain
+    /// thread to the exporter thread holds 4 × this many. A batch of
+    /// events that finds no room there is dropped: the spans it would
+    /// have ended, and the later spans of the runs it touched, are counted
+    /// in `otlp_spans_dropped_total{reason="queue_full"}`. The drain
+    /// thread never waits for the receiver.
     pub fn max_queue(mut self, spans: usize) -> Self {
         self.max_queue = spans;
         self

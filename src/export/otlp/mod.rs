@@ -7,10 +7,9 @@
 //!
 //! The thread takes the drain thread's batches when it rings, builds and
 //! encodes their spans in requests of at most `max_batch` spans (protobuf
-//! or JSON), and
-//! every interval sends the requests oldest first within the delivery's
-//! deadline. A `2xx` counts the
-//! request's spans as exported. A `429`, `502`, `503`, `504` or a
+//! or JSON), and every interval sends the requests oldest first within
+//! the delivery's deadline. A `2xx` counts the request's spans as
+//! exported. A `429`, `502`, `503`, `504` or a
 //! connection error is retried after a backoff that doubles (or the
 //! receiver's `Retry-After`, when longer), as OTLP/HTTP specifies; a wait
 //! past the deadline leaves the request for the next delivery. Another
@@ -348,7 +347,10 @@ impl Target for Otlp {
             crossbeam_channel::select! {
                 recv(self.rung) -> rung => match rung {
                     Ok(()) => {
-                        while let Ok(batch) = self.steps.try_recv() {
+                        // Not past `max_queue` spans waiting, as above.
+                        while self.pending_spans() < self.config.max_queue as u64
+                            && let Ok(batch) = self.steps.try_recv()
+                        {
                             self.take(batch);
                         }
                     }
@@ -490,7 +492,8 @@ mod tests {
 
     #[test]
     fn batches_stay_in_the_queue_while_the_waiting_requests_hold_max_queue_spans() {
-        // A queue of 512 steps: 170 runs of this kind.
+        // A queue of 512 steps, in batches of 256 at most: 64 runs of
+        // this kind go in one.
         let (mut sink, mut target, metrics) = otlp(128);
         let (_finish, finish) = crossbeam_channel::bounded::<Instant>(1);
         feed(&mut sink, 0..64);
@@ -500,11 +503,12 @@ mod tests {
         // what does not fit there is dropped by the feed, not built.
         feed(&mut sink, 64..128);
         let _ = target.idle(Instant::now() + Duration::from_millis(20), &finish);
+        feed(&mut sink, 128..192);
         assert_eq!(target.pending_spans(), 128);
-        assert_eq!(target.queued.load(Ordering::Relaxed), 192);
-        feed(&mut sink, 128..256);
-        assert_eq!(target.queued.load(Ordering::Relaxed), 192);
+        assert_eq!(target.queued.load(Ordering::Relaxed), 384);
+        feed(&mut sink, 192..256);
+        assert_eq!(target.queued.load(Ordering::Relaxed), 384);
         let dropped = metrics.otlp_counters().stats().dropped[DropReason::QueueFull as usize];
-        assert_eq!(dropped, 256, "the second batch's two spans a run");
+        assert_eq!(dropped, 128, "the last batch's two spans a run");
     }
 }

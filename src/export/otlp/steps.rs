@@ -83,6 +83,13 @@ pub(crate) struct Step {
 }
 
 const _: () = assert!(std::mem::size_of::<Step>() == 24);
+// Every code fits its bits.
+const _: () = assert!(What::ALL.len() <= 1 << WHAT_BITS);
+const _: () = assert!(Phase::ALL.len() <= 8 && Strategy::ALL.len() <= 8);
+const _: () = assert!(RunOutcome::ALL.len() <= 8 && RunResult::ALL.len() <= 16);
+
+/// The room a batch's text keeps when emptied, at most.
+const KEPT_TEXT: usize = 64 * 1024;
 
 const WHAT_BITS: u32 = 4;
 const FLAGS_SHIFT: u32 = 4;
@@ -140,11 +147,11 @@ impl Step {
         (self.ids >> 32) as u32
     }
 
-    pub(crate) fn what(&self) -> What {
+    /// What it is; `None` for a code no step is written with.
+    pub(crate) fn what(&self) -> Option<What> {
         What::ALL
             .get((self.head & ((1 << WHAT_BITS) - 1)) as usize)
             .copied()
-            .unwrap_or(What::Finish)
     }
 
     fn get_flags(&self) -> u8 {
@@ -240,7 +247,7 @@ pub(crate) enum Event<'a> {
 pub(crate) struct Steps {
     pub(crate) steps: Vec<Step>,
     /// Slots whose runs the exporter thread forgets before these steps:
-    /// their steps were dropped (see `feed.rs`).
+    /// their steps were dropped (see `feed/`).
     pub(crate) discards: Vec<u32>,
     /// The spans the exporter thread ends reading these steps, counted
     /// dropped if they are.
@@ -270,6 +277,10 @@ impl Steps {
         self.discards.clear();
         self.closes = 0;
         self.heads.clear();
+        // One huge reason or goal must not keep its room in every batch.
+        if self.text.capacity() > KEPT_TEXT {
+            self.text = String::with_capacity(KEPT_TEXT);
+        }
         self.text.clear();
         self.text_ends.clear();
         self.metadata.clear();
@@ -369,7 +380,18 @@ impl Steps {
                 self.text(error);
                 Step::new(What::RunFailed, slot, at_ms)
             }
-            kind => Step::plain(slot, at_ms, kind, nanos).unwrap_or_default(),
+            EventKind::PhaseStarted { .. }
+            | EventKind::PhaseCompleted { .. }
+            | EventKind::IterationStarted { .. }
+            | EventKind::IterationCompleted { .. }
+            | EventKind::DeliveryStarted
+            | EventKind::RunCompleted { .. } => {
+                let Some(step) = Step::plain(slot, at_ms, &event.kind, nanos) else {
+                    // `plain` makes the steps of these kinds: unreachable.
+                    return;
+                };
+                step
+            }
         };
         let step = match &event.metadata {
             Some(metadata) => {
@@ -400,7 +422,11 @@ impl Steps {
             let flags = step.get_flags();
             let number = step.get_number();
             let success = flags & SUCCESS != 0;
-            let event = match step.what() {
+            let Some(what) = step.what() else {
+                // No step is written with such a code: unreachable.
+                continue;
+            };
+            let event = match what {
                 What::Open => {
                     let Some(&head) = heads.next() else {
                         // Written with its step: unreachable.
@@ -565,5 +591,109 @@ impl<'a> Texts<'a> {
         let s = self.text.get(self.start..end).unwrap_or_default();
         self.start = end;
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{ExecutionMetrics, TaskSpec, Timestamp};
+
+    /// Writes each event as the feed does and reads it back.
+    fn round_trip(events: &[(u32, EventKind, Option<u64>)]) -> Vec<String> {
+        let mut steps = Steps::with_capacity(16);
+        for (slot, kind, nanos) in events {
+            let mut event = ProgressEvent::new("wo", "r", kind.clone());
+            event.timestamp = Timestamp::from_millis(1_700_000_000_123);
+            steps.event(*slot, &event, *nanos);
+        }
+        let mut read = Vec::new();
+        steps.read(|slot, at, metadata, event| {
+            assert_eq!(at, 1_700_000_000_123_000_000);
+            assert!(metadata.is_none());
+            read.push(format!("{slot} {event:?}"));
+        });
+        read
+    }
+
+    #[test]
+    fn every_code_and_number_reads_back_as_written() {
+        let mut events = Vec::new();
+        let mut expected = Vec::new();
+        for &strategy in Strategy::ALL {
+            let task_spec = TaskSpec::new("goal", strategy, u32::MAX);
+            events.push((u32::MAX, EventKind::RunStarted { task_spec }, None));
+            expected.push(format!(
+                "{} RunStarted {{ strategy: {strategy:?}, max_iterations: {}, goal: \"goal\" }}",
+                u32::MAX,
+                u32::MAX
+            ));
+        }
+        for &result in RunOutcome::ALL {
+            for &engine_result in RunResult::ALL {
+                let kind = EventKind::RunCompleted {
+                    result,
+                    engine_result,
+                    iterations: 7,
+                    duration_ms: u64::MAX,
+                    metrics: Box::new(ExecutionMetrics::default()),
+                };
+                events.push((3, kind, None));
+                expected.push(format!(
+                    "3 RunCompleted {{ result: {result:?}, engine_result: {engine_result:?}, \
+                     iterations: 7, duration_ms: {} }}",
+                    u64::MAX
+                ));
+            }
+        }
+        for &phase in Phase::ALL {
+            let kind = EventKind::PhaseCompleted {
+                iteration: u32::MAX,
+                phase,
+                success: false,
+                duration_ms: 12,
+            };
+            // Measured, then not.
+            events.push((1, kind.clone(), Some(12_345_678)));
+            events.push((1, kind, None));
+            for exact in [12_345_678, 12_000_000] {
+                expected.push(format!(
+                    "1 PhaseCompleted {{ iteration: {}, phase: {phase:?}, success: false, \
+                     duration_ms: 12, exact: {exact} }}",
+                    u32::MAX
+                ));
+            }
+        }
+        let gate = EventKind::GateChecked {
+            iteration: 2,
+            gate: "lint".into(),
+            passed: true,
+            duration_ms: Some(0),
+        };
+        events.push((0, gate, None));
+        expected.push(
+            "0 GateChecked { iteration: 2, gate: \"lint\", passed: true, duration_ms: Some(0) }"
+                .to_owned(),
+        );
+        let delivered = EventKind::DeliveryCompleted {
+            success: false,
+            pr_url: None,
+            ci_status: Some("red".into()),
+        };
+        events.push((0, delivered, None));
+        expected.push(
+            "0 DeliveryCompleted { success: false, pr_url: None, ci_status: Some(\"red\") }"
+                .to_owned(),
+        );
+        assert_eq!(round_trip(&events), expected);
+    }
+
+    #[test]
+    fn a_time_past_what_a_step_holds_is_clamped() {
+        let mut steps = Steps::with_capacity(1);
+        steps.finish(u64::MAX);
+        let mut at = 0;
+        steps.read(|_, t, _, _| at = t);
+        assert_eq!(at, (u64::MAX >> AT_SHIFT).saturating_mul(1_000_000));
     }
 }

@@ -86,6 +86,12 @@ impl Pipe {
     /// The spans of every batch handed over so far.
     pub(crate) fn spans(&mut self) -> Vec<SpanData> {
         self.feed.flush();
+        self.take()
+    }
+
+    /// The spans of the batches in the queue, as an exporter thread that
+    /// takes each at once would make them; the batch being filled stays.
+    pub(crate) fn take(&mut self) -> Vec<SpanData> {
         let mut spans = Vec::new();
         for steps in self.queue.try_iter() {
             self.queued.fetch_sub(steps.steps.len(), Ordering::Relaxed);

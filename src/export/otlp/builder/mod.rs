@@ -12,6 +12,11 @@
 //! below the root follow from it and what the span is
 //! ([`SpanId::child`]), as the guards' log contexts derive them.
 //!
+//! A run's delivery events after its end (an engine may deliver a run's
+//! pull request after the run) make a delivery span under the root
+//! already made: the builder keeps the trace and root of an ended run
+//! until its slot takes another run.
+//!
 //! Which spans each event ends is also what the drain thread counts when
 //! it drops steps ([`Nesting`](super::feed::Nesting)): the two must agree,
 //! and a test holds them to it.
@@ -36,8 +41,7 @@ struct OpenPhase {
 /// spans.
 #[derive(Debug)]
 struct OpenRun {
-    trace_id: TraceId,
-    root: SpanId,
+    ids: RunIds,
     start_ns: u64,
     info: RunInfo,
     /// The caller's span the run nests in, when it joined a trace.
@@ -54,6 +58,87 @@ struct OpenRun {
     /// of no open iteration).
     iteration_gates: Vec<GateEvent>,
     root_gates: Vec<GateEvent>,
+}
+
+/// A run's trace and root span: what its spans' ids follow from.
+#[derive(Clone, Copy, Debug)]
+struct RunIds {
+    trace_id: TraceId,
+    root: SpanId,
+}
+
+impl RunIds {
+    fn push(self, out: &mut Vec<SpanData>, span: Ended) {
+        out.push(SpanData {
+            trace_id: self.trace_id,
+            span_id: span.span_id,
+            parent: span.parent,
+            start_ns: span.start_ns,
+            end_ns: span.end_ns.max(span.start_ns),
+            what: span.what,
+            gates: span.gates,
+            metadata: span.metadata,
+            status: span.status,
+            unfinished: span.unfinished,
+        });
+    }
+
+    /// Ends the delivery span started at `start` at `end`; `success` and
+    /// what it delivered when its own end came.
+    fn end_delivery(
+        self,
+        (start, end): (u64, u64),
+        success: Option<bool>,
+        (pr_url, ci_status): (Option<&str>, Option<&str>),
+        metadata: Option<&Arc<Metadata>>,
+        out: &mut Vec<SpanData>,
+    ) {
+        let span = Ended {
+            span_id: self.root.child(0, SpanId::DELIVERY_SLOT),
+            parent: Some(self.root),
+            start_ns: start,
+            end_ns: end,
+            what: What::Delivery {
+                success,
+                pr_url: pr_url.map(str::to_owned),
+                ci_status: ci_status.map(str::to_owned),
+            },
+            gates: Vec::new(),
+            metadata: metadata.cloned(),
+            status: Status::Unset,
+            unfinished: success.is_none(),
+        };
+        self.push(out, span);
+    }
+
+    /// A delivery event (of a run open or ended): the delivery open
+    /// (`open`, its start) ends at it.
+    fn delivery(
+        self,
+        open: &mut Option<u64>,
+        event: &Event<'_>,
+        at: u64,
+        metadata: Option<&Arc<Metadata>>,
+        out: &mut Vec<SpanData>,
+    ) {
+        match *event {
+            Event::DeliveryStarted => {
+                if let Some(start) = open.replace(at) {
+                    self.end_delivery((start, at), None, (None, None), None, out);
+                }
+            }
+            Event::DeliveryCompleted {
+                success,
+                pr_url,
+                ci_status,
+            } => {
+                let start = open.take().unwrap_or(at);
+                let texts = (pr_url, ci_status);
+                self.end_delivery((start, at), Some(success), texts, metadata, out);
+            }
+            _ => {}
+        }
+    }
 }
 
 /// A span of a run ended.
@@ -78,10 +163,12 @@ impl OpenRun {
         at: u64,
     ) -> OpenRun {
         OpenRun {
-            trace_id: head.trace_id,
-            // The handle's root span when it chose this trace; otherwise
-            // (the `&str` API, `emit`, a replay) a new one.
-            root: head.root.map_or_else(SpanId::random, |(root, _)| root),
+            ids: RunIds {
+                trace_id: head.trace_id,
+                // The handle's root span when it chose this trace;
+                // otherwise (the `&str` API, `emit`, a replay) a new one.
+                root: head.root.map_or_else(SpanId::random, |(root, _)| root),
+            },
             parent: head.root.and_then(|(_, parent)| parent),
             start_ns: at,
             info: RunInfo {
@@ -100,21 +187,6 @@ impl OpenRun {
         }
     }
 
-    fn push(&self, out: &mut Vec<SpanData>, span: Ended) {
-        out.push(SpanData {
-            trace_id: self.trace_id,
-            span_id: span.span_id,
-            parent: span.parent,
-            start_ns: span.start_ns,
-            end_ns: span.end_ns.max(span.start_ns),
-            what: span.what,
-            gates: span.gates,
-            metadata: span.metadata,
-            status: span.status,
-            unfinished: span.unfinished,
-        });
-    }
-
     /// Ends the open iteration `(iteration, start)` at `end`, with its gate
     /// checks; `success` when its own end came.
     fn end_iteration(
@@ -126,8 +198,8 @@ impl OpenRun {
         out: &mut Vec<SpanData>,
     ) {
         let span = Ended {
-            span_id: self.root.child(iteration, 0),
-            parent: Some(self.root),
+            span_id: self.ids.root.child(iteration, 0),
+            parent: Some(self.ids.root),
             start_ns: start,
             end_ns: end,
             what: What::Iteration { iteration, success },
@@ -136,7 +208,7 @@ impl OpenRun {
             status: Status::Unset,
             unfinished: success.is_none(),
         };
-        self.push(out, span);
+        self.ids.push(out, span);
     }
 
     /// Ends the phase span `open` at `end`: `(success, duration_ms)` when
@@ -153,16 +225,16 @@ impl OpenRun {
             iteration, phase, ..
         } = open;
         let parent = if open.in_iteration {
-            self.root.child(iteration, 0)
+            self.ids.root.child(iteration, 0)
         } else {
-            self.root
+            self.ids.root
         };
         let status = match end {
             Some((false, _)) => Status::Error(format!("{} failed", phase_name(phase))),
             _ => Status::Unset,
         };
         let span = Ended {
-            span_id: self.root.phase_child(iteration, phase),
+            span_id: self.ids.root.phase_child(iteration, phase),
             parent: Some(parent),
             start_ns: open.start_ns,
             end_ns,
@@ -176,35 +248,7 @@ impl OpenRun {
             status,
             unfinished: end.is_none(),
         };
-        self.push(out, span);
-    }
-
-    /// Ends the delivery span started at `start` at `end`; `success` and
-    /// what it delivered when its own end came.
-    fn end_delivery(
-        &mut self,
-        (start, end): (u64, u64),
-        success: Option<bool>,
-        (pr_url, ci_status): (Option<&str>, Option<&str>),
-        metadata: Option<&Arc<Metadata>>,
-        out: &mut Vec<SpanData>,
-    ) {
-        let span = Ended {
-            span_id: self.root.child(0, SpanId::DELIVERY_SLOT),
-            parent: Some(self.root),
-            start_ns: start,
-            end_ns: end,
-            what: What::Delivery {
-                success,
-                pr_url: pr_url.map(str::to_owned),
-                ci_status: ci_status.map(str::to_owned),
-            },
-            gates: Vec::new(),
-            metadata: metadata.cloned(),
-            status: Status::Unset,
-            unfinished: success.is_none(),
-        };
-        self.push(out, span);
+        self.ids.push(out, span);
     }
 
     /// Whether a phase of `iteration` nests in the open iteration's span.
@@ -307,19 +351,12 @@ impl OpenRun {
                 }
             }
             Event::DeliveryStarted => {
-                if let Some(start) = self.delivery.take() {
-                    self.end_delivery((start, at), None, (None, None), None, out);
-                }
-                self.delivery = Some(at);
+                self.ids
+                    .delivery(&mut self.delivery, &event, at, metadata, out);
             }
-            Event::DeliveryCompleted {
-                success,
-                pr_url,
-                ci_status,
-            } => {
-                let start = self.delivery.take().unwrap_or(at);
-                let texts = (pr_url, ci_status);
-                self.end_delivery((start, at), Some(success), texts, metadata, out);
+            Event::DeliveryCompleted { pr_url, .. } => {
+                self.ids
+                    .delivery(&mut self.delivery, &event, at, metadata, out);
                 if let Some(url) = pr_url {
                     self.info.pr_url = Some(url.to_owned());
                 }
@@ -353,8 +390,9 @@ impl OpenRun {
     }
 
     /// Ends every open span and the root at `at`; every one of them
-    /// `unfinished` when the run's own end did not come.
-    fn end_at(mut self, at: u64, unfinished: bool, out: &mut Vec<SpanData>) {
+    /// `unfinished` when the run's own end did not come. Returns the
+    /// run's ids, for a delivery after its end.
+    fn end_at(mut self, at: u64, unfinished: bool, out: &mut Vec<SpanData>) -> RunIds {
         if let Some(open) = self.phase.take() {
             self.end_phase(open, at, None, None, out);
         }
@@ -362,7 +400,8 @@ impl OpenRun {
             self.end_iteration(open, at, None, None, out);
         }
         if let Some(start) = self.delivery.take() {
-            self.end_delivery((start, at), None, (None, None), None, out);
+            self.ids
+                .end_delivery((start, at), None, (None, None), None, out);
         }
         let outcome = self.info.outcome;
         let engine_result = self.info.engine_result;
@@ -385,7 +424,7 @@ impl OpenRun {
         };
         self.info.error_type = error_type;
         let span = Ended {
-            span_id: self.root,
+            span_id: self.ids.root,
             parent: self.parent,
             start_ns: self.start_ns,
             end_ns: at,
@@ -395,16 +434,42 @@ impl OpenRun {
             unfinished,
             what: What::Run(Box::new(std::mem::take(&mut self.info))),
         };
-        self.push(out, span);
+        self.ids.push(out, span);
+        self.ids
+    }
+}
+
+/// What the builder keeps of a run in its slot.
+#[derive(Debug)]
+enum Run {
+    /// Boxed: the slots stay small.
+    Open(Box<OpenRun>),
+    /// Its root is made; its delivery may still come, and start (its
+    /// start when open).
+    Ended(RunIds, Option<u64>),
+}
+
+impl Run {
+    /// Ends what is open of it at `at`, unfinished: its slot takes
+    /// another run, or the pipeline stops.
+    fn let_go(self, at: u64, out: &mut Vec<SpanData>) {
+        match self {
+            Run::Open(run) => {
+                run.end_at(at, true, out);
+            }
+            Run::Ended(ids, Some(start)) => {
+                ids.end_delivery((start, at), None, (None, None), None, out);
+            }
+            Run::Ended(_, None) => {}
+        }
     }
 }
 
 /// The exporter thread's span builder.
 #[derive(Debug, Default)]
 pub(crate) struct SpanBuilder {
-    /// Per tracker slot, the run open there: boxed, so that the slots
-    /// stay small.
-    slots: Vec<Option<Box<OpenRun>>>,
+    /// Per tracker slot, the run there.
+    slots: Vec<Option<Run>>,
 }
 
 impl SpanBuilder {
@@ -412,17 +477,24 @@ impl SpanBuilder {
         SpanBuilder::default()
     }
 
-    /// How many runs it follows.
+    /// How many runs it follows, open or ended.
+    #[cfg(test)]
+    pub(crate) fn runs(&self) -> usize {
+        self.slots.iter().flatten().count()
+    }
+
+    /// How many open runs it follows.
     #[cfg(test)]
     pub(crate) fn open_runs(&self) -> usize {
-        self.slots.iter().flatten().count()
+        let open = |run: &&Run| matches!(run, Run::Open(_) | Run::Ended(_, Some(_)));
+        self.slots.iter().flatten().filter(open).count()
     }
 
     /// Reads a batch of steps; the spans they end go to `out`.
     pub(crate) fn read(&mut self, steps: &Steps, out: &mut Vec<SpanData>) {
         for &index in &steps.discards {
             // Some of this run's steps were dropped: none of its spans
-            // is made (the drain thread counted them dropped).
+            // is made from here on (the drain thread counted them dropped).
             if let Some(slot) = self.slots.get_mut(index as usize) {
                 *slot = None;
             }
@@ -450,17 +522,17 @@ impl SpanBuilder {
                     self.slots.resize_with(index + 1, || None);
                 }
                 let run = OpenRun::open(head, work_order_id, run_id, correlation_id, at);
-                if let Some(gone) = self.slots[index].replace(Box::new(run)) {
+                if let Some(gone) = self.slots[index].replace(Run::Open(Box::new(run))) {
                     // The tracker let that run go (evicted it to make
                     // room) and gave its slot to this one.
-                    gone.end_at(at, true, out);
+                    gone.let_go(at, out);
                 }
             }
             // The runs still open at shutdown are exported as they stand,
             // every span of theirs marked unfinished.
             Event::Finish => {
                 for run in self.slots.iter_mut().filter_map(Option::take) {
-                    run.end_at(at, true, out);
+                    run.let_go(at, out);
                 }
             }
             event => {
@@ -468,16 +540,23 @@ impl SpanBuilder {
                 let Some(entry) = self.slots.get_mut(index) else {
                     return;
                 };
-                let Some(run) = entry else {
-                    return;
-                };
-                if run.apply(event, at, metadata, out)
-                    && let Some(mut ended) = entry.take()
-                {
-                    if let Some(metadata) = metadata {
-                        ended.metadata = Some(Arc::clone(metadata));
+                match entry {
+                    Some(Run::Open(run)) => {
+                        if run.apply(event, at, metadata, out)
+                            && let Some(Run::Open(mut ended)) = entry.take()
+                        {
+                            if let Some(metadata) = metadata {
+                                ended.metadata = Some(Arc::clone(metadata));
+                            }
+                            let ids = ended.end_at(at, false, out);
+                            *entry = Some(Run::Ended(ids, None));
+                        }
                     }
-                    ended.end_at(at, false, out);
+                    // Only its delivery events come after its end.
+                    Some(Run::Ended(ids, delivery)) => {
+                        ids.delivery(delivery, &event, at, metadata, out);
+                    }
+                    None => {}
                 }
             }
         }

@@ -5,7 +5,10 @@
 //! A run is found by the tracker's slot for it (no hashing of its id); a
 //! slot whose generation changed means the tracker let the run go, and
 //! the exporter thread ends its spans, unfinished, at the next run's first
-//! step. Events of a run after its end are ignored: its trace has one root.
+//! step. After a run's end only its delivery events count (an engine may
+//! deliver a run's pull request after the run): they make a delivery span
+//! under the root already sent. Other late events are ignored, as the
+//! tracker ignores them: a trace has one root.
 //!
 //! # Exact drops
 //!
@@ -15,7 +18,8 @@
 //! the exporter thread's builder does. The runs it touched lose the rest
 //! of their steps too (counted the same way), and the exporter thread
 //! forgets what it held of them: a run with a gap would make spans from
-//! half its events.
+//! half its events. The spans it ended before the gap were sent already:
+//! a trace backend shows them without their root.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -78,7 +82,12 @@ impl Nesting {
 
     /// The spans open: the root and its open children.
     pub(crate) fn open(&self) -> u64 {
-        1 + u64::from(self.iteration.is_some())
+        1 + self.children()
+    }
+
+    /// The root's open children.
+    pub(crate) fn children(&self) -> u64 {
+        u64::from(self.iteration.is_some())
             + u64::from(self.phase.is_some())
             + u64::from(self.delivery)
     }
@@ -90,9 +99,8 @@ enum State {
     #[default]
     Empty,
     Open,
-    /// Open, but its steps are dropped (counted): some were.
-    Lost,
-    /// Its end came: later events of it are ignored.
+    /// Its end came: only its delivery events count (see the module's
+    /// comment).
     Ended,
 }
 
@@ -100,9 +108,22 @@ enum State {
 struct Slot {
     generation: u32,
     state: State,
+    /// Some of its steps were dropped: the rest are counted, not sent.
+    lost: bool,
     /// A discard of this slot waits to cross.
     discard: bool,
     nesting: Nesting,
+}
+
+impl Slot {
+    /// The spans of its run the builder has yet to end.
+    fn unended(&self) -> u64 {
+        match self.state {
+            State::Empty => 0,
+            State::Open => self.nesting.open(),
+            State::Ended => self.nesting.children(),
+        }
+    }
 }
 
 /// The drain thread's ends of the queue to the exporter thread.
@@ -132,9 +153,10 @@ pub(crate) struct TraceFeed {
     /// store waited for its line to come back from that core).
     steps: Steps,
     hand_off: HandOff,
-    /// Steps a batch holds before it is handed over: [`BATCH`], or the
-    /// whole queue when that is smaller, so that a small queue is not
-    /// always found full by a batch larger than it.
+    /// Steps a batch holds before it is handed over: [`BATCH`], or half
+    /// the queue when that is smaller. A run's first event adds two
+    /// steps, so a batch may hold one more; with room for two, a small
+    /// queue is not found full by every batch.
     batch: usize,
     /// Batches were handed over since the doorbell last rang.
     unrung: bool,
@@ -147,23 +169,23 @@ impl TraceFeed {
             slots: Vec::new(),
             discards: Vec::new(),
             steps: Steps::with_capacity(BATCH),
-            batch: BATCH.min(hand_off.capacity).max(1),
+            batch: BATCH.min(hand_off.capacity / 2).max(1),
             hand_off,
             unrung: false,
             counters,
         }
     }
 
-    /// A new run in `slot`: the one there, if open, was let go by the
-    /// tracker, and the exporter thread ends its spans at this step.
+    /// A new run in `slot`: the one there was let go by the tracker, and
+    /// the exporter thread ends what is open of it at this step.
     #[inline(never)]
     fn open(&mut self, index: usize, generation: u32, event: &ProgressEvent, info: &EventInfo) {
         let slot = &mut self.slots[index];
-        let gone = slot.nesting.open();
-        match slot.state {
-            State::Open => self.steps.closes += gone,
-            State::Lost => self.counters.dropped(DropReason::QueueFull, gone),
-            State::Empty | State::Ended => {}
+        let gone = slot.unended();
+        if slot.lost {
+            self.counters.dropped(DropReason::QueueFull, gone);
+        } else {
+            self.steps.closes += gone;
         }
         // Set by the tracker on every event of a run it keeps.
         let trace_id = event.trace_id.unwrap_or_else(TraceId::random);
@@ -178,6 +200,7 @@ impl TraceFeed {
         *slot = Slot {
             generation,
             state: State::Open,
+            lost: false,
             discard: slot.discard,
             nesting: Nesting::default(),
         };
@@ -254,14 +277,14 @@ impl TraceFeed {
         self.counters
             .dropped(DropReason::QueueFull, self.steps.closes);
         for step in &self.steps.steps {
-            if step.what() == What::Finish {
+            if step.what() == Some(What::Finish) {
                 continue;
             }
             let Some(slot) = self.slots.get_mut(step.slot() as usize) else {
                 continue;
             };
-            if slot.state == State::Open {
-                slot.state = State::Lost;
+            if slot.state != State::Empty {
+                slot.lost = true;
             }
             if !slot.discard {
                 slot.discard = true;
@@ -291,22 +314,25 @@ impl TraceFeed {
         let slot = &self.slots[index];
         if slot.generation != at.generation || slot.state == State::Empty {
             self.open(index, at.generation, event, info);
-        } else if slot.state == State::Ended {
+        } else if slot.state == State::Ended
+            && !matches!(
+                event.kind,
+                EventKind::DeliveryStarted | EventKind::DeliveryCompleted { .. }
+            )
+        {
             return;
         }
         let slot = &mut self.slots[index];
         let closes = slot.nesting.step(&event.kind);
-        let ends = matches!(
+        if matches!(
             event.kind,
             EventKind::RunCompleted { .. }
                 | EventKind::RunCanceled { .. }
                 | EventKind::RunFailed { .. }
-        );
-        let lost = slot.state == State::Lost;
-        if ends {
+        ) {
             slot.state = State::Ended;
         }
-        if lost {
+        if slot.lost {
             self.counters.dropped(DropReason::QueueFull, closes);
             return;
         }
@@ -331,6 +357,7 @@ impl Sink for TraceFeed {
             Some(slot)
                 if slot.generation == at.generation
                     && slot.state == State::Open
+                    && !slot.lost
                     && event.metadata.is_none() =>
             {
                 slot
@@ -376,14 +403,14 @@ impl Sink for TraceFeed {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         for slot in &mut self.slots {
-            match slot.state {
-                State::Open => self.steps.closes += slot.nesting.open(),
-                State::Lost => self
-                    .counters
-                    .dropped(DropReason::QueueFull, slot.nesting.open()),
-                State::Empty | State::Ended => continue,
+            let unended = slot.unended();
+            if slot.lost && unended > 0 {
+                self.counters.dropped(DropReason::QueueFull, unended);
+            } else {
+                self.steps.closes += unended;
             }
             slot.state = State::Ended;
+            slot.nesting = Nesting::default();
         }
         self.steps.finish(now);
     }
