@@ -57,8 +57,11 @@ pub(crate) const DEFAULT_WORKERS: usize = 4;
 /// The listen backlog (std's `TcpListener::bind` asks for 128; Linux caps
 /// the request at `net.core.somaxconn`, 4096 by default since 5.4). A burst
 /// of connections beyond the backlog sees its SYNs dropped and retried a
-/// second later.
-const LISTEN_BACKLOG: i32 = 1024;
+/// second later: with 1024, a health probe that came during a flood of
+/// 2,000 connections waited that second. The kernel holds a waiting
+/// connection without a file descriptor, so asking for as many as Linux
+/// allows by default costs the process nothing.
+const LISTEN_BACKLOG: i32 = 4096;
 /// How long the accept thread pauses after an error such as EMFILE.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(20);
 
