@@ -39,7 +39,7 @@ pub(crate) trait Target: Send + 'static {
 
     /// Waits between deliveries, until `until`, or until `finish` brings
     /// the final delivery's deadline (returned). A target fed between
-    /// deliveries (OTLP's spans) takes what it is fed meanwhile.
+    /// deliveries (OTLP's steps) takes what it is fed meanwhile.
     fn idle(&mut self, until: Instant, finish: &Receiver<Instant>) -> Idle {
         idle(until, finish)
     }

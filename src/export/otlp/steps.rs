@@ -11,47 +11,42 @@
 use std::sync::Arc;
 
 use crate::event::{
-    EventKind, Metadata, Phase, ProgressEvent, RunOutcome, RunResult, SpanId, Strategy, TraceId,
+    EventKind, EventType, Metadata, Phase, ProgressEvent, RunOutcome, RunResult, SpanId, Strategy,
+    TraceId,
 };
 
-/// What a step is.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[repr(u8)]
+/// What a step is: an event of a run (by its type), or one of the two
+/// steps that stand for no event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum What {
+    Event(EventType),
     /// A run's first step: its ids and trace are the next [`Head`].
-    #[default]
     Open,
-    RunStarted,
-    IterationStarted,
-    IterationCompleted,
-    PhaseStarted,
-    PhaseCompleted,
-    GateChecked,
-    DeliveryStarted,
-    DeliveryCompleted,
-    RunCompleted,
-    RunCanceled,
-    RunFailed,
     /// Every open run ends here, unfinished: the pipeline stops.
     Finish,
 }
 
+/// The codes of [`What::Open`] and [`What::Finish`], after those of the
+/// event types ([`EventType::index`]).
+const OPEN: u64 = EventType::COUNT as u64;
+const FINISH: u64 = OPEN + 1;
+
 impl What {
-    const ALL: [What; 13] = [
-        What::Open,
-        What::RunStarted,
-        What::IterationStarted,
-        What::IterationCompleted,
-        What::PhaseStarted,
-        What::PhaseCompleted,
-        What::GateChecked,
-        What::DeliveryStarted,
-        What::DeliveryCompleted,
-        What::RunCompleted,
-        What::RunCanceled,
-        What::RunFailed,
-        What::Finish,
-    ];
+    fn code(self) -> u64 {
+        match self {
+            What::Event(ty) => ty.index() as u64,
+            What::Open => OPEN,
+            What::Finish => FINISH,
+        }
+    }
+
+    fn of_code(code: u64) -> Option<What> {
+        match code {
+            OPEN => Some(What::Open),
+            FINISH => Some(What::Finish),
+            code => EventType::ALL.get(code as usize).copied().map(What::Event),
+        }
+    }
 }
 
 /// `success` or `passed`.
@@ -84,7 +79,7 @@ pub(crate) struct Step {
 
 const _: () = assert!(std::mem::size_of::<Step>() == 24);
 // Every code fits its bits.
-const _: () = assert!(What::ALL.len() <= 1 << WHAT_BITS);
+const _: () = assert!(FINISH < 1 << WHAT_BITS);
 const _: () = assert!(Phase::ALL.len() <= 8 && Strategy::ALL.len() <= 8);
 const _: () = assert!(RunOutcome::ALL.len() <= 8 && RunResult::ALL.len() <= 16);
 
@@ -102,7 +97,7 @@ impl Step {
     fn new(what: What, slot: u32, at_ms: u64) -> Step {
         Step {
             ids: u64::from(slot),
-            head: at_ms.min(u64::MAX >> AT_SHIFT) << AT_SHIFT | what as u64,
+            head: at_ms.min(u64::MAX >> AT_SHIFT) << AT_SHIFT | what.code(),
             value: 0,
         }
     }
@@ -138,6 +133,64 @@ impl Step {
         Step { value, ..self }
     }
 
+    /// The step of an event without strings (the drain thread's short
+    /// path); `None` for the others. A `phase_completed` keeps its
+    /// measured duration in nanoseconds when its milliseconds are those
+    /// cut down, the event's milliseconds otherwise.
+    #[inline]
+    pub(crate) fn plain(
+        slot: u32,
+        at_ms: u64,
+        kind: &EventKind,
+        nanos: Option<u64>,
+    ) -> Option<Step> {
+        Some(match *kind {
+            EventKind::PhaseStarted { iteration, phase } => {
+                Step::new(What::Event(EventType::PhaseStarted), slot, at_ms)
+                    .number(iteration)
+                    .code(phase.index(), 0)
+            }
+            EventKind::PhaseCompleted {
+                iteration,
+                phase,
+                success,
+                duration_ms,
+            } => {
+                let step = Step::new(What::Event(EventType::PhaseCompleted), slot, at_ms)
+                    .number(iteration)
+                    .code(phase.index(), 0);
+                match nanos {
+                    Some(nanos) if nanos / 1_000_000 == duration_ms => {
+                        step.flags(flag(success, SUCCESS) | EXACT).value(nanos)
+                    }
+                    _ => step.flags(flag(success, SUCCESS)).value(duration_ms),
+                }
+            }
+            EventKind::IterationStarted { iteration, .. } => {
+                Step::new(What::Event(EventType::IterationStarted), slot, at_ms).number(iteration)
+            }
+            EventKind::IterationCompleted {
+                iteration, success, ..
+            } => Step::new(What::Event(EventType::IterationCompleted), slot, at_ms)
+                .number(iteration)
+                .flags(flag(success, SUCCESS)),
+            EventKind::DeliveryStarted => {
+                Step::new(What::Event(EventType::DeliveryStarted), slot, at_ms)
+            }
+            EventKind::RunCompleted {
+                result,
+                engine_result,
+                iterations,
+                duration_ms,
+                ..
+            } => Step::new(What::Event(EventType::RunCompleted), slot, at_ms)
+                .code(result as usize, engine_result as usize)
+                .number(iterations)
+                .value(duration_ms),
+            _ => return None,
+        })
+    }
+
     /// The tracker's slot for the run.
     pub(crate) fn slot(&self) -> u32 {
         self.ids as u32
@@ -149,9 +202,7 @@ impl Step {
 
     /// What it is; `None` for a code no step is written with.
     pub(crate) fn what(&self) -> Option<What> {
-        What::ALL
-            .get((self.head & ((1 << WHAT_BITS) - 1)) as usize)
-            .copied()
+        What::of_code(self.head & ((1 << WHAT_BITS) - 1))
     }
 
     fn get_flags(&self) -> u8 {
@@ -336,7 +387,7 @@ impl Steps {
         duration_ms: Option<u64>,
     ) -> Step {
         self.text(gate);
-        Step::new(What::GateChecked, slot, at_ms)
+        Step::new(What::Event(EventType::GateChecked), slot, at_ms)
             .number(iteration)
             .flags(flag(passed, SUCCESS) | flag(duration_ms.is_some(), TIMED))
             .value(duration_ms.unwrap_or(0))
@@ -348,7 +399,7 @@ impl Steps {
         let step = match &event.kind {
             EventKind::RunStarted { task_spec } => {
                 self.text(&task_spec.goal);
-                Step::new(What::RunStarted, slot, at_ms)
+                Step::new(What::Event(EventType::RunStarted), slot, at_ms)
                     .code(task_spec.strategy as usize, 0)
                     .number(task_spec.max_iterations)
             }
@@ -366,7 +417,7 @@ impl Steps {
                 for s in [pr_url, ci_status].into_iter().flatten() {
                     self.text(s);
                 }
-                Step::new(What::DeliveryCompleted, slot, at_ms).flags(
+                Step::new(What::Event(EventType::DeliveryCompleted), slot, at_ms).flags(
                     flag(*success, SUCCESS)
                         | flag(pr_url.is_some(), PR_URL)
                         | flag(ci_status.is_some(), CI_STATUS),
@@ -374,11 +425,11 @@ impl Steps {
             }
             EventKind::RunCanceled { reason } => {
                 self.text(reason);
-                Step::new(What::RunCanceled, slot, at_ms)
+                Step::new(What::Event(EventType::RunCanceled), slot, at_ms)
             }
             EventKind::RunFailed { error } => {
                 self.text(error);
-                Step::new(What::RunFailed, slot, at_ms)
+                Step::new(What::Event(EventType::RunFailed), slot, at_ms)
             }
             EventKind::PhaseStarted { .. }
             | EventKind::PhaseCompleted { .. }
@@ -442,21 +493,23 @@ impl Steps {
                         correlation_id,
                     }
                 }
-                What::RunStarted => Event::RunStarted {
+                What::Event(EventType::RunStarted) => Event::RunStarted {
                     strategy: Strategy::ALL[code % Strategy::ALL.len()],
                     max_iterations: number,
                     goal: texts.next(),
                 },
-                What::IterationStarted => Event::IterationStarted { iteration: number },
-                What::IterationCompleted => Event::IterationCompleted {
+                What::Event(EventType::IterationStarted) => {
+                    Event::IterationStarted { iteration: number }
+                }
+                What::Event(EventType::IterationCompleted) => Event::IterationCompleted {
                     iteration: number,
                     success,
                 },
-                What::PhaseStarted => Event::PhaseStarted {
+                What::Event(EventType::PhaseStarted) => Event::PhaseStarted {
                     iteration: number,
                     phase: Phase::ALL[code % Phase::ALL.len()],
                 },
-                What::PhaseCompleted => Event::PhaseCompleted {
+                What::Event(EventType::PhaseCompleted) => Event::PhaseCompleted {
                     iteration: number,
                     phase: Phase::ALL[code % Phase::ALL.len()],
                     success,
@@ -471,28 +524,28 @@ impl Steps {
                         step.value.saturating_mul(1_000_000)
                     },
                 },
-                What::GateChecked => Event::GateChecked {
+                What::Event(EventType::GateChecked) => Event::GateChecked {
                     iteration: number,
                     gate: texts.next(),
                     passed: success,
                     duration_ms: (flags & TIMED != 0).then_some(step.value),
                 },
-                What::DeliveryStarted => Event::DeliveryStarted,
-                What::DeliveryCompleted => Event::DeliveryCompleted {
+                What::Event(EventType::DeliveryStarted) => Event::DeliveryStarted,
+                What::Event(EventType::DeliveryCompleted) => Event::DeliveryCompleted {
                     success,
                     pr_url: (flags & PR_URL != 0).then(|| texts.next()),
                     ci_status: (flags & CI_STATUS != 0).then(|| texts.next()),
                 },
-                What::RunCompleted => Event::RunCompleted {
+                What::Event(EventType::RunCompleted) => Event::RunCompleted {
                     result: RunOutcome::ALL[code % RunOutcome::ALL.len()],
                     engine_result: RunResult::ALL[step.get_code2() % RunResult::ALL.len()],
                     iterations: number,
                     duration_ms: step.value,
                 },
-                What::RunCanceled => Event::RunCanceled {
+                What::Event(EventType::RunCanceled) => Event::RunCanceled {
                     reason: texts.next(),
                 },
-                What::RunFailed => Event::RunFailed {
+                What::Event(EventType::RunFailed) => Event::RunFailed {
                     error: texts.next(),
                 },
                 What::Finish => Event::Finish,
@@ -514,64 +567,6 @@ impl Steps {
 
 fn flag(set: bool, flag: u8) -> u8 {
     if set { flag } else { 0 }
-}
-
-impl Step {
-    /// The step of an event without strings (the drain thread's short
-    /// path, with gate checks); `None` for the others. A `phase_completed` keeps its
-    /// measured duration in nanoseconds when its milliseconds are those
-    /// cut down, the event's milliseconds otherwise.
-    #[inline]
-    pub(crate) fn plain(
-        slot: u32,
-        at_ms: u64,
-        kind: &EventKind,
-        nanos: Option<u64>,
-    ) -> Option<Step> {
-        Some(match *kind {
-            EventKind::PhaseStarted { iteration, phase } => {
-                Step::new(What::PhaseStarted, slot, at_ms)
-                    .number(iteration)
-                    .code(phase.index(), 0)
-            }
-            EventKind::PhaseCompleted {
-                iteration,
-                phase,
-                success,
-                duration_ms,
-            } => {
-                let step = Step::new(What::PhaseCompleted, slot, at_ms)
-                    .number(iteration)
-                    .code(phase.index(), 0);
-                match nanos {
-                    Some(nanos) if nanos / 1_000_000 == duration_ms => {
-                        step.flags(flag(success, SUCCESS) | EXACT).value(nanos)
-                    }
-                    _ => step.flags(flag(success, SUCCESS)).value(duration_ms),
-                }
-            }
-            EventKind::IterationStarted { iteration, .. } => {
-                Step::new(What::IterationStarted, slot, at_ms).number(iteration)
-            }
-            EventKind::IterationCompleted {
-                iteration, success, ..
-            } => Step::new(What::IterationCompleted, slot, at_ms)
-                .number(iteration)
-                .flags(flag(success, SUCCESS)),
-            EventKind::DeliveryStarted => Step::new(What::DeliveryStarted, slot, at_ms),
-            EventKind::RunCompleted {
-                result,
-                engine_result,
-                iterations,
-                duration_ms,
-                ..
-            } => Step::new(What::RunCompleted, slot, at_ms)
-                .code(result as usize, engine_result as usize)
-                .number(iterations)
-                .value(duration_ms),
-            _ => return None,
-        })
-    }
 }
 
 /// The texts of a batch, in the order they were written.

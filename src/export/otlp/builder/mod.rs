@@ -68,7 +68,7 @@ struct RunIds {
 }
 
 impl RunIds {
-    fn push(self, out: &mut Vec<SpanData>, span: Ended) {
+    fn push(self, out: &mut Vec<SpanData>, span: EndedSpan) {
         out.push(SpanData {
             trace_id: self.trace_id,
             span_id: span.span_id,
@@ -93,7 +93,7 @@ impl RunIds {
         metadata: Option<&Arc<Metadata>>,
         out: &mut Vec<SpanData>,
     ) {
-        let span = Ended {
+        let span = EndedSpan {
             span_id: self.root.child(0, SpanId::DELIVERY_SLOT),
             parent: Some(self.root),
             start_ns: start,
@@ -142,7 +142,7 @@ impl RunIds {
 }
 
 /// A span of a run ended.
-struct Ended {
+struct EndedSpan {
     span_id: SpanId,
     parent: Option<SpanId>,
     start_ns: u64,
@@ -197,7 +197,7 @@ impl OpenRun {
         metadata: Option<&Arc<Metadata>>,
         out: &mut Vec<SpanData>,
     ) {
-        let span = Ended {
+        let span = EndedSpan {
             span_id: self.ids.root.child(iteration, 0),
             parent: Some(self.ids.root),
             start_ns: start,
@@ -233,7 +233,7 @@ impl OpenRun {
             Some((false, _)) => Status::Error(format!("{} failed", phase_name(phase))),
             _ => Status::Unset,
         };
-        let span = Ended {
+        let span = EndedSpan {
             span_id: self.ids.root.phase_child(iteration, phase),
             parent: Some(parent),
             start_ns: open.start_ns,
@@ -423,7 +423,7 @@ impl OpenRun {
             (None, _) => (Status::Unset, None),
         };
         self.info.error_type = error_type;
-        let span = Ended {
+        let span = EndedSpan {
             span_id: self.ids.root,
             parent: self.parent,
             start_ns: self.start_ns,
