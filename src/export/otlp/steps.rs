@@ -222,25 +222,26 @@ impl Step {
     }
 }
 
-/// A run's ids and trace, for its [`What::Open`] step.
-#[derive(Clone, Copy, Debug)]
+/// A run's ids and trace, for its [`What::Open`] step. Its ids cross as
+/// the event's own `Arc`s: a reference count each, where copies were a
+/// text each on the drain thread and an allocation each on the exporter
+/// thread.
+#[derive(Clone, Debug)]
 pub(crate) struct Head {
     pub(crate) trace_id: TraceId,
     /// The root span its handle chose, and the caller's span it nests in.
     pub(crate) root: Option<(SpanId, Option<SpanId>)>,
-    /// Whether its correlation id is a text of its own (after the work
-    /// order and run ids), not its run id.
-    pub(crate) correlation: bool,
+    pub(crate) work_order_id: Arc<str>,
+    pub(crate) run_id: Arc<str>,
+    /// Its correlation id, when not its run id.
+    pub(crate) correlation_id: Option<Arc<str>>,
 }
 
 /// A step as the exporter thread reads it.
 #[derive(Debug)]
 pub(crate) enum Event<'a> {
     Open {
-        head: Head,
-        work_order_id: &'a str,
-        run_id: &'a str,
-        correlation_id: Option<&'a str>,
+        head: &'a Head,
     },
     RunStarted {
         strategy: Strategy,
@@ -344,7 +345,7 @@ impl Steps {
         out.steps.extend_from_slice(&self.steps);
         out.discards.append(&mut self.discards);
         out.closes = self.closes;
-        out.heads.extend_from_slice(&self.heads);
+        out.heads.append(&mut self.heads);
         out.text.push_str(&self.text);
         out.text_ends.extend_from_slice(&self.text_ends);
         out.metadata.append(&mut self.metadata);
@@ -359,15 +360,9 @@ impl Steps {
     }
 
     /// A run's first step, before its event's.
-    pub(crate) fn open(&mut self, slot: u32, event: &ProgressEvent, head: Head) {
-        self.text(&event.work_order_id);
-        self.text(&event.run_id);
-        if head.correlation {
-            self.text(&event.correlation_id);
-        }
+    pub(crate) fn open(&mut self, slot: u32, at_ms: u64, head: Head) {
         self.heads.push(head);
-        self.steps
-            .push(Step::new(What::Open, slot, event.timestamp.as_millis()));
+        self.steps.push(Step::new(What::Open, slot, at_ms));
     }
 
     #[inline]
@@ -479,19 +474,11 @@ impl Steps {
             };
             let event = match what {
                 What::Open => {
-                    let Some(&head) = heads.next() else {
+                    let Some(head) = heads.next() else {
                         // Written with its step: unreachable.
                         continue;
                     };
-                    let work_order_id = texts.next();
-                    let run_id = texts.next();
-                    let correlation_id = head.correlation.then(|| texts.next());
-                    Event::Open {
-                        head,
-                        work_order_id,
-                        run_id,
-                        correlation_id,
-                    }
+                    Event::Open { head }
                 }
                 What::Event(EventType::RunStarted) => Event::RunStarted {
                     strategy: Strategy::ALL[code % Strategy::ALL.len()],

@@ -155,13 +155,7 @@ struct EndedSpan {
 }
 
 impl OpenRun {
-    fn open(
-        head: Head,
-        work_order_id: &str,
-        run_id: &str,
-        correlation_id: Option<&str>,
-        at: u64,
-    ) -> OpenRun {
+    fn open(head: &Head, at: u64) -> OpenRun {
         OpenRun {
             ids: RunIds {
                 trace_id: head.trace_id,
@@ -172,9 +166,9 @@ impl OpenRun {
             parent: head.root.and_then(|(_, parent)| parent),
             start_ns: at,
             info: RunInfo {
-                work_order_id: Arc::from(work_order_id),
-                run_id: Arc::from(run_id),
-                correlation_id: correlation_id.map(Arc::from),
+                work_order_id: head.work_order_id.clone(),
+                run_id: head.run_id.clone(),
+                correlation_id: head.correlation_id.clone(),
                 ..RunInfo::default()
             },
             message: None,
@@ -512,16 +506,11 @@ impl SpanBuilder {
     ) {
         let index = index as usize;
         match event {
-            Event::Open {
-                head,
-                work_order_id,
-                run_id,
-                correlation_id,
-            } => {
+            Event::Open { head } => {
                 if index >= self.slots.len() {
                     self.slots.resize_with(index + 1, || None);
                 }
-                let run = OpenRun::open(head, work_order_id, run_id, correlation_id, at);
+                let run = OpenRun::open(head, at);
                 if let Some(gone) = self.slots[index].replace(Run::Open(Box::new(run))) {
                     // The tracker let that run go (evicted it to make
                     // room) and gave its slot to this one.

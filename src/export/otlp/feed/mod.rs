@@ -195,8 +195,9 @@ impl TraceFeed {
             .trace
             .filter(|t| t.trace_id == trace_id)
             .map(|t| (t.root, t.parent));
-        let correlation = !(Arc::ptr_eq(&event.correlation_id, &event.run_id)
-            || event.correlation_id == event.run_id);
+        let correlation_id = (!(Arc::ptr_eq(&event.correlation_id, &event.run_id)
+            || event.correlation_id == event.run_id))
+            .then(|| event.correlation_id.clone());
         *slot = Slot {
             generation,
             state: State::Open,
@@ -207,9 +208,12 @@ impl TraceFeed {
         let head = Head {
             trace_id,
             root,
-            correlation,
+            work_order_id: event.work_order_id.clone(),
+            run_id: event.run_id.clone(),
+            correlation_id,
         };
-        self.steps.open(index as u32, event, head);
+        self.steps
+            .open(index as u32, event.timestamp.as_millis(), head);
     }
 
     /// Hands the batch to the exporter thread, or drops it whole (counted)
@@ -344,6 +348,34 @@ impl TraceFeed {
     }
 }
 
+impl TraceFeed {
+    #[inline]
+    fn push(&mut self, step: Step) {
+        self.steps.push(step);
+        if self.steps.steps.len() >= self.batch {
+            self.hand_off(false);
+        }
+    }
+
+    /// A gate check of an open run (its name kept), else [`event_slow`].
+    #[inline(never)]
+    fn gate_or_slow(&mut self, event: &ProgressEvent, info: &EventInfo, at: RunSlot, at_ms: u64) {
+        let EventKind::GateChecked {
+            iteration,
+            ref gate,
+            passed,
+            duration_ms,
+        } = event.kind
+        else {
+            return self.event_slow(event, info, at);
+        };
+        let step = self
+            .steps
+            .gate_step(at.index, at_ms, iteration, gate, passed, duration_ms);
+        self.push(step);
+    }
+}
+
 impl Sink for TraceFeed {
     /// Events without metadata and strings (but a gate's name) of a run
     /// already open (most events) take a short path: this function stays small, so that it
@@ -373,22 +405,13 @@ impl Sink for TraceFeed {
                 }
                 step
             }
-            None => match event.kind {
-                EventKind::GateChecked {
-                    iteration,
-                    ref gate,
-                    passed,
-                    duration_ms,
-                } => self
-                    .steps
-                    .gate_step(at.index, at_ms, iteration, gate, passed, duration_ms),
-                _ => return self.event_slow(event, info, at),
-            },
+            // Pushed out of line: a step coming back from a call would
+            // come through memory, and so would every other arm's (their
+            // step was then read back as a 16-byte load of three 8-byte
+            // stores, which no store forwarding serves: a stall an event).
+            None => return self.gate_or_slow(event, info, at, at_ms),
         };
-        self.steps.push(step);
-        if self.steps.steps.len() >= self.batch {
-            self.hand_off(false);
-        }
+        self.push(step);
     }
 
     fn flush(&mut self) {
