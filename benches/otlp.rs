@@ -6,7 +6,10 @@
 //! then timed from its release to its last event; a pause after it lets
 //! the exporter thread build and send its spans before the next burst.
 //!
-//! Run: `cargo bench --bench otlp`.
+//! Run: `cargo bench --bench otlp`. `OTLP_BENCH_ROUNDS=5` runs fewer
+//! bursts, for counting the drain threads' instructions under
+//! `valgrind --tool=callgrind --separate-threads=yes` (the gate's own
+//! spinning, `DrainGate::attach`'s closure, is then left out of each).
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -31,6 +34,13 @@ const RUNS: usize = 1000;
 const EVENTS_PER_RUN: usize = 14;
 /// Bursts per setup, alternating which setup goes first.
 const ROUNDS: usize = 400;
+
+fn rounds() -> usize {
+    std::env::var("OTLP_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(ROUNDS)
+}
 /// The pause after each burst.
 const SETTLE: Duration = Duration::from_millis(15);
 
@@ -185,7 +195,8 @@ fn drain_with_otlp(_: &mut Criterion) {
     ];
     let mut wall = vec![Vec::new(); 2];
     let mut cpu = vec![Vec::new(); 2];
-    for round in 0..ROUNDS {
+    let rounds = rounds();
+    for round in 0..rounds {
         let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
         for i in order {
             let (w, c) = burst(&pipelines[i], round);
@@ -200,14 +211,14 @@ fn drain_with_otlp(_: &mut Criterion) {
         ("wall time", &mut wall),
         ("drain-thread CPU time", &mut cpu),
     ] {
-        if times.iter().any(|t| t.len() != ROUNDS) {
+        if times.iter().any(|t| t.len() != rounds) {
             println!("drain with OTLP: no {label}");
             continue;
         }
         let medians: Vec<f64> = times.iter_mut().map(|t| median(t)).collect();
         for (p, m) in pipelines.iter().zip(&medians) {
             println!(
-                "drain with OTLP, medians of {ROUNDS} alternating bursts in {label}: {}: {:.0} ns/event ({:+.1} % against OTLP off)",
+                "drain with OTLP, medians of {rounds} alternating bursts in {label}: {}: {:.0} ns/event ({:+.1} % against OTLP off)",
                 p.name,
                 m / events * 1e9,
                 (m / medians[0] - 1.0) * 100.0
