@@ -10,7 +10,11 @@
 //! length is its `durationMs`. Status ERROR, with the message, is set on
 //! failed and canceled runs and on failed phases, nowhere else. Span ids
 //! below the root follow from it and what the span is
-//! ([`SpanId::child`]), as the guards' log contexts derive them.
+//! ([`SpanId::child`]), as the guards' log contexts derive them; a span
+//! that repeats one of its run (a phase run twice in an iteration, an
+//! iteration number used again, a delivery retried) gets a random id
+//! instead: ids are unique in a trace, and only log lines inside such a
+//! repeat name the first one's span.
 //!
 //! A run's delivery events after its end (an engine may deliver a run's
 //! pull request after the run) make a delivery span under the root
@@ -21,6 +25,7 @@
 //! it drops steps ([`Nesting`](super::feed::Nesting)): the two must agree,
 //! and a test holds them to it.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use super::spans::{GateEvent, RunInfo, SpanData, Status, What, phase_name};
@@ -33,8 +38,24 @@ struct OpenPhase {
     iteration: u32,
     phase: Phase,
     start_ns: u64,
-    /// Whether it nests in its iteration's span (open when it started).
-    in_iteration: bool,
+    span_id: SpanId,
+    /// Its iteration's span when that was open at its start, else the root.
+    parent: SpanId,
+}
+
+/// An open iteration span.
+#[derive(Clone, Copy, Debug)]
+struct OpenIteration {
+    iteration: u32,
+    start_ns: u64,
+    span_id: SpanId,
+}
+
+/// An open delivery span.
+#[derive(Clone, Copy, Debug)]
+struct OpenDelivery {
+    start_ns: u64,
+    span_id: SpanId,
 }
 
 /// One open run: what its root span learns from its events, and its open
@@ -49,11 +70,11 @@ struct OpenRun {
     /// Set on a canceled or failed run: its reason.
     message: Option<String>,
     metadata: Option<Arc<Metadata>>,
-    /// The open iteration: its number and start.
-    iteration: Option<(u32, u64)>,
+    iteration: Option<OpenIteration>,
     phase: Option<OpenPhase>,
-    /// The open delivery's start.
-    delivery: Option<u64>,
+    delivery: Option<OpenDelivery>,
+    /// The ids its spans below the root took, to keep them unique.
+    taken: HashSet<SpanId>,
     /// Gate checks of the open iteration, and of the run itself (those
     /// of no open iteration).
     iteration_gates: Vec<GateEvent>,
@@ -65,6 +86,19 @@ struct OpenRun {
 struct RunIds {
     trace_id: TraceId,
     root: SpanId,
+}
+
+/// The id of a span starting: `derived` unless a span of its run took it.
+fn fresh(taken: &mut HashSet<SpanId>, derived: SpanId) -> SpanId {
+    if taken.insert(derived) {
+        return derived;
+    }
+    loop {
+        let id = SpanId::random();
+        if taken.insert(id) {
+            return id;
+        }
+    }
 }
 
 impl RunIds {
@@ -83,20 +117,21 @@ impl RunIds {
         });
     }
 
-    /// Ends the delivery span started at `start` at `end`; `success` and
-    /// what it delivered when its own end came.
+    /// Ends the delivery span `open` at `end`; `success` and what it
+    /// delivered when its own end came.
     fn end_delivery(
         self,
-        (start, end): (u64, u64),
+        open: OpenDelivery,
+        end: u64,
         success: Option<bool>,
         (pr_url, ci_status): (Option<&str>, Option<&str>),
         metadata: Option<&Arc<Metadata>>,
         out: &mut Vec<SpanData>,
     ) {
         let span = EndedSpan {
-            span_id: self.root.child(0, SpanId::DELIVERY_SLOT),
+            span_id: open.span_id,
             parent: Some(self.root),
-            start_ns: start,
+            start_ns: open.start_ns,
             end_ns: end,
             what: What::Delivery {
                 success,
@@ -111,20 +146,24 @@ impl RunIds {
         self.push(out, span);
     }
 
-    /// A delivery event (of a run open or ended): the delivery open
-    /// (`open`, its start) ends at it.
+    /// A delivery event (of a run open or ended): the delivery `open`
+    /// ends at it; `taken`, the ids its run's spans took.
     fn delivery(
         self,
-        open: &mut Option<u64>,
+        (open, taken): (&mut Option<OpenDelivery>, &mut HashSet<SpanId>),
         event: &Event<'_>,
         at: u64,
         metadata: Option<&Arc<Metadata>>,
         out: &mut Vec<SpanData>,
     ) {
+        let mut start = |at| OpenDelivery {
+            start_ns: at,
+            span_id: fresh(taken, self.root.child(0, SpanId::DELIVERY_SLOT)),
+        };
         match *event {
             Event::DeliveryStarted => {
-                if let Some(start) = open.replace(at) {
-                    self.end_delivery((start, at), None, (None, None), None, out);
+                if let Some(open) = open.replace(start(at)) {
+                    self.end_delivery(open, at, None, (None, None), None, out);
                 }
             }
             Event::DeliveryCompleted {
@@ -132,9 +171,9 @@ impl RunIds {
                 pr_url,
                 ci_status,
             } => {
-                let start = open.take().unwrap_or(at);
+                let open = open.take().unwrap_or_else(|| start(at));
                 let texts = (pr_url, ci_status);
-                self.end_delivery((start, at), Some(success), texts, metadata, out);
+                self.end_delivery(open, at, Some(success), texts, metadata, out);
             }
             _ => {}
         }
@@ -176,25 +215,51 @@ impl OpenRun {
             iteration: None,
             phase: None,
             delivery: None,
+            taken: HashSet::new(),
             iteration_gates: Vec::new(),
             root_gates: Vec::new(),
         }
     }
 
-    /// Ends the open iteration `(iteration, start)` at `end`, with its gate
-    /// checks; `success` when its own end came.
+    /// An iteration span starting at `at`.
+    fn start_iteration(&mut self, iteration: u32, at: u64) -> OpenIteration {
+        OpenIteration {
+            iteration,
+            start_ns: at,
+            span_id: fresh(&mut self.taken, self.ids.root.child(iteration, 0)),
+        }
+    }
+
+    /// A phase span starting at `at`.
+    fn start_phase(&mut self, iteration: u32, phase: Phase, at: u64) -> OpenPhase {
+        let parent = match self.iteration {
+            Some(open) if open.iteration == iteration => open.span_id,
+            _ => self.ids.root,
+        };
+        OpenPhase {
+            iteration,
+            phase,
+            start_ns: at,
+            span_id: fresh(&mut self.taken, self.ids.root.phase_child(iteration, phase)),
+            parent,
+        }
+    }
+
+    /// Ends the iteration span `open` at `end`, with its gate checks;
+    /// `success` when its own end came.
     fn end_iteration(
         &mut self,
-        (iteration, start): (u32, u64),
+        open: OpenIteration,
         end: u64,
         success: Option<bool>,
         metadata: Option<&Arc<Metadata>>,
         out: &mut Vec<SpanData>,
     ) {
+        let iteration = open.iteration;
         let span = EndedSpan {
-            span_id: self.ids.root.child(iteration, 0),
+            span_id: open.span_id,
             parent: Some(self.ids.root),
-            start_ns: start,
+            start_ns: open.start_ns,
             end_ns: end,
             what: What::Iteration { iteration, success },
             gates: std::mem::take(&mut self.iteration_gates),
@@ -218,18 +283,13 @@ impl OpenRun {
         let OpenPhase {
             iteration, phase, ..
         } = open;
-        let parent = if open.in_iteration {
-            self.ids.root.child(iteration, 0)
-        } else {
-            self.ids.root
-        };
         let status = match end {
             Some((false, _)) => Status::Error(format!("{} failed", phase_name(phase))),
             _ => Status::Unset,
         };
         let span = EndedSpan {
-            span_id: self.ids.root.phase_child(iteration, phase),
-            parent: Some(parent),
+            span_id: open.span_id,
+            parent: Some(open.parent),
             start_ns: open.start_ns,
             end_ns,
             what: What::Phase {
@@ -245,9 +305,10 @@ impl OpenRun {
         self.ids.push(out, span);
     }
 
-    /// Whether a phase of `iteration` nests in the open iteration's span.
+    /// Whether a phase or gate check of `iteration` nests in the open
+    /// iteration's span.
     fn in_iteration(&self, iteration: u32) -> bool {
-        matches!(self.iteration, Some((i, _)) if i == iteration)
+        matches!(self.iteration, Some(open) if open.iteration == iteration)
     }
 
     /// Applies `event`; ended spans go to `out`. Returns whether the
@@ -273,30 +334,25 @@ impl OpenRun {
                 if let Some(open) = self.iteration.take() {
                     self.end_iteration(open, at, None, None, out);
                 }
-                self.iteration = Some((iteration, at));
+                self.iteration = Some(self.start_iteration(iteration, at));
             }
             Event::IterationCompleted { iteration, success } => {
-                let start = match self.iteration.take() {
-                    Some((i, start)) if i == iteration => start,
+                let open = match self.iteration.take() {
+                    Some(open) if open.iteration == iteration => open,
                     other => {
                         if let Some(open) = other {
                             self.end_iteration(open, at, None, None, out);
                         }
-                        at
+                        self.start_iteration(iteration, at)
                     }
                 };
-                self.end_iteration((iteration, start), at, Some(success), metadata, out);
+                self.end_iteration(open, at, Some(success), metadata, out);
             }
             Event::PhaseStarted { iteration, phase } => {
                 if let Some(open) = self.phase.take() {
                     self.end_phase(open, at, None, None, out);
                 }
-                self.phase = Some(OpenPhase {
-                    iteration,
-                    phase,
-                    start_ns: at,
-                    in_iteration: self.in_iteration(iteration),
-                });
+                self.phase = Some(self.start_phase(iteration, phase, at));
             }
             Event::PhaseCompleted {
                 iteration,
@@ -312,12 +368,7 @@ impl OpenRun {
                             self.end_phase(open, at, None, None, out);
                         }
                         // No start seen: the span ends at this event.
-                        OpenPhase {
-                            iteration,
-                            phase,
-                            start_ns: at.saturating_sub(exact),
-                            in_iteration: self.in_iteration(iteration),
-                        }
+                        self.start_phase(iteration, phase, at.saturating_sub(exact))
                     }
                 };
                 // The measured duration, not the difference of two
@@ -345,12 +396,12 @@ impl OpenRun {
                 }
             }
             Event::DeliveryStarted => {
-                self.ids
-                    .delivery(&mut self.delivery, &event, at, metadata, out);
+                let open = (&mut self.delivery, &mut self.taken);
+                self.ids.delivery(open, &event, at, metadata, out);
             }
             Event::DeliveryCompleted { pr_url, .. } => {
-                self.ids
-                    .delivery(&mut self.delivery, &event, at, metadata, out);
+                let open = (&mut self.delivery, &mut self.taken);
+                self.ids.delivery(open, &event, at, metadata, out);
                 if let Some(url) = pr_url {
                     self.info.pr_url = Some(url.to_owned());
                 }
@@ -384,18 +435,18 @@ impl OpenRun {
     }
 
     /// Ends every open span and the root at `at`; every one of them
-    /// `unfinished` when the run's own end did not come. Returns the
-    /// run's ids, for a delivery after its end.
-    fn end_at(mut self, at: u64, unfinished: bool, out: &mut Vec<SpanData>) -> RunIds {
+    /// `unfinished` when the run's own end did not come. Returns what a
+    /// delivery after its end needs.
+    fn end_at(mut self, at: u64, unfinished: bool, out: &mut Vec<SpanData>) -> EndedRun {
         if let Some(open) = self.phase.take() {
             self.end_phase(open, at, None, None, out);
         }
         if let Some(open) = self.iteration.take() {
             self.end_iteration(open, at, None, None, out);
         }
-        if let Some(start) = self.delivery.take() {
+        if let Some(open) = self.delivery.take() {
             self.ids
-                .end_delivery((start, at), None, (None, None), None, out);
+                .end_delivery(open, at, None, (None, None), None, out);
         }
         let outcome = self.info.outcome;
         let engine_result = self.info.engine_result;
@@ -429,8 +480,27 @@ impl OpenRun {
             what: What::Run(Box::new(std::mem::take(&mut self.info))),
         };
         self.ids.push(out, span);
-        self.ids
+        // Of the ids taken, only a delivery's can be taken again.
+        let delivery = self.ids.root.child(0, SpanId::DELIVERY_SLOT);
+        let mut taken = HashSet::new();
+        if self.taken.contains(&delivery) {
+            taken.insert(delivery);
+        }
+        EndedRun {
+            ids: self.ids,
+            delivery: None,
+            taken,
+        }
     }
+}
+
+/// A run whose root is made: its delivery may still come.
+#[derive(Debug)]
+struct EndedRun {
+    ids: RunIds,
+    delivery: Option<OpenDelivery>,
+    /// The delivery span ids its run took.
+    taken: HashSet<SpanId>,
 }
 
 /// What the builder keeps of a run in its slot.
@@ -438,9 +508,7 @@ impl OpenRun {
 enum Run {
     /// Boxed: the slots stay small.
     Open(Box<OpenRun>),
-    /// Its root is made; its delivery may still come, and start (its
-    /// start when open).
-    Ended(RunIds, Option<u64>),
+    Ended(Box<EndedRun>),
 }
 
 impl Run {
@@ -451,10 +519,12 @@ impl Run {
             Run::Open(run) => {
                 run.end_at(at, true, out);
             }
-            Run::Ended(ids, Some(start)) => {
-                ids.end_delivery((start, at), None, (None, None), None, out);
+            Run::Ended(run) => {
+                if let Some(open) = run.delivery {
+                    run.ids
+                        .end_delivery(open, at, None, (None, None), None, out);
+                }
             }
-            Run::Ended(_, None) => {}
         }
     }
 }
@@ -480,7 +550,10 @@ impl SpanBuilder {
     /// How many open runs it follows.
     #[cfg(test)]
     pub(crate) fn open_runs(&self) -> usize {
-        let open = |run: &&Run| matches!(run, Run::Open(_) | Run::Ended(_, Some(_)));
+        let open = |run: &&Run| match run {
+            Run::Open(_) => true,
+            Run::Ended(run) => run.delivery.is_some(),
+        };
         self.slots.iter().flatten().filter(open).count()
     }
 
@@ -537,13 +610,14 @@ impl SpanBuilder {
                             if let Some(metadata) = metadata {
                                 ended.metadata = Some(Arc::clone(metadata));
                             }
-                            let ids = ended.end_at(at, false, out);
-                            *entry = Some(Run::Ended(ids, None));
+                            let ended = ended.end_at(at, false, out);
+                            *entry = Some(Run::Ended(Box::new(ended)));
                         }
                     }
                     // Only its delivery events come after its end.
-                    Some(Run::Ended(ids, delivery)) => {
-                        ids.delivery(delivery, &event, at, metadata, out);
+                    Some(Run::Ended(run)) => {
+                        let open = (&mut run.delivery, &mut run.taken);
+                        run.ids.delivery(open, &event, at, metadata, out);
                     }
                     None => {}
                 }

@@ -229,3 +229,90 @@ fn a_runs_ids_strings_and_gates_reach_its_spans_across_hand_offs() {
     assert_eq!(metadata.get("k"), Some(&serde_json::json!("v")));
     assert!(!run.unfinished && !iteration.unfinished);
 }
+
+#[test]
+fn repeated_phases_iterations_and_deliveries_get_span_ids_unique_in_their_trace() {
+    let mut sink = Pipe::new(100);
+    let iteration = |iteration| EventKind::IterationStarted {
+        iteration,
+        max_iterations: 2,
+        feedback: None,
+    };
+    let iteration_done = |iteration| EventKind::IterationCompleted {
+        iteration,
+        success: false,
+        phase_timings: Default::default(),
+        gate_results: Vec::new(),
+    };
+    let verify = |sink: &mut Pipe, millis| {
+        let started = EventKind::PhaseStarted {
+            iteration: 1,
+            phase: Phase::Verify,
+        };
+        feed(sink, "r", millis, started, None);
+        let done = EventKind::PhaseCompleted {
+            iteration: 1,
+            phase: Phase::Verify,
+            success: false,
+            duration_ms: 1,
+        };
+        feed(sink, "r", millis + 1, done, None);
+    };
+    let delivery = |sink: &mut Pipe, millis| {
+        feed(sink, "r", millis, EventKind::DeliveryStarted, None);
+        let done = EventKind::DeliveryCompleted {
+            success: false,
+            pr_url: None,
+            ci_status: None,
+        };
+        feed(sink, "r", millis + 1, done, None);
+    };
+    feed(&mut sink, "r", 1_000, started(), None);
+    feed(&mut sink, "r", 1_001, iteration(1), None);
+    verify(&mut sink, 1_002);
+    verify(&mut sink, 1_004);
+    feed(&mut sink, "r", 1_006, iteration_done(1), None);
+    // The engine numbers its retry of the iteration 1 again.
+    feed(&mut sink, "r", 1_007, iteration(1), None);
+    verify(&mut sink, 1_008);
+    feed(&mut sink, "r", 1_010, iteration_done(1), None);
+    delivery(&mut sink, 1_011);
+    delivery(&mut sink, 1_013);
+    let failed = EventKind::RunFailed {
+        error: "no pull request".into(),
+    };
+    feed(&mut sink, "r", 1_015, failed, None);
+    // A delivery after the run's end: a third try.
+    delivery(&mut sink, 1_016);
+    let spans = sink.spans();
+
+    let names: Vec<&str> = spans.iter().map(SpanData::name).collect();
+    assert_eq!(
+        names,
+        [
+            "phase verify",
+            "phase verify",
+            "iteration",
+            "phase verify",
+            "iteration",
+            "delivery",
+            "delivery",
+            "run",
+            "delivery"
+        ]
+    );
+    let mut ids: Vec<_> = spans.iter().map(|s| s.span_id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), spans.len(), "span ids repeat: {spans:?}");
+    // Each phase nests in the iteration open when it ran.
+    assert_eq!(spans[0].parent, Some(spans[2].span_id));
+    assert_eq!(spans[1].parent, Some(spans[2].span_id));
+    assert_eq!(spans[3].parent, Some(spans[4].span_id));
+    let root = spans[7].span_id;
+    assert!(
+        [2, 4, 5, 6, 8]
+            .iter()
+            .all(|&i| spans[i].parent == Some(root))
+    );
+}
