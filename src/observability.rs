@@ -407,11 +407,23 @@ impl Builder {
     /// most [`OtlpConfig::final_wait`](crate::metrics::OtlpConfig::final_wait)
     /// (5 s). What was exported, dropped or failed is counted on
     /// `/metrics` (`otlp_*`).
-    pub fn otlp(self, endpoint: impl Into<String>) -> Self {
-        self.otlp_config(crate::metrics::OtlpConfig::new(endpoint))
+    ///
+    /// The standard variables set the rest, as OpenTelemetry's SDKs read
+    /// them ([`OtlpConfig::from_env_with_endpoint`](crate::metrics::OtlpConfig::from_env_with_endpoint)):
+    /// `OTEL_EXPORTER_OTLP_PROTOCOL`, `…_HEADERS`, `OTEL_SERVICE_NAME`,
+    /// `OTEL_RESOURCE_ATTRIBUTES`; `endpoint` wins over the endpoint
+    /// variables. One that cannot be read makes [`start`](Self::start)
+    /// fail with [`Error::Config`].
+    pub fn otlp(mut self, endpoint: impl Into<String>) -> Self {
+        let endpoint = endpoint.into();
+        match crate::metrics::OtlpConfig::from_env_with_endpoint(&endpoint) {
+            Ok(config) => self.otlp = Some(config),
+            Err(error) => self.otlp_env_error = Some(error.to_string()),
+        }
+        self
     }
 
-    /// [`otlp`](Self::otlp) with every setting given.
+    /// [`otlp`](Self::otlp) with every setting given: no variable is read.
     pub fn otlp_config(mut self, config: crate::metrics::OtlpConfig) -> Self {
         self.otlp = Some(config);
         self

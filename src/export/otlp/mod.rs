@@ -463,7 +463,7 @@ mod tests {
 
     #[test]
     fn batches_ready_when_a_delivery_is_due_do_not_keep_it_from_coming() {
-        // Found in review: a ready batch always won the select over its
+        // Regression: a ready batch always won the select over its
         // timeout, so a steady stream of batches kept deliveries away.
         let (mut sink, mut target, _metrics) = otlp(1 << 20);
         let (_finish, finish) = crossbeam_channel::bounded::<Instant>(1);
@@ -477,7 +477,7 @@ mod tests {
 
     #[test]
     fn a_shutdown_waiting_when_a_delivery_is_due_comes_first() {
-        // Found by the hanging-receiver test: after a late delivery the next
+        // Regression: after a late delivery the next
         // was due at once, again and again, and the final one never came.
         let (_sink, mut target, _metrics) = otlp(16);
         let (finish_tx, finish) = crossbeam_channel::bounded::<Instant>(1);

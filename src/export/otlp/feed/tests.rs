@@ -81,7 +81,7 @@ fn a_batch_that_finds_the_queue_full_is_dropped_and_its_runs_later_spans_are_cou
 
 #[test]
 fn a_small_queue_kept_empty_drops_nothing() {
-    // Found in review: batches the size of the whole queue, plus the
+    // Regression: batches the size of the whole queue, plus the
     // second step a run's first event adds, did not fit it even empty.
     let mut pipe = Pipe::new(1);
     let (r, s) = (slot(0, 0), slot(1, 0));
