@@ -24,6 +24,9 @@ use common::otlp::decoder;
 use common::parse_exposition;
 use common::receiver::{FakeReceiver, Script, closed_port_url};
 
+/// A credential in a run's metadata: never in a request.
+const SECRET: &str = "sk-live-51Hq8gTx2vQ9wE7rY4uI0oP3aS6dF";
+
 const CALLER: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
 fn metric(obs: &Observability, name: &str, labels: &[(&str, &str)]) -> f64 {
@@ -54,7 +57,13 @@ fn run_engine(obs: &Observability) {
     let spec = TaskSpec::new("fix the flaky test", Strategy::Ralph, 3);
     let log = obs.logger("engine");
 
-    let mut run = emitter.start_run("wo-1", "run-ok", &spec);
+    // Metadata reaches the spans redacted, as every other output.
+    let mut metadata = agentgate_obs::Metadata::new();
+    metadata.insert("api_key".into(), SECRET.into());
+    metadata.insert("branch".into(), "main".into());
+    let mut run = emitter
+        .start_run("wo-1", "run-ok", &spec)
+        .with_metadata(metadata);
     let mut iteration = run.iteration(1, 3, None);
     let phase = iteration.phase(Phase::Build);
     phase.in_context(|| log.info("building", []));
@@ -148,6 +157,12 @@ fn runs_export_as_traces(protocol: OtlpProtocol, content_type: &str, test: &str)
         assert_eq!(request.header("content-type"), Some(content_type));
     }
     let bodies: Vec<Vec<u8>> = requests.iter().map(|r| r.body.clone()).collect();
+    assert!(
+        !bodies
+            .iter()
+            .any(|b| b.windows(SECRET.len()).any(|w| w == SECRET.as_bytes())),
+        "a secret of the metadata was sent"
+    );
     let spans = decoder.spans(content_type, &bodies);
     assert_eq!(
         exported(&obs),
@@ -253,6 +268,11 @@ fn runs_export_as_traces(protocol: OtlpProtocol, content_type: &str, test: &str)
         attr(ok_root, "agentgate.delivery.pr_url").unwrap(),
         "https://git.example/pr/7"
     );
+    assert_eq!(
+        attr(ok_root, "agentgate.metadata.api_key").unwrap(),
+        "[REDACTED]"
+    );
+    assert_eq!(attr(ok_root, "agentgate.metadata.branch").unwrap(), "main");
     let delivery = spans.iter().find(|s| s["name"] == "delivery").unwrap();
     assert_eq!(delivery["parentSpanId"], ok_root["spanId"]);
     let gate = spans
@@ -452,7 +472,8 @@ fn a_receiver_that_is_down_costs_the_engine_nothing_and_its_spans_are_counted_fa
 #[test]
 fn a_receiver_answering_500_gets_no_retry_and_the_spans_are_counted_failed() {
     let receiver = FakeReceiver::start(Script::always(500));
-    let (obs, _, _) = engine_against(&receiver.url(), |c| c);
+    let (obs, ran, _) = engine_against(&receiver.url(), |c| c);
+    assert!(ran < Duration::from_secs(1), "the runs took {ran:?}");
     assert_eq!(counted(&obs, "failed", "server_error"), SPANS);
     assert_eq!(metric(&obs, "agentgate_otlp_retries_total", &[]), 0.0);
     assert_eq!(exported(&obs), 0.0);
@@ -461,16 +482,16 @@ fn a_receiver_answering_500_gets_no_retry_and_the_spans_are_counted_failed() {
 #[test]
 fn a_receiver_answering_400_drops_the_request_as_rejected() {
     let receiver = FakeReceiver::start(Script::always(400));
-    let (obs, _, _) = engine_against(&receiver.url(), |c| c);
+    let (obs, ran, _) = engine_against(&receiver.url(), |c| c);
+    assert!(ran < Duration::from_secs(1), "the runs took {ran:?}");
     assert_eq!(counted(&obs, "dropped", "rejected"), SPANS);
     assert_eq!(metric(&obs, "agentgate_otlp_retries_total", &[]), 0.0);
     assert!(!receiver.received().is_empty());
 }
 
-#[test]
-fn a_receiver_answering_429_is_retried_after_its_retry_after_then_delivers() {
+fn retried_after_its_retry_after_then_delivers(status: u16) {
     let receiver = FakeReceiver::start(Script::Statuses {
-        statuses: vec![429, 200],
+        statuses: vec![status, 200],
         retry_after: Some(1),
     });
     let started = Instant::now();
@@ -482,6 +503,16 @@ fn a_receiver_answering_429_is_retried_after_its_retry_after_then_delivers() {
         started.elapsed() >= Duration::from_secs(1),
         "the retry came before the receiver's Retry-After"
     );
+}
+
+#[test]
+fn a_receiver_answering_429_is_retried_after_its_retry_after_then_delivers() {
+    retried_after_its_retry_after_then_delivers(429);
+}
+
+#[test]
+fn a_receiver_answering_503_is_retried_after_its_retry_after_then_delivers() {
+    retried_after_its_retry_after_then_delivers(503);
 }
 
 #[test]
