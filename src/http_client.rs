@@ -195,6 +195,9 @@ pub(crate) enum SendError {
     /// The deadline passed.
     #[error("no answer from {authority} within the deadline")]
     Timeout { authority: String },
+    /// The sender stopped waiting (shutdown began) before an answer came.
+    #[error("stopped waiting for {authority}: shutdown began")]
+    Stopped { authority: String },
     /// The connection failed while sending or reading.
     #[error("connection to {authority} failed: {source}")]
     Io {
@@ -215,12 +218,16 @@ impl SendError {
     pub(crate) fn kind(&self) -> &'static str {
         match self {
             SendError::Resolve { .. } | SendError::Connect { .. } => "connect",
-            SendError::Timeout { .. } => "timeout",
+            SendError::Timeout { .. } | SendError::Stopped { .. } => "timeout",
             SendError::Io { .. } => "io",
             SendError::Malformed { .. } => "malformed",
         }
     }
 }
+
+/// How often a sender that may be stopped looks whether it is, while it
+/// waits to connect or for the answer.
+const STOP_POLL: Duration = Duration::from_millis(100);
 
 /// Sends `request` to `endpoint` and reads the answer, all before
 /// `deadline`. One connection per request (`Connection: close`): senders
@@ -229,6 +236,43 @@ pub(crate) fn send(
     endpoint: &Endpoint,
     request: &Request<'_>,
     deadline: Instant,
+) -> Result<Response, SendError> {
+    send_inner(endpoint, request, deadline, None)
+}
+
+/// [`send`], which also gives up ([`SendError::Stopped`]) within
+/// [`STOP_POLL`] of `stop` turning true while it waits to connect or for
+/// the answer: a periodic delivery under a long timeout must not outlast
+/// the shorter wait shutdown gives the final one.
+pub(crate) fn send_unless(
+    endpoint: &Endpoint,
+    request: &Request<'_>,
+    deadline: Instant,
+    stop: &dyn Fn() -> bool,
+) -> Result<Response, SendError> {
+    send_inner(endpoint, request, deadline, Some(stop))
+}
+
+/// Whether `stop` says to stop; never without one.
+fn stopped(stop: Option<&dyn Fn() -> bool>) -> bool {
+    stop.is_some_and(|stop| stop())
+}
+
+/// How long one wait may last before `stop` is looked at: all that is
+/// `left` without one.
+fn slice(left: Duration, stop: Option<&dyn Fn() -> bool>) -> Duration {
+    if stop.is_some() {
+        left.min(STOP_POLL)
+    } else {
+        left
+    }
+}
+
+fn send_inner(
+    endpoint: &Endpoint,
+    request: &Request<'_>,
+    deadline: Instant,
+    stop: Option<&dyn Fn() -> bool>,
 ) -> Result<Response, SendError> {
     let authority = || endpoint.authority.clone();
     let io = |source: std::io::Error| {
@@ -246,7 +290,7 @@ pub(crate) fn send(
             }
         }
     };
-    let mut stream = connect(endpoint, deadline)?;
+    let mut stream = connect(endpoint, deadline, stop)?;
     let mut head = String::with_capacity(256);
     head.push_str(request.method);
     head.push(' ');
@@ -271,7 +315,10 @@ pub(crate) fn send(
         set_timeouts(&stream, deadline).map_err(io)?;
         stream.write_all(piece).map_err(io)?;
     }
-    read_response(&mut stream, deadline).map_err(|error| match error {
+    read_response(&mut stream, deadline, stop).map_err(|error| match error {
+        ReadError::Stopped => SendError::Stopped {
+            authority: authority(),
+        },
         ReadError::Io(source) => io(source),
         ReadError::Malformed(reason) => SendError::Malformed {
             authority: authority(),
@@ -280,7 +327,11 @@ pub(crate) fn send(
     })
 }
 
-fn connect(endpoint: &Endpoint, deadline: Instant) -> Result<TcpStream, SendError> {
+fn connect(
+    endpoint: &Endpoint,
+    deadline: Instant,
+    stop: Option<&dyn Fn() -> bool>,
+) -> Result<TcpStream, SendError> {
     let addrs: Vec<_> = endpoint
         .authority
         .to_socket_addrs()
@@ -291,18 +342,33 @@ fn connect(endpoint: &Endpoint, deadline: Instant) -> Result<TcpStream, SendErro
         .collect();
     let mut last = None;
     for addr in &addrs {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(SendError::Timeout {
-                authority: endpoint.authority.clone(),
-            });
-        }
-        match TcpStream::connect_timeout(addr, left) {
-            Ok(stream) => {
-                let _ = stream.set_nodelay(true);
-                return Ok(stream);
+        // Tried again after each poll that found no answer: a host that
+        // drops the SYN is waited on in slices, `stop` looked at between.
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(SendError::Timeout {
+                    authority: endpoint.authority.clone(),
+                });
             }
-            Err(e) => last = Some(e),
+            let wait = slice(left, stop);
+            match TcpStream::connect_timeout(addr, wait) {
+                Ok(stream) => {
+                    let _ = stream.set_nodelay(true);
+                    return Ok(stream);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut && wait < left => {
+                    if stopped(stop) {
+                        return Err(SendError::Stopped {
+                            authority: endpoint.authority.clone(),
+                        });
+                    }
+                }
+                Err(e) => {
+                    last = Some(e);
+                    break;
+                }
+            }
         }
     }
     Err(match last {
@@ -333,6 +399,8 @@ fn set_timeouts(stream: &TcpStream, deadline: Instant) -> std::io::Result<()> {
 }
 
 enum ReadError {
+    /// `stop` turned true before the head came.
+    Stopped,
     Io(std::io::Error),
     Malformed(&'static str),
 }
@@ -346,7 +414,11 @@ impl From<std::io::Error> for ReadError {
 /// Reads the head, then an error's body up to [`MAX_BODY`] (by
 /// `Content-Length`, to its last chunk, or to the end of the connection);
 /// the rest is not read.
-fn read_response(stream: &mut impl ReadTimeouts, deadline: Instant) -> Result<Response, ReadError> {
+fn read_response(
+    stream: &mut impl ReadTimeouts,
+    deadline: Instant,
+    stop: Option<&dyn Fn() -> bool>,
+) -> Result<Response, ReadError> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
     let (status, retry_after, length, chunked, head_len) = loop {
@@ -382,8 +454,23 @@ fn read_response(stream: &mut impl ReadTimeouts, deadline: Instant) -> Result<Re
         if buf.len() >= MAX_HEAD {
             return Err(ReadError::Malformed("a head longer than 16 KiB"));
         }
-        stream.left(deadline)?;
-        let n = stream.read(&mut chunk)?;
+        let n = loop {
+            let now = Instant::now();
+            stream.left(now + slice(deadline.saturating_duration_since(now), stop))?;
+            match stream.read(&mut chunk) {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) && Instant::now() < deadline =>
+                {
+                    if stopped(stop) {
+                        return Err(ReadError::Stopped);
+                    }
+                }
+                read => break read?,
+            }
+        };
         if n == 0 {
             return Err(ReadError::Malformed(
                 "the connection closed before a whole head",
@@ -401,13 +488,24 @@ fn read_response(stream: &mut impl ReadTimeouts, deadline: Instant) -> Result<Re
         length.unwrap_or(usize::MAX).min(MAX_BODY)
     };
     let mut body = buf.split_off(head_len);
+    // The status is in: a stop ends the body where it is.
     while body.len() < want && !(chunked && ends_chunked(&body)) {
-        if stream.left(deadline).is_err() {
+        let now = Instant::now();
+        if stream
+            .left(now + slice(deadline.saturating_duration_since(now), stop))
+            .is_err()
+        {
             break;
         }
         match stream.read(&mut chunk) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => body.extend_from_slice(&chunk[..n]),
+            Ok(n) if n > 0 => body.extend_from_slice(&chunk[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) && Instant::now() < deadline
+                    && !stopped(stop) => {}
+            Ok(_) | Err(_) => break,
         }
     }
     body.truncate(want);
@@ -526,7 +624,7 @@ mod tests {
     #[test]
     fn an_answer_gives_its_status_retry_after_and_the_start_of_its_body() {
         let answer = b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 7\r\nContent-Length: 5\r\n\r\nslow!extra";
-        let response = read_response(&mut &answer[..], soon()).ok().unwrap();
+        let response = read_response(&mut &answer[..], soon(), None).ok().unwrap();
         assert_eq!(response.status, 429);
         assert_eq!(response.retry_after, Some(Duration::from_secs(7)));
         assert_eq!(response.body, b"slow!");
@@ -535,7 +633,7 @@ mod tests {
     #[test]
     fn an_interim_100_is_skipped_and_a_body_without_length_is_read_to_the_end() {
         let answer = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 500 Oops\r\n\r\nall of it";
-        let response = read_response(&mut &answer[..], soon()).ok().unwrap();
+        let response = read_response(&mut &answer[..], soon(), None).ok().unwrap();
         assert_eq!(response.status, 500);
         assert_eq!(response.body, b"all of it");
     }
@@ -544,11 +642,11 @@ mod tests {
     fn a_success_is_not_read_past_its_head_and_a_chunked_error_body_is_decoded() {
         // Nothing after the head: reading on would wait for the deadline.
         let answer = b"HTTP/1.1 200 OK\r\n\r\n";
-        let response = read_response(&mut &answer[..], soon()).ok().unwrap();
+        let response = read_response(&mut &answer[..], soon(), None).ok().unwrap();
         assert_eq!((response.status, response.body.len()), (200, 0));
         let answer = b"HTTP/1.1 400 Bad Request\r\nTransfer-Encoding: chunked\r\n\r\n\
                        6\r\nout of\r\n7;x=y\r\n order\n\r\n0\r\n\r\n";
-        let response = read_response(&mut &answer[..], soon()).ok().unwrap();
+        let response = read_response(&mut &answer[..], soon(), None).ok().unwrap();
         assert_eq!(response.body_text(), "out of order");
         assert_eq!(dechunk(b"zz\r\nab"), None);
         assert!(ends_chunked(b"3\r\nabc\r\n0\r\n\r\n"));
@@ -558,20 +656,20 @@ mod tests {
     fn a_huge_body_is_kept_only_up_to_its_cap_and_a_huge_head_is_refused() {
         let mut answer = b"HTTP/1.1 500 Oops\r\n\r\n".to_vec();
         answer.extend(std::iter::repeat_n(b'x', 1 << 20));
-        let response = read_response(&mut &answer[..], soon()).ok().unwrap();
+        let response = read_response(&mut &answer[..], soon(), None).ok().unwrap();
         assert_eq!(response.body.len(), MAX_BODY);
         let mut answer = b"HTTP/1.1 200 OK\r\n".to_vec();
         answer.extend(std::iter::repeat_n(b'x', 64 * 1024));
         assert!(matches!(
-            read_response(&mut &answer[..], soon()),
+            read_response(&mut &answer[..], soon(), None),
             Err(ReadError::Malformed(_))
         ));
         assert!(matches!(
-            read_response(&mut &b"garbage\r\n\r\n"[..], soon()),
+            read_response(&mut &b"garbage\r\n\r\n"[..], soon(), None),
             Err(ReadError::Malformed(_))
         ));
         assert!(matches!(
-            read_response(&mut &b"HTTP/1.1 200"[..], soon()),
+            read_response(&mut &b"HTTP/1.1 200"[..], soon(), None),
             Err(ReadError::Malformed(_))
         ));
     }
@@ -641,6 +739,36 @@ mod tests {
             start.elapsed() < Duration::from_secs(3),
             "{:?}",
             start.elapsed()
+        );
+        drop(listener);
+    }
+
+    #[test]
+    fn a_send_told_to_stop_gives_up_waiting_for_the_answer_long_before_its_deadline() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint =
+            Endpoint::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
+        let request = Request {
+            method: "POST",
+            path: None,
+            headers: &[],
+            body: b"{}",
+        };
+        let start = Instant::now();
+        let stop_at = start + Duration::from_millis(300);
+        let error = send_unless(
+            &endpoint,
+            &request,
+            start + Duration::from_secs(30),
+            &|| Instant::now() >= stop_at,
+        )
+        .expect_err("no answer");
+        assert!(matches!(error, SendError::Stopped { .. }), "{error}");
+        assert_eq!(error.kind(), "timeout");
+        let took = start.elapsed();
+        assert!(
+            took >= Duration::from_millis(300) && took < Duration::from_secs(5),
+            "{took:?}"
         );
         drop(listener);
     }

@@ -117,7 +117,14 @@ impl PushGateway {
     }
 
     /// One request: `PUT` of the exposition, or `DELETE` of the group.
-    fn send(&self, delete: bool, deadline: Instant) -> Result<(), Failed> {
+    /// One request; a periodic one (`pause`) stops waiting when shutdown
+    /// begins, so that the final push comes within its own wait.
+    fn send(
+        &self,
+        delete: bool,
+        deadline: Instant,
+        pause: Option<&Pause<'_>>,
+    ) -> Result<(), Failed> {
         let mut headers = Vec::with_capacity(2);
         if !delete {
             headers.push((
@@ -142,7 +149,15 @@ impl PushGateway {
                 (false, false) => self.body.as_bytes(),
             },
         };
-        match http_client::send(&self.plan.endpoint, &request, deadline) {
+        let answer = match pause {
+            Some(pause) => {
+                http_client::send_unless(&self.plan.endpoint, &request, deadline, &|| {
+                    pause.stopped()
+                })
+            }
+            None => http_client::send(&self.plan.endpoint, &request, deadline),
+        };
+        match answer {
             Ok(response) => match PushFailure::from_status(response.status) {
                 None => Ok(()),
                 Some(reason) => Err(Failed {
@@ -164,7 +179,7 @@ impl PushGateway {
     fn send_final(&self, delete: bool, deadline: Instant) -> Result<(), Failed> {
         let mut backoff = FIRST_BACKOFF;
         loop {
-            let outcome = self.send(delete, deadline);
+            let outcome = self.send(delete, deadline, None);
             let failed = match outcome {
                 Ok(()) => return Ok(()),
                 Err(failed) => failed,
@@ -236,8 +251,8 @@ impl Target for PushGateway {
         "pushgateway"
     }
 
-    fn deliver(&mut self, metrics: &Metrics, deadline: Instant, last: bool, _: &Pause<'_>) {
-        // A periodic push is one request, not retried: nothing to pause.
+    fn deliver(&mut self, metrics: &Metrics, deadline: Instant, last: bool, pause: &Pause<'_>) {
+        // A periodic push is one request, not retried.
         let delete = last && self.plan.delete_on_shutdown;
         if !delete {
             // The Pushgateway overwrites a pushed label named like the
@@ -256,7 +271,7 @@ impl Target for PushGateway {
         let outcome = if last {
             self.send_final(delete, deadline)
         } else {
-            self.send(false, deadline)
+            self.send(false, deadline, Some(pause))
         };
         self.outcome(outcome, last, delete);
     }

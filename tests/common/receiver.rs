@@ -23,6 +23,9 @@ pub enum Script {
     /// Reads the request and never answers (the connection stays open
     /// until the receiver is dropped).
     Hang,
+    /// Never answers the first request (as [`Script::Hang`]), and answers
+    /// every later one with this status.
+    HangFirst(u16),
     /// Answers every request with this status and no `Content-Length`,
     /// then keeps the connection open (until the receiver is dropped)
     /// though the sender asked to close it: a `204` has no body, so there
@@ -121,6 +124,16 @@ impl FakeReceiver {
                         );
                     }
                     Script::Hang => holding.lock().push(stream),
+                    Script::HangFirst(_) if answered == 0 => {
+                        answered += 1;
+                        holding.lock().push(stream);
+                    }
+                    Script::HangFirst(status) => {
+                        let _ = write!(
+                            stream,
+                            "HTTP/1.1 {status} Scripted\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                        );
+                    }
                     Script::Answer { status, body } => {
                         let _ = write!(
                             stream,

@@ -552,6 +552,29 @@ fn a_hanging_receiver_fills_the_queue_and_the_spans_beyond_are_dropped_not_waite
     assert_eq!(dropped + failed, SPANS, "every span is accounted for");
 }
 
+#[test]
+fn a_send_hanging_when_shutdown_begins_is_cut_short_and_every_span_is_still_counted() {
+    // The periodic send's timeout (10 s) is longer than the final wait:
+    // shutdown gave up on the exporter thread while that send still
+    // waited, and its spans were counted nowhere.
+    let receiver = FakeReceiver::start(Script::Hang);
+    let (obs, ran, stopped) = engine_against(&receiver.url(), |c| {
+        c.timeout(Duration::from_secs(10))
+            .final_wait(Duration::from_millis(500))
+    });
+    assert!(ran < Duration::from_secs(1), "the runs took {ran:?}");
+    assert!(
+        stopped < Duration::from_secs(3),
+        "shutdown took {stopped:?}"
+    );
+    assert_eq!(
+        counted(&obs, "failed", "timeout"),
+        SPANS,
+        "every span is counted"
+    );
+    assert_eq!(exported(&obs), 0.0);
+}
+
 #[cfg(feature = "cli")]
 fn demo(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_agentgate-obs"));

@@ -299,6 +299,51 @@ fn a_pushgateway_that_never_answers_holds_shutdown_only_for_the_final_wait() {
     );
 }
 
+#[test]
+fn a_periodic_push_hanging_when_shutdown_begins_does_not_keep_the_final_push_from_going() {
+    // The periodic push may wait its interval (up to 10 s), longer than
+    // the final wait: shutdown gave up while it waited, and the final
+    // push, with the run's last figures, was never made.
+    let receiver = FakeReceiver::start(Script::HangFirst(200));
+    let obs = Observability::builder()
+        .no_log()
+        .push_gateway_config(
+            PushGatewayConfig::new(receiver.url())
+                .instance("hung")
+                .interval(Duration::from_secs(1))
+                .final_wait(Duration::from_millis(500)),
+        )
+        .start()
+        .expect("the pipeline starts");
+    let run = obs.emitter().run("wo-1", "run-1");
+    run.phase_completed(1, Phase::Build, true, Duration::from_millis(3));
+    // The first periodic push goes at 1 s and hangs.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while receiver.received().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(receiver.received().len(), 1, "the periodic push went");
+    run.phase_completed(2, Phase::Build, true, Duration::from_millis(3));
+    let stopping = Instant::now();
+    obs.shutdown();
+    let shutdown = stopping.elapsed();
+    assert!(
+        shutdown < Duration::from_millis(500) + MARGIN,
+        "{shutdown:?}"
+    );
+    let received = receiver.received();
+    assert_eq!(received.len(), 2, "the final push went too");
+    let last = String::from_utf8_lossy(&received[1].body).into_owned();
+    let count = last.lines().find(|l| {
+        l.starts_with("agentgate_phase_duration_seconds_count{") && l.contains("phase=\"build\"")
+    });
+    assert!(
+        count.is_some_and(|l| l.ends_with(" 2")),
+        "the final push carries both phases: {count:?}"
+    );
+    assert_eq!(obs.metrics().push_gateway_stats().pushes, 2);
+}
+
 /// How many requests the final push made: those after the last event was
 /// emitted (the periodic pushes stop at shutdown).
 fn final_attempts(receiver: &FakeReceiver, ordeal: &Ordeal) -> usize {

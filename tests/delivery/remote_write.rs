@@ -396,6 +396,35 @@ fn a_receiver_that_never_answers_holds_neither_the_engine_nor_shutdown_past_the_
 }
 
 #[test]
+fn a_periodic_send_hanging_when_shutdown_begins_does_not_keep_the_final_send_from_going() {
+    // The periodic send's timeout (20 s) is longer than the final wait:
+    // shutdown gave up while it waited, and its samples were never sent
+    // nor counted.
+    let receiver = FakeReceiver::start(Script::HangFirst(204));
+    let obs = common::quiet()
+        .remote_write_config(
+            fast(receiver.write_url())
+                .interval(Duration::from_millis(50))
+                .timeout(Duration::from_secs(20)),
+        )
+        .start()
+        .expect("start");
+    run_some(&obs, 2, 1);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while receiver.received().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    shutdown_within(&obs, Duration::from_secs(3));
+    assert!(receiver.received().len() >= 2, "the final send went");
+    assert!(sent(&obs) > 0.0);
+    let given_up: f64 = ["connect", "timeout", "io", "server_error", "throttled"]
+        .iter()
+        .map(|r| failed(&obs, r))
+        .sum();
+    assert_eq!(given_up, 0.0, "nothing was given up on");
+}
+
+#[test]
 fn a_full_queue_drops_the_oldest_request_and_counts_its_samples() {
     let obs = common::quiet()
         .remote_write_config(

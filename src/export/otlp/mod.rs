@@ -250,7 +250,13 @@ impl Otlp {
             if batch.retries > 0 {
                 self.counters.retried();
             }
-            let answer = http_client::send(&self.endpoint, &request, deadline);
+            // A periodic delivery stops waiting when shutdown begins: the
+            // final one sends this request again, within its own wait.
+            let answer =
+                http_client::send_unless(&self.endpoint, &request, deadline, &|| pause.stopped());
+            if let Err(http_client::SendError::Stopped { .. }) = answer {
+                return;
+            }
             match classify(answer) {
                 Verdict::Sent => {
                     let spans = batch.spans;
