@@ -1,5 +1,5 @@
 //! A small blocking HTTP/1.1 client for what the pipeline sends out
-//! (pushes to a Pushgateway, Prometheus remote write): one request per
+//! (pushes to a Pushgateway, Prometheus remote write, OTLP traces): one request per
 //! connection, a deadline on everything, bounded answers.
 //!
 //! It is ours for the same reasons the server is: no async runtime, no
@@ -11,6 +11,8 @@
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
+
+mod retry_after;
 
 /// The most of an answer's head (status line and headers) read.
 const MAX_HEAD: usize = 16 * 1024;
@@ -160,7 +162,7 @@ pub(crate) struct Request<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Response {
     pub(crate) status: u16,
-    /// `Retry-After` in seconds, when given as a number; at most
+    /// `Retry-After`, given in seconds or as a date; at most
     /// [`MAX_RETRY_AFTER`].
     pub(crate) retry_after: Option<Duration>,
     /// The start of an error answer's body (at most 4 KiB, a chunked one
@@ -441,8 +443,7 @@ fn read_response(
                         .map(str::trim)
                 };
                 let retry_after = header("retry-after")
-                    .and_then(|v| v.parse::<u64>().ok())
-                    .map(|seconds| Duration::from_secs(seconds).min(MAX_RETRY_AFTER));
+                    .and_then(|v| retry_after::parse(v, std::time::SystemTime::now()));
                 let length = header("content-length").and_then(|v| v.parse::<usize>().ok());
                 let chunked = header("transfer-encoding")
                     .is_some_and(|v| v.to_ascii_lowercase().ends_with("chunked"));
