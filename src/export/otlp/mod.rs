@@ -3,7 +3,7 @@
 //! compact step ([`steps::Steps`]) through a bounded queue to an exporter
 //! thread ([`super::Exporter`]) that builds the spans
 //! ([`builder::SpanBuilder`]), encodes them and sends them with our
-//! blocking HTTP/1.1 client (`src/http_client.rs`).
+//! blocking HTTP/1.1 client (`src/http_client/`).
 //!
 //! The thread takes the drain thread's batches when it rings, builds and
 //! encodes their spans in requests of at most `max_batch` spans (protobuf
