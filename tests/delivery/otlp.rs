@@ -1,7 +1,7 @@
 //! Runs as OTLP traces: every request a receiver gets decodes with the
 //! official `opentelemetry-proto` definitions, in both OTLP/HTTP
 //! encodings, into one trace per run whose spans all reach the run's root;
-//! the trace id is the one on the run's events, journal lines, log lines
+//! the trace id is the one on the run's events (on `/ws` too), journal lines, log lines
 //! and exemplars; a caller's `traceparent` is honoured. A receiver that is
 //! down, failing, throttling or refusing never holds the engine, and each
 //! case is counted on `/metrics`.
@@ -130,6 +130,7 @@ fn runs_export_as_traces(protocol: OtlpProtocol, content_type: &str, test: &str)
     let log_path = dir.join("log.jsonl");
     let journal_path = dir.join("events.jsonl");
     let obs = Observability::builder()
+        .serve("127.0.0.1:0")
         .log_file(&log_path)
         .journal(&journal_path)
         .otlp_config(
@@ -144,8 +145,18 @@ fn runs_export_as_traces(protocol: OtlpProtocol, content_type: &str, test: &str)
     let _sub = obs
         .emitter()
         .subscribe(move |e| seen.lock().push(e.clone()));
+    let mut dashboard = common::ws::Client::connect(obs.local_addr().expect("serving"), "/ws");
+    assert_eq!(dashboard.next_json()["type"], "hello");
     run_engine(&obs);
     obs.flush();
+    let emitted = events.lock().len();
+    let mut streamed = Vec::new();
+    while streamed.len() < emitted {
+        let message = dashboard.next_json();
+        if message["type"].as_str().is_some_and(|t| t.contains(':')) {
+            streamed.push(message);
+        }
+    }
     let openmetrics = obs.metrics().render_as(Format::OpenMetrics);
     obs.shutdown();
 
@@ -317,12 +328,21 @@ fn runs_export_as_traces(protocol: OtlpProtocol, content_type: &str, test: &str)
     }
     assert_eq!(phases_checked, 5);
 
-    // The same trace id on the events, the journal and the log lines.
+    // The same trace id on the events, on /ws, in the journal and on the
+    // log lines.
     for event in &events {
         assert_eq!(
             event.trace_id.map(|t| t.to_string()).as_ref(),
             Some(&trace_of[event.run_id.as_ref()]),
             "{event:?}"
+        );
+    }
+    for message in &streamed {
+        let run = message["runId"].as_str().unwrap();
+        assert_eq!(
+            message["traceId"].as_str(),
+            Some(trace_of[run].as_str()),
+            "{message}"
         );
     }
     let journal = common::journal_lines(&journal_path);
