@@ -448,6 +448,28 @@ mod tests {
     }
 
     #[test]
+    fn an_endpoint_given_in_code_wins_and_the_variables_set_the_rest() {
+        let config = OtlpConfig::from_vars_with(
+            vars(&[
+                (
+                    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                    "http://env:1/v1/traces",
+                ),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+                ("OTEL_EXPORTER_OTLP_HEADERS", "x-tenant=t1"),
+                ("OTEL_SERVICE_NAME", "engine"),
+            ]),
+            Some("http://code:4318"),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(config.traces_url(), "http://code:4318/v1/traces");
+        assert_eq!(config.protocol, OtlpProtocol::HttpJson);
+        assert_eq!(config.headers, [("x-tenant".into(), "t1".into())]);
+        assert_eq!(config.resolved_service_name(), "engine");
+    }
+
+    #[test]
     fn grpc_and_malformed_lists_are_config_errors() {
         for pairs in [
             [
