@@ -717,8 +717,9 @@ mod tests {
         assert_eq!(body, b"a 1\n");
     }
 
-    #[test]
-    fn a_server_that_never_answers_costs_the_deadline_and_no_more() {
+    /// A listener that accepts (in its backlog) and never answers, and its
+    /// endpoint; a request to post to it.
+    fn silent_receiver() -> (TcpListener, Endpoint, Request<'static>) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let endpoint =
             Endpoint::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
@@ -726,8 +727,14 @@ mod tests {
             method: "POST",
             path: None,
             headers: &[],
-            body: b"",
+            body: b"{}",
         };
+        (listener, endpoint, request)
+    }
+
+    #[test]
+    fn a_server_that_never_answers_costs_the_deadline_and_no_more() {
+        let (listener, endpoint, request) = silent_receiver();
         let start = Instant::now();
         let error = send(
             &endpoint,
@@ -746,15 +753,7 @@ mod tests {
 
     #[test]
     fn a_send_told_to_stop_gives_up_waiting_for_the_answer_long_before_its_deadline() {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let endpoint =
-            Endpoint::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
-        let request = Request {
-            method: "POST",
-            path: None,
-            headers: &[],
-            body: b"{}",
-        };
+        let (listener, endpoint, request) = silent_receiver();
         let start = Instant::now();
         let stop_at = start + Duration::from_millis(300);
         let error = send_unless(

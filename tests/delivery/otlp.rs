@@ -337,23 +337,17 @@ fn runs_export_as_traces(protocol: OtlpProtocol, content_type: &str, test: &str)
             "{event:?}"
         );
     }
-    for message in &streamed {
+    let journal: Vec<Value> = common::journal_lines(&journal_path)
+        .iter()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(journal.len(), events.len());
+    for message in streamed.iter().chain(&journal) {
         let run = message["runId"].as_str().unwrap();
         assert_eq!(
             message["traceId"].as_str(),
             Some(trace_of[run].as_str()),
             "{message}"
-        );
-    }
-    let journal = common::journal_lines(&journal_path);
-    assert_eq!(journal.len(), events.len());
-    for line in &journal {
-        let line: Value = serde_json::from_str(line).unwrap();
-        let run = line["runId"].as_str().unwrap();
-        assert_eq!(
-            line["traceId"].as_str(),
-            Some(trace_of[run].as_str()),
-            "{line}"
         );
     }
     let logs = std::fs::read_to_string(&log_path).unwrap();
