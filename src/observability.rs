@@ -413,11 +413,11 @@ impl Builder {
     /// `OTEL_EXPORTER_OTLP_PROTOCOL`, `…_HEADERS`, `OTEL_SERVICE_NAME`,
     /// `OTEL_RESOURCE_ATTRIBUTES`; `endpoint` wins over the endpoint
     /// variables. One that cannot be read makes [`start`](Self::start)
-    /// fail with [`Error::Config`].
+    /// fail with [`Error::Config`]. The last of the `otlp…` calls counts.
     pub fn otlp(mut self, endpoint: impl Into<String>) -> Self {
         let endpoint = endpoint.into();
         match crate::metrics::OtlpConfig::from_env_with_endpoint(&endpoint) {
-            Ok(config) => self.otlp = Some(config),
+            Ok(config) => return self.otlp_config(config),
             Err(error) => self.otlp_env_error = Some(error.to_string()),
         }
         self
@@ -426,6 +426,7 @@ impl Builder {
     /// [`otlp`](Self::otlp) with every setting given: no variable is read.
     pub fn otlp_config(mut self, config: crate::metrics::OtlpConfig) -> Self {
         self.otlp = Some(config);
+        self.otlp_env_error = None;
         self
     }
 
@@ -436,7 +437,7 @@ impl Builder {
     /// fail with [`Error::Config`].
     pub fn otlp_from_env(mut self) -> Self {
         match crate::metrics::OtlpConfig::from_env() {
-            Ok(Some(config)) => self.otlp = Some(config),
+            Ok(Some(config)) => return self.otlp_config(config),
             Ok(None) => {}
             Err(error) => self.otlp_env_error = Some(error.to_string()),
         }

@@ -116,9 +116,9 @@ impl PushGateway {
         format!("{base}{}", self.plan.path)
     }
 
-    /// One request: `PUT` of the exposition, or `DELETE` of the group.
-    /// One request; a periodic one (`pause`) stops waiting when shutdown
-    /// begins, so that the final push comes within its own wait.
+    /// One request: `PUT` of the exposition, or `DELETE` of the group. A
+    /// periodic one (`pause`) stops waiting when shutdown begins, so that
+    /// the final push comes within its own wait.
     fn send(
         &self,
         delete: bool,

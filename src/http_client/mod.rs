@@ -9,7 +9,9 @@
 //! docs/OPERATIONS.md).
 
 use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+
+use socket2::{Domain, Protocol, Socket, Type};
 use std::time::{Duration, Instant};
 
 mod retry_after;
@@ -278,10 +280,7 @@ fn send_inner(
 ) -> Result<Response, SendError> {
     let authority = || endpoint.authority.clone();
     let io = |source: std::io::Error| {
-        if matches!(
-            source.kind(),
-            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-        ) {
+        if timed_out(&source) {
             SendError::Timeout {
                 authority: authority(),
             }
@@ -310,19 +309,15 @@ fn send_inner(
         head.push_str(value);
     }
     head.push_str("\r\n\r\n");
-    set_timeouts(&stream, deadline).map_err(io)?;
-    stream.write_all(head.as_bytes()).map_err(io)?;
-    // Written in pieces so that the deadline holds for a large body too.
-    for piece in request.body.chunks(64 * 1024) {
-        set_timeouts(&stream, deadline).map_err(io)?;
-        stream.write_all(piece).map_err(io)?;
-    }
-    read_response(&mut stream, deadline, stop).map_err(|error| match error {
-        ReadError::Stopped => SendError::Stopped {
+    let exchanged = write_until(&mut stream, head.as_bytes(), deadline, stop)
+        .and_then(|()| write_until(&mut stream, request.body, deadline, stop))
+        .and_then(|()| read_response(&mut stream, deadline, stop));
+    exchanged.map_err(|error| match error {
+        Exchange::Stopped => SendError::Stopped {
             authority: authority(),
         },
-        ReadError::Io(source) => io(source),
-        ReadError::Malformed(reason) => SendError::Malformed {
+        Exchange::Io(source) => io(source),
+        Exchange::Malformed(reason) => SendError::Malformed {
             authority: authority(),
             reason,
         },
@@ -344,33 +339,17 @@ fn connect(
         .collect();
     let mut last = None;
     for addr in &addrs {
-        // Tried again after each poll that found no answer: a host that
-        // drops the SYN is waited on in slices, `stop` looked at between.
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(SendError::Timeout {
+        match connect_to(*addr, deadline, stop) {
+            Ok(stream) => {
+                let _ = stream.set_nodelay(true);
+                return Ok(stream);
+            }
+            Err(Attempt::Stopped) => {
+                return Err(SendError::Stopped {
                     authority: endpoint.authority.clone(),
                 });
             }
-            let wait = slice(left, stop);
-            match TcpStream::connect_timeout(addr, wait) {
-                Ok(stream) => {
-                    let _ = stream.set_nodelay(true);
-                    return Ok(stream);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::TimedOut && wait < left => {
-                    if stopped(stop) {
-                        return Err(SendError::Stopped {
-                            authority: endpoint.authority.clone(),
-                        });
-                    }
-                }
-                Err(e) => {
-                    last = Some(e);
-                    break;
-                }
-            }
+            Err(Attempt::Failed(e)) => last = Some(e),
         }
     }
     Err(match last {
@@ -388,6 +367,62 @@ fn connect(
     })
 }
 
+/// How a connection attempt to one address ended without a connection.
+enum Attempt {
+    Failed(std::io::Error),
+    Stopped,
+}
+
+/// Connects to `addr` before `deadline`: a non-blocking connect, looked
+/// at in naps of at most 10 ms. One socket throughout, so that a receiver
+/// slower to answer than a nap still connects, and `stop` is looked at
+/// between naps.
+fn connect_to(
+    addr: SocketAddr,
+    deadline: Instant,
+    stop: Option<&dyn Fn() -> bool>,
+) -> Result<TcpStream, Attempt> {
+    let failed = Attempt::Failed;
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
+        .map_err(failed)?;
+    socket.set_nonblocking(true).map_err(failed)?;
+    match socket.connect(&addr.into()) {
+        Ok(()) => {}
+        Err(e) if under_way(&e) => {
+            let mut nap = Duration::from_micros(50);
+            loop {
+                if let Some(error) = socket.take_error().map_err(failed)? {
+                    return Err(failed(error));
+                }
+                if socket.peer_addr().is_ok() {
+                    break;
+                }
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(failed(std::io::ErrorKind::TimedOut.into()));
+                }
+                if stopped(stop) {
+                    return Err(Attempt::Stopped);
+                }
+                std::thread::sleep(nap.min(left));
+                nap = (nap * 2).min(Duration::from_millis(10));
+            }
+        }
+        Err(e) => return Err(failed(e)),
+    }
+    socket.set_nonblocking(false).map_err(failed)?;
+    Ok(socket.into())
+}
+
+/// Whether a non-blocking connect's error says it is under way.
+fn under_way(error: &std::io::Error) -> bool {
+    #[cfg(unix)]
+    if error.raw_os_error() == Some(libc::EINPROGRESS) {
+        return true;
+    }
+    error.kind() == std::io::ErrorKind::WouldBlock
+}
+
 /// Socket timeouts set to what is left before `deadline` (at least 1 ms:
 /// zero means "none" to the socket).
 fn set_timeouts(stream: &TcpStream, deadline: Instant) -> std::io::Result<()> {
@@ -400,17 +435,57 @@ fn set_timeouts(stream: &TcpStream, deadline: Instant) -> std::io::Result<()> {
     stream.set_write_timeout(Some(left))
 }
 
-enum ReadError {
-    /// `stop` turned true before the head came.
+/// How writing a request or reading its answer failed.
+enum Exchange {
+    /// `stop` turned true before the answer's head came.
     Stopped,
     Io(std::io::Error),
     Malformed(&'static str),
 }
 
-impl From<std::io::Error> for ReadError {
+impl From<std::io::Error> for Exchange {
     fn from(error: std::io::Error) -> Self {
-        ReadError::Io(error)
+        Exchange::Io(error)
     }
+}
+
+/// Whether an I/O error is a socket timeout running out.
+fn timed_out(error: &std::io::Error) -> bool {
+    matches!(
+        error.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
+}
+
+/// Writes `bytes` before `deadline`, in waits of at most [`STOP_POLL`]
+/// when there is a `stop` to look at between them: a receiver that stops
+/// reading holds a large body no longer than the deadline, or the stop.
+fn write_until(
+    stream: &mut TcpStream,
+    mut bytes: &[u8],
+    deadline: Instant,
+    stop: Option<&dyn Fn() -> bool>,
+) -> Result<(), Exchange> {
+    while !bytes.is_empty() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(Exchange::Io(std::io::ErrorKind::TimedOut.into()));
+        }
+        // Zero means "no timeout" to the socket.
+        stream.set_write_timeout(Some(slice(left, stop).max(Duration::from_millis(1))))?;
+        match stream.write(bytes) {
+            Ok(0) => return Err(Exchange::Io(std::io::ErrorKind::WriteZero.into())),
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if timed_out(&e) => {
+                if stopped(stop) {
+                    return Err(Exchange::Stopped);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Exchange::Io(e)),
+        }
+    }
+    Ok(())
 }
 
 /// Reads the head, then an error's body up to [`MAX_BODY`] (by
@@ -420,7 +495,7 @@ fn read_response(
     stream: &mut impl ReadTimeouts,
     deadline: Instant,
     stop: Option<&dyn Fn() -> bool>,
-) -> Result<Response, ReadError> {
+) -> Result<Response, Exchange> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
     let (status, retry_after, length, chunked, head_len) = loop {
@@ -428,7 +503,7 @@ fn read_response(
         let mut parsed = httparse::Response::new(&mut headers);
         match parsed.parse(&buf) {
             Ok(httparse::Status::Complete(head_len)) => {
-                let status = parsed.code.ok_or(ReadError::Malformed("no status"))?;
+                let status = parsed.code.ok_or(Exchange::Malformed("no status"))?;
                 if status < 200 {
                     // 100 Continue and friends: we never ask for them.
                     buf.drain(..head_len);
@@ -450,30 +525,25 @@ fn read_response(
                 break (status, retry_after, length, chunked, head_len);
             }
             Ok(httparse::Status::Partial) => {}
-            Err(_) => return Err(ReadError::Malformed("an invalid status line or header")),
+            Err(_) => return Err(Exchange::Malformed("an invalid status line or header")),
         }
         if buf.len() >= MAX_HEAD {
-            return Err(ReadError::Malformed("a head longer than 16 KiB"));
+            return Err(Exchange::Malformed("a head longer than 16 KiB"));
         }
         let n = loop {
             let now = Instant::now();
             stream.left(now + slice(deadline.saturating_duration_since(now), stop))?;
             match stream.read(&mut chunk) {
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) && Instant::now() < deadline =>
-                {
+                Err(e) if timed_out(&e) && Instant::now() < deadline => {
                     if stopped(stop) {
-                        return Err(ReadError::Stopped);
+                        return Err(Exchange::Stopped);
                     }
                 }
                 read => break read?,
             }
         };
         if n == 0 {
-            return Err(ReadError::Malformed(
+            return Err(Exchange::Malformed(
                 "the connection closed before a whole head",
             ));
         }
@@ -500,12 +570,7 @@ fn read_response(
         }
         match stream.read(&mut chunk) {
             Ok(n) if n > 0 => body.extend_from_slice(&chunk[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) && Instant::now() < deadline
-                    && !stopped(stop) => {}
+            Err(e) if timed_out(&e) && Instant::now() < deadline && !stopped(stop) => {}
             Ok(_) | Err(_) => break,
         }
     }
@@ -663,15 +728,15 @@ mod tests {
         answer.extend(std::iter::repeat_n(b'x', 64 * 1024));
         assert!(matches!(
             read_response(&mut &answer[..], soon(), None),
-            Err(ReadError::Malformed(_))
+            Err(Exchange::Malformed(_))
         ));
         assert!(matches!(
             read_response(&mut &b"garbage\r\n\r\n"[..], soon(), None),
-            Err(ReadError::Malformed(_))
+            Err(Exchange::Malformed(_))
         ));
         assert!(matches!(
             read_response(&mut &b"HTTP/1.1 200"[..], soon(), None),
-            Err(ReadError::Malformed(_))
+            Err(Exchange::Malformed(_))
         ));
     }
 
@@ -771,6 +836,87 @@ mod tests {
             "{took:?}"
         );
         drop(listener);
+    }
+
+    #[test]
+    fn a_send_told_to_stop_gives_up_writing_to_a_receiver_that_stopped_reading() {
+        let (listener, endpoint, _) = silent_receiver();
+        // More than the two sockets' buffers hold: the write blocks.
+        let body = vec![b'x'; 64 << 20];
+        let request = Request {
+            method: "POST",
+            path: None,
+            headers: &[],
+            body: &body,
+        };
+        let start = Instant::now();
+        let stop_at = start + Duration::from_millis(300);
+        let error = send_unless(
+            &endpoint,
+            &request,
+            start + Duration::from_secs(30),
+            &|| Instant::now() >= stop_at,
+        )
+        .expect_err("no answer");
+        assert!(matches!(error, SendError::Stopped { .. }), "{error}");
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            start.elapsed()
+        );
+        drop(listener);
+    }
+
+    #[test]
+    fn a_send_told_to_stop_gives_up_waiting_to_connect_and_one_not_told_connects_late() {
+        // A listener whose accept queue is full drops the SYNs that come:
+        // a connect waits as it would for a host that does not answer.
+        let listener = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        listener
+            .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+            .unwrap();
+        listener.listen(0).unwrap();
+        let addr = listener.local_addr().unwrap().as_socket().unwrap();
+        let mut queued = Vec::new();
+        while let Ok(stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            queued.push(stream);
+            assert!(queued.len() < 64, "the accept queue never filled");
+        }
+        let endpoint = Endpoint::parse(&format!("http://{addr}/")).unwrap();
+        let request = Request {
+            method: "POST",
+            path: None,
+            headers: &[],
+            body: b"{}",
+        };
+        let start = Instant::now();
+        let stop_at = start + Duration::from_millis(300);
+        let error = send_unless(
+            &endpoint,
+            &request,
+            start + Duration::from_secs(30),
+            &|| Instant::now() >= stop_at,
+        )
+        .expect_err("no connection");
+        assert!(matches!(error, SendError::Stopped { .. }), "{error}");
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            start.elapsed()
+        );
+        // Room in the queue a little later: the SYN sent again gets in
+        // (after a second, its first retransmission), on the same socket.
+        let accepting = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            let mut accepted = Vec::new();
+            while accepted.len() < queued.len() + 1 {
+                accepted.push(listener.accept().unwrap());
+            }
+            accepted
+        });
+        let stream = connect(&endpoint, Instant::now() + Duration::from_secs(10), None);
+        assert!(stream.is_ok(), "{:?}", stream.err());
+        drop(accepting.join().unwrap());
     }
 
     #[test]

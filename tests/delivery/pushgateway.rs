@@ -310,14 +310,17 @@ fn a_periodic_push_hanging_when_shutdown_begins_does_not_keep_the_final_push_fro
         .push_gateway_config(
             PushGatewayConfig::new(receiver.url())
                 .instance("hung")
-                .interval(Duration::from_secs(1))
+                // A periodic push waits up to its interval: long enough
+                // that it still waits when shutdown begins, on a loaded
+                // machine too.
+                .interval(Duration::from_secs(3))
                 .final_wait(Duration::from_millis(500)),
         )
         .start()
         .expect("the pipeline starts");
     let run = obs.emitter().run("wo-1", "run-1");
     run.phase_completed(1, Phase::Build, true, Duration::from_millis(3));
-    // The first periodic push goes at 1 s and hangs.
+    // The first periodic push goes at 3 s and hangs.
     let deadline = Instant::now() + Duration::from_secs(10);
     while receiver.received().is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));

@@ -222,6 +222,10 @@ impl Otlp {
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
         loop {
+            if pause.stopped() {
+                // The final delivery sends what is pending, now.
+                return;
+            }
             if let Some(at) = self.not_before {
                 if at >= deadline {
                     return;
@@ -255,6 +259,11 @@ impl Otlp {
             let answer =
                 http_client::send_unless(&self.endpoint, &request, deadline, &|| pause.stopped());
             if let Err(http_client::SendError::Stopped { .. }) = answer {
+                // Sent again by the final delivery: a retry, as in remote
+                // write.
+                if let Some(batch) = self.pending.front_mut() {
+                    batch.retries += 1;
+                }
                 return;
             }
             match classify(answer) {

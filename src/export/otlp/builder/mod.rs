@@ -11,10 +11,10 @@
 //! failed and canceled runs and on failed phases, nowhere else. Span ids
 //! below the root follow from it and what the span is
 //! ([`SpanId::child`]), as the guards' log contexts derive them; a span
-//! that repeats one of its run (a phase run twice in an iteration, an
-//! iteration number used again, a delivery retried) gets a random id
-//! instead: ids are unique in a trace, and only log lines inside such a
-//! repeat name the first one's span.
+//! that would repeat one of its run (a phase run twice in an iteration,
+//! an iteration number not above every earlier one, a delivery retried)
+//! gets a random id instead: ids are unique in a trace, and only log
+//! lines inside such a span name another.
 //!
 //! A run's delivery events after its end (an engine may deliver a run's
 //! pull request after the run) make a delivery span under the root
@@ -25,7 +25,6 @@
 //! it drops steps ([`Nesting`](super::feed::Nesting)): the two must agree,
 //! and a test holds them to it.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use super::spans::{GateEvent, RunInfo, SpanData, Status, What, phase_name};
@@ -73,8 +72,8 @@ struct OpenRun {
     iteration: Option<OpenIteration>,
     phase: Option<OpenPhase>,
     delivery: Option<OpenDelivery>,
-    /// The ids its spans below the root took, to keep them unique.
-    taken: HashSet<SpanId>,
+    /// The derived ids its spans took, to keep them unique.
+    taken: Taken,
     /// Gate checks of the open iteration, and of the run itself (those
     /// of no open iteration).
     iteration_gates: Vec<GateEvent>,
@@ -88,15 +87,69 @@ struct RunIds {
     root: SpanId,
 }
 
-/// The id of a span starting: `derived` unless a span of its run took it.
-fn fresh(taken: &mut HashSet<SpanId>, derived: SpanId) -> SpanId {
-    if taken.insert(derived) {
-        return derived;
+/// Which derived span ids a run's spans took, in a few bytes however
+/// long the run: those of the highest iteration number seen so far, and
+/// the delivery's. An iteration number below it is never given a derived
+/// id again (its spans get random ones), so every derived id is given at
+/// most once.
+#[derive(Clone, Copy, Debug, Default)]
+struct Taken {
+    /// The highest iteration number seen, when one was.
+    iteration: Option<u32>,
+    /// Its iteration span's id was given.
+    iteration_span: bool,
+    /// Its phases' ids given, a bit per phase.
+    phases: u8,
+    delivery: bool,
+}
+
+// A bit per phase in `Taken::phases`.
+const _: () = assert!(Phase::ALL.len() <= 8);
+
+impl Taken {
+    /// Whether `iteration`'s derived ids are still to be given; moves on
+    /// to it when it is the highest yet.
+    fn current(&mut self, iteration: u32) -> bool {
+        match self.iteration {
+            Some(highest) if iteration < highest => false,
+            Some(highest) if iteration == highest => true,
+            _ => {
+                *self = Taken {
+                    iteration: Some(iteration),
+                    iteration_span: false,
+                    phases: 0,
+                    delivery: self.delivery,
+                };
+                true
+            }
+        }
     }
-    loop {
-        let id = SpanId::random();
-        if taken.insert(id) {
-            return id;
+
+    /// The id of `iteration`'s span: `derived` unless it was given.
+    fn iteration(&mut self, iteration: u32, derived: SpanId) -> SpanId {
+        let fresh = self.current(iteration) && !std::mem::replace(&mut self.iteration_span, true);
+        if fresh { derived } else { SpanId::random() }
+    }
+
+    /// The id of `phase`'s span in `iteration`: `derived` unless it was
+    /// given.
+    fn phase(&mut self, iteration: u32, phase: Phase, derived: SpanId) -> SpanId {
+        let bit = 1u8 << phase.index();
+        let fresh = self.current(iteration) && self.phases & bit == 0;
+        if fresh {
+            self.phases |= bit;
+            derived
+        } else {
+            SpanId::random()
+        }
+    }
+
+    /// The id of a delivery span: `derived` for the first one.
+    fn delivery(&mut self, derived: SpanId) -> SpanId {
+        if std::mem::replace(&mut self.delivery, true) {
+            SpanId::random()
+        } else {
+            derived
         }
     }
 }
@@ -150,7 +203,7 @@ impl RunIds {
     /// ends at it; `taken`, the ids its run's spans took.
     fn delivery(
         self,
-        (open, taken): (&mut Option<OpenDelivery>, &mut HashSet<SpanId>),
+        (open, taken): (&mut Option<OpenDelivery>, &mut Taken),
         event: &Event<'_>,
         at: u64,
         metadata: Option<&Arc<Metadata>>,
@@ -158,7 +211,7 @@ impl RunIds {
     ) {
         let mut start = |at| OpenDelivery {
             start_ns: at,
-            span_id: fresh(taken, self.root.child(0, SpanId::DELIVERY_SLOT)),
+            span_id: taken.delivery(self.root.child(0, SpanId::DELIVERY_SLOT)),
         };
         match *event {
             Event::DeliveryStarted => {
@@ -215,7 +268,7 @@ impl OpenRun {
             iteration: None,
             phase: None,
             delivery: None,
-            taken: HashSet::new(),
+            taken: Taken::default(),
             iteration_gates: Vec::new(),
             root_gates: Vec::new(),
         }
@@ -226,7 +279,9 @@ impl OpenRun {
         OpenIteration {
             iteration,
             start_ns: at,
-            span_id: fresh(&mut self.taken, self.ids.root.child(iteration, 0)),
+            span_id: self
+                .taken
+                .iteration(iteration, self.ids.root.child(iteration, 0)),
         }
     }
 
@@ -240,7 +295,11 @@ impl OpenRun {
             iteration,
             phase,
             start_ns: at,
-            span_id: fresh(&mut self.taken, self.ids.root.phase_child(iteration, phase)),
+            span_id: self.taken.phase(
+                iteration,
+                phase,
+                self.ids.root.phase_child(iteration, phase),
+            ),
             parent,
         }
     }
@@ -480,16 +539,10 @@ impl OpenRun {
             what: What::Run(Box::new(std::mem::take(&mut self.info))),
         };
         self.ids.push(out, span);
-        // Of the ids taken, only a delivery's can be taken again.
-        let delivery = self.ids.root.child(0, SpanId::DELIVERY_SLOT);
-        let mut taken = HashSet::new();
-        if self.taken.contains(&delivery) {
-            taken.insert(delivery);
-        }
         EndedRun {
             ids: self.ids,
             delivery: None,
-            taken,
+            taken: self.taken,
         }
     }
 }
@@ -499,8 +552,8 @@ impl OpenRun {
 struct EndedRun {
     ids: RunIds,
     delivery: Option<OpenDelivery>,
-    /// The delivery span ids its run took.
-    taken: HashSet<SpanId>,
+    /// Whether its delivery's derived id was given.
+    taken: Taken,
 }
 
 /// What the builder keeps of a run in its slot.
