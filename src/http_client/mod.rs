@@ -9,11 +9,12 @@
 //! docs/OPERATIONS.md).
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpStream};
 
 use socket2::{Domain, Protocol, Socket, Type};
 use std::time::{Duration, Instant};
 
+mod resolve;
 mod retry_after;
 
 /// The most of an answer's head (status line and headers) read.
@@ -329,14 +330,7 @@ fn connect(
     deadline: Instant,
     stop: Option<&dyn Fn() -> bool>,
 ) -> Result<TcpStream, SendError> {
-    let addrs: Vec<_> = endpoint
-        .authority
-        .to_socket_addrs()
-        .map_err(|e| SendError::Resolve {
-            authority: endpoint.authority.clone(),
-            reason: e.to_string(),
-        })?
-        .collect();
+    let addrs = resolve::resolve(&endpoint.authority, deadline, stop)?;
     let mut last = None;
     for addr in &addrs {
         match connect_to(*addr, deadline, stop) {
