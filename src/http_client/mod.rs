@@ -246,9 +246,9 @@ pub(crate) fn send(
 }
 
 /// [`send`], which also gives up ([`SendError::Stopped`]) within
-/// [`STOP_POLL`] of `stop` turning true while it waits to connect or for
-/// the answer: a periodic delivery under a long timeout must not outlast
-/// the shorter wait shutdown gives the final one.
+/// [`STOP_POLL`] of `stop` turning true while it looks up the name,
+/// connects, writes or reads the answer: a periodic delivery under a long
+/// timeout must not outlast the shorter wait shutdown gives the final one.
 pub(crate) fn send_unless(
     endpoint: &Endpoint,
     request: &Request<'_>,
@@ -408,13 +408,14 @@ fn connect_to(
     Ok(socket.into())
 }
 
-/// Whether a non-blocking connect's error says it is under way.
+/// Whether a non-blocking connect's error says it is under way. On Unix
+/// that is `EINPROGRESS` alone: Linux's `EAGAIN` from a TCP connect means
+/// no local port or route was free, and nothing is under way.
 fn under_way(error: &std::io::Error) -> bool {
     #[cfg(unix)]
-    if error.raw_os_error() == Some(libc::EINPROGRESS) {
-        return true;
-    }
-    error.kind() == std::io::ErrorKind::WouldBlock
+    return error.raw_os_error() == Some(libc::EINPROGRESS);
+    #[cfg(not(unix))]
+    return error.kind() == std::io::ErrorKind::WouldBlock;
 }
 
 /// Socket timeouts set to what is left before `deadline` (at least 1 ms:
@@ -461,6 +462,11 @@ fn write_until(
     stop: Option<&dyn Fn() -> bool>,
 ) -> Result<(), Exchange> {
     while !bytes.is_empty() {
+        // Looked at before every write, not only after one that timed out:
+        // a receiver reading a little every slice never lets one time out.
+        if stopped(stop) {
+            return Err(Exchange::Stopped);
+        }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(Exchange::Io(std::io::ErrorKind::TimedOut.into()));
@@ -525,14 +531,18 @@ fn read_response(
             return Err(Exchange::Malformed("a head longer than 16 KiB"));
         }
         let n = loop {
+            // Before every read, as in `write_until`: a head trickled in a
+            // byte a slice never times out.
+            if stopped(stop) {
+                return Err(Exchange::Stopped);
+            }
             let now = Instant::now();
             stream.left(now + slice(deadline.saturating_duration_since(now), stop))?;
             match stream.read(&mut chunk) {
-                Err(e) if timed_out(&e) && Instant::now() < deadline => {
-                    if stopped(stop) {
-                        return Err(Exchange::Stopped);
-                    }
-                }
+                Err(e) if timed_out(&e) && Instant::now() < deadline => {}
+                // A signal handler ends a read with a timeout set even
+                // under SA_RESTART (signal(7)).
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 read => break read?,
             }
         };
@@ -554,7 +564,7 @@ fn read_response(
     };
     let mut body = buf.split_off(head_len);
     // The status is in: a stop ends the body where it is.
-    while body.len() < want && !(chunked && ends_chunked(&body)) {
+    while body.len() < want && !(chunked && ends_chunked(&body)) && !stopped(stop) {
         let now = Instant::now();
         if stream
             .left(now + slice(deadline.saturating_duration_since(now), stop))
@@ -564,7 +574,8 @@ fn read_response(
         }
         match stream.read(&mut chunk) {
             Ok(n) if n > 0 => body.extend_from_slice(&chunk[..n]),
-            Err(e) if timed_out(&e) && Instant::now() < deadline && !stopped(stop) => {}
+            Err(e) if timed_out(&e) && Instant::now() < deadline => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Ok(_) | Err(_) => break,
         }
     }

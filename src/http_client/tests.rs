@@ -214,6 +214,33 @@ fn a_send_told_to_stop_gives_up_waiting_for_the_answer_long_before_its_deadline(
 }
 
 #[test]
+fn a_send_told_to_stop_gives_up_on_an_answer_trickled_a_byte_at_a_time() {
+    // Every read gets a byte before its slice ends: none times out, so a
+    // stop looked at only after a timeout was never seen (the send lasted
+    // its whole deadline).
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = Endpoint::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
+    std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let head = b"HTTP/1.1 200 OK\r\nX-Slow: ";
+        for byte in head.iter().chain(std::iter::repeat(&b'a')) {
+            if stream.write_all(&[*byte]).is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+    let request = Request {
+        method: "POST",
+        path: None,
+        headers: &[],
+        body: b"{}",
+    };
+    let (_, took) = send_stopped_after_300_ms(&endpoint, &request);
+    assert!(took < Duration::from_secs(2), "{took:?}");
+}
+
+#[test]
 fn a_send_told_to_stop_gives_up_writing_to_a_receiver_that_stopped_reading() {
     let (listener, endpoint, _) = silent_receiver();
     // More than the two sockets' buffers hold: the write blocks.
