@@ -10,7 +10,9 @@ use super::MAX_RETRY_AFTER;
 /// (`Sun, 06 Nov 1994 08:49:37 GMT`, the one form senders may generate).
 pub(crate) fn parse(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        // Too many digits for a u64 is still a number of seconds: the most.
+        let seconds = value.parse::<u64>().unwrap_or(u64::MAX);
         return Some(Duration::from_secs(seconds).min(MAX_RETRY_AFTER));
     }
     let at = UNIX_EPOCH + Duration::from_secs(imf_fixdate(value)?);
@@ -23,13 +25,17 @@ pub(crate) fn parse(value: &str, now: SystemTime) -> Option<Duration> {
 
 /// Seconds since the epoch of an IMF-fixdate.
 fn imf_fixdate(value: &str) -> Option<u64> {
+    const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
+    if !DAYS.contains(&value.get(..3)?) {
+        return None;
+    }
     let rest = value.get(3..)?.strip_prefix(", ")?.strip_suffix(" GMT")?;
     let mut parts = rest.split(' ');
     let (day, month, year, time) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some() || day.len() != 2 || year.len() != 4 || time.len() != 8 {
+    if parts.next().is_some() || day.len() != 2 || year.len() != 4 {
         return None;
     }
     let number = |digits: &str| -> Option<u64> {
@@ -41,13 +47,24 @@ fn imf_fixdate(value: &str) -> Option<u64> {
     let day = number(day)?;
     let month = MONTHS.iter().position(|m| *m == month)? as u64 + 1;
     let year = number(year)?;
-    let mut clock = time.split(':');
+    // `HH:MM:SS`, each field two digits.
+    let clock = time.as_bytes();
+    if clock.len() != 8 || clock[2] != b':' || clock[5] != b':' {
+        return None;
+    }
     let (hour, minute, second) = (
-        number(clock.next()?)?,
-        number(clock.next()?)?,
-        number(clock.next()?)?,
+        number(time.get(0..2)?)?,
+        number(time.get(3..5)?)?,
+        number(time.get(6..8)?)?,
     );
-    if !(1..=31).contains(&day) || year < 1970 || hour > 23 || minute > 59 || second > 60 {
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let month_days = match month {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    };
+    if !(1..=month_days).contains(&day) || year < 1970 || hour > 23 || minute > 59 || second > 60 {
         return None;
     }
     let days = days_from_civil(year, month, day);
@@ -78,6 +95,7 @@ mod tests {
     fn delay_seconds_are_taken_up_to_the_bound() {
         assert_eq!(parse(" 7 ", at(0)), Some(Duration::from_secs(7)));
         assert_eq!(parse("18446744073709551615", at(0)), Some(MAX_RETRY_AFTER));
+        assert_eq!(parse("99999999999999999999", at(0)), Some(MAX_RETRY_AFTER));
     }
 
     #[test]
@@ -112,6 +130,12 @@ mod tests {
             "Sun, 06 Nov 1969 08:49:37 GMT",
             "Sun, 06 Nov 1994 08:49:37 GMT extra",
             "é, 06 Nov 1994 08:49:37 GMT",
+            "+7",
+            "Xyz, 06 Nov 1994 08:49:37 GMT",
+            "Sun, 31 Feb 1994 08:49:37 GMT",
+            "Sun, 29 Feb 2100 08:49:37 GMT",
+            "Sun, 06 Nov 1994 1:2:3:45 GMT",
+            "Sun, 06 Nov 1994 0:00:000 GMT",
         ] {
             assert_eq!(parse(value, at(0)), None, "{value:?}");
         }
