@@ -155,18 +155,31 @@ fn a_request_reaches_a_server_with_its_headers_and_body() {
     assert_eq!(body, b"a 1\n");
 }
 
+/// A POST of `body` to the endpoint's own path.
+fn post(body: &[u8]) -> Request<'_> {
+    Request {
+        method: "POST",
+        path: None,
+        headers: &[],
+        body,
+    }
+}
+
 /// A listener that accepts (in its backlog) and never answers, and its
 /// endpoint; a request to post to it.
 fn silent_receiver() -> (TcpListener, Endpoint, Request<'static>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let endpoint = Endpoint::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
-    let request = Request {
-        method: "POST",
-        path: None,
-        headers: &[],
-        body: b"{}",
-    };
-    (listener, endpoint, request)
+    (listener, endpoint, post(b"{}"))
+}
+
+/// A receiver that takes one connection and does `serve` with it on a
+/// thread of its own; its endpoint.
+fn receiver(serve: impl FnOnce(TcpStream) + Send + 'static) -> Endpoint {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = Endpoint::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
+    std::thread::spawn(move || serve(listener.accept().unwrap().0));
+    endpoint
 }
 
 /// Sends `request` with a 30 s deadline and a stop that comes after
@@ -218,10 +231,7 @@ fn a_send_told_to_stop_gives_up_on_an_answer_trickled_a_byte_at_a_time() {
     // Every read gets a byte before its slice ends: none times out, so a
     // stop looked at only after a timeout was never seen (the send lasted
     // its whole deadline).
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let endpoint = Endpoint::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
-    std::thread::spawn(move || {
-        let (mut stream, _) = listener.accept().unwrap();
+    let endpoint = receiver(|mut stream| {
         let head = b"HTTP/1.1 200 OK\r\nX-Slow: ";
         for byte in head.iter().chain(std::iter::repeat(&b'a')) {
             if stream.write_all(&[*byte]).is_err() {
@@ -230,12 +240,7 @@ fn a_send_told_to_stop_gives_up_on_an_answer_trickled_a_byte_at_a_time() {
             std::thread::sleep(Duration::from_millis(20));
         }
     });
-    let request = Request {
-        method: "POST",
-        path: None,
-        headers: &[],
-        body: b"{}",
-    };
+    let request = post(b"{}");
     let (_, took) = send_stopped_after_300_ms(&endpoint, &request);
     assert!(took < Duration::from_secs(2), "{took:?}");
 }
@@ -245,12 +250,7 @@ fn a_send_told_to_stop_gives_up_writing_to_a_receiver_that_stopped_reading() {
     let (listener, endpoint, _) = silent_receiver();
     // More than the two sockets' buffers hold: the write blocks.
     let body = vec![b'x'; 64 << 20];
-    let request = Request {
-        method: "POST",
-        path: None,
-        headers: &[],
-        body: &body,
-    };
+    let request = post(&body);
     let (_, took) = send_stopped_after_300_ms(&endpoint, &request);
     assert!(took < Duration::from_secs(5), "{took:?}");
     drop(listener);
@@ -272,12 +272,7 @@ fn a_send_told_to_stop_gives_up_waiting_to_connect_and_one_not_told_connects_lat
         assert!(queued.len() < 64, "the accept queue never filled");
     }
     let endpoint = Endpoint::parse(&format!("http://{addr}/")).unwrap();
-    let request = Request {
-        method: "POST",
-        path: None,
-        headers: &[],
-        body: b"{}",
-    };
+    let request = post(b"{}");
     let (_, took) = send_stopped_after_300_ms(&endpoint, &request);
     assert!(took < Duration::from_secs(5), "{took:?}");
     // Room in the queue a little later: the SYN sent again gets in
@@ -297,10 +292,7 @@ fn a_send_told_to_stop_gives_up_waiting_to_connect_and_one_not_told_connects_lat
 
 #[test]
 fn a_receiver_that_reads_slowly_holds_a_send_no_longer_than_its_deadline() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let endpoint = Endpoint::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
-    std::thread::spawn(move || {
-        let (mut stream, _) = listener.accept().unwrap();
+    let endpoint = receiver(|mut stream| {
         // 64 KiB every 300 ms: each write makes some progress, and the
         // 16 MiB body would take more than a minute.
         let mut buf = vec![0u8; 64 * 1024];
@@ -309,12 +301,7 @@ fn a_receiver_that_reads_slowly_holds_a_send_no_longer_than_its_deadline() {
         }
     });
     let body = vec![b'x'; 16 << 20];
-    let request = Request {
-        method: "POST",
-        path: None,
-        headers: &[],
-        body: &body,
-    };
+    let request = post(&body);
     let start = Instant::now();
     let error = send(
         &endpoint,
@@ -335,12 +322,7 @@ fn a_closed_port_is_a_connect_error() {
         .unwrap()
         .port();
     let endpoint = Endpoint::parse(&format!("http://127.0.0.1:{port}/")).unwrap();
-    let request = Request {
-        method: "POST",
-        path: None,
-        headers: &[],
-        body: b"",
-    };
+    let request = post(b"");
     let error = send(&endpoint, &request, soon()).expect_err("refused");
     assert_eq!(error.kind(), "connect", "{error}");
 }
