@@ -249,13 +249,19 @@ pub(crate) fn send(
 /// [`STOP_POLL`] of `stop` turning true while it looks up the name,
 /// connects, writes or reads the answer: a periodic delivery under a long
 /// timeout must not outlast the shorter wait shutdown gives the final one.
+///
+/// A stop counts only once the send has gone on for [`STOP_POLL`]: one
+/// that a healthy receiver answers at once is not cut short, and counted
+/// failed, because shutdown began while it was under way.
 pub(crate) fn send_unless(
     endpoint: &Endpoint,
     request: &Request<'_>,
     deadline: Instant,
     stop: &dyn Fn() -> bool,
 ) -> Result<Response, SendError> {
-    send_inner(endpoint, request, deadline, Some(stop))
+    let heeded_from = Instant::now() + STOP_POLL;
+    let stop = || Instant::now() >= heeded_from && stop();
+    send_inner(endpoint, request, deadline, Some(&stop))
 }
 
 /// Whether `stop` says to stop; never without one.

@@ -227,6 +227,29 @@ fn a_send_told_to_stop_gives_up_waiting_for_the_answer_long_before_its_deadline(
 }
 
 #[test]
+fn a_send_a_receiver_answers_at_once_is_not_cut_short_by_a_stop() {
+    // A periodic push under way as shutdown began was given up before its
+    // first write, and counted failed, though the receiver was healthy.
+    let endpoint = receiver(|stream| {
+        let mut reader = std::io::BufReader::new(stream);
+        let mut line = String::new();
+        loop {
+            line.clear();
+            match reader.read_line(&mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) if line == "\r\n" => break,
+                Ok(_) => {}
+            }
+        }
+        let _ = reader
+            .get_mut()
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    });
+    let response = send_unless(&endpoint, &post(b""), soon(), &|| true).expect("answered");
+    assert_eq!(response.status, 200);
+}
+
+#[test]
 fn a_send_told_to_stop_gives_up_on_an_answer_trickled_a_byte_at_a_time() {
     // Every read gets a byte before its slice ends: none times out, so a
     // stop looked at only after a timeout was never seen (the send lasted
