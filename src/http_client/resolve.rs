@@ -86,6 +86,9 @@ fn resolve_with(
     let out_of_time = || SendError::Timeout {
         authority: authority.to_owned(),
     };
+    let told_to_stop = || SendError::Stopped {
+        authority: authority.to_owned(),
+    };
     // A send waits its turn when earlier lookups fill the room: a slow
     // but healthy resolver frees it soon, and shutdown's final sends
     // must not fail at once behind the periodic ones it cut short.
@@ -95,9 +98,7 @@ fn resolve_with(
             return Err(out_of_time());
         }
         if stopped(stop) {
-            return Err(SendError::Stopped {
-                authority: authority.to_owned(),
-            });
+            return Err(told_to_stop());
         }
         if let Some(claimed) = InFlight::claim(in_flight) {
             break claimed;
@@ -125,9 +126,7 @@ fn resolve_with(
             Ok(Err(e)) => return Err(failed(e.to_string())),
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 if stopped(stop) {
-                    return Err(SendError::Stopped {
-                        authority: authority.to_owned(),
-                    });
+                    return Err(told_to_stop());
                 }
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => {
